@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * shf.h - libshf: hash tables shared by unrelated processes and threads
+ * through memory-mapped files (by default under /dev/shm).
+ *
+ * Source compatible with SharedHashFile's public API; see libshf(7).
+ *
+ * Multi-process rules (read these first):
+ *  - Any process may create a table with shf_attach(); creation is atomic
+ *    (the file is built under a temporary name and renamed into place), so
+ *    racing creators end up attached to one and the same table.
+ *  - Any number of processes and threads may attach to the same table at
+ *    once.  An SHF handle may be shared by the threads of one process.
+ *  - Keys, values and results are per thread: shf_make_hash() names the key
+ *    for the next call made by the same thread, and results come back in
+ *    the thread-local variables declared below.
+ *  - fork(): the child inherits the mapping; it may keep using a handle it
+ *    inherited, but a handle must not be in use by another thread of the
+ *    parent at the moment of fork().  exec() drops every handle.
+ *  - A process that dies at any instant, even by SIGKILL while it holds a
+ *    lock, never blocks the others: locks are robust futexes and the next
+ *    locker repairs the shard from its journal.
+ *  - Tables live on a local file system (tmpfs by default); network file
+ *    systems are not supported.
+ *  - No call exits, aborts or prints.  Constructors return NULL with errno
+ *    set; other calls return SHF_RET_ERROR in their flags with errno set.
+ */
+#ifndef SHF_H
+#define SHF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHF_VERSION_MAJOR 1
+#define SHF_VERSION_MINOR 0
+#define SHF_VERSION_PATCH 0
+
+/** An attached table (opaque). */
+typedef struct shf SHF;
+
+/* Return flags (bit flags, may be combined). */
+#define SHF_RET_OK        0u   /**< done, nothing to report */
+#define SHF_RET_KEY_FOUND 1u   /**< the key (or UID) exists */
+#define SHF_RET_BAD_VAL   2u   /**< the stored value does not fit the call */
+#define SHF_RET_BAD_CB    4u   /**< the update callback misbehaved */
+#define SHF_RET_KEY_PUT   8u   /**< the key,value pair was stored */
+#define SHF_RET_NOT_TTL  16u   /**< reserved for cache mode */
+#define SHF_RET_KEY_NONE 128u  /**< the key (or UID) does not exist */
+#define SHF_RET_ERROR    256u  /**< the call failed; errno says why */
+
+#define SHF_UID_NONE  (4294967295U) /**< no UID */
+#define SHF_QID_NONE  (4294967295U) /**< no queue */
+#define SHF_QIID_NONE (4294967295U) /**< no queue item */
+
+/* Thread-local results. */
+extern __thread uint32_t shf_uid;          /**< UID of the key found or put */
+extern __thread char *shf_key;             /**< copy of a key (thread's buffer) */
+extern __thread uint32_t shf_key_len;      /**< its length */
+extern __thread char *shf_val;             /**< copy of a value (thread's buffer) */
+extern __thread uint32_t shf_val_len;      /**< its length */
+extern __thread long shf_val_long;         /**< result of shf_add_*_val() */
+extern __thread char *shf_val_addr;        /**< value in shared memory */
+extern __thread uint32_t shf_qiid;         /**< queue item pulled */
+extern __thread char *shf_qiid_addr;       /**< its address */
+extern __thread uint32_t shf_qiid_addr_len; /**< its size */
+
+/** Version of the library, "X.Y.Z". */
+const char *shf_version(void);
+
+/** Once per process before any other call (idempotent, thread safe). */
+void shf_init(void);
+
+/**
+ * Attach to <path>/<name>.shf, creating it atomically if it is absent.
+ * With delete_upon_process_exit 1 the table is removed when the calling
+ * process exits or dies (see shf-monitor(1)).
+ * @return the handle, or NULL with errno: EINVAL (bad name or path),
+ * ENOENT (no such path), EBADMSG (not a table or corrupt), EPROTO (layout
+ * version mismatch), ENOSPC, ENOMEM, EACCES, ELOOP (symlink).
+ */
+SHF *shf_attach(const char *path, const char *name,
+		uint32_t delete_upon_process_exit);
+
+/** Attach only if the table exists; NULL with errno ENOENT otherwise. */
+SHF *shf_attach_existing(const char *path, const char *name);
+
+/** Unmap and free everything this process holds for the table. */
+void shf_detach(SHF *shf);
+
+/**
+ * Detach and remove the table.  @return a malloc()ed text saying what was
+ * removed (free() it), or NULL with errno.
+ */
+char *shf_del(SHF *shf);
+
+/** Name the key for the thread's next call (hashes it with XXH3). */
+void shf_make_hash(const char *key, uint32_t key_len);
+
+/**
+ * Put the key named by shf_make_hash() with a value; an existing key has
+ * its value replaced atomically and keeps its UID.  val NULL reserves
+ * val_len zero bytes.  Sets shf_uid.
+ * @return SHF_RET_KEY_PUT, or SHF_RET_ERROR with errno (ENOSPC, ENOMEM,
+ * EINVAL, EBADMSG).
+ */
+uint32_t shf_put_key_val(SHF *shf, const char *val, uint32_t val_len);
+
+/** Put only if the key is absent: KEY_PUT, or KEY_FOUND (nothing put). */
+uint32_t shf_put_key_val_if_absent(SHF *shf, const char *val,
+				   uint32_t val_len);
+/** Replace only if present: FOUND|KEY_PUT, or KEY_NONE (nothing put). */
+uint32_t shf_replace_key_val(SHF *shf, const char *val, uint32_t val_len);
+/**
+ * Compare-and-swap: replace the value only if it equals old.
+ * @return FOUND|KEY_PUT if swapped, FOUND|BAD_VAL if the value differs,
+ * KEY_NONE if absent.
+ */
+uint32_t shf_cas_key_val(SHF *shf, const char *old, uint32_t old_len,
+			 const char *val, uint32_t val_len);
+
+/** Copy the value into shf_val/shf_val_len and set shf_uid. */
+uint32_t shf_get_key_val_copy(SHF *shf);
+uint32_t shf_get_uid_val_copy(SHF *shf, uint32_t uid);
+/** Copy the key into shf_key/shf_key_len and set shf_uid. */
+uint32_t shf_get_key_key_copy(SHF *shf);
+uint32_t shf_get_uid_key_copy(SHF *shf, uint32_t uid);
+/**
+ * Set shf_val_addr/shf_val_len to the value in shared memory.  The address
+ * stays mapped until shf_detach(); its bytes belong to the key until the key
+ * is deleted or its value replaced by a put (see shf_get_key_val_addr(3)).
+ */
+uint32_t shf_get_key_val_addr(SHF *shf);
+uint32_t shf_get_uid_val_addr(SHF *shf, uint32_t uid);
+
+/** Delete: KEY_FOUND if it was there, KEY_NONE if not. */
+uint32_t shf_del_key_val(SHF *shf);
+uint32_t shf_del_uid_val(SHF *shf, uint32_t uid);
+
+/** Update callback: may change the bytes in place; returns val_len. */
+typedef uint32_t (*shf_upd_callback_t)(const char *val, uint32_t val_len);
+/** Update the value in place, under the shard's lock, with the callback. */
+uint32_t shf_upd_key_val(SHF *shf);
+uint32_t shf_upd_uid_val(SHF *shf, uint32_t uid);
+/** Set the thread's update callback. */
+void shf_upd_callback_set(shf_upd_callback_t cb);
+/** Preset a value for the built-in copy callback and select it. */
+uint32_t shf_upd_callback_copy(const char *val, uint32_t val_len);
+
+/**
+ * Add to a value that is a long (8 bytes): sets shf_val_long to the sum;
+ * a missing key is created with the value add; a sum of 0 deletes the key.
+ */
+uint32_t shf_add_key_val(SHF *shf, long add);
+uint32_t shf_add_uid_val(SHF *shf, uint32_t uid, long add);
+uint32_t shf_add_key_val_atom(SHF *shf, long add);
+uint32_t shf_add_uid_val_atom(SHF *shf, uint32_t uid, long add);
+
+/** 0: the caller promises single-threaded, single-process use. */
+void shf_set_is_lockable(SHF *shf, uint32_t is_lockable);
+/**
+ * Make every key key_len and every value val_len bytes (stored in the
+ * table; only while it is empty, or to the lengths it already has).
+ * Sets errno to EBUSY and changes nothing otherwise.
+ */
+void shf_set_is_fixed_len(SHF *shf, uint32_t key_len, uint32_t val_len);
+/** Growth tuning knob of SharedHashFile: accepted and ignored. */
+void shf_set_data_need_factor(uint32_t data_needed_factor);
+
+/**
+ * Iteration callback: return 0 to go on, anything else to stop.  The
+ * pointers are private copies valid during the call only.
+ */
+typedef int (*shf_iterate_cb_t)(const char *key, uint32_t key_len,
+				const char *val, uint32_t val_len,
+				uint32_t uid, void *arg);
+/**
+ * Call cb for every live key,value pair.  Safe while others put and
+ * delete: each key that lives through the whole walk is seen exactly once;
+ * no lock is held while cb runs.  @return SHF_RET_OK, or SHF_RET_ERROR.
+ */
+uint32_t shf_iterate(SHF *shf, shf_iterate_cb_t cb, void *arg);
+/** SharedHashFile's raw walk: visits one shard per call (see man page). */
+void shf_tab_copy_iterate(SHF *shf, uint32_t *win, uint32_t *tab);
+
+/** Statistics of a table (see shf_get_stats(3)). */
+struct shf_stats {
+	uint64_t keys;          /**< live keys */
+	uint64_t bytes_file;    /**< size of the file */
+	uint64_t bytes_used;    /**< bytes holding live records and indexes */
+	uint64_t bytes_free;    /**< bytes in free lists (garbage) */
+	uint64_t splits;        /**< index segment splits (growth events) */
+	uint64_t lock_waits;    /**< lock acquisitions that had to wait */
+	uint64_t recoveries;    /**< locks recovered from dead holders */
+	uint64_t puts, dels;    /**< puts and deletes done */
+	uint32_t shards;        /**< lock shards */
+	uint32_t fixed_key_len; /**< fixed key length, 0 if variable */
+	uint32_t fixed_val_len; /**< fixed value length */
+	uint32_t layout;        /**< on-disk layout version */
+};
+/** Fill st (size bytes of it, for ABI growth); OK or ERROR. */
+uint32_t shf_get_stats(SHF *shf, struct shf_stats *st, size_t size);
+
+/** Bytes held by deleted entries, waiting for reuse. */
+uint64_t shf_debug_get_garbage(SHF *shf);
+/** Debug output control (libshf prints nothing; kept for compatibility). */
+void shf_debug_verbosity_less(void);
+void shf_debug_verbosity_more(void);
+
+/** Bytes available to unprivileged users on the file system of path. */
+uint64_t shf_get_vfs_available(const char *path);
+/** Monotonic time in seconds. */
+double shf_get_time_in_seconds(void);
+/** Start child_path/child_file with up to two arguments; its pid or -1. */
+pid_t shf_exec_child(const char *child_path, const char *child_file,
+		     const char *child_argument_1,
+		     const char *child_argument_2);
+/** Run cmd with /bin/sh -c and return its output (malloc()ed) or NULL. */
+char *shf_backticks(const char *cmd);
+
+/* Zero-copy IPC queues (see shf_q_new(3)). */
+void *shf_q_new(SHF *shf, uint32_t qs, uint32_t q_items,
+		uint32_t q_item_size, uint32_t qids_nolock_max);
+void *shf_q_get(SHF *shf);
+uint32_t shf_q_is_ready(SHF *shf);
+void shf_q_del(SHF *shf);
+uint32_t shf_q_new_name(SHF *shf, const char *name, uint32_t name_len);
+uint32_t shf_q_get_name(SHF *shf, const char *name, uint32_t name_len);
+void shf_q_push_head(SHF *shf, uint32_t qid, uint32_t qiid);
+uint32_t shf_q_pull_tail(SHF *shf, uint32_t qid);
+uint32_t shf_q_push_head_pull_tail(SHF *shf, uint32_t push_qid,
+				   uint32_t push_qiid, uint32_t pull_qid);
+void shf_q_flush(SHF *shf, uint32_t pull_qid);
+
+/* Race start (see shf_race_init(3)). */
+void shf_race_init(SHF *shf, const char *name, uint32_t name_len);
+void shf_race_start(SHF *shf, const char *name, uint32_t name_len,
+		    uint32_t horses);
+
+/*
+ * Multiplexed logging (see shf_log_thread_new(3)).  One process drains a
+ * shared ring buffer in the table to a file descriptor; any thread of any
+ * process appends whole lines, which come out never torn, in order per
+ * writer, prefixed "<seconds> <pid> ".  A full buffer makes writers wait;
+ * if the draining process is gone a line is dropped and counted instead.
+ */
+/** Make the log (ring of log_size bytes, 0: 1 MiB) and its drain thread. */
+uint32_t shf_log_thread_new(SHF *shf, uint32_t log_size, int fd);
+/** Drain what is left, stop the thread; OK or ERROR (ENOENT, EINVAL). */
+uint32_t shf_log_thread_del(SHF *shf);
+/** Send this process's shf_log_f*() output to the table's log. */
+uint32_t shf_log_attach_existing(SHF *shf);
+/** Stop doing so; OK, or ERROR with ENOENT if it was not attached. */
+uint32_t shf_log_detach_existing(SHF *shf);
+/** Append one line (a newline is added if missing); OK or ERROR. */
+uint32_t shf_log_append(SHF *shf, const char *line, uint32_t len);
+/** Where this process's drain thread (and unattached output) goes. */
+void shf_log_output_set(void (*output)(char *line, uint32_t len));
+/** stdio-like calls: to the attached log, else to stream. */
+int shf_log_fprintf(FILE *stream, const char *format, ...)
+	__attribute__((format(printf, 2, 3)));
+int shf_log_vfprintf(FILE *stream, const char *format, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+int shf_log_fputs(const char *s, FILE *stream);
+int shf_log_fputc(int c, FILE *stream);
+
+/** printf-like logging; SHF_DEBUG() only with -DSHF_DEBUG_VERSION. */
+#define SHF_PLAIN(...) shf_log_fprintf(stdout, __VA_ARGS__)
+#ifdef SHF_DEBUG_VERSION
+#define SHF_DEBUG(...) shf_log_fprintf(stdout, __VA_ARGS__)
+#else
+#define SHF_DEBUG(...) ((void)0)
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHF_H */

@@ -1,0 +1,2454 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * shf.c - the shared hash table: file layout, attach, locks, index, records.
+ *
+ * One file <path>/<name>.shf holds everything.  Page 0 is the header; then
+ * 256 shard descriptors; then space handed out by a bump allocator that
+ * grows the file with fallocate() (so a full tmpfs is ENOSPC, not SIGBUS).
+ *
+ * A key's XXH3-64 hash H picks its shard (top 8 bits) and its 24-bit tag
+ * (the next 24 bits).  Each shard has:
+ *  - a robust process-shared mutex for writers and a sequence counter that
+ *    lets readers work without any lock or shared write (seqlock);
+ *  - an extendible-hashing index: a directory of 4 KiB segments, each 64
+ *    buckets of 8 slots; a slot is tag << 40 | record offset / 8.  A key may
+ *    live in two buckets of its segment (b1 from H, b2 = b1 ^ alt(tag)); a
+ *    full segment splits in two by the next tag bit, without rehashing;
+ *  - a UID table (pages of 512 offsets) so that UIDs survive moves;
+ *  - per-size-class free lists of records;
+ *  - a journal of the operation in flight, replayed by the next locker when
+ *    a writer died holding the mutex (robust futex: EOWNERDEAD).
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "shf-internal.h"
+
+/* ---------------------------------------------------------------- layout */
+
+#define SHF_MAGIC 0x314c425446485342ULL /* "BSHFTBL1" */
+#define SHF_LAYOUT 1u
+#define NSHARDS 256u
+#define PAGE 4096u
+#define SEG_BUCKETS 64u
+#define BUCKET_SLOTS 8u
+#define SEG_BYTES (SEG_BUCKETS * BUCKET_SLOTS * 8u) /* 4096 */
+#define MAX_DEPTH 22u                               /* of 24 tag bits */
+#define UID_PAGE_ENTRIES 512u
+#define UID_LOCAL_MAX 0xfffffeu
+#define SMALL_CLASSES 64u      /* 8..512 by 8 */
+#define CLASS_MAX_SHARD 65536u /* larger records: global extents */
+#define SUB 8u                 /* sub-classes per doubling */
+#define NCLASS (SMALL_CLASSES + 7u * SUB)        /* up to 64 KiB */
+#define NBIG (16u + 18u * SUB) /* page counts: 1..16, then 8 per doubling */
+#define GROW_STEP (2u << 20)
+#define MAP_MAX (1ULL << 40)
+#define REC_MIN 16u
+
+#define K_SMALL 0xa1u
+#define K_LARGE 0xa2u
+#define K_FIXED 0xa3u
+#define K_FREE 0xfeu
+
+#define OP_NONE 0u
+#define OP_NEW 1u
+#define OP_REPLACE 2u
+#define OP_DEL 3u
+
+struct region {
+	char name[SHF_REGION_NAME_MAX];
+	uint64_t off;
+	uint64_t size;
+};
+
+struct hdr {
+	uint64_t magic;
+	uint32_t layout;
+	uint32_t sig;
+	uint64_t shards_off;
+	uint64_t data_start;
+	uint32_t nshards;
+	uint32_t fixed_klen;
+	uint32_t fixed_vlen;
+	uint32_t fixed_set;
+	_Atomic uint64_t file_size; /* bytes reserved with fallocate */
+	_Atomic uint64_t file_used; /* bump pointer */
+	_Atomic int32_t owner_pid;
+	uint32_t pad0;
+	_Atomic uint64_t owner_start;
+	_Atomic uint64_t recoveries;
+	_Atomic uint64_t lock_waits;
+	pthread_mutex_t alloc_mx;
+	uint64_t big_free[NBIG];
+	pthread_mutex_t region_mx;
+	struct region regions[SHF_REGIONS_MAX];
+};
+
+struct journal {
+	uint32_t op;
+	uint32_t uid;
+	uint64_t slot_off; /* file offset of the slot */
+	uint64_t slot_old;
+	uint64_t slot_new;
+	uint64_t rec_old;
+	uint64_t rec_new;
+	uint64_t nkeys_before;
+	/* structural sub-operations */
+	uint64_t kick_from, kick_to, kick_val;
+	uint64_t split_seg, split_new, split_start, split_len;
+	uint32_t split_depth, split_state;
+};
+
+struct shard {
+	pthread_mutex_t mx;
+	_Atomic uint32_t seq;
+	uint32_t pad0;
+	_Atomic uint64_t dir_word; /* directory offset | global depth */
+	uint64_t uid_dir;          /* offset of u64[uid_dir_cap] page offsets */
+	uint32_t uid_dir_cap;
+	uint32_t uid_next;  /* never used uid_local */
+	uint32_t uid_free;  /* free list head + 1; 0: empty */
+	uint32_t pad1;
+	_Atomic uint64_t nkeys;
+	uint64_t chunk_cur, chunk_end;
+	_Atomic uint64_t bytes_used, bytes_free;
+	_Atomic uint64_t puts, dels, splits;
+	struct journal j;
+	uint64_t free_head[NCLASS];
+} __attribute__((aligned(64)));
+
+struct shf {
+	int fd;
+	int lockable;
+	uint8_t *base;
+	uint64_t map_size;
+	_Atomic uint64_t valid; /* bytes known to be inside the file */
+	struct hdr *h;
+	struct shard *shards;
+	char *path;
+	char *name;
+};
+
+#define SIG_VALUE \
+	((uint32_t)(sizeof(struct hdr) * 31u + sizeof(struct shard) * 7u + \
+		    sizeof(pthread_mutex_t) * 131u))
+
+/* ------------------------------------------------------ thread-locals */
+
+SHF_EXPORT __thread uint32_t shf_uid = SHF_UID_NONE;
+SHF_EXPORT __thread char *shf_key;
+SHF_EXPORT __thread uint32_t shf_key_len;
+SHF_EXPORT __thread char *shf_val;
+SHF_EXPORT __thread uint32_t shf_val_len;
+SHF_EXPORT __thread long shf_val_long;
+SHF_EXPORT __thread char *shf_val_addr;
+
+struct tls {
+	char *key; /* the key named by shf_make_hash() */
+	uint64_t key_cap;
+	uint32_t key_len;
+	int have_key;
+	uint64_t hash;
+	char *val; /* shf_val's buffer */
+	uint64_t val_cap;
+	char *kbuf; /* shf_key's buffer */
+	uint64_t kbuf_cap;
+	char *upd_val; /* preset of shf_upd_callback_copy() */
+	uint64_t upd_cap;
+	uint32_t upd_len;
+	shf_upd_callback_t upd_cb;
+	int registered;
+};
+static __thread struct tls tls;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_free(void *arg)
+{
+	(void)arg;
+	free(tls.key);
+	free(tls.val);
+	free(tls.kbuf);
+	free(tls.upd_val);
+	memset(&tls, 0, sizeof(tls));
+	shf_val = NULL;
+	shf_key = NULL;
+}
+
+static void tls_once_init(void)
+{
+	(void)pthread_key_create(&tls_key, tls_free);
+}
+
+static void tls_register(void)
+{
+	if (SHF_LIKELY(tls.registered))
+		return;
+	pthread_once(&tls_once, tls_once_init);
+	if (pthread_setspecific(tls_key, &tls) == 0)
+		tls.registered = 1;
+}
+
+static int tls_reserve(char **buf, uint64_t *cap, uint64_t len)
+{
+	uint64_t n;
+	char *p;
+
+	if (SHF_LIKELY(*cap >= len && *buf))
+		return 0;
+	n = *cap ? *cap : 64;
+	while (n < len)
+		n *= 2;
+	p = realloc(*buf, n);
+	if (!p) {
+		errno = ENOMEM;
+		return -1;
+	}
+	*buf = p;
+	*cap = n;
+	tls_register();
+	return 0;
+}
+
+/* ----------------------------------------------------------- helpers */
+
+static inline uint64_t ld64(const void *p)
+{
+	return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+}
+
+static inline void st64(void *p, uint64_t v)
+{
+	__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+}
+
+static inline void barrier(void)
+{
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+/* Is [off, off+len) inside the file?  Refreshes from fstat() when needed. */
+static int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
+{
+	struct stat st;
+	uint64_t sz;
+
+	if (fstat(h->fd, &st) < 0)
+		return 0;
+	sz = (uint64_t)st.st_size;
+	if (sz > h->map_size)
+		sz = h->map_size;
+	atomic_store(&h->valid, sz);
+	return len <= sz && off <= sz - len;
+}
+
+static inline int range_ok(SHF *h, uint64_t off, uint64_t len)
+{
+	uint64_t v = atomic_load_explicit(&h->valid, memory_order_relaxed);
+
+	if (SHF_LIKELY(len <= v && off <= v - len))
+		return 1;
+	return range_ok_slow(h, off, len);
+}
+
+/* A pointer to len bytes at off, or NULL if that is not inside the file. */
+static inline void *at(SHF *h, uint64_t off, uint64_t len)
+{
+	if (SHF_UNLIKELY(off < h->h->data_start || !range_ok(h, off, len)))
+		return NULL;
+	return h->base + off;
+}
+
+static inline uint32_t cls_of(uint64_t size, uint64_t *bound)
+{
+	uint32_t c, lg, sub;
+	uint64_t b;
+
+	if (size <= 512) {
+		c = (uint32_t)((size + 7) / 8);
+		if (c < REC_MIN / 8)
+			c = REC_MIN / 8;
+		*bound = (uint64_t)c * 8;
+		return c - 1;
+	}
+	lg = 63u - (uint32_t)__builtin_clzll(size - 1); /* 2^lg < size */
+	/* size in (2^lg, 2^(lg+1)]; sub-steps of 2^lg / SUB */
+	sub = (uint32_t)(((size - 1) - (1ULL << lg)) >> (lg - 3)); /* 0..7 */
+	b = (1ULL << lg) + ((uint64_t)(sub + 1) << (lg - 3));
+	*bound = b;
+	return SMALL_CLASSES + (lg - 9) * SUB + sub;
+}
+
+/* class of a block of exactly `size` bytes, rounding down (chunk tails) */
+/* bound of class c (shard classes) */
+static inline uint64_t cls_bound(uint32_t c)
+{
+	uint32_t lg;
+
+	if (c < SMALL_CLASSES)
+		return (c + 1) * 8ULL;
+	lg = (c - SMALL_CLASSES) / SUB + 9;
+	return (1ULL << lg) + ((uint64_t)((c - SMALL_CLASSES) % SUB + 1) << (lg - 3));
+}
+
+static inline int cls_floor(uint64_t size)
+{
+	uint64_t b;
+	uint32_t c;
+
+	if (size < REC_MIN)
+		return -1;
+	c = cls_of(size, &b);
+	while (cls_bound(c) > size) {
+		if (c == 0)
+			return -1;
+		c--;
+	}
+	return (int)c;
+}
+
+static inline uint64_t big_bound(uint64_t size, uint32_t *cls)
+{
+	uint64_t pages = (size + PAGE - 1) / PAGE, bp;
+	uint32_t lg, sub;
+
+	if (pages <= 16) {
+		*cls = (uint32_t)(pages ? pages - 1 : 0);
+		return (pages ? pages : 1) * PAGE;
+	}
+	lg = 63u - (uint32_t)__builtin_clzll(pages - 1);
+	sub = (uint32_t)(((pages - 1) - (1ULL << lg)) >> (lg - 3));
+	bp = (1ULL << lg) + ((uint64_t)(sub + 1) << (lg - 3));
+	*cls = 16 + (lg - 4) * SUB + sub;
+	return bp * PAGE;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+
+/* ------------------------------------------------------------- locks */
+
+int shf_mutex_init(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	int rc;
+
+	if (pthread_mutexattr_init(&a))
+		return -1;
+	rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (!rc)
+		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (!rc)
+		rc = pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+	if (rc) {
+		errno = rc;
+		return -1;
+	}
+	return 0;
+}
+
+int shf_mutex_lock(SHF *h, pthread_mutex_t *m)
+{
+	int rc = pthread_mutex_trylock(m);
+
+	if (rc == EBUSY) {
+		if (h)
+			atomic_fetch_add_explicit(&h->h->lock_waits, 1,
+						  memory_order_relaxed);
+		rc = pthread_mutex_lock(m);
+	}
+	if (rc == 0)
+		return 0;
+	if (rc == EOWNERDEAD) {
+		pthread_mutex_consistent(m);
+		if (h)
+			atomic_fetch_add(&h->h->recoveries, 1);
+		return 1;
+	}
+	errno = rc;
+	return -1;
+}
+
+void shf_mutex_unlock(pthread_mutex_t *m)
+{
+	pthread_mutex_unlock(m);
+}
+
+static void shard_recover(SHF *h, struct shard *sh);
+
+/* Writer side: lock the shard and make its sequence odd. */
+static int shard_lock(SHF *h, struct shard *sh)
+{
+	if (h->lockable) {
+		int rc = shf_mutex_lock(h, &sh->mx);
+
+		if (rc < 0)
+			return -1;
+		if (rc == 1 || (atomic_load(&sh->seq) & 1) || sh->j.op ||
+		    sh->j.kick_from || sh->j.split_state) {
+			if (atomic_load(&sh->seq) & 1)
+				atomic_fetch_add(&sh->seq, 1);
+			shard_recover(h, sh);
+		}
+	}
+	atomic_fetch_add_explicit(&sh->seq, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	return 0;
+}
+
+static void shard_unlock(SHF *h, struct shard *sh)
+{
+	atomic_fetch_add_explicit(&sh->seq, 1, memory_order_release);
+	if (h->lockable)
+		shf_mutex_unlock(&sh->mx);
+}
+
+/* Reader side. */
+static inline uint32_t read_begin(struct shard *sh)
+{
+	return atomic_load_explicit(&sh->seq, memory_order_acquire);
+}
+
+static inline int read_retry(struct shard *sh, uint32_t s)
+{
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&sh->seq, memory_order_relaxed) != s;
+}
+
+/* ------------------------------------------------- global allocation */
+
+/* Grow the file so that `need` bytes are reserved.  Under alloc_mx. */
+static int file_reserve(SHF *h, uint64_t need)
+{
+	uint64_t sz = atomic_load(&h->h->file_size), nsz;
+	int rc;
+
+	if (need <= sz)
+		return 0;
+	if (need > h->map_size) {
+		errno = EFBIG;
+		return -1;
+	}
+	nsz = sz + GROW_STEP;
+	if (nsz < need)
+		nsz = (need + GROW_STEP - 1) & ~(uint64_t)(GROW_STEP - 1);
+	if (nsz > h->map_size)
+		nsz = need;
+	do
+		rc = fallocate(h->fd, 0, (off_t)sz, (off_t)(nsz - sz));
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0) {
+		if (errno == EOPNOTSUPP) { /* not tmpfs: fall back */
+			if (ftruncate(h->fd, (off_t)nsz) < 0)
+				return -1;
+		} else {
+			if (errno != ENOSPC && errno != EFBIG)
+				return -1;
+			/* a smaller step may still fit */
+			if (nsz == need)
+				return -1;
+			do
+				rc = fallocate(h->fd, 0, (off_t)sz,
+					       (off_t)(need - sz));
+			while (rc < 0 && errno == EINTR);
+			if (rc < 0)
+				return -1;
+			nsz = need;
+		}
+	}
+	atomic_store(&h->h->file_size, nsz);
+	atomic_store(&h->valid, nsz);
+	return 0;
+}
+
+/* Page-aligned extent of at least size bytes (size rounded to its class). */
+static uint64_t big_alloc(SHF *h, uint64_t size, int zero)
+{
+	uint32_t c;
+	uint64_t b = big_bound(size, &c), off, used;
+	int rc;
+
+	if (c >= NBIG) {
+		errno = EOVERFLOW;
+		return 0;
+	}
+	rc = shf_mutex_lock(h, &h->h->alloc_mx);
+	if (rc < 0)
+		return 0;
+	off = h->h->big_free[c];
+	if (off) {
+		uint64_t *p = at(h, off, b);
+
+		if (!p || (off & (PAGE - 1))) { /* corrupt: drop the list */
+			h->h->big_free[c] = 0;
+			off = 0;
+		} else {
+			h->h->big_free[c] = ld64(p);
+			shf_mutex_unlock(&h->h->alloc_mx);
+			if (zero)
+				memset(p, 0, b);
+			return off;
+		}
+	}
+	used = atomic_load(&h->h->file_used);
+	if (file_reserve(h, used + b) < 0) {
+		int e = errno;
+
+		shf_mutex_unlock(&h->h->alloc_mx);
+		errno = e;
+		return 0;
+	}
+	atomic_store(&h->h->file_used, used + b);
+	shf_mutex_unlock(&h->h->alloc_mx);
+	(void)zero; /* fresh file space reads as zeroes */
+	return used;
+}
+
+static void big_free(SHF *h, uint64_t off, uint64_t size)
+{
+	uint32_t c;
+	uint64_t b = big_bound(size, &c);
+	uint64_t *p = at(h, off, b);
+
+	if (!p || c >= NBIG)
+		return;
+	if (shf_mutex_lock(h, &h->h->alloc_mx) < 0)
+		return;
+	st64(p, h->h->big_free[c]);
+	h->h->big_free[c] = off;
+	shf_mutex_unlock(&h->h->alloc_mx);
+}
+
+/* ------------------------------------------------- shard allocation */
+
+static inline uint64_t *free_next(SHF *h, uint64_t off)
+{
+	return at(h, off + 8, 8);
+}
+
+static void cls_push(SHF *h, struct shard *sh, uint32_t c, uint64_t off)
+{
+	uint32_t *w = at(h, off, REC_MIN);
+
+	if (!w)
+		return;
+	w[0] = K_FREE << 24;
+	w[1] = c;
+	st64(w + 2, sh->free_head[c]);
+	barrier();
+	st64(&sh->free_head[c], off);
+}
+
+/* size bytes, 8-aligned, from the shard's lists or chunk; 0 + errno */
+static uint64_t shard_alloc(SHF *h, struct shard *sh, uint64_t size)
+{
+	uint64_t b, off;
+	uint32_t c;
+
+	if (size < REC_MIN)
+		size = REC_MIN;
+	if (size > CLASS_MAX_SHARD) {
+		off = big_alloc(h, size, 0);
+		if (off)
+			atomic_fetch_add(&sh->bytes_used, size);
+		return off;
+	}
+	c = cls_of(size, &b);
+	off = sh->free_head[c];
+	if (off) {
+		uint32_t *w = at(h, off, b);
+
+		if (w && w[0] == K_FREE << 24 && w[1] == c && !(off & 7)) {
+			st64(&sh->free_head[c], ld64(w + 2));
+			atomic_fetch_sub(&sh->bytes_free, b);
+			atomic_fetch_add(&sh->bytes_used, b);
+			return off;
+		}
+		st64(&sh->free_head[c], 0); /* corrupt list: abandon it */
+	}
+	if (sh->chunk_end - sh->chunk_cur < b || sh->chunk_cur > sh->chunk_end) {
+		uint64_t used = atomic_load(&sh->bytes_used), csz, nc;
+		int tc;
+
+		csz = 16384;
+		while (csz < used / 8 && csz < (1u << 20))
+			csz *= 2;
+		while (csz < b)
+			csz *= 2;
+		nc = big_alloc(h, csz, 0);
+		if (!nc)
+			return 0;
+		/* retire the old chunk: empty it first, then free its tail */
+		off = sh->chunk_cur;
+		b = sh->chunk_end - sh->chunk_cur;
+		st64(&sh->chunk_end, sh->chunk_cur);
+		while (b >= REC_MIN && b <= (1u << 20)) {
+			uint64_t piece = b > CLASS_MAX_SHARD ? CLASS_MAX_SHARD : b, pb;
+
+			tc = cls_floor(piece);
+			if (tc < 0)
+				break;
+			pb = cls_bound((uint32_t)tc);
+			cls_push(h, sh, (uint32_t)tc, off);
+			atomic_fetch_add(&sh->bytes_free, pb);
+			off += pb;
+			b -= pb;
+		}
+		st64(&sh->chunk_end, 0);
+		st64(&sh->chunk_cur, nc);
+		barrier();
+		st64(&sh->chunk_end, nc + csz);
+		c = cls_of(size, &b);
+	}
+	off = sh->chunk_cur;
+	st64(&sh->chunk_cur, off + b);
+	atomic_fetch_add(&sh->bytes_used, b);
+	return off;
+}
+
+static void shard_free(SHF *h, struct shard *sh, uint64_t off, uint64_t size)
+{
+	uint64_t b;
+	uint32_t c;
+
+	if (size < REC_MIN)
+		size = REC_MIN;
+	if (size > CLASS_MAX_SHARD) {
+		big_free(h, off, size);
+		atomic_fetch_sub(&sh->bytes_used, size);
+		return;
+	}
+	c = cls_of(size, &b);
+	cls_push(h, sh, c, off);
+	atomic_fetch_sub(&sh->bytes_used, b);
+	atomic_fetch_add(&sh->bytes_free, b);
+}
+
+/* ----------------------------------------------------------- records */
+
+struct rec {
+	uint32_t kind;
+	uint32_t uid; /* local */
+	uint32_t klen, vlen;
+	uint32_t hlen; /* header bytes */
+	const uint8_t *key;
+	uint8_t *val;
+	uint64_t size; /* hlen + klen + vlen */
+};
+
+static inline uint64_t rec_size_for(SHF *h, uint32_t klen, uint32_t vlen,
+				    uint32_t *hlen, uint32_t *kind)
+{
+	if (h->h->fixed_set) {
+		*hlen = 4;
+		*kind = K_FIXED;
+	} else if (klen < 256 && vlen < (1u << 24)) {
+		*hlen = 8;
+		*kind = K_SMALL;
+	} else {
+		*hlen = 12;
+		*kind = K_LARGE;
+	}
+	return *hlen + (uint64_t)klen + vlen;
+}
+
+/* Decode the record at off; 0 if it is not a live record inside the file. */
+static int rec_get(SHF *h, uint64_t off, struct rec *r)
+{
+	const uint32_t *w = at(h, off, 8);
+	uint32_t w0;
+
+	if (!w || (off & 7))
+		return 0;
+	w0 = __atomic_load_n(w, __ATOMIC_RELAXED);
+	r->kind = w0 >> 24;
+	r->uid = w0 & 0xffffff;
+	switch (r->kind) {
+	case K_SMALL: {
+		uint32_t w1 = __atomic_load_n(w + 1, __ATOMIC_RELAXED);
+
+		r->hlen = 8;
+		r->klen = w1 & 0xff;
+		r->vlen = w1 >> 8;
+		break;
+	}
+	case K_LARGE:
+		if (!at(h, off, 12))
+			return 0;
+		r->hlen = 12;
+		r->klen = __atomic_load_n(w + 1, __ATOMIC_RELAXED);
+		r->vlen = __atomic_load_n(w + 2, __ATOMIC_RELAXED);
+		break;
+	case K_FIXED:
+		r->hlen = 4;
+		r->klen = h->h->fixed_klen;
+		r->vlen = h->h->fixed_vlen;
+		break;
+	default:
+		return 0;
+	}
+	r->size = r->hlen + (uint64_t)r->klen + r->vlen;
+	if (!at(h, off, r->size))
+		return 0;
+	r->key = h->base + off + r->hlen;
+	r->val = h->base + off + r->hlen + r->klen;
+	return 1;
+}
+
+static void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
+		      const void *key, uint32_t klen, const void *val,
+		      uint32_t vlen, uint32_t hlen)
+{
+	uint8_t *p = h->base + off;
+	uint32_t *w = (uint32_t *)p;
+
+	switch (kind) {
+	case K_SMALL:
+		w[1] = klen | (vlen << 8);
+		break;
+	case K_LARGE:
+		w[1] = klen;
+		w[2] = vlen;
+		break;
+	default:
+		break;
+	}
+	memcpy(p + hlen, key, klen);
+	if (val)
+		memcpy(p + hlen + klen, val, vlen);
+	else
+		memset(p + hlen + klen, 0, vlen);
+	barrier();
+	__atomic_store_n(w, (kind << 24) | uid, __ATOMIC_RELEASE);
+}
+
+static void rec_free(SHF *h, struct shard *sh, uint64_t off)
+{
+	struct rec r;
+
+	if (!rec_get(h, off, &r))
+		return;
+	shard_free(h, sh, off, r.size);
+}
+
+/* ------------------------------------------------------------- UIDs */
+
+static inline uint64_t *uid_entry(SHF *h, struct shard *sh, uint32_t ul)
+{
+	uint64_t *dir, page;
+	uint32_t pi = ul / UID_PAGE_ENTRIES;
+
+	if (pi >= sh->uid_dir_cap)
+		return NULL;
+	dir = at(h, sh->uid_dir, (uint64_t)sh->uid_dir_cap * 8);
+	if (!dir)
+		return NULL;
+	page = ld64(&dir[pi]);
+	if (!page || (page & 7))
+		return NULL;
+	return at(h, page + (uint64_t)(ul % UID_PAGE_ENTRIES) * 8, 8);
+}
+
+/* A free uid_local, its entry pointing at rec; UINT32_MAX + errno if none */
+static uint32_t uid_alloc(SHF *h, struct shard *sh, uint64_t rec)
+{
+	uint64_t *e;
+	uint32_t ul;
+
+	if (sh->uid_free) {
+		ul = sh->uid_free - 1;
+		e = uid_entry(h, sh, ul);
+		if (e && (ld64(e) & 1)) {
+			uint64_t nx = ld64(e) >> 1;
+
+			sh->uid_free = nx <= UID_LOCAL_MAX + 1 ? (uint32_t)nx : 0;
+			st64(e, rec);
+			return ul;
+		}
+		sh->uid_free = 0; /* corrupt list: abandon it */
+	}
+	ul = sh->uid_next;
+	if (ul > UID_LOCAL_MAX) {
+		errno = EOVERFLOW;
+		return UINT32_MAX;
+	}
+	if (ul / UID_PAGE_ENTRIES >= sh->uid_dir_cap ||
+	    !uid_entry(h, sh, ul)) {
+		uint32_t pi = ul / UID_PAGE_ENTRIES;
+		uint64_t *dir, page;
+
+		if (pi >= sh->uid_dir_cap) { /* grow the page directory */
+			uint32_t ncap = sh->uid_dir_cap ? sh->uid_dir_cap * 2 : 4;
+			uint64_t nd = shard_alloc(h, sh, (uint64_t)ncap * 8), od;
+			uint64_t *n, *o;
+
+			if (!nd)
+				return UINT32_MAX;
+			n = at(h, nd, (uint64_t)ncap * 8);
+			o = sh->uid_dir_cap ?
+				    at(h, sh->uid_dir, (uint64_t)sh->uid_dir_cap * 8) :
+				    NULL;
+			if (!n)
+				return UINT32_MAX;
+			memset(n, 0, (uint64_t)ncap * 8);
+			if (o)
+				memcpy(n, o, (uint64_t)sh->uid_dir_cap * 8);
+			od = sh->uid_dir;
+			barrier();
+			/* cap is checked against dir size by readers: publish
+			 * the bigger array first, then its capacity */
+			st64(&sh->uid_dir, nd);
+			barrier();
+			{
+				uint32_t ocap = sh->uid_dir_cap;
+
+				__atomic_store_n(&sh->uid_dir_cap, ncap,
+						 __ATOMIC_RELEASE);
+				if (o)
+					shard_free(h, sh, od, (uint64_t)ocap * 8);
+			}
+		}
+		page = shard_alloc(h, sh, UID_PAGE_ENTRIES * 8);
+		if (!page)
+			return UINT32_MAX;
+		dir = at(h, sh->uid_dir, (uint64_t)sh->uid_dir_cap * 8);
+		if (!dir || !at(h, page, UID_PAGE_ENTRIES * 8)) {
+			errno = EBADMSG;
+			return UINT32_MAX;
+		}
+		memset(h->base + page, 0, UID_PAGE_ENTRIES * 8);
+		barrier();
+		st64(&dir[pi], page);
+	}
+	e = uid_entry(h, sh, ul);
+	if (!e) {
+		errno = EBADMSG;
+		return UINT32_MAX;
+	}
+	st64(e, rec);
+	barrier();
+	sh->uid_next = ul + 1;
+	return ul;
+}
+
+static void uid_release(SHF *h, struct shard *sh, uint32_t ul)
+{
+	uint64_t *e = uid_entry(h, sh, ul);
+
+	if (!e || sh->uid_free == ul + 1)
+		return;
+	st64(e, ((uint64_t)sh->uid_free << 1) | 1);
+	barrier();
+	sh->uid_free = ul + 1;
+}
+
+/* ------------------------------------------------------------ index */
+
+static inline uint32_t tag_of(uint64_t hash)
+{
+	return (uint32_t)(hash >> 32) & 0xffffff;
+}
+
+static inline uint32_t alt_of(uint32_t tag)
+{
+	return ((tag * 0x9e3779b1u) >> 26) % 63u + 1u; /* 1..63 */
+}
+
+static inline uint64_t slot_make(uint32_t tag, uint64_t rec)
+{
+	return ((uint64_t)tag << 40) | (rec >> 3);
+}
+
+static inline uint64_t slot_rec(uint64_t s)
+{
+	return (s & ((1ULL << 40) - 1)) << 3;
+}
+
+static inline uint32_t slot_tag(uint64_t s)
+{
+	return (uint32_t)(s >> 40);
+}
+
+/* Directory: depth in the low 6 bits of dir_word. */
+static inline uint64_t *dir_get(SHF *h, uint64_t dw, uint32_t *depth)
+{
+	*depth = (uint32_t)(dw & 63);
+	if (*depth > MAX_DEPTH)
+		return NULL;
+	return at(h, dw & ~63ULL, 8ULL << *depth);
+}
+
+/* The segment a tag belongs to. */
+static inline uint64_t *seg_for(SHF *h, struct shard *sh, uint32_t tag,
+				uint64_t *seg_off, uint32_t *idx)
+{
+	uint32_t d;
+	uint64_t *dir = dir_get(h, atomic_load_explicit(&sh->dir_word,
+							memory_order_acquire),
+				&d);
+	uint64_t de;
+
+	if (!dir)
+		return NULL;
+	*idx = d ? tag >> (24 - d) : 0;
+	de = ld64(&dir[*idx]);
+	*seg_off = de & ~63ULL;
+	if (*seg_off & (PAGE - 1))
+		return NULL;
+	return at(h, *seg_off, SEG_BYTES);
+}
+
+struct found {
+	uint64_t *slot;
+	uint64_t sval;
+	struct rec r;
+	uint64_t rec_off;
+};
+
+/* Find key in its shard; 1 found, 0 absent, -1 structure unreadable. */
+static int idx_find(SHF *h, struct shard *sh, uint64_t hash, const void *key,
+		    uint32_t klen, struct found *f)
+{
+	uint32_t tag = tag_of(hash), idx, b[2], i, k;
+	uint64_t so, *seg = seg_for(h, sh, tag, &so, &idx);
+
+	if (!seg)
+		return -1;
+	b[0] = (uint32_t)hash & (SEG_BUCKETS - 1);
+	b[1] = b[0] ^ alt_of(tag);
+	for (k = 0; k < 2; k++) {
+		uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
+
+		for (i = 0; i < BUCKET_SLOTS; i++) {
+			uint64_t s = ld64(&bk[i]);
+
+			if (!s || slot_tag(s) != tag)
+				continue;
+			if (!rec_get(h, slot_rec(s), &f->r))
+				continue;
+			if (f->r.klen != klen || memcmp(f->r.key, key, klen))
+				continue;
+			f->slot = &bk[i];
+			f->sval = s;
+			f->rec_off = slot_rec(s);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Split the segment at directory index idx (under the lock). */
+static int seg_split(SHF *h, struct shard *sh, uint32_t idx)
+{
+	uint32_t g, l, start, len, i, bit;
+	uint64_t dw = atomic_load(&sh->dir_word), *dir = dir_get(h, dw, &g);
+	uint64_t de, so, no, *seg, *nseg;
+
+	if (!dir)
+		goto corrupt;
+	de = ld64(&dir[idx]);
+	l = (uint32_t)(de & 63);
+	if (l > g)
+		goto corrupt;
+	if (l >= MAX_DEPTH) {
+		errno = EOVERFLOW;
+		return -1;
+	}
+	if (l == g) { /* double the directory; one store publishes it */
+		uint64_t nd = big_alloc(h, 8ULL << (g + 1), 0);
+		uint64_t *n;
+
+		if (!nd)
+			return -1;
+		n = at(h, nd, 8ULL << (g + 1));
+		if (!n || (nd & 63))
+			goto corrupt;
+		for (i = 0; i < (1u << (g + 1)); i++)
+			n[i] = ld64(&dir[i >> 1]);
+		barrier();
+		atomic_store(&sh->dir_word, nd | (g + 1));
+		if (g > 0) /* depth 0 directories live in the initial area */
+			big_free(h, dw & ~63ULL, 8ULL << g);
+		dw = nd | (g + 1);
+		dir = n;
+		g++;
+		idx = idx * 2;
+	}
+	len = 1u << (g - l);
+	start = idx & ~(len - 1);
+	so = de & ~63ULL;
+	seg = at(h, so, SEG_BYTES);
+	no = big_alloc(h, SEG_BYTES, 1);
+	if (!no)
+		return -1;
+	nseg = at(h, no, SEG_BYTES);
+	if (!seg || !nseg)
+		goto corrupt;
+	bit = 23 - l; /* tag bit that separates the halves */
+	sh->j.split_seg = so;
+	sh->j.split_new = no;
+	sh->j.split_start = start;
+	sh->j.split_len = len;
+	sh->j.split_depth = l;
+	barrier();
+	for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++) {
+		uint64_t s = ld64(&seg[i]);
+
+		nseg[i] = s && ((slot_tag(s) >> bit) & 1) ? s : 0;
+	}
+	barrier();
+	sh->j.split_state = 1;
+	barrier();
+	for (i = 0; i < len; i++)
+		st64(&dir[start + i], (i < len / 2 ? so : no) | (l + 1));
+	for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++) {
+		uint64_t s = ld64(&seg[i]);
+
+		if (s && ((slot_tag(s) >> bit) & 1))
+			st64(&seg[i], 0);
+	}
+	barrier();
+	sh->j.split_state = 0;
+	atomic_fetch_add(&sh->splits, 1);
+	return 0;
+corrupt:
+	errno = EBADMSG;
+	return -1;
+}
+
+/* Insert slot value sv for hash (known absent); under the lock. */
+static uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
+{
+	uint32_t tag = tag_of(hash), idx, b[2], i, k, tries;
+
+	for (tries = 0; tries < 2 * MAX_DEPTH + 2; tries++) {
+		uint64_t so, *seg = seg_for(h, sh, tag, &so, &idx);
+
+		if (!seg) {
+			errno = EBADMSG;
+			return NULL;
+		}
+		b[0] = (uint32_t)hash & (SEG_BUCKETS - 1);
+		b[1] = b[0] ^ alt_of(tag);
+		for (k = 0; k < 2; k++) {
+			uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
+
+			for (i = 0; i < BUCKET_SLOTS; i++)
+				if (!ld64(&bk[i]))
+					return &bk[i];
+		}
+		/* one level of cuckoo displacement */
+		for (k = 0; k < 2; k++) {
+			uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
+
+			for (i = 0; i < BUCKET_SLOTS; i++) {
+				uint64_t s = ld64(&bk[i]);
+				uint32_t ob = b[k] ^ alt_of(slot_tag(s)), m;
+				uint64_t *obk = seg + ob * BUCKET_SLOTS;
+
+				for (m = 0; m < BUCKET_SLOTS; m++) {
+					if (ld64(&obk[m]))
+						continue;
+					sh->j.kick_to = (uint64_t)((uint8_t *)&obk[m] - h->base);
+					sh->j.kick_val = s;
+					barrier();
+					sh->j.kick_from = (uint64_t)((uint8_t *)&bk[i] - h->base);
+					barrier();
+					st64(&obk[m], s);
+					st64(&bk[i], 0);
+					barrier();
+					sh->j.kick_from = 0;
+					return &bk[i];
+				}
+			}
+		}
+		if (seg_split(h, sh, idx) < 0)
+			return NULL;
+	}
+	errno = EOVERFLOW;
+	return NULL;
+}
+
+/* -------------------------------------------------------- recovery */
+
+/* Does the index hold slot value sv (for the record's own key)? */
+static int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off)
+{
+	struct rec r;
+	struct found f;
+
+	if (!rec_get(h, rec_off, &r))
+		return 0;
+	if (idx_find(h, sh, XXH3_64bits(r.key, r.klen), r.key, r.klen, &f) != 1)
+		return 0;
+	return f.rec_off == rec_off;
+}
+
+static void shard_recover(SHF *h, struct shard *sh)
+{
+	struct journal *j = &sh->j;
+	uint64_t *p, *q;
+
+	if (j->kick_from) { /* a displacement: the entry must be in one place */
+		p = at(h, j->kick_from, 8);
+		q = at(h, j->kick_to, 8);
+		if (p && q && ld64(q) == j->kick_val && ld64(p) == j->kick_val)
+			st64(p, 0);
+		j->kick_from = 0;
+	}
+	if (j->split_state == 1) { /* entries copied: finish the split */
+		uint32_t g, i, bit = 23 - j->split_depth;
+		uint64_t *dir = dir_get(h, atomic_load(&sh->dir_word), &g);
+		uint64_t *seg = at(h, j->split_seg, SEG_BYTES);
+
+		if (dir && seg && j->split_start + j->split_len <= (1ULL << g)) {
+			for (i = 0; i < j->split_len; i++)
+				st64(&dir[j->split_start + i],
+				     (i < j->split_len / 2 ? j->split_seg :
+							     j->split_new) |
+					     (j->split_depth + 1));
+			for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++) {
+				uint64_t s = ld64(&seg[i]);
+
+				if (s && ((slot_tag(s) >> bit) & 1))
+					st64(&seg[i], 0);
+			}
+		}
+		j->split_state = 0;
+	}
+	switch (j->op) {
+	case OP_NEW:
+		if (idx_holds(h, sh, j->rec_new)) {
+			atomic_store(&sh->nkeys, j->nkeys_before + 1);
+		} else {
+			uint64_t *e = uid_entry(h, sh, j->uid);
+
+			if (e && ld64(e) == j->rec_new)
+				uid_release(h, sh, j->uid);
+			p = at(h, j->rec_new, 8);
+			if (p && (((uint32_t *)p)[0] >> 24) != K_FREE)
+				rec_free(h, sh, j->rec_new);
+			atomic_store(&sh->nkeys, j->nkeys_before);
+		}
+		break;
+	case OP_REPLACE:
+		p = at(h, j->slot_off, 8);
+		if (p && ld64(p) == j->slot_new) { /* committed */
+			uint64_t *e = uid_entry(h, sh, j->uid);
+
+			if (e)
+				st64(e, j->rec_new);
+			j->rec_new = 0; /* keep it */
+			p = at(h, j->rec_old, 8);
+			if (p && (((uint32_t *)p)[0] >> 24) != K_FREE)
+				rec_free(h, sh, j->rec_old);
+		} else {
+			p = at(h, j->rec_new, 8);
+			if (p && (((uint32_t *)p)[0] >> 24) != K_FREE)
+				rec_free(h, sh, j->rec_new);
+		}
+		break;
+	case OP_DEL:
+		p = at(h, j->slot_off, 8);
+		if (p && ld64(p) != j->slot_old) { /* committed */
+			uint64_t *e = uid_entry(h, sh, j->uid);
+
+			if (e && ld64(e) == j->rec_old)
+				uid_release(h, sh, j->uid);
+			p = at(h, j->rec_old, 8);
+			if (p && (((uint32_t *)p)[0] >> 24) != K_FREE)
+				rec_free(h, sh, j->rec_old);
+			atomic_store(&sh->nkeys, j->nkeys_before - 1);
+		} else {
+			atomic_store(&sh->nkeys, j->nkeys_before);
+		}
+		break;
+	default:
+		break;
+	}
+	/* a record written for an operation that did not commit is leaked
+	 * space, not damage: its bytes are unreachable */
+	j->op = OP_NONE;
+}
+
+/* ------------------------------------------------------ attach/detach */
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void do_init(void)
+{
+	tls_once_init();
+}
+
+SHF_EXPORT void shf_init(void)
+{
+	pthread_once(&init_once, do_init);
+}
+
+static int name_ok(const char *name)
+{
+	size_t n;
+
+	if (!name)
+		return 0;
+	n = strlen(name);
+	if (n == 0 || n > 200 || strchr(name, '/') || !strcmp(name, ".") ||
+	    !strcmp(name, "..") || name[0] == '.')
+		return 0;
+	return 1;
+}
+
+static int hdr_check(const struct hdr *hd, uint64_t fsize)
+{
+	if (fsize < sizeof(struct hdr) || hd->magic != SHF_MAGIC) {
+		errno = EBADMSG;
+		return -1;
+	}
+	if (hd->layout != SHF_LAYOUT || hd->sig != SIG_VALUE) {
+		errno = EPROTO;
+		return -1;
+	}
+	if (hd->nshards != NSHARDS || hd->shards_off != PAGE ||
+	    hd->data_start < PAGE + NSHARDS * sizeof(struct shard) ||
+	    hd->data_start > fsize ||
+	    (hd->data_start & (PAGE - 1)) ||
+	    atomic_load(&hd->file_used) > fsize ||
+	    (hd->fixed_set && (hd->fixed_klen > (1u << 30) ||
+			       hd->fixed_vlen > (1u << 30)))) {
+		errno = EBADMSG;
+		return -1;
+	}
+	return 0;
+}
+
+static int table_init(int fd)
+{
+	uint64_t data = PAGE + ((NSHARDS * sizeof(struct shard) + PAGE - 1) &
+				~(uint64_t)(PAGE - 1));
+	/* per shard: one segment and a one-entry directory */
+	uint64_t size = data + NSHARDS * (SEG_BYTES + 64);
+	uint8_t *m;
+	struct hdr *hd;
+	struct shard *sh;
+	uint32_t i;
+	int rc;
+
+	size = (size + GROW_STEP - 1) & ~(uint64_t)(GROW_STEP - 1);
+	rc = fallocate(fd, 0, 0, (off_t)size);
+	if (rc < 0 && errno == EOPNOTSUPP)
+		rc = ftruncate(fd, (off_t)size);
+	if (rc < 0)
+		return -1;
+	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return -1;
+	hd = (struct hdr *)m;
+	hd->layout = SHF_LAYOUT;
+	hd->sig = SIG_VALUE;
+	hd->shards_off = PAGE;
+	hd->data_start = data;
+	hd->nshards = NSHARDS;
+	atomic_store(&hd->file_size, size);
+	if (shf_mutex_init(&hd->alloc_mx) || shf_mutex_init(&hd->region_mx))
+		goto fail;
+	sh = (struct shard *)(m + PAGE);
+	for (i = 0; i < NSHARDS; i++) {
+		uint64_t seg = data + (uint64_t)i * SEG_BYTES;
+		uint64_t dir = data + (uint64_t)NSHARDS * SEG_BYTES + i * 64ULL;
+
+		if (shf_mutex_init(&sh[i].mx))
+			goto fail;
+		*(uint64_t *)(m + dir) = seg; /* depth 0 */
+		atomic_store(&sh[i].dir_word, dir);
+	}
+	atomic_store(&hd->file_used, data + NSHARDS * (SEG_BYTES + 64ULL));
+	atomic_thread_fence(memory_order_seq_cst);
+	hd->magic = SHF_MAGIC;
+	munmap(m, size);
+	return 0;
+fail:
+	munmap(m, size);
+	return -1;
+}
+
+static SHF *attach_fd(int fd, const char *path, const char *name)
+{
+	struct hdr hd;
+	struct stat st;
+	SHF *h;
+	uint64_t ms;
+	void *m = MAP_FAILED;
+
+	if (fstat(fd, &st) < 0)
+		return NULL;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EBADMSG;
+		return NULL;
+	}
+	if ((uint64_t)st.st_size < sizeof(hd) ||
+	    pread(fd, &hd, sizeof(hd), 0) != (ssize_t)sizeof(hd)) {
+		errno = EBADMSG;
+		return NULL;
+	}
+	if (hdr_check(&hd, (uint64_t)st.st_size) < 0)
+		return NULL;
+	for (ms = MAP_MAX; ms >= (64ULL << 20); ms /= 2) {
+		if (ms < (uint64_t)st.st_size)
+			break;
+		m = mmap(NULL, ms, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (m != MAP_FAILED)
+			break;
+	}
+	if (m == MAP_FAILED) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		munmap(m, ms);
+		errno = ENOMEM;
+		return NULL;
+	}
+	h->fd = fd;
+	h->lockable = 1;
+	h->base = m;
+	h->map_size = ms;
+	atomic_store(&h->valid, (uint64_t)st.st_size);
+	h->h = m;
+	h->shards = (struct shard *)(h->base + PAGE);
+	h->path = strdup(path);
+	h->name = strdup(name);
+	if (!h->path || !h->name) {
+		free(h->path);
+		free(h->name);
+		munmap(m, ms);
+		free(h);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return h;
+}
+
+static _Atomic unsigned tmp_counter;
+
+static SHF *do_attach(const char *path, const char *name, int create)
+{
+	char fname[256], tname[300];
+	int dfd, fd, e;
+	SHF *h;
+
+	shf_init();
+	if (!path || !*path || !name_ok(name)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return NULL;
+	snprintf(fname, sizeof(fname), "%s.shf", name);
+	for (;;) {
+		fd = openat(dfd, fname, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT || !create)
+			break;
+		/* build it under a temporary name, then link it in place */
+		snprintf(tname, sizeof(tname), ".%s.%ld.%u.tmp", fname,
+			 (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
+		fd = openat(dfd, tname,
+			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+		if (fd < 0)
+			break;
+		if (table_init(fd) < 0 ||
+		    syscall(SYS_renameat2, dfd, tname, dfd, fname, 1 /* NOREPLACE */) < 0) {
+			e = errno;
+			unlinkat(dfd, tname, 0);
+			close(fd);
+			if (e == EEXIST)
+				continue; /* somebody else won: attach theirs */
+			close(dfd);
+			errno = e;
+			return NULL;
+		}
+		break;
+	}
+	e = errno;
+	close(dfd);
+	if (fd < 0) {
+		errno = e;
+		return NULL;
+	}
+	h = attach_fd(fd, path, name);
+	if (!h) {
+		e = errno;
+		close(fd);
+		errno = e;
+	}
+	return h;
+}
+
+SHF_EXPORT SHF *shf_attach_existing(const char *path, const char *name)
+{
+	return do_attach(path, name, 0);
+}
+
+SHF_EXPORT SHF *shf_attach(const char *path, const char *name,
+			   uint32_t delete_upon_process_exit)
+{
+	SHF *h = do_attach(path, name, 1);
+
+	if (h && delete_upon_process_exit) {
+		pid_t me = getpid();
+		uint64_t st = shf_proc_start_time(me);
+
+		atomic_store(&h->h->owner_start, st);
+		atomic_store(&h->h->owner_pid, me);
+		if (shf_monitor_start(h) < 0) {
+			int e = errno;
+
+			shf_detach(h);
+			errno = e;
+			return NULL;
+		}
+	}
+	return h;
+}
+
+SHF_EXPORT void shf_detach(SHF *h)
+{
+	if (!h)
+		return;
+	munmap(h->base, h->map_size);
+	close(h->fd);
+	free(h->path);
+	free(h->name);
+	free(h);
+}
+
+SHF_EXPORT char *shf_del(SHF *h)
+{
+	char fname[256], *out = NULL;
+	struct stat st;
+	int dfd, e;
+
+	if (!h) {
+		errno = EINVAL;
+		return NULL;
+	}
+	snprintf(fname, sizeof(fname), "%s.shf", h->name);
+	dfd = open(h->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		goto out;
+	/* remove only the file this handle is attached to */
+	if (fstatat(dfd, fname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		struct stat me;
+
+		if (fstat(h->fd, &me) == 0 && me.st_ino == st.st_ino &&
+		    me.st_dev == st.st_dev) {
+			if (unlinkat(dfd, fname, 0) == 0 &&
+			    asprintf(&out, "removed %s/%s (%llu bytes)",
+				     h->path, fname,
+				     (unsigned long long)st.st_size) < 0) {
+				out = NULL;
+				errno = ENOMEM;
+			}
+		} else {
+			errno = ESTALE;
+		}
+	}
+	close(dfd);
+out:
+	e = errno;
+	shf_detach(h);
+	errno = e;
+	return out;
+}
+
+const char *shf_handle_path(SHF *h)
+{
+	return h->path;
+}
+
+const char *shf_handle_name(SHF *h)
+{
+	return h->name;
+}
+
+int shf_owner_get(SHF *h, pid_t *pid, uint64_t *start_time)
+{
+	if (!h) {
+		errno = EINVAL;
+		return -1;
+	}
+	*pid = atomic_load(&h->h->owner_pid);
+	*start_time = atomic_load(&h->h->owner_start);
+	return 0;
+}
+
+/* ------------------------------------------------------------- regions */
+
+void *shf_region(SHF *h, const char *name, uint64_t size, int create,
+		 uint64_t *size_out)
+{
+	struct region *r, *fr = NULL;
+	void *p = NULL;
+	uint32_t i;
+	int e = 0;
+
+	if (!h || !name || strlen(name) >= SHF_REGION_NAME_MAX || !*name ||
+	    (create && !size)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (shf_mutex_lock(h, &h->h->region_mx) < 0)
+		return NULL;
+	for (i = 0; i < SHF_REGIONS_MAX; i++) {
+		r = &h->h->regions[i];
+		if (!r->off) {
+			if (!fr)
+				fr = r;
+			continue;
+		}
+		if (strncmp(r->name, name, SHF_REGION_NAME_MAX))
+			continue;
+		if (create && r->size != size)
+			e = EEXIST;
+		else if (!(p = at(h, r->off, r->size)))
+			e = EBADMSG;
+		else if (size_out)
+			*size_out = r->size;
+		goto done;
+	}
+	if (!create) {
+		e = ENOENT;
+		goto done;
+	}
+	if (!fr) {
+		e = ENOSPC;
+		goto done;
+	}
+	{
+		uint64_t off = big_alloc(h, size, 1);
+
+		if (!off) {
+			e = errno;
+			goto done;
+		}
+		p = at(h, off, size);
+		if (!p) {
+			e = EBADMSG;
+			goto done;
+		}
+		strncpy(fr->name, name, SHF_REGION_NAME_MAX - 1);
+		fr->size = size;
+		barrier();
+		st64(&fr->off, off);
+		if (size_out)
+			*size_out = size;
+	}
+done:
+	shf_mutex_unlock(&h->h->region_mx);
+	if (e) {
+		errno = e;
+		return NULL;
+	}
+	return p;
+}
+
+int shf_region_remove(SHF *h, const char *name)
+{
+	uint32_t i;
+	int rc = -1;
+
+	if (!h || !name) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (shf_mutex_lock(h, &h->h->region_mx) < 0)
+		return -1;
+	errno = ENOENT;
+	for (i = 0; i < SHF_REGIONS_MAX; i++) {
+		struct region *r = &h->h->regions[i];
+
+		if (r->off && !strncmp(r->name, name, SHF_REGION_NAME_MAX)) {
+			st64(&r->off, 0);
+			memset(r->name, 0, sizeof(r->name));
+			rc = 0;
+			break;
+		}
+	}
+	shf_mutex_unlock(&h->h->region_mx);
+	return rc;
+}
+
+/* --------------------------------------------------------- key naming */
+
+SHF_EXPORT void shf_make_hash(const char *key, uint32_t key_len)
+{
+	tls.have_key = 0;
+	if (!key && key_len)
+		return;
+	if (tls_reserve(&tls.key, &tls.key_cap, key_len ? key_len : 1) < 0)
+		return;
+	if (key_len)
+		memcpy(tls.key, key, key_len);
+	tls.key_len = key_len;
+	tls.hash = XXH3_64bits(tls.key, key_len);
+	tls.have_key = 1;
+}
+
+static inline struct shard *shard_of(SHF *h, uint64_t hash)
+{
+	return &h->shards[hash >> 56];
+}
+
+static inline uint32_t uid_make(uint32_t shard, uint32_t ul)
+{
+	return (shard << 24) | ul;
+}
+
+/* --------------------------------------------------------------- reads */
+
+#define READ_TRIES 64
+
+enum what { W_VAL_COPY, W_KEY_COPY, W_VAL_ADDR };
+
+static int copy_out(struct rec *r, enum what w)
+{
+	if (w == W_KEY_COPY) {
+		if (tls_reserve(&tls.kbuf, &tls.kbuf_cap, r->klen + 1ULL) < 0)
+			return -1;
+		memcpy(tls.kbuf, r->key, r->klen);
+		return 0;
+	}
+	if (w == W_VAL_COPY) {
+		if (tls_reserve(&tls.val, &tls.val_cap, r->vlen + 1ULL) < 0)
+			return -1;
+		memcpy(tls.val, r->val, r->vlen);
+	}
+	return 0;
+}
+
+static void publish(struct rec *r, uint32_t uid, enum what w)
+{
+	shf_uid = uid;
+	if (w == W_KEY_COPY) {
+		tls.kbuf[r->klen] = 0;
+		shf_key = tls.kbuf;
+		shf_key_len = r->klen;
+	} else if (w == W_VAL_COPY) {
+		tls.val[r->vlen] = 0;
+		shf_val = tls.val;
+		shf_val_len = r->vlen;
+	} else {
+		shf_val_addr = (char *)r->val;
+		shf_val_len = r->vlen;
+	}
+}
+
+/* Locate (by key, or by uid when by_uid) and copy out; seqlock first. */
+static uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
+{
+	struct shard *sh;
+	struct found f;
+	uint32_t s, tries, ul = uid & 0xffffff;
+	int rc, locked = 0;
+
+	shf_uid = SHF_UID_NONE;
+	if (!h || (!by_uid && !tls.have_key)) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	if (by_uid && (uid == SHF_UID_NONE || ul > UID_LOCAL_MAX))
+		return SHF_RET_KEY_NONE;
+	sh = by_uid ? &h->shards[uid >> 24] : shard_of(h, tls.hash);
+	for (tries = 0;; tries++) {
+		if (tries >= READ_TRIES && !locked) {
+			if (shard_lock(h, sh) < 0)
+				return SHF_RET_ERROR;
+			locked = 1;
+		}
+		s = locked ? 0 : read_begin(sh);
+		if (!locked && (s & 1)) {
+			cpu_relax();
+			continue;
+		}
+		if (by_uid) {
+			uint64_t *e = uid_entry(h, sh, ul), ro;
+
+			rc = 0;
+			if (e && ((ro = ld64(e)) & 1) == 0 && ro &&
+			    rec_get(h, ro, &f.r) && f.r.uid == ul)
+				rc = 1;
+			else if (!e && ul < sh->uid_next)
+				rc = -1;
+		} else {
+			rc = idx_find(h, sh, tls.hash, tls.key, tls.key_len, &f);
+		}
+		if (rc == 1 && copy_out(&f.r, w) < 0) {
+			if (locked)
+				shard_unlock(h, sh);
+			return SHF_RET_ERROR;
+		}
+		if (!locked && read_retry(sh, s))
+			continue;
+		if (locked)
+			shard_unlock(h, sh);
+		if (rc < 0) {
+			errno = EBADMSG;
+			return SHF_RET_ERROR;
+		}
+		if (rc == 0)
+			return SHF_RET_KEY_NONE;
+		publish(&f.r, uid_make((uint32_t)(sh - h->shards), f.r.uid), w);
+		return SHF_RET_KEY_FOUND;
+	}
+}
+
+SHF_EXPORT uint32_t shf_get_key_val_copy(SHF *h)
+{
+	return do_get(h, 0, 0, W_VAL_COPY);
+}
+
+SHF_EXPORT uint32_t shf_get_uid_val_copy(SHF *h, uint32_t uid)
+{
+	return do_get(h, 1, uid, W_VAL_COPY);
+}
+
+SHF_EXPORT uint32_t shf_get_key_key_copy(SHF *h)
+{
+	return do_get(h, 0, 0, W_KEY_COPY);
+}
+
+SHF_EXPORT uint32_t shf_get_uid_key_copy(SHF *h, uint32_t uid)
+{
+	return do_get(h, 1, uid, W_KEY_COPY);
+}
+
+SHF_EXPORT uint32_t shf_get_key_val_addr(SHF *h)
+{
+	return do_get(h, 0, 0, W_VAL_ADDR);
+}
+
+SHF_EXPORT uint32_t shf_get_uid_val_addr(SHF *h, uint32_t uid)
+{
+	return do_get(h, 1, uid, W_VAL_ADDR);
+}
+
+/* -------------------------------------------------------------- writes */
+
+/* Find the key under the lock, by key (tls) or by uid. */
+static int locked_find(SHF *h, struct shard *sh, int by_uid, uint32_t ul,
+		       struct found *f, uint64_t *hash)
+{
+	if (!by_uid) {
+		*hash = tls.hash;
+		return idx_find(h, sh, tls.hash, tls.key, tls.key_len, f);
+	}
+	{
+		uint64_t *e = uid_entry(h, sh, ul), ro;
+		struct rec r;
+
+		if (!e || ((ro = ld64(e)) & 1) || !ro)
+			return 0;
+		if (!rec_get(h, ro, &r) || r.uid != ul)
+			return -1;
+		*hash = XXH3_64bits(r.key, r.klen);
+		if (idx_find(h, sh, *hash, r.key, r.klen, f) != 1 ||
+		    f->rec_off != ro)
+			return -1;
+		return 1;
+	}
+}
+
+/*
+ * Write a new record for the found key with value (val, vlen) — or, when
+ * cb is set, a copy of the old value passed through cb — and commit it with
+ * one store into the slot.  Returns 0, or -1 with errno.
+ */
+static int replace_rec(SHF *h, struct shard *sh, struct found *f,
+		       const void *val, uint32_t vlen, int from_old,
+		       shf_upd_callback_t cb)
+{
+	uint32_t hlen, kind;
+	uint64_t size = rec_size_for(h, f->r.klen, vlen, &hlen, &kind), ro;
+
+	ro = shard_alloc(h, sh, size);
+	if (!ro)
+		return -1;
+	/* the old record may have moved the chunk: re-read it */
+	if (!rec_get(h, f->rec_off, &f->r)) {
+		errno = EBADMSG;
+		return -1;
+	}
+	rec_write(h, ro, kind, f->r.uid, f->r.key, f->r.klen,
+		  from_old ? f->r.val : val, vlen, hlen);
+	if (cb && cb((const char *)h->base + ro + hlen + f->r.klen, vlen) !=
+			  vlen) {
+		shard_free(h, sh, ro, size); /* the value stays as it was */
+		return 1;
+	}
+	sh->j.uid = f->r.uid;
+	sh->j.slot_off = (uint64_t)((uint8_t *)f->slot - h->base);
+	sh->j.slot_old = f->sval;
+	sh->j.slot_new = slot_make(slot_tag(f->sval), ro);
+	sh->j.rec_old = f->rec_off;
+	sh->j.rec_new = ro;
+	sh->j.nkeys_before = atomic_load(&sh->nkeys);
+	barrier();
+	sh->j.op = OP_REPLACE;
+	barrier();
+	st64(f->slot, sh->j.slot_new); /* commit */
+	{
+		uint64_t *e = uid_entry(h, sh, f->r.uid);
+
+		if (e)
+			st64(e, ro);
+	}
+	rec_free(h, sh, f->rec_off);
+	barrier();
+	sh->j.op = OP_NONE;
+	f->rec_off = ro;
+	f->sval = sh->j.slot_new;
+	rec_get(h, ro, &f->r);
+	return 0;
+}
+
+static int insert_new(SHF *h, struct shard *sh, uint64_t hash,
+		      const void *key, uint32_t klen, const void *val,
+		      uint32_t vlen, uint32_t *ul_out)
+{
+	uint32_t hlen, kind, ul;
+	uint64_t size = rec_size_for(h, klen, vlen, &hlen, &kind), ro, *slot;
+
+	ro = shard_alloc(h, sh, size);
+	if (!ro)
+		return -1;
+	ul = uid_alloc(h, sh, ro);
+	if (ul == UINT32_MAX) {
+		int e = errno;
+
+		shard_free(h, sh, ro, size);
+		errno = e;
+		return -1;
+	}
+	rec_write(h, ro, kind, ul, key, klen, val, vlen, hlen);
+	sh->j.uid = ul;
+	sh->j.rec_new = ro;
+	sh->j.nkeys_before = atomic_load(&sh->nkeys);
+	barrier();
+	sh->j.op = OP_NEW;
+	barrier();
+	slot = idx_insert(h, sh, hash);
+	if (!slot) {
+		int e = errno;
+
+		uid_release(h, sh, ul);
+		shard_free(h, sh, ro, size);
+		sh->j.op = OP_NONE;
+		errno = e;
+		return -1;
+	}
+	st64(slot, slot_make(tag_of(hash), ro)); /* commit */
+	atomic_store(&sh->nkeys, sh->j.nkeys_before + 1);
+	barrier();
+	sh->j.op = OP_NONE;
+	*ul_out = ul;
+	return 0;
+}
+
+static void delete_found(SHF *h, struct shard *sh, struct found *f)
+{
+	sh->j.uid = f->r.uid;
+	sh->j.slot_off = (uint64_t)((uint8_t *)f->slot - h->base);
+	sh->j.slot_old = f->sval;
+	sh->j.rec_old = f->rec_off;
+	sh->j.nkeys_before = atomic_load(&sh->nkeys);
+	barrier();
+	sh->j.op = OP_DEL;
+	barrier();
+	st64(f->slot, 0); /* commit */
+	uid_release(h, sh, f->r.uid);
+	rec_free(h, sh, f->rec_off);
+	atomic_store(&sh->nkeys, sh->j.nkeys_before - 1);
+	atomic_fetch_add_explicit(&sh->dels, 1, memory_order_relaxed);
+	barrier();
+	sh->j.op = OP_NONE;
+}
+
+enum put_mode { P_PUT, P_IF_ABSENT, P_REPLACE, P_CAS };
+
+static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
+		       enum put_mode mode, const char *old, uint32_t old_len)
+{
+	struct shard *sh;
+	struct found f;
+	uint64_t hash;
+	uint32_t ul, ret;
+	int rc;
+
+	shf_uid = SHF_UID_NONE;
+	if (!h || !tls.have_key || (!val && mode == P_CAS) ||
+	    (uint64_t)tls.key_len + vlen > 0xffffffc0ULL) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	if (h->h->fixed_set && (tls.key_len != h->h->fixed_klen ||
+				vlen != h->h->fixed_vlen)) {
+		errno = EINVAL;
+		return SHF_RET_ERROR | SHF_RET_BAD_VAL;
+	}
+	hash = tls.hash;
+	sh = shard_of(h, hash);
+	if (shard_lock(h, sh) < 0)
+		return SHF_RET_ERROR;
+	rc = idx_find(h, sh, hash, tls.key, tls.key_len, &f);
+	if (rc < 0) {
+		errno = EBADMSG;
+		ret = SHF_RET_ERROR;
+	} else if (rc == 1) {
+		if (mode == P_IF_ABSENT) {
+			ret = SHF_RET_KEY_FOUND;
+			ul = f.r.uid;
+			shf_uid = uid_make(hash >> 56, ul);
+		} else if (mode == P_CAS && (f.r.vlen != old_len ||
+					     memcmp(f.r.val, old, old_len))) {
+			ret = SHF_RET_KEY_FOUND | SHF_RET_BAD_VAL;
+			shf_uid = uid_make(hash >> 56, f.r.uid);
+		} else if (replace_rec(h, sh, &f, val, vlen, 0, NULL) < 0) {
+			ret = SHF_RET_ERROR;
+		} else {
+			ret = SHF_RET_KEY_PUT |
+			      (mode == P_PUT ? 0 : SHF_RET_KEY_FOUND);
+			shf_uid = uid_make(hash >> 56, f.r.uid);
+			atomic_fetch_add_explicit(&sh->puts, 1,
+						  memory_order_relaxed);
+		}
+	} else if (mode == P_REPLACE || mode == P_CAS) {
+		ret = SHF_RET_KEY_NONE;
+	} else if (insert_new(h, sh, hash, tls.key, tls.key_len, val, vlen,
+			      &ul) < 0) {
+		ret = SHF_RET_ERROR;
+	} else {
+		ret = SHF_RET_KEY_PUT;
+		shf_uid = uid_make(hash >> 56, ul);
+		atomic_fetch_add_explicit(&sh->puts, 1, memory_order_relaxed);
+	}
+	{
+		int e = errno;
+
+		shard_unlock(h, sh);
+		errno = e;
+	}
+	return ret;
+}
+
+SHF_EXPORT uint32_t shf_put_key_val(SHF *h, const char *val, uint32_t vlen)
+{
+	return do_put(h, val, vlen, P_PUT, NULL, 0);
+}
+
+SHF_EXPORT uint32_t shf_put_key_val_if_absent(SHF *h, const char *val,
+					      uint32_t vlen)
+{
+	return do_put(h, val, vlen, P_IF_ABSENT, NULL, 0);
+}
+
+SHF_EXPORT uint32_t shf_replace_key_val(SHF *h, const char *val,
+					uint32_t vlen)
+{
+	return do_put(h, val, vlen, P_REPLACE, NULL, 0);
+}
+
+SHF_EXPORT uint32_t shf_cas_key_val(SHF *h, const char *old,
+				    uint32_t old_len, const char *val,
+				    uint32_t vlen)
+{
+	if (!old && old_len) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	return do_put(h, val ? val : "", vlen, P_CAS, old ? old : "", old_len);
+}
+
+/* Lock the shard of the key (tls) or uid and find it. */
+static struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
+			       struct found *f, uint64_t *hash, int *rc)
+{
+	struct shard *sh;
+
+	shf_uid = SHF_UID_NONE;
+	if (!h || (!by_uid && !tls.have_key)) {
+		errno = EINVAL;
+		*rc = -2;
+		return NULL;
+	}
+	if (by_uid && (uid == SHF_UID_NONE || (uid & 0xffffff) > UID_LOCAL_MAX)) {
+		*rc = 0;
+		return NULL;
+	}
+	sh = by_uid ? &h->shards[uid >> 24] : shard_of(h, tls.hash);
+	if (shard_lock(h, sh) < 0) {
+		*rc = -2;
+		return NULL;
+	}
+	*rc = locked_find(h, sh, by_uid, uid & 0xffffff, f, hash);
+	return sh;
+}
+
+static uint32_t unlock_ret(SHF *h, struct shard *sh, uint32_t ret)
+{
+	int e = errno;
+
+	if (sh)
+		shard_unlock(h, sh);
+	errno = e;
+	return ret;
+}
+
+static uint32_t do_del(SHF *h, int by_uid, uint32_t uid)
+{
+	struct found f;
+	uint64_t hash;
+	int rc;
+	struct shard *sh = lock_find(h, by_uid, uid, &f, &hash, &rc);
+
+	if (rc == -2)
+		return SHF_RET_ERROR;
+	if (rc < 0) {
+		errno = EBADMSG;
+		return unlock_ret(h, sh, SHF_RET_ERROR);
+	}
+	if (rc == 0)
+		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
+	delete_found(h, sh, &f);
+	return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
+}
+
+SHF_EXPORT uint32_t shf_del_key_val(SHF *h)
+{
+	return do_del(h, 0, 0);
+}
+
+SHF_EXPORT uint32_t shf_del_uid_val(SHF *h, uint32_t uid)
+{
+	return do_del(h, 1, uid);
+}
+
+static uint32_t copy_cb(const char *val, uint32_t val_len)
+{
+	if (val_len != tls.upd_len)
+		return tls.upd_len;
+	memcpy((char *)val, tls.upd_val, val_len);
+	return val_len;
+}
+
+SHF_EXPORT void shf_upd_callback_set(shf_upd_callback_t cb)
+{
+	tls.upd_cb = cb;
+}
+
+SHF_EXPORT uint32_t shf_upd_callback_copy(const char *val, uint32_t val_len)
+{
+	if ((!val && val_len) ||
+	    tls_reserve(&tls.upd_val, &tls.upd_cap, val_len + 1ULL) < 0) {
+		if (!val && val_len)
+			errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	if (val_len)
+		memcpy(tls.upd_val, val, val_len);
+	tls.upd_len = val_len;
+	tls.upd_cb = copy_cb;
+	return SHF_RET_OK;
+}
+
+/*
+ * Update: copy the record, let the callback change the copy, commit the copy
+ * with one store (a crash leaves the old value or the new, never a mix).
+ */
+static uint32_t do_upd(SHF *h, int by_uid, uint32_t uid)
+{
+	struct found f;
+	uint64_t hash;
+	uint32_t ret, ul;
+	int rc;
+	struct shard *sh;
+
+	if (!tls.upd_cb) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	sh = lock_find(h, by_uid, uid, &f, &hash, &rc);
+	if (rc == -2)
+		return SHF_RET_ERROR;
+	if (rc < 0) {
+		errno = EBADMSG;
+		return unlock_ret(h, sh, SHF_RET_ERROR);
+	}
+	if (rc == 0)
+		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
+	ul = f.r.uid;
+	shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
+	rc = replace_rec(h, sh, &f, NULL, f.r.vlen, 1, tls.upd_cb);
+	if (rc < 0)
+		return unlock_ret(h, sh, SHF_RET_ERROR);
+	ret = SHF_RET_KEY_FOUND;
+	if (rc > 0)
+		ret |= SHF_RET_BAD_CB;
+	return unlock_ret(h, sh, ret);
+}
+
+SHF_EXPORT uint32_t shf_upd_key_val(SHF *h)
+{
+	return do_upd(h, 0, 0);
+}
+
+SHF_EXPORT uint32_t shf_upd_uid_val(SHF *h, uint32_t uid)
+{
+	return do_upd(h, 1, uid);
+}
+
+static uint32_t do_add(SHF *h, int by_uid, uint32_t uid, long add)
+{
+	struct found f;
+	uint64_t hash;
+	long v;
+	uint32_t ul;
+	int rc;
+	struct shard *sh = lock_find(h, by_uid, uid, &f, &hash, &rc);
+
+	if (rc == -2)
+		return SHF_RET_ERROR;
+	if (rc < 0) {
+		errno = EBADMSG;
+		return unlock_ret(h, sh, SHF_RET_ERROR);
+	}
+	if (rc == 0) {
+		if (by_uid || add == 0)
+			return unlock_ret(h, sh, SHF_RET_KEY_NONE);
+		if (h->h->fixed_set && (tls.key_len != h->h->fixed_klen ||
+					h->h->fixed_vlen != sizeof(long))) {
+			errno = EINVAL;
+			return unlock_ret(h, sh, SHF_RET_ERROR | SHF_RET_BAD_VAL);
+		}
+		if (insert_new(h, sh, hash, tls.key, tls.key_len, &add,
+			       sizeof(long), &ul) < 0)
+			return unlock_ret(h, sh, SHF_RET_ERROR);
+		atomic_fetch_add_explicit(&sh->puts, 1, memory_order_relaxed);
+		shf_val_long = add;
+		shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
+		return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
+	}
+	shf_uid = uid_make((uint32_t)(sh - h->shards), f.r.uid);
+	if (f.r.vlen != sizeof(long))
+		return unlock_ret(h, sh, SHF_RET_KEY_FOUND | SHF_RET_BAD_VAL);
+	memcpy(&v, f.r.val, sizeof(v));
+	v = (long)((unsigned long)v + (unsigned long)add);
+	shf_val_long = v;
+	if (v == 0) {
+		delete_found(h, sh, &f);
+		shf_uid = SHF_UID_NONE;
+		return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
+	}
+	if (replace_rec(h, sh, &f, &v, sizeof(v), 0, NULL) < 0)
+		return unlock_ret(h, sh, SHF_RET_ERROR);
+	return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
+}
+
+SHF_EXPORT uint32_t shf_add_key_val(SHF *h, long add)
+{
+	return do_add(h, 0, 0, add);
+}
+
+SHF_EXPORT uint32_t shf_add_uid_val(SHF *h, uint32_t uid, long add)
+{
+	return do_add(h, 1, uid, add);
+}
+
+/* The sum is published with one store under the shard's lock, so the two
+ * flavours are equally atomic; _atom is kept for source compatibility. */
+SHF_EXPORT uint32_t shf_add_key_val_atom(SHF *h, long add)
+{
+	return do_add(h, 0, 0, add);
+}
+
+SHF_EXPORT uint32_t shf_add_uid_val_atom(SHF *h, uint32_t uid, long add)
+{
+	return do_add(h, 1, uid, add);
+}
+
+/* ------------------------------------------------------------ settings */
+
+SHF_EXPORT void shf_set_is_lockable(SHF *h, uint32_t is_lockable)
+{
+	if (h)
+		h->lockable = is_lockable ? 1 : 0;
+}
+
+SHF_EXPORT void shf_set_is_fixed_len(SHF *h, uint32_t key_len,
+				     uint32_t val_len)
+{
+	uint32_t i, n = 0;
+	int busy = 0;
+
+	if (!h || key_len > (1u << 30) || val_len > (1u << 30)) {
+		errno = EINVAL;
+		return;
+	}
+	for (n = 0; n < NSHARDS; n++)
+		if (shard_lock(h, &h->shards[n]) < 0)
+			break;
+	if (n < NSHARDS) {
+		busy = -1;
+	} else if (h->h->fixed_set) {
+		if (h->h->fixed_klen != key_len || h->h->fixed_vlen != val_len)
+			busy = 1;
+	} else {
+		for (i = 0; i < NSHARDS; i++)
+			if (atomic_load(&h->shards[i].nkeys))
+				busy = 1;
+		if (!busy) {
+			h->h->fixed_klen = key_len;
+			h->h->fixed_vlen = val_len;
+			barrier();
+			h->h->fixed_set = 1;
+		}
+	}
+	for (i = 0; i < n; i++)
+		shard_unlock(h, &h->shards[i]);
+	if (busy > 0)
+		errno = EBUSY;
+}
+
+/* ----------------------------------------------------------- iteration */
+
+struct snap {
+	char *buf;
+	uint64_t len, cap;
+	uint32_t count;
+};
+
+static int snap_add(struct snap *s, struct rec *r, uint32_t uid)
+{
+	uint64_t need = 12 + (uint64_t)r->klen + r->vlen;
+	uint32_t hdr[3] = { uid, r->klen, r->vlen };
+
+	if (s->len + need > s->cap) {
+		uint64_t n = s->cap ? s->cap : 4096;
+		char *p;
+
+		while (n < s->len + need)
+			n *= 2;
+		p = realloc(s->buf, n);
+		if (!p) {
+			errno = ENOMEM;
+			return -1;
+		}
+		s->buf = p;
+		s->cap = n;
+	}
+	memcpy(s->buf + s->len, hdr, 12);
+	memcpy(s->buf + s->len + 12, r->key, r->klen);
+	memcpy(s->buf + s->len + 12 + r->klen, r->val, r->vlen);
+	s->len += need;
+	s->count++;
+	return 0;
+}
+
+/* Copy the live pairs of one shard into s; 0, -1 error, 1 retry. */
+static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
+{
+	struct shard *sh = &h->shards[si];
+	uint32_t g, i, k;
+	uint64_t *dir = dir_get(h, atomic_load_explicit(&sh->dir_word,
+							memory_order_acquire),
+				&g);
+
+	s->len = 0;
+	s->count = 0;
+	if (!dir)
+		return 1;
+	for (i = 0; i < (1u << g); i++) {
+		uint64_t de = ld64(&dir[i]), *seg;
+		uint32_t l = (uint32_t)(de & 63);
+
+		if (l > g)
+			return 1;
+		if (i & ((1u << (g - l)) - 1))
+			continue; /* not the first entry for this segment */
+		seg = at(h, de & ~63ULL, SEG_BYTES);
+		if (!seg)
+			return 1;
+		for (k = 0; k < SEG_BUCKETS * BUCKET_SLOTS; k++) {
+			uint64_t sv = ld64(&seg[k]);
+			struct rec r;
+
+			if (!sv)
+				continue;
+			if (!rec_get(h, slot_rec(sv), &r))
+				return 1;
+			if (snap_add(s, &r, uid_make(si, r.uid)) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+static int snap_shard(SHF *h, uint32_t si, struct snap *s)
+{
+	struct shard *sh = &h->shards[si];
+	uint32_t tries, q;
+	int rc;
+
+	for (tries = 0; tries < 8; tries++) {
+		q = read_begin(sh);
+		if (q & 1) {
+			cpu_relax();
+			continue;
+		}
+		rc = snap_shard_once(h, si, s);
+		if (rc < 0)
+			return -1;
+		if (!read_retry(sh, q) && rc == 0)
+			return 0;
+	}
+	if (shard_lock(h, sh) < 0)
+		return -1;
+	rc = snap_shard_once(h, si, s);
+	shard_unlock(h, sh);
+	if (rc > 0) {
+		errno = EBADMSG;
+		rc = -1;
+	}
+	return rc;
+}
+
+SHF_EXPORT uint32_t shf_iterate(SHF *h, shf_iterate_cb_t cb, void *arg)
+{
+	struct snap s = { 0 };
+	uint32_t si, n;
+	uint64_t off;
+
+	if (!h || !cb) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	for (si = 0; si < NSHARDS; si++) {
+		if (snap_shard(h, si, &s) < 0) {
+			free(s.buf);
+			return SHF_RET_ERROR;
+		}
+		for (n = 0, off = 0; n < s.count; n++) {
+			uint32_t hd[3];
+
+			memcpy(hd, s.buf + off, 12);
+			if (cb(s.buf + off + 12, hd[1], s.buf + off + 12 + hd[1],
+			       hd[2], hd[0], arg)) {
+				free(s.buf);
+				return SHF_RET_OK;
+			}
+			off += 12 + (uint64_t)hd[1] + hd[2];
+		}
+	}
+	free(s.buf);
+	return SHF_RET_OK;
+}
+
+/*
+ * SharedHashFile's raw walk, kept for source compatibility: copies the live
+ * pairs of shard *win into shf_val as records of u32 uid, u32 key length,
+ * u32 value length, key, value; shf_val_len is the bytes copied.  Then
+ * advances *win (and sets *tab to 0); past the last shard shf_val_len is 0.
+ */
+SHF_EXPORT void shf_tab_copy_iterate(SHF *h, uint32_t *win, uint32_t *tab)
+{
+	struct snap s = { 0 };
+
+	shf_val_len = 0;
+	if (!h || !win || !tab || *win >= NSHARDS) {
+		errno = EINVAL;
+		return;
+	}
+	if (snap_shard(h, *win, &s) == 0 &&
+	    tls_reserve(&tls.val, &tls.val_cap, s.len + 1) == 0) {
+		memcpy(tls.val, s.buf, s.len);
+		shf_val = tls.val;
+		shf_val_len = (uint32_t)s.len;
+	}
+	free(s.buf);
+	(*win)++;
+	*tab = 0;
+}
+
+/* --------------------------------------------------------------- stats */
+
+SHF_EXPORT uint32_t shf_get_stats(SHF *h, struct shf_stats *out, size_t size)
+{
+	struct shf_stats st;
+	uint32_t i;
+
+	if (!h || !out) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	memset(&st, 0, sizeof(st));
+	for (i = 0; i < NSHARDS; i++) {
+		struct shard *sh = &h->shards[i];
+
+		st.keys += atomic_load(&sh->nkeys);
+		st.bytes_used += atomic_load(&sh->bytes_used);
+		st.bytes_free += atomic_load(&sh->bytes_free);
+		st.splits += atomic_load(&sh->splits);
+		st.puts += atomic_load(&sh->puts);
+		st.dels += atomic_load(&sh->dels);
+	}
+	st.bytes_file = atomic_load(&h->h->file_size);
+	st.lock_waits = atomic_load(&h->h->lock_waits);
+	st.recoveries = atomic_load(&h->h->recoveries);
+	st.shards = NSHARDS;
+	if (h->h->fixed_set) {
+		st.fixed_key_len = h->h->fixed_klen;
+		st.fixed_val_len = h->h->fixed_vlen;
+	}
+	st.layout = SHF_LAYOUT;
+	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
+	return SHF_RET_OK;
+}
+
+SHF_EXPORT uint64_t shf_debug_get_garbage(SHF *h)
+{
+	uint64_t g = 0;
+	uint32_t i;
+
+	if (!h)
+		return 0;
+	for (i = 0; i < NSHARDS; i++)
+		g += atomic_load(&h->shards[i].bytes_free);
+	return g;
+}

@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * util.c - helpers SharedHashFile exports (version, time, file system
+ * space, child processes) and small internal ones (/proc, TLS buffers).
+ * None of them prints, exits or aborts.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shf-internal.h"
+
+extern char **environ;
+
+/* Kept for compatibility: libshf prints nothing, whatever the level. */
+static int debug_verbosity = 1;
+
+SHF_EXPORT const char *shf_version(void)
+{
+	return PACKAGE_VERSION;
+}
+
+SHF_EXPORT void shf_debug_verbosity_less(void)
+{
+	__atomic_sub_fetch(&debug_verbosity, 1, __ATOMIC_RELAXED);
+}
+
+SHF_EXPORT void shf_debug_verbosity_more(void)
+{
+	__atomic_add_fetch(&debug_verbosity, 1, __ATOMIC_RELAXED);
+}
+
+SHF_EXPORT void shf_set_data_need_factor(uint32_t data_needed_factor)
+{
+	/* Growth is driven by the table itself; see shf_set_data_need_factor(3). */
+	(void)data_needed_factor;
+}
+
+SHF_EXPORT uint64_t shf_get_vfs_available(const char *path)
+{
+	struct statvfs sv;
+
+	if (!path) {
+		errno = EINVAL;
+		return 0;
+	}
+	if (statvfs(path, &sv) < 0)
+		return 0;
+	return (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+}
+
+SHF_EXPORT double shf_get_time_in_seconds(void)
+{
+	struct timespec ts;
+
+	/* CLOCK_MONOTONIC cannot fail on Linux with a valid pointer. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * Spawn path with argv; the child starts with no blocked signals so that a
+ * helper spawned from a thread that blocks them still dies on SIGTERM.
+ * 0 with *pid set, or an errno value.
+ */
+static int spawn(pid_t *pid, const char *path, char *const argv[],
+		 const posix_spawn_file_actions_t *fa)
+{
+	posix_spawnattr_t attr;
+	sigset_t none;
+	int err;
+
+	err = posix_spawnattr_init(&attr);
+	if (err)
+		return err;
+	sigemptyset(&none);
+	err = posix_spawnattr_setsigmask(&attr, &none);
+	if (!err)
+		err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+	if (!err)
+		err = posix_spawn(pid, path, fa, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	return err;
+}
+
+SHF_EXPORT pid_t shf_exec_child(const char *child_path, const char *child_file,
+				const char *child_argument_1,
+				const char *child_argument_2)
+{
+	char *argv[4] = { NULL, NULL, NULL, NULL };
+	size_t path_len, file_len;
+	char *path_file;
+	pid_t pid;
+	int err;
+
+	if (!child_file || !*child_file) {
+		errno = EINVAL;
+		return -1;
+	}
+
+	/* No PATH search: an empty or NULL child_path means child_file as is. */
+	path_len = child_path ? strlen(child_path) : 0;
+	file_len = strlen(child_file);
+	path_file = malloc(path_len + 1 + file_len + 1);
+	if (!path_file) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if (path_len) {
+		memcpy(path_file, child_path, path_len);
+		path_file[path_len] = '/';
+		memcpy(path_file + path_len + 1, child_file, file_len + 1);
+	} else {
+		memcpy(path_file, child_file, file_len + 1);
+	}
+
+	/* Like execl(): the first NULL argument ends the list. */
+	argv[0] = (char *)child_file;
+	if (child_argument_1) {
+		argv[1] = (char *)child_argument_1;
+		argv[2] = (char *)child_argument_2;
+	}
+
+	err = spawn(&pid, path_file, argv, NULL);
+	free(path_file);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return pid;
+}
+
+/* Reap pid, retrying on EINTR.  0 or -1 with errno. */
+static int reap(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno == EINTR)
+			continue;
+		/* SIGCHLD ignored by the caller: the kernel reaped it. */
+		if (errno == ECHILD)
+			return 0;
+		return -1;
+	}
+	return 0;
+}
+
+SHF_EXPORT char *shf_backticks(const char *cmd)
+{
+	char *argv[] = { "sh", "-c", (char *)cmd, NULL };
+	posix_spawn_file_actions_t fa;
+	char *out = NULL;
+	uint64_t cap = 0, len = 0;
+	int fds[2], err, saved;
+	pid_t pid = -1;
+	ssize_t n;
+
+	if (!cmd) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return NULL;
+
+	/* dup2() in the child clears O_CLOEXEC on its stdout only. */
+	err = posix_spawn_file_actions_init(&fa);
+	if (!err) {
+		err = posix_spawn_file_actions_adddup2(&fa, fds[1],
+						       STDOUT_FILENO);
+		if (!err)
+			err = spawn(&pid, "/bin/sh", argv, &fa);
+		posix_spawn_file_actions_destroy(&fa);
+	}
+	close(fds[1]);
+	if (err) {
+		close(fds[0]);
+		errno = err;
+		return NULL;
+	}
+
+	err = 0;
+	for (;;) {
+		if (shf_tls_reserve(&out, &cap, len + 4096 + 1) < 0) {
+			err = ENOMEM;
+			break;
+		}
+		n = read(fds[0], out + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		len += (uint64_t)n;
+	}
+	close(fds[0]);
+
+	/* Always reap the child, even when reading failed. */
+	saved = reap(pid) < 0 ? errno : 0;
+	if (!err)
+		err = saved;
+	if (err) {
+		free(out);
+		errno = err;
+		return NULL;
+	}
+	out[len] = '\0';
+	return out;
+}
+
+int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len)
+{
+	uint64_t new_cap;
+	char *p;
+
+	if (!buf || !cap) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (*buf && *cap >= len)
+		return 0;
+
+	new_cap = *cap ? *cap : 64;
+	while (new_cap < len) {
+		if (new_cap > UINT64_MAX / 2) {
+			new_cap = len;
+			break;
+		}
+		new_cap *= 2;
+	}
+	/* malloc() refuses more than PTRDIFF_MAX bytes. */
+	if (new_cap > PTRDIFF_MAX) {
+		errno = ENOMEM;
+		return -1;
+	}
+
+	p = realloc(*buf, (size_t)new_cap);
+	if (!p) {
+		errno = ENOMEM;
+		return -1;
+	}
+	*buf = p;
+	*cap = new_cap;
+	return 0;
+}
+
+uint64_t shf_proc_start_time(pid_t pid)
+{
+	char path[32], buf[1024], *p, *end;
+	unsigned long long start;
+	int fd, field, saved_errno = errno;
+	size_t len = 0;
+	ssize_t n;
+
+	if (pid <= 0) {
+		errno = EINVAL;
+		return 0;
+	}
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			errno = ESRCH;
+		return 0;
+	}
+	while (len < sizeof(buf) - 1) {
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			/* ESRCH: the process went away after open(). */
+			int saved = errno;
+
+			close(fd);
+			errno = saved;
+			return 0;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+
+	/*
+	 * "pid (comm) state ppid ...": comm may hold spaces and ')', so the
+	 * fields start after the last ')'.  Field 3 (state) comes first;
+	 * starttime is field 22.
+	 */
+	p = strrchr(buf, ')');
+	if (!p) {
+		errno = EIO;
+		return 0;
+	}
+	p++;
+	for (field = 3; field < 22; field++) {
+		while (*p == ' ')
+			p++;
+		while (*p && *p != ' ')
+			p++;
+		if (!*p) {
+			errno = EIO;
+			return 0;
+		}
+	}
+	errno = 0;
+	start = strtoull(p, &end, 10);
+	if (end == p || errno || (*end != ' ' && *end != '\n' && *end)) {
+		errno = EIO;
+		return 0;
+	}
+	errno = saved_errno;
+	return (uint64_t)start;
+}

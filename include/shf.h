@@ -139,6 +139,23 @@ uint32_t shf_get_uid_key_copy(SHF *shf, uint32_t uid);
 uint32_t shf_get_key_val_addr(SHF *shf);
 uint32_t shf_get_uid_val_addr(SHF *shf, uint32_t uid);
 
+/**
+ * Batched get: look up n keys in one call, overlapping their memory misses
+ * (the keys are hashed and their index lines prefetched in groups).  Values
+ * are copied one after another into buf (buf_size bytes): for key i,
+ * offs[i] and lens[i] get the value's place in buf, uids[i] (uids may be
+ * NULL) its UID; an absent key gets lens[i] = UINT32_MAX and uids[i] =
+ * SHF_UID_NONE.  Does not use or change the key named by shf_make_hash().
+ * @return the number of keys found, or UINT32_MAX with errno: EINVAL,
+ * ENOBUFS (buf too small: the values that fit are copied, the others get
+ * lens[i] = UINT32_MAX - 1), EBADMSG.
+ */
+uint32_t shf_get_key_val_copy_batch(SHF *shf, uint32_t n,
+				    const char *const *keys,
+				    const uint32_t *key_lens, char *buf,
+				    uint64_t buf_size, uint64_t *offs,
+				    uint32_t *lens, uint32_t *uids);
+
 /** Delete: KEY_FOUND if it was there, KEY_NONE if not. */
 uint32_t shf_del_key_val(SHF *shf);
 uint32_t shf_del_uid_val(SHF *shf, uint32_t uid);
@@ -206,6 +223,17 @@ struct shf_stats {
 };
 /** Fill st (size bytes of it, for ABI growth); OK or ERROR. */
 uint32_t shf_get_stats(SHF *shf, struct shf_stats *st, size_t size);
+
+/** Problem report callback of shf_check(): one line of text per problem. */
+typedef void (*shf_check_cb_t)(const char *problem, void *arg);
+#define SHF_CHECK_REPAIR 1u /**< drop what is broken, fix counters */
+/**
+ * Verify the table's structure shard by shard (each under its lock): index,
+ * records, UID table, counters, free lists.  With SHF_CHECK_REPAIR, entries
+ * that point at unreadable records are dropped and counters fixed.
+ * @return the number of problems found (0: sound), or UINT32_MAX with errno.
+ */
+uint32_t shf_check(SHF *shf, uint32_t flags, shf_check_cb_t cb, void *arg);
 
 /** Bytes held by deleted entries, waiting for reuse. */
 uint64_t shf_debug_get_garbage(SHF *shf);

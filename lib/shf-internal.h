@@ -44,6 +44,8 @@ void shf_mutex_unlock(pthread_mutex_t *m);
 /* Directory and name of the table, for the monitor and shf_del(). */
 const char *shf_handle_path(SHF *shf);
 const char *shf_handle_name(SHF *shf);
+/* The descriptor of the table file (for fstat(): its dev and inode). */
+int shf_handle_fd(SHF *shf);
 
 /* Grow a thread-local buffer to at least len bytes; 0 or -1/ENOMEM. */
 int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len);

@@ -29,6 +29,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,7 @@
 #include <xxhash.h>
 
 #include "shf-internal.h"
+#include "ipc-internal.h"
 
 /* ---------------------------------------------------------------- layout */
 
@@ -227,6 +230,54 @@ static int tls_reserve(char **buf, uint64_t *cap, uint64_t len)
 	tls_register();
 	return 0;
 }
+
+/* ------------------------------------------------ crash injection */
+
+/*
+ * Test-only: SHF_TEST_CRASH="POINT:N" makes the process SIGKILL itself the
+ * N-th time it passes crash point POINT (see tests/check_crash.c).  Read
+ * once by shf_init(); costs one predictable branch otherwise.
+ */
+enum crash_point {
+	CP_NEW_WRITTEN = 1,  /* new record written, not yet in the index */
+	CP_NEW_COMMITTED,    /* in the index, counters not yet updated */
+	CP_REPL_WRITTEN,     /* replacement written, not committed */
+	CP_REPL_COMMITTED,   /* committed, UID table not yet updated */
+	CP_REPL_UID,         /* UID updated, old record not yet freed */
+	CP_DEL_COMMITTED,    /* slot cleared, UID not yet released */
+	CP_DEL_UID,          /* UID released, record not yet freed */
+	CP_SPLIT_COPIED,     /* split: entries copied, directory unchanged */
+	CP_SPLIT_DIR,        /* split: directory half updated */
+	CP_KICK,             /* displacement: entry in both buckets */
+	CP_DIR_DOUBLE,       /* directory doubled, old one not yet freed */
+	CP_CHUNK,            /* chunk switch in progress */
+	CP_FREE_PUSH,        /* free-list push half done */
+	CP_ALLOC_LOCKED,     /* holding the allocator's lock */
+	CP_MAX
+};
+static int crash_at;
+static long crash_count;
+
+static void crash_init(void)
+{
+	const char *e = getenv("SHF_TEST_CRASH");
+	char *end;
+	long p;
+
+	if (!e)
+		return;
+	p = strtol(e, &end, 10);
+	if (p <= 0 || p >= CP_MAX || *end != ':')
+		return;
+	crash_count = strtol(end + 1, NULL, 10);
+	crash_at = (int)p;
+}
+
+#define CRASH(p)                                                         \
+	do {                                                             \
+		if (SHF_UNLIKELY(crash_at == (p)) && --crash_count <= 0) \
+			raise(SIGKILL);                                  \
+	} while (0)
 
 /* ----------------------------------------------------------- helpers */
 
@@ -501,6 +552,7 @@ static uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 	rc = shf_mutex_lock(h, &h->h->alloc_mx);
 	if (rc < 0)
 		return 0;
+	CRASH(CP_ALLOC_LOCKED);
 	off = h->h->big_free[c];
 	if (off) {
 		uint64_t *p = at(h, off, b);
@@ -562,6 +614,7 @@ static void cls_push(SHF *h, struct shard *sh, uint32_t c, uint64_t off)
 	w[1] = c;
 	st64(w + 2, sh->free_head[c]);
 	barrier();
+	CRASH(CP_FREE_PUSH);
 	st64(&sh->free_head[c], off);
 }
 
@@ -623,6 +676,7 @@ static uint64_t shard_alloc(SHF *h, struct shard *sh, uint64_t size)
 		st64(&sh->chunk_end, 0);
 		st64(&sh->chunk_cur, nc);
 		barrier();
+		CRASH(CP_CHUNK);
 		st64(&sh->chunk_end, nc + csz);
 		c = cls_of(size, &b);
 	}
@@ -993,6 +1047,7 @@ static int seg_split(SHF *h, struct shard *sh, uint32_t idx)
 			n[i] = ld64(&dir[i >> 1]);
 		barrier();
 		atomic_store(&sh->dir_word, nd | (g + 1));
+		CRASH(CP_DIR_DOUBLE);
 		if (g > 0) /* depth 0 directories live in the initial area */
 			big_free(h, dw & ~63ULL, 8ULL << g);
 		dw = nd | (g + 1);
@@ -1025,8 +1080,12 @@ static int seg_split(SHF *h, struct shard *sh, uint32_t idx)
 	barrier();
 	sh->j.split_state = 1;
 	barrier();
-	for (i = 0; i < len; i++)
+	CRASH(CP_SPLIT_COPIED);
+	for (i = 0; i < len; i++) {
 		st64(&dir[start + i], (i < len / 2 ? so : no) | (l + 1));
+		if (i == len / 2)
+			CRASH(CP_SPLIT_DIR);
+	}
 	for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++) {
 		uint64_t s = ld64(&seg[i]);
 
@@ -1081,6 +1140,7 @@ static uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 					sh->j.kick_from = (uint64_t)((uint8_t *)&bk[i] - h->base);
 					barrier();
 					st64(&obk[m], s);
+					CRASH(CP_KICK);
 					st64(&bk[i], 0);
 					barrier();
 					sh->j.kick_from = 0;
@@ -1204,6 +1264,7 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static void do_init(void)
 {
 	tls_once_init();
+	crash_init();
 }
 
 SHF_EXPORT void shf_init(void)
@@ -1443,6 +1504,7 @@ SHF_EXPORT void shf_detach(SHF *h)
 {
 	if (!h)
 		return;
+	shf_ipc_detach(h);
 	munmap(h->base, h->map_size);
 	close(h->fd);
 	free(h->path);
@@ -1497,6 +1559,11 @@ const char *shf_handle_path(SHF *h)
 const char *shf_handle_name(SHF *h)
 {
 	return h->name;
+}
+
+int shf_handle_fd(SHF *h)
+{
+	return h->fd;
 }
 
 int shf_owner_get(SHF *h, pid_t *pid, uint64_t *start_time)
@@ -1680,6 +1747,8 @@ static uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 	int rc, locked = 0;
 
 	shf_uid = SHF_UID_NONE;
+	if (w == W_VAL_ADDR)
+		shf_val_addr = NULL;
 	if (!h || (!by_uid && !tls.have_key)) {
 		errno = EINVAL;
 		return SHF_RET_ERROR;
@@ -1823,13 +1892,16 @@ static int replace_rec(SHF *h, struct shard *sh, struct found *f,
 	barrier();
 	sh->j.op = OP_REPLACE;
 	barrier();
+	CRASH(CP_REPL_WRITTEN);
 	st64(f->slot, sh->j.slot_new); /* commit */
+	CRASH(CP_REPL_COMMITTED);
 	{
 		uint64_t *e = uid_entry(h, sh, f->r.uid);
 
 		if (e)
 			st64(e, ro);
 	}
+	CRASH(CP_REPL_UID);
 	rec_free(h, sh, f->rec_off);
 	barrier();
 	sh->j.op = OP_NONE;
@@ -1864,6 +1936,7 @@ static int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 	barrier();
 	sh->j.op = OP_NEW;
 	barrier();
+	CRASH(CP_NEW_WRITTEN);
 	slot = idx_insert(h, sh, hash);
 	if (!slot) {
 		int e = errno;
@@ -1875,6 +1948,7 @@ static int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 		return -1;
 	}
 	st64(slot, slot_make(tag_of(hash), ro)); /* commit */
+	CRASH(CP_NEW_COMMITTED);
 	atomic_store(&sh->nkeys, sh->j.nkeys_before + 1);
 	barrier();
 	sh->j.op = OP_NONE;
@@ -1893,7 +1967,9 @@ static void delete_found(SHF *h, struct shard *sh, struct found *f)
 	sh->j.op = OP_DEL;
 	barrier();
 	st64(f->slot, 0); /* commit */
+	CRASH(CP_DEL_COMMITTED);
 	uid_release(h, sh, f->r.uid);
+	CRASH(CP_DEL_UID);
 	rec_free(h, sh, f->rec_off);
 	atomic_store(&sh->nkeys, sh->j.nkeys_before - 1);
 	atomic_fetch_add_explicit(&sh->dels, 1, memory_order_relaxed);
@@ -1989,7 +2065,7 @@ SHF_EXPORT uint32_t shf_cas_key_val(SHF *h, const char *old,
 				    uint32_t old_len, const char *val,
 				    uint32_t vlen)
 {
-	if (!old && old_len) {
+	if ((!old && old_len) || (!val && vlen)) {
 		errno = EINVAL;
 		return SHF_RET_ERROR;
 	}
@@ -2217,7 +2293,8 @@ SHF_EXPORT void shf_set_is_fixed_len(SHF *h, uint32_t key_len,
 	uint32_t i, n = 0;
 	int busy = 0;
 
-	if (!h || key_len > (1u << 30) || val_len > (1u << 30)) {
+	if (!h || !key_len || !val_len || key_len > (1u << 30) ||
+	    val_len > (1u << 30)) {
 		errno = EINVAL;
 		return;
 	}
@@ -2402,7 +2479,7 @@ SHF_EXPORT void shf_tab_copy_iterate(SHF *h, uint32_t *win, uint32_t *tab)
 		shf_val_len = (uint32_t)s.len;
 	}
 	free(s.buf);
-	(*win)++;
+	*win = (*win + 1) % NSHARDS; /* 0 again: the walk is complete */
 	*tab = 0;
 }
 
@@ -2451,4 +2528,306 @@ SHF_EXPORT uint64_t shf_debug_get_garbage(SHF *h)
 	for (i = 0; i < NSHARDS; i++)
 		g += atomic_load(&h->shards[i].bytes_free);
 	return g;
+}
+
+/* --------------------------------------------------------------- check */
+
+struct chk {
+	shf_check_cb_t cb;
+	void *arg;
+	uint32_t problems;
+};
+
+static void chk_report(struct chk *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void chk_report(struct chk *c, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	c->problems++;
+	if (!c->cb)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	c->cb(msg, c->arg);
+}
+
+/* Verify one shard under its lock; repair what can be repaired safely. */
+static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
+{
+	struct shard *sh = &h->shards[si];
+	uint32_t g, i, k, l, start, len;
+	uint64_t dw = atomic_load(&sh->dir_word), *dir = dir_get(h, dw, &g);
+	uint64_t live = 0;
+
+	if (!dir) {
+		chk_report(c, "shard %u: directory unreadable (word %#llx)", si,
+			   (unsigned long long)dw);
+		return;
+	}
+	for (i = 0; i < (1u << g); i += len) {
+		uint64_t de = ld64(&dir[i]), *seg;
+
+		l = (uint32_t)(de & 63);
+		if (l > g) {
+			chk_report(c, "shard %u: dir[%u] depth %u > %u", si, i, l, g);
+			return;
+		}
+		len = 1u << (g - l);
+		start = i;
+		for (k = start; k < start + len; k++)
+			if (ld64(&dir[k]) != de) {
+				chk_report(c, "shard %u: dir[%u] breaks the range of dir[%u]",
+					   si, k, start);
+				return;
+			}
+		seg = at(h, de & ~63ULL, SEG_BYTES);
+		if (!seg || (de & ~63ULL & (PAGE - 1))) {
+			chk_report(c, "shard %u: segment %#llx outside the file", si,
+				   (unsigned long long)(de & ~63ULL));
+			return;
+		}
+		for (k = 0; k < SEG_BUCKETS * BUCKET_SLOTS; k++) {
+			uint64_t sv = ld64(&seg[k]), hash, *e;
+			uint32_t tag, b1, b;
+			struct rec r;
+			const char *why = NULL;
+
+			if (!sv)
+				continue;
+			tag = slot_tag(sv);
+			b = k / BUCKET_SLOTS;
+			if (!rec_get(h, slot_rec(sv), &r)) {
+				why = "record unreadable";
+			} else {
+				hash = XXH3_64bits(r.key, r.klen);
+				b1 = (uint32_t)hash & (SEG_BUCKETS - 1);
+				e = uid_entry(h, sh, r.uid);
+				if ((hash >> 56) != si || tag_of(hash) != tag)
+					why = "hash does not match the key";
+				else if (l && (tag >> (24 - l)) != (start >> (g - l)))
+					why = "key in the wrong segment";
+				else if (b != b1 && b != (b1 ^ alt_of(tag)))
+					why = "key in the wrong bucket";
+				else if (!e || ld64(e) != slot_rec(sv))
+					why = "UID table does not point at the record";
+			}
+			if (why) {
+				chk_report(c, "shard %u: slot %#llx: %s", si,
+					   (unsigned long long)((uint8_t *)&seg[k] - h->base),
+					   why);
+				if (repair)
+					st64(&seg[k], 0);
+				continue;
+			}
+			live++;
+		}
+	}
+	if (live != atomic_load(&sh->nkeys)) {
+		chk_report(c, "shard %u: %llu live keys, counter says %llu", si,
+			   (unsigned long long)live,
+			   (unsigned long long)atomic_load(&sh->nkeys));
+		if (repair)
+			atomic_store(&sh->nkeys, live);
+	}
+	for (k = 0; k < NCLASS; k++) {
+		uint64_t off = sh->free_head[k], n = 0, *prev = &sh->free_head[k];
+
+		while (off) {
+			uint32_t *w = at(h, off, REC_MIN);
+
+			if (!w || (off & 7) || w[0] != K_FREE << 24 || w[1] != k ||
+			    ++n > (1ULL << 32)) {
+				chk_report(c, "shard %u: free list %u broken at %#llx",
+					   si, k, (unsigned long long)off);
+				if (repair)
+					st64(prev, 0);
+				break;
+			}
+			prev = (uint64_t *)(w + 2);
+			off = ld64(w + 2);
+		}
+	}
+}
+
+SHF_EXPORT uint32_t shf_check(SHF *h, uint32_t flags, shf_check_cb_t cb,
+			      void *arg)
+{
+	struct chk c = { cb, arg, 0 };
+	uint32_t si;
+
+	if (!h || (flags & ~SHF_CHECK_REPAIR)) {
+		errno = EINVAL;
+		return UINT32_MAX;
+	}
+	for (si = 0; si < NSHARDS; si++) {
+		struct shard *sh = &h->shards[si];
+
+		if (shard_lock(h, sh) < 0)
+			return UINT32_MAX;
+		check_shard(h, si, &c, flags & SHF_CHECK_REPAIR);
+		shard_unlock(h, sh);
+	}
+	return c.problems;
+}
+
+/* --------------------------------------------------------- batched get */
+
+#define BATCH_GROUP 16
+
+/*
+ * Look the key up optimistically and copy its value to dst (cap bytes).
+ * 1 found (*len set; copied if it fits), 0 absent, -1 corrupt.
+ */
+static int get_into(SHF *h, uint64_t hash, const char *key, uint32_t klen,
+		    char *dst, uint64_t cap, uint32_t *len, uint32_t *uid)
+{
+	struct shard *sh = shard_of(h, hash);
+	struct found f;
+	uint32_t s, tries;
+	int rc, locked = 0;
+
+	for (tries = 0;; tries++) {
+		if (tries >= READ_TRIES && !locked) {
+			if (shard_lock(h, sh) < 0)
+				return -1;
+			locked = 1;
+		}
+		s = locked ? 0 : read_begin(sh);
+		if (!locked && (s & 1)) {
+			cpu_relax();
+			continue;
+		}
+		rc = idx_find(h, sh, hash, key, klen, &f);
+		if (rc == 1) {
+			*len = f.r.vlen;
+			*uid = uid_make((uint32_t)(sh - h->shards), f.r.uid);
+			if (f.r.vlen <= cap)
+				memcpy(dst, f.r.val, f.r.vlen);
+		}
+		if (!locked && read_retry(sh, s))
+			continue;
+		if (locked)
+			shard_unlock(h, sh);
+		return rc;
+	}
+}
+
+/* Prefetch the two bucket lines of a key (no validation needed: a
+ * prefetch of a wild address is harmless, but stay inside the map). */
+static inline void prefetch_buckets(SHF *h, uint64_t hash)
+{
+	struct shard *sh = shard_of(h, hash);
+	uint64_t dw = atomic_load_explicit(&sh->dir_word, memory_order_relaxed);
+	uint32_t d = (uint32_t)(dw & 63), tag = tag_of(hash), idx, b1;
+	uint64_t dir = dw & ~63ULL, so;
+
+	if (d > MAX_DEPTH)
+		return;
+	idx = d ? tag >> (24 - d) : 0;
+	if (!range_ok(h, dir + idx * 8ULL, 8))
+		return;
+	so = ld64(h->base + dir + idx * 8ULL) & ~63ULL;
+	if (!range_ok(h, so, SEG_BYTES))
+		return;
+	b1 = (uint32_t)hash & (SEG_BUCKETS - 1);
+	__builtin_prefetch(h->base + so + b1 * 64ULL);
+	__builtin_prefetch(h->base + so + (b1 ^ alt_of(tag)) * 64ULL);
+}
+
+/* Prefetch the record the first matching slot points at. */
+static inline void prefetch_record(SHF *h, uint64_t hash)
+{
+	struct shard *sh = shard_of(h, hash);
+	uint64_t dw = atomic_load_explicit(&sh->dir_word, memory_order_relaxed);
+	uint32_t d = (uint32_t)(dw & 63), tag = tag_of(hash), idx, b[2], k, i;
+	uint64_t dir = dw & ~63ULL, so;
+	const uint64_t *seg;
+
+	if (d > MAX_DEPTH)
+		return;
+	idx = d ? tag >> (24 - d) : 0;
+	if (!range_ok(h, dir + idx * 8ULL, 8))
+		return;
+	so = ld64(h->base + dir + idx * 8ULL) & ~63ULL;
+	if (!range_ok(h, so, SEG_BYTES))
+		return;
+	seg = (const uint64_t *)(h->base + so);
+	b[0] = (uint32_t)hash & (SEG_BUCKETS - 1);
+	b[1] = b[0] ^ alt_of(tag);
+	for (k = 0; k < 2; k++)
+		for (i = 0; i < BUCKET_SLOTS; i++) {
+			uint64_t s = ld64(&seg[b[k] * BUCKET_SLOTS + i]);
+
+			if (s && slot_tag(s) == tag) {
+				if (range_ok(h, slot_rec(s), 64))
+					__builtin_prefetch(h->base + slot_rec(s));
+				return;
+			}
+		}
+}
+
+SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
+					       const char *const *keys,
+					       const uint32_t *key_lens,
+					       char *buf, uint64_t buf_size,
+					       uint64_t *offs, uint32_t *lens,
+					       uint32_t *uids)
+{
+	uint64_t hashes[BATCH_GROUP], used = 0;
+	uint32_t found = 0, i, g, m, len = 0, uid = 0;
+	int nobufs = 0;
+
+	if (!h || (n && (!keys || !key_lens || !offs || !lens)) ||
+	    (!buf && buf_size)) {
+		errno = EINVAL;
+		return UINT32_MAX;
+	}
+	for (g = 0; g < n; g += BATCH_GROUP) {
+		m = n - g < BATCH_GROUP ? n - g : BATCH_GROUP;
+		for (i = 0; i < m; i++) {
+			if (!keys[g + i] && key_lens[g + i]) {
+				errno = EINVAL;
+				return UINT32_MAX;
+			}
+			hashes[i] = XXH3_64bits(keys[g + i], key_lens[g + i]);
+			prefetch_buckets(h, hashes[i]);
+		}
+		for (i = 0; i < m; i++)
+			prefetch_record(h, hashes[i]);
+		for (i = 0; i < m; i++) {
+			uint32_t k = g + i;
+			int rc = get_into(h, hashes[i], keys[k], key_lens[k],
+					  buf ? buf + used : NULL, buf_size - used,
+					  &len, &uid);
+
+			if (rc < 0) {
+				errno = EBADMSG;
+				return UINT32_MAX;
+			}
+			if (uids)
+				uids[k] = rc ? uid : SHF_UID_NONE;
+			offs[k] = used;
+			if (!rc) {
+				lens[k] = UINT32_MAX;
+				continue;
+			}
+			if (len > buf_size - used) {
+				lens[k] = UINT32_MAX - 1;
+				nobufs = 1;
+				continue;
+			}
+			lens[k] = len;
+			used += len;
+			found++;
+		}
+	}
+	if (nobufs) {
+		errno = ENOBUFS;
+		return UINT32_MAX;
+	}
+	return found;
 }

@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * race.c - start lines for processes (shf_race_init, shf_race_start) and
+ * the futex helpers that the queue and log code share.
+ *
+ * A race line is a named region "race:<name>" holding a counter.  Each
+ * horse adds one and sleeps on the counter (a shared futex) until it
+ * reaches the number of horses; the last one to arrive wakes them all.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shf-internal.h"
+#include "ipc-internal.h"
+
+#define RACE_PREFIX "race:"
+#define RACE_PREFIX_LEN (sizeof(RACE_PREFIX) - 1)
+
+struct race_line {
+	uint32_t arrived;       /* horses at the line so far */
+	uint32_t pad[15];
+};
+
+int shf_futex_wait(uint32_t *addr, uint32_t val, int timeout_ms)
+{
+	struct timespec ts, *tp = NULL;
+
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+		tp = &ts;
+	}
+	/* Shared futex: no FUTEX_PRIVATE_FLAG, the waker is elsewhere. */
+	return (int)syscall(SYS_futex, addr, FUTEX_WAIT, val, tp, NULL, 0);
+}
+
+void shf_futex_wake(uint32_t *addr, int n)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/* "race:<name>" into buf; -1 with EINVAL if it does not fit. */
+static int race_name(char *buf, const char *name, uint32_t name_len)
+{
+	if (!name || name_len == 0 ||
+	    name_len > SHF_REGION_NAME_MAX - 1 - RACE_PREFIX_LEN ||
+	    memchr(name, '\0', name_len)) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(buf, RACE_PREFIX, RACE_PREFIX_LEN);
+	memcpy(buf + RACE_PREFIX_LEN, name, name_len);
+	buf[RACE_PREFIX_LEN + name_len] = '\0';
+	return 0;
+}
+
+SHF_EXPORT void shf_race_init(SHF *shf, const char *name, uint32_t name_len)
+{
+	char rname[SHF_REGION_NAME_MAX];
+	struct race_line *r;
+
+	if (!shf) {
+		errno = EINVAL;
+		return;
+	}
+	if (race_name(rname, name, name_len) < 0)
+		return;
+	r = shf_region(shf, rname, sizeof(*r), 1, NULL);
+	if (!r)
+		return;
+	/* Re-initialising an existing line starts a new race. */
+	__atomic_store_n(&r->arrived, 0, __ATOMIC_RELEASE);
+}
+
+SHF_EXPORT void shf_race_start(SHF *shf, const char *name, uint32_t name_len,
+			       uint32_t horses)
+{
+	char rname[SHF_REGION_NAME_MAX];
+	struct race_line *r;
+	uint32_t seen;
+
+	if (!shf || horses == 0) {
+		errno = EINVAL;
+		return;
+	}
+	if (race_name(rname, name, name_len) < 0)
+		return;
+	r = shf_region(shf, rname, sizeof(*r), 0, NULL);
+	if (!r)
+		return; /* ENOENT: no shf_race_init() for this name */
+
+	seen = __atomic_add_fetch(&r->arrived, 1, __ATOMIC_ACQ_REL);
+	if (seen >= horses) {
+		shf_futex_wake(&r->arrived, INT_MAX);
+		return;
+	}
+	while (seen < horses) {
+		/*
+		 * Returns at once if the counter moved on; the timeout only
+		 * bounds the cost of a signal handler that ate a wake-up.
+		 */
+		shf_futex_wait(&r->arrived, seen, 1000);
+		seen = __atomic_load_n(&r->arrived, __ATOMIC_ACQUIRE);
+	}
+}

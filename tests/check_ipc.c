@@ -1,0 +1,888 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * check_ipc.c - queues, race start and the multiplexed log, across
+ * processes.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "shf.h"
+#include "shf-test.h"
+
+/* ---------------------------------------------------------- items */
+
+#define ITEM_SIZE 64
+#define PAYLOAD 48
+
+struct item {
+	uint64_t seq;
+	uint32_t producer;
+	uint32_t sum;
+	uint8_t payload[PAYLOAD];
+};
+
+static uint32_t fnv(const void *p, size_t len, uint32_t h)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h;
+}
+
+static void item_write(void *addr, uint64_t seq, uint32_t producer)
+{
+	struct item *it = addr;
+
+	it->seq = seq;
+	it->producer = producer;
+	for (int i = 0; i < PAYLOAD; i++)
+		it->payload[i] = (uint8_t)(seq * 31 + producer * 7 + i);
+	it->sum = fnv(it->payload, PAYLOAD,
+		      fnv(&it->seq, 12, 2166136261u));
+}
+
+static int item_ok(const void *addr)
+{
+	const struct item *it = addr;
+
+	for (int i = 0; i < PAYLOAD; i++)
+		if (it->payload[i] !=
+		    (uint8_t)(it->seq * 31 + it->producer * 7 + i))
+			return 0;
+	return it->sum == fnv(it->payload, PAYLOAD,
+			      fnv(&it->seq, 12, 2166136261u));
+}
+
+/* ---------------------------------------------------- basic queues */
+
+START_TEST(test_q_new_get)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-new", name, sizeof(name));
+	uint32_t n = 0, qiid;
+	char *items, *seen;
+
+	ck_assert_uint_eq(shf_q_is_ready(shf), 0);
+	ck_assert_ptr_null(shf_q_get(shf));
+	items = shf_q_new(shf, 3, 1000, ITEM_SIZE, 10);
+	ck_assert_ptr_nonnull(items);
+	ck_assert_uint_eq(shf_q_is_ready(shf), 1);
+	ck_assert_ptr_eq(shf_q_get(shf), items);
+	ck_assert_uint_eq(shf_qiid_addr_len, 1000 * ITEM_SIZE);
+	/* A second set on the same table is refused. */
+	errno = 0;
+	ck_assert_ptr_null(shf_q_new(shf, 3, 1000, ITEM_SIZE, 10));
+	ck_assert_int_eq(errno, EEXIST);
+
+	seen = calloc(1000, 1);
+	/* Every item starts on queue 0, in index order. */
+	while ((qiid = shf_q_pull_tail(shf, 0)) != SHF_QIID_NONE) {
+		ck_assert_uint_eq(qiid, n);
+		ck_assert_ptr_eq(shf_qiid_addr, items + (size_t)qiid * ITEM_SIZE);
+		ck_assert_uint_eq(shf_qiid_addr_len, ITEM_SIZE);
+		seen[qiid]++;
+		n++;
+		shf_q_push_head(shf, 1, qiid);
+	}
+	ck_assert_uint_eq(n, 1000);
+	ck_assert_ptr_null(shf_qiid_addr);
+	/* All on queue 1 now, in the same order. */
+	for (n = 0; (qiid = shf_q_pull_tail(shf, 1)) != SHF_QIID_NONE; n++) {
+		ck_assert_uint_eq(qiid, n);
+		shf_q_push_head(shf, 2, qiid);
+	}
+	ck_assert_uint_eq(n, 1000);
+	shf_q_flush(shf, SHF_QID_NONE);
+	free(seen);
+	shf_q_del(shf);
+	ck_assert_uint_eq(shf_q_is_ready(shf), 0);
+	/* And a new set after the delete. */
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, 10, 16, 1));
+	ck_assert_uint_eq(shf_q_pull_tail(shf, 0), 0);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+START_TEST(test_q_names)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-names", name, sizeof(name));
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 3, 100, 16, 1));
+	ck_assert_uint_eq(shf_q_new_name(shf, "qid-free", 8), 0);
+	ck_assert_uint_eq(shf_q_new_name(shf, "qid-a2b", 7), 1);
+	errno = 0;
+	ck_assert_uint_eq(shf_q_new_name(shf, "qid-a2b", 7), SHF_QID_NONE);
+	ck_assert_int_eq(errno, EEXIST);
+	ck_assert_uint_eq(shf_q_new_name(shf, "qid-b2a", 7), 2);
+	errno = 0;
+	ck_assert_uint_eq(shf_q_new_name(shf, "qid-more", 8), SHF_QID_NONE);
+	ck_assert_int_eq(errno, ENOSPC);
+	ck_assert_uint_eq(shf_q_get_name(shf, "qid-b2a", 7), 2);
+	ck_assert_uint_eq(shf_q_get_name(shf, "qid-free", 8), 0);
+	errno = 0;
+	ck_assert_uint_eq(shf_q_get_name(shf, "qid-free", 7), SHF_QID_NONE);
+	ck_assert_int_eq(errno, ENOENT);
+	errno = 0;
+	ck_assert_uint_eq(shf_q_get_name(shf, NULL, 3), SHF_QID_NONE);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_uint_eq(shf_q_new_name(shf, name, 61), SHF_QID_NONE);
+	ck_assert_int_eq(errno, EINVAL);
+
+	/* Another process finds them by name. */
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		SHF *s = shf_attach_existing(shf_test_dir(), name);
+		int ok = s && shf_q_get(s) &&
+			 shf_q_get_name(s, "qid-a2b", 7) == 1 &&
+			 shf_q_get_name(s, "qid-b2a", 7) == 2;
+
+		_exit(ok ? 0 : 1);
+	}
+	ck_assert_int_eq(shf_test_waitpid(pid, 10), 0);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+START_TEST(test_q_bad)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-bad", name, sizeof(name));
+	uint32_t qiid;
+
+	/* No queue set yet. */
+	errno = 0;
+	ck_assert_uint_eq(shf_q_pull_tail(shf, 0), SHF_QIID_NONE);
+	ck_assert_int_eq(errno, ENOENT);
+	shf_q_push_head(shf, 0, 0);
+	shf_q_flush(shf, 0);
+	ck_assert_uint_eq(shf_q_new_name(shf, "x", 1), SHF_QID_NONE);
+
+	errno = 0;
+	ck_assert_ptr_null(shf_q_new(NULL, 3, 10, 16, 1));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_null(shf_q_new(shf, 0, 10, 16, 1));
+	ck_assert_ptr_null(shf_q_new(shf, 3, 0, 16, 1));
+	ck_assert_ptr_null(shf_q_new(shf, 3, 10, 0, 1));
+	ck_assert_ptr_null(shf_q_new(shf, 3, 10, 16, 0));
+	ck_assert_ptr_null(shf_q_new(shf, 3, SHF_QIID_NONE, 16, 1));
+	ck_assert_ptr_null(shf_q_new(shf, SHF_QID_NONE, 10, 16, 1));
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 3, 10, 16, 1));
+	errno = 0;
+	ck_assert_uint_eq(shf_q_pull_tail(shf, 3), SHF_QIID_NONE);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(shf_q_pull_tail(shf, SHF_QID_NONE), SHF_QIID_NONE);
+	errno = 0;
+	ck_assert_uint_eq(shf_q_push_head_pull_tail(shf, 7, SHF_QIID_NONE, 0),
+			  SHF_QIID_NONE);
+	ck_assert_int_eq(errno, EINVAL);
+
+	qiid = shf_q_pull_tail(shf, 0);
+	ck_assert_uint_eq(qiid, 0);
+	/* Bad qiids and items not held are refused. */
+	errno = 0;
+	shf_q_push_head(shf, 1, 10);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	shf_q_push_head(shf, 1, 5); /* still on queue 0 */
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	shf_q_push_head(shf, 3, qiid);
+	ck_assert_int_eq(errno, EINVAL);
+	shf_q_push_head(shf, 1, qiid);
+	errno = 0;
+	shf_q_push_head(shf, 1, qiid); /* pushed twice */
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	shf_q_flush(shf, 99);
+	ck_assert_int_eq(errno, EINVAL);
+	/* Nothing got lost or doubled. */
+	uint32_t n = 0;
+
+	while (shf_q_pull_tail(shf, 0) != SHF_QIID_NONE)
+		n++;
+	ck_assert_uint_eq(shf_q_pull_tail(shf, 1), 0);
+	ck_assert_uint_eq(shf_q_pull_tail(shf, 1), SHF_QIID_NONE);
+	ck_assert_uint_eq(n, 9);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/* Queues and keys in the same table at the same time. */
+START_TEST(test_q_and_kv)
+{
+	char name[SHF_TEST_NAME_MAX], key[32];
+	SHF *shf = shf_test_new("q-kv", name, sizeof(name));
+	uint32_t qiid;
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, 5000, ITEM_SIZE, 100));
+	for (uint32_t i = 0; i < 5000; i++) {
+		snprintf(key, sizeof(key), "k%u", i);
+		shf_make_hash(key, (uint32_t)strlen(key));
+		ck_assert_uint_eq(shf_put_key_val(shf, (char *)&i, 4),
+				  SHF_RET_KEY_PUT);
+		qiid = shf_q_pull_tail(shf, 0);
+		ck_assert_uint_eq(qiid, i);
+		item_write(shf_qiid_addr, i, 0);
+		shf_q_push_head(shf, 1, qiid);
+	}
+	shf_q_flush(shf, SHF_QID_NONE);
+	for (uint32_t i = 0; i < 5000; i++) {
+		snprintf(key, sizeof(key), "k%u", i);
+		shf_make_hash(key, (uint32_t)strlen(key));
+		ck_assert_uint_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+		ck_assert_uint_eq(*(uint32_t *)shf_val, i);
+		qiid = shf_q_pull_tail(shf, 1);
+		ck_assert_uint_eq(qiid, i);
+		ck_assert(item_ok(shf_qiid_addr));
+	}
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/* ------------------------------------------- producers, consumers */
+
+struct flow {
+	char name[SHF_TEST_NAME_MAX];
+	uint32_t producers, consumers;
+	uint64_t per_producer;
+	uint32_t use_phpt;            /* push_head_pull_tail */
+	uint64_t consumed;            /* shared counter */
+	uint8_t seen[];               /* producers * per_producer */
+};
+
+static int flow_producer(int idx, void *arg)
+{
+	struct flow *f = arg;
+	SHF *shf = shf_attach_existing(shf_test_dir(), f->name);
+	uint32_t qfree, qdata, qiid;
+	uint64_t seq = 0;
+
+	if (!shf || !shf_q_get(shf))
+		return 1;
+	qfree = shf_q_get_name(shf, "free", 4);
+	qdata = shf_q_get_name(shf, "data", 4);
+	if (qfree == SHF_QID_NONE || qdata == SHF_QID_NONE)
+		return 1;
+	shf_qiid = SHF_QIID_NONE;
+	while (seq < f->per_producer) {
+		if (f->use_phpt)
+			qiid = shf_q_push_head_pull_tail(shf, qdata, shf_qiid,
+							 qfree);
+		else
+			qiid = shf_q_pull_tail(shf, qfree);
+		if (qiid == SHF_QIID_NONE) {
+			sched_yield();
+			continue;
+		}
+		item_write(shf_qiid_addr, seq++, (uint32_t)idx);
+		if (!f->use_phpt) {
+			shf_q_push_head(shf, qdata, qiid);
+			shf_qiid = SHF_QIID_NONE;
+		}
+	}
+	if (f->use_phpt && shf_qiid != SHF_QIID_NONE)
+		shf_q_push_head(shf, qdata, shf_qiid);
+	shf_q_flush(shf, SHF_QID_NONE);
+	shf_detach(shf);
+	return 0;
+}
+
+static int flow_consumer(int idx, void *arg)
+{
+	struct flow *f = arg;
+	SHF *shf = shf_attach_existing(shf_test_dir(), f->name);
+	uint64_t total = f->producers * f->per_producer, *last;
+	uint32_t qfree, qdata, qiid;
+	int bad = 0;
+
+	(void)idx;
+	last = calloc(f->producers, sizeof(*last));
+	if (!shf || !shf_q_get(shf) || !last)
+		return 1;
+	qfree = shf_q_get_name(shf, "free", 4);
+	qdata = shf_q_get_name(shf, "data", 4);
+	shf_qiid = SHF_QIID_NONE;
+	for (;;) {
+		if (f->use_phpt)
+			qiid = shf_q_push_head_pull_tail(shf, qfree, shf_qiid,
+							 qdata);
+		else
+			qiid = shf_q_pull_tail(shf, qdata);
+		if (qiid == SHF_QIID_NONE) {
+			if (__atomic_load_n(&f->consumed, __ATOMIC_ACQUIRE) >=
+			    total)
+				break;
+			sched_yield();
+			continue;
+		}
+		const struct item *it = (const void *)shf_qiid_addr;
+
+		if (!item_ok(it) || it->producer >= f->producers ||
+		    it->seq >= f->per_producer) {
+			bad = 1;
+		} else {
+			uint64_t k = it->producer * f->per_producer + it->seq;
+
+			/* Exactly once, and in order per producer. */
+			if (__atomic_add_fetch(&f->seen[k], 1,
+					       __ATOMIC_RELAXED) != 1)
+				bad = 1;
+			if (last[it->producer] && it->seq < last[it->producer])
+				bad = 1;
+			last[it->producer] = it->seq;
+		}
+		__atomic_add_fetch(&f->consumed, 1, __ATOMIC_RELEASE);
+		if (!f->use_phpt) {
+			shf_q_push_head(shf, qfree, qiid);
+			shf_qiid = SHF_QIID_NONE;
+		}
+	}
+	if (f->use_phpt && shf_qiid != SHF_QIID_NONE)
+		shf_q_push_head(shf, qfree, shf_qiid);
+	shf_q_flush(shf, SHF_QID_NONE);
+	shf_detach(shf);
+	free(last);
+	return bad;
+}
+
+static int flow_kid(int idx, void *arg)
+{
+	struct flow *f = arg;
+
+	if ((uint32_t)idx < f->producers)
+		return flow_producer(idx, arg);
+	return flow_consumer(idx, arg);
+}
+
+static void flow_run(const char *tag, uint32_t producers, uint32_t consumers,
+		     uint64_t per_producer, uint32_t items, uint32_t nolock,
+		     uint32_t use_phpt)
+{
+	size_t seen = (size_t)producers * per_producer;
+	struct flow *f = shf_test_shared(sizeof(*f) + seen);
+	SHF *shf = shf_test_new(tag, f->name, sizeof(f->name));
+	uint32_t qiid, n = 0;
+
+	f->producers = producers;
+	f->consumers = consumers;
+	f->per_producer = per_producer;
+	f->use_phpt = use_phpt;
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, items, ITEM_SIZE, nolock));
+	ck_assert_uint_eq(shf_q_new_name(shf, "free", 4), 0);
+	ck_assert_uint_eq(shf_q_new_name(shf, "data", 4), 1);
+	ck_assert_int_eq(shf_test_run((int)(producers + consumers), flow_kid,
+				      f, 60),
+			 0);
+	ck_assert_uint_eq(f->consumed, seen);
+	for (size_t i = 0; i < seen; i++)
+		ck_assert_msg(f->seen[i] == 1, "item %zu seen %u times", i,
+			      f->seen[i]);
+	/* Every item is back on the free queue. */
+	while ((qiid = shf_q_pull_tail(shf, 0)) != SHF_QIID_NONE)
+		n++;
+	ck_assert_uint_eq(n, items);
+	ck_assert_uint_eq(shf_q_pull_tail(shf, 1), SHF_QIID_NONE);
+	shf_test_del(shf, f->name);
+	shf_test_unshared(f, sizeof(*f) + seen);
+}
+
+START_TEST(test_q_two_procs)
+{
+	/* 2 million items, one producer, one consumer, one by one locks. */
+	flow_run("q-two", 1, 1, 2000000, 10000, 100, 0);
+}
+END_TEST
+
+START_TEST(test_q_many_procs)
+{
+	/* 3 producers, 2 consumers, 1.5 million items. */
+	flow_run("q-many", 3, 2, 500000, 5000, 50, 0);
+}
+END_TEST
+
+START_TEST(test_q_push_head_pull_tail)
+{
+	/* The fast path: push and pull in one call, batches of 1000. */
+	flow_run("q-phpt", 2, 2, 1000000, 20000, 1000, 1);
+}
+END_TEST
+
+/* Ping-pong between two processes as in SharedHashFile's example. */
+static int pingpong_kid(int idx, void *arg)
+{
+	const char *name = arg;
+	SHF *shf = shf_attach_existing(shf_test_dir(), name);
+	uint32_t from, to, moved = 0;
+
+	if (!shf || !shf_q_get(shf))
+		return 1;
+	from = shf_q_get_name(shf, idx ? "a2b" : "b2a", 3);
+	to = shf_q_get_name(shf, idx ? "b2a" : "a2b", 3);
+	shf_qiid = SHF_QIID_NONE;
+	while (moved < 1000000) {
+		if (shf_q_push_head_pull_tail(shf, to, shf_qiid, from) ==
+		    SHF_QIID_NONE)
+			continue;
+		uint64_t *count = (uint64_t *)shf_qiid_addr;
+
+		(*count)++;
+		moved++;
+	}
+	shf_q_push_head(shf, to, shf_qiid);
+	shf_q_flush(shf, SHF_QID_NONE);
+	shf_detach(shf);
+	return 0;
+}
+
+START_TEST(test_q_pingpong)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-ping", name, sizeof(name));
+	uint32_t qiid, n = 0;
+	uint64_t sum = 0;
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 3, 100000, ITEM_SIZE, 1000));
+	shf_q_new_name(shf, "free", 4);
+	shf_q_new_name(shf, "a2b", 3);
+	shf_q_new_name(shf, "b2a", 3);
+	while ((qiid = shf_q_pull_tail(shf, 0)) != SHF_QIID_NONE)
+		shf_q_push_head(shf, 1, qiid);
+	shf_q_flush(shf, SHF_QID_NONE);
+	ck_assert_int_eq(shf_test_run(2, pingpong_kid, name, 60), 0);
+	for (uint32_t q = 1; q <= 2; q++) {
+		while ((qiid = shf_q_pull_tail(shf, q)) != SHF_QIID_NONE) {
+			sum += *(uint64_t *)shf_qiid_addr;
+			n++;
+		}
+	}
+	ck_assert_uint_eq(n, 100000);
+	ck_assert_uint_eq(sum, 2000000);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/* A process killed at any moment, even holding the lock, blocks no one. */
+static void q_kill_child(const char *name)
+{
+	SHF *s = shf_attach_existing(shf_test_dir(), name);
+	uint32_t qiid = SHF_QIID_NONE;
+
+	if (!s || !shf_q_get(s))
+		_exit(1);
+	for (;;) {
+		qiid = shf_q_push_head_pull_tail(s, 1, qiid, 0);
+		if (qiid == SHF_QIID_NONE)
+			qiid = shf_q_push_head_pull_tail(s, 0, SHF_QIID_NONE,
+							 1);
+	}
+}
+
+START_TEST(test_q_kill)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-kill", name, sizeof(name));
+	uint32_t items = 2000, qiid, n;
+	double t0;
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, items, ITEM_SIZE, 1));
+	for (int round = 0; round < 30; round++) {
+		pid_t pid = fork();
+
+		if (pid == 0)
+			q_kill_child(name);
+		ck_assert_int_ge(pid, 0);
+		shf_test_msleep(2 + round % 7);
+		/* Compete for the lock while it runs, then kill it. */
+		for (int i = 0; i < 1000; i++) {
+			qiid = shf_q_pull_tail(shf, round & 1);
+			if (qiid != SHF_QIID_NONE)
+				shf_q_push_head(shf, !(round & 1), qiid);
+		}
+		kill(pid, SIGKILL);
+		ck_assert_int_ne(shf_test_waitpid(pid, 10), -1);
+	}
+	/* The lists are whole: pull everything within a bounded time. */
+	t0 = shf_test_now();
+	n = 0;
+	for (uint32_t q = 0; q < 2; q++)
+		while ((qiid = shf_q_pull_tail(shf, q)) != SHF_QIID_NONE)
+			n++;
+	ck_assert(shf_test_now() - t0 < 2.0);
+	/* Each killed child could hold at most 1 pulled + 1 pre-queued. */
+	ck_assert_uint_le(n, items);
+	ck_assert_uint_ge(n, items - 30 * 3);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/* ------------------------------------------------------ race start */
+
+struct race {
+	char name[SHF_TEST_NAME_MAX];
+	uint32_t before;
+	uint32_t bad;
+};
+
+static int race_kid(int idx, void *arg)
+{
+	struct race *r = arg;
+	SHF *shf = shf_attach_existing(shf_test_dir(), r->name);
+
+	if (!shf)
+		return 1;
+	/* Arrive at different times. */
+	shf_test_msleep((unsigned)idx * 50);
+	__atomic_add_fetch(&r->before, 1, __ATOMIC_SEQ_CST);
+	shf_race_start(shf, "line", 4, 4);
+	if (__atomic_load_n(&r->before, __ATOMIC_SEQ_CST) != 4)
+		__atomic_store_n(&r->bad, 1, __ATOMIC_SEQ_CST);
+	shf_detach(shf);
+	return 0;
+}
+
+START_TEST(test_race_start)
+{
+	struct race *r = shf_test_shared(sizeof(*r));
+	SHF *shf = shf_test_new("race", r->name, sizeof(r->name));
+
+	shf_race_init(shf, "line", 4);
+	ck_assert_int_eq(shf_test_run(4, race_kid, r, 20), 0);
+	ck_assert_uint_eq(r->before, 4);
+	ck_assert_uint_eq(r->bad, 0);
+
+	/* Bad names; a line nobody set up. */
+	errno = 0;
+	shf_race_init(shf, "0123456789012345678901234567890123456789012", 43);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	shf_race_start(shf, "none", 4, 2);
+	ck_assert_int_eq(errno, ENOENT);
+	errno = 0;
+	shf_race_start(shf, "line", 4, 0);
+	ck_assert_int_eq(errno, EINVAL);
+	/* A finished line lets a late horse straight through. */
+	shf_race_start(shf, "line", 4, 4);
+	shf_test_del(shf, r->name);
+	shf_test_unshared(r, sizeof(*r));
+}
+END_TEST
+
+/* ------------------------------------------------------------- log */
+
+/* Read a whole file. */
+static char *slurp(FILE *f, size_t *len)
+{
+	char *buf;
+	long size;
+
+	fflush(f);
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)size + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
+	buf[size] = '\0';
+	*len = (size_t)size;
+	return buf;
+}
+
+START_TEST(test_log_basic)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("log", name, sizeof(name));
+	FILE *out = tmpfile();
+	char *text, pidstr[32], big[5000];
+	size_t len;
+
+	ck_assert_ptr_nonnull(out);
+	/* Not attached: straight to the stream. */
+	ck_assert_int_eq(shf_log_fprintf(out, "plain %d\n", 1), 8);
+	fflush(out);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 0, fileno(out)), SHF_RET_OK);
+	errno = 0;
+	ck_assert_uint_eq(shf_log_thread_new(shf, 0, fileno(out)),
+			  SHF_RET_ERROR);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert_uint_eq(shf_log_append(shf, "hello", 5), SHF_RET_OK);
+	ck_assert_int_eq(shf_log_fprintf(stdout, "two %s\n", "x"), 6);
+	shf_log_fputs("thr", stdout);
+	shf_log_fputc('e', stdout);
+	shf_log_fputs("e\n", stdout);
+	SHF_PLAIN("plain macro\n");
+	SHF_DEBUG("never %d\n", 1);
+	memset(big, 'b', sizeof(big));
+	errno = 0;
+	ck_assert_uint_eq(shf_log_append(shf, big, 1u << 21), SHF_RET_ERROR);
+	ck_assert_int_eq(errno, EMSGSIZE);
+	ck_assert_uint_eq(shf_log_append(shf, big, sizeof(big)), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	errno = 0;
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_ERROR);
+	ck_assert_int_eq(errno, ENOENT);
+	/* Detached again: to the stream. */
+	shf_log_fputs("after\n", out);
+
+	text = slurp(out, &len);
+	snprintf(pidstr, sizeof(pidstr), " %ld ", (long)getpid());
+	ck_assert_msg(strncmp(text, "plain 1\n", 8) == 0, "%s", text);
+	char *l = text + 8;
+	const char *want[] = { "hello", "two x", "three", "plain macro" };
+
+	for (int i = 0; i < 4; i++) {
+		char *nl = strchr(l, '\n'), *sp;
+
+		ck_assert_ptr_nonnull(nl);
+		*nl = '\0';
+		/* "<sec>.<usec> <pid> text" */
+		sp = strstr(l, pidstr);
+		ck_assert_msg(sp && strchr(l, '.') < sp, "line '%s'", l);
+		ck_assert_str_eq(sp + strlen(pidstr), want[i]);
+		l = nl + 1;
+	}
+	ck_assert_ptr_nonnull(strstr(l, "bbbbb\n"));
+	ck_assert_ptr_nonnull(strstr(l, "\nafter\n"));
+	free(text);
+	fclose(out);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+#define LOG_WRITERS 4
+#define LOG_LINES 20000
+
+struct logt {
+	char name[SHF_TEST_NAME_MAX];
+};
+
+static int log_writer(int idx, void *arg)
+{
+	struct logt *t = arg;
+	SHF *shf = shf_attach_existing(shf_test_dir(), t->name);
+
+	if (!shf || shf_log_attach_existing(shf) != SHF_RET_OK)
+		return 1;
+	for (int i = 0; i < LOG_LINES; i++) {
+		/* Mix whole lines, pieces and single characters. */
+		switch (i % 3) {
+		case 0:
+			if (shf_log_fprintf(stdout,
+					    "w%d %d abcdefghijklmnopqrstuvwxyz "
+					    "%08x end\n",
+					    idx, i, (unsigned)(i * 2654435761u)) < 0)
+				return 1;
+			break;
+		case 1:
+			shf_log_fprintf(stdout, "w%d %d ", idx, i);
+			shf_log_fputs("abcdefghijklmnopqrstuvwxyz ", stdout);
+			shf_log_fprintf(stdout, "%08x", (unsigned)(i * 2654435761u));
+			shf_log_fputs(" end", stdout);
+			shf_log_fputc('\n', stdout);
+			break;
+		default: {
+			char line[128];
+			int n = snprintf(line, sizeof(line),
+					 "w%d %d abcdefghijklmnopqrstuvwxyz "
+					 "%08x end",
+					 idx, i, (unsigned)(i * 2654435761u));
+
+			if (shf_log_append(shf, line, (uint32_t)n) != SHF_RET_OK)
+				return 1;
+		}
+		}
+	}
+	shf_log_detach_existing(shf);
+	shf_detach(shf);
+	return 0;
+}
+
+START_TEST(test_log_writers)
+{
+	struct logt *t = shf_test_shared(sizeof(*t));
+	SHF *shf = shf_test_new("log-w", t->name, sizeof(t->name));
+	FILE *out = tmpfile();
+	int next[LOG_WRITERS] = { 0 }, lines = 0;
+	char *text, *l, *nl;
+	size_t len;
+
+	ck_assert_ptr_nonnull(out);
+	/* A small ring so that writers have to wait for the drain. */
+	ck_assert_uint_eq(shf_log_thread_new(shf, 16384, fileno(out)),
+			  SHF_RET_OK);
+	ck_assert_int_eq(shf_test_run(LOG_WRITERS, log_writer, t, 30), 0);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	text = slurp(out, &len);
+	for (l = text; *l; l = nl + 1) {
+		unsigned long sec, usec;
+		long pid;
+		int w, i, used = 0;
+		unsigned x;
+		char tail[8];
+
+		nl = strchr(l, '\n');
+		ck_assert_ptr_nonnull(nl);
+		*nl = '\0';
+		ck_assert_msg(sscanf(l, "%lu.%6lu %ld w%d %d abcdefghijklmnopqrstuvwxyz %8x %3s%n",
+				     &sec, &usec, &pid, &w, &i, &x, tail,
+				     &used) == 7 &&
+				      used == (int)strlen(l) &&
+				      !strcmp(tail, "end"),
+			      "torn line '%s'", l);
+		ck_assert(w >= 0 && w < LOG_WRITERS);
+		ck_assert_msg(i == next[w], "writer %d: line %d after %d", w,
+			      i, next[w] - 1);
+		ck_assert_uint_eq(x, (unsigned)(i * 2654435761u));
+		next[w]++;
+		lines++;
+	}
+	ck_assert_int_eq(lines, LOG_WRITERS * LOG_LINES);
+	free(text);
+	fclose(out);
+	shf_test_del(shf, t->name);
+	shf_test_unshared(t, sizeof(*t));
+}
+END_TEST
+
+/* The draining process dies: writers drop and count, never hang. */
+START_TEST(test_log_dead_reader)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("log-dead", name, sizeof(name));
+	FILE *out = tmpfile();
+	int pipefd[2], dropped = 0;
+	char *text, c;
+	size_t len;
+	double t0;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(out);
+	ck_assert_int_eq(pipe(pipefd), 0);
+	pid = fork();
+	if (pid == 0) {
+		/* Drain into a pipe nobody reads: the ring fills up. */
+		SHF *s = shf_attach_existing(shf_test_dir(), name);
+
+		if (!s || shf_log_thread_new(s, 4096, pipefd[1]) != SHF_RET_OK)
+			_exit(1);
+		if (write(pipefd[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
+	/* Fill the pipe and the ring while the reader lives. */
+	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
+	kill(pid, SIGKILL);
+	ck_assert_int_ne(shf_test_waitpid(pid, 10), -1);
+	close(pipefd[1]);
+	close(pipefd[0]);
+	t0 = shf_test_now();
+	for (int i = 0; i < 500; i++)
+		if (shf_log_fprintf(stdout, "line %d of a dead log\n", i) < 0)
+			dropped++;
+	ck_assert_msg(shf_test_now() - t0 < 5.0, "writers waited too long");
+	ck_assert_int_gt(dropped, 0);
+	/* Draining resumes here: the kept lines, then the drop count. */
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, fileno(out)),
+			  SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_append(shf, "resumed", 7), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	text = slurp(out, &len);
+	char want[64];
+
+	snprintf(want, sizeof(want), " %d lines dropped", dropped);
+	ck_assert_msg(strstr(text, want) != NULL, "no '%s' in '%s'", want,
+		      text);
+	ck_assert_ptr_nonnull(strstr(text, "resumed\n"));
+	free(text);
+	fclose(out);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/* The output callback takes the drained lines. */
+static int cb_lines;
+static void cb_output(char *line, uint32_t len)
+{
+	if (len && line[len - 1] == '\n')
+		__atomic_add_fetch(&cb_lines, 1, __ATOMIC_RELAXED);
+}
+
+START_TEST(test_log_output_set)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("log-cb", name, sizeof(name));
+
+	shf_log_output_set(cb_output);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 0, 1), SHF_RET_OK);
+	for (int i = 0; i < 100; i++)
+		SHF_PLAIN("cb %d\n", i);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	ck_assert_int_eq(cb_lines, 100);
+	/* Unattached output goes to the callback too. */
+	SHF_PLAIN("direct\n");
+	ck_assert_int_eq(cb_lines, 101);
+	shf_log_output_set(NULL);
+	errno = 0;
+	ck_assert_uint_eq(shf_log_attach_existing(NULL), SHF_RET_ERROR);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(shf_log_detach_existing(shf), SHF_RET_ERROR);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+static Suite *ipc_suite(void)
+{
+	Suite *s = suite_create("ipc");
+	TCase *tc;
+
+	tc = tcase_create("queues");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_q_new_get);
+	tcase_add_test(tc, test_q_names);
+	tcase_add_test(tc, test_q_bad);
+	tcase_add_test(tc, test_q_and_kv);
+	tcase_add_test(tc, test_q_two_procs);
+	tcase_add_test(tc, test_q_many_procs);
+	tcase_add_test(tc, test_q_push_head_pull_tail);
+	tcase_add_test(tc, test_q_pingpong);
+	tcase_add_test(tc, test_q_kill);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("race");
+	tcase_set_timeout(tc, 20);
+	tcase_add_test(tc, test_race_start);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("log");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_log_basic);
+	tcase_add_test(tc, test_log_writers);
+	tcase_add_test(tc, test_log_dead_reader);
+	tcase_add_test(tc, test_log_output_set);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	shf_test_init();
+	return shf_test_main(ipc_suite());
+}

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * shf-log - pipe the standard input of many processes into one file
+ * through the multiplexed log of a table (see shf-log(1)).
+ *
+ *   shf-log [-d DIR] [-s SIZE] [-x] -c NAME OUTFILE   drain until signalled
+ *   shf-log [-d DIR] [-t TAG] -w NAME                 copy stdin lines in
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shf.h"
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: shf-log [-d DIR] [-s SIZE] [-x] -c NAME OUTFILE\n"
+		"       shf-log [-d DIR] [-t TAG] -w NAME\n"
+		"  -c, --create   make table NAME (if absent) with a log and\n"
+		"                 append its lines to OUTFILE until SIGINT or\n"
+		"                 SIGTERM\n"
+		"  -w, --write    copy standard input into the log of NAME,\n"
+		"                 one log line per input line, until EOF\n"
+		"  -d, --dir      directory of the table (default /dev/shm)\n"
+		"  -s, --size     ring buffer bytes (default 1 MiB)\n"
+		"  -t, --tag      put TAG and a space before each line\n"
+		"  -x, --delete   remove the table when draining ends\n"
+		"  -h, --help     this text\n");
+}
+
+static int drain(const char *dir, const char *name, const char *file,
+		 uint32_t size, int del)
+{
+	struct sigaction sa;
+	SHF *shf;
+	int fd;
+
+	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "shf-log: %s: %s\n", file, strerror(errno));
+		return 1;
+	}
+	shf = shf_attach(dir, name, 0);
+	if (!shf) {
+		fprintf(stderr, "shf-log: %s/%s: %s\n", dir, name,
+			strerror(errno));
+		return 1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (shf_log_thread_new(shf, size, fd) != SHF_RET_OK) {
+		fprintf(stderr, "shf-log: log of %s/%s: %s\n", dir, name,
+			strerror(errno));
+		shf_detach(shf);
+		return 1;
+	}
+	/* Drain until SIGINT or SIGTERM; then what is left goes out too. */
+	while (!stop)
+		pause();
+	shf_log_thread_del(shf);
+	if (del)
+		free(shf_del(shf));
+	else
+		shf_detach(shf);
+	close(fd);
+	return 0;
+}
+
+static int copy(const char *dir, const char *name, const char *tag)
+{
+	char *line = NULL, *buf = NULL;
+	size_t cap = 0, bcap = 0;
+	ssize_t n;
+	SHF *shf;
+	int rc = 0;
+
+	shf = shf_attach_existing(dir, name);
+	if (!shf) {
+		fprintf(stderr, "shf-log: %s/%s: %s\n", dir, name,
+			strerror(errno));
+		return 1;
+	}
+	while ((n = getline(&line, &cap, stdin)) >= 0) {
+		const char *out = line;
+		size_t len = (size_t)n;
+
+		if (tag) {
+			size_t need = strlen(tag) + 1 + len;
+
+			if (need > bcap) {
+				char *p = realloc(buf, need);
+
+				if (!p) {
+					rc = 1;
+					break;
+				}
+				buf = p;
+				bcap = need;
+			}
+			memcpy(buf, tag, strlen(tag));
+			buf[strlen(tag)] = ' ';
+			memcpy(buf + strlen(tag) + 1, line, len);
+			out = buf;
+			len = need;
+		}
+		if (shf_log_append(shf, out, (uint32_t)len) != SHF_RET_OK) {
+			fprintf(stderr, "shf-log: append: %s\n",
+				strerror(errno));
+			rc = 1;
+		}
+	}
+	free(line);
+	free(buf);
+	shf_detach(shf);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "create", no_argument, NULL, 'c' },
+		{ "write", no_argument, NULL, 'w' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "size", required_argument, NULL, 's' },
+		{ "tag", required_argument, NULL, 't' },
+		{ "delete", no_argument, NULL, 'x' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = "/dev/shm", *tag = NULL;
+	unsigned long size = 0;
+	int mode = 0, del = 0, c;
+	char *end;
+
+	while ((c = getopt_long(argc, argv, "cwd:s:t:xh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+		case 'w':
+			mode = c;
+			break;
+		case 'd':
+			dir = optarg;
+			break;
+		case 's':
+			errno = 0;
+			size = strtoul(optarg, &end, 0);
+			if (errno || *end || size > (1ul << 30)) {
+				usage(stderr);
+				return 2;
+			}
+			break;
+		case 't':
+			tag = optarg;
+			break;
+		case 'x':
+			del = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	shf_init();
+	if (mode == 'c' && argc - optind == 2)
+		return drain(dir, argv[optind], argv[optind + 1],
+			     (uint32_t)size, del);
+	if (mode == 'w' && argc - optind == 1)
+		return copy(dir, argv[optind], tag);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * monitor.c - start shf-monitor(1), which removes a table when the process
+ * that attached it with delete_upon_process_exit dies.
+ *
+ * The helper is started with posix_spawn() (no shell, no PATH search) from
+ * SHF_MONITOR_PATH, fixed at build time.  For tests only, the environment
+ * variable SHF_MONITOR names another binary; it is read with secure_getenv()
+ * so that a set-user-ID caller never runs a program chosen by its user.
+ *
+ * The helper forks once and its first process exits at once, so the monitor
+ * is re-parented to init (or the nearest subreaper) and never becomes a
+ * zombie of the caller; that first process is reaped here.  A caller with a
+ * SIGCHLD handler sees one SIGCHLD per shf_attach(..., 1).
+ *
+ * The monitor reports on a pipe (its fd 3): one byte 0 once it watches the
+ * caller (pidfd open, start time checked, table found), or an errno value
+ * if it gave up.  Waiting for it means that a death right after
+ * shf_attach() returns is still caught.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shf-internal.h"
+
+#ifndef SHF_MONITOR_PATH
+#error "SHF_MONITOR_PATH must be defined by the build"
+#endif
+
+/* How long the caller waits for the monitor to be ready. */
+#define MONITOR_READY_MS 2000
+
+/* The descriptor on which the monitor reports readiness. */
+#define MONITOR_READY_FD 3
+
+extern char **environ;
+
+static int64_t monitor_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reap the monitor's first process, which exits right after its fork. */
+static void monitor_reap(pid_t pid, int64_t deadline)
+{
+	struct timespec ms = { 0, 1000000 };
+	int status;
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return;
+		/* ECHILD: SIGCHLD ignored, or the caller's handler reaped it */
+		if (r < 0 && errno != EINTR)
+			return;
+		if (r == 0 && monitor_now_ms() >= deadline)
+			break;
+		if (r == 0)
+			nanosleep(&ms, NULL);
+	}
+	/* Not a monitor, or stuck: do not leave it behind. */
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+}
+
+/* Wait for the monitor's report; 0, or -1 with errno. */
+static int monitor_wait_ready(int fd, int64_t deadline)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	unsigned char b;
+	int64_t left;
+	ssize_t n;
+	int r;
+
+	for (;;) {
+		left = deadline - monitor_now_ms();
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		r = poll(&pfd, 1, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			continue;
+		n = read(fd, &b, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			/* The monitor exited without a word. */
+			errno = ECHILD;
+			return -1;
+		}
+		if (b != 0) {
+			errno = b;
+			return -1;
+		}
+		return 0;
+	}
+}
+
+static int monitor_spawn(const char *prog, char *const argv[], int ready_w,
+			 pid_t *pid)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t set;
+	int err;
+
+	err = posix_spawnattr_init(&attr);
+	if (err)
+		return err;
+	err = posix_spawn_file_actions_init(&fa);
+	if (err) {
+		posix_spawnattr_destroy(&attr);
+		return err;
+	}
+
+	/* Own session, default signal dispositions, nothing blocked. */
+	sigemptyset(&set);
+	err = posix_spawnattr_setsigmask(&attr, &set);
+	sigfillset(&set);
+	if (!err)
+		err = posix_spawnattr_setsigdefault(&attr, &set);
+	if (!err)
+		err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
+					       POSIX_SPAWN_SETSIGMASK |
+					       POSIX_SPAWN_SETSIGDEF);
+
+	/* 0, 1, 2 on /dev/null; the report pipe as fd 3; everything else
+	 * the library opens is O_CLOEXEC. */
+	if (!err)
+		err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
+						       O_RDONLY, 0);
+	if (!err)
+		err = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null",
+						       O_WRONLY, 0);
+	if (!err)
+		err = posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	if (!err)
+		err = posix_spawn_file_actions_adddup2(&fa, ready_w,
+						       MONITOR_READY_FD);
+	if (!err)
+		err = posix_spawn(pid, prog, &fa, &attr, argv, environ);
+
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	return err;
+}
+
+int shf_monitor_start(SHF *shf)
+{
+	char pid_s[24], start_s[24], dev_s[24], ino_s[24], fd_s[12];
+	const char *dir, *name, *prog;
+	char file[NAME_MAX + 1];
+	char full[PATH_MAX];
+	int pipefd[2], w, err, saved;
+	uint64_t start;
+	int64_t deadline;
+	struct stat st;
+	pid_t self, pid;
+
+	if (!shf) {
+		errno = EINVAL;
+		return -1;
+	}
+	dir = shf_handle_path(shf);
+	name = shf_handle_name(shf);
+	if (!dir || !name) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (snprintf(file, sizeof(file), "%s.shf", name) >= (int)sizeof(file) ||
+	    snprintf(full, sizeof(full), "%s/%s", dir, file) >=
+		    (int)sizeof(full)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	/* The monitor removes this very file and no other of the same name. */
+	if (fstatat(AT_FDCWD, full, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -1;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EBADMSG;
+		return -1;
+	}
+
+	self = getpid();
+	start = shf_proc_start_time(self);
+	if (!start)
+		return -1;
+
+	prog = secure_getenv("SHF_MONITOR");
+	if (!prog || !*prog)
+		prog = SHF_MONITOR_PATH;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return -1;
+	/* Keep the write end off fd 3 so that dup2() onto 3 clears CLOEXEC. */
+	w = pipefd[1];
+	if (w <= MONITOR_READY_FD) {
+		w = fcntl(pipefd[1], F_DUPFD_CLOEXEC, MONITOR_READY_FD + 1);
+		saved = errno;
+		close(pipefd[1]);
+		if (w < 0) {
+			close(pipefd[0]);
+			errno = saved;
+			return -1;
+		}
+	}
+
+	snprintf(pid_s, sizeof(pid_s), "%ld", (long)self);
+	snprintf(start_s, sizeof(start_s), "%" PRIu64, start);
+	snprintf(dev_s, sizeof(dev_s), "%ju", (uintmax_t)st.st_dev);
+	snprintf(ino_s, sizeof(ino_s), "%ju", (uintmax_t)st.st_ino);
+	snprintf(fd_s, sizeof(fd_s), "%d", MONITOR_READY_FD);
+	{
+		char *const argv[] = {
+			(char *)"shf-monitor",
+			(char *)"--pid", pid_s,
+			(char *)"--start-time", start_s,
+			(char *)"--dir", (char *)dir,
+			(char *)"--file", file,
+			(char *)"--dev", dev_s,
+			(char *)"--ino", ino_s,
+			(char *)"--ready-fd", fd_s,
+			NULL
+		};
+
+		err = monitor_spawn(prog, argv, w, &pid);
+	}
+	close(w);
+	if (err) {
+		close(pipefd[0]);
+		errno = err;
+		return -1;
+	}
+
+	deadline = monitor_now_ms() + MONITOR_READY_MS;
+	err = monitor_wait_ready(pipefd[0], deadline) < 0 ? errno : 0;
+	/* On failure, closing the pipe makes a late monitor give up. */
+	close(pipefd[0]);
+	/* Its first process exits right after forking: a short grace. */
+	monitor_reap(pid, monitor_now_ms() + 100);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,876 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * check_monitor.c - tables attached with delete_upon_process_exit go away
+ * with their owner, and only then (shf-monitor(1)).
+ *
+ * The monitor binary is $SHF_MONITOR when the harness sets it, else
+ * $top_builddir/tools/shf-monitor, else ../tools/shf-monitor next to this
+ * program's build folder.  Tables live in shf_test_dir() ($SHF_TEST_DIR,
+ * /dev/shm by default).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shf-test.h"
+#include "shf.h"
+
+#define SHM shf_test_dir()
+#define KILLS 20        /* owner deaths measured for the worst time */
+#define LIMIT_MS 50.0   /* owner death -> table gone, times the multiplier */
+#define MAX_KIDS 16
+
+static pid_t kids[MAX_KIDS];
+static int nkids;
+static char priv_dir[PATH_MAX]; /* a test's private folder, if any */
+static double worst_ms;
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void set_monitor_env(void)
+{
+	char exe[PATH_MAX], path[PATH_MAX + 32], *slash;
+	const char *top = getenv("top_builddir");
+	ssize_t n;
+
+	if (getenv("SHF_MONITOR"))
+		return;
+	if (top) {
+		snprintf(path, sizeof(path), "%s/tools/shf-monitor", top);
+	} else {
+		/* tests/check_monitor or tests/.libs/check_monitor */
+		n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		if (n <= 0)
+			return;
+		exe[n] = '\0';
+		slash = strrchr(exe, '/');
+		*slash = '\0';
+		n = (ssize_t)strlen(exe);
+		if (n >= 6 && !strcmp(exe + n - 6, "/.libs"))
+			exe[n - 6] = '\0';
+		snprintf(path, sizeof(path), "%s/../tools/shf-monitor", exe);
+	}
+	/* Absolute, as some tests change their working folder. */
+	if (realpath(path, exe))
+		setenv("SHF_MONITOR", exe, 1);
+	else
+		setenv("SHF_MONITOR", path, 1);
+}
+
+static void table_name(char *buf, size_t len, const char *tag)
+{
+	shf_test_name(buf, len, tag);
+}
+
+static void table_file(char *buf, size_t len, const char *dir,
+		       const char *name)
+{
+	ck_assert((size_t)snprintf(buf, len, "%s/%s.shf", dir, name) < len);
+}
+
+static int exists(const char *file)
+{
+	struct stat st;
+
+	return lstat(file, &st) == 0;
+}
+
+static ino_t inode(const char *file)
+{
+	struct stat st;
+
+	return lstat(file, &st) == 0 ? st.st_ino : 0;
+}
+
+/* Milliseconds from t0 until file is gone (1 ms steps), or -1 after ms. */
+static double gone_after(const char *file, double t0, long ms)
+{
+	struct timespec step = { 0, 1000000L };
+
+	while (exists(file)) {
+		if (now_ms() - t0 > ms)
+			return -1;
+		nanosleep(&step, NULL);
+	}
+	return now_ms() - t0;
+}
+
+enum owner_mode { OWNER_WAIT, OWNER_EXIT, OWNER_EXEC, OWNER_DEL,
+		  OWNER_KEEP };
+
+/*
+ * Fork an owner that attaches dir/name with delete_upon_process_exit
+ * (OWNER_KEEP: without) and then, once told on its pipe: waits to be
+ * killed, exits, execs, or shf_del()s.  The child never uses Check.
+ * Returns its pid; *go is the pipe that tells it to go on.
+ */
+static pid_t owner_start(const char *dir, const char *name,
+			 enum owner_mode mode, int *go)
+{
+	int ready[2], gop[2];
+	char b = 1;
+	pid_t pid;
+	SHF *shf;
+
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(gop, O_CLOEXEC), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* Check's own SIGTERM/SIGINT handlers would kill the group. */
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		shf_init();
+		shf = shf_attach(dir, name, mode != OWNER_KEEP);
+		b = shf ? 0 : 1;
+		if (write(ready[1], &b, 1) != 1 || !shf)
+			_exit(1);
+		if (read(gop[0], &b, 1) != 1)
+			_exit(1); /* the test went away */
+		switch (mode) {
+		case OWNER_EXIT:
+			_exit(0);
+		case OWNER_EXEC:
+			execl("/bin/sleep", "sleep", "0.3", (char *)NULL);
+			execl("/bin/true", "true", (char *)NULL);
+			_exit(1);
+		case OWNER_DEL:
+			free(shf_del(shf));
+			_exit(0);
+		default:
+			for (;;)
+				pause();
+		}
+	}
+	close(ready[1]);
+	close(gop[0]);
+	if (nkids < MAX_KIDS)
+		kids[nkids++] = pid;
+	ck_assert_int_eq(read(ready[0], &b, 1), 1);
+	close(ready[0]);
+	ck_assert_msg(b == 0, "owner could not attach %s/%s", dir, name);
+	*go = gop[1];
+	return pid;
+}
+
+static void owner_go(int go)
+{
+	char b = 1;
+
+	ck_assert_int_eq(write(go, &b, 1), 1);
+	close(go);
+}
+
+static int reap(pid_t pid)
+{
+	int status, i;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	for (i = 0; i < nkids; i++)
+		if (kids[i] == pid)
+			kids[i] = 0;
+	return status;
+}
+
+/* Pid of the monitor watching dir/file, or 0. */
+static pid_t monitor_find(const char *dir, const char *file)
+{
+	char path[300], buf[4096], *p, *end, *prev;
+	pid_t found = 0;
+	struct dirent *de;
+	int fd, has_dir, has_file;
+	ssize_t n;
+	DIR *d;
+
+	d = opendir("/proc");
+	if (!d)
+		return 0;
+	while (!found && (de = readdir(d))) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		has_dir = has_file = 0;
+		prev = "";
+		for (p = buf, end = buf + n; p < end; p += strlen(p) + 1) {
+			if (!strcmp(prev, "--dir") && !strcmp(p, dir))
+				has_dir = 1;
+			if (!strcmp(prev, "--file") && !strcmp(p, file))
+				has_file = 1;
+			prev = p;
+		}
+		if (has_dir && has_file)
+			found = atoi(de->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
+/* Is pid gone (or a zombie waiting for init)? */
+static int proc_gone(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 1;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && (p[2] == 'Z' || p[2] == 'X');
+}
+
+static int proc_gone_within(pid_t pid, long ms)
+{
+	double t0 = now_ms();
+
+	while (!proc_gone(pid)) {
+		if (now_ms() - t0 > ms)
+			return 0;
+		sleep_ms(1);
+	}
+	return 1;
+}
+
+static void make_priv_dir(const char *tag)
+{
+	char name[SHF_TEST_NAME_MAX];
+
+	shf_test_name(name, sizeof(name), tag);
+	snprintf(priv_dir, sizeof(priv_dir), "%s/%s", SHM, name);
+	ck_assert_msg(mkdir(priv_dir, 0700) == 0, "mkdir %s: %s", priv_dir,
+		      strerror(errno));
+}
+
+/* Run shf-monitor --sweep dir; its exit status; its output in out. */
+static int run_sweep(const char *dir, char *out, size_t len)
+{
+	const char *mon = getenv("SHF_MONITOR");
+	size_t got = 0;
+	int p[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		execl(mon, "shf-monitor", "--sweep", dir, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	while (got < len - 1 &&
+	       ((n = read(p[0], out + got, len - 1 - got)) > 0 ||
+		(n < 0 && errno == EINTR)))
+		if (n > 0)
+			got += n;
+	out[got] = '\0';
+	close(p[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return status;
+}
+
+static void setup(void)
+{
+	nkids = 0;
+	priv_dir[0] = '\0';
+}
+
+/* Kill what a failed test left behind and remove its files. */
+static void teardown(void)
+{
+	char pat[SHF_TEST_NAME_MAX], path[PATH_MAX + 300];
+	struct dirent *de;
+	size_t plen;
+	DIR *d;
+	int i;
+
+	for (i = 0; i < nkids; i++) {
+		if (kids[i] > 0) {
+			kill(kids[i], SIGKILL);
+			waitpid(kids[i], NULL, 0);
+		}
+	}
+	if (priv_dir[0]) {
+		d = opendir(priv_dir);
+		while (d && (de = readdir(d))) {
+			if (de->d_name[0] == '.' &&
+			    (!de->d_name[1] || !strcmp(de->d_name, "..")))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", priv_dir,
+				 de->d_name);
+			unlink(path);
+		}
+		if (d)
+			closedir(d);
+		rmdir(priv_dir);
+	}
+	shf_test_name(pat, sizeof(pat), "");
+	plen = strlen(pat);
+	d = opendir(SHM);
+	while (d && (de = readdir(d))) {
+		if (strncmp(de->d_name, pat, plen))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", SHM, de->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* Kill the owner with sig; milliseconds until its table is gone. */
+static double kill_and_time(const char *tag, int sig)
+{
+	char name[64], file[PATH_MAX];
+	double t0, ms;
+	pid_t pid;
+	int go, status;
+
+	table_name(name, sizeof(name), tag);
+	table_file(file, sizeof(file), SHM, name);
+	pid = owner_start(SHM, name, OWNER_WAIT, &go);
+	ck_assert(exists(file));
+	t0 = now_ms();
+	ck_assert_int_eq(kill(pid, sig), 0);
+	ms = gone_after(file, t0, 2000);
+	status = reap(pid);
+	close(go);
+	ck_assert_msg(ms >= 0, "%s still there 2 s after the owner died", file);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == sig);
+	if (ms > worst_ms)
+		worst_ms = ms;
+	return ms;
+}
+
+START_TEST(test_sigkill)
+{
+	char tag[16];
+	double ms;
+	int i;
+
+	worst_ms = 0;
+	for (i = 0; i < KILLS; i++) {
+		snprintf(tag, sizeof(tag), "kill%d", i);
+		ms = kill_and_time(tag, SIGKILL);
+		ck_assert_msg(ms < LIMIT_MS * shf_test_multiplier(),
+			      "table removed %.1f ms after SIGKILL", ms);
+	}
+	printf("check_monitor: SIGKILL -> table gone: worst %.2f ms over %d\n",
+	       worst_ms, KILLS);
+	fflush(stdout);
+}
+END_TEST
+
+START_TEST(test_sigterm)
+{
+	double ms = kill_and_time("term", SIGTERM);
+
+	ck_assert_msg(ms < LIMIT_MS * shf_test_multiplier(),
+		      "table removed %.1f ms after SIGTERM", ms);
+}
+END_TEST
+
+START_TEST(test_exit)
+{
+	char name[64], file[PATH_MAX];
+	int go, status;
+	double ms;
+	pid_t pid;
+
+	table_name(name, sizeof(name), "exit");
+	table_file(file, sizeof(file), SHM, name);
+	pid = owner_start(SHM, name, OWNER_EXIT, &go);
+	ck_assert(exists(file));
+	owner_go(go);
+	status = reap(pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ms = gone_after(file, now_ms(), 2000);
+	ck_assert_msg(ms >= 0 && ms < LIMIT_MS * shf_test_multiplier(),
+		      "table removed %.1f ms after exit", ms);
+}
+END_TEST
+
+/* exec() keeps the process: the table lives until the new program exits. */
+START_TEST(test_exec)
+{
+	char name[64], file[PATH_MAX], path[64], comm[32] = "";
+	int go, status, fd, n;
+	double t0, ms;
+	pid_t pid;
+
+	table_name(name, sizeof(name), "exec");
+	table_file(file, sizeof(file), SHM, name);
+	pid = owner_start(SHM, name, OWNER_EXEC, &go);
+	owner_go(go);
+
+	/* Wait for the exec (comm becomes "sleep"). */
+	snprintf(path, sizeof(path), "/proc/%ld/comm", (long)pid);
+	t0 = now_ms();
+	while (strncmp(comm, "sleep", 5) && now_ms() - t0 < 1000) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		n = fd >= 0 ? read(fd, comm, sizeof(comm) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		comm[n > 0 ? n : 0] = '\0';
+		if (strncmp(comm, "sleep", 5))
+			sleep_ms(1);
+	}
+	if (!strncmp(comm, "sleep", 5)) {
+		sleep_ms(50);
+		ck_assert_msg(exists(file), "table removed at exec()");
+	}
+	status = reap(pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ms = gone_after(file, now_ms(), 2000);
+	ck_assert_msg(ms >= 0 && ms < LIMIT_MS * shf_test_multiplier(),
+		      "table removed %.1f ms after the exec()ed program", ms);
+}
+END_TEST
+
+/* shf_del() removes the table; the monitor has nothing left to do. */
+START_TEST(test_del_monitor_exits)
+{
+	char name[64], file[PATH_MAX], base[80];
+	int go, status;
+	pid_t pid, mon;
+
+	table_name(name, sizeof(name), "del");
+	table_file(file, sizeof(file), SHM, name);
+	snprintf(base, sizeof(base), "%s.shf", name);
+	pid = owner_start(SHM, name, OWNER_DEL, &go);
+	mon = monitor_find(SHM, base);
+	ck_assert_msg(mon > 0, "no monitor for %s", file);
+	owner_go(go);
+	status = reap(pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert(!exists(file));
+	ck_assert_msg(proc_gone_within(mon, 1500),
+		      "monitor %ld outlived its table", (long)mon);
+}
+END_TEST
+
+/* A relative folder is the owner's, not the monitor's. */
+START_TEST(test_relative_dir)
+{
+	char name[64], file[PATH_MAX];
+	int go, status;
+	double ms;
+	pid_t pid;
+
+	make_priv_dir("rel");
+	ck_assert_int_eq(chdir(priv_dir), 0);
+	table_name(name, sizeof(name), "rel");
+	table_file(file, sizeof(file), priv_dir, name);
+	pid = owner_start(".", name, OWNER_WAIT, &go);
+	ck_assert(exists(file));
+	kill(pid, SIGKILL);
+	status = reap(pid);
+	close(go);
+	ck_assert(WIFSIGNALED(status));
+	ms = gone_after(file, now_ms(), 2000);
+	ck_assert_msg(ms >= 0 && ms < LIMIT_MS * shf_test_multiplier(),
+		      "table removed %.1f ms after SIGKILL", ms);
+	ck_assert_int_eq(chdir("/"), 0);
+}
+END_TEST
+
+/* A monitor killed leaves the table; a sweep removes it later. */
+START_TEST(test_monitor_killed)
+{
+	char name[64], file[PATH_MAX], base[80], out[4096];
+	int go, status;
+	pid_t pid, mon;
+
+	make_priv_dir("mkill");
+	table_name(name, sizeof(name), "mkill");
+	table_file(file, sizeof(file), priv_dir, name);
+	snprintf(base, sizeof(base), "%s.shf", name);
+	pid = owner_start(priv_dir, name, OWNER_WAIT, &go);
+	mon = monitor_find(priv_dir, base);
+	ck_assert_msg(mon > 0, "no monitor for %s", file);
+	ck_assert_int_eq(kill(mon, SIGKILL), 0);
+	ck_assert(proc_gone_within(mon, 1000));
+
+	/* The owner is alive: a sweep keeps the table. */
+	status = run_sweep(priv_dir, out, sizeof(out));
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_str_eq(out, "");
+	ck_assert(exists(file));
+
+	kill(pid, SIGKILL);
+	reap(pid);
+	close(go);
+	sleep_ms(100);
+	ck_assert_msg(exists(file), "table removed without a monitor");
+
+	status = run_sweep(priv_dir, out, sizeof(out));
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_msg(strstr(out, base), "sweep said: %s", out);
+	ck_assert(!exists(file));
+}
+END_TEST
+
+/*
+ * Owner A's table is removed and recreated by owner B under the same name;
+ * when A dies, its monitor must leave B's table alone.  A's monitor is
+ * stopped while the name changes hands so that it sees A's death first.
+ */
+START_TEST(test_recreated_name)
+{
+	char name[64], file[PATH_MAX], base[80];
+	int go_a, go_b;
+	pid_t a, b, mon_a;
+	ino_t ino_a, ino_b;
+	double ms;
+
+	table_name(name, sizeof(name), "race");
+	table_file(file, sizeof(file), SHM, name);
+	snprintf(base, sizeof(base), "%s.shf", name);
+
+	a = owner_start(SHM, name, OWNER_WAIT, &go_a);
+	ino_a = inode(file);
+	mon_a = monitor_find(SHM, base);
+	ck_assert_msg(mon_a > 0, "no monitor for A");
+	ck_assert_int_eq(kill(mon_a, SIGSTOP), 0);
+
+	ck_assert_int_eq(unlink(file), 0);
+	b = owner_start(SHM, name, OWNER_WAIT, &go_b);
+	ino_b = inode(file);
+	ck_assert(ino_b != 0 && ino_b != ino_a);
+
+	kill(a, SIGKILL);
+	reap(a);
+	close(go_a);
+	ck_assert_int_eq(kill(mon_a, SIGCONT), 0);
+	ck_assert_msg(proc_gone_within(mon_a, 1500), "A's monitor stayed");
+	ck_assert_msg(inode(file) == ino_b, "B's table was removed");
+
+	/* A third attacher that does not own it changes nothing either. */
+	kill(b, SIGKILL);
+	reap(b);
+	close(go_b);
+	ms = gone_after(file, now_ms(), 2000);
+	ck_assert_msg(ms >= 0, "B's table stayed after B died");
+}
+END_TEST
+
+/* Same, without stopping anything: A's monitor leaves when A's file goes. */
+START_TEST(test_replaced_monitor_exits)
+{
+	char name[64], file[PATH_MAX], base[80];
+	int go_a, go_b;
+	pid_t a, b, mon_a;
+	ino_t ino_b;
+
+	table_name(name, sizeof(name), "repl");
+	table_file(file, sizeof(file), SHM, name);
+	snprintf(base, sizeof(base), "%s.shf", name);
+
+	a = owner_start(SHM, name, OWNER_WAIT, &go_a);
+	mon_a = monitor_find(SHM, base);
+	ck_assert(mon_a > 0);
+	ck_assert_int_eq(unlink(file), 0);
+	b = owner_start(SHM, name, OWNER_WAIT, &go_b);
+	ino_b = inode(file);
+	ck_assert_msg(proc_gone_within(mon_a, 1500), "A's monitor stayed");
+
+	kill(a, SIGKILL);
+	reap(a);
+	close(go_a);
+	sleep_ms(100);
+	ck_assert_msg(inode(file) == ino_b, "B's table was removed");
+	kill(b, SIGKILL);
+	reap(b);
+	close(go_b);
+	ck_assert(gone_after(file, now_ms(), 2000) >= 0);
+}
+END_TEST
+
+/*
+ * Sweep: dead owners' tables go; live, ownerless, symlinks, others stay;
+ * so do the temporary files of dead creators, when old enough.
+ */
+START_TEST(test_sweep)
+{
+	char n_dead1[64], n_dead2[64], n_live[64], n_none[64];
+	char f_dead1[PATH_MAX], f_dead2[PATH_MAX], f_live[PATH_MAX];
+	char f_none[PATH_MAX], f_sym[PATH_MAX], f_txt[PATH_MAX];
+	char base[80], out[4096];
+	char f_tmp_old[PATH_MAX + 100], f_tmp_new[PATH_MAX + 100];
+	const struct timespec old_times[2] = { { 1000000000, 0 },
+					       { 1000000000, 0 } };
+	pid_t dead1, dead2, live, none, mon;
+	int go1, go2, go3, go4, status, fd;
+	const char *p;
+	int lines = 0;
+
+	make_priv_dir("sweep");
+	table_name(n_dead1, sizeof(n_dead1), "dead1");
+	table_name(n_dead2, sizeof(n_dead2), "dead2");
+	table_name(n_live, sizeof(n_live), "live");
+	table_name(n_none, sizeof(n_none), "none");
+	table_file(f_dead1, sizeof(f_dead1), priv_dir, n_dead1);
+	table_file(f_dead2, sizeof(f_dead2), priv_dir, n_dead2);
+	table_file(f_live, sizeof(f_live), priv_dir, n_live);
+	table_file(f_none, sizeof(f_none), priv_dir, n_none);
+	table_file(f_sym, sizeof(f_sym), priv_dir, "link");
+	ck_assert((size_t)snprintf(f_txt, sizeof(f_txt), "%s/other.txt",
+				   priv_dir) < sizeof(f_txt));
+
+	/* Owners whose monitors are gone (killed), so only a sweep helps. */
+	dead1 = owner_start(priv_dir, n_dead1, OWNER_WAIT, &go1);
+	dead2 = owner_start(priv_dir, n_dead2, OWNER_WAIT, &go2);
+	live = owner_start(priv_dir, n_live, OWNER_WAIT, &go3);
+	none = owner_start(priv_dir, n_none, OWNER_KEEP, &go4);
+	snprintf(base, sizeof(base), "%s.shf", n_dead1);
+	ck_assert((mon = monitor_find(priv_dir, base)) > 0);
+	kill(mon, SIGKILL);
+	ck_assert(proc_gone_within(mon, 1000));
+	snprintf(base, sizeof(base), "%s.shf", n_dead2);
+	ck_assert((mon = monitor_find(priv_dir, base)) > 0);
+	kill(mon, SIGKILL);
+	ck_assert(proc_gone_within(mon, 1000));
+	snprintf(base, sizeof(base), "%s.shf", n_live);
+	ck_assert((mon = monitor_find(priv_dir, base)) > 0);
+	kill(mon, SIGKILL);
+	ck_assert(proc_gone_within(mon, 1000));
+
+	kill(dead1, SIGKILL);
+	reap(dead1);
+	kill(dead2, SIGKILL);
+	reap(dead2);
+	kill(none, SIGKILL);
+	reap(none);
+	close(go1);
+	close(go2);
+	close(go4);
+
+	/* Temporary files of creators that died (see lib/shf.c): an old one
+	 * goes, a young one stays. */
+	snprintf(f_tmp_old, sizeof(f_tmp_old), "%s/.%s.shf.%ld.1a2b.tmp",
+		 priv_dir, n_dead1, (long)dead1);
+	snprintf(f_tmp_new, sizeof(f_tmp_new), "%s/.%s.shf.%ld.1a2c.tmp",
+		 priv_dir, n_dead2, (long)dead2);
+	fd = open(f_tmp_old, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(futimens(fd, old_times), 0);
+	close(fd);
+	fd = open(f_tmp_new, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+
+	ck_assert_int_eq(symlink(f_dead1, f_sym), 0);
+	fd = open(f_txt, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+
+	status = run_sweep(priv_dir, out, sizeof(out));
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (p = out; (p = strchr(p, '\n')); p++)
+		lines++;
+	ck_assert_msg(lines == 3, "sweep said: %s", out);
+	ck_assert(strstr(out, n_dead1) && strstr(out, n_dead2));
+	ck_assert(!exists(f_tmp_old));
+	ck_assert(exists(f_tmp_new));
+	ck_assert(!exists(f_dead1));
+	ck_assert(!exists(f_dead2));
+	ck_assert(exists(f_live));
+	ck_assert(exists(f_none));
+	ck_assert(exists(f_sym));
+	ck_assert(exists(f_txt));
+
+	/* A second sweep finds nothing to do. */
+	status = run_sweep(priv_dir, out, sizeof(out));
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_str_eq(out, "");
+
+	kill(live, SIGKILL);
+	reap(live);
+	close(go3);
+	/* teardown() removes the rest and the folder */
+}
+END_TEST
+
+/* A monitor that cannot be started makes shf_attach() fail cleanly. */
+START_TEST(test_no_monitor)
+{
+	char name[64];
+	SHF *shf;
+
+	table_name(name, sizeof(name), "nomon");
+	setenv("SHF_MONITOR", "/nonexistent/shf-monitor", 1);
+	errno = 0;
+	shf = shf_attach(SHM, name, 1);
+	ck_assert_ptr_null(shf);
+	ck_assert_int_eq(errno, ENOENT);
+}
+END_TEST
+
+/* SIGCHLD ignored (children auto-reaped) or reaped by a handler. */
+static void reap_all(int sig)
+{
+	int e = errno;
+
+	(void)sig;
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	errno = e;
+}
+
+static void attach_with_sigchld(void (*handler)(int), const char *tag)
+{
+	char name[64], base[80], *text;
+	struct sigaction sa = { .sa_handler = handler };
+	pid_t mon;
+	SHF *shf;
+
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGCHLD, &sa, NULL), 0);
+	table_name(name, sizeof(name), tag);
+	snprintf(base, sizeof(base), "%s.shf", name);
+	errno = 0;
+	shf = shf_attach(SHM, name, 1);
+	ck_assert_msg(shf != NULL, "shf_attach: %s", strerror(errno));
+	mon = monitor_find(SHM, base);
+	ck_assert(mon > 0);
+	text = shf_del(shf);
+	ck_assert_ptr_nonnull(text);
+	free(text);
+	ck_assert_msg(proc_gone_within(mon, 1500), "monitor stayed");
+}
+
+START_TEST(test_sigchld_ignored)
+{
+	attach_with_sigchld(SIG_IGN, "sigign");
+}
+END_TEST
+
+START_TEST(test_sigchld_handler)
+{
+	attach_with_sigchld(reap_all, "sighandler");
+}
+END_TEST
+
+/*
+ * A monitor that never reports (this program, started as the monitor,
+ * sleeps; see main()): ETIMEDOUT after about 2 s, and no child is left.
+ */
+START_TEST(test_monitor_timeout)
+{
+	char name[64], self[PATH_MAX];
+	double t0, ms;
+	ssize_t n;
+	SHF *shf;
+	int status;
+
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	ck_assert_int_gt(n, 0);
+	self[n] = '\0';
+	setenv("SHF_MONITOR", self, 1);
+
+	table_name(name, sizeof(name), "tmo");
+	t0 = now_ms();
+	errno = 0;
+	shf = shf_attach(SHM, name, 1);
+	ms = now_ms() - t0;
+	ck_assert_ptr_null(shf);
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	ck_assert_msg(ms > 1900 && ms < 3000, "gave up after %.0f ms", ms);
+	ck_assert_int_eq(waitpid(-1, &status, WNOHANG), -1);
+	ck_assert_int_eq(errno, ECHILD);
+}
+END_TEST
+
+static Suite *monitor_suite(void)
+{
+	Suite *s = suite_create("monitor");
+	TCase *tc;
+
+	tc = tcase_create("death");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_sigkill);
+	tcase_add_test(tc, test_sigterm);
+	tcase_add_test(tc, test_exit);
+	tcase_add_test(tc, test_exec);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lifecycle");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_del_monitor_exits);
+	tcase_add_test(tc, test_relative_dir);
+	tcase_add_test(tc, test_monitor_killed);
+	tcase_add_test(tc, test_recreated_name);
+	tcase_add_test(tc, test_replaced_monitor_exits);
+	tcase_add_test(tc, test_sweep);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("errors");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_no_monitor);
+	tcase_add_test(tc, test_sigchld_ignored);
+	tcase_add_test(tc, test_sigchld_handler);
+	tcase_add_test(tc, test_monitor_timeout);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	/* Started as a monitor by test_monitor_timeout: never report. */
+	if (argc > 1 && !strcmp(argv[1], "--pid")) {
+		sleep(30);
+		return 0;
+	}
+	shf_test_init();
+	set_monitor_env();
+	return shf_test_main(monitor_suite());
+}

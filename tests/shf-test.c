@@ -1,0 +1,421 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * shf-test.c - helpers shared by the Check test programs of libshf.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shf-test.h"
+
+static pid_t runner_pid;
+
+void shf_test_init(void)
+{
+	struct stat st;
+
+	runner_pid = getpid();
+	if (stat(shf_test_dir(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "%s: no such directory; skipped\n",
+			shf_test_dir());
+		exit(77);
+	}
+	shf_init();
+}
+
+int shf_test_main(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed, left;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+
+	/* A passing test must remove its table; a failing one may not. */
+	left = shf_test_leftovers(1);
+	if (left > 0) {
+		fprintf(stderr, "%d test table file(s) left in %s (removed)\n",
+			left, shf_test_dir());
+		if (failed == 0)
+			failed = 1;
+	}
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+const char *shf_test_dir(void)
+{
+	const char *d = getenv("SHF_TEST_DIR");
+
+	return d && *d ? d : "/dev/shm";
+}
+
+char *shf_test_name(char *buf, size_t size, const char *tag)
+{
+	if (runner_pid == 0)
+		runner_pid = getpid();
+	snprintf(buf, size, "shf-test-%ld-%s", (long)runner_pid, tag);
+	return buf;
+}
+
+char *shf_test_file(char *buf, size_t size, const char *name)
+{
+	snprintf(buf, size, "%s/%s.shf", shf_test_dir(), name);
+	return buf;
+}
+
+int shf_test_exists(const char *name)
+{
+	char file[SHF_TEST_PATH_MAX];
+
+	return access(shf_test_file(file, sizeof(file), name), F_OK) == 0;
+}
+
+SHF *shf_test_new(const char *tag, char *name, size_t size)
+{
+	char file[SHF_TEST_PATH_MAX];
+	SHF *shf;
+
+	shf_test_name(name, size, tag);
+	/* A table left by an earlier run of a dead runner with our pid. */
+	unlink(shf_test_file(file, sizeof(file), name));
+	errno = 0;
+	shf = shf_attach(shf_test_dir(), name, 0);
+	ck_assert_msg(shf != NULL, "shf_attach(%s, %s): %s", shf_test_dir(),
+		      name, strerror(errno));
+	ck_assert_msg(shf_test_exists(name), "no file %s after shf_attach",
+		      file);
+	return shf;
+}
+
+/* Files in the directory whose names start with "<name>.". */
+static int files_of(const char *name)
+{
+	char prefix[SHF_TEST_NAME_MAX + 2];
+	struct dirent *de;
+	size_t plen;
+	DIR *dir;
+	int n = 0;
+
+	/* The table, and the hidden temporary files of its creation. */
+	snprintf(prefix, sizeof(prefix), "%s.", name);
+	plen = strlen(prefix);
+	dir = opendir(shf_test_dir());
+	if (!dir)
+		return 0;
+	while ((de = readdir(dir)) != NULL)
+		if (strncmp(de->d_name, prefix, plen) == 0 ||
+		    (de->d_name[0] == '.' &&
+		     strncmp(de->d_name + 1, prefix, plen) == 0))
+			n++;
+	closedir(dir);
+	return n;
+}
+
+void shf_test_del(SHF *shf, const char *name)
+{
+	char *text;
+
+	errno = 0;
+	text = shf_del(shf);
+	ck_assert_msg(text != NULL, "shf_del(%s) gave NULL: %s", name,
+		      strerror(errno));
+	free(text);
+	ck_assert_msg(!shf_test_exists(name), "%s still exists after shf_del",
+		      name);
+	ck_assert_msg(files_of(name) == 0,
+		      "files named %s.* left after shf_del", name);
+}
+
+int shf_test_leftovers(int remove_them)
+{
+	char prefix[SHF_TEST_NAME_MAX];
+	char file[SHF_TEST_PATH_MAX];
+	struct dirent *de;
+	size_t plen;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(prefix, sizeof(prefix), "shf-test-%ld-", (long)runner_pid);
+	plen = strlen(prefix);
+	dir = opendir(shf_test_dir());
+	if (!dir)
+		return 0;
+	while ((de = readdir(dir)) != NULL) {
+		/* Tables, and hidden temporary files of creation. */
+		if (strncmp(de->d_name, prefix, plen) != 0 &&
+		    (de->d_name[0] != '.' ||
+		     strncmp(de->d_name + 1, prefix, plen) != 0))
+			continue;
+		n++;
+		fprintf(stderr, "left behind: %s/%s\n", shf_test_dir(),
+			de->d_name);
+		if (remove_them) {
+			snprintf(file, sizeof(file), "%s/%s", shf_test_dir(),
+				 de->d_name);
+			unlink(file);
+		}
+	}
+	closedir(dir);
+	return n;
+}
+
+double shf_test_multiplier(void)
+{
+	const char *m = getenv("CK_TIMEOUT_MULTIPLIER");
+	double d;
+
+	if (!m || !*m)
+		return 1.0;
+	d = strtod(m, NULL);
+	return d >= 1.0 ? d : 1.0;
+}
+
+double shf_test_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void shf_test_msleep(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+void *shf_test_shared(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_msg(p != MAP_FAILED, "mmap(%zu): %s", size, strerror(errno));
+	return p;
+}
+
+void shf_test_unshared(void *p, size_t size)
+{
+	munmap(p, size);
+}
+
+void shf_test_spawn(struct shf_test_kids *k, int n, shf_test_kid_fn fn,
+		    void *arg)
+{
+	pid_t parent = getpid();
+	int fds[2];
+	int i;
+
+	ck_assert_int_le(n, SHF_TEST_KIDS_MAX);
+	ck_assert_int_eq(pipe(fds), 0);
+	k->n = 0;
+	k->go_fd = fds[1];
+	fflush(NULL);
+	for (i = 0; i < n; i++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			char c;
+			int rc;
+
+			/* Die with the test, never outlive it. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(3);
+			close(fds[1]);
+			while (read(fds[0], &c, 1) < 0 && errno == EINTR)
+				;
+			close(fds[0]);
+			rc = fn(i, arg);
+			/* Keep small codes: they tell which check failed. */
+			_exit(rc >= 0 && rc < 126 ? rc : 1);
+		}
+		if (pid < 0) {
+			int e = errno;
+
+			shf_test_go(k);
+			shf_test_wait(k, 5);
+			ck_abort_msg("fork: %s", strerror(e));
+		}
+		k->pid[i] = pid;
+		k->status[i] = -1;
+		k->n = i + 1;
+	}
+	close(fds[0]);
+}
+
+void shf_test_go(struct shf_test_kids *k)
+{
+	if (k->go_fd >= 0) {
+		close(k->go_fd);
+		k->go_fd = -1;
+	}
+}
+
+int shf_test_waitpid(pid_t pid, double timeout_s)
+{
+	double end = shf_test_now() + timeout_s * shf_test_multiplier();
+	int status;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return status;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (shf_test_now() > end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -1;
+		}
+		shf_test_msleep(5);
+	}
+}
+
+int shf_test_wait(struct shf_test_kids *k, double timeout_s)
+{
+	double end = shf_test_now() + timeout_s * shf_test_multiplier();
+	int failed = 0;
+	int left = k->n;
+	int i;
+
+	shf_test_go(k);
+	while (left > 0) {
+		for (i = 0; i < k->n; i++) {
+			int status;
+
+			if (k->status[i] != -1 || k->pid[i] <= 0)
+				continue;
+			if (waitpid(k->pid[i], &status, WNOHANG) == k->pid[i]) {
+				k->status[i] = status;
+				left--;
+			}
+		}
+		if (left == 0)
+			break;
+		if (shf_test_now() > end) {
+			for (i = 0; i < k->n; i++) {
+				if (k->status[i] != -1 || k->pid[i] <= 0)
+					continue;
+				fprintf(stderr,
+					"child %d (pid %ld) timed out; "
+					"killed\n",
+					i, (long)k->pid[i]);
+				kill(k->pid[i], SIGKILL);
+				waitpid(k->pid[i], &k->status[i], 0);
+				k->status[i] = -2;
+				left--;
+			}
+			break;
+		}
+		shf_test_msleep(2);
+	}
+	for (i = 0; i < k->n; i++) {
+		int s = k->status[i];
+
+		if (s >= 0 && WIFEXITED(s) && WEXITSTATUS(s) == 0)
+			continue;
+		failed++;
+		if (s >= 0 && WIFEXITED(s))
+			fprintf(stderr, "child %d exited with %d\n", i,
+				WEXITSTATUS(s));
+		else if (s >= 0 && WIFSIGNALED(s))
+			fprintf(stderr, "child %d killed by signal %d\n", i,
+				WTERMSIG(s));
+	}
+	return failed;
+}
+
+int shf_test_run(int n, shf_test_kid_fn fn, void *arg, double timeout_s)
+{
+	struct shf_test_kids k;
+
+	shf_test_spawn(&k, n, fn, arg);
+	shf_test_go(&k);
+	return shf_test_wait(&k, timeout_s);
+}
+
+uint32_t shf_test_key(char *buf, uint64_t i)
+{
+	return (uint32_t)sprintf(buf, "key-%llu", (unsigned long long)i);
+}
+
+void shf_test_hash(uint64_t i)
+{
+	char key[32];
+	uint32_t len = shf_test_key(key, i);
+
+	shf_make_hash(key, len);
+}
+
+uint32_t shf_test_val(char *buf, uint64_t i, uint32_t w)
+{
+	uint32_t len =
+		(uint32_t)sprintf(buf, "%llu:%u:", (unsigned long long)i, w);
+	uint32_t want = 8 + (uint32_t)((i * 13 + (uint64_t)w * 29) % 64);
+	char c = (char)('a' + (i * 31 + (uint64_t)w * 7) % 26);
+
+	while (len < want)
+		buf[len++] = c;
+	buf[len] = '\0';
+	return len;
+}
+
+int shf_test_val_ok(const char *val, uint32_t len, uint64_t i, uint32_t writers,
+		    uint32_t *w_out)
+{
+	char want[80];
+	uint32_t w;
+
+	for (w = 0; w < writers; w++) {
+		uint32_t wlen = shf_test_val(want, i, w);
+
+		if (wlen == len && memcmp(want, val, len) == 0) {
+			if (w_out)
+				*w_out = w;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+void shf_test_pattern(char *buf, size_t len, uint32_t seed)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ULL ^ seed;
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		memcpy(buf + i, &x, 8);
+	}
+	for (; i < len; i++)
+		buf[i] = (char)(i * 131 + seed);
+}
+
+uint64_t shf_test_keys(SHF *shf)
+{
+	struct shf_stats st;
+
+	memset(&st, 0, sizeof(st));
+	if (shf_get_stats(shf, &st, sizeof(st)) != SHF_RET_OK)
+		return UINT64_MAX;
+	return st.keys;
+}

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * shf-test.h - helpers shared by the Check test programs of libshf.
+ *
+ * Tables are named "shf-test-<pid>-<tag>" (pid of the test program's
+ * runner) and live in $SHF_TEST_DIR, /dev/shm by default, so that
+ * "make -j check" never collides and tests/leaks.sh can spot leftovers.
+ *
+ * Multi-process tests fork children with shf_test_spawn(); the children
+ * wait at a start line (a pipe the parent closes in shf_test_go()), run
+ * their function and _exit() with its result: children never ck_assert.
+ * shf_test_wait() reaps them, SIGKILLs stragglers after a timeout and
+ * returns how many failed.
+ */
+#ifndef SHF_TEST_H
+#define SHF_TEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <check.h>
+
+#include "shf.h"
+
+/*
+ * Assertions for loops: Check's ck_assert*() records a checkpoint (a write
+ * to the runner) on every success, which costs more than the library call
+ * under test; these only call Check when they fail.
+ */
+#define shf_assert_msg(expr, ...)                  \
+	do {                                       \
+		if (__builtin_expect(!(expr), 0))  \
+			ck_abort_msg(__VA_ARGS__); \
+	} while (0)
+#define shf_assert(expr) shf_assert_msg(expr, "Assertion '%s' failed", #expr)
+#define shf_assert_eq(a, b)                                                   \
+	do {                                                                  \
+		uintmax_t shf_a_ = (uintmax_t)(a), shf_b_ = (uintmax_t)(b);   \
+		shf_assert_msg(shf_a_ == shf_b_,                              \
+			       "Assertion '%s == %s' failed: %ju != %ju", #a, \
+			       #b, shf_a_, shf_b_);                           \
+	} while (0)
+
+#define SHF_TEST_KIDS_MAX 16
+#define SHF_TEST_NAME_MAX 128
+#define SHF_TEST_PATH_MAX 512
+
+/* Call first in main(): records the runner's pid, checks the directory. */
+void shf_test_init(void);
+/* Run the suite in CK_ENV mode; EXIT_SUCCESS or EXIT_FAILURE. */
+int shf_test_main(Suite *s);
+
+/* Directory of the test tables ($SHF_TEST_DIR or /dev/shm). */
+const char *shf_test_dir(void);
+/* "shf-test-<pid>-<tag>" into buf. */
+char *shf_test_name(char *buf, size_t size, const char *tag);
+/* "<dir>/<name>.shf" into buf. */
+char *shf_test_file(char *buf, size_t size, const char *name);
+/* 1 if the table's file exists. */
+int shf_test_exists(const char *name);
+/* Name a table by tag, make sure it is absent and attach (ck_asserts). */
+SHF *shf_test_new(const char *tag, char *name, size_t size);
+/* shf_del() it and check the text is not NULL and the file is gone. */
+void shf_test_del(SHF *shf, const char *name);
+/* Files of this runner left in the directory; removes them if asked. */
+int shf_test_leftovers(int remove_them);
+
+/* CK_TIMEOUT_MULTIPLIER (1 if unset), for the tests' own deadlines. */
+double shf_test_multiplier(void);
+/* Monotonic seconds. */
+double shf_test_now(void);
+/* Sleep for ms milliseconds. */
+void shf_test_msleep(unsigned ms);
+
+/* Shared anonymous memory that forked children see (zeroed). */
+void *shf_test_shared(size_t size);
+void shf_test_unshared(void *p, size_t size);
+
+/* Children. */
+typedef int (*shf_test_kid_fn)(int idx, void *arg);
+struct shf_test_kids {
+	int n;
+	int go_fd; /* write end of the start line */
+	pid_t pid[SHF_TEST_KIDS_MAX];
+	int status[SHF_TEST_KIDS_MAX]; /* waitpid() status, -1 if none */
+};
+/*
+ * Fork n children that wait for shf_test_go(), then _exit() with fn()'s
+ * result (0 success; 1 to 125 are kept, to tell which check failed).
+ */
+void shf_test_spawn(struct shf_test_kids *k, int n, shf_test_kid_fn fn,
+		    void *arg);
+/* Let them run. */
+void shf_test_go(struct shf_test_kids *k);
+/*
+ * Reap them all within timeout_s seconds (times the multiplier); those
+ * still running are SIGKILLed.  Returns how many did not exit with 0.
+ */
+int shf_test_wait(struct shf_test_kids *k, double timeout_s);
+/* spawn + go + wait. */
+int shf_test_run(int n, shf_test_kid_fn fn, void *arg, double timeout_s);
+/* waitpid() one process within timeout_s; its status, or -1 (killed). */
+int shf_test_waitpid(pid_t pid, double timeout_s);
+
+/* Keys and values derived from numbers, checkable by any process. */
+/* "key-<i>" into buf (at least 32 bytes); returns its length. */
+uint32_t shf_test_key(char *buf, uint64_t i);
+/* shf_make_hash() of shf_test_key(i). */
+void shf_test_hash(uint64_t i);
+/*
+ * A value for key i written by writer w: "<i>:<w>:" and filler up to a
+ * length of 8 .. 71 bytes that depends on i and w.  buf: 80 bytes.
+ */
+uint32_t shf_test_val(char *buf, uint64_t i, uint32_t w);
+/* 1 if val,len is shf_test_val(i, w) for some w < writers (*w_out). */
+int shf_test_val_ok(const char *val, uint32_t len, uint64_t i, uint32_t writers,
+		    uint32_t *w_out);
+
+/* Fill buf with a pattern that depends on seed. */
+void shf_test_pattern(char *buf, size_t len, uint32_t seed);
+
+/* Keys of a table by shf_get_stats(), or UINT64_MAX on error. */
+uint64_t shf_test_keys(SHF *shf);
+
+#endif /* SHF_TEST_H */

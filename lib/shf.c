@@ -57,7 +57,7 @@
 #define MAX_DEPTH 22u                               /* of 24 tag bits */
 #define UID_PAGE_ENTRIES 512u
 #define UID_LOCAL_MAX 0xfffffeu
-#define SMALL_CLASSES 64u      /* 8..512 by 8 */
+#define SMALL_CLASSES 128u     /* 4..512 by 4 */
 #define CLASS_MAX_SHARD 65536u /* larger records: global extents */
 #define SUB 8u                 /* sub-classes per doubling */
 #define NCLASS (SMALL_CLASSES + 7u * SUB)        /* up to 64 KiB */
@@ -69,6 +69,7 @@
 #define K_SMALL 0xa1u
 #define K_LARGE 0xa2u
 #define K_FIXED 0xa3u
+#define K_TINY 0xa4u
 #define K_FREE 0xfeu
 
 #define OP_NONE 0u
@@ -124,7 +125,7 @@ struct shard {
 	pthread_mutex_t mx;
 	_Atomic uint32_t seq;
 	uint32_t pad0;
-	_Atomic uint64_t dir_word; /* directory offset | global depth */
+	_Atomic uint64_t dir_word; /* directory offset << 6 | global depth */
 	uint64_t uid_dir;          /* offset of u64[uid_dir_cap] page offsets */
 	uint32_t uid_dir_cap;
 	uint32_t uid_next;  /* never used uid_local */
@@ -291,6 +292,20 @@ static inline void st64(void *p, uint64_t v)
 	__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
 }
 
+/* free-list links sit at 4-byte aligned places: copy them */
+static inline uint64_t ldu64(const void *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline void stu64(void *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
 static inline void barrier(void)
 {
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -334,10 +349,10 @@ static inline uint32_t cls_of(uint64_t size, uint64_t *bound)
 	uint64_t b;
 
 	if (size <= 512) {
-		c = (uint32_t)((size + 7) / 8);
-		if (c < REC_MIN / 8)
-			c = REC_MIN / 8;
-		*bound = (uint64_t)c * 8;
+		c = (uint32_t)((size + 3) / 4);
+		if (c < REC_MIN / 4)
+			c = REC_MIN / 4;
+		*bound = (uint64_t)c * 4;
 		return c - 1;
 	}
 	lg = 63u - (uint32_t)__builtin_clzll(size - 1); /* 2^lg < size */
@@ -355,7 +370,7 @@ static inline uint64_t cls_bound(uint32_t c)
 	uint32_t lg;
 
 	if (c < SMALL_CLASSES)
-		return (c + 1) * 8ULL;
+		return (c + 1) * 4ULL;
 	lg = (c - SMALL_CLASSES) / SUB + 9;
 	return (1ULL << lg) + ((uint64_t)((c - SMALL_CLASSES) % SUB + 1) << (lg - 3));
 }
@@ -612,21 +627,27 @@ static void cls_push(SHF *h, struct shard *sh, uint32_t c, uint64_t off)
 		return;
 	w[0] = K_FREE << 24;
 	w[1] = c;
-	st64(w + 2, sh->free_head[c]);
+	stu64(w + 2, sh->free_head[c]);
 	barrier();
 	CRASH(CP_FREE_PUSH);
 	st64(&sh->free_head[c], off);
 }
 
-/* size bytes, 8-aligned, from the shard's lists or chunk; 0 + errno */
-static uint64_t shard_alloc(SHF *h, struct shard *sh, uint64_t size)
+/*
+ * size bytes, 4-aligned (8-aligned with align8, for arrays of 64-bit words),
+ * from the shard's lists or chunk; 0 + errno.
+ */
+static uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size,
+			      int align8)
 {
 	uint64_t b, off;
 	uint32_t c;
 
 	if (size < REC_MIN)
 		size = REC_MIN;
-	if (size > CLASS_MAX_SHARD) {
+	/* whole pages (UID pages, directories) never come from a chunk: a
+	 * chunk's tail would be too short for them and wasted */
+	if (size > CLASS_MAX_SHARD || !(size & (PAGE - 1))) {
 		off = big_alloc(h, size, 0);
 		if (off)
 			atomic_fetch_add(&sh->bytes_used, size);
@@ -637,20 +658,25 @@ static uint64_t shard_alloc(SHF *h, struct shard *sh, uint64_t size)
 	if (off) {
 		uint32_t *w = at(h, off, b);
 
-		if (w && w[0] == K_FREE << 24 && w[1] == c && !(off & 7)) {
-			st64(&sh->free_head[c], ld64(w + 2));
-			atomic_fetch_sub(&sh->bytes_free, b);
-			atomic_fetch_add(&sh->bytes_used, b);
-			return off;
+		if (w && w[0] == K_FREE << 24 && w[1] == c && !(off & 3)) {
+			if (!align8 || !(off & 7)) {
+				st64(&sh->free_head[c], ldu64(w + 2));
+				atomic_fetch_sub(&sh->bytes_free, b);
+				atomic_fetch_add(&sh->bytes_used, b);
+				return off;
+			}
+		} else {
+			st64(&sh->free_head[c], 0); /* corrupt list: drop it */
 		}
-		st64(&sh->free_head[c], 0); /* corrupt list: abandon it */
 	}
+	if (align8 && (sh->chunk_cur & 7) && sh->chunk_cur < sh->chunk_end)
+		st64(&sh->chunk_cur, sh->chunk_cur + 4); /* 4 bytes lost */
 	if (sh->chunk_end - sh->chunk_cur < b || sh->chunk_cur > sh->chunk_end) {
 		uint64_t used = atomic_load(&sh->bytes_used), csz, nc;
 		int tc;
 
-		csz = 16384;
-		while (csz < used / 8 && csz < (1u << 20))
+		csz = 8192;
+		while (csz < used / 32 && csz < (256u << 10))
 			csz *= 2;
 		while (csz < b)
 			csz *= 2;
@@ -686,6 +712,11 @@ static uint64_t shard_alloc(SHF *h, struct shard *sh, uint64_t size)
 	return off;
 }
 
+static inline uint64_t shard_alloc(SHF *h, struct shard *sh, uint64_t size)
+{
+	return shard_alloc_a(h, sh, size, 0);
+}
+
 static void shard_free(SHF *h, struct shard *sh, uint64_t off, uint64_t size)
 {
 	uint64_t b;
@@ -693,7 +724,7 @@ static void shard_free(SHF *h, struct shard *sh, uint64_t off, uint64_t size)
 
 	if (size < REC_MIN)
 		size = REC_MIN;
-	if (size > CLASS_MAX_SHARD) {
+	if (size > CLASS_MAX_SHARD || !(size & (PAGE - 1))) {
 		big_free(h, off, size);
 		atomic_fetch_sub(&sh->bytes_used, size);
 		return;
@@ -722,6 +753,9 @@ static inline uint64_t rec_size_for(SHF *h, uint32_t klen, uint32_t vlen,
 	if (h->h->fixed_set) {
 		*hlen = 4;
 		*kind = K_FIXED;
+	} else if (klen < 256 && vlen < 256) {
+		*hlen = 6;
+		*kind = K_TINY;
 	} else if (klen < 256 && vlen < (1u << 24)) {
 		*hlen = 8;
 		*kind = K_SMALL;
@@ -738,12 +772,17 @@ static int rec_get(SHF *h, uint64_t off, struct rec *r)
 	const uint32_t *w = at(h, off, 8);
 	uint32_t w0;
 
-	if (!w || (off & 7))
+	if (!w || (off & 3))
 		return 0;
 	w0 = __atomic_load_n(w, __ATOMIC_RELAXED);
 	r->kind = w0 >> 24;
 	r->uid = w0 & 0xffffff;
 	switch (r->kind) {
+	case K_TINY:
+		r->hlen = 6;
+		r->klen = ((const volatile uint8_t *)w)[4];
+		r->vlen = ((const volatile uint8_t *)w)[5];
+		break;
 	case K_SMALL: {
 		uint32_t w1 = __atomic_load_n(w + 1, __ATOMIC_RELAXED);
 
@@ -783,6 +822,10 @@ static void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
 	uint32_t *w = (uint32_t *)p;
 
 	switch (kind) {
+	case K_TINY:
+		p[4] = (uint8_t)klen;
+		p[5] = (uint8_t)vlen;
+		break;
 	case K_SMALL:
 		w[1] = klen | (vlen << 8);
 		break;
@@ -825,7 +868,7 @@ static inline uint64_t *uid_entry(SHF *h, struct shard *sh, uint32_t ul)
 		return NULL;
 	page = ld64(&dir[pi]);
 	if (!page || (page & 7))
-		return NULL;
+		return NULL; /* pages are 8-aligned */
 	return at(h, page + (uint64_t)(ul % UID_PAGE_ENTRIES) * 8, 8);
 }
 
@@ -859,7 +902,7 @@ static uint32_t uid_alloc(SHF *h, struct shard *sh, uint64_t rec)
 
 		if (pi >= sh->uid_dir_cap) { /* grow the page directory */
 			uint32_t ncap = sh->uid_dir_cap ? sh->uid_dir_cap * 2 : 4;
-			uint64_t nd = shard_alloc(h, sh, (uint64_t)ncap * 8), od;
+			uint64_t nd = shard_alloc_a(h, sh, (uint64_t)ncap * 8, 1), od;
 			uint64_t *n, *o;
 
 			if (!nd)
@@ -888,7 +931,7 @@ static uint32_t uid_alloc(SHF *h, struct shard *sh, uint64_t rec)
 					shard_free(h, sh, od, (uint64_t)ocap * 8);
 			}
 		}
-		page = shard_alloc(h, sh, UID_PAGE_ENTRIES * 8);
+		page = shard_alloc_a(h, sh, UID_PAGE_ENTRIES * 8, 1);
 		if (!page)
 			return UINT32_MAX;
 		dir = at(h, sh->uid_dir, (uint64_t)sh->uid_dir_cap * 8);
@@ -936,12 +979,12 @@ static inline uint32_t alt_of(uint32_t tag)
 
 static inline uint64_t slot_make(uint32_t tag, uint64_t rec)
 {
-	return ((uint64_t)tag << 40) | (rec >> 3);
+	return ((uint64_t)tag << 40) | (rec >> 2);
 }
 
 static inline uint64_t slot_rec(uint64_t s)
 {
-	return (s & ((1ULL << 40) - 1)) << 3;
+	return (s & ((1ULL << 40) - 1)) << 2;
 }
 
 static inline uint32_t slot_tag(uint64_t s)
@@ -949,13 +992,15 @@ static inline uint32_t slot_tag(uint64_t s)
 	return (uint32_t)(s >> 40);
 }
 
-/* Directory: depth in the low 6 bits of dir_word. */
+/* Directory: offset << 6 | depth in dir_word; 8-aligned arrays. */
 static inline uint64_t *dir_get(SHF *h, uint64_t dw, uint32_t *depth)
 {
 	*depth = (uint32_t)(dw & 63);
 	if (*depth > MAX_DEPTH)
 		return NULL;
-	return at(h, dw & ~63ULL, 8ULL << *depth);
+	if ((dw >> 6) & 7)
+		return NULL;
+	return at(h, dw >> 6, 8ULL << *depth);
 }
 
 /* The segment a tag belongs to. */
@@ -1035,22 +1080,22 @@ static int seg_split(SHF *h, struct shard *sh, uint32_t idx)
 		return -1;
 	}
 	if (l == g) { /* double the directory; one store publishes it */
-		uint64_t nd = big_alloc(h, 8ULL << (g + 1), 0);
+		uint64_t nd = shard_alloc_a(h, sh, 8ULL << (g + 1), 1);
 		uint64_t *n;
 
 		if (!nd)
 			return -1;
 		n = at(h, nd, 8ULL << (g + 1));
-		if (!n || (nd & 63))
+		if (!n || (nd & 7))
 			goto corrupt;
 		for (i = 0; i < (1u << (g + 1)); i++)
 			n[i] = ld64(&dir[i >> 1]);
 		barrier();
-		atomic_store(&sh->dir_word, nd | (g + 1));
+		atomic_store(&sh->dir_word, (nd << 6) | (g + 1));
 		CRASH(CP_DIR_DOUBLE);
 		if (g > 0) /* depth 0 directories live in the initial area */
-			big_free(h, dw & ~63ULL, 8ULL << g);
-		dw = nd | (g + 1);
+			shard_free(h, sh, dw >> 6, 8ULL << g);
+		dw = (nd << 6) | (g + 1);
 		dir = n;
 		g++;
 		idx = idx * 2;
@@ -1346,7 +1391,7 @@ static int table_init(int fd)
 		if (shf_mutex_init(&sh[i].mx))
 			goto fail;
 		*(uint64_t *)(m + dir) = seg; /* depth 0 */
-		atomic_store(&sh[i].dir_word, dir);
+		atomic_store(&sh[i].dir_word, dir << 6);
 	}
 	atomic_store(&hd->file_used, data + NSHARDS * (SEG_BYTES + 64ULL));
 	atomic_thread_fence(memory_order_seq_cst);
@@ -2639,16 +2684,16 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 		while (off) {
 			uint32_t *w = at(h, off, REC_MIN);
 
-			if (!w || (off & 7) || w[0] != K_FREE << 24 || w[1] != k ||
+			if (!w || (off & 3) || w[0] != K_FREE << 24 || w[1] != k ||
 			    ++n > (1ULL << 32)) {
 				chk_report(c, "shard %u: free list %u broken at %#llx",
 					   si, k, (unsigned long long)off);
 				if (repair)
-					st64(prev, 0);
+					stu64(prev, 0);
 				break;
 			}
 			prev = (uint64_t *)(w + 2);
-			off = ld64(w + 2);
+			off = ldu64(w + 2);
 		}
 	}
 }
@@ -2723,7 +2768,7 @@ static inline void prefetch_buckets(SHF *h, uint64_t hash)
 	struct shard *sh = shard_of(h, hash);
 	uint64_t dw = atomic_load_explicit(&sh->dir_word, memory_order_relaxed);
 	uint32_t d = (uint32_t)(dw & 63), tag = tag_of(hash), idx, b1;
-	uint64_t dir = dw & ~63ULL, so;
+	uint64_t dir = dw >> 6, so;
 
 	if (d > MAX_DEPTH)
 		return;
@@ -2744,7 +2789,7 @@ static inline void prefetch_record(SHF *h, uint64_t hash)
 	struct shard *sh = shard_of(h, hash);
 	uint64_t dw = atomic_load_explicit(&sh->dir_word, memory_order_relaxed);
 	uint32_t d = (uint32_t)(dw & 63), tag = tag_of(hash), idx, b[2], k, i;
-	uint64_t dir = dw & ~63ULL, so;
+	uint64_t dir = dw >> 6, so;
 	const uint64_t *seg;
 
 	if (d > MAX_DEPTH)

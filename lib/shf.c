@@ -181,7 +181,8 @@ struct tls {
 	shf_upd_callback_t upd_cb;
 	int registered;
 };
-static __thread struct tls tls;
+/* initial-exec: no __tls_get_addr() call on the hot path */
+static __thread struct tls tls __attribute__((tls_model("initial-exec")));
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 
@@ -1041,6 +1042,7 @@ static int idx_find(SHF *h, struct shard *sh, uint64_t hash, const void *key,
 		return -1;
 	b[0] = (uint32_t)hash & (SEG_BUCKETS - 1);
 	b[1] = b[0] ^ alt_of(tag);
+	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS); /* overlap both misses */
 	for (k = 0; k < 2; k++) {
 		uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
 

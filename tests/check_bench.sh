@@ -1,0 +1,82 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# check_bench.sh - smoke test of shf-bench(1): a tiny run (2 processes,
+# 20000 keys) exits 0, prints every summary line, reports no errors and
+# leaves no file behind; the same with --json, and with --vs lmdb when the
+# tool was built with LMDB.  Skipped (77) if the tool is not built.
+
+builddir=${abs_top_builddir:-${top_builddir:-.}}
+bench=$builddir/tools/shf-bench${EXEEXT:-}
+if [ ! -x "$bench" ]; then
+	echo "check_bench.sh: $bench not built; skipped"
+	exit 77
+fi
+
+base=${SHF_TEST_DIR:-/dev/shm}
+if [ ! -d "$base" ]; then
+	echo "check_bench.sh: $base: no such directory; skipped"
+	exit 77
+fi
+# A directory of our own, so that leftovers are easy to see.
+dir=$base/shf-test-$$-bench
+out=shf-test-$$-bench.out
+trap 'rm -rf "$dir" "$out"' EXIT
+mkdir "$dir" || exit 99
+
+fail=0
+bad() {
+	echo "check_bench.sh: FAIL: $*"
+	fail=1
+}
+
+leftovers() {
+	if [ -n "$(ls -A "$dir")" ]; then
+		bad "files left behind: $(ls -A "$dir" | tr '\n' ' ')"
+		rm -f "$dir"/* "$dir"/.[!.]* 2>/dev/null
+	fi
+}
+
+# Text summary.
+"$bench" -p 2 -n 20000 -d "$dir" >"$out" 2>&1
+rc=$?
+cat "$out"
+[ $rc -eq 0 ] || bad "exit status $rc"
+for ph in PUT GET MIX UPD BATCH; do
+	grep -q "^libshf  $ph  *20000 " "$out" || bad "no $ph summary line"
+done
+grep -q '^-OP ' "$out" || bad "no live header"
+grep -q '^PUT  ' "$out" || bad "no live PUT line"
+grep -q '^libshf  longest put: ' "$out" || bad "no longest put line"
+grep -q "^libshf  $dir per key: " "$out" || bad "no bytes per key line"
+grep -q '^libshf  errors: 0$' "$out" || bad "errors reported"
+leftovers
+
+# JSON summary on stdout, live lines on stderr; --fixed.
+"$bench" -p 2 -n 20000 -d "$dir" --fixed --phases put,get,batch --json \
+	>"$out" 2>/dev/null
+rc=$?
+cat "$out"
+[ $rc -eq 0 ] || bad "--json: exit status $rc"
+grep -q '^{"tool":"shf-bench",.*"phase":"batch".*}$' "$out" ||
+	bad "--json: no summary object"
+leftovers
+
+# Beside LMDB, if the tool has it (exit status 2: built without LMDB).
+"$bench" -p 2 -n 20000 -d "$dir" --vs lmdb --phases put,get,mix >"$out" 2>&1
+rc=$?
+cat "$out"
+if [ $rc -eq 2 ] && grep -q 'built without LMDB' "$out"; then
+	echo "check_bench.sh: no LMDB; --vs lmdb not checked"
+else
+	[ $rc -eq 0 ] || bad "--vs lmdb: exit status $rc"
+	grep -q '^LMDB    MIX  *20000 ' "$out" || bad "--vs lmdb: no LMDB line"
+	grep -q '^ratio   PUT ' "$out" || bad "--vs lmdb: no ratio line"
+fi
+leftovers
+
+# Bad usage is exit status 2.
+"$bench" -p 0 >/dev/null 2>&1
+rc=$?
+[ $rc -eq 2 ] || bad "-p 0: exit status $rc, not 2"
+
+exit $fail

@@ -1,0 +1,1304 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * shf-bench.c - throughput and latency of one table shared by N processes,
+ * optionally beside the same workload on LMDB (--vs lmdb).
+ *
+ * The parent creates the table and forks the workers; each worker attaches
+ * on its own (as an unrelated process would), owns the index range
+ * [p*n/P, (p+1)*n/P) and runs the phases when the parent says so through
+ * its pipe.  Counters and latency histograms live in a shared anonymous
+ * mapping that the parent reads every second and merges at the end.
+ * See shf-bench(1).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
+#ifdef HAVE_LMDB
+#include <lmdb.h>
+#endif
+
+#include "shf.h"
+
+enum { PH_PUT, PH_GET, PH_MIX, PH_UPD, PH_BATCH, NPH };
+static const char *const ph_name[NPH] = { "PUT", "GET", "MIX", "UPD", "BATCH" };
+static const char *const ph_lower[NPH] = { "put", "get", "mix", "upd", "batch" };
+
+enum { BE_SHF, BE_LMDB, NBE };
+static const char *const be_name[NBE] = { "libshf", "LMDB" };
+
+#define BATCH_KEYS 32
+#define LMDB_PUT_TXN 1000 /* puts per LMDB write transaction */
+#define GO_EXIT 0xff
+#define HDR_EVERY 40
+
+/*
+ * Log-linear histogram of latencies in clock ticks: values below 64 have a
+ * bucket each, above that 32 buckets per power of two (error < 3.2%).
+ */
+#define LIN 64
+#define SUB 32
+#define NBUCKETS (LIN + (64 - 6) * SUB)
+
+struct proc_stat {
+	_Atomic uint64_t ops; /* ops done in the current phase */
+	char pad[56];         /* the parent polls ops: keep it alone */
+	uint64_t errors;      /* wrong results (missing key, bad value) */
+	uint64_t max[NPH];
+	uint64_t hist[NPH][NBUCKETS];
+} __attribute__((aligned(64)));
+
+struct phase_res {
+	int ran;
+	uint64_t ops;
+	double secs;
+	uint64_t lat_ns[5]; /* p50 p99 p99.9 p99.99 max */
+};
+
+struct be_res {
+	int ran;
+	struct phase_res ph[NPH];
+	uint64_t file_bytes; /* st_blocks * 512 after PUT */
+	uint64_t errors;
+};
+
+/* Options. */
+static unsigned opt_procs = 2;
+static uint64_t opt_keys = 10000000;
+static unsigned opt_klen = 12;
+static unsigned opt_vlen = 8;
+static unsigned opt_mix = 2;
+static int opt_fixed;
+static int opt_sorted;
+static const char *opt_dir = "/dev/shm";
+static int opt_phase[NPH], opt_nphases;
+static int opt_order[NPH];
+static int opt_vs_lmdb;
+static int opt_json;
+
+/* Run state (the signal handler and cleanup use it). */
+static volatile sig_atomic_t g_stop;
+static pid_t g_pids[1024];
+static unsigned g_npids;
+static char g_name[64];
+static char g_shf_path[PATH_MAX];
+static char g_lmdb_path[PATH_MAX], g_lmdb_lock[PATH_MAX + 8];
+static SHF *g_shf;
+static struct proc_stat *g_stat; /* [NBE][procs] */
+static double g_ticks_per_ns = 1.0;
+static FILE *g_live; /* live lines: stdout, or stderr with --json */
+static uint64_t g_total_ops;
+
+/* ------------------------------------------------------------ clocks */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline uint64_t ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return __rdtsc();
+#else
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+#endif
+}
+
+/* The TSC rate, measured against CLOCK_MONOTONIC over 50 ms. */
+static void ticks_calibrate(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	double t0 = now_s(), t1;
+	uint64_t r0 = ticks(), r1;
+
+	do
+		t1 = now_s();
+	while (t1 - t0 < 0.05);
+	r1 = ticks();
+	g_ticks_per_ns = (double)(r1 - r0) / ((t1 - t0) * 1e9);
+	if (g_ticks_per_ns <= 0)
+		g_ticks_per_ns = 1.0;
+#endif
+}
+
+static inline unsigned bucket_of(uint64_t v)
+{
+	unsigned e;
+
+	if (v < LIN)
+		return (unsigned)v;
+	e = 63u - (unsigned)__builtin_clzll(v); /* >= 6 */
+	return LIN + (e - 6) * SUB + (unsigned)((v >> (e - 5)) & (SUB - 1));
+}
+
+/* Middle of a bucket, in ticks. */
+static double bucket_mid(unsigned b)
+{
+	unsigned e, s;
+
+	if (b < LIN)
+		return b;
+	e = (b - LIN) / SUB + 6;
+	s = (b - LIN) % SUB;
+	return ((double)(SUB + s) + 0.5) * (double)(1ULL << (e - 5));
+}
+
+static inline void lat_add(struct proc_stat *st, int ph, uint64_t t)
+{
+	st->hist[ph][bucket_of(t)]++;
+	if (t > st->max[ph])
+		st->max[ph] = t;
+}
+
+/* ---------------------------------------------------------- workload */
+
+struct ctx {
+	int be;
+	unsigned p;
+	uint64_t lo, n;  /* own range */
+	uint64_t stride; /* coprime with n */
+	int flip;        /* values are ~index after an odd number of UPDs */
+	char *key;       /* opt_klen bytes, prefix preset */
+	char *val;       /* opt_vlen bytes */
+	struct proc_stat *st;
+	SHF *shf;
+	/* batch buffers */
+	char *bkeys;
+	const char *bkp[BATCH_KEYS];
+	uint32_t bklen[BATCH_KEYS], blens[BATCH_KEYS], buids[BATCH_KEYS];
+	uint64_t boffs[BATCH_KEYS];
+	char *bbuf;
+#ifdef HAVE_LMDB
+	MDB_env *env;
+	MDB_dbi dbi;
+	MDB_txn *rtxn, *wtxn;
+	unsigned wcount;
+	char *lbuf; /* where LMDB gets copy values, as libshf does */
+#endif
+};
+
+/*
+ * "key:" (padded with '-' or cut to klen-8 bytes), then the index in the
+ * machine's byte order: successive indexes are scattered in memcmp order,
+ * so LMDB's PUT inserts all over its tree, as with hashed or random keys.
+ * --sorted-keys stores the index big-endian instead: PUT then inserts in
+ * memcmp order, LMDB's best case (libshf does not care).
+ */
+static void key_prefix(char *k)
+{
+	unsigned i, pre = opt_klen - 8;
+
+	for (i = 0; i < pre; i++)
+		k[i] = i < 4 ? "key:"[i] : '-';
+}
+
+static inline void key_make(char *k, uint64_t i)
+{
+	if (opt_sorted)
+		i = __builtin_bswap64(i);
+	memcpy(k + opt_klen - 8, &i, 8);
+}
+
+static inline uint64_t val_word(const struct ctx *c, uint64_t i, int flip)
+{
+	(void)c;
+	return flip ? ~i : i;
+}
+
+static inline void val_make(char *v, uint64_t w)
+{
+	memcpy(v, &w, opt_vlen < 8 ? opt_vlen : 8);
+}
+
+static inline int val_ok(const char *v, uint32_t len, uint64_t w)
+{
+	return len == opt_vlen && !memcmp(v, &w, opt_vlen < 8 ? opt_vlen : 8);
+}
+
+static uint64_t gcd64(uint64_t a, uint64_t b)
+{
+	while (b) {
+		uint64_t t = a % b;
+
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+static int is_prime(uint64_t x)
+{
+	uint64_t d;
+
+	if (x < 2)
+		return 0;
+	for (d = 2; d * d <= x; d++)
+		if (x % d == 0)
+			return 0;
+	return 1;
+}
+
+/* 1000003, or the next prime coprime with the range size. */
+static uint64_t stride_for(uint64_t n)
+{
+	uint64_t s = 1000003;
+
+	while (n && gcd64(s, n) != 1)
+		do
+			s++;
+		while (!is_prime(s));
+	return s;
+}
+
+/* libshf operations: 0 right, 1 wrong result, -1 failed call. */
+static int shf_op_put(struct ctx *c, uint64_t i)
+{
+	key_make(c->key, i);
+	shf_make_hash(c->key, opt_klen);
+	val_make(c->val, val_word(c, i, c->flip));
+	return shf_put_key_val(c->shf, c->val, opt_vlen) & SHF_RET_KEY_PUT ?
+		       0 : -1;
+}
+
+static int shf_op_get(struct ctx *c, uint64_t i)
+{
+	uint32_t r;
+
+	key_make(c->key, i);
+	shf_make_hash(c->key, opt_klen);
+	r = shf_get_key_val_copy(c->shf);
+	if (r & SHF_RET_ERROR)
+		return -1;
+	return (r & SHF_RET_KEY_FOUND) &&
+			       val_ok(shf_val, shf_val_len,
+				      val_word(c, i, c->flip)) ?
+		       0 : 1;
+}
+
+static int shf_op_delput(struct ctx *c, uint64_t i)
+{
+	uint32_t r;
+
+	key_make(c->key, i);
+	shf_make_hash(c->key, opt_klen);
+	r = shf_del_key_val(c->shf);
+	if (r & SHF_RET_ERROR)
+		return -1;
+	if (!(r & SHF_RET_KEY_FOUND))
+		return 1;
+	val_make(c->val, val_word(c, i, c->flip));
+	return shf_put_key_val(c->shf, c->val, opt_vlen) & SHF_RET_KEY_PUT ?
+		       0 : -1;
+}
+
+static int shf_op_upd(struct ctx *c, uint64_t i)
+{
+	uint32_t r;
+
+	key_make(c->key, i);
+	shf_make_hash(c->key, opt_klen);
+	val_make(c->val, val_word(c, i, !c->flip));
+	if (shf_upd_callback_copy(c->val, opt_vlen) & SHF_RET_ERROR)
+		return -1;
+	r = shf_upd_key_val(c->shf);
+	if (r & SHF_RET_ERROR)
+		return -1;
+	return (r & SHF_RET_KEY_FOUND) && !(r & SHF_RET_BAD_CB) ? 0 : 1;
+}
+
+static int shf_op_batch(struct ctx *c, const uint64_t *ix, unsigned n)
+{
+	unsigned k;
+	uint32_t r;
+	int bad = 0;
+
+	for (k = 0; k < n; k++)
+		key_make(c->bkeys + (size_t)k * opt_klen, ix[k]);
+	r = shf_get_key_val_copy_batch(c->shf, n, c->bkp, c->bklen, c->bbuf,
+				       (uint64_t)BATCH_KEYS * opt_vlen,
+				       c->boffs, c->blens, c->buids);
+	if (r == UINT32_MAX)
+		return -1;
+	for (k = 0; k < n; k++)
+		if (c->blens[k] == UINT32_MAX ||
+		    !val_ok(c->bbuf + c->boffs[k], c->blens[k],
+			    val_word(c, ix[k], c->flip)))
+			bad++;
+	return bad;
+}
+
+#ifdef HAVE_LMDB
+static int lmdb_wtxn_begin(struct ctx *c)
+{
+	if (c->wtxn)
+		return 0;
+	c->wcount = 0;
+	return mdb_txn_begin(c->env, NULL, 0, &c->wtxn) ? -1 : 0;
+}
+
+static int lmdb_wtxn_commit(struct ctx *c)
+{
+	int rc;
+
+	if (!c->wtxn)
+		return 0;
+	rc = mdb_txn_commit(c->wtxn);
+	c->wtxn = NULL;
+	return rc ? -1 : 0;
+}
+
+/* PUT and UPD: LMDB_PUT_TXN puts per write transaction. */
+static int lmdb_put_batched(struct ctx *c, uint64_t i, int flip)
+{
+	MDB_val k = { opt_klen, c->key }, v = { opt_vlen, c->val };
+
+	key_make(c->key, i);
+	val_make(c->val, val_word(c, i, flip));
+	if (lmdb_wtxn_begin(c) || mdb_put(c->wtxn, c->dbi, &k, &v, 0))
+		return -1;
+	if (++c->wcount == LMDB_PUT_TXN)
+		return lmdb_wtxn_commit(c);
+	return 0;
+}
+
+static int lmdb_op_put(struct ctx *c, uint64_t i)
+{
+	return lmdb_put_batched(c, i, c->flip);
+}
+
+static int lmdb_op_upd(struct ctx *c, uint64_t i)
+{
+	return lmdb_put_batched(c, i, !c->flip);
+}
+
+/* Each get in the process's read transaction, renewed and reset. */
+static int lmdb_get1(struct ctx *c, uint64_t i, char *dst)
+{
+	MDB_val k = { opt_klen, c->key }, v;
+	int rc;
+
+	key_make(c->key, i);
+	rc = mdb_get(c->rtxn, c->dbi, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 1;
+	if (rc)
+		return -1;
+	memcpy(dst, v.mv_data, v.mv_size < opt_vlen ? v.mv_size : opt_vlen);
+	return val_ok(dst, (uint32_t)v.mv_size, val_word(c, i, c->flip)) ?
+		       0 : 1;
+}
+
+static int lmdb_op_get(struct ctx *c, uint64_t i)
+{
+	int rc;
+
+	if (mdb_txn_renew(c->rtxn))
+		return -1;
+	rc = lmdb_get1(c, i, c->lbuf);
+	mdb_txn_reset(c->rtxn);
+	return rc;
+}
+
+/* MIX: each del+put is a write transaction of its own (visible at once,
+ * as a libshf del+put is). */
+static int lmdb_op_delput(struct ctx *c, uint64_t i)
+{
+	MDB_val k = { opt_klen, c->key }, v = { opt_vlen, c->val };
+	int rc;
+
+	key_make(c->key, i);
+	val_make(c->val, val_word(c, i, c->flip));
+	if (lmdb_wtxn_begin(c))
+		return -1;
+	rc = mdb_del(c->wtxn, c->dbi, &k, NULL);
+	if (rc && rc != MDB_NOTFOUND)
+		return -1;
+	if (mdb_put(c->wtxn, c->dbi, &k, &v, 0) || lmdb_wtxn_commit(c))
+		return -1;
+	return rc == MDB_NOTFOUND ? 1 : 0;
+}
+
+/* BATCH: the keys of a batch in one read transaction. */
+static int lmdb_op_batch(struct ctx *c, const uint64_t *ix, unsigned n)
+{
+	unsigned k;
+	int rc, bad = 0;
+
+	if (mdb_txn_renew(c->rtxn))
+		return -1;
+	for (k = 0; k < n; k++) {
+		rc = lmdb_get1(c, ix[k], c->bbuf + (size_t)k * opt_vlen);
+		if (rc < 0) {
+			mdb_txn_reset(c->rtxn);
+			return -1;
+		}
+		bad += rc;
+	}
+	mdb_txn_reset(c->rtxn);
+	return bad;
+}
+
+static int lmdb_phase_end(struct ctx *c)
+{
+	return lmdb_wtxn_commit(c);
+}
+#endif
+
+struct ops {
+	int (*put)(struct ctx *, uint64_t);
+	int (*get)(struct ctx *, uint64_t);
+	int (*delput)(struct ctx *, uint64_t);
+	int (*upd)(struct ctx *, uint64_t);
+	int (*batch)(struct ctx *, const uint64_t *, unsigned);
+	int (*phase_end)(struct ctx *);
+};
+
+static const struct ops be_ops[NBE] = {
+	{ shf_op_put, shf_op_get, shf_op_delput, shf_op_upd, shf_op_batch,
+	  NULL },
+#ifdef HAVE_LMDB
+	{ lmdb_op_put, lmdb_op_get, lmdb_op_delput, lmdb_op_upd,
+	  lmdb_op_batch, lmdb_phase_end },
+#else
+	{ NULL, NULL, NULL, NULL, NULL, NULL },
+#endif
+};
+
+/* One phase over the process's range; -1 if a call failed. */
+static int run_phase(struct ctx *c, int ph)
+{
+	const struct ops *o = &be_ops[c->be];
+	struct proc_stat *st = c->st;
+	uint64_t j, pos = 0, step = c->n ? c->stride % c->n : 0, t0, t1;
+	uint64_t ix[BATCH_KEYS];
+	unsigned acc = 0, nb = 0;
+	int rc = 0;
+
+	atomic_store_explicit(&st->ops, 0, memory_order_relaxed);
+	t0 = ticks();
+	for (j = 0; j < c->n; j++) {
+		uint64_t i;
+
+		if (ph == PH_PUT) {
+			i = c->lo + j;
+		} else {
+			i = c->lo + pos;
+			pos += step;
+			if (pos >= c->n)
+				pos -= c->n;
+		}
+		switch (ph) {
+		case PH_PUT:
+			rc = o->put(c, i);
+			break;
+		case PH_GET:
+			rc = o->get(c, i);
+			break;
+		case PH_MIX:
+			acc += opt_mix;
+			if (acc >= 100) {
+				acc -= 100;
+				rc = o->delput(c, i);
+			} else {
+				rc = o->get(c, i);
+			}
+			break;
+		case PH_UPD:
+			rc = o->upd(c, i);
+			break;
+		case PH_BATCH:
+			ix[nb++] = i;
+			if (nb < BATCH_KEYS && j + 1 < c->n)
+				continue;
+			rc = o->batch(c, ix, nb);
+			break;
+		}
+		if (rc < 0)
+			return -1;
+		st->errors += (uint64_t)rc;
+		t1 = ticks();
+		lat_add(st, ph, t1 - t0);
+		t0 = t1;
+		if (ph == PH_BATCH) {
+			nb = 0;
+			atomic_store_explicit(&st->ops, j + 1,
+					      memory_order_relaxed);
+		} else if ((j & 255) == 255) {
+			atomic_store_explicit(&st->ops, j + 1,
+					      memory_order_relaxed);
+		}
+	}
+	if (o->phase_end && o->phase_end(c) < 0)
+		return -1;
+	if (ph == PH_UPD)
+		c->flip = !c->flip;
+	atomic_store_explicit(&st->ops, c->n, memory_order_release);
+	return 0;
+}
+
+/* ------------------------------------------------------ stores */
+
+#ifdef HAVE_LMDB
+static size_t lmdb_mapsize(void)
+{
+	uint64_t m = opt_keys * (uint64_t)(opt_klen + opt_vlen + 64) * 3;
+
+	m += 64ULL << 20;
+	return (size_t)m;
+}
+
+static int lmdb_env_open(MDB_env **env)
+{
+	unsigned flags = MDB_NOSUBDIR | MDB_WRITEMAP | MDB_NOSYNC |
+			 MDB_NOMETASYNC | MDB_NORDAHEAD | MDB_NOTLS;
+
+	if (mdb_env_create(env))
+		return -1;
+	if (mdb_env_set_mapsize(*env, lmdb_mapsize()) ||
+	    mdb_env_set_maxreaders(*env, opt_procs + 8) ||
+	    mdb_env_open(*env, g_lmdb_path, flags, 0600)) {
+		mdb_env_close(*env);
+		*env = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static int lmdb_dbi_open(MDB_env *env, MDB_dbi *dbi)
+{
+	MDB_txn *txn;
+
+	if (mdb_txn_begin(env, NULL, 0, &txn))
+		return -1;
+	if (mdb_dbi_open(txn, NULL, 0, dbi)) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	return mdb_txn_commit(txn) ? -1 : 0;
+}
+#endif
+
+static int ctx_open(struct ctx *c)
+{
+	unsigned k;
+
+	c->key = calloc(1, opt_klen);
+	c->val = calloc(1, opt_vlen + 8);
+	c->bkeys = calloc(BATCH_KEYS, opt_klen);
+	c->bbuf = calloc(BATCH_KEYS, opt_vlen + 8ULL);
+	if (!c->key || !c->val || !c->bkeys || !c->bbuf)
+		return -1;
+	memset(c->val, 'v', opt_vlen);
+	key_prefix(c->key);
+	for (k = 0; k < BATCH_KEYS; k++) {
+		key_prefix(c->bkeys + (size_t)k * opt_klen);
+		c->bkp[k] = c->bkeys + (size_t)k * opt_klen;
+		c->bklen[k] = opt_klen;
+	}
+	if (c->be == BE_SHF) {
+		/* Attach on its own, as an unrelated process would. */
+		c->shf = shf_attach_existing(opt_dir, g_name);
+		return c->shf ? 0 : -1;
+	}
+#ifdef HAVE_LMDB
+	c->lbuf = calloc(1, opt_vlen + 8);
+	if (!c->lbuf || lmdb_env_open(&c->env) ||
+	    lmdb_dbi_open(c->env, &c->dbi) ||
+	    mdb_txn_begin(c->env, NULL, MDB_RDONLY, &c->rtxn))
+		return -1;
+	mdb_txn_reset(c->rtxn);
+	return 0;
+#else
+	return -1;
+#endif
+}
+
+static void ctx_close(struct ctx *c)
+{
+	if (c->shf)
+		shf_detach(c->shf);
+#ifdef HAVE_LMDB
+	if (c->rtxn)
+		mdb_txn_abort(c->rtxn);
+	if (c->env)
+		mdb_env_close(c->env);
+#endif
+}
+
+static void child_main(int be, unsigned p, int go_fd, int done_fd,
+		       pid_t parent)
+{
+	struct ctx c;
+	unsigned char b;
+	char r = 'k';
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(1);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	memset(&c, 0, sizeof(c));
+	c.be = be;
+	c.p = p;
+	c.lo = opt_keys * p / opt_procs;
+	c.n = opt_keys * (p + 1) / opt_procs - c.lo;
+	c.stride = stride_for(c.n);
+	c.st = &g_stat[be * opt_procs + p];
+	if (ctx_open(&c) < 0)
+		r = 'e';
+	if (write(done_fd, &r, 1) != 1 || r == 'e')
+		_exit(1);
+	while (read(go_fd, &b, 1) == 1 && b != GO_EXIT) {
+		if (b >= NPH || run_phase(&c, b) < 0)
+			r = 'e';
+		if (write(done_fd, &r, 1) != 1 || r == 'e')
+			_exit(1);
+	}
+	ctx_close(&c);
+	_exit(0);
+}
+
+/* ------------------------------------------------------ the parent */
+
+static void on_signal(int sig)
+{
+	g_stop = sig;
+}
+
+static void children_kill(void)
+{
+	unsigned i;
+
+	for (i = 0; i < g_npids; i++)
+		if (g_pids[i] > 0)
+			kill(g_pids[i], SIGKILL);
+	for (i = 0; i < g_npids; i++)
+		if (g_pids[i] > 0)
+			waitpid(g_pids[i], NULL, 0);
+	g_npids = 0;
+}
+
+static void files_remove(void)
+{
+	if (g_shf) {
+		free(shf_del(g_shf));
+		g_shf = NULL;
+	}
+	if (g_shf_path[0])
+		unlink(g_shf_path);
+	if (g_lmdb_path[0]) {
+		unlink(g_lmdb_path);
+		unlink(g_lmdb_lock);
+	}
+}
+
+static void die(const char *what)
+{
+	int e = errno;
+
+	children_kill();
+	files_remove();
+	if (what)
+		fprintf(stderr, "shf-bench: %s: %s\n", what, strerror(e));
+	exit(g_stop ? 128 + g_stop : 1);
+}
+
+static uint64_t file_bytes(const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) < 0)
+		return 0;
+	return (uint64_t)sb.st_blocks * 512;
+}
+
+static void live_header(void)
+{
+	char col[16];
+	unsigned p;
+
+	fprintf(g_live, "-OP  ");
+	for (p = 0; p < opt_procs; p++) {
+		snprintf(col, sizeof(col), "-P%u", p);
+		fprintf(g_live, " %5s", col);
+	}
+	fprintf(g_live, " ---TOTAL -OPS/s\n");
+	fprintf(g_live, "---- ");
+	for (p = 0; p < opt_procs; p++)
+		fprintf(g_live, " %5s", "k/s");
+	fprintf(g_live, " -----ops ----/s\n");
+}
+
+/* Wait for one byte from each worker, printing a line every second when
+ * ph >= 0.  -1 on a worker error or a signal. */
+static int parent_wait(int done_fd, int be, int ph, double *secs)
+{
+	struct proc_stat *st = &g_stat[be * opt_procs];
+	uint64_t last[1024] = { 0 }, sum;
+	double t0 = now_s(), tl = t0, next = t0 + 1.0, t;
+	unsigned done = 0, p;
+	static unsigned lines;
+	char buf[64];
+	ssize_t r;
+	int ms, i;
+
+	while (done < opt_procs) {
+		struct pollfd pfd = { done_fd, POLLIN, 0 };
+
+		if (g_stop)
+			return -1;
+		t = now_s();
+		ms = ph < 0 ? 1000 : (int)((next - t) * 1000.0) + 1;
+		if (ms < 0)
+			ms = 0;
+		if (poll(&pfd, 1, ms) > 0) {
+			r = read(done_fd, buf, sizeof(buf));
+			if (r <= 0)
+				return -1; /* every worker is gone */
+			for (i = 0; i < r; i++)
+				if (buf[i] != 'k')
+					return -1;
+			done += (unsigned)r;
+		}
+		if (ph < 0)
+			continue;
+		t = now_s();
+		if (t < next && done < opt_procs)
+			continue;
+		if (lines++ % HDR_EVERY == 0)
+			live_header();
+		fprintf(g_live, "%-5s", ph_name[ph]);
+		sum = 0;
+		for (p = 0; p < opt_procs; p++) {
+			uint64_t o = atomic_load_explicit(&st[p].ops,
+							  memory_order_acquire);
+
+			fprintf(g_live, " %4.0fk",
+				(double)(o - last[p]) / (t - tl) / 1e3);
+			sum += o - last[p];
+			last[p] = o;
+		}
+		g_total_ops += sum;
+		fprintf(g_live, " %7.1fM %6.2fM\n", (double)g_total_ops / 1e6,
+			(double)sum / (t - tl) / 1e6);
+		fflush(g_live);
+		tl = t;
+		next += 1.0;
+		if (next < t)
+			next = t + 1.0;
+	}
+	*secs = now_s() - t0;
+	return 0;
+}
+
+static void percentiles(int be, int ph, struct phase_res *pr)
+{
+	static const double q[4] = { 0.50, 0.99, 0.999, 0.9999 };
+	uint64_t total = 0, cum = 0, max = 0, h;
+	unsigned p, b, k = 0;
+
+	for (p = 0; p < opt_procs; p++) {
+		struct proc_stat *st = &g_stat[be * opt_procs + p];
+
+		for (b = 0; b < NBUCKETS; b++)
+			total += st->hist[ph][b];
+		if (st->max[ph] > max)
+			max = st->max[ph];
+	}
+	memset(pr->lat_ns, 0, sizeof(pr->lat_ns));
+	for (b = 0; b < NBUCKETS && k < 4 && total; b++) {
+		h = 0;
+		for (p = 0; p < opt_procs; p++)
+			h += g_stat[be * opt_procs + p].hist[ph][b];
+		cum += h;
+		while (k < 4 && (double)cum >= q[k] * (double)total) {
+			double ns = bucket_mid(b) / g_ticks_per_ns;
+
+			pr->lat_ns[k++] = (uint64_t)(ns + 0.5);
+		}
+	}
+	pr->lat_ns[4] = (uint64_t)((double)max / g_ticks_per_ns + 0.5);
+	for (k = 0; k < 4; k++)
+		if (pr->lat_ns[k] > pr->lat_ns[4])
+			pr->lat_ns[k] = pr->lat_ns[4];
+}
+
+static int store_create(int be)
+{
+	if (be == BE_SHF) {
+		g_shf = shf_attach(opt_dir, g_name, 0);
+		if (!g_shf)
+			return -1;
+		if (opt_fixed) {
+			struct shf_stats s;
+
+			errno = 0;
+			shf_set_is_fixed_len(g_shf, opt_klen, opt_vlen);
+			if (shf_get_stats(g_shf, &s, sizeof(s)) & SHF_RET_ERROR)
+				return -1;
+			if (s.fixed_key_len != opt_klen) {
+				if (!errno)
+					errno = EINVAL;
+				return -1;
+			}
+		}
+		return 0;
+	}
+#ifdef HAVE_LMDB
+	{
+		MDB_env *env;
+		MDB_dbi dbi;
+		int rc;
+
+		if (lmdb_env_open(&env))
+			return -1;
+		rc = lmdb_dbi_open(env, &dbi);
+		mdb_env_close(env);
+		return rc;
+	}
+#else
+	errno = ENOTSUP;
+	return -1;
+#endif
+}
+
+static void run_backend(int be, struct be_res *res)
+{
+	int go[1024], done_pipe[2], i;
+	unsigned p;
+	unsigned char b;
+	double secs;
+
+	memset(res, 0, sizeof(*res));
+	if (store_create(be) < 0)
+		die(be == BE_SHF ? "cannot create the table" :
+				   "cannot create the LMDB environment");
+	if (pipe(done_pipe) < 0)
+		die("pipe");
+	for (p = 0; p < opt_procs; p++) {
+		int gp[2];
+		pid_t pid;
+
+		if (pipe(gp) < 0)
+			die("pipe");
+		fflush(NULL);
+		pid = fork();
+		if (pid < 0)
+			die("fork");
+		if (pid == 0) {
+			close(gp[1]);
+			close(done_pipe[0]);
+			child_main(be, p, gp[0], done_pipe[1], getppid());
+		}
+		close(gp[0]);
+		go[p] = gp[1];
+		g_pids[g_npids++] = pid;
+	}
+	close(done_pipe[1]);
+	/* Everyone attached: the start of each phase is a pipe barrier. */
+	if (parent_wait(done_pipe[0], be, -1, &secs) < 0)
+		die(g_stop ? NULL : "a worker failed to attach");
+	fprintf(g_live, "%s: %u processes, %" PRIu64 " keys\n", be_name[be],
+		opt_procs, opt_keys);
+	for (i = 0; i < opt_nphases; i++) {
+		int ph = opt_order[i];
+
+		b = (unsigned char)ph;
+		for (p = 0; p < opt_procs; p++)
+			if (write(go[p], &b, 1) != 1)
+				die("pipe");
+		if (parent_wait(done_pipe[0], be, ph, &secs) < 0)
+			die(g_stop ? NULL : "a worker failed");
+		res->ph[ph].ran = 1;
+		res->ph[ph].ops = opt_keys;
+		res->ph[ph].secs = secs;
+		percentiles(be, ph, &res->ph[ph]);
+		if (ph == PH_PUT)
+			res->file_bytes = file_bytes(be == BE_SHF ?
+						     g_shf_path : g_lmdb_path);
+	}
+	b = GO_EXIT;
+	for (p = 0; p < opt_procs; p++) {
+		if (write(go[p], &b, 1) != 1)
+			die("pipe");
+		close(go[p]);
+	}
+	close(done_pipe[0]);
+	for (p = 0; p < g_npids; p++) {
+		int status;
+
+		if (waitpid(g_pids[p], &status, 0) < 0 || !WIFEXITED(status) ||
+		    WEXITSTATUS(status)) {
+			g_pids[p] = 0;
+			errno = ECHILD;
+			die("a worker failed");
+		}
+		g_pids[p] = 0;
+	}
+	g_npids = 0;
+	for (p = 0; p < opt_procs; p++)
+		res->errors += g_stat[be * opt_procs + p].errors;
+	res->ran = 1;
+	files_remove();
+	if (be == BE_SHF)
+		g_shf_path[0] = 0;
+	else
+		g_lmdb_path[0] = 0;
+}
+
+/* ------------------------------------------------------ output */
+
+static double ops_s(const struct phase_res *pr)
+{
+	return pr->secs > 0 ? (double)pr->ops / pr->secs : 0;
+}
+
+static void print_text(const struct be_res *res)
+{
+	int be, i, k;
+
+	printf("\nsummary: %u processes, %" PRIu64 " keys, key %u bytes%s, "
+	       "value %u bytes%s, MIX %u%% del+put, %s\n",
+	       opt_procs, opt_keys, opt_klen, opt_sorted ? " (sorted)" : "",
+	       opt_vlen, opt_fixed ? " (fixed)" : "", opt_mix, opt_dir);
+	for (be = 0; be < NBE; be++) {
+		if (!res[be].ran)
+			continue;
+		printf("%-6s  phase        ops   secs    ops/s   "
+		       "p50 us   p99 us p99.9 us p99.99 us   max us\n",
+		       be_name[be]);
+		for (i = 0; i < opt_nphases; i++) {
+			const struct phase_res *pr = &res[be].ph[opt_order[i]];
+
+			printf("%-6s  %-5s %10" PRIu64 " %6.2f %7.3fM",
+			       be_name[be], ph_name[opt_order[i]], pr->ops,
+			       pr->secs, ops_s(pr) / 1e6);
+			for (k = 0; k < 5; k++)
+				printf(" %8.2f", (double)pr->lat_ns[k] / 1e3);
+			printf("\n");
+		}
+		if (res[be].ph[PH_PUT].ran) {
+			printf("%-6s  longest put: %.3f ms\n", be_name[be],
+			       (double)res[be].ph[PH_PUT].lat_ns[4] / 1e6);
+			printf("%-6s  %s per key: %.1f bytes (%" PRIu64
+			       " bytes after PUT)\n",
+			       be_name[be], opt_dir,
+			       (double)res[be].file_bytes / (double)opt_keys,
+			       res[be].file_bytes);
+		}
+		printf("%-6s  errors: %" PRIu64 "\n", be_name[be],
+		       res[be].errors);
+	}
+	if (res[BE_SHF].ran && res[BE_LMDB].ran) {
+		printf("ratio   phase  libshf/LMDB\n");
+		for (i = 0; i < opt_nphases; i++) {
+			int ph = opt_order[i];
+			double l = ops_s(&res[BE_LMDB].ph[ph]);
+
+			printf("ratio   %-5s  %6.2fx\n", ph_name[ph],
+			       l > 0 ? ops_s(&res[BE_SHF].ph[ph]) / l : 0);
+		}
+		if (res[BE_SHF].ph[PH_PUT].ran && res[BE_LMDB].file_bytes)
+			printf("ratio   bytes  %6.2fx\n",
+			       (double)res[BE_SHF].file_bytes /
+				       (double)res[BE_LMDB].file_bytes);
+	}
+	if (opt_phase[PH_BATCH])
+		printf("note: BATCH latency is per call of %u keys\n",
+		       BATCH_KEYS);
+}
+
+static void print_json(const struct be_res *res)
+{
+	static const char *const lat[5] = { "p50", "p99", "p99_9", "p99_99",
+					    "max" };
+	int be, i, k, first = 1;
+
+	printf("{\"tool\":\"shf-bench\",\"version\":\"%s\",\"procs\":%u,"
+	       "\"keys\":%" PRIu64 ",\"key_len\":%u,\"val_len\":%u,"
+	       "\"fixed\":%s,\"sorted_keys\":%s,\"mix_pct\":%u,\"batch_keys\":%u,\"dir\":\"",
+	       shf_version(), opt_procs, opt_keys, opt_klen, opt_vlen,
+	       opt_fixed ? "true" : "false", opt_sorted ? "true" : "false",
+	       opt_mix, BATCH_KEYS);
+	for (k = 0; opt_dir[k]; k++) {
+		unsigned char ch = (unsigned char)opt_dir[k];
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	printf("\",\"results\":[");
+	for (be = 0; be < NBE; be++) {
+		if (!res[be].ran)
+			continue;
+		printf("%s{\"store\":\"%s\",\"file_bytes\":%" PRIu64
+		       ",\"bytes_per_key\":%.2f,\"errors\":%" PRIu64
+		       ",\"phases\":[",
+		       first ? "" : ",", be_name[be], res[be].file_bytes,
+		       (double)res[be].file_bytes / (double)opt_keys,
+		       res[be].errors);
+		first = 0;
+		for (i = 0; i < opt_nphases; i++) {
+			const struct phase_res *pr = &res[be].ph[opt_order[i]];
+
+			printf("%s{\"phase\":\"%s\",\"ops\":%" PRIu64
+			       ",\"secs\":%.4f,\"ops_per_sec\":%.0f,"
+			       "\"lat_ns\":{",
+			       i ? "," : "", ph_lower[opt_order[i]], pr->ops,
+			       pr->secs, ops_s(pr));
+			for (k = 0; k < 5; k++)
+				printf("%s\"%s\":%" PRIu64, k ? "," : "",
+				       lat[k], pr->lat_ns[k]);
+			printf("}}");
+		}
+		printf("]}");
+	}
+	printf("]");
+	if (res[BE_SHF].ran && res[BE_LMDB].ran) {
+		printf(",\"ratio\":{");
+		for (i = 0; i < opt_nphases; i++) {
+			int ph = opt_order[i];
+			double l = ops_s(&res[BE_LMDB].ph[ph]);
+
+			printf("%s\"%s\":%.3f", i ? "," : "", ph_lower[ph],
+			       l > 0 ? ops_s(&res[BE_SHF].ph[ph]) / l : 0);
+		}
+		printf("}");
+	}
+	printf("}\n");
+}
+
+/* ------------------------------------------------------ options */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: shf-bench [OPTION]...\n"
+		"Measure a libshf table shared by forked processes.\n\n"
+		"  -p, --procs PROCS     worker processes (default 2)\n"
+		"  -n, --keys KEYS       keys in all (default 10000000)\n"
+		"  -k, --key-len LEN     key bytes, >= 8 (default 12)\n"
+		"  -v, --val-len LEN     value bytes (default 8)\n"
+		"      --mix PCT         MIX del+put percent (default 2)\n"
+		"      --fixed           shf_set_is_fixed_len() the table\n"
+		"      --sorted-keys     index big-endian: PUT in memcmp order\n"
+		"  -d, --dir DIR         where tables go (default /dev/shm)\n"
+		"      --phases LIST     from put,get,mix,upd,batch; put first\n"
+		"                        (default put,get,mix,upd,batch)\n"
+		"      --vs lmdb         also run the workload on LMDB\n"
+		"      --json            JSON summary on stdout\n"
+		"  -h, --help            this help\n");
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max,
+		     uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	if (!s || *s == '-')
+		return -1;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_phases(const char *s)
+{
+	char *dup = strdup(s), *tok, *save = NULL;
+	int ph;
+
+	if (!dup)
+		return -1;
+	memset(opt_phase, 0, sizeof(opt_phase));
+	opt_nphases = 0;
+	for (tok = strtok_r(dup, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		for (ph = 0; ph < NPH; ph++)
+			if (!strcmp(tok, ph_lower[ph]))
+				break;
+		if (ph == NPH || opt_phase[ph]) {
+			free(dup);
+			return -1;
+		}
+		opt_phase[ph] = 1;
+		opt_order[opt_nphases++] = ph;
+	}
+	free(dup);
+	/* The other phases need the keys that PUT stores. */
+	return opt_nphases && opt_order[0] == PH_PUT ? 0 : -1;
+}
+
+static void bad_usage(const char *msg)
+{
+	fprintf(stderr, "shf-bench: %s\n", msg);
+	usage(stderr);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_MIX = 256, O_FIXED, O_SORTED, O_PHASES, O_VS, O_JSON };
+	static const struct option lopts[] = {
+		{ "procs", required_argument, NULL, 'p' },
+		{ "keys", required_argument, NULL, 'n' },
+		{ "key-len", required_argument, NULL, 'k' },
+		{ "val-len", required_argument, NULL, 'v' },
+		{ "mix", required_argument, NULL, O_MIX },
+		{ "fixed", no_argument, NULL, O_FIXED },
+		{ "sorted-keys", no_argument, NULL, O_SORTED },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "phases", required_argument, NULL, O_PHASES },
+		{ "vs", required_argument, NULL, O_VS },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct be_res res[NBE];
+	struct sigaction sa;
+	uint64_t v;
+	size_t map;
+	int c, be;
+
+	if (parse_phases("put,get,mix,upd,batch") < 0)
+		return 2;
+	while ((c = getopt_long(argc, argv, "p:n:k:v:d:h", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_u64(optarg, 1, 1024, &v))
+				bad_usage("-p: 1 to 1024 processes");
+			opt_procs = (unsigned)v;
+			break;
+		case 'n':
+			if (parse_u64(optarg, 1, 4000000000ULL, &v))
+				bad_usage("-n: 1 to 4000000000 keys");
+			opt_keys = v;
+			break;
+		case 'k':
+			if (parse_u64(optarg, 8, 65536, &v))
+				bad_usage("-k: key length 8 to 65536");
+			opt_klen = (unsigned)v;
+			break;
+		case 'v':
+			if (parse_u64(optarg, 0, 1 << 24, &v))
+				bad_usage("-v: value length 0 to 16777216");
+			opt_vlen = (unsigned)v;
+			break;
+		case O_MIX:
+			if (parse_u64(optarg, 0, 100, &v))
+				bad_usage("--mix: 0 to 100 percent");
+			opt_mix = (unsigned)v;
+			break;
+		case O_FIXED:
+			opt_fixed = 1;
+			break;
+		case O_SORTED:
+			opt_sorted = 1;
+			break;
+		case 'd':
+			opt_dir = optarg;
+			break;
+		case O_PHASES:
+			if (parse_phases(optarg) < 0)
+				bad_usage("--phases: put first, then any of "
+					  "get,mix,upd,batch, each once");
+			break;
+		case O_VS:
+			if (strcmp(optarg, "lmdb"))
+				bad_usage("--vs: only lmdb is known");
+#ifndef HAVE_LMDB
+			fprintf(stderr, "shf-bench: built without LMDB\n");
+			return 2;
+#endif
+			opt_vs_lmdb = 1;
+			break;
+		case O_JSON:
+			opt_json = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		bad_usage("unexpected argument");
+	if (opt_vs_lmdb && opt_klen > 511)
+		bad_usage("--vs lmdb: LMDB keys are at most 511 bytes");
+	if (opt_procs > opt_keys)
+		bad_usage("more processes than keys");
+	if (strlen(opt_dir) > PATH_MAX - 64)
+		bad_usage("-d: directory name too long");
+
+	g_live = opt_json ? stderr : stdout;
+	shf_init();
+	ticks_calibrate();
+	snprintf(g_name, sizeof(g_name), "bench-%ld", (long)getpid());
+	snprintf(g_shf_path, sizeof(g_shf_path), "%s/%s.shf", opt_dir, g_name);
+	if (opt_vs_lmdb) {
+		snprintf(g_lmdb_path, sizeof(g_lmdb_path), "%s/%s.lmdb",
+			 opt_dir, g_name);
+		snprintf(g_lmdb_lock, sizeof(g_lmdb_lock), "%s-lock",
+			 g_lmdb_path);
+	}
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal; /* no SA_RESTART: poll() returns */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	map = sizeof(struct proc_stat) * NBE * opt_procs;
+	g_stat = mmap(NULL, map, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (g_stat == MAP_FAILED)
+		die("mmap");
+
+	memset(res, 0, sizeof(res));
+	for (be = 0; be < NBE; be++) {
+		if (be == BE_LMDB && !opt_vs_lmdb)
+			continue;
+		run_backend(be, &res[be]);
+	}
+	if (opt_json)
+		print_json(res);
+	else
+		print_text(res);
+	return res[BE_SHF].errors || res[BE_LMDB].errors ? 1 : 0;
+}

@@ -55,6 +55,10 @@ typedef struct shf SHF;
 #define SHF_RET_KEY_NONE 128u  /**< the key (or UID) does not exist */
 #define SHF_RET_ERROR    256u  /**< the call failed; errno says why */
 
+/* SharedHashFile's helper macros for string literals. */
+#define SHF_MAKE_HASH(KEY) shf_make_hash(KEY, sizeof(KEY) - 1)
+#define SHF_CONST_STR_AND_SIZE(KEY) KEY, (sizeof(KEY) - 1)
+
 #define SHF_UID_NONE  (4294967295U) /**< no UID */
 #define SHF_QID_NONE  (4294967295U) /**< no queue */
 #define SHF_QIID_NONE (4294967295U) /**< no queue item */

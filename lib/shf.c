@@ -2223,10 +2223,6 @@ static uint32_t do_upd(SHF *h, int by_uid, uint32_t uid)
 	int rc;
 	struct shard *sh;
 
-	if (!tls.upd_cb) {
-		errno = EINVAL;
-		return SHF_RET_ERROR;
-	}
 	sh = lock_find(h, by_uid, uid, &f, &hash, &rc);
 	if (rc == -2)
 		return SHF_RET_ERROR;
@@ -2236,6 +2232,10 @@ static uint32_t do_upd(SHF *h, int by_uid, uint32_t uid)
 	}
 	if (rc == 0)
 		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
+	if (!tls.upd_cb) { /* no callback set in this thread */
+		errno = EINVAL;
+		return unlock_ret(h, sh, SHF_RET_ERROR);
+	}
 	ul = f.r.uid;
 	shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
 	rc = replace_rec(h, sh, &f, NULL, f.r.vlen, 1, tls.upd_cb);

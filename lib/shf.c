@@ -2521,7 +2521,8 @@ SHF_EXPORT void shf_tab_copy_iterate(SHF *h, uint32_t *win, uint32_t *tab)
 	}
 	if (snap_shard(h, *win, &s) == 0 &&
 	    tls_reserve(&tls.val, &tls.val_cap, s.len + 1) == 0) {
-		memcpy(tls.val, s.buf, s.len);
+		if (s.len)
+			memcpy(tls.val, s.buf, s.len);
 		shf_val = tls.val;
 		shf_val_len = (uint32_t)s.len;
 	}

@@ -1,0 +1,220 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# check_cli.sh - every command of shf(1): put/get/del (text, --hex, -f),
+# ls, stat (text, --json, --prometheus), dump of a table being written,
+# load and its checksum, check of a sound and of a damaged table, rm, gc,
+# demo, exit statuses and error lines.  Tables: shf-test-<pid>-cli-*.
+set -u
+
+: "${top_builddir:=.}"
+dir=${SHF_TEST_DIR:-/dev/shm}
+if [ ! -d "$dir" ] || [ ! -w "$dir" ]; then
+	echo "check_cli: $dir not writable; skipped"
+	exit 77
+fi
+shf_bin=$top_builddir/tools/shf
+helper=$top_builddir/tests/cli-helper
+for p in "$shf_bin" "$helper"; do
+	[ -x "$p" ] || { echo "check_cli: $p not built"; exit 99; }
+done
+
+p=shf-test-$$-cli
+tmp=$(mktemp -d) || exit 99
+churn_pid=
+cleanup() {
+	[ -n "$churn_pid" ] && kill "$churn_pid" 2>/dev/null
+	rm -f "$dir/$p"-*.shf "$dir/.$p"-*
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 99' INT TERM
+
+fails=0
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+fail() { n=$((n + 1)); echo "FAIL $n - $*"; fails=$((fails + 1)); }
+# expect STATUS DESCRIPTION -- COMMAND...: run it, compare its exit status.
+expect() {
+	want=$1 what=$2
+	shift 3
+	"$@" >"$tmp/out" 2>"$tmp/err"
+	got=$?
+	if [ "$got" -eq "$want" ]; then
+		ok "$what"
+	else
+		fail "$what: exit $got, wanted $want"
+		sed 's/^/	stdout: /' "$tmp/out"
+		sed 's/^/	stderr: /' "$tmp/err"
+	fi
+}
+shf() { "$shf_bin" -d "$dir" "$@"; }
+has() { grep -q -- "$1" "$2" || { echo "	no '$1' in $2:"; sed 's/^/	/' "$2"; return 1; }; }
+t=$p-kv
+
+# ---- put, get, del
+expect 0 "put creates the table" -- shf put $t hello world
+[ -f "$dir/$t.shf" ] && ok "table file exists" || fail "no $dir/$t.shf"
+expect 0 "get" -- shf get $t hello
+[ "$(cat "$tmp/out")" = world ] && ok "get prints the value" ||
+	fail "get printed '$(cat "$tmp/out")'"
+# not a terminal: the exact bytes, no newline
+[ "$(wc -c <"$tmp/out" | tr -d ' ')" = 5 ] && ok "get adds no newline in a pipe" ||
+	fail "get wrote $(wc -c <"$tmp/out") bytes"
+expect 0 "put replaces" -- shf put $t hello again
+expect 0 "get the new value" -- shf get $t hello
+[ "$(cat "$tmp/out")" = again ] && ok "value replaced" || fail "value not replaced"
+expect 1 "get of an absent key" -- shf get $t nokey
+has "key 'nokey' not found" "$tmp/err" && ok "absent key: one clear line" ||
+	fail "absent key message"
+[ "$(wc -l <"$tmp/err" | tr -d ' ')" = 1 ] && ok "error is one line" || fail "error not one line"
+expect 1 "get from an absent table" -- shf get $p-none k
+has "shf: get: table '$p-none' not found in $dir" "$tmp/err" &&
+	ok "absent table message" || fail "absent table message"
+[ ! -e "$dir/$p-none.shf" ] && ok "get creates no table" || fail "get created a table"
+expect 0 "put --hex" -- shf put --hex $t 00ff10 deadbeef00
+expect 0 "get --hex" -- shf get --hex $t 00ff10
+[ "$(cat "$tmp/out")" = deadbeef00 ] && ok "hex round trip" || fail "hex: '$(cat "$tmp/out")'"
+expect 2 "bad hex is a usage error" -- shf put --hex $t 0g 00
+expect 2 "odd hex is a usage error" -- shf put --hex $t 012 00
+printf 'line 1\nbinary \001\002\000\377 end' >"$tmp/val"
+expect 0 "put -f FILE" -- shf put $t filekey -f "$tmp/val"
+shf get $t filekey >"$tmp/got" 2>"$tmp/err"
+cmp -s "$tmp/val" "$tmp/got" && ok "-f value comes back byte for byte" ||
+	fail "-f value differs"
+printf 'from stdin' | shf put $t stdinkey -f - >/dev/null 2>&1
+[ "$(shf get $t stdinkey)" = "from stdin" ] && ok "put -f - reads stdin" ||
+	fail "put -f -"
+expect 0 "del" -- shf del $t hello
+expect 1 "del again: absent" -- shf del $t hello
+expect 1 "get after del" -- shf get $t hello
+expect 0 "del --hex" -- shf del --hex $t 00ff10
+
+# ---- usage errors
+expect 2 "no command" -- shf
+expect 2 "unknown command" -- shf frobnicate
+expect 2 "get without a key" -- shf get $t
+expect 2 "bad option" -- shf stat --bogus $t
+expect 0 "--help" -- shf --help
+expect 0 "--version" -- shf --version
+expect 2 "missing directory" -- "$shf_bin" -d "$dir/$p-nodir" ls
+
+# ---- ls, stat
+expect 0 "ls" -- shf ls
+has "^$t .* persistent" "$tmp/out" && ok "ls lists the table" || fail "ls"
+expect 0 "ls NAME.shf form accepted by get" -- shf get $t.shf stdinkey
+expect 0 "stat" -- shf stat $t
+has "^keys  *2$" "$tmp/out" && ok "stat: keys 2" || fail "stat keys"
+has "^bytes_file  *[1-9]" "$tmp/out" && ok "stat: bytes_file" || fail "stat bytes_file"
+expect 0 "stat --json" -- shf stat --json $t
+# One object on one line with the fields as numbers.
+if head -c 1 "$tmp/out" | grep -q '{' && tail -c 2 "$tmp/out" | grep -q '}' &&
+	[ "$(wc -l <"$tmp/out" | tr -d ' ')" = 1 ] &&
+	has "\"table\": \"$t\"" "$tmp/out" && has '"keys": 2,' "$tmp/out" &&
+	has '"puts": [0-9]' "$tmp/out" && has '"layout": 1' "$tmp/out"; then
+	ok "stat --json"
+else
+	fail "stat --json"
+fi
+expect 0 "stat --prometheus" -- shf stat --prometheus $t
+if has "^libshf_keys{table=\"$t\"} 2$" "$tmp/out" &&
+	has '^# TYPE libshf_keys gauge$' "$tmp/out" &&
+	has "^libshf_puts_total{table=\"$t\"} [0-9]" "$tmp/out" &&
+	! grep -v '^#' "$tmp/out" | grep -qv '^libshf_[a-z_]*{table="[^"]*"} [0-9][0-9]*$'; then
+	ok "stat --prometheus"
+else
+	fail "stat --prometheus"
+fi
+expect 1 "stat of an absent table" -- shf stat $p-none
+
+# ---- dump while another process writes, load, compare
+src=$p-src
+"$helper" fill "$dir" $src 3000 || fail "fill"
+"$helper" churn "$dir" $src >"$tmp/churn" &
+churn_pid=$!
+i=0
+while ! grep -q churning "$tmp/churn" 2>/dev/null && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+expect 0 "dump of a table being written" -- shf dump $src "$tmp/d1"
+kill "$churn_pid"
+wait "$churn_pid"
+churn_pid=
+head -c 8 "$tmp/d1" | grep -q SHFDUMP1 && ok "dump starts with SHFDUMP1" ||
+	fail "dump magic"
+expect 0 "load into a new table" -- shf load $p-copy "$tmp/d1"
+# The 3000 stable keys lived through the dump: all must be there, once.
+"$helper" keys "$dir" $p-copy | grep '^key-' | sort >"$tmp/k1"
+"$helper" keys "$dir" $src | grep '^key-' | sort >"$tmp/k0"
+[ "$(wc -l <"$tmp/k1" | tr -d ' ')" = 3000 ] && cmp -s "$tmp/k0" "$tmp/k1" &&
+	ok "the loaded table holds every stable key and value" ||
+	fail "stable keys differ after dump and load"
+# Quiet now: a second round trip gives the same key set.
+expect 0 "dump the source again" -- shf dump $src "$tmp/d2"
+expect 0 "load it again" -- shf load $p-copy2 - <"$tmp/d2"
+"$helper" keys "$dir" $src | sort >"$tmp/a"
+"$helper" keys "$dir" $p-copy2 | sort >"$tmp/b"
+[ -s "$tmp/a" ] && cmp -s "$tmp/a" "$tmp/b" && ok "same pairs after load" ||
+	fail "pairs differ after load"
+shf dump $p-copy2 - >"$tmp/d3" 2>/dev/null
+[ "$(wc -c <"$tmp/d2")" = "$(wc -c <"$tmp/d3")" ] && ok "dumps of equal tables are as long" ||
+	fail "dump lengths differ"
+expect 1 "dump of an absent table" -- shf dump $p-none "$tmp/dn"
+[ ! -e "$tmp/dn" ] && ok "no file for a failed dump" || fail "file left by a failed dump"
+
+# Damage: a flipped byte, a cut stream, garbage.
+size=$(wc -c <"$tmp/d2" | tr -d ' ')
+cp "$tmp/d2" "$tmp/bad"
+printf 'X' | dd of="$tmp/bad" bs=1 seek=$((size / 2)) conv=notrunc status=none
+expect 1 "load of a damaged dump fails" -- shf load $p-bad "$tmp/bad"
+has "corrupt dump" "$tmp/err" && ok "damage reported" || fail "damage report"
+head -c $((size - 100)) "$tmp/d2" >"$tmp/cut"
+expect 1 "load of a cut dump fails" -- shf load $p-cut "$tmp/cut"
+has "truncated" "$tmp/err" && ok "truncation reported" || fail "truncation report"
+printf 'not a dump at all' >"$tmp/junk"
+expect 2 "load of something else" -- shf load $p-junk "$tmp/junk"
+has "not a shf dump" "$tmp/err" && ok "junk reported" || fail "junk report"
+[ ! -e "$dir/$p-junk.shf" ] && ok "junk creates no table" || fail "junk made a table"
+
+# ---- check
+big=$p-big
+"$helper" fill "$dir" $big 20000 || fail "fill big"
+expect 0 "check of a sound table" -- shf check $big
+has "sound" "$tmp/out" && ok "check says sound" || fail "check output"
+# Records and index segments lie past the first MiB: overwrite some.
+f=$dir/$big.shf
+dd if=/dev/urandom of="$f" bs=65536 seek=24 count=1 conv=notrunc status=none
+dd if=/dev/urandom of="$f" bs=65536 seek=48 count=1 conv=notrunc status=none
+expect 1 "check finds the damage" -- shf check $big
+[ "$(grep -c "^$big: shard" "$tmp/out")" -gt 0 ] && ok "check prints each problem" ||
+	fail "no problems printed"
+has "problems\? found" "$tmp/out" && ok "check sums up" || fail "no summary"
+expect 1 "check --repair" -- shf check --repair $big
+has "repaired" "$tmp/out" && ok "repair reported" || fail "repair report"
+expect 0 "sound after repair" -- shf check $big
+expect 1 "check of an absent table" -- shf check $p-none
+printf 'garbage' >"$dir/$p-junk2.shf"
+expect 2 "check of a non-table" -- shf check $p-junk2
+has "not a libshf table" "$tmp/err" && ok "non-table reported" || fail "non-table report"
+expect 0 "ls survives a non-table" -- shf ls
+has "^$p-junk2 .*unreadable" "$tmp/out" && ok "ls marks it unreadable" || fail "ls junk"
+rm -f "$dir/$p-junk2.shf"
+
+# ---- rm, gc
+expect 0 "rm" -- shf rm $big
+has "removed" "$tmp/out" && ok "rm says what it removed" || fail "rm output"
+[ ! -e "$f" ] && ok "file gone" || fail "file still there"
+expect 1 "rm of an absent table" -- shf rm $big
+expect 0 "gc" -- shf gc
+
+# ---- demo (short)
+expect 0 "demo" -- shf demo -p 2 -s 1
+has "none lost" "$tmp/out" && has "hello/worker-2" "$tmp/out" &&
+	ok "demo explains itself" || fail "demo output"
+demo_table=$(sed -n 's/^  table  \([^ ]*\.shf\) .*/\1/p' "$tmp/out")
+[ -n "$demo_table" ] && [ ! -e "$demo_table" ] && ok "demo removed its table" ||
+	fail "demo table '$demo_table' left behind"
+expect 2 "demo -p 0" -- shf demo -p 0
+
+echo "check_cli: $n checks, $fails failed"
+[ "$fails" -eq 0 ]

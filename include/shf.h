@@ -191,6 +191,12 @@ void shf_set_is_lockable(SHF *shf, uint32_t is_lockable);
  * Sets errno to EBUSY and changes nothing otherwise.
  */
 void shf_set_is_fixed_len(SHF *shf, uint32_t key_len, uint32_t val_len);
+/**
+ * Mode of the table files this process creates from now on (default 0600;
+ * e.g. 0660 for a cache shared by a group).  Owner read and write are always
+ * set; bits other than 0666 give errno EINVAL and change nothing.
+ */
+void shf_set_file_mode(mode_t mode);
 /** Growth tuning knob of SharedHashFile: accepted and ignored. */
 void shf_set_data_need_factor(uint32_t data_needed_factor);
 

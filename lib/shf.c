@@ -29,6 +29,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/futex.h>
+#include <time.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -440,20 +442,112 @@ int shf_mutex_init(pthread_mutex_t *m)
 	return 0;
 }
 
+/*
+ * The kernel marks a robust mutex whose owner thread dies (FUTEX_OWNER_DIED)
+ * and wakes a waiter.  A lock word can also name a thread that died where
+ * the kernel never saw it hold the lock: a table file copied, or kept on a
+ * disk across a reboot, while a writer held it.  Waiters look at the owner
+ * every LOCK_POLL_MS and, when that thread no longer exists, mark the lock
+ * as the kernel would, so that the next locker gets EOWNERDEAD and repairs.
+ * (glibc keeps the futex word, owner tid | flags, first in the mutex.)
+ */
+#define LOCK_POLL_MS 200
+
+static void mutex_release_stale(pthread_mutex_t *m)
+{
+	uint32_t *w = (uint32_t *)(void *)m;
+	uint32_t v = __atomic_load_n(w, __ATOMIC_ACQUIRE), nv;
+	pid_t tid = (pid_t)(v & FUTEX_TID_MASK);
+
+	if (!tid || (v & FUTEX_OWNER_DIED))
+		return;
+	if (kill(tid, 0) == 0 || errno != ESRCH)
+		return; /* alive (or not ours to judge) */
+	nv = (v & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
+	if (__atomic_compare_exchange_n(w, &v, nv, 0, __ATOMIC_ACQ_REL,
+					__ATOMIC_ACQUIRE))
+		syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+/*
+ * The mutex lives in a file that anybody with write access may have
+ * damaged, and glibc asserts (aborts) on some impossible kinds, e.g. a
+ * priority-protect mutex with a wild ceiling.  So the kind word is checked
+ * against the one shf_mutex_init() makes before glibc sees the mutex; a
+ * mutex that is not what we made is made again (and counted as a recovery).
+ */
+#ifdef __GLIBC__
+static int mutex_kind = -1;
+static pthread_once_t mutex_kind_once = PTHREAD_ONCE_INIT;
+
+static void mutex_kind_init(void)
+{
+	pthread_mutex_t m;
+
+	if (shf_mutex_init(&m) == 0) {
+		mutex_kind = m.__data.__kind;
+		pthread_mutex_destroy(&m);
+	}
+}
+
+static int mutex_sane(pthread_mutex_t *m)
+{
+	pthread_once(&mutex_kind_once, mutex_kind_init);
+	return mutex_kind == -1 ||
+	       __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) ==
+		       mutex_kind;
+}
+#else
+static int mutex_sane(pthread_mutex_t *m)
+{
+	(void)m;
+	return 1;
+}
+#endif
+
 int shf_mutex_lock(SHF *h, pthread_mutex_t *m)
 {
-	int rc = pthread_mutex_trylock(m);
+	int rc, remade = 0;
+
+	if (SHF_UNLIKELY(!mutex_sane(m))) {
+		if (shf_mutex_init(m) < 0)
+			return -1;
+		remade = 1;
+	}
+again:
+	rc = pthread_mutex_trylock(m);
 
 	if (rc == EBUSY) {
 		if (h)
 			atomic_fetch_add_explicit(&h->h->lock_waits, 1,
 						  memory_order_relaxed);
-		rc = pthread_mutex_lock(m);
+		for (;;) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += LOCK_POLL_MS * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			rc = pthread_mutex_timedlock(m, &ts);
+			if (rc != ETIMEDOUT)
+				break;
+			mutex_release_stale(m);
+		}
 	}
-	if (rc == 0)
+	if (rc == ENOTRECOVERABLE && !remade) {
+		/* an owner died and its successor unlocked without repair */
+		if (shf_mutex_init(m) < 0)
+			return -1;
+		remade = 1;
+		goto again;
+	}
+	if (rc == 0 && !remade)
 		return 0;
-	if (rc == EOWNERDEAD) {
-		pthread_mutex_consistent(m);
+	if (rc == 0 || rc == EOWNERDEAD) {
+		if (rc == EOWNERDEAD)
+			pthread_mutex_consistent(m);
 		if (h)
 			atomic_fetch_add(&h->h->recoveries, 1);
 		return 1;
@@ -614,11 +708,6 @@ static void big_free(SHF *h, uint64_t off, uint64_t size)
 }
 
 /* ------------------------------------------------- shard allocation */
-
-static inline uint64_t *free_next(SHF *h, uint64_t off)
-{
-	return at(h, off + 8, 8);
-}
 
 static void cls_push(SHF *h, struct shard *sh, uint32_t c, uint64_t off)
 {
@@ -1464,6 +1553,16 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 }
 
 static _Atomic unsigned tmp_counter;
+static _Atomic unsigned file_mode = 0600;
+
+SHF_EXPORT void shf_set_file_mode(mode_t mode)
+{
+	if (mode & ~(mode_t)0666) {
+		errno = EINVAL;
+		return;
+	}
+	atomic_store(&file_mode, (unsigned)(mode | 0600));
+}
 
 static SHF *do_attach(const char *path, const char *name, int create)
 {
@@ -1492,7 +1591,9 @@ static SHF *do_attach(const char *path, const char *name, int create)
 			    0600);
 		if (fd < 0)
 			break;
-		if (table_init(fd) < 0 ||
+		/* the mode asked for, whatever the umask */
+		if (fchmod(fd, (mode_t)atomic_load(&file_mode)) < 0 ||
+		    table_init(fd) < 0 ||
 		    syscall(SYS_renameat2, dfd, tname, dfd, fname, 1 /* NOREPLACE */) < 0) {
 			e = errno;
 			unlinkat(dfd, tname, 0);
@@ -2603,6 +2704,35 @@ static void chk_report(struct chk *c, const char *fmt, ...)
 	c->cb(msg, c->arg);
 }
 
+/*
+ * Last resort of a repair: give a shard whose index cannot be read a new,
+ * empty one.  Its keys are lost; its old space is not reused.
+ */
+static void shard_reset(SHF *h, struct shard *sh)
+{
+	uint64_t seg = big_alloc(h, SEG_BYTES, 1), dir;
+	uint64_t *d;
+	uint32_t c;
+
+	if (!seg)
+		return;
+	memset(&sh->j, 0, sizeof(sh->j));
+	sh->chunk_cur = sh->chunk_end = 0;
+	for (c = 0; c < NCLASS; c++)
+		sh->free_head[c] = 0;
+	sh->uid_dir = 0;
+	sh->uid_dir_cap = 0;
+	sh->uid_next = 0;
+	sh->uid_free = 0;
+	dir = shard_alloc_a(h, sh, 8, 1);
+	d = dir ? at(h, dir, 8) : NULL;
+	if (!d)
+		return;
+	st64(d, seg);
+	atomic_store(&sh->dir_word, dir << 6);
+	atomic_store(&sh->nkeys, 0);
+}
+
 /* Verify one shard under its lock; repair what can be repaired safely. */
 static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 {
@@ -2614,6 +2744,8 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 	if (!dir) {
 		chk_report(c, "shard %u: directory unreadable (word %#llx)", si,
 			   (unsigned long long)dw);
+		if (repair)
+			shard_reset(h, sh);
 		return;
 	}
 	for (i = 0; i < (1u << g); i += len) {

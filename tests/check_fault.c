@@ -649,14 +649,13 @@ END_TEST
  * copied while a writer held a lock carries, or a table on a persistent
  * file system after a reboot.  No kernel will ever mark that owner dead, so
  * a library that only waits blocks forever.  A put must still finish in
- * 2 s.  Run only with SHF_TEST_STALE_LOCKS=1 until the library detects
- * stale owners (the test passes then, and the variable can go).
+ * 2 s.  (SHF_TEST_STALE_LOCKS=0 skips it.)
  */
 static int stale_locks_wanted(void)
 {
 	const char *e = getenv("SHF_TEST_STALE_LOCKS");
 
-	return e && *e == '1';
+	return !e || *e != '0'; /* on: the library detects stale owners */
 }
 
 /* A thread id that does not exist now. */
@@ -788,7 +787,7 @@ END_TEST
 
 START_TEST(test_mode_0600)
 {
-	static const mode_t masks[] = { 0, 022, 077 };
+	static const mode_t masks[] = { 0, 022, 077, 0277, 0777 };
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], tag[16];
 	struct stat st;
 	size_t i;
@@ -809,6 +808,35 @@ START_TEST(test_mode_0600)
 		ck_assert_int_eq(st.st_uid, geteuid());
 		shf_test_del(shf, name);
 	}
+}
+END_TEST
+
+/* A group-shared cache: shf_set_file_mode() widens, the umask does not
+ * narrow, bad bits are refused. */
+START_TEST(test_file_mode_group)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	struct stat st;
+	mode_t old;
+	SHF *shf;
+
+	errno = 0;
+	shf_set_file_mode(04755);
+	ck_assert_int_eq(errno, EINVAL);
+	shf_set_file_mode(0640);
+	old = umask(077);
+	shf = shf_test_new("gmode", name, sizeof(name));
+	umask(old);
+	ck_assert_int_eq(stat(path_of(path, sizeof(path), name), &st), 0);
+	ck_assert_msg((st.st_mode & 07777) == 0640, "mode %04o",
+		      st.st_mode & 07777);
+	shf_test_del(shf, name);
+	shf_set_file_mode(0040); /* owner rw always added */
+	shf = shf_test_new("gmode2", name, sizeof(name));
+	ck_assert_int_eq(stat(path_of(path, sizeof(path), name), &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0640);
+	shf_test_del(shf, name);
+	shf_set_file_mode(0600);
 }
 END_TEST
 
@@ -850,6 +878,7 @@ static Suite *fault_suite(void)
 	tcase_add_test(tc, test_bad_names);
 	tcase_add_test(tc, test_missing_dir);
 	tcase_add_test(tc, test_mode_0600);
+	tcase_add_test(tc, test_file_mode_group);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -3,7 +3,8 @@
 # check_bench.sh - smoke test of shf-bench(1): a tiny run (2 processes,
 # 20000 keys) exits 0, prints every summary line, reports no errors and
 # leaves no file behind; the same with --json, and with --vs lmdb when the
-# tool was built with LMDB.  Skipped (77) if the tool is not built.
+# tool was built with LMDB; the QUEUE phase alone (20000 items), as text
+# and as JSON.  Skipped (77) if the tool is not built.
 
 builddir=${abs_top_builddir:-${top_builddir:-.}}
 bench=$builddir/tools/shf-bench${EXEEXT:-}
@@ -74,9 +75,44 @@ else
 fi
 leftovers
 
+# The QUEUE phase alone: every peer's line, the ratios, no errors.
+"$bench" -d "$dir" --phases queue --q-items 20000 --q-size 100 >"$out" 2>&1
+rc=$?
+cat "$out"
+[ $rc -eq 0 ] || bad "queue: exit status $rc"
+grep -q '^queue: 20000 items of 100 bytes ' "$out" || bad "queue: no summary"
+for peer in 'libshf nolock 1000' 'libshf nolock 1' pipe socketpair \
+	'eventfd ring'; do
+	grep -q "^queue   $peer  *20000  *[0-9.]*  *[0-9.]*M  *0\$" "$out" ||
+		bad "queue: no $peer line"
+done
+for peer in pipe socketpair 'eventfd ring'; do
+	grep -q "^ratio   $peer  *[0-9.]*x  *[0-9.]*x\$" "$out" ||
+		bad "queue: no $peer ratio line"
+done
+grep -q '^queue   errors: 0$' "$out" || bad "queue: errors reported"
+leftovers
+
+# The same as JSON, after put and get.
+"$bench" -p 2 -n 20000 -d "$dir" --phases put,get,queue --q-items 20000 \
+	--json >"$out" 2>/dev/null
+rc=$?
+cat "$out"
+[ $rc -eq 0 ] || bad "queue --json: exit status $rc"
+grep -q '^{"tool":"shf-bench",.*"phase":"get".*"queue":{"items":20000,.*"peer":"eventfd_ring".*"ratio_nolock_1":{.*}}}$' "$out" ||
+	bad "queue --json: no queue object"
+grep -q '"queue":{[^}]*"errors":0,' "$out" || bad "queue --json: errors"
+leftovers
+
 # Bad usage is exit status 2.
 "$bench" -p 0 >/dev/null 2>&1
 rc=$?
 [ $rc -eq 2 ] || bad "-p 0: exit status $rc, not 2"
+"$bench" --phases get,queue >/dev/null 2>&1
+rc=$?
+[ $rc -eq 2 ] || bad "--phases get,queue: exit status $rc, not 2"
+"$bench" --phases queue --q-size 7 >/dev/null 2>&1
+rc=$?
+[ $rc -eq 2 ] || bad "--q-size 7: exit status $rc, not 2"
 
 exit $fail

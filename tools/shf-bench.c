@@ -8,6 +8,7 @@
  * [p*n/P, (p+1)*n/P) and runs the phases when the parent says so through
  * its pipe.  Counters and latency histograms live in a shared anonymous
  * mapping that the parent reads every second and merges at the end.
+ * The QUEUE phase (shf-bench-queue.c) runs after the table phases.
  * See shf-bench(1).
  */
 #include "config.h"
@@ -38,6 +39,7 @@
 #endif
 
 #include "shf.h"
+#include "shf-bench-queue.h"
 
 enum { PH_PUT, PH_GET, PH_MIX, PH_UPD, PH_BATCH, NPH };
 static const char *const ph_name[NPH] = { "PUT", "GET", "MIX", "UPD", "BATCH" };
@@ -94,6 +96,9 @@ static int opt_phase[NPH], opt_nphases;
 static int opt_order[NPH];
 static int opt_vs_lmdb;
 static int opt_json;
+static int opt_queue; /* the QUEUE phase, apart from the table phases */
+static uint64_t opt_q_items = QB_ITEMS_DEFAULT;
+static unsigned opt_q_size = QB_SIZE_DEFAULT;
 
 /* Run state (the signal handler and cleanup use it). */
 static volatile sig_atomic_t g_stop;
@@ -724,6 +729,7 @@ static void die(const char *what)
 
 	children_kill();
 	files_remove();
+	qb_abort();
 	if (what)
 		fprintf(stderr, "shf-bench: %s: %s\n", what, strerror(e));
 	exit(g_stop ? 128 + g_stop : 1);
@@ -983,6 +989,8 @@ static void print_text(const struct be_res *res)
 {
 	int be, i, k;
 
+	if (!opt_nphases)
+		return;
 	printf("\nsummary: %u processes, %" PRIu64 " keys, key %u bytes%s, "
 	       "value %u bytes%s, MIX %u%% del+put, %s\n",
 	       opt_procs, opt_keys, opt_klen, opt_sorted ? " (sorted)" : "",
@@ -1034,7 +1042,7 @@ static void print_text(const struct be_res *res)
 		       BATCH_KEYS);
 }
 
-static void print_json(const struct be_res *res)
+static void print_json(const struct be_res *res, const struct qb_res *qres)
 {
 	static const char *const lat[5] = { "p50", "p99", "p99_9", "p99_99",
 					    "max" };
@@ -1094,6 +1102,10 @@ static void print_json(const struct be_res *res)
 		}
 		printf("}");
 	}
+	if (qres->ran) {
+		printf(",\"queue\":");
+		qb_print_json(qres);
+	}
 	printf("}\n");
 }
 
@@ -1112,8 +1124,11 @@ static void usage(FILE *f)
 		"      --fixed           shf_set_is_fixed_len() the table\n"
 		"      --sorted-keys     index big-endian: PUT in memcmp order\n"
 		"  -d, --dir DIR         where tables go (default /dev/shm)\n"
-		"      --phases LIST     from put,get,mix,upd,batch; put first\n"
-		"                        (default put,get,mix,upd,batch)\n"
+		"      --phases LIST     from put,get,mix,upd,batch,queue; put\n"
+		"                        first of the table phases; queue runs\n"
+		"                        last (default put,get,mix,upd,batch)\n"
+		"      --q-items N       QUEUE: items moved (default 2000000)\n"
+		"      --q-size BYTES    QUEUE: item bytes, 8 to 65536 (default 64)\n"
 		"      --vs lmdb         also run the workload on LMDB\n"
 		"      --json            JSON summary on stdout\n"
 		"  -h, --help            this help\n");
@@ -1144,8 +1159,16 @@ static int parse_phases(const char *s)
 		return -1;
 	memset(opt_phase, 0, sizeof(opt_phase));
 	opt_nphases = 0;
+	opt_queue = 0;
 	for (tok = strtok_r(dup, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(tok, "queue")) {
+			if (opt_queue++) {
+				free(dup);
+				return -1;
+			}
+			continue;
+		}
 		for (ph = 0; ph < NPH; ph++)
 			if (!strcmp(tok, ph_lower[ph]))
 				break;
@@ -1157,8 +1180,11 @@ static int parse_phases(const char *s)
 		opt_order[opt_nphases++] = ph;
 	}
 	free(dup);
-	/* The other phases need the keys that PUT stores. */
-	return opt_nphases && opt_order[0] == PH_PUT ? 0 : -1;
+	/* The other table phases need the keys that PUT stores; QUEUE has
+	 * its own table and can run alone. */
+	if (!opt_nphases)
+		return opt_queue ? 0 : -1;
+	return opt_order[0] == PH_PUT ? 0 : -1;
 }
 
 static void bad_usage(const char *msg)
@@ -1170,7 +1196,8 @@ static void bad_usage(const char *msg)
 
 int main(int argc, char **argv)
 {
-	enum { O_MIX = 256, O_FIXED, O_SORTED, O_PHASES, O_VS, O_JSON };
+	enum { O_MIX = 256, O_FIXED, O_SORTED, O_PHASES, O_VS, O_JSON,
+	       O_Q_ITEMS, O_Q_SIZE };
 	static const struct option lopts[] = {
 		{ "procs", required_argument, NULL, 'p' },
 		{ "keys", required_argument, NULL, 'n' },
@@ -1183,10 +1210,14 @@ int main(int argc, char **argv)
 		{ "phases", required_argument, NULL, O_PHASES },
 		{ "vs", required_argument, NULL, O_VS },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "q-items", required_argument, NULL, O_Q_ITEMS },
+		{ "q-size", required_argument, NULL, O_Q_SIZE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct be_res res[NBE];
+	struct qb_res qres;
+	const char *qwhat = NULL;
 	struct sigaction sa;
 	uint64_t v;
 	size_t map;
@@ -1233,7 +1264,18 @@ int main(int argc, char **argv)
 		case O_PHASES:
 			if (parse_phases(optarg) < 0)
 				bad_usage("--phases: put first, then any of "
-					  "get,mix,upd,batch, each once");
+					  "get,mix,upd,batch, each once; "
+					  "queue anywhere, or alone");
+			break;
+		case O_Q_ITEMS:
+			if (parse_u64(optarg, 1, 1000000000000ULL, &v))
+				bad_usage("--q-items: 1 to 1000000000000 items");
+			opt_q_items = v;
+			break;
+		case O_Q_SIZE:
+			if (parse_u64(optarg, QB_SIZE_MIN, QB_SIZE_MAX, &v))
+				bad_usage("--q-size: 8 to 65536 bytes");
+			opt_q_size = (unsigned)v;
 			break;
 		case O_VS:
 			if (strcmp(optarg, "lmdb"))
@@ -1259,7 +1301,7 @@ int main(int argc, char **argv)
 		bad_usage("unexpected argument");
 	if (opt_vs_lmdb && opt_klen > 511)
 		bad_usage("--vs lmdb: LMDB keys are at most 511 bytes");
-	if (opt_procs > opt_keys)
+	if (opt_nphases && opt_procs > opt_keys)
 		bad_usage("more processes than keys");
 	if (strlen(opt_dir) > PATH_MAX - 64)
 		bad_usage("-d: directory name too long");
@@ -1291,14 +1333,22 @@ int main(int argc, char **argv)
 		die("mmap");
 
 	memset(res, 0, sizeof(res));
-	for (be = 0; be < NBE; be++) {
+	memset(&qres, 0, sizeof(qres));
+	for (be = 0; be < NBE && opt_nphases; be++) {
 		if (be == BE_LMDB && !opt_vs_lmdb)
 			continue;
 		run_backend(be, &res[be]);
 	}
-	if (opt_json)
-		print_json(res);
-	else
+	if (opt_queue && qb_run(opt_dir, g_name, opt_q_items, opt_q_size,
+				&g_stop, g_live, &qres, &qwhat) < 0)
+		die(g_stop ? NULL : qwhat);
+	if (opt_json) {
+		print_json(res, &qres);
+	} else {
 		print_text(res);
-	return res[BE_SHF].errors || res[BE_LMDB].errors ? 1 : 0;
+		if (qres.ran)
+			qb_print_text(&qres, opt_dir);
+	}
+	return res[BE_SHF].errors || res[BE_LMDB].errors || qres.errors ? 1 :
+									   0;
 }

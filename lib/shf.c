@@ -453,6 +453,28 @@ int shf_mutex_init(pthread_mutex_t *m)
  */
 #define LOCK_POLL_MS 200
 
+/*
+ * ThreadSanitizer's pthread_mutex_timedlock() does not count a lock taken
+ * with EOWNERDEAD as taken (its trylock and lock do): tell it.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define SHF_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHF_TSAN 1
+#endif
+#endif
+#ifdef SHF_TSAN
+#include <sanitizer/tsan_interface.h>
+#define TSAN_OWNERDEAD_LOCKED(m)                  \
+	do {                                      \
+		__tsan_mutex_pre_lock((m), 0);    \
+		__tsan_mutex_post_lock((m), 0, 0); \
+	} while (0)
+#else
+#define TSAN_OWNERDEAD_LOCKED(m) ((void)0)
+#endif
+
 static void mutex_release_stale(pthread_mutex_t *m)
 {
 	uint32_t *w = (uint32_t *)(void *)m;
@@ -531,6 +553,8 @@ again:
 				ts.tv_nsec -= 1000000000L;
 			}
 			rc = pthread_mutex_timedlock(m, &ts);
+			if (rc == EOWNERDEAD)
+				TSAN_OWNERDEAD_LOCKED(m);
 			if (rc != ETIMEDOUT)
 				break;
 			mutex_release_stale(m);
@@ -2220,7 +2244,10 @@ SHF_EXPORT uint32_t shf_cas_key_val(SHF *h, const char *old,
 	return do_put(h, val ? val : "", vlen, P_CAS, old ? old : "", old_len);
 }
 
-/* Lock the shard of the key (tls) or uid and find it. */
+/*
+ * Lock the shard of the key (tls) or uid and find it: *rc 1 found, 0 absent
+ * (shard locked, returned), -2 error (nothing locked, errno set).
+ */
 static struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
 			       struct found *f, uint64_t *hash, int *rc)
 {
@@ -2242,6 +2269,12 @@ static struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
 		return NULL;
 	}
 	*rc = locked_find(h, sh, by_uid, uid & 0xffffff, f, hash);
+	if (*rc < 0) { /* the shard's structure is unreadable */
+		shard_unlock(h, sh);
+		errno = EBADMSG;
+		*rc = -2;
+		return NULL;
+	}
 	return sh;
 }
 
@@ -2264,10 +2297,6 @@ static uint32_t do_del(SHF *h, int by_uid, uint32_t uid)
 
 	if (rc == -2)
 		return SHF_RET_ERROR;
-	if (rc < 0) {
-		errno = EBADMSG;
-		return unlock_ret(h, sh, SHF_RET_ERROR);
-	}
 	if (rc == 0)
 		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
 	delete_found(h, sh, &f);
@@ -2327,10 +2356,6 @@ static uint32_t do_upd(SHF *h, int by_uid, uint32_t uid)
 	sh = lock_find(h, by_uid, uid, &f, &hash, &rc);
 	if (rc == -2)
 		return SHF_RET_ERROR;
-	if (rc < 0) {
-		errno = EBADMSG;
-		return unlock_ret(h, sh, SHF_RET_ERROR);
-	}
 	if (rc == 0)
 		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
 	if (!tls.upd_cb) { /* no callback set in this thread */
@@ -2369,10 +2394,6 @@ static uint32_t do_add(SHF *h, int by_uid, uint32_t uid, long add)
 
 	if (rc == -2)
 		return SHF_RET_ERROR;
-	if (rc < 0) {
-		errno = EBADMSG;
-		return unlock_ret(h, sh, SHF_RET_ERROR);
-	}
 	if (rc == 0) {
 		if (by_uid || add == 0)
 			return unlock_ret(h, sh, SHF_RET_KEY_NONE);

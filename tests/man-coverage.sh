@@ -43,6 +43,8 @@ done <"$tmp/sym"
 # Programs: tools/shf.c and tools/shf-<verb>.c become shf and shf-<verb>.
 for src in "$top_srcdir"/tools/shf.c "$top_srcdir"/tools/shf-*.c; do
 	[ -e "$src" ] || continue
+	# a program has a main(); other files are parts of one
+	grep -q '^int main(' "$src" || continue
 	prog=$(basename "$src" .c)
 	if [ ! -f "$top_srcdir/man/man1/$prog.1" ]; then
 		echo "FAIL: program $prog has no man/man1/$prog.1"

@@ -547,6 +547,20 @@ static int q_list_ok(const struct q_local *l, const struct q_list *L)
 }
 
 /* Under the lock: splice every push pre-queue onto its list's head. */
+/* Record in the journal the splice of private list p into list L. */
+static void q_journal_fill(struct q_journal *j, uint32_t qid,
+			   const struct q_priv *p, const struct q_list *L)
+{
+	j->qid = qid;
+	j->first = p->tail;
+	j->last = p->head;
+	j->n = p->size;
+	j->old_head = L->head;
+	j->old_tail = L->tail;
+	j->old_size = L->size;
+	j->new_tail = Q_NONE;
+}
+
 static void q_flush_pushes(struct q_local *l)
 {
 	struct q_journal *j = &l->hdr->j;
@@ -559,14 +573,7 @@ static void q_flush_pushes(struct q_local *l)
 			continue;
 		if (!q_list_ok(l, L))
 			q_repair(l);
-		j->qid = qid;
-		j->first = p->tail;
-		j->last = p->head;
-		j->n = p->size;
-		j->old_head = L->head;
-		j->old_tail = L->tail;
-		j->old_size = L->size;
-		j->new_tail = Q_NONE;
+		q_journal_fill(j, qid, p, L);
 		__atomic_store_n(&j->op, Q_OP_SPLICE, __ATOMIC_RELEASE);
 		q_apply_splice(l, j);
 		__atomic_store_n(&j->op, Q_OP_NONE, __ATOMIC_RELEASE);
@@ -644,14 +651,7 @@ static void q_unpull(struct q_local *l, uint32_t qid)
 		return;
 	if (!q_list_ok(l, L))
 		q_repair(l);
-	j->qid = qid;
-	j->first = p->tail;
-	j->last = p->head;
-	j->n = p->size;
-	j->old_head = L->head;
-	j->old_tail = L->tail;
-	j->old_size = L->size;
-	j->new_tail = Q_NONE;
+	q_journal_fill(j, qid, p, L);
 	__atomic_store_n(&j->op, Q_OP_UNPULL, __ATOMIC_RELEASE);
 	q_apply_unpull(l, j);
 	__atomic_store_n(&j->op, Q_OP_NONE, __ATOMIC_RELEASE);

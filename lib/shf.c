@@ -786,7 +786,7 @@ static uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size,
 	if (align8 && (sh->chunk_cur & 7) && sh->chunk_cur < sh->chunk_end)
 		st64(&sh->chunk_cur, sh->chunk_cur + 4); /* 4 bytes lost */
 	if (sh->chunk_end - sh->chunk_cur < b || sh->chunk_cur > sh->chunk_end) {
-		uint64_t used = atomic_load(&sh->bytes_used), csz, nc;
+		uint64_t used = atomic_load(&sh->bytes_used), csz, nc, tail;
 		int tc;
 
 		csz = 8192;
@@ -799,10 +799,10 @@ static uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size,
 			return 0;
 		/* retire the old chunk: empty it first, then free its tail */
 		off = sh->chunk_cur;
-		b = sh->chunk_end - sh->chunk_cur;
+		tail = sh->chunk_end - sh->chunk_cur;
 		st64(&sh->chunk_end, sh->chunk_cur);
-		while (b >= REC_MIN && b <= (1u << 20)) {
-			uint64_t piece = b > CLASS_MAX_SHARD ? CLASS_MAX_SHARD : b, pb;
+		while (tail >= REC_MIN && tail <= (1u << 20)) {
+			uint64_t piece = tail > CLASS_MAX_SHARD ? CLASS_MAX_SHARD : tail, pb;
 
 			tc = cls_floor(piece);
 			if (tc < 0)
@@ -811,14 +811,13 @@ static uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size,
 			cls_push(h, sh, (uint32_t)tc, off);
 			atomic_fetch_add(&sh->bytes_free, pb);
 			off += pb;
-			b -= pb;
+			tail -= pb;
 		}
 		st64(&sh->chunk_end, 0);
 		st64(&sh->chunk_cur, nc);
 		barrier();
 		CRASH(CP_CHUNK);
 		st64(&sh->chunk_end, nc + csz);
-		c = cls_of(size, &b);
 	}
 	off = sh->chunk_cur;
 	st64(&sh->chunk_cur, off + b);
@@ -1137,6 +1136,13 @@ static inline uint64_t *seg_for(SHF *h, struct shard *sh, uint32_t tag,
 	return at(h, *seg_off, SEG_BYTES);
 }
 
+/* The two buckets a key may live in, within its segment. */
+static inline void buckets_of(uint64_t hash, uint32_t tag, uint32_t b[2])
+{
+	b[0] = (uint32_t)hash & (SEG_BUCKETS - 1);
+	b[1] = b[0] ^ alt_of(tag);
+}
+
 struct found {
 	uint64_t *slot;
 	uint64_t sval;
@@ -1153,8 +1159,7 @@ static int idx_find(SHF *h, struct shard *sh, uint64_t hash, const void *key,
 
 	if (!seg)
 		return -1;
-	b[0] = (uint32_t)hash & (SEG_BUCKETS - 1);
-	b[1] = b[0] ^ alt_of(tag);
+	buckets_of(hash, tag, b);
 	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS); /* overlap both misses */
 	for (k = 0; k < 2; k++) {
 		uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
@@ -1273,8 +1278,7 @@ static uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 			errno = EBADMSG;
 			return NULL;
 		}
-		b[0] = (uint32_t)hash & (SEG_BUCKETS - 1);
-		b[1] = b[0] ^ alt_of(tag);
+		buckets_of(hash, tag, b);
 		for (k = 0; k < 2; k++) {
 			uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
 
@@ -1330,6 +1334,15 @@ static int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off)
 	return f.rec_off == rec_off;
 }
 
+/* Recovery may meet a record it freed before: free it only once. */
+static void rec_free_live(SHF *h, struct shard *sh, uint64_t off)
+{
+	const uint32_t *w = at(h, off, 8);
+
+	if (w && (w[0] >> 24) != K_FREE)
+		rec_free(h, sh, off);
+}
+
 static void shard_recover(SHF *h, struct shard *sh)
 {
 	struct journal *j = &sh->j;
@@ -1371,9 +1384,7 @@ static void shard_recover(SHF *h, struct shard *sh)
 
 			if (e && ld64(e) == j->rec_new)
 				uid_release(h, sh, j->uid);
-			p = at(h, j->rec_new, 8);
-			if (p && (((uint32_t *)p)[0] >> 24) != K_FREE)
-				rec_free(h, sh, j->rec_new);
+			rec_free_live(h, sh, j->rec_new);
 			atomic_store(&sh->nkeys, j->nkeys_before);
 		}
 		break;
@@ -1385,13 +1396,9 @@ static void shard_recover(SHF *h, struct shard *sh)
 			if (e)
 				st64(e, j->rec_new);
 			j->rec_new = 0; /* keep it */
-			p = at(h, j->rec_old, 8);
-			if (p && (((uint32_t *)p)[0] >> 24) != K_FREE)
-				rec_free(h, sh, j->rec_old);
+			rec_free_live(h, sh, j->rec_old);
 		} else {
-			p = at(h, j->rec_new, 8);
-			if (p && (((uint32_t *)p)[0] >> 24) != K_FREE)
-				rec_free(h, sh, j->rec_new);
+			rec_free_live(h, sh, j->rec_new);
 		}
 		break;
 	case OP_DEL:
@@ -1401,9 +1408,7 @@ static void shard_recover(SHF *h, struct shard *sh)
 
 			if (e && ld64(e) == j->rec_old)
 				uid_release(h, sh, j->uid);
-			p = at(h, j->rec_old, 8);
-			if (p && (((uint32_t *)p)[0] >> 24) != K_FREE)
-				rec_free(h, sh, j->rec_old);
+			rec_free_live(h, sh, j->rec_old);
 			atomic_store(&sh->nkeys, j->nkeys_before - 1);
 		} else {
 			atomic_store(&sh->nkeys, j->nkeys_before);
@@ -2042,11 +2047,6 @@ static int replace_rec(SHF *h, struct shard *sh, struct found *f,
 	ro = shard_alloc(h, sh, size);
 	if (!ro)
 		return -1;
-	/* the old record may have moved the chunk: re-read it */
-	if (!rec_get(h, f->rec_off, &f->r)) {
-		errno = EBADMSG;
-		return -1;
-	}
 	rec_write(h, ro, kind, f->r.uid, f->r.key, f->r.klen,
 		  from_old ? f->r.val : val, vlen, hlen);
 	if (cb && cb((const char *)h->base + ro + hlen + f->r.klen, vlen) !=
@@ -2149,6 +2149,17 @@ static void delete_found(SHF *h, struct shard *sh, struct found *f)
 	sh->j.op = OP_NONE;
 }
 
+/* Unlock (if sh) keeping errno, and return ret. */
+static uint32_t unlock_ret(SHF *h, struct shard *sh, uint32_t ret)
+{
+	int e = errno;
+
+	if (sh)
+		shard_unlock(h, sh);
+	errno = e;
+	return ret;
+}
+
 enum put_mode { P_PUT, P_IF_ABSENT, P_REPLACE, P_CAS };
 
 static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
@@ -2207,13 +2218,7 @@ static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
 		shf_uid = uid_make(hash >> 56, ul);
 		atomic_fetch_add_explicit(&sh->puts, 1, memory_order_relaxed);
 	}
-	{
-		int e = errno;
-
-		shard_unlock(h, sh);
-		errno = e;
-	}
-	return ret;
+	return unlock_ret(h, sh, ret);
 }
 
 SHF_EXPORT uint32_t shf_put_key_val(SHF *h, const char *val, uint32_t vlen)
@@ -2276,16 +2281,6 @@ static struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
 		return NULL;
 	}
 	return sh;
-}
-
-static uint32_t unlock_ret(SHF *h, struct shard *sh, uint32_t ret)
-{
-	int e = errno;
-
-	if (sh)
-		shard_unlock(h, sh);
-	errno = e;
-	return ret;
 }
 
 static uint32_t do_del(SHF *h, int by_uid, uint32_t uid)
@@ -2793,7 +2788,7 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 		}
 		for (k = 0; k < SEG_BUCKETS * BUCKET_SLOTS; k++) {
 			uint64_t sv = ld64(&seg[k]), hash, *e;
-			uint32_t tag, b1, b;
+			uint32_t tag, bb[2], b;
 			struct rec r;
 			const char *why = NULL;
 
@@ -2805,13 +2800,13 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 				why = "record unreadable";
 			} else {
 				hash = XXH3_64bits(r.key, r.klen);
-				b1 = (uint32_t)hash & (SEG_BUCKETS - 1);
+				buckets_of(hash, tag, bb);
 				e = uid_entry(h, sh, r.uid);
 				if ((hash >> 56) != si || tag_of(hash) != tag)
 					why = "hash does not match the key";
 				else if (l && (tag >> (24 - l)) != (start >> (g - l)))
 					why = "key in the wrong segment";
-				else if (b != b1 && b != (b1 ^ alt_of(tag)))
+				else if (b != bb[0] && b != bb[1])
 					why = "key in the wrong bucket";
 				else if (!e || ld64(e) != slot_rec(sv))
 					why = "UID table does not point at the record";
@@ -2917,48 +2912,28 @@ static int get_into(SHF *h, uint64_t hash, const char *key, uint32_t klen,
 	}
 }
 
-/* Prefetch the two bucket lines of a key (no validation needed: a
- * prefetch of a wild address is harmless, but stay inside the map). */
+/* Prefetch the two bucket lines of a key. */
 static inline void prefetch_buckets(SHF *h, uint64_t hash)
 {
-	struct shard *sh = shard_of(h, hash);
-	uint64_t dw = atomic_load_explicit(&sh->dir_word, memory_order_relaxed);
-	uint32_t d = (uint32_t)(dw & 63), tag = tag_of(hash), idx, b1;
-	uint64_t dir = dw >> 6, so;
+	uint32_t tag = tag_of(hash), idx, b[2];
+	uint64_t so, *seg = seg_for(h, shard_of(h, hash), tag, &so, &idx);
 
-	if (d > MAX_DEPTH)
+	if (!seg)
 		return;
-	idx = d ? tag >> (24 - d) : 0;
-	if (!range_ok(h, dir + idx * 8ULL, 8))
-		return;
-	so = ld64(h->base + dir + idx * 8ULL) & ~63ULL;
-	if (!range_ok(h, so, SEG_BYTES))
-		return;
-	b1 = (uint32_t)hash & (SEG_BUCKETS - 1);
-	__builtin_prefetch(h->base + so + b1 * 64ULL);
-	__builtin_prefetch(h->base + so + (b1 ^ alt_of(tag)) * 64ULL);
+	buckets_of(hash, tag, b);
+	__builtin_prefetch(seg + b[0] * BUCKET_SLOTS);
+	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS);
 }
 
 /* Prefetch the record the first matching slot points at. */
 static inline void prefetch_record(SHF *h, uint64_t hash)
 {
-	struct shard *sh = shard_of(h, hash);
-	uint64_t dw = atomic_load_explicit(&sh->dir_word, memory_order_relaxed);
-	uint32_t d = (uint32_t)(dw & 63), tag = tag_of(hash), idx, b[2], k, i;
-	uint64_t dir = dw >> 6, so;
-	const uint64_t *seg;
+	uint32_t tag = tag_of(hash), idx, b[2], k, i;
+	uint64_t so, *seg = seg_for(h, shard_of(h, hash), tag, &so, &idx);
 
-	if (d > MAX_DEPTH)
+	if (!seg)
 		return;
-	idx = d ? tag >> (24 - d) : 0;
-	if (!range_ok(h, dir + idx * 8ULL, 8))
-		return;
-	so = ld64(h->base + dir + idx * 8ULL) & ~63ULL;
-	if (!range_ok(h, so, SEG_BYTES))
-		return;
-	seg = (const uint64_t *)(h->base + so);
-	b[0] = (uint32_t)hash & (SEG_BUCKETS - 1);
-	b[1] = b[0] ^ alt_of(tag);
+	buckets_of(hash, tag, b);
 	for (k = 0; k < 2; k++)
 		for (i = 0; i < BUCKET_SLOTS; i++) {
 			uint64_t s = ld64(&seg[b[k] * BUCKET_SLOTS + i]);

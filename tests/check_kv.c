@@ -1736,6 +1736,104 @@ START_TEST(test_100k)
 }
 END_TEST
 
+/* ---- batched get ---------------------------------------------------- */
+
+static char batch_name[SHF_TEST_NAME_MAX];
+
+/* A child process puts keys b0..b299 with values "v<i>" (i bytes of 'x'
+ * after them, so lengths differ), then exits. */
+static int kid_batch_put(int idx, void *arg)
+{
+	SHF *shf = shf_attach_existing(shf_test_dir(), batch_name);
+	char k[16], v[400];
+	int i;
+
+	(void)idx, (void)arg;
+	if (!shf)
+		return 1;
+	for (i = 0; i < 300; i++) {
+		int kl = snprintf(k, sizeof(k), "b%d", i);
+		int vl = snprintf(v, sizeof(v), "v%d", i);
+
+		memset(v + vl, 'x', (size_t)i);
+		shf_make_hash(k, (uint32_t)kl);
+		if (shf_put_key_val(shf, v, (uint32_t)(vl + i)) != SHF_RET_KEY_PUT)
+			return 2;
+	}
+	shf_detach(shf);
+	return 0;
+}
+
+START_TEST(test_batch_get)
+{
+	enum { N = 340 }; /* 300 present (written by a child), 40 absent */
+	static char kb[N][16], buf[N * 400];
+	static const char *keys[N];
+	static uint32_t klen[N], lens[N], uids[N];
+	static uint64_t offs[N];
+	uint32_t i, found;
+	SHF *shf = shf_test_new("batch", batch_name, sizeof(batch_name));
+
+	shf_assert_eq(shf_test_run(1, kid_batch_put, NULL, 60), 0);
+	for (i = 0; i < N; i++) {
+		klen[i] = (uint32_t)snprintf(kb[i], sizeof(kb[i]), "b%u", i);
+		keys[i] = kb[i];
+	}
+	shf_make_hash("named", 5);
+	shf_assert_eq(shf_put_key_val(shf, "n", 1), SHF_RET_KEY_PUT);
+	shf_make_hash("named", 5); /* the batch must not disturb it */
+	found = shf_get_key_val_copy_batch(shf, N, keys, klen, buf, sizeof(buf),
+					   offs, lens, uids);
+	shf_assert_eq(found, 300);
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	shf_assert_eq(shf_val_len, 1);
+	ck_assert_mem_eq(shf_val, "n", 1);
+	for (i = 0; i < N; i++) {
+		char v[400];
+		int vl;
+
+		if (i >= 300) {
+			shf_assert_eq(lens[i], UINT32_MAX);
+			shf_assert_eq(uids[i], SHF_UID_NONE);
+			continue;
+		}
+		vl = snprintf(v, sizeof(v), "v%u", i);
+		memset(v + vl, 'x', i);
+		shf_assert_eq(lens[i], (uint32_t)vl + i);
+		ck_assert_mem_eq(buf + offs[i], v, lens[i]);
+		/* the UID is the key's UID */
+		shf_make_hash(keys[i], klen[i]);
+		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+		shf_assert_eq(uids[i], shf_uid);
+	}
+	/* a buffer too small: ENOBUFS, what fits is copied */
+	errno = 0;
+	shf_assert_eq(shf_get_key_val_copy_batch(shf, N, keys, klen, buf, 100,
+						 offs, lens, NULL),
+		      UINT32_MAX);
+	ck_assert_int_eq(errno, ENOBUFS);
+	shf_assert_eq(lens[0], 2u);
+	ck_assert_mem_eq(buf + offs[0], "v0", 2);
+	shf_assert_eq(lens[299], UINT32_MAX - 1);
+	shf_assert_eq(lens[320], UINT32_MAX);
+	/* bad arguments */
+	errno = 0;
+	shf_assert_eq(shf_get_key_val_copy_batch(NULL, 1, keys, klen, buf,
+						 sizeof(buf), offs, lens, NULL),
+		      UINT32_MAX);
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	shf_assert_eq(shf_get_key_val_copy_batch(shf, 1, NULL, klen, buf,
+						 sizeof(buf), offs, lens, NULL),
+		      UINT32_MAX);
+	ck_assert_int_eq(errno, EINVAL);
+	shf_assert_eq(shf_get_key_val_copy_batch(shf, 0, NULL, NULL, NULL, 0,
+						 NULL, NULL, NULL),
+		      0);
+	shf_test_del(shf, batch_name);
+}
+END_TEST
+
 static Suite *kv_suite(void)
 {
 	Suite *s = suite_create("kv");
@@ -1814,6 +1912,7 @@ static Suite *kv_suite(void)
 	tcase_add_test(tc, test_stats_short_size);
 	tcase_add_test(tc, test_garbage_grows);
 	tcase_add_test(tc, test_100k);
+	tcase_add_test(tc, test_batch_get);
 	suite_add_tcase(s, tc);
 
 	return s;

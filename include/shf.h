@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 #define SHF_VERSION_MAJOR 1
-#define SHF_VERSION_MINOR 0
+#define SHF_VERSION_MINOR 1
 #define SHF_VERSION_PATCH 0
 
 /** An attached table (opaque). */
@@ -51,7 +51,8 @@ typedef struct shf SHF;
 #define SHF_RET_BAD_VAL   2u   /**< the stored value does not fit the call */
 #define SHF_RET_BAD_CB    4u   /**< the update callback misbehaved */
 #define SHF_RET_KEY_PUT   8u   /**< the key,value pair was stored */
-#define SHF_RET_NOT_TTL  16u   /**< reserved for cache mode */
+#define SHF_RET_NOT_TTL  16u   /**< reserved (SharedHashFile's flag, unused) */
+#define SHF_RET_LEASED   32u   /**< get-or-lease: the caller holds the lease */
 #define SHF_RET_KEY_NONE 128u  /**< the key (or UID) does not exist */
 #define SHF_RET_ERROR    256u  /**< the call failed; errno says why */
 
@@ -230,9 +231,80 @@ struct shf_stats {
 	uint32_t fixed_key_len; /**< fixed key length, 0 if variable */
 	uint32_t fixed_val_len; /**< fixed value length */
 	uint32_t layout;        /**< on-disk layout version */
+	/* Since 1.1 (cache mode). */
+	uint32_t ttl_default_ms; /**< table default TTL, 0: none */
+	uint64_t byte_budget;   /**< byte budget, 0: none */
+	uint64_t bytes_cached;  /**< bytes of live records (what the budget counts) */
+	uint64_t hits, misses;  /**< gets that found / did not find a key */
+	uint64_t evictions;     /**< keys evicted to stay within the budget */
+	uint64_t expirations;   /**< expired keys whose space was reclaimed */
+	uint64_t leases;        /**< leases granted by get-or-lease */
+	uint64_t lease_waits;   /**< get-or-lease calls that waited for a lease */
 };
 /** Fill st (size bytes of it, for ABI growth); OK or ERROR. */
 uint32_t shf_get_stats(SHF *shf, struct shf_stats *st, size_t size);
+
+/*
+ * Cache mode (see libshf(7), CACHE MODE).  Expiry times are kept in
+ * milliseconds of CLOCK_REALTIME; an expired key is invisible at once to
+ * every call of every process, and its space is reclaimed incrementally by
+ * later puts and by shf_expire(), never by a full scan under a lock.
+ */
+/**
+ * Put with a time to live: the key expires ttl_ms milliseconds from now
+ * (0: never).  Otherwise exactly as shf_put_key_val().
+ */
+uint32_t shf_put_key_val_ttl(SHF *shf, const char *val, uint32_t val_len,
+			     uint32_t ttl_ms);
+/**
+ * The table's default TTL (0: keys never expire), stored in the table: used
+ * by every call that stores a new value and gives no TTL of its own
+ * (shf_put_key_val, _if_absent, shf_replace_key_val, shf_cas_key_val,
+ * shf_add_key_val creating a key).  Updates in place (shf_upd_*, shf_add_*
+ * of an existing key) keep the key's expiry.  @return SHF_RET_OK, or
+ * SHF_RET_ERROR with errno EINVAL.
+ */
+uint32_t shf_set_ttl_default(SHF *shf, uint32_t ttl_ms);
+/**
+ * Keep the bytes of live records (key + value + record header, rounded to
+ * the allocation class: stats bytes_cached) at or below bytes: a put that
+ * would go over first evicts least recently used keys (CLOCK: a get marks
+ * its key by setting one bit, at most once per sweep) from the key's own
+ * shard, then from others, so that the put succeeds.  0: no budget.  Stored
+ * in the table.  @return SHF_RET_OK, or SHF_RET_ERROR with errno (EINVAL).
+ */
+uint32_t shf_set_byte_budget(SHF *shf, uint64_t bytes);
+/**
+ * Time left to the key named by shf_make_hash(): KEY_FOUND with
+ * shf_val_long set to the milliseconds left (-1: never expires), or
+ * KEY_NONE.
+ */
+uint32_t shf_get_key_ttl(SHF *shf);
+/**
+ * Get or lease, so that only one process computes a missing value:
+ *  - the key has a value: copied as by shf_get_key_val_copy(), KEY_FOUND;
+ *  - it has none: the caller gets the lease, KEY_NONE | LEASED, and is
+ *    expected to store the value with any put call (which ends the lease
+ *    and wakes the waiters) or to give up with shf_del_key_val();
+ *  - another process holds the lease: wait up to wait_ms for its value
+ *    (KEY_FOUND).  If the holder gives up, dies (seen within 50 ms) or
+ *    keeps its lease longer than its lease_ms, the caller takes the lease
+ *    over (KEY_NONE | LEASED).  After wait_ms: KEY_NONE | ERROR with errno
+ *    ETIMEDOUT.
+ * A lease belongs to a process: its threads get LEASED again.  A leased
+ * key has no value: gets, iteration and dumps do not see it.
+ * @return as above, or SHF_RET_ERROR with errno (EINVAL: lease_ms 0 or no
+ * key named, ENOSPC, ENOMEM, EBADMSG).
+ */
+uint32_t shf_get_key_val_copy_or_lease(SHF *shf, uint32_t lease_ms,
+				       uint32_t wait_ms);
+/**
+ * Reclaim the space of expired keys: visits up to max_slots index slots of
+ * each shard (holding that shard's lock only for those), going on from
+ * where the previous visit of that shard stopped.
+ * @return the number of keys reclaimed, or UINT32_MAX with errno.
+ */
+uint32_t shf_expire(SHF *shf, uint32_t max_slots);
 
 /** Problem report callback of shf_check(): one line of text per problem. */
 typedef void (*shf_check_cb_t)(const char *problem, void *arg);

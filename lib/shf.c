@@ -2,8 +2,8 @@
 /*
  * shf.c - the shared hash table: file layout, attach, locks, index, records.
  *
- * One file <path>/<name>.shf holds everything.  Page 0 is the header; then
- * 256 shard descriptors; then space handed out by a bump allocator that
+ * One file <path>/<name>.shf holds everything.  The header takes the first
+ * two pages; then 256 shard descriptors; then space handed out by a bump allocator that
  * grows the file with fallocate() (so a full tmpfs is ENOSPC, not SIGBUS).
  *
  * A key's XXH3-64 hash H picks its shard (top 8 bits) and its 24-bit tag
@@ -50,7 +50,7 @@
 /* ---------------------------------------------------------------- layout */
 
 #define SHF_MAGIC 0x314c425446485342ULL /* "BSHFTBL1" */
-#define SHF_LAYOUT 1u
+#define SHF_LAYOUT 2u
 #define NSHARDS 256u
 #define PAGE 4096u
 #define SEG_BUCKETS 64u
@@ -73,6 +73,10 @@
 #define K_FIXED 0xa3u
 #define K_TINY 0xa4u
 #define K_FREE 0xfeu
+/* flags of a record's kind byte (a base kind above, or-ed with these) */
+#define KF_TTL 0x10u   /* an expiry time (u64 ms, CLOCK_REALTIME) follows */
+#define KF_LEASE 0x40u /* a lease placeholder: no value yet */
+#define KF_MASK (KF_TTL | KF_LEASE)
 
 #define OP_NONE 0u
 #define OP_NEW 1u
@@ -106,6 +110,13 @@ struct hdr {
 	uint64_t big_free[NBIG];
 	pthread_mutex_t region_mx;
 	struct region regions[SHF_REGIONS_MAX];
+	/* cache mode */
+	_Atomic uint32_t ttl_default; /* ms; 0 none */
+	_Atomic uint32_t ttl_used;    /* some record was given an expiry */
+	_Atomic uint64_t byte_budget; /* 0 none */
+	_Atomic uint64_t cache_bytes __attribute__((aligned(64)));
+	_Atomic uint64_t hits __attribute__((aligned(64)));
+	_Atomic uint64_t misses, leases, lease_waits;
 };
 
 struct journal {
@@ -117,6 +128,7 @@ struct journal {
 	uint64_t rec_old;
 	uint64_t rec_new;
 	uint64_t nkeys_before;
+	uint64_t rbytes_before, rbytes_after;
 	/* structural sub-operations */
 	uint64_t kick_from, kick_to, kick_val;
 	uint64_t split_seg, split_new, split_start, split_len;
@@ -137,6 +149,11 @@ struct shard {
 	uint64_t chunk_cur, chunk_end;
 	_Atomic uint64_t bytes_used, bytes_free;
 	_Atomic uint64_t puts, dels, splits;
+	_Atomic uint64_t rbytes; /* bytes of live records (class bounds) */
+	_Atomic uint64_t evictions, expirations;
+	uint64_t hand; /* CLOCK hand: directory index << 9 | slot */
+	_Atomic uint32_t lease_seq; /* futex word: bumped when a lease ends */
+	uint32_t pad2;
 	struct journal j;
 	uint64_t free_head[NCLASS];
 } __attribute__((aligned(64)));
@@ -151,7 +168,13 @@ struct shf {
 	struct shard *shards;
 	char *path;
 	char *name;
+	struct shf *reg_next; /* the process's list of live handles */
+	uint64_t reg_gen;     /* unique in the process */
 };
+
+/* The shard descriptors start on the first page after the header. */
+#define SHARDS_OFF ((uint64_t)((sizeof(struct hdr) + PAGE - 1) & ~(PAGE - 1)))
+_Static_assert(sizeof(struct hdr) <= 2 * PAGE, "header grew past two pages");
 
 #define SIG_VALUE \
 	((uint32_t)(sizeof(struct hdr) * 31u + sizeof(struct shard) * 7u + \
@@ -182,15 +205,22 @@ struct tls {
 	uint32_t upd_len;
 	shf_upd_callback_t upd_cb;
 	int registered;
+	/* hits and misses not yet added to the table of st_h */
+	SHF *st_h;
+	uint64_t st_gen;
+	uint32_t st_hits, st_misses;
 };
 /* initial-exec: no __tls_get_addr() call on the hot path */
 static __thread struct tls tls __attribute__((tls_model("initial-exec")));
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 
+static void getstat_flush(void);
+
 static void tls_free(void *arg)
 {
 	(void)arg;
+	getstat_flush();
 	free(tls.key);
 	free(tls.val);
 	free(tls.kbuf);
@@ -851,7 +881,9 @@ static void shard_free(SHF *h, struct shard *sh, uint64_t off, uint64_t size)
 /* ----------------------------------------------------------- records */
 
 struct rec {
-	uint32_t kind;
+	uint32_t kind;  /* base kind */
+	uint32_t flags; /* KF_* */
+	uint64_t expiry; /* ms of CLOCK_REALTIME, with KF_TTL */
 	uint32_t uid; /* local */
 	uint32_t klen, vlen;
 	uint32_t hlen; /* header bytes */
@@ -860,10 +892,15 @@ struct rec {
 	uint64_t size; /* hlen + klen + vlen */
 };
 
+/*
+ * Size and layout of a record; flags KF_* (a lease never takes the fixed
+ * layout: its value is the holder, not a value of the table's length).
+ */
 static inline uint64_t rec_size_for(SHF *h, uint32_t klen, uint32_t vlen,
-				    uint32_t *hlen, uint32_t *kind)
+				    uint32_t flags, uint32_t *hlen,
+				    uint32_t *kind)
 {
-	if (h->h->fixed_set) {
+	if (h->h->fixed_set && !(flags & KF_LEASE)) {
 		*hlen = 4;
 		*kind = K_FIXED;
 	} else if (klen < 256 && vlen < 256) {
@@ -876,6 +913,9 @@ static inline uint64_t rec_size_for(SHF *h, uint32_t klen, uint32_t vlen,
 		*hlen = 12;
 		*kind = K_LARGE;
 	}
+	if (flags & KF_TTL)
+		*hlen += 8;
+	*kind |= flags;
 	return *hlen + (uint64_t)klen + vlen;
 }
 
@@ -888,7 +928,8 @@ static int rec_get(SHF *h, uint64_t off, struct rec *r)
 	if (!w || (off & 3))
 		return 0;
 	w0 = __atomic_load_n(w, __ATOMIC_RELAXED);
-	r->kind = w0 >> 24;
+	r->kind = (w0 >> 24) & ~KF_MASK;
+	r->flags = (w0 >> 24) & KF_MASK;
 	r->uid = w0 & 0xffffff;
 	switch (r->kind) {
 	case K_TINY:
@@ -919,6 +960,13 @@ static int rec_get(SHF *h, uint64_t off, struct rec *r)
 	default:
 		return 0;
 	}
+	r->expiry = 0;
+	if (r->flags & KF_TTL) {
+		if (!at(h, off, r->hlen + 8ULL))
+			return 0;
+		memcpy(&r->expiry, (const uint8_t *)w + r->hlen, 8);
+		r->hlen += 8;
+	}
 	r->size = r->hlen + (uint64_t)r->klen + r->vlen;
 	if (!at(h, off, r->size))
 		return 0;
@@ -929,12 +977,14 @@ static int rec_get(SHF *h, uint64_t off, struct rec *r)
 
 static void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
 		      const void *key, uint32_t klen, const void *val,
-		      uint32_t vlen, uint32_t hlen)
+		      uint32_t vlen, uint32_t hlen, uint64_t expiry)
 {
 	uint8_t *p = h->base + off;
 	uint32_t *w = (uint32_t *)p;
 
-	switch (kind) {
+	if (kind & KF_TTL)
+		memcpy(p + hlen - 8, &expiry, 8);
+	switch (kind & ~KF_MASK) {
 	case K_TINY:
 		p[4] = (uint8_t)klen;
 		p[5] = (uint8_t)vlen;
@@ -1095,9 +1145,21 @@ static inline uint64_t slot_make(uint32_t tag, uint64_t rec)
 	return ((uint64_t)tag << 40) | (rec >> 2);
 }
 
+/*
+ * Record offsets are below MAP_MAX (2^40), so offset / 4 takes 38 bits; bit
+ * 39 is the CLOCK use mark that gets set (once per sweep, with a CAS) in
+ * cache mode.  Compare slots with slot_same(), which ignores the mark.
+ */
+#define SLOT_REF (1ULL << 39)
+
 static inline uint64_t slot_rec(uint64_t s)
 {
-	return (s & ((1ULL << 40) - 1)) << 2;
+	return (s & ((1ULL << 38) - 1)) << 2;
+}
+
+static inline int slot_same(uint64_t a, uint64_t b)
+{
+	return ((a ^ b) & ~SLOT_REF) == 0;
 }
 
 static inline uint32_t slot_tag(uint64_t s)
@@ -1351,7 +1413,8 @@ static void shard_recover(SHF *h, struct shard *sh)
 	if (j->kick_from) { /* a displacement: the entry must be in one place */
 		p = at(h, j->kick_from, 8);
 		q = at(h, j->kick_to, 8);
-		if (p && q && ld64(q) == j->kick_val && ld64(p) == j->kick_val)
+		if (p && q && slot_same(ld64(q), j->kick_val) &&
+		    slot_same(ld64(p), j->kick_val))
 			st64(p, 0);
 		j->kick_from = 0;
 	}
@@ -1379,6 +1442,7 @@ static void shard_recover(SHF *h, struct shard *sh)
 	case OP_NEW:
 		if (idx_holds(h, sh, j->rec_new)) {
 			atomic_store(&sh->nkeys, j->nkeys_before + 1);
+			atomic_store(&sh->rbytes, j->rbytes_after);
 		} else {
 			uint64_t *e = uid_entry(h, sh, j->uid);
 
@@ -1386,32 +1450,37 @@ static void shard_recover(SHF *h, struct shard *sh)
 				uid_release(h, sh, j->uid);
 			rec_free_live(h, sh, j->rec_new);
 			atomic_store(&sh->nkeys, j->nkeys_before);
+			atomic_store(&sh->rbytes, j->rbytes_before);
 		}
 		break;
 	case OP_REPLACE:
 		p = at(h, j->slot_off, 8);
-		if (p && ld64(p) == j->slot_new) { /* committed */
+		if (p && slot_same(ld64(p), j->slot_new)) { /* committed */
 			uint64_t *e = uid_entry(h, sh, j->uid);
 
 			if (e)
 				st64(e, j->rec_new);
 			j->rec_new = 0; /* keep it */
 			rec_free_live(h, sh, j->rec_old);
+			atomic_store(&sh->rbytes, j->rbytes_after);
 		} else {
 			rec_free_live(h, sh, j->rec_new);
+			atomic_store(&sh->rbytes, j->rbytes_before);
 		}
 		break;
 	case OP_DEL:
 		p = at(h, j->slot_off, 8);
-		if (p && ld64(p) != j->slot_old) { /* committed */
+		if (p && !slot_same(ld64(p), j->slot_old)) { /* committed */
 			uint64_t *e = uid_entry(h, sh, j->uid);
 
 			if (e && ld64(e) == j->rec_old)
 				uid_release(h, sh, j->uid);
 			rec_free_live(h, sh, j->rec_old);
 			atomic_store(&sh->nkeys, j->nkeys_before - 1);
+			atomic_store(&sh->rbytes, j->rbytes_after);
 		} else {
 			atomic_store(&sh->nkeys, j->nkeys_before);
+			atomic_store(&sh->rbytes, j->rbytes_before);
 		}
 		break;
 	default:
@@ -1422,6 +1491,150 @@ static void shard_recover(SHF *h, struct shard *sh)
 	j->op = OP_NONE;
 }
 
+/* ------------------------------------------------------ cache helpers */
+
+/* Milliseconds of CLOCK_REALTIME (the coarse clock: a vDSO read, no call). */
+static inline uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The time of one call, read only if a record with an expiry is met. */
+struct clk {
+	uint64_t ms;
+};
+
+static inline uint64_t clk_now(struct clk *c)
+{
+	if (!c->ms)
+		c->ms = now_ms();
+	return c->ms;
+}
+
+static inline int rec_expired(const struct rec *r, struct clk *c)
+{
+	return (r->flags & KF_TTL) && clk_now(c) >= r->expiry;
+}
+
+/* May a get see this record's value?  Not a lease, not expired. */
+static inline int rec_visible(const struct rec *r, struct clk *c)
+{
+	if (SHF_LIKELY(!r->flags))
+		return 1;
+	if (r->flags & KF_LEASE)
+		return 0;
+	return !rec_expired(r, c);
+}
+
+/* Bytes a record of size bytes counts for in the budget (its class). */
+static inline uint64_t rec_cost(uint64_t size)
+{
+	uint64_t b;
+	uint32_t c;
+
+	if (size < REC_MIN)
+		size = REC_MIN;
+	if (size > CLASS_MAX_SHARD || !(size & (PAGE - 1)))
+		return big_bound(size, &c);
+	cls_of(size, &b);
+	return b;
+}
+
+/*
+ * Hits and misses: each thread counts in private and adds its counts to the
+ * table every GETSTAT_BATCH gets, when it turns to another handle, in
+ * shf_get_stats() and shf_detach(), so that a get writes no shared line.
+ * The process keeps a list of its live handles so that a count is never
+ * added through a handle another thread has detached.
+ */
+#define GETSTAT_BATCH 64
+static pthread_mutex_t reg_mx = PTHREAD_MUTEX_INITIALIZER;
+static SHF *reg_head;
+static uint64_t reg_gen_next = 1;
+
+static void reg_add(SHF *h)
+{
+	pthread_mutex_lock(&reg_mx);
+	h->reg_gen = reg_gen_next++;
+	h->reg_next = reg_head;
+	reg_head = h;
+	pthread_mutex_unlock(&reg_mx);
+}
+
+static void reg_remove(SHF *h)
+{
+	SHF **pp;
+
+	pthread_mutex_lock(&reg_mx);
+	for (pp = &reg_head; *pp; pp = &(*pp)->reg_next)
+		if (*pp == h) {
+			*pp = h->reg_next;
+			break;
+		}
+	pthread_mutex_unlock(&reg_mx);
+}
+
+static void getstat_flush(void)
+{
+	SHF *p;
+
+	if (tls.st_h && (tls.st_hits || tls.st_misses)) {
+		pthread_mutex_lock(&reg_mx);
+		for (p = reg_head; p; p = p->reg_next)
+			if (p == tls.st_h && p->reg_gen == tls.st_gen)
+				break;
+		if (p) {
+			atomic_fetch_add_explicit(&p->h->hits, tls.st_hits,
+						  memory_order_relaxed);
+			atomic_fetch_add_explicit(&p->h->misses, tls.st_misses,
+						  memory_order_relaxed);
+		}
+		pthread_mutex_unlock(&reg_mx);
+	}
+	tls.st_hits = 0;
+	tls.st_misses = 0;
+}
+
+static inline void count_get(SHF *h, int hit)
+{
+	if (SHF_UNLIKELY(tls.st_h != h || tls.st_gen != h->reg_gen)) {
+		getstat_flush();
+		tls.st_h = h;
+		tls.st_gen = h->reg_gen;
+	}
+	if (hit)
+		tls.st_hits++;
+	else
+		tls.st_misses++;
+	if (SHF_UNLIKELY(tls.st_hits + tls.st_misses >= GETSTAT_BATCH))
+		getstat_flush();
+}
+
+static void reg_atfork_prepare(void)
+{
+	pthread_mutex_lock(&reg_mx);
+}
+
+static void reg_atfork_release(void)
+{
+	pthread_mutex_unlock(&reg_mx);
+}
+
+/* Set the CLOCK use mark of the slot a get found, once per sweep. */
+static inline void slot_mark(SHF *h, uint64_t *slot, uint64_t sv)
+{
+	if (SHF_LIKELY(!atomic_load_explicit(&h->h->byte_budget,
+					     memory_order_relaxed)) ||
+	    (sv & SLOT_REF))
+		return;
+	/* fails harmlessly if a writer changed the slot meanwhile */
+	__atomic_compare_exchange_n(slot, &sv, sv | SLOT_REF, 0,
+				    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 /* ------------------------------------------------------ attach/detach */
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -1430,6 +1643,8 @@ static void do_init(void)
 {
 	tls_once_init();
 	crash_init();
+	pthread_atfork(reg_atfork_prepare, reg_atfork_release,
+		       reg_atfork_release);
 }
 
 SHF_EXPORT void shf_init(void)
@@ -1460,8 +1675,8 @@ static int hdr_check(const struct hdr *hd, uint64_t fsize)
 		errno = EPROTO;
 		return -1;
 	}
-	if (hd->nshards != NSHARDS || hd->shards_off != PAGE ||
-	    hd->data_start < PAGE + NSHARDS * sizeof(struct shard) ||
+	if (hd->nshards != NSHARDS || hd->shards_off != SHARDS_OFF ||
+	    hd->data_start < SHARDS_OFF + NSHARDS * sizeof(struct shard) ||
 	    hd->data_start > fsize ||
 	    (hd->data_start & (PAGE - 1)) ||
 	    atomic_load(&hd->file_used) > fsize ||
@@ -1475,7 +1690,7 @@ static int hdr_check(const struct hdr *hd, uint64_t fsize)
 
 static int table_init(int fd)
 {
-	uint64_t data = PAGE + ((NSHARDS * sizeof(struct shard) + PAGE - 1) &
+	uint64_t data = SHARDS_OFF + ((NSHARDS * sizeof(struct shard) + PAGE - 1) &
 				~(uint64_t)(PAGE - 1));
 	/* per shard: one segment and a one-entry directory */
 	uint64_t size = data + NSHARDS * (SEG_BYTES + 64);
@@ -1497,13 +1712,13 @@ static int table_init(int fd)
 	hd = (struct hdr *)m;
 	hd->layout = SHF_LAYOUT;
 	hd->sig = SIG_VALUE;
-	hd->shards_off = PAGE;
+	hd->shards_off = SHARDS_OFF;
 	hd->data_start = data;
 	hd->nshards = NSHARDS;
 	atomic_store(&hd->file_size, size);
 	if (shf_mutex_init(&hd->alloc_mx) || shf_mutex_init(&hd->region_mx))
 		goto fail;
-	sh = (struct shard *)(m + PAGE);
+	sh = (struct shard *)(m + SHARDS_OFF);
 	for (i = 0; i < NSHARDS; i++) {
 		uint64_t seg = data + (uint64_t)i * SEG_BYTES;
 		uint64_t dir = data + (uint64_t)NSHARDS * SEG_BYTES + i * 64ULL;
@@ -1567,7 +1782,7 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 	h->map_size = ms;
 	atomic_store(&h->valid, (uint64_t)st.st_size);
 	h->h = m;
-	h->shards = (struct shard *)(h->base + PAGE);
+	h->shards = (struct shard *)(h->base + SHARDS_OFF);
 	h->path = strdup(path);
 	h->name = strdup(name);
 	if (!h->path || !h->name) {
@@ -1578,6 +1793,7 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 		errno = ENOMEM;
 		return NULL;
 	}
+	reg_add(h);
 	return h;
 }
 
@@ -1681,6 +1897,11 @@ SHF_EXPORT void shf_detach(SHF *h)
 {
 	if (!h)
 		return;
+	if (tls.st_h == h) {
+		getstat_flush();
+		tls.st_h = NULL;
+	}
+	reg_remove(h);
 	shf_ipc_detach(h);
 	munmap(h->base, h->map_size);
 	close(h->fd);
@@ -1880,7 +2101,7 @@ static inline uint32_t uid_make(uint32_t shard, uint32_t ul)
 
 #define READ_TRIES 64
 
-enum what { W_VAL_COPY, W_KEY_COPY, W_VAL_ADDR };
+enum what { W_VAL_COPY, W_KEY_COPY, W_VAL_ADDR, W_TTL };
 
 static int copy_out(struct rec *r, enum what w)
 {
@@ -1909,7 +2130,7 @@ static void publish(struct rec *r, uint32_t uid, enum what w)
 		tls.val[r->vlen] = 0;
 		shf_val = tls.val;
 		shf_val_len = r->vlen;
-	} else {
+	} else if (w == W_VAL_ADDR) {
 		shf_val_addr = (char *)r->val;
 		shf_val_len = r->vlen;
 	}
@@ -1920,6 +2141,7 @@ static uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 {
 	struct shard *sh;
 	struct found f;
+	struct clk c = { 0 };
 	uint32_t s, tries, ul = uid & 0xffffff;
 	int rc, locked = 0;
 
@@ -1930,8 +2152,10 @@ static uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 		errno = EINVAL;
 		return SHF_RET_ERROR;
 	}
-	if (by_uid && (uid == SHF_UID_NONE || ul > UID_LOCAL_MAX))
+	if (by_uid && (uid == SHF_UID_NONE || ul > UID_LOCAL_MAX)) {
+		count_get(h, 0);
 		return SHF_RET_KEY_NONE;
+	}
 	sh = by_uid ? &h->shards[uid >> 24] : shard_of(h, tls.hash);
 	for (tries = 0;; tries++) {
 		if (tries >= READ_TRIES && !locked) {
@@ -1948,6 +2172,7 @@ static uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 			uint64_t *e = uid_entry(h, sh, ul), ro;
 
 			rc = 0;
+			f.slot = NULL;
 			if (e && ((ro = ld64(e)) & 1) == 0 && ro &&
 			    rec_get(h, ro, &f.r) && f.r.uid == ul)
 				rc = 1;
@@ -1956,6 +2181,8 @@ static uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 		} else {
 			rc = idx_find(h, sh, tls.hash, tls.key, tls.key_len, &f);
 		}
+		if (rc == 1 && !rec_visible(&f.r, &c))
+			rc = 0;
 		if (rc == 1 && copy_out(&f.r, w) < 0) {
 			if (locked)
 				shard_unlock(h, sh);
@@ -1969,11 +2196,23 @@ static uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 			errno = EBADMSG;
 			return SHF_RET_ERROR;
 		}
+		count_get(h, rc == 1);
 		if (rc == 0)
 			return SHF_RET_KEY_NONE;
+		if (f.slot)
+			slot_mark(h, f.slot, f.sval);
+		if (w == W_TTL)
+			shf_val_long = (f.r.flags & KF_TTL) ?
+					       (long)(f.r.expiry - clk_now(&c)) :
+					       -1;
 		publish(&f.r, uid_make((uint32_t)(sh - h->shards), f.r.uid), w);
 		return SHF_RET_KEY_FOUND;
 	}
+}
+
+SHF_EXPORT uint32_t shf_get_key_ttl(SHF *h)
+{
+	return do_get(h, 0, 0, W_TTL);
 }
 
 SHF_EXPORT uint32_t shf_get_key_val_copy(SHF *h)
@@ -2032,23 +2271,32 @@ static int locked_find(SHF *h, struct shard *sh, int by_uid, uint32_t ul,
 	}
 }
 
+/* A lease ended (its record replaced or deleted): wake its waiters. */
+static void lease_end(struct shard *sh)
+{
+	atomic_fetch_add(&sh->lease_seq, 1);
+	syscall(SYS_futex, &sh->lease_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
 /*
  * Write a new record for the found key with value (val, vlen) — or, when
  * cb is set, a copy of the old value passed through cb — and commit it with
- * one store into the slot.  Returns 0, or -1 with errno.
+ * one store into the slot.  kflags (KF_*) and expiry are the new record's.
+ * Returns 0, 1 (the callback refused: nothing changed), or -1 with errno.
  */
 static int replace_rec(SHF *h, struct shard *sh, struct found *f,
 		       const void *val, uint32_t vlen, int from_old,
-		       shf_upd_callback_t cb)
+		       shf_upd_callback_t cb, uint32_t kflags, uint64_t expiry)
 {
-	uint32_t hlen, kind;
-	uint64_t size = rec_size_for(h, f->r.klen, vlen, &hlen, &kind), ro;
+	uint32_t hlen, kind, was_lease = f->r.flags & KF_LEASE;
+	uint64_t size = rec_size_for(h, f->r.klen, vlen, kflags, &hlen, &kind),
+		 ro;
 
 	ro = shard_alloc(h, sh, size);
 	if (!ro)
 		return -1;
 	rec_write(h, ro, kind, f->r.uid, f->r.key, f->r.klen,
-		  from_old ? f->r.val : val, vlen, hlen);
+		  from_old ? f->r.val : val, vlen, hlen, expiry);
 	if (cb && cb((const char *)h->base + ro + hlen + f->r.klen, vlen) !=
 			  vlen) {
 		shard_free(h, sh, ro, size); /* the value stays as it was */
@@ -2061,6 +2309,9 @@ static int replace_rec(SHF *h, struct shard *sh, struct found *f,
 	sh->j.rec_old = f->rec_off;
 	sh->j.rec_new = ro;
 	sh->j.nkeys_before = atomic_load(&sh->nkeys);
+	sh->j.rbytes_before = atomic_load(&sh->rbytes);
+	sh->j.rbytes_after = sh->j.rbytes_before + rec_cost(size) -
+			     rec_cost(f->r.size);
 	barrier();
 	sh->j.op = OP_REPLACE;
 	barrier();
@@ -2075,20 +2326,25 @@ static int replace_rec(SHF *h, struct shard *sh, struct found *f,
 	}
 	CRASH(CP_REPL_UID);
 	rec_free(h, sh, f->rec_off);
+	atomic_store(&sh->rbytes, sh->j.rbytes_after);
 	barrier();
 	sh->j.op = OP_NONE;
 	f->rec_off = ro;
 	f->sval = sh->j.slot_new;
 	rec_get(h, ro, &f->r);
+	if (was_lease)
+		lease_end(sh);
 	return 0;
 }
 
 static int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 		      const void *key, uint32_t klen, const void *val,
-		      uint32_t vlen, uint32_t *ul_out)
+		      uint32_t vlen, uint32_t kflags, uint64_t expiry,
+		      uint32_t *ul_out)
 {
 	uint32_t hlen, kind, ul;
-	uint64_t size = rec_size_for(h, klen, vlen, &hlen, &kind), ro, *slot;
+	uint64_t size = rec_size_for(h, klen, vlen, kflags, &hlen, &kind), ro,
+		 *slot;
 
 	ro = shard_alloc(h, sh, size);
 	if (!ro)
@@ -2101,10 +2357,12 @@ static int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 		errno = e;
 		return -1;
 	}
-	rec_write(h, ro, kind, ul, key, klen, val, vlen, hlen);
+	rec_write(h, ro, kind, ul, key, klen, val, vlen, hlen, expiry);
 	sh->j.uid = ul;
 	sh->j.rec_new = ro;
 	sh->j.nkeys_before = atomic_load(&sh->nkeys);
+	sh->j.rbytes_before = atomic_load(&sh->rbytes);
+	sh->j.rbytes_after = sh->j.rbytes_before + rec_cost(size);
 	barrier();
 	sh->j.op = OP_NEW;
 	barrier();
@@ -2122,6 +2380,7 @@ static int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 	st64(slot, slot_make(tag_of(hash), ro)); /* commit */
 	CRASH(CP_NEW_COMMITTED);
 	atomic_store(&sh->nkeys, sh->j.nkeys_before + 1);
+	atomic_store(&sh->rbytes, sh->j.rbytes_after);
 	barrier();
 	sh->j.op = OP_NONE;
 	*ul_out = ul;
@@ -2130,11 +2389,15 @@ static int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 
 static void delete_found(SHF *h, struct shard *sh, struct found *f)
 {
+	uint64_t cost = rec_cost(f->r.size);
+
 	sh->j.uid = f->r.uid;
 	sh->j.slot_off = (uint64_t)((uint8_t *)f->slot - h->base);
 	sh->j.slot_old = f->sval;
 	sh->j.rec_old = f->rec_off;
 	sh->j.nkeys_before = atomic_load(&sh->nkeys);
+	sh->j.rbytes_before = atomic_load(&sh->rbytes);
+	sh->j.rbytes_after = sh->j.rbytes_before - cost;
 	barrier();
 	sh->j.op = OP_DEL;
 	barrier();
@@ -2144,9 +2407,231 @@ static void delete_found(SHF *h, struct shard *sh, struct found *f)
 	CRASH(CP_DEL_UID);
 	rec_free(h, sh, f->rec_off);
 	atomic_store(&sh->nkeys, sh->j.nkeys_before - 1);
-	atomic_fetch_add_explicit(&sh->dels, 1, memory_order_relaxed);
+	atomic_store(&sh->rbytes, sh->j.rbytes_after);
 	barrier();
 	sh->j.op = OP_NONE;
+	if (atomic_load_explicit(&h->h->byte_budget, memory_order_relaxed))
+		atomic_fetch_sub(&h->h->cache_bytes, cost);
+	if (f->r.flags & KF_LEASE)
+		lease_end(sh);
+}
+
+/* ------------------------------------------------------ CLOCK, budget */
+
+/*
+ * Writer side of a shard that is not the caller's: take its lock only if it
+ * is free (never wait while holding another shard).  0 locked, -1 not.
+ */
+static int shard_trylock(SHF *h, struct shard *sh)
+{
+	if (h->lockable) {
+		int rc;
+
+		if (!mutex_sane(&sh->mx))
+			return -1;
+		rc = pthread_mutex_trylock(&sh->mx);
+		if (rc == EOWNERDEAD) {
+			pthread_mutex_consistent(&sh->mx);
+			atomic_fetch_add(&h->h->recoveries, 1);
+		} else if (rc) {
+			return -1;
+		}
+		if (rc == EOWNERDEAD || (atomic_load(&sh->seq) & 1) ||
+		    sh->j.op || sh->j.kick_from || sh->j.split_state) {
+			if (atomic_load(&sh->seq) & 1)
+				atomic_fetch_add(&sh->seq, 1);
+			shard_recover(h, sh);
+		}
+	}
+	atomic_fetch_add_explicit(&sh->seq, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	return 0;
+}
+
+/*
+ * The slot under the shard's CLOCK hand; the hand moves on by one.  The
+ * hand walks every segment once per turn (a segment that several directory
+ * entries share is walked from its first entry).  NULL: index unreadable.
+ */
+static uint64_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth)
+{
+	uint32_t g, idx, k, l;
+	uint64_t *dir = dir_get(h, atomic_load(&sh->dir_word), &g), de, so,
+		 *seg;
+
+	if (!dir)
+		return NULL;
+	*depth = g;
+	idx = (uint32_t)(sh->hand >> 9);
+	k = (uint32_t)(sh->hand & 511);
+	if (idx >= (1u << g)) {
+		idx = 0;
+		k = 0;
+	}
+	de = ld64(&dir[idx]);
+	l = (uint32_t)(de & 63);
+	if (l > g)
+		return NULL;
+	idx &= ~((1u << (g - l)) - 1); /* the segment's first entry */
+	so = de & ~63ULL;
+	seg = (so & (PAGE - 1)) ? NULL : at(h, so, SEG_BYTES);
+	if (!seg)
+		return NULL;
+	if (k + 1 < SEG_BUCKETS * BUCKET_SLOTS)
+		sh->hand = ((uint64_t)idx << 9) | (k + 1);
+	else
+		sh->hand = (uint64_t)(idx + (1u << (g - l))) << 9;
+	return &seg[k];
+}
+
+enum sweep { SW_EXPIRED, SW_EVICT };
+
+/*
+ * Move the hand over at most max slots.  SW_EXPIRED: reclaim every expired
+ * key met; returns how many.  SW_EVICT: stop at the first victim — an
+ * expired key, or one whose use mark is clear (marks met are cleared) —
+ * never skip_rec nor a lease still running; returns 1, or 0 if none was
+ * found.  Under sh's lock.
+ */
+static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
+		      uint64_t max, uint64_t skip_rec, struct clk *c)
+{
+	uint32_t depth, n = 0;
+	uint64_t i;
+
+	for (i = 0; i < max; i++) {
+		uint64_t *sl = hand_next(h, sh, &depth), sv;
+		struct found f;
+		int exp;
+
+		if (!sl)
+			break;
+		if (mode == SW_EVICT && i == 0) /* two turns at the most */
+			max = 2 * ((1ULL << depth) * SEG_BUCKETS * BUCKET_SLOTS) +
+			      SEG_BUCKETS * BUCKET_SLOTS;
+		sv = ld64(sl);
+		if (!sv || slot_rec(sv) == skip_rec)
+			continue;
+		if (mode == SW_EVICT && (sv & SLOT_REF)) {
+			uint64_t e = sv;
+
+			__atomic_compare_exchange_n(sl, &e, sv & ~SLOT_REF, 0,
+						    __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED);
+			continue;
+		}
+		if (mode == SW_EXPIRED && !atomic_load(&h->h->ttl_used))
+			break;
+		if (!rec_get(h, slot_rec(sv), &f.r))
+			continue;
+		exp = rec_expired(&f.r, c);
+		if (!exp && (mode == SW_EXPIRED || (f.r.flags & KF_LEASE)))
+			continue;
+		f.slot = sl;
+		f.sval = sv;
+		f.rec_off = slot_rec(sv);
+		delete_found(h, sh, &f);
+		if (exp)
+			atomic_fetch_add(&sh->expirations, 1);
+		else
+			atomic_fetch_add(&sh->evictions, 1);
+		n++;
+		if (mode == SW_EVICT)
+			break;
+	}
+	return n;
+}
+
+/* Slots a put's hand visits to reclaim expired keys. */
+#define PUT_SWEEP 8
+
+static __thread uint32_t evict_rot;
+
+/*
+ * Before a put adds need bytes of records (negative: frees), under sh's
+ * lock: reserve them in the table's count, then evict until the count is
+ * within the budget — from sh first, then from other shards whose lock is
+ * free.  If nothing can be evicted the put goes ahead over the budget (by
+ * its own entry at most).
+ */
+static void budget_reserve(SHF *h, struct shard *sh, uint64_t budget,
+			   int64_t need, uint64_t skip_rec, struct clk *c)
+{
+	uint32_t si = (uint32_t)(sh - h->shards), i, start;
+
+	atomic_fetch_add(&h->h->cache_bytes, (uint64_t)need);
+	if (need <= 0)
+		return;
+	while (atomic_load(&h->h->cache_bytes) > budget &&
+	       sweep(h, sh, SW_EVICT, 1, skip_rec, c))
+		;
+	start = ++evict_rot;
+	for (i = 0; i < NSHARDS - 1 &&
+		    atomic_load(&h->h->cache_bytes) > budget; i++) {
+		struct shard *t = &h->shards[(si + 1 + (start + i) %
+					      (NSHARDS - 1)) % NSHARDS];
+
+		if (!atomic_load(&t->nkeys) || shard_trylock(h, t) < 0)
+			continue;
+		while (atomic_load(&h->h->cache_bytes) > budget &&
+		       sweep(h, t, SW_EVICT, 1, 0, c))
+			;
+		shard_unlock(h, t);
+	}
+}
+
+static inline uint64_t ttl_expiry(SHF *h, uint32_t ttl_ms, struct clk *c,
+				  uint32_t *kflags)
+{
+	if (!ttl_ms) {
+		*kflags = 0;
+		return 0;
+	}
+	*kflags = KF_TTL;
+	if (SHF_UNLIKELY(!atomic_load_explicit(&h->h->ttl_used,
+					       memory_order_relaxed)))
+		atomic_store(&h->h->ttl_used, 1);
+	return clk_now(c) + ttl_ms;
+}
+
+/*
+ * Store (key of tls, val) in sh (locked): over the found record if found
+ * (keeping its UID), else as a new key; with kflags/expiry.  Keeps the
+ * budget.  0 (*ul set), or -1 with errno.
+ */
+static int store(SHF *h, struct shard *sh, struct found *f, int found,
+		 uint64_t hash, const void *val, uint32_t vlen,
+		 uint32_t kflags, uint64_t expiry, struct clk *c,
+		 uint32_t *ul)
+{
+	uint64_t budget = atomic_load_explicit(&h->h->byte_budget,
+					       memory_order_relaxed);
+	int64_t need = 0;
+	uint32_t hlen, kind;
+	int rc;
+
+	if (budget) {
+		need = (int64_t)rec_cost(rec_size_for(h, tls.key_len, vlen,
+						      kflags, &hlen, &kind));
+		if (found)
+			need -= (int64_t)rec_cost(f->r.size);
+		budget_reserve(h, sh, budget, need,
+			       found ? f->rec_off : 0, c);
+	}
+	if (found) {
+		rc = replace_rec(h, sh, f, val, vlen, 0, NULL, kflags, expiry);
+		*ul = f->r.uid;
+	} else {
+		rc = insert_new(h, sh, hash, tls.key, tls.key_len, val, vlen,
+				kflags, expiry, ul);
+	}
+	if (rc < 0 && budget) {
+		int e = errno;
+
+		atomic_fetch_sub(&h->h->cache_bytes, (uint64_t)need);
+		errno = e;
+	}
+	return rc < 0 ? -1 : 0;
 }
 
 /* Unlock (if sh) keeping errno, and return ret. */
@@ -2160,16 +2645,30 @@ static uint32_t unlock_ret(SHF *h, struct shard *sh, uint32_t ret)
 	return ret;
 }
 
+/* Lock a key's shard for a write; reclaim a few expired keys first. */
+static int write_lock(SHF *h, struct shard *sh, struct clk *c)
+{
+	if (shard_lock(h, sh) < 0)
+		return -1;
+	if (SHF_UNLIKELY(atomic_load_explicit(&h->h->ttl_used,
+					      memory_order_relaxed)))
+		sweep(h, sh, SW_EXPIRED, PUT_SWEEP, 0, c);
+	return 0;
+}
+
 enum put_mode { P_PUT, P_IF_ABSENT, P_REPLACE, P_CAS };
 
+/* ttl_ms: UINT32_MAX for the table's default. */
 static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
-		       enum put_mode mode, const char *old, uint32_t old_len)
+		       enum put_mode mode, const char *old, uint32_t old_len,
+		       uint32_t ttl_ms)
 {
 	struct shard *sh;
 	struct found f;
-	uint64_t hash;
-	uint32_t ul, ret;
-	int rc;
+	struct clk c = { 0 };
+	uint64_t hash, expiry;
+	uint32_t ul, ret, kflags;
+	int rc, vis;
 
 	shf_uid = SHF_UID_NONE;
 	if (!h || !tls.have_key || (!val && mode == P_CAS) ||
@@ -2182,60 +2681,71 @@ static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
 		errno = EINVAL;
 		return SHF_RET_ERROR | SHF_RET_BAD_VAL;
 	}
+	if (ttl_ms == UINT32_MAX)
+		ttl_ms = atomic_load_explicit(&h->h->ttl_default,
+					      memory_order_relaxed);
 	hash = tls.hash;
 	sh = shard_of(h, hash);
-	if (shard_lock(h, sh) < 0)
+	if (write_lock(h, sh, &c) < 0)
 		return SHF_RET_ERROR;
 	rc = idx_find(h, sh, hash, tls.key, tls.key_len, &f);
+	vis = rc == 1 && rec_visible(&f.r, &c);
 	if (rc < 0) {
 		errno = EBADMSG;
 		ret = SHF_RET_ERROR;
-	} else if (rc == 1) {
-		if (mode == P_IF_ABSENT) {
-			ret = SHF_RET_KEY_FOUND;
-			ul = f.r.uid;
-			shf_uid = uid_make(hash >> 56, ul);
-		} else if (mode == P_CAS && (f.r.vlen != old_len ||
-					     memcmp(f.r.val, old, old_len))) {
-			ret = SHF_RET_KEY_FOUND | SHF_RET_BAD_VAL;
-			shf_uid = uid_make(hash >> 56, f.r.uid);
-		} else if (replace_rec(h, sh, &f, val, vlen, 0, NULL) < 0) {
+	} else if (vis && mode == P_IF_ABSENT) {
+		ret = SHF_RET_KEY_FOUND;
+		shf_uid = uid_make(hash >> 56, f.r.uid);
+	} else if (vis && mode == P_CAS &&
+		   (f.r.vlen != old_len || memcmp(f.r.val, old, old_len))) {
+		ret = SHF_RET_KEY_FOUND | SHF_RET_BAD_VAL;
+		shf_uid = uid_make(hash >> 56, f.r.uid);
+	} else if (!vis && (mode == P_REPLACE || mode == P_CAS)) {
+		ret = SHF_RET_KEY_NONE;
+	} else {
+		int expired = rc == 1 && !vis && rec_expired(&f.r, &c);
+
+		expiry = ttl_expiry(h, ttl_ms, &c, &kflags);
+		if (store(h, sh, &f, rc == 1, hash, val, vlen, kflags, expiry,
+			  &c, &ul) < 0) {
 			ret = SHF_RET_ERROR;
 		} else {
-			ret = SHF_RET_KEY_PUT |
-			      (mode == P_PUT ? 0 : SHF_RET_KEY_FOUND);
-			shf_uid = uid_make(hash >> 56, f.r.uid);
+			ret = SHF_RET_KEY_PUT;
+			if (vis && mode != P_PUT)
+				ret |= SHF_RET_KEY_FOUND;
+			if (expired)
+				atomic_fetch_add(&sh->expirations, 1);
+			shf_uid = uid_make(hash >> 56, ul);
 			atomic_fetch_add_explicit(&sh->puts, 1,
 						  memory_order_relaxed);
 		}
-	} else if (mode == P_REPLACE || mode == P_CAS) {
-		ret = SHF_RET_KEY_NONE;
-	} else if (insert_new(h, sh, hash, tls.key, tls.key_len, val, vlen,
-			      &ul) < 0) {
-		ret = SHF_RET_ERROR;
-	} else {
-		ret = SHF_RET_KEY_PUT;
-		shf_uid = uid_make(hash >> 56, ul);
-		atomic_fetch_add_explicit(&sh->puts, 1, memory_order_relaxed);
 	}
 	return unlock_ret(h, sh, ret);
 }
 
 SHF_EXPORT uint32_t shf_put_key_val(SHF *h, const char *val, uint32_t vlen)
 {
-	return do_put(h, val, vlen, P_PUT, NULL, 0);
+	return do_put(h, val, vlen, P_PUT, NULL, 0, UINT32_MAX);
+}
+
+SHF_EXPORT uint32_t shf_put_key_val_ttl(SHF *h, const char *val,
+					uint32_t vlen, uint32_t ttl_ms)
+{
+	/* UINT32_MAX ms is a TTL too here, not "the default" */
+	return do_put(h, val, vlen, P_PUT, NULL, 0,
+		      ttl_ms == UINT32_MAX ? UINT32_MAX - 1 : ttl_ms);
 }
 
 SHF_EXPORT uint32_t shf_put_key_val_if_absent(SHF *h, const char *val,
 					      uint32_t vlen)
 {
-	return do_put(h, val, vlen, P_IF_ABSENT, NULL, 0);
+	return do_put(h, val, vlen, P_IF_ABSENT, NULL, 0, UINT32_MAX);
 }
 
 SHF_EXPORT uint32_t shf_replace_key_val(SHF *h, const char *val,
 					uint32_t vlen)
 {
-	return do_put(h, val, vlen, P_REPLACE, NULL, 0);
+	return do_put(h, val, vlen, P_REPLACE, NULL, 0, UINT32_MAX);
 }
 
 SHF_EXPORT uint32_t shf_cas_key_val(SHF *h, const char *old,
@@ -2246,19 +2756,23 @@ SHF_EXPORT uint32_t shf_cas_key_val(SHF *h, const char *old,
 		errno = EINVAL;
 		return SHF_RET_ERROR;
 	}
-	return do_put(h, val ? val : "", vlen, P_CAS, old ? old : "", old_len);
+	return do_put(h, val ? val : "", vlen, P_CAS, old ? old : "", old_len,
+		      UINT32_MAX);
 }
 
 /*
  * Lock the shard of the key (tls) or uid and find it: *rc 1 found, 0 absent
- * (shard locked, returned), -2 error (nothing locked, errno set).
+ * (shard locked, returned), -2 error (nothing locked, errno set).  *vis
+ * tells whether a found record is visible (not a lease, not expired).
  */
 static struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
-			       struct found *f, uint64_t *hash, int *rc)
+			       struct found *f, uint64_t *hash, int *rc,
+			       int *vis, struct clk *c)
 {
 	struct shard *sh;
 
 	shf_uid = SHF_UID_NONE;
+	*vis = 0;
 	if (!h || (!by_uid && !tls.have_key)) {
 		errno = EINVAL;
 		*rc = -2;
@@ -2269,7 +2783,7 @@ static struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
 		return NULL;
 	}
 	sh = by_uid ? &h->shards[uid >> 24] : shard_of(h, tls.hash);
-	if (shard_lock(h, sh) < 0) {
+	if (write_lock(h, sh, c) < 0) {
 		*rc = -2;
 		return NULL;
 	}
@@ -2280,21 +2794,30 @@ static struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
 		*rc = -2;
 		return NULL;
 	}
+	*vis = *rc == 1 && rec_visible(&f->r, c);
 	return sh;
 }
 
 static uint32_t do_del(SHF *h, int by_uid, uint32_t uid)
 {
 	struct found f;
+	struct clk c = { 0 };
 	uint64_t hash;
-	int rc;
-	struct shard *sh = lock_find(h, by_uid, uid, &f, &hash, &rc);
+	int rc, vis;
+	struct shard *sh = lock_find(h, by_uid, uid, &f, &hash, &rc, &vis, &c);
 
 	if (rc == -2)
 		return SHF_RET_ERROR;
 	if (rc == 0)
 		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
+	if (!vis) { /* expired or a lease: no value, but remove it */
+		if (rec_expired(&f.r, &c))
+			atomic_fetch_add(&sh->expirations, 1);
+		delete_found(h, sh, &f);
+		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
+	}
 	delete_found(h, sh, &f);
+	atomic_fetch_add_explicit(&sh->dels, 1, memory_order_relaxed);
 	return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
 }
 
@@ -2339,19 +2862,21 @@ SHF_EXPORT uint32_t shf_upd_callback_copy(const char *val, uint32_t val_len)
 /*
  * Update: copy the record, let the callback change the copy, commit the copy
  * with one store (a crash leaves the old value or the new, never a mix).
+ * The key keeps its expiry.
  */
 static uint32_t do_upd(SHF *h, int by_uid, uint32_t uid)
 {
 	struct found f;
+	struct clk c = { 0 };
 	uint64_t hash;
 	uint32_t ret, ul;
-	int rc;
+	int rc, vis;
 	struct shard *sh;
 
-	sh = lock_find(h, by_uid, uid, &f, &hash, &rc);
+	sh = lock_find(h, by_uid, uid, &f, &hash, &rc, &vis, &c);
 	if (rc == -2)
 		return SHF_RET_ERROR;
-	if (rc == 0)
+	if (!vis)
 		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
 	if (!tls.upd_cb) { /* no callback set in this thread */
 		errno = EINVAL;
@@ -2359,7 +2884,8 @@ static uint32_t do_upd(SHF *h, int by_uid, uint32_t uid)
 	}
 	ul = f.r.uid;
 	shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
-	rc = replace_rec(h, sh, &f, NULL, f.r.vlen, 1, tls.upd_cb);
+	rc = replace_rec(h, sh, &f, NULL, f.r.vlen, 1, tls.upd_cb,
+			 f.r.flags & KF_TTL, f.r.expiry);
 	if (rc < 0)
 		return unlock_ret(h, sh, SHF_RET_ERROR);
 	ret = SHF_RET_KEY_FOUND;
@@ -2381,15 +2907,18 @@ SHF_EXPORT uint32_t shf_upd_uid_val(SHF *h, uint32_t uid)
 static uint32_t do_add(SHF *h, int by_uid, uint32_t uid, long add)
 {
 	struct found f;
-	uint64_t hash;
+	struct clk c = { 0 };
+	uint64_t hash, expiry;
 	long v;
-	uint32_t ul;
-	int rc;
-	struct shard *sh = lock_find(h, by_uid, uid, &f, &hash, &rc);
+	uint32_t ul, kflags;
+	int rc, vis;
+	struct shard *sh = lock_find(h, by_uid, uid, &f, &hash, &rc, &vis, &c);
 
 	if (rc == -2)
 		return SHF_RET_ERROR;
-	if (rc == 0) {
+	if (!vis) {
+		int expired = rc == 1 && rec_expired(&f.r, &c);
+
 		if (by_uid || add == 0)
 			return unlock_ret(h, sh, SHF_RET_KEY_NONE);
 		if (h->h->fixed_set && (tls.key_len != h->h->fixed_klen ||
@@ -2397,9 +2926,13 @@ static uint32_t do_add(SHF *h, int by_uid, uint32_t uid, long add)
 			errno = EINVAL;
 			return unlock_ret(h, sh, SHF_RET_ERROR | SHF_RET_BAD_VAL);
 		}
-		if (insert_new(h, sh, hash, tls.key, tls.key_len, &add,
-			       sizeof(long), &ul) < 0)
+		expiry = ttl_expiry(h, atomic_load(&h->h->ttl_default), &c,
+				    &kflags);
+		if (store(h, sh, &f, rc == 1, hash, &add, sizeof(long), kflags,
+			  expiry, &c, &ul) < 0)
 			return unlock_ret(h, sh, SHF_RET_ERROR);
+		if (expired)
+			atomic_fetch_add(&sh->expirations, 1);
 		atomic_fetch_add_explicit(&sh->puts, 1, memory_order_relaxed);
 		shf_val_long = add;
 		shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
@@ -2413,10 +2946,12 @@ static uint32_t do_add(SHF *h, int by_uid, uint32_t uid, long add)
 	shf_val_long = v;
 	if (v == 0) {
 		delete_found(h, sh, &f);
+		atomic_fetch_add_explicit(&sh->dels, 1, memory_order_relaxed);
 		shf_uid = SHF_UID_NONE;
 		return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
 	}
-	if (replace_rec(h, sh, &f, &v, sizeof(v), 0, NULL) < 0)
+	if (replace_rec(h, sh, &f, &v, sizeof(v), 0, NULL, f.r.flags & KF_TTL,
+			f.r.expiry) < 0)
 		return unlock_ret(h, sh, SHF_RET_ERROR);
 	return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
 }
@@ -2441,6 +2976,242 @@ SHF_EXPORT uint32_t shf_add_key_val_atom(SHF *h, long add)
 SHF_EXPORT uint32_t shf_add_uid_val_atom(SHF *h, uint32_t uid, long add)
 {
 	return do_add(h, 1, uid, add);
+}
+
+/* ---------------------------------------------------------- cache mode */
+
+SHF_EXPORT uint32_t shf_set_ttl_default(SHF *h, uint32_t ttl_ms)
+{
+	if (!h) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	if (ttl_ms)
+		atomic_store(&h->h->ttl_used, 1);
+	atomic_store(&h->h->ttl_default, ttl_ms);
+	return SHF_RET_OK;
+}
+
+/* Lock every shard, in order; the number locked (NSHARDS: all). */
+static uint32_t lock_all(SHF *h)
+{
+	uint32_t n;
+
+	for (n = 0; n < NSHARDS; n++)
+		if (shard_lock(h, &h->shards[n]) < 0)
+			break;
+	return n;
+}
+
+static void unlock_all(SHF *h, uint32_t n)
+{
+	while (n)
+		shard_unlock(h, &h->shards[--n]);
+}
+
+/* The table's count of record bytes, made again from the shards' (all
+ * shards locked). */
+static void cache_bytes_recount(SHF *h)
+{
+	uint64_t sum = 0;
+	uint32_t i;
+
+	for (i = 0; i < NSHARDS; i++)
+		sum += atomic_load(&h->shards[i].rbytes);
+	atomic_store(&h->h->cache_bytes, sum);
+}
+
+SHF_EXPORT uint32_t shf_set_byte_budget(SHF *h, uint64_t bytes)
+{
+	uint32_t n;
+	int e;
+
+	if (!h) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	n = lock_all(h);
+	if (n < NSHARDS) {
+		e = errno;
+		unlock_all(h, n);
+		errno = e;
+		return SHF_RET_ERROR;
+	}
+	cache_bytes_recount(h);
+	atomic_store(&h->h->byte_budget, bytes);
+	unlock_all(h, n);
+	return SHF_RET_OK;
+}
+
+SHF_EXPORT uint32_t shf_expire(SHF *h, uint32_t max_slots)
+{
+	uint32_t si, n = 0;
+
+	if (!h) {
+		errno = EINVAL;
+		return UINT32_MAX;
+	}
+	if (!atomic_load(&h->h->ttl_used))
+		return 0;
+	for (si = 0; si < NSHARDS; si++) {
+		struct shard *sh = &h->shards[si];
+		struct clk c = { 0 };
+
+		if (!atomic_load(&sh->nkeys))
+			continue;
+		if (shard_lock(h, sh) < 0)
+			return UINT32_MAX;
+		n += sweep(h, sh, SW_EXPIRED, max_slots, 0, &c);
+		shard_unlock(h, sh);
+	}
+	return n;
+}
+
+/* A lease's value: the process holding it. */
+struct lease_val {
+	int32_t pid;
+	uint32_t pad;
+	uint64_t start; /* start time of the process (pid reuse) */
+};
+
+static _Atomic pid_t id_pid;
+static _Atomic uint64_t id_start;
+
+static void my_identity(struct lease_val *lv)
+{
+	pid_t me = getpid();
+
+	if (atomic_load(&id_pid) != me) {
+		atomic_store(&id_start, shf_proc_start_time(me));
+		atomic_store(&id_pid, me);
+	}
+	memset(lv, 0, sizeof(*lv));
+	lv->pid = me;
+	lv->start = atomic_load(&id_start);
+}
+
+/* Does the process that took the lease still exist? */
+static int holder_alive(const struct lease_val *lv)
+{
+	uint64_t st;
+
+	if (lv->pid <= 0)
+		return 0;
+	if (kill(lv->pid, 0) < 0 && errno == ESRCH)
+		return 0;
+	st = shf_proc_start_time(lv->pid);
+	if (!st)
+		return errno != ENOENT && errno != ESRCH; /* unknown: alive */
+	return !lv->start || st == lv->start;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* How often a waiter looks at the lease's holder. */
+#define LEASE_POLL_MS 50
+
+SHF_EXPORT uint32_t shf_get_key_val_copy_or_lease(SHF *h, uint32_t lease_ms,
+						  uint32_t wait_ms)
+{
+	uint64_t deadline, now;
+	struct lease_val me;
+	int waited = 0;
+
+	if (!h || !tls.have_key || !lease_ms) {
+		shf_uid = SHF_UID_NONE;
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	if (h->h->fixed_set && tls.key_len != h->h->fixed_klen) {
+		shf_uid = SHF_UID_NONE;
+		errno = EINVAL;
+		return SHF_RET_ERROR | SHF_RET_BAD_VAL;
+	}
+	my_identity(&me);
+	deadline = mono_ms() + wait_ms;
+	for (;;) {
+		struct shard *sh;
+		struct found f;
+		struct clk c = { 0 };
+		uint32_t ret, ul, seq;
+		int rc, expired;
+
+		ret = do_get(h, 0, 0, W_VAL_COPY);
+		if (ret != SHF_RET_KEY_NONE)
+			return ret;
+		sh = shard_of(h, tls.hash);
+		if (write_lock(h, sh, &c) < 0)
+			return SHF_RET_ERROR;
+		rc = idx_find(h, sh, tls.hash, tls.key, tls.key_len, &f);
+		if (rc < 0) {
+			errno = EBADMSG;
+			return unlock_ret(h, sh, SHF_RET_ERROR);
+		}
+		if (rc == 1 && rec_visible(&f.r, &c)) { /* it just came */
+			if (copy_out(&f.r, W_VAL_COPY) < 0)
+				return unlock_ret(h, sh, SHF_RET_ERROR);
+			publish(&f.r, uid_make((uint32_t)(sh - h->shards),
+					       f.r.uid), W_VAL_COPY);
+			return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
+		}
+		expired = rc == 1 && rec_expired(&f.r, &c);
+		if (rc == 1 && (f.r.flags & KF_LEASE) && !expired) {
+			struct lease_val lv = { 0 };
+
+			memcpy(&lv, f.r.val,
+			       f.r.vlen < sizeof(lv) ? f.r.vlen : sizeof(lv));
+			if (lv.pid == me.pid && lv.start == me.start) {
+				shf_uid = uid_make((uint32_t)(sh - h->shards),
+						   f.r.uid);
+				return unlock_ret(h, sh, SHF_RET_KEY_NONE |
+							       SHF_RET_LEASED);
+			}
+			if (holder_alive(&lv)) { /* wait for its value */
+				struct timespec ts;
+				uint64_t t;
+
+				seq = atomic_load(&sh->lease_seq);
+				shard_unlock(h, sh);
+				now = mono_ms();
+				if (now >= deadline) {
+					shf_uid = SHF_UID_NONE;
+					errno = ETIMEDOUT;
+					return SHF_RET_KEY_NONE | SHF_RET_ERROR;
+				}
+				if (!waited) {
+					waited = 1;
+					atomic_fetch_add(&h->h->lease_waits, 1);
+				}
+				t = deadline - now;
+				if (t > LEASE_POLL_MS)
+					t = LEASE_POLL_MS;
+				ts.tv_sec = (time_t)(t / 1000);
+				ts.tv_nsec = (long)(t % 1000) * 1000000L;
+				syscall(SYS_futex, &sh->lease_seq, FUTEX_WAIT, seq,
+					&ts, NULL, 0);
+				continue;
+			}
+			/* its holder is gone: take the lease over */
+		}
+		/* no value: take the lease (over an expired key or lease) */
+		expired = expired && !(f.r.flags & KF_LEASE);
+		atomic_store(&h->h->ttl_used, 1);
+		if (store(h, sh, &f, rc == 1, tls.hash, &me, sizeof(me),
+			  KF_LEASE | KF_TTL, clk_now(&c) + lease_ms, &c,
+			  &ul) < 0)
+			return unlock_ret(h, sh, SHF_RET_ERROR);
+		if (expired)
+			atomic_fetch_add(&sh->expirations, 1);
+		atomic_fetch_add(&h->h->leases, 1);
+		shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
+		return unlock_ret(h, sh, SHF_RET_KEY_NONE | SHF_RET_LEASED);
+	}
 }
 
 /* ------------------------------------------------------------ settings */
@@ -2526,6 +3297,7 @@ static int snap_add(struct snap *s, struct rec *r, uint32_t uid)
 static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 {
 	struct shard *sh = &h->shards[si];
+	struct clk c = { 0 };
 	uint32_t g, i, k;
 	uint64_t *dir = dir_get(h, atomic_load_explicit(&sh->dir_word,
 							memory_order_acquire),
@@ -2554,6 +3326,8 @@ static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 				continue;
 			if (!rec_get(h, slot_rec(sv), &r))
 				return 1;
+			if (!rec_visible(&r, &c))
+				continue; /* expired, or a lease */
 			if (snap_add(s, &r, uid_make(si, r.uid)) < 0)
 				return -1;
 		}
@@ -2659,10 +3433,15 @@ SHF_EXPORT uint32_t shf_get_stats(SHF *h, struct shf_stats *out, size_t size)
 		errno = EINVAL;
 		return SHF_RET_ERROR;
 	}
+	if (tls.st_h == h)
+		getstat_flush();
 	memset(&st, 0, sizeof(st));
 	for (i = 0; i < NSHARDS; i++) {
 		struct shard *sh = &h->shards[i];
 
+		st.bytes_cached += atomic_load(&sh->rbytes);
+		st.evictions += atomic_load(&sh->evictions);
+		st.expirations += atomic_load(&sh->expirations);
 		st.keys += atomic_load(&sh->nkeys);
 		st.bytes_used += atomic_load(&sh->bytes_used);
 		st.bytes_free += atomic_load(&sh->bytes_free);
@@ -2679,6 +3458,12 @@ SHF_EXPORT uint32_t shf_get_stats(SHF *h, struct shf_stats *out, size_t size)
 		st.fixed_val_len = h->h->fixed_vlen;
 	}
 	st.layout = SHF_LAYOUT;
+	st.ttl_default_ms = atomic_load(&h->h->ttl_default);
+	st.byte_budget = atomic_load(&h->h->byte_budget);
+	st.hits = atomic_load(&h->h->hits);
+	st.misses = atomic_load(&h->h->misses);
+	st.leases = atomic_load(&h->h->leases);
+	st.lease_waits = atomic_load(&h->h->lease_waits);
 	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
 	return SHF_RET_OK;
 }
@@ -2740,6 +3525,8 @@ static void shard_reset(SHF *h, struct shard *sh)
 	sh->uid_dir_cap = 0;
 	sh->uid_next = 0;
 	sh->uid_free = 0;
+	sh->hand = 0;
+	atomic_store(&sh->rbytes, 0);
 	dir = shard_alloc_a(h, sh, 8, 1);
 	d = dir ? at(h, dir, 8) : NULL;
 	if (!d)
@@ -2755,7 +3542,7 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 	struct shard *sh = &h->shards[si];
 	uint32_t g, i, k, l, start, len;
 	uint64_t dw = atomic_load(&sh->dir_word), *dir = dir_get(h, dw, &g);
-	uint64_t live = 0;
+	uint64_t live = 0, rbytes = 0;
 
 	if (!dir) {
 		chk_report(c, "shard %u: directory unreadable (word %#llx)", si,
@@ -2820,6 +3607,7 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 				continue;
 			}
 			live++;
+			rbytes += rec_cost(r.size);
 		}
 	}
 	if (live != atomic_load(&sh->nkeys)) {
@@ -2828,6 +3616,13 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 			   (unsigned long long)atomic_load(&sh->nkeys));
 		if (repair)
 			atomic_store(&sh->nkeys, live);
+	}
+	if (rbytes != atomic_load(&sh->rbytes)) {
+		chk_report(c, "shard %u: %llu bytes of records, counter says %llu",
+			   si, (unsigned long long)rbytes,
+			   (unsigned long long)atomic_load(&sh->rbytes));
+		if (repair)
+			atomic_store(&sh->rbytes, rbytes);
 	}
 	for (k = 0; k < NCLASS; k++) {
 		uint64_t off = sh->free_head[k], n = 0, *prev = &sh->free_head[k];
@@ -2867,6 +3662,13 @@ SHF_EXPORT uint32_t shf_check(SHF *h, uint32_t flags, shf_check_cb_t cb,
 		check_shard(h, si, &c, flags & SHF_CHECK_REPAIR);
 		shard_unlock(h, sh);
 	}
+	if ((flags & SHF_CHECK_REPAIR) && atomic_load(&h->h->byte_budget)) {
+		uint32_t n = lock_all(h);
+
+		if (n == NSHARDS)
+			cache_bytes_recount(h);
+		unlock_all(h, n);
+	}
 	return c.problems;
 }
 
@@ -2883,6 +3685,7 @@ static int get_into(SHF *h, uint64_t hash, const char *key, uint32_t klen,
 {
 	struct shard *sh = shard_of(h, hash);
 	struct found f;
+	struct clk c = { 0 };
 	uint32_t s, tries;
 	int rc, locked = 0;
 
@@ -2898,6 +3701,8 @@ static int get_into(SHF *h, uint64_t hash, const char *key, uint32_t klen,
 			continue;
 		}
 		rc = idx_find(h, sh, hash, key, klen, &f);
+		if (rc == 1 && !rec_visible(&f.r, &c))
+			rc = 0;
 		if (rc == 1) {
 			*len = f.r.vlen;
 			*uid = uid_make((uint32_t)(sh - h->shards), f.r.uid);
@@ -2908,6 +3713,10 @@ static int get_into(SHF *h, uint64_t hash, const char *key, uint32_t klen,
 			continue;
 		if (locked)
 			shard_unlock(h, sh);
+		if (rc >= 0)
+			count_get(h, rc == 1);
+		if (rc == 1)
+			slot_mark(h, f.slot, f.sval);
 		return rc;
 	}
 }
@@ -3007,3 +3816,4 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 	}
 	return found;
 }
+/* CACHE-MODE-READY */

@@ -316,7 +316,8 @@ static void patched(uint32_t off, uint32_t value, const int *errs,
 
 START_TEST(test_layout_version)
 {
-	patched(LAYOUT_OFF, 2, e_proto, "layout version 2");
+	patched(LAYOUT_OFF, 1, e_proto, "layout version 1 (libshf 1.0)");
+	patched(LAYOUT_OFF, 3, e_proto, "layout version 3");
 	patched(LAYOUT_OFF, 0, e_proto, "layout version 0");
 	patched(LAYOUT_OFF, 0xffffffffu, e_proto, "layout version ~0");
 	patched(SIG_OFF, 12345, e_proto, "size signature");
@@ -516,18 +517,27 @@ static const char *const scramble_names[SCR_MAX_LOCKS] = {
 	"shard descriptors and locks",
 };
 
-/* Shard descriptors start at PAGE; each begins with its 40-byte mutex. */
+/* Shard descriptors start at the header's shards_off (page aligned); each
+ * begins with its 40-byte mutex. */
 #define SHARD_MUTEX 40
+
+static size_t shards_off(const unsigned char *m)
+{
+	uint64_t off;
+
+	memcpy(&off, m + 16, 8); /* after magic, layout+sig */
+	return (size_t)off;
+}
 
 static size_t shard_size_guess(const unsigned char *m, size_t len)
 {
 	uint64_t data_start;
+	size_t so = shards_off(m);
 
-	memcpy(&data_start, m + 24,
-	       8); /* after magic, layout+sig, shards_off */
-	if (data_start <= PAGE || data_start > len)
+	memcpy(&data_start, m + 24, 8); /* after shards_off */
+	if (so < PAGE || so % PAGE || data_start <= so || data_start > len)
 		return 0;
-	return (size_t)(data_start - PAGE) / 256 / 64 * 64;
+	return (size_t)(data_start - so) / 256 / 64 * 64;
 }
 
 static void scramble(const char *path, enum scramble how)
@@ -544,7 +554,7 @@ static void scramble(const char *path, enum scramble how)
 	ck_assert(m != MAP_FAILED);
 	shard_sz = shard_size_guess(m, len);
 	ck_assert_msg(shard_sz >= 128, "cannot find the shard size");
-	data = PAGE + 256 * shard_sz;
+	data = shards_off(m) + 256 * shard_sz;
 	data = (data + PAGE - 1) / PAGE * PAGE;
 	switch (how) {
 	case SCR_DATA_RANDOM:
@@ -579,11 +589,11 @@ static void scramble(const char *path, enum scramble how)
 		break;
 	case SCR_SHARDS_LISTS:
 		for (i = 0; i < 256; i++)
-			rnd_fill(m + PAGE + i * shard_sz + SHARD_MUTEX,
+			rnd_fill(m + shards_off(m) + i * shard_sz + SHARD_MUTEX,
 				 shard_sz - SHARD_MUTEX);
 		break;
 	case SCR_SHARDS_ALL:
-		rnd_fill(m + PAGE, 256 * shard_sz);
+		rnd_fill(m + shards_off(m), 256 * shard_sz);
 		break;
 	default:
 		break;
@@ -714,7 +724,13 @@ START_TEST(test_stale_lock_owner)
 	fd = open(path_of(path, sizeof(path), name), O_RDWR | O_CLOEXEC);
 	ck_assert_int_ge(fd, 0);
 	/* the first word of shard 0's mutex: the owner's thread id */
-	ck_assert_int_eq(pwrite(fd, &tid, 4, PAGE), 4);
+	{
+		uint64_t so = 0;
+
+		ck_assert_int_eq(pread(fd, &so, 8, 16), 8);
+		ck_assert_uint_eq(so % PAGE, 0);
+		ck_assert_int_eq(pwrite(fd, &tid, 4, (off_t)so), 4);
+	}
 	close(fd);
 	rc = put_everywhere_in_time(name);
 	unlink(path);

@@ -28,6 +28,7 @@ awk '{ line = $0; out = ""
 		      line = substr(line, i + 2); c = 1 } }
        print out }' "$sym" |
 	awk '/global:/ { g = 1; next } /local:/ { g = 0; next }
+	     /\}/ { g = 0; next }
 	     g { gsub(/[ \t;]/, ""); if ($0 != "") print }' |
 	sort -u >"$tmp/sym"
 [ -s "$tmp/sym" ] || { echo "no symbols found in $sym"; exit 99; }

@@ -56,7 +56,8 @@ int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len);
  * boot), so that a reused pid is not taken for the owner.  0 if none.
  */
 int shf_owner_get(SHF *shf, pid_t *pid, uint64_t *start_time);
-/* Start time of a process as above; 0 with errno if it does not exist. */
+/* Start time of a process as above; 0 with errno (ESRCH) if it does not
+ * exist or is a zombie. */
 uint64_t shf_proc_start_time(pid_t pid);
 
 /*

@@ -310,6 +310,13 @@ uint64_t shf_proc_start_time(pid_t pid)
 		return 0;
 	}
 	p++;
+	/* a zombie (or a dying process) will never act again: gone */
+	while (*p == ' ')
+		p++;
+	if (*p == 'Z' || *p == 'X') {
+		errno = ESRCH;
+		return 0;
+	}
 	for (field = 3; field < 22; field++) {
 		while (*p == ' ')
 			p++;

@@ -4,7 +4,8 @@
 # 20000 keys) exits 0, prints every summary line, reports no errors and
 # leaves no file behind; the same with --json, and with --vs lmdb when the
 # tool was built with LMDB; the QUEUE phase alone (20000 items), as text
-# and as JSON.  Skipped (77) if the tool is not built.
+# and as JSON; the CACHE phase alone (a second), and as JSON with a TTL.
+# Skipped (77) if the tool is not built.
 
 builddir=${abs_top_builddir:-${top_builddir:-.}}
 bench=$builddir/tools/shf-bench${EXEEXT:-}
@@ -104,6 +105,38 @@ grep -q '^{"tool":"shf-bench",.*"phase":"get".*"queue":{"items":20000,.*"peer":"
 grep -q '"queue":{[^}]*"errors":0,' "$out" || bad "queue --json: errors"
 leftovers
 
+# The CACHE phase alone, for a second: 2 processes get-or-lease Zipf keys
+# of 20000 in a table with the default byte budget (a fifth of them).
+"$bench" -p 2 -n 20000 -d "$dir" --phases cache --cache-secs 1 >"$out" 2>&1
+rc=$?
+cat "$out"
+[ $rc -eq 0 ] || bad "cache: exit status $rc"
+grep -q '^cache: 2 processes, 20000 keys, .*zipf 0.99, budget 112000 bytes' \
+	"$out" || bad "cache: no summary"
+grep -q '^CACHE .* hit  *[0-9.]*%$' "$out" || bad "cache: no live line"
+grep -q '^libshf  CACHE  *[1-9][0-9]* ' "$out" || bad "cache: no CACHE line"
+ratio=$(sed -n 's/^cache   hits: [0-9]*  misses: [0-9]*  timeouts: [0-9]*  hit ratio: \([0-9.]*\)$/\1/p' "$out")
+if [ -z "$ratio" ]; then
+	bad "cache: no hit ratio"
+elif ! awk -v r="$ratio" 'BEGIN { exit !(r > 0 && r < 1) }'; then
+	bad "cache: hit ratio $ratio not between 0 and 1"
+fi
+grep -q '^cache   table: keys [1-9][0-9]*, bytes_cached [1-9][0-9]* of budget 112000 (within budget), evictions [1-9][0-9]*, expirations [0-9]*, leases [1-9][0-9]*, lease_waits [0-9]*$' \
+	"$out" || bad "cache: no table line, or over the budget"
+grep -q '^cache   errors: 0$' "$out" || bad "cache: errors reported"
+leftovers
+
+# As JSON, after put, with a TTL that expires keys, fixed-length.
+"$bench" -p 2 -n 20000 -d "$dir" --phases put,cache --cache-ops 100000 \
+	--cache-ttl 20 --cache-budget 200000 --zipf 0.8 --fixed --json \
+	>"$out" 2>/dev/null
+rc=$?
+cat "$out"
+[ $rc -eq 0 ] || bad "cache --json: exit status $rc"
+grep -q '^{"tool":"shf-bench",.*"phase":"put".*"cache":{"zipf":0.8000,"byte_budget":200000,"ttl_ms":20,.*"ops":100000,.*"hit_ratio":0\.[0-9]*,"errors":0,"table":{.*"within_budget":true,.*"expirations":[0-9]*,.*}}}$' \
+	"$out" || bad "cache --json: no cache object"
+leftovers
+
 # Bad usage is exit status 2.
 "$bench" -p 0 >/dev/null 2>&1
 rc=$?
@@ -114,5 +147,11 @@ rc=$?
 "$bench" --phases queue --q-size 7 >/dev/null 2>&1
 rc=$?
 [ $rc -eq 2 ] || bad "--q-size 7: exit status $rc, not 2"
+"$bench" --phases cache --zipf 1 >/dev/null 2>&1
+rc=$?
+[ $rc -eq 2 ] || bad "--zipf 1: exit status $rc, not 2"
+"$bench" --phases cache,cache >/dev/null 2>&1
+rc=$?
+[ $rc -eq 2 ] || bad "--phases cache,cache: exit status $rc, not 2"
 
 exit $fail

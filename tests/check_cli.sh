@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # check_cli.sh - every command of shf(1): put/get/del (text, --hex, -f),
-# ls, stat (text, --json, --prometheus), dump of a table being written,
+# ls, stat (text, --json, --prometheus), the cache commands (put --ttl,
+# ttl, set, expire, and their stat fields), dump of a table being written,
 # load and its checksum, check of a sound and of a damaged table, rm, gc,
 # demo, exit statuses and error lines.  Tables: shf-test-<pid>-cli-*.
 set -u
@@ -110,7 +111,7 @@ expect 0 "stat --json" -- shf stat --json $t
 if head -c 1 "$tmp/out" | grep -q '{' && tail -c 2 "$tmp/out" | grep -q '}' &&
 	[ "$(wc -l <"$tmp/out" | tr -d ' ')" = 1 ] &&
 	has "\"table\": \"$t\"" "$tmp/out" && has '"keys": 2,' "$tmp/out" &&
-	has '"puts": [0-9]' "$tmp/out" && has '"layout": 1' "$tmp/out"; then
+	has '"puts": [0-9]' "$tmp/out" && has '"layout": [1-9]' "$tmp/out"; then
 	ok "stat --json"
 else
 	fail "stat --json"
@@ -125,6 +126,114 @@ else
 	fail "stat --prometheus"
 fi
 expect 1 "stat of an absent table" -- shf stat $p-none
+
+# ---- cache mode: put --ttl, ttl, set, expire, the new stat fields
+c=$p-cache
+expect 0 "put --ttl" -- shf put --ttl 60000 $c soon v1
+expect 0 "ttl of a key with a TTL" -- shf ttl $c soon
+left=$(cat "$tmp/out")
+case $left in
+''|*[!0-9]*) fail "ttl printed '$left', not milliseconds" ;;
+*) [ "$left" -gt 0 ] && [ "$left" -le 60000 ] &&
+	ok "ttl prints the milliseconds left ($left)" ||
+	fail "ttl printed $left, not 1 to 60000" ;;
+esac
+expect 0 "put without --ttl" -- shf put $c forever v2
+expect 0 "ttl of a key without one" -- shf ttl $c forever
+[ "$(cat "$tmp/out")" = never ] && ok "ttl says never" ||
+	fail "ttl printed '$(cat "$tmp/out")', not never"
+expect 1 "ttl of an absent key" -- shf ttl $c nokey
+has "key 'nokey' not found" "$tmp/err" && ok "ttl: absent key reported" ||
+	fail "ttl: absent key message"
+expect 1 "ttl in an absent table" -- shf ttl $p-none k
+expect 2 "put --ttl wants a number" -- shf put --ttl soon $c k v
+expect 2 "--ttl is for put only" -- shf get --ttl 5 $c soon
+expect 0 "put --ttl 1000" -- shf put --ttl 1000 $c brief v3
+expect 0 "get before the TTL passes" -- shf get $c brief
+[ "$(cat "$tmp/out")" = v3 ] && ok "value there before it expires" ||
+	fail "got '$(cat "$tmp/out")' before expiry"
+sleep 1.2
+expect 1 "get after the TTL passed: absent" -- shf get $c brief
+has "key 'brief' not found" "$tmp/err" && ok "expired key reported absent" ||
+	fail "expired key message"
+expect 1 "ttl after the TTL passed: absent" -- shf ttl $c brief
+expect 0 "the key without a TTL stays" -- shf get $c forever
+# Several keys expire; expire reclaims them (or puts did already).
+for k in e1 e2 e3 e4 e5; do
+	shf put --ttl 100 $c $k x >/dev/null 2>&1 || fail "put --ttl 100 $k"
+done
+sleep 0.5
+expect 0 "expire" -- shf expire $c
+grep -q "^$c: [0-9][0-9]* expired keys\? reclaimed$" "$tmp/out" &&
+	ok "expire prints a count ($(cat "$tmp/out"))" ||
+	fail "expire printed '$(cat "$tmp/out")'"
+expect 0 "expire MAX_SLOTS" -- shf expire $c 16
+expect 2 "expire MAX_SLOTS 0" -- shf expire $c 0
+expect 2 "expire MAX_SLOTS not a number" -- shf expire $c lots
+expect 1 "expire of an absent table" -- shf expire $p-none
+expect 0 "stat after expiry" -- shf stat $c
+has "^expirations  *[1-9]" "$tmp/out" && ok "stat counts expirations" ||
+	fail "no expirations counted"
+has "^keys  *2$" "$tmp/out" && ok "stat: the 2 live keys left" ||
+	fail "stat keys after expiry"
+# set: the settings are stored in the table.
+expect 0 "set --budget" -- shf set $c --budget 1048576
+has "^$c: byte_budget 1048576, ttl_default_ms 0$" "$tmp/out" &&
+	ok "set prints the settings" || fail "set output"
+expect 0 "set --ttl-default and --budget with a suffix" -- \
+	shf set $c --ttl-default 5000 --budget 2M
+expect 0 "stat after set" -- shf stat $c
+has "^byte_budget  *2097152$" "$tmp/out" && ok "stat shows the budget" ||
+	fail "stat byte_budget"
+has "^ttl_default_ms  *5000$" "$tmp/out" && ok "stat shows the default TTL" ||
+	fail "stat ttl_default_ms"
+for f in bytes_cached hits misses evictions expirations leases lease_waits; do
+	has "^$f  *[0-9][0-9]*$" "$tmp/out" || { fail "stat: no $f"; continue; }
+done
+has "^hits  *[1-9]" "$tmp/out" && ok "stat counts hits" || fail "stat hits"
+has "^bytes_cached  *[1-9]" "$tmp/out" && ok "stat shows bytes_cached" ||
+	fail "stat bytes_cached"
+# The default TTL applies to a put without --ttl; --ttl 0 means never.
+expect 0 "put under the default TTL" -- shf put $c dflt v4
+expect 0 "ttl of it" -- shf ttl $c dflt
+left=$(cat "$tmp/out")
+case $left in
+''|*[!0-9]*) fail "default TTL: ttl printed '$left'" ;;
+*) [ "$left" -gt 0 ] && [ "$left" -le 5000 ] &&
+	ok "the default TTL applies ($left)" ||
+	fail "default TTL: ttl printed $left" ;;
+esac
+expect 0 "put --ttl 0" -- shf put --ttl 0 $c zero v5
+expect 0 "ttl of it" -- shf ttl $c zero
+[ "$(cat "$tmp/out")" = never ] && ok "--ttl 0 never expires" ||
+	fail "--ttl 0: ttl printed '$(cat "$tmp/out")'"
+expect 0 "stat --json" -- shf stat --json $c
+has '"byte_budget": 2097152,' "$tmp/out" && has '"ttl_default_ms": 5000,' "$tmp/out" &&
+	has '"lease_waits": [0-9]' "$tmp/out" && ok "stat --json: cache fields" ||
+	fail "stat --json: cache fields"
+expect 0 "stat --prometheus" -- shf stat --prometheus $c
+prom_ok=1
+for m in ttl_default_ms:gauge byte_budget:gauge bytes_cached:gauge \
+	hits_total:counter misses_total:counter evictions_total:counter \
+	expirations_total:counter leases_total:counter \
+	lease_waits_total:counter; do
+	name=${m%%:*} type=${m#*:}
+	has "^# HELP libshf_$name [A-Z]" "$tmp/out" &&
+		has "^# TYPE libshf_$name $type$" "$tmp/out" &&
+		has "^libshf_$name{table=\"$c\"} [0-9][0-9]*$" "$tmp/out" || prom_ok=0
+done
+has "^libshf_byte_budget{table=\"$c\"} 2097152$" "$tmp/out" || prom_ok=0
+! grep -v '^#' "$tmp/out" | grep -qv '^libshf_[a-z_]*{table="[^"]*"} [0-9][0-9]*$' ||
+	prom_ok=0
+[ $prom_ok = 1 ] && ok "stat --prometheus: cache metrics" ||
+	fail "stat --prometheus: cache metrics"
+expect 2 "set without a setting" -- shf set $c
+expect 2 "set --budget not a size" -- shf set $c --budget 12Q
+expect 2 "set --ttl-default too large" -- shf set $c --ttl-default 4294967296
+expect 0 "set creates a table" -- shf set $p-cache2 --budget 64K
+[ -f "$dir/$p-cache2.shf" ] && ok "set made the table" || fail "set made no table"
+expect 0 "set --budget 0 removes the budget" -- shf set $p-cache2 --budget 0
+has "byte_budget 0," "$tmp/out" && ok "budget 0" || fail "budget 0"
 
 # ---- dump while another process writes, load, compare
 src=$p-src

@@ -8,8 +8,10 @@
  * [p*n/P, (p+1)*n/P) and runs the phases when the parent says so through
  * its pipe.  Counters and latency histograms live in a shared anonymous
  * mapping that the parent reads every second and merges at the end.
- * The QUEUE phase (shf-bench-queue.c) runs after the table phases.
- * See shf-bench(1).
+ * The CACHE phase has a table of its own, with a byte budget: the workers
+ * draw Zipf-distributed keys from the whole range and get-or-lease them,
+ * computing and putting what is missing.  It runs after the table phases,
+ * and the QUEUE phase (shf-bench-queue.c) after it.  See shf-bench(1).
  */
 #include "config.h"
 
@@ -18,6 +20,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -41,14 +44,20 @@
 #include "shf.h"
 #include "shf-bench-queue.h"
 
-enum { PH_PUT, PH_GET, PH_MIX, PH_UPD, PH_BATCH, NPH };
-static const char *const ph_name[NPH] = { "PUT", "GET", "MIX", "UPD", "BATCH" };
-static const char *const ph_lower[NPH] = { "put", "get", "mix", "upd", "batch" };
+/* PH_CACHE is not a table phase: it has a table of its own (opt_cache). */
+enum { PH_PUT, PH_GET, PH_MIX, PH_UPD, PH_BATCH, PH_CACHE, NPH };
+static const char *const ph_name[NPH] = { "PUT", "GET", "MIX", "UPD", "BATCH",
+					  "CACHE" };
+static const char *const ph_lower[NPH] = { "put", "get", "mix", "upd", "batch",
+					   "cache" };
 
 enum { BE_SHF, BE_LMDB, NBE };
 static const char *const be_name[NBE] = { "libshf", "LMDB" };
 
 #define BATCH_KEYS 32
+#define CACHE_LEASE_MS 1000 /* lease_ms and wait_ms of get-or-lease */
+#define CACHE_WAIT_MS 1000
+#define CACHE_BUDGET_MIN 4096
 #define LMDB_PUT_TXN 1000 /* puts per LMDB write transaction */
 #define GO_EXIT 0xff
 #define HDR_EVERY 40
@@ -63,8 +72,11 @@ static const char *const be_name[NBE] = { "libshf", "LMDB" };
 
 struct proc_stat {
 	_Atomic uint64_t ops; /* ops done in the current phase */
-	char pad[56];         /* the parent polls ops: keep it alone */
+	_Atomic uint64_t hits, misses; /* CACHE: found, leased (so far) */
+	char pad[40];         /* the parent polls these: keep them alone */
 	uint64_t errors;      /* wrong results (missing key, bad value) */
+	uint64_t c_timeouts;  /* CACHE: get-or-lease timed out */
+	uint64_t c_errors;    /* CACHE: wrong values or results */
 	uint64_t max[NPH];
 	uint64_t hist[NPH][NBUCKETS];
 } __attribute__((aligned(64)));
@@ -83,6 +95,14 @@ struct be_res {
 	uint64_t errors;
 };
 
+/* The CACHE phase: what the workers saw, and the table's stats after. */
+struct cache_res {
+	int ran;
+	struct phase_res ph;
+	uint64_t hits, misses, timeouts, errors;
+	struct shf_stats st;
+};
+
 /* Options. */
 static unsigned opt_procs = 2;
 static uint64_t opt_keys = 10000000;
@@ -99,15 +119,24 @@ static int opt_json;
 static int opt_queue; /* the QUEUE phase, apart from the table phases */
 static uint64_t opt_q_items = QB_ITEMS_DEFAULT;
 static unsigned opt_q_size = QB_SIZE_DEFAULT;
+static int opt_cache; /* the CACHE phase, apart from the table phases */
+static uint64_t opt_cache_ops;    /* 0: keys */
+static double opt_cache_secs;     /* > 0: run that long instead */
+static uint64_t opt_cache_budget; /* bytes; see cache_budget() */
+static int opt_cache_budget_set;
+static uint32_t opt_cache_ttl;    /* ms, 0: none */
+static double opt_zipf = 0.99;
 
 /* Run state (the signal handler and cleanup use it). */
 static volatile sig_atomic_t g_stop;
 static pid_t g_pids[1024];
 static unsigned g_npids;
 static char g_name[64];
-static char g_shf_path[PATH_MAX];
+static char g_cache_name[72];
+static const char *g_attach = g_name; /* the table the workers attach */
+static char g_shf_path[PATH_MAX], g_cache_path[PATH_MAX + 8];
 static char g_lmdb_path[PATH_MAX], g_lmdb_lock[PATH_MAX + 8];
-static SHF *g_shf;
+static SHF *g_shf, *g_cache_shf;
 static struct proc_stat *g_stat; /* [NBE][procs] */
 static double g_ticks_per_ns = 1.0;
 static FILE *g_live; /* live lines: stdout, or stderr with --json */
@@ -475,6 +504,220 @@ static int lmdb_phase_end(struct ctx *c)
 }
 #endif
 
+/* ------------------------------------------------------ CACHE */
+
+/*
+ * Zipf-distributed ranks in [0, n), by Gray et al.'s method ("Quickly
+ * generating billion-record synthetic databases", SIGMOD 1994) as YCSB's
+ * ZipfianGenerator does it: zeta(n, theta) once, then O(1) per draw.
+ */
+struct zipf {
+	uint64_t n;
+	double theta, alpha, zetan, eta, half_pow_theta;
+};
+
+/*
+ * zeta(n, theta) = sum of 1/i^theta for i = 1..n: exact for the first
+ * 2^20 terms, the rest by Euler-Maclaurin (relative error far below
+ * 1e-12), so that 4e9 keys take no longer than a million.
+ */
+static double zeta(uint64_t n, double theta)
+{
+	const uint64_t m = 1u << 20;
+	double sum = 0, a, b, fa, fb;
+	uint64_t i;
+
+	for (i = 1; i <= n && i < m; i++)
+		sum += pow((double)i, -theta);
+	if (n < m)
+		return sum;
+	/* sum over [m, n] of f(x) = x^-theta */
+	a = (double)m;
+	b = (double)n;
+	fa = pow(a, -theta);
+	fb = pow(b, -theta);
+	sum += (pow(b, 1 - theta) - pow(a, 1 - theta)) / (1 - theta);
+	sum += (fa + fb) / 2;
+	sum += (-theta * fb / b + theta * fa / a) / 12;
+	return sum;
+}
+
+static void zipf_init(struct zipf *z, uint64_t n, double theta)
+{
+	double zeta2 = 1 + pow(0.5, theta);
+
+	memset(z, 0, sizeof(*z));
+	z->n = n;
+	z->theta = theta;
+	z->alpha = 1 / (1 - theta);
+	z->zetan = zeta(n, theta);
+	z->half_pow_theta = pow(0.5, theta);
+	/* n <= 2: the first two cases of zipf_next() cover every draw */
+	if (n > 2)
+		z->eta = (1 - pow(2.0 / (double)n, 1 - theta)) /
+			 (1 - zeta2 / z->zetan);
+}
+
+/* splitmix64: the per-process random numbers. */
+static inline uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t x = (*s += 0x9e3779b97f4a7c15ULL);
+
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static inline uint64_t zipf_next(const struct zipf *z, uint64_t *rng)
+{
+	double u = (double)(splitmix64(rng) >> 11) * 0x1.0p-53;
+	double uz = u * z->zetan;
+	uint64_t r;
+
+	if (uz < 1.0 || z->n < 2)
+		return 0;
+	if (uz < 1.0 + z->half_pow_theta)
+		return 1;
+	r = (uint64_t)((double)z->n * pow(z->eta * u - z->eta + 1, z->alpha));
+	return r < z->n ? r : z->n - 1;
+}
+
+/*
+ * A permutation of [0, n) that scatters the ranks, so that the hot keys
+ * are not neighbours: a bijective mix of the bits-bit numbers (xor,
+ * multiplication by odd numbers and xorshifts, all modulo 2^bits), walked
+ * along its cycle until it lands below n (fewer than 2 steps on average).
+ */
+struct perm {
+	uint64_t n, mask;
+	unsigned s1, s2;
+};
+
+static void perm_init(struct perm *pm, uint64_t n)
+{
+	unsigned bits = 0;
+
+	while (bits < 64 && (1ULL << bits) < n)
+		bits++;
+	pm->n = n;
+	pm->mask = bits >= 64 ? ~0ULL : (1ULL << bits) - 1;
+	pm->s1 = bits / 2 + 1;
+	pm->s2 = bits / 3 + 1;
+}
+
+static inline uint64_t perm_next(const struct perm *pm, uint64_t x)
+{
+	x = (x ^ (0x2545f4914f6cdd1dULL & pm->mask)) & pm->mask;
+	x = (x * 0x9e3779b97f4a7c15ULL) & pm->mask;
+	x ^= x >> pm->s1;
+	x = (x * 0xbf58476d1ce4e5b9ULL) & pm->mask;
+	x ^= x >> pm->s2;
+	return x;
+}
+
+static inline uint64_t perm_of(const struct perm *pm, uint64_t r)
+{
+	do
+		r = perm_next(pm, r);
+	while (r >= pm->n);
+	return r;
+}
+
+static struct zipf g_zipf; /* set up by the parent before the fork */
+static struct perm g_perm;
+
+/* The default budget: about a fifth of the key space's records. */
+static uint64_t cache_budget(void)
+{
+	uint64_t b;
+
+	if (opt_cache_budget_set)
+		return opt_cache_budget;
+	b = opt_keys * (uint64_t)(opt_klen + opt_vlen + 8) / 5;
+	return b < CACHE_BUDGET_MIN ? CACHE_BUDGET_MIN : b;
+}
+
+static int cache_fail(const struct ctx *c, const char *call)
+{
+	int e = errno;
+
+	fprintf(stderr, "shf-bench: CACHE: worker %u: %s: %s\n", c->p, call,
+		strerror(e));
+	errno = e;
+	return -1;
+}
+
+/*
+ * The CACHE phase of one worker: its share of opt_cache_ops get-or-lease
+ * calls (or as many as opt_cache_secs allow) on Zipf-drawn keys of the
+ * whole range; a lease is answered with the key's value, put at once.
+ * -1 if a call failed.
+ */
+static int run_cache_phase(struct ctx *c)
+{
+	struct proc_stat *st = c->st;
+	uint64_t ops = opt_cache_ops ? opt_cache_ops : opt_keys;
+	uint64_t n = ops * (c->p + 1) / opt_procs - ops * c->p / opt_procs;
+	uint64_t rng = 0x5eed0fcace5ULL + 0x100000001b3ULL * (c->p + 1);
+	uint64_t j, t0, t1, end = 0, hits = 0, misses = 0;
+	uint32_t r;
+
+	if (opt_cache_secs > 0)
+		n = UINT64_MAX;
+	atomic_store_explicit(&st->ops, 0, memory_order_relaxed);
+	atomic_store_explicit(&st->hits, 0, memory_order_relaxed);
+	atomic_store_explicit(&st->misses, 0, memory_order_relaxed);
+	t0 = ticks();
+	if (opt_cache_secs > 0)
+		end = t0 + (uint64_t)(opt_cache_secs * 1e9 * g_ticks_per_ns);
+	for (j = 0; j < n; j++) {
+		uint64_t i = perm_of(&g_perm, zipf_next(&g_zipf, &rng));
+
+		key_make(c->key, i);
+		shf_make_hash(c->key, opt_klen);
+		r = shf_get_key_val_copy_or_lease(c->shf, CACHE_LEASE_MS,
+						  CACHE_WAIT_MS);
+		if (r & SHF_RET_ERROR) {
+			if (errno != ETIMEDOUT)
+				return cache_fail(c,
+						  "shf_get_key_val_copy_or_lease");
+			st->c_timeouts++;
+		} else if (r & SHF_RET_KEY_FOUND) {
+			hits++;
+			if (!val_ok(shf_val, shf_val_len, val_word(c, i, 0)))
+				st->c_errors++;
+		} else if (r & SHF_RET_LEASED) {
+			/* "compute" the value, and store it: ends the lease */
+			misses++;
+			val_make(c->val, val_word(c, i, 0));
+			if (!(shf_put_key_val(c->shf, c->val, opt_vlen) &
+			      SHF_RET_KEY_PUT))
+				return cache_fail(c, "shf_put_key_val");
+		} else {
+			st->c_errors++; /* neither found nor leased */
+		}
+		t1 = ticks();
+		lat_add(st, PH_CACHE, t1 - t0);
+		t0 = t1;
+		if ((j & 255) == 255) {
+			atomic_store_explicit(&st->hits, hits,
+					      memory_order_relaxed);
+			atomic_store_explicit(&st->misses, misses,
+					      memory_order_relaxed);
+			atomic_store_explicit(&st->ops, j + 1,
+					      memory_order_relaxed);
+			if (end && t1 >= end) {
+				j++;
+				break;
+			}
+		}
+	}
+	atomic_store_explicit(&st->hits, hits, memory_order_relaxed);
+	atomic_store_explicit(&st->misses, misses, memory_order_relaxed);
+	atomic_store_explicit(&st->ops, j, memory_order_release);
+	return 0;
+}
+
 struct ops {
 	int (*put)(struct ctx *, uint64_t);
 	int (*get)(struct ctx *, uint64_t);
@@ -628,7 +871,7 @@ static int ctx_open(struct ctx *c)
 	}
 	if (c->be == BE_SHF) {
 		/* Attach on its own, as an unrelated process would. */
-		c->shf = shf_attach_existing(opt_dir, g_name);
+		c->shf = shf_attach_existing(opt_dir, g_attach);
 		return c->shf ? 0 : -1;
 	}
 #ifdef HAVE_LMDB
@@ -680,7 +923,10 @@ static void child_main(int be, unsigned p, int go_fd, int done_fd,
 	if (write(done_fd, &r, 1) != 1 || r == 'e')
 		_exit(1);
 	while (read(go_fd, &b, 1) == 1 && b != GO_EXIT) {
-		if (b >= NPH || run_phase(&c, b) < 0)
+		if (b >= NPH)
+			r = 'e';
+		else if (b == PH_CACHE ? run_cache_phase(&c) < 0 :
+					 run_phase(&c, b) < 0)
 			r = 'e';
 		if (write(done_fd, &r, 1) != 1 || r == 'e')
 			_exit(1);
@@ -717,6 +963,12 @@ static void files_remove(void)
 	}
 	if (g_shf_path[0])
 		unlink(g_shf_path);
+	if (g_cache_shf) {
+		free(shf_del(g_cache_shf));
+		g_cache_shf = NULL;
+	}
+	if (g_cache_path[0])
+		unlink(g_cache_path);
 	if (g_lmdb_path[0]) {
 		unlink(g_lmdb_path);
 		unlink(g_lmdb_lock);
@@ -766,7 +1018,7 @@ static void live_header(void)
 static int parent_wait(int done_fd, int be, int ph, double *secs)
 {
 	struct proc_stat *st = &g_stat[be * opt_procs];
-	uint64_t last[1024] = { 0 }, sum;
+	uint64_t last[1024] = { 0 }, sum, lh = 0, lm = 0, h, m;
 	double t0 = now_s(), tl = t0, next = t0 + 1.0, t;
 	unsigned done = 0, p;
 	static unsigned lines;
@@ -811,8 +1063,24 @@ static int parent_wait(int done_fd, int be, int ph, double *secs)
 			last[p] = o;
 		}
 		g_total_ops += sum;
-		fprintf(g_live, " %7.1fM %6.2fM\n", (double)g_total_ops / 1e6,
+		fprintf(g_live, " %7.1fM %6.2fM", (double)g_total_ops / 1e6,
 			(double)sum / (t - tl) / 1e6);
+		if (ph == PH_CACHE) {
+			/* hits of the interval's gets (timeouts aside) */
+			for (h = m = 0, p = 0; p < opt_procs; p++) {
+				h += atomic_load_explicit(&st[p].hits,
+							  memory_order_relaxed);
+				m += atomic_load_explicit(&st[p].misses,
+							  memory_order_relaxed);
+			}
+			if (h + m > lh + lm)
+				fprintf(g_live, " hit %5.1f%%",
+					100.0 * (double)(h - lh) /
+						(double)(h + m - lh - lm));
+			lh = h;
+			lm = m;
+		}
+		fputc('\n', g_live);
 		fflush(g_live);
 		tl = t;
 		next += 1.0;
@@ -894,17 +1162,13 @@ static int store_create(int be)
 #endif
 }
 
-static void run_backend(int be, struct be_res *res)
+/* Fork the workers (they attach to g_attach) and wait until all have. */
+static void workers_start(int be, int *go, int *done_rd)
 {
-	int go[1024], done_pipe[2], i;
+	int done_pipe[2];
 	unsigned p;
-	unsigned char b;
 	double secs;
 
-	memset(res, 0, sizeof(*res));
-	if (store_create(be) < 0)
-		die(be == BE_SHF ? "cannot create the table" :
-				   "cannot create the LMDB environment");
 	if (pipe(done_pipe) < 0)
 		die("pipe");
 	for (p = 0; p < opt_procs; p++) {
@@ -927,35 +1191,39 @@ static void run_backend(int be, struct be_res *res)
 		g_pids[g_npids++] = pid;
 	}
 	close(done_pipe[1]);
+	*done_rd = done_pipe[0];
 	/* Everyone attached: the start of each phase is a pipe barrier. */
-	if (parent_wait(done_pipe[0], be, -1, &secs) < 0)
+	if (parent_wait(*done_rd, be, -1, &secs) < 0)
 		die(g_stop ? NULL : "a worker failed to attach");
-	fprintf(g_live, "%s: %u processes, %" PRIu64 " keys\n", be_name[be],
-		opt_procs, opt_keys);
-	for (i = 0; i < opt_nphases; i++) {
-		int ph = opt_order[i];
+}
 
-		b = (unsigned char)ph;
-		for (p = 0; p < opt_procs; p++)
-			if (write(go[p], &b, 1) != 1)
-				die("pipe");
-		if (parent_wait(done_pipe[0], be, ph, &secs) < 0)
-			die(g_stop ? NULL : "a worker failed");
-		res->ph[ph].ran = 1;
-		res->ph[ph].ops = opt_keys;
-		res->ph[ph].secs = secs;
-		percentiles(be, ph, &res->ph[ph]);
-		if (ph == PH_PUT)
-			res->file_bytes = file_bytes(be == BE_SHF ?
-						     g_shf_path : g_lmdb_path);
-	}
-	b = GO_EXIT;
+/* Run phase ph on every worker; its seconds. */
+static double workers_phase(int be, const int *go, int done_rd, int ph)
+{
+	unsigned char b = (unsigned char)ph;
+	unsigned p;
+	double secs;
+
+	for (p = 0; p < opt_procs; p++)
+		if (write(go[p], &b, 1) != 1)
+			die("pipe");
+	if (parent_wait(done_rd, be, ph, &secs) < 0)
+		die(g_stop ? NULL : "a worker failed");
+	return secs;
+}
+
+/* Tell the workers to exit and reap them. */
+static void workers_end(const int *go, int done_rd)
+{
+	unsigned char b = GO_EXIT;
+	unsigned p;
+
 	for (p = 0; p < opt_procs; p++) {
 		if (write(go[p], &b, 1) != 1)
 			die("pipe");
 		close(go[p]);
 	}
-	close(done_pipe[0]);
+	close(done_rd);
 	for (p = 0; p < g_npids; p++) {
 		int status;
 
@@ -968,6 +1236,33 @@ static void run_backend(int be, struct be_res *res)
 		g_pids[p] = 0;
 	}
 	g_npids = 0;
+}
+
+static void run_backend(int be, struct be_res *res)
+{
+	int go[1024], done_rd, i;
+	unsigned p;
+
+	memset(res, 0, sizeof(*res));
+	if (store_create(be) < 0)
+		die(be == BE_SHF ? "cannot create the table" :
+				   "cannot create the LMDB environment");
+	g_attach = g_name;
+	workers_start(be, go, &done_rd);
+	fprintf(g_live, "%s: %u processes, %" PRIu64 " keys\n", be_name[be],
+		opt_procs, opt_keys);
+	for (i = 0; i < opt_nphases; i++) {
+		int ph = opt_order[i];
+
+		res->ph[ph].secs = workers_phase(be, go, done_rd, ph);
+		res->ph[ph].ran = 1;
+		res->ph[ph].ops = opt_keys;
+		percentiles(be, ph, &res->ph[ph]);
+		if (ph == PH_PUT)
+			res->file_bytes = file_bytes(be == BE_SHF ?
+						     g_shf_path : g_lmdb_path);
+	}
+	workers_end(go, done_rd);
 	for (p = 0; p < opt_procs; p++)
 		res->errors += g_stat[be * opt_procs + p].errors;
 	res->ran = 1;
@@ -976,6 +1271,71 @@ static void run_backend(int be, struct be_res *res)
 		g_shf_path[0] = 0;
 	else
 		g_lmdb_path[0] = 0;
+}
+
+/*
+ * The CACHE phase: a table of its own with the byte budget (and default
+ * TTL), workers attached to it, one phase, the table's stats, removal.
+ */
+static void run_cache(struct cache_res *res)
+{
+	int go[1024], done_rd;
+	uint64_t budget = cache_budget(), ops = 0;
+	unsigned p;
+
+	memset(res, 0, sizeof(*res));
+	snprintf(g_cache_name, sizeof(g_cache_name), "%s-cache", g_name);
+	snprintf(g_cache_path, sizeof(g_cache_path), "%s/%s.shf", opt_dir,
+		 g_cache_name);
+	g_cache_shf = shf_attach(opt_dir, g_cache_name, 0);
+	if (!g_cache_shf)
+		die("cannot create the cache table");
+	if (opt_fixed) {
+		errno = 0;
+		shf_set_is_fixed_len(g_cache_shf, opt_klen, opt_vlen);
+		if (shf_get_stats(g_cache_shf, &res->st, sizeof(res->st)) &
+		    SHF_RET_ERROR || res->st.fixed_key_len != opt_klen) {
+			if (!errno)
+				errno = EINVAL;
+			die("cannot make the cache table fixed-length");
+		}
+	}
+	if (budget && shf_set_byte_budget(g_cache_shf, budget) & SHF_RET_ERROR)
+		die("cannot set the byte budget");
+	if (opt_cache_ttl &&
+	    shf_set_ttl_default(g_cache_shf, opt_cache_ttl) & SHF_RET_ERROR)
+		die("cannot set the default TTL");
+	zipf_init(&g_zipf, opt_keys, opt_zipf);
+	perm_init(&g_perm, opt_keys);
+
+	g_attach = g_cache_name;
+	workers_start(BE_SHF, go, &done_rd);
+	fprintf(g_live, "cache: %u processes, %" PRIu64 " keys, zipf %.2f, "
+		"budget %" PRIu64 " bytes, ttl %" PRIu32 " ms\n", opt_procs,
+		opt_keys, opt_zipf, budget, opt_cache_ttl);
+	res->ph.secs = workers_phase(BE_SHF, go, done_rd, PH_CACHE);
+	res->ph.ran = 1;
+	percentiles(BE_SHF, PH_CACHE, &res->ph);
+	/* After the workers detached: they have added their hits then. */
+	workers_end(go, done_rd);
+	if (shf_get_stats(g_cache_shf, &res->st, sizeof(res->st)) &
+	    SHF_RET_ERROR)
+		die("shf_get_stats");
+	for (p = 0; p < opt_procs; p++) {
+		struct proc_stat *st = &g_stat[BE_SHF * opt_procs + p];
+
+		ops += atomic_load(&st->ops);
+		res->hits += atomic_load(&st->hits);
+		res->misses += atomic_load(&st->misses);
+		res->timeouts += st->c_timeouts;
+		res->errors += st->c_errors;
+	}
+	res->ph.ops = ops;
+	res->ran = 1;
+	free(shf_del(g_cache_shf));
+	g_cache_shf = NULL;
+	unlink(g_cache_path);
+	g_cache_path[0] = 0;
 }
 
 /* ------------------------------------------------------ output */
@@ -1042,7 +1402,86 @@ static void print_text(const struct be_res *res)
 		       BATCH_KEYS);
 }
 
-static void print_json(const struct be_res *res, const struct qb_res *qres)
+static double hit_ratio(const struct cache_res *cr)
+{
+	uint64_t gets = cr->hits + cr->misses + cr->timeouts;
+
+	return gets ? (double)cr->hits / (double)gets : 0;
+}
+
+static int within_budget(const struct cache_res *cr)
+{
+	return !cr->st.byte_budget || cr->st.bytes_cached <= cr->st.byte_budget;
+}
+
+static void print_cache_text(const struct cache_res *cr)
+{
+	const struct phase_res *pr = &cr->ph;
+	const struct shf_stats *st = &cr->st;
+	int k;
+
+	printf("\ncache: %u processes, %" PRIu64 " keys, key %u bytes%s, "
+	       "value %u bytes%s, zipf %.2f, budget %" PRIu64 " bytes, "
+	       "ttl %" PRIu32 " ms, %s\n",
+	       opt_procs, opt_keys, opt_klen, opt_sorted ? " (sorted)" : "",
+	       opt_vlen, opt_fixed ? " (fixed)" : "", opt_zipf,
+	       st->byte_budget, st->ttl_default_ms, opt_dir);
+	printf("%-6s  phase        ops   secs    ops/s   "
+	       "p50 us   p99 us p99.9 us p99.99 us   max us\n",
+	       be_name[BE_SHF]);
+	printf("%-6s  %-5s %10" PRIu64 " %6.2f %7.3fM", be_name[BE_SHF],
+	       ph_name[PH_CACHE], pr->ops, pr->secs, ops_s(pr) / 1e6);
+	for (k = 0; k < 5; k++)
+		printf(" %8.2f", (double)pr->lat_ns[k] / 1e3);
+	printf("\n");
+	printf("cache   hits: %" PRIu64 "  misses: %" PRIu64 "  timeouts: %"
+	       PRIu64 "  hit ratio: %.4f\n",
+	       cr->hits, cr->misses, cr->timeouts, hit_ratio(cr));
+	printf("cache   table: keys %" PRIu64 ", bytes_cached %" PRIu64
+	       " of budget %" PRIu64 " (%s), evictions %" PRIu64
+	       ", expirations %" PRIu64 ", leases %" PRIu64
+	       ", lease_waits %" PRIu64 "\n",
+	       st->keys, st->bytes_cached, st->byte_budget,
+	       within_budget(cr) ? "within budget" : "OVER BUDGET",
+	       st->evictions, st->expirations, st->leases, st->lease_waits);
+	printf("cache   errors: %" PRIu64 "\n", cr->errors);
+	if (opt_vs_lmdb)
+		printf("note: CACHE runs on libshf only (LMDB has no "
+		       "get-or-lease)\n");
+}
+
+static void print_cache_json(const struct cache_res *cr)
+{
+	static const char *const lat[5] = { "p50", "p99", "p99_9", "p99_99",
+					    "max" };
+	const struct phase_res *pr = &cr->ph;
+	const struct shf_stats *st = &cr->st;
+	int k;
+
+	printf("{\"zipf\":%.4f,\"byte_budget\":%" PRIu64
+	       ",\"ttl_ms\":%" PRIu32 ",\"lease_ms\":%u,\"wait_ms\":%u"
+	       ",\"ops\":%" PRIu64 ",\"secs\":%.4f,\"ops_per_sec\":%.0f"
+	       ",\"lat_ns\":{",
+	       opt_zipf, st->byte_budget, st->ttl_default_ms, CACHE_LEASE_MS,
+	       CACHE_WAIT_MS, pr->ops, pr->secs, ops_s(pr));
+	for (k = 0; k < 5; k++)
+		printf("%s\"%s\":%" PRIu64, k ? "," : "", lat[k],
+		       pr->lat_ns[k]);
+	printf("},\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
+	       ",\"timeouts\":%" PRIu64 ",\"hit_ratio\":%.4f,\"errors\":%"
+	       PRIu64 ",\"table\":{\"keys\":%" PRIu64 ",\"bytes_cached\":%"
+	       PRIu64 ",\"byte_budget\":%" PRIu64 ",\"within_budget\":%s"
+	       ",\"hits\":%" PRIu64 ",\"misses\":%" PRIu64
+	       ",\"evictions\":%" PRIu64 ",\"expirations\":%" PRIu64
+	       ",\"leases\":%" PRIu64 ",\"lease_waits\":%" PRIu64 "}}",
+	       cr->hits, cr->misses, cr->timeouts, hit_ratio(cr), cr->errors,
+	       st->keys, st->bytes_cached, st->byte_budget,
+	       within_budget(cr) ? "true" : "false", st->hits, st->misses,
+	       st->evictions, st->expirations, st->leases, st->lease_waits);
+}
+
+static void print_json(const struct be_res *res, const struct cache_res *cres,
+		       const struct qb_res *qres)
 {
 	static const char *const lat[5] = { "p50", "p99", "p99_9", "p99_99",
 					    "max" };
@@ -1102,6 +1541,10 @@ static void print_json(const struct be_res *res, const struct qb_res *qres)
 		}
 		printf("}");
 	}
+	if (cres->ran) {
+		printf(",\"cache\":");
+		print_cache_json(cres);
+	}
 	if (qres->ran) {
 		printf(",\"queue\":");
 		qb_print_json(qres);
@@ -1124,9 +1567,17 @@ static void usage(FILE *f)
 		"      --fixed           shf_set_is_fixed_len() the table\n"
 		"      --sorted-keys     index big-endian: PUT in memcmp order\n"
 		"  -d, --dir DIR         where tables go (default /dev/shm)\n"
-		"      --phases LIST     from put,get,mix,upd,batch,queue; put\n"
-		"                        first of the table phases; queue runs\n"
-		"                        last (default put,get,mix,upd,batch)\n"
+		"      --phases LIST     from put,get,mix,upd,batch,cache,queue;\n"
+		"                        put first of the table phases; cache\n"
+		"                        and queue run after them, queue last\n"
+		"                        (default put,get,mix,upd,batch)\n"
+		"      --cache-ops OPS   CACHE: get-or-lease calls (default keys)\n"
+		"      --cache-secs SECS CACHE: run that long instead\n"
+		"      --cache-budget BYTES\n"
+		"                        CACHE: byte budget, 0 none (default\n"
+		"                        keys*(key-len+val-len+8)/5)\n"
+		"      --cache-ttl MS    CACHE: default TTL, 0 none (default 0)\n"
+		"      --zipf THETA      CACHE: Zipf skew, 0 to <1 (default 0.99)\n"
 		"      --q-items N       QUEUE: items moved (default 2000000)\n"
 		"      --q-size BYTES    QUEUE: item bytes, 8 to 65536 (default 64)\n"
 		"      --vs lmdb         also run the workload on LMDB\n"
@@ -1160,19 +1611,22 @@ static int parse_phases(const char *s)
 	memset(opt_phase, 0, sizeof(opt_phase));
 	opt_nphases = 0;
 	opt_queue = 0;
+	opt_cache = 0;
 	for (tok = strtok_r(dup, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
-		if (!strcmp(tok, "queue")) {
-			if (opt_queue++) {
+		if (!strcmp(tok, "queue") || !strcmp(tok, "cache")) {
+			int *o = tok[0] == 'q' ? &opt_queue : &opt_cache;
+
+			if ((*o)++) {
 				free(dup);
 				return -1;
 			}
 			continue;
 		}
-		for (ph = 0; ph < NPH; ph++)
+		for (ph = 0; ph < PH_CACHE; ph++)
 			if (!strcmp(tok, ph_lower[ph]))
 				break;
-		if (ph == NPH || opt_phase[ph]) {
+		if (ph == PH_CACHE || opt_phase[ph]) {
 			free(dup);
 			return -1;
 		}
@@ -1180,10 +1634,10 @@ static int parse_phases(const char *s)
 		opt_order[opt_nphases++] = ph;
 	}
 	free(dup);
-	/* The other table phases need the keys that PUT stores; QUEUE has
-	 * its own table and can run alone. */
+	/* The other table phases need the keys that PUT stores; CACHE and
+	 * QUEUE have tables of their own and can run alone. */
 	if (!opt_nphases)
-		return opt_queue ? 0 : -1;
+		return opt_queue || opt_cache ? 0 : -1;
 	return opt_order[0] == PH_PUT ? 0 : -1;
 }
 
@@ -1197,7 +1651,8 @@ static void bad_usage(const char *msg)
 int main(int argc, char **argv)
 {
 	enum { O_MIX = 256, O_FIXED, O_SORTED, O_PHASES, O_VS, O_JSON,
-	       O_Q_ITEMS, O_Q_SIZE };
+	       O_Q_ITEMS, O_Q_SIZE, O_C_OPS, O_C_SECS, O_C_BUDGET, O_C_TTL,
+	       O_ZIPF };
 	static const struct option lopts[] = {
 		{ "procs", required_argument, NULL, 'p' },
 		{ "keys", required_argument, NULL, 'n' },
@@ -1212,16 +1667,23 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, O_JSON },
 		{ "q-items", required_argument, NULL, O_Q_ITEMS },
 		{ "q-size", required_argument, NULL, O_Q_SIZE },
+		{ "cache-ops", required_argument, NULL, O_C_OPS },
+		{ "cache-secs", required_argument, NULL, O_C_SECS },
+		{ "cache-budget", required_argument, NULL, O_C_BUDGET },
+		{ "cache-ttl", required_argument, NULL, O_C_TTL },
+		{ "zipf", required_argument, NULL, O_ZIPF },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct be_res res[NBE];
+	struct cache_res cres;
 	struct qb_res qres;
 	const char *qwhat = NULL;
 	struct sigaction sa;
 	uint64_t v;
 	size_t map;
 	int c, be;
+	char *end;
 
 	if (parse_phases("put,get,mix,upd,batch") < 0)
 		return 2;
@@ -1265,7 +1727,8 @@ int main(int argc, char **argv)
 			if (parse_phases(optarg) < 0)
 				bad_usage("--phases: put first, then any of "
 					  "get,mix,upd,batch, each once; "
-					  "queue anywhere, or alone");
+					  "cache and queue anywhere, or "
+					  "alone");
 			break;
 		case O_Q_ITEMS:
 			if (parse_u64(optarg, 1, 1000000000000ULL, &v))
@@ -1276,6 +1739,37 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, QB_SIZE_MIN, QB_SIZE_MAX, &v))
 				bad_usage("--q-size: 8 to 65536 bytes");
 			opt_q_size = (unsigned)v;
+			break;
+		case O_C_OPS:
+			if (parse_u64(optarg, 1, UINT64_MAX / 1024, &v))
+				bad_usage("--cache-ops: at least 1");
+			opt_cache_ops = v;
+			break;
+		case O_C_SECS:
+			errno = 0;
+			opt_cache_secs = strtod(optarg, &end);
+			if (errno || end == optarg || *end ||
+			    !(opt_cache_secs > 0 && opt_cache_secs <= 86400))
+				bad_usage("--cache-secs: more than 0, at most "
+					  "86400 seconds");
+			break;
+		case O_C_BUDGET:
+			if (parse_u64(optarg, 0, UINT64_MAX, &v))
+				bad_usage("--cache-budget: bytes, 0 for none");
+			opt_cache_budget = v;
+			opt_cache_budget_set = 1;
+			break;
+		case O_C_TTL:
+			if (parse_u64(optarg, 0, UINT32_MAX, &v))
+				bad_usage("--cache-ttl: 0 to 4294967295 ms");
+			opt_cache_ttl = (uint32_t)v;
+			break;
+		case O_ZIPF:
+			errno = 0;
+			opt_zipf = strtod(optarg, &end);
+			if (errno || end == optarg || *end ||
+			    !(opt_zipf >= 0 && opt_zipf < 1))
+				bad_usage("--zipf: 0 to less than 1");
 			break;
 		case O_VS:
 			if (strcmp(optarg, "lmdb"))
@@ -1333,22 +1827,29 @@ int main(int argc, char **argv)
 		die("mmap");
 
 	memset(res, 0, sizeof(res));
+	memset(&cres, 0, sizeof(cres));
 	memset(&qres, 0, sizeof(qres));
 	for (be = 0; be < NBE && opt_nphases; be++) {
 		if (be == BE_LMDB && !opt_vs_lmdb)
 			continue;
 		run_backend(be, &res[be]);
 	}
+	/* libshf only: LMDB has no get-or-lease to compare with. */
+	if (opt_cache)
+		run_cache(&cres);
 	if (opt_queue && qb_run(opt_dir, g_name, opt_q_items, opt_q_size,
 				&g_stop, g_live, &qres, &qwhat) < 0)
 		die(g_stop ? NULL : qwhat);
 	if (opt_json) {
-		print_json(res, &qres);
+		print_json(res, &cres, &qres);
 	} else {
 		print_text(res);
+		if (cres.ran)
+			print_cache_text(&cres);
 		if (qres.ran)
 			qb_print_text(&qres, opt_dir);
 	}
-	return res[BE_SHF].errors || res[BE_LMDB].errors || qres.errors ? 1 :
-									   0;
+	return res[BE_SHF].errors || res[BE_LMDB].errors || cres.errors ||
+			       qres.errors ?
+		       1 : 0;
 }

@@ -2,8 +2,8 @@
 /*
  * shf - look at and change libshf tables from the shell (see shf(1)).
  *
- *   shf [-d DIR] ls | stat | get | put | del | dump | load | check | rm |
- *                gc | bench | demo ...
+ *   shf [-d DIR] ls | stat | get | put | del | ttl | set | expire | dump |
+ *                load | check | rm | gc | bench | demo ...
  *
  * Exit statuses: 0 done, 1 not found or problems found, 2 usage or system
  * error.  Errors are one line on stderr, "shf: CMD: what: why".
@@ -98,7 +98,16 @@ static void usage(FILE *f)
 		"  get NAME KEY [--hex]       print the value of KEY\n"
 		"  put NAME KEY VALUE [--hex] store KEY (creates NAME if absent)\n"
 		"  put NAME KEY -f FILE       ... with the bytes of FILE (- = stdin)\n"
+		"      [--ttl MS]             ... expiring in MS milliseconds\n"
+		"                             (0: never; default: the table's)\n"
 		"  del NAME KEY [--hex]       delete KEY\n"
+		"  ttl NAME KEY [--hex]       print the milliseconds KEY has left,\n"
+		"                             or \"never\"\n"
+		"  set NAME [--budget BYTES] [--ttl-default MS]\n"
+		"                             store cache settings in NAME (creates\n"
+		"                             it); BYTES may end in K, M, G or T\n"
+		"  expire NAME [MAX_SLOTS]    reclaim the space of expired keys\n"
+		"                             (MAX_SLOTS per shard, default 4096)\n"
 		"  dump NAME [FILE]           write every key,value pair (- = stdout)\n"
 		"  load NAME [FILE]           read a dump into NAME (creates it)\n"
 		"  check NAME [--repair]      verify (and repair) a table\n"
@@ -188,6 +197,48 @@ static int hexval(int c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
+}
+
+/* A decimal number from 0 to max; -1 if s is not one. */
+static int parse_num(const char *s, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Bytes: a decimal number, optionally with K, M, G or T (powers of 1024). */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	if (*end) {
+		const char *u = strchr("KMGT", *end & ~0x20);
+
+		if (!u || !*u || end[1])
+			return -1;
+		shift = 10 * (unsigned)(u - "KMGT" + 1);
+	}
+	if (shift && v > (UINT64_MAX >> shift))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
 }
 
 /* Decode a command line argument (hex if asked) into a malloc()ed buffer. */
@@ -565,6 +616,23 @@ static int cmd_stat(int argc, char **argv)
 		{ "fixed_val_len", "Fixed value length, 0 if variable.", 0,
 		  st.fixed_val_len },
 		{ "layout", "On-disk layout version.", 0, st.layout },
+		{ "ttl_default_ms",
+		  "Default time to live of new values in milliseconds, 0 if none.",
+		  0, st.ttl_default_ms },
+		{ "byte_budget", "Byte budget of the cache, 0 if none.", 0,
+		  st.byte_budget },
+		{ "bytes_cached",
+		  "Bytes of live records, as counted against the byte budget.", 0,
+		  st.bytes_cached },
+		{ "hits", "Gets that found their key.", 1, st.hits },
+		{ "misses", "Gets that did not find their key.", 1, st.misses },
+		{ "evictions", "Keys evicted to stay within the byte budget.", 1,
+		  st.evictions },
+		{ "expirations", "Expired keys whose space was reclaimed.", 1,
+		  st.expirations },
+		{ "leases", "Leases granted by get-or-lease.", 1, st.leases },
+		{ "lease_waits", "Get-or-lease calls that waited for a lease.", 1,
+		  st.lease_waits },
 		{ "owner_pid",
 		  "Process that removes the table when it exits, 0 if none.", 0,
 		  (uint64_t)pid },
@@ -608,26 +676,35 @@ static int cmd_stat(int argc, char **argv)
 	return 0;
 }
 
-/* ------------------------------------------------------- get, put, del */
+/* -------------------------------------------------- get, put, del, ttl */
 
 static int cmd_kv(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "hex", no_argument, NULL, 'x' },
 		{ "file", required_argument, NULL, 'f' },
+		{ "ttl", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c, hex = 0, want, rc = 0;
+	int c, hex = 0, want, rc = 0, ttl_set = 0;
 	const char *file = NULL;
 	char *name, *key, *val = NULL;
-	uint32_t klen, vlen = 0, r;
+	uint32_t klen, vlen = 0, r, ttl = 0;
+	uint64_t v;
 	SHF *shf;
 
 	while ((c = getopt_long(argc, argv, "xf:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'x': hex = 1; break;
 		case 'f': file = optarg; break;
+		case 'T':
+			if (parse_num(optarg, UINT32_MAX, &v))
+				return usage_err("--ttl wants milliseconds, 0 "
+						 "to %" PRIu32, UINT32_MAX);
+			ttl = (uint32_t)v;
+			ttl_set = 1;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: return usage_err("bad option");
 		}
@@ -638,9 +715,12 @@ static int cmd_kv(int argc, char **argv)
 		want = 2;
 	if (file && strcmp(cmd, "put"))
 		return usage_err("-f is for put only");
+	if (ttl_set && strcmp(cmd, "put"))
+		return usage_err("--ttl is for put only");
 	if (argc - optind != want)
 		return usage_err("usage: shf %s NAME KEY%s [--hex]", cmd,
-				 !strcmp(cmd, "put") ? " VALUE|-f FILE" : "");
+				 !strcmp(cmd, "put") ?
+					 " VALUE|-f FILE [--ttl MS]" : "");
 	name = table_name(argv[optind]);
 	key = arg_bytes("key", argv[optind + 1], hex, &klen);
 	if (file)
@@ -651,7 +731,11 @@ static int cmd_kv(int argc, char **argv)
 
 	shf_make_hash(key, klen);
 	if (!strcmp(cmd, "put")) {
-		r = shf_put_key_val(shf, val ? val : "", vlen);
+		/* Without --ttl, the table's default TTL applies. */
+		if (ttl_set)
+			r = shf_put_key_val_ttl(shf, val ? val : "", vlen, ttl);
+		else
+			r = shf_put_key_val(shf, val ? val : "", vlen);
 		if (r & SHF_RET_ERROR) {
 			say("%s: cannot put the key: %s", name, strerror(errno));
 			rc = EXIT_ERR;
@@ -665,6 +749,24 @@ static int cmd_kv(int argc, char **argv)
 			say("key '%s' not found in table '%s'", argv[optind + 1],
 			    name);
 			rc = EXIT_NOTFOUND;
+		}
+	} else if (!strcmp(cmd, "ttl")) {
+		r = shf_get_key_ttl(shf);
+		if (r & SHF_RET_ERROR) {
+			say("%s: %s", name, strerror(errno));
+			rc = EXIT_ERR;
+		} else if (!(r & SHF_RET_KEY_FOUND)) {
+			say("key '%s' not found in table '%s'", argv[optind + 1],
+			    name);
+			rc = EXIT_NOTFOUND;
+		} else if (shf_val_long < 0) {
+			printf("never\n");
+		} else {
+			printf("%ld\n", shf_val_long);
+		}
+		if (fflush(stdout) == EOF || ferror(stdout)) {
+			say("standard output: %s", strerror(errno));
+			rc = EXIT_ERR;
 		}
 	} else {
 		r = shf_get_key_val_copy(shf);
@@ -695,6 +797,108 @@ static int cmd_kv(int argc, char **argv)
 	free(key);
 	free(val);
 	return rc;
+}
+
+/* ---------------------------------------------------------- set, expire */
+
+static int cmd_set(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "budget", required_argument, NULL, 'b' },
+		{ "ttl-default", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, budget_set = 0, ttl_set = 0, rc = 0;
+	uint64_t budget = 0, v;
+	uint32_t ttl = 0;
+	struct shf_stats st;
+	char *name;
+	SHF *shf;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			if (parse_bytes(optarg, &budget))
+				return usage_err("--budget wants bytes (a number, "
+						 "optionally with K, M, G or T)");
+			budget_set = 1;
+			break;
+		case 'T':
+			if (parse_num(optarg, UINT32_MAX, &v))
+				return usage_err("--ttl-default wants milliseconds, "
+						 "0 to %" PRIu32, UINT32_MAX);
+			ttl = (uint32_t)v;
+			ttl_set = 1;
+			break;
+		case 'h': usage(stdout); return 0;
+		default: return usage_err("bad option");
+		}
+	}
+	if (optind + 1 != argc)
+		return usage_err("usage: shf set NAME [--budget BYTES] "
+				 "[--ttl-default MS]");
+	if (!budget_set && !ttl_set)
+		return usage_err("nothing to set: give --budget or --ttl-default");
+	name = table_name(argv[optind]);
+	shf = table_open(name, 1);
+	if (budget_set && shf_set_byte_budget(shf, budget) & SHF_RET_ERROR) {
+		say("%s: cannot set the byte budget: %s", name, strerror(errno));
+		rc = EXIT_ERR;
+	}
+	if (!rc && ttl_set && shf_set_ttl_default(shf, ttl) & SHF_RET_ERROR) {
+		say("%s: cannot set the default TTL: %s", name, strerror(errno));
+		rc = EXIT_ERR;
+	}
+	if (!rc) {
+		/* What the table holds now. */
+		if (shf_get_stats(shf, &st, sizeof(st)) & SHF_RET_ERROR) {
+			say("%s: %s", name, strerror(errno));
+			rc = EXIT_ERR;
+		} else {
+			printf("%s: byte_budget %" PRIu64 ", ttl_default_ms %"
+			       PRIu32 "\n", name, st.byte_budget,
+			       st.ttl_default_ms);
+		}
+	}
+	shf_detach(shf);
+	free(name);
+	return rc;
+}
+
+static int cmd_expire(int argc, char **argv)
+{
+	uint64_t max = 4096;
+	char *name;
+	uint32_t n;
+	SHF *shf;
+
+	if (argc > 1 && !strcmp(argv[1], "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc < 2 || argc > 3)
+		return usage_err("usage: shf expire NAME [MAX_SLOTS]");
+	if (argc == 3 && (parse_num(argv[2], UINT32_MAX, &max) || !max))
+		return usage_err("MAX_SLOTS wants 1 to %" PRIu32, UINT32_MAX);
+	name = table_name(argv[1]);
+	shf = table_open(name, 0);
+	n = shf_expire(shf, (uint32_t)max);
+	if (n == UINT32_MAX) {
+		say("%s: %s", name, strerror(errno));
+		shf_detach(shf);
+		free(name);
+		return EXIT_ERR;
+	}
+	printf("%s: %" PRIu32 " expired key%s reclaimed\n", name, n,
+	       n == 1 ? "" : "s");
+	shf_detach(shf);
+	free(name);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		say("standard output: %s", strerror(errno));
+		return EXIT_ERR;
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------- dump */
@@ -1614,7 +1818,8 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } cmds[] = {
 	{ "ls", cmd_ls },       { "stat", cmd_stat },   { "get", cmd_kv },
-	{ "put", cmd_kv },      { "del", cmd_kv },      { "dump", cmd_dump },
+	{ "put", cmd_kv },      { "del", cmd_kv },      { "ttl", cmd_kv },
+	{ "set", cmd_set },     { "expire", cmd_expire }, { "dump", cmd_dump },
 	{ "load", cmd_load },   { "check", cmd_check }, { "rm", cmd_rm },
 	{ "gc", cmd_gc },       { "bench", cmd_bench }, { "demo", cmd_demo },
 };

@@ -1493,12 +1493,15 @@ static void shard_recover(SHF *h, struct shard *sh)
 
 /* ------------------------------------------------------ cache helpers */
 
-/* Milliseconds of CLOCK_REALTIME (the coarse clock: a vDSO read, no call). */
+/*
+ * Milliseconds of CLOCK_REALTIME (a vDSO read, no system call; read only
+ * for records that have an expiry, and by puts that give one).
+ */
 static inline uint64_t now_ms(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
@@ -2487,8 +2490,9 @@ static uint64_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth)
 enum sweep { SW_EXPIRED, SW_EVICT };
 
 /*
- * Move the hand over at most max slots.  SW_EXPIRED: reclaim every expired
- * key met; returns how many.  SW_EVICT: stop at the first victim — an
+ * Move the hand over at most max slots, and at most one turn of the shard.
+ * SW_EXPIRED: reclaim every expired key met; returns how many.
+ * SW_EVICT (max is then two turns): stop at the first victim — an
  * expired key, or one whose use mark is clear (marks met are cleared) —
  * never skip_rec nor a lease still running; returns 1, or 0 if none was
  * found.  Under sh's lock.
@@ -2506,9 +2510,15 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 
 		if (!sl)
 			break;
-		if (mode == SW_EVICT && i == 0) /* two turns at the most */
-			max = 2 * ((1ULL << depth) * SEG_BUCKETS * BUCKET_SLOTS) +
-			      SEG_BUCKETS * BUCKET_SLOTS;
+		if (i == 0) {
+			uint64_t turn = ((1ULL << depth) + 1) * SEG_BUCKETS *
+					BUCKET_SLOTS;
+
+			if (mode == SW_EVICT)
+				max = 2 * turn;
+			else if (max > turn)
+				max = turn;
+		}
 		sv = ld64(sl);
 		if (!sv || slot_rec(sv) == skip_rec)
 			continue;
@@ -3674,8 +3684,6 @@ SHF_EXPORT uint32_t shf_check(SHF *h, uint32_t flags, shf_check_cb_t cb,
 
 /* --------------------------------------------------------- batched get */
 
-#define BATCH_GROUP 16
-
 /*
  * Look the key up optimistically and copy its value to dst (cap bytes).
  * 1 found (*len set; copied if it fits), 0 absent, -1 corrupt.
@@ -3755,6 +3763,28 @@ static inline void prefetch_record(SHF *h, uint64_t hash)
 		}
 }
 
+/* Prefetch the directory entry of a key's segment. */
+static inline void prefetch_dir(SHF *h, uint64_t hash)
+{
+	struct shard *sh = shard_of(h, hash);
+	uint32_t d;
+	uint64_t *dir = dir_get(h, atomic_load_explicit(&sh->dir_word,
+							memory_order_acquire),
+				&d);
+
+	if (dir)
+		__builtin_prefetch(&dir[d ? tag_of(hash) >> (24 - d) : 0]);
+}
+
+/*
+ * The batch is a pipeline of four stages BATCH_LAG keys apart: hash the key
+ * and prefetch its directory entry; prefetch its two bucket lines; prefetch
+ * its record; look it up and copy its value.  So the memory misses of about
+ * 3 * BATCH_LAG keys are in flight at once instead of one key's at a time.
+ */
+#define BATCH_LAG 4
+#define BATCH_RING (4 * BATCH_LAG)
+
 SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 					       const char *const *keys,
 					       const uint32_t *key_lens,
@@ -3762,8 +3792,8 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 					       uint64_t *offs, uint32_t *lens,
 					       uint32_t *uids)
 {
-	uint64_t hashes[BATCH_GROUP], used = 0;
-	uint32_t found = 0, i, g, m, len = 0, uid = 0;
+	uint64_t hashes[BATCH_RING], used = 0;
+	uint32_t found = 0, i, len = 0, uid = 0;
 	int nobufs = 0;
 
 	if (!h || (n && (!keys || !key_lens || !offs || !lens)) ||
@@ -3771,44 +3801,49 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 		errno = EINVAL;
 		return UINT32_MAX;
 	}
-	for (g = 0; g < n; g += BATCH_GROUP) {
-		m = n - g < BATCH_GROUP ? n - g : BATCH_GROUP;
-		for (i = 0; i < m; i++) {
-			if (!keys[g + i] && key_lens[g + i]) {
-				errno = EINVAL;
-				return UINT32_MAX;
-			}
-			hashes[i] = XXH3_64bits(keys[g + i], key_lens[g + i]);
-			prefetch_buckets(h, hashes[i]);
+	for (i = 0; i < n; i++)
+		if (!keys[i] && key_lens[i]) {
+			errno = EINVAL;
+			return UINT32_MAX;
 		}
-		for (i = 0; i < m; i++)
-			prefetch_record(h, hashes[i]);
-		for (i = 0; i < m; i++) {
-			uint32_t k = g + i;
-			int rc = get_into(h, hashes[i], keys[k], key_lens[k],
-					  buf ? buf + used : NULL, buf_size - used,
-					  &len, &uid);
+	for (i = 0; i < n + 3 * BATCH_LAG; i++) {
+		uint32_t k;
+		int rc;
 
-			if (rc < 0) {
-				errno = EBADMSG;
-				return UINT32_MAX;
-			}
-			if (uids)
-				uids[k] = rc ? uid : SHF_UID_NONE;
-			offs[k] = used;
-			if (!rc) {
-				lens[k] = UINT32_MAX;
-				continue;
-			}
-			if (len > buf_size - used) {
-				lens[k] = UINT32_MAX - 1;
-				nobufs = 1;
-				continue;
-			}
-			lens[k] = len;
-			used += len;
-			found++;
+		if (i < n) {
+			hashes[i % BATCH_RING] = XXH3_64bits(keys[i], key_lens[i]);
+			prefetch_dir(h, hashes[i % BATCH_RING]);
 		}
+		if (i >= BATCH_LAG && i - BATCH_LAG < n)
+			prefetch_buckets(h, hashes[(i - BATCH_LAG) % BATCH_RING]);
+		if (i >= 2 * BATCH_LAG && i - 2 * BATCH_LAG < n)
+			prefetch_record(h,
+					hashes[(i - 2 * BATCH_LAG) % BATCH_RING]);
+		if (i < 3 * BATCH_LAG || i - 3 * BATCH_LAG >= n)
+			continue;
+		k = i - 3 * BATCH_LAG;
+		rc = get_into(h, hashes[k % BATCH_RING], keys[k], key_lens[k],
+			      buf ? buf + used : NULL, buf_size - used, &len,
+			      &uid);
+		if (rc < 0) {
+			errno = EBADMSG;
+			return UINT32_MAX;
+		}
+		if (uids)
+			uids[k] = rc ? uid : SHF_UID_NONE;
+		offs[k] = used;
+		if (!rc) {
+			lens[k] = UINT32_MAX;
+			continue;
+		}
+		if (len > buf_size - used) {
+			lens[k] = UINT32_MAX - 1;
+			nobufs = 1;
+			continue;
+		}
+		lens[k] = len;
+		used += len;
+		found++;
 	}
 	if (nobufs) {
 		errno = ENOBUFS;
@@ -3816,4 +3851,5 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 	}
 	return found;
 }
+
 /* CACHE-MODE-READY */

@@ -108,6 +108,27 @@ public:
 		shf_set_is_fixed_len(shf, fixed_key_len, fixed_val_len);
 	}
 
+	/* Cache mode (libshf 1.1; see libshf(7), CACHE MODE). */
+	uint32_t PutKeyValTtl(const char *val, uint32_t val_len,
+			      uint32_t ttl_ms)
+	{
+		return shf_put_key_val_ttl(shf, val, val_len, ttl_ms);
+	}
+	uint32_t SetTtlDefault(uint32_t ttl_ms)
+	{
+		return shf_set_ttl_default(shf, ttl_ms);
+	}
+	uint32_t SetByteBudget(uint64_t bytes)
+	{
+		return shf_set_byte_budget(shf, bytes);
+	}
+	uint32_t GetKeyTtl() { return shf_get_key_ttl(shf); }
+	uint32_t GetKeyValCopyOrLease(uint32_t lease_ms, uint32_t wait_ms)
+	{
+		return shf_get_key_val_copy_or_lease(shf, lease_ms, wait_ms);
+	}
+	uint32_t Expire(uint32_t max_slots) { return shf_expire(shf, max_slots); }
+
 	/* Zero-copy IPC queues (shf_q_new(3)). */
 	void *QNew(uint32_t shf_qs, uint32_t shf_q_items,
 		   uint32_t shf_q_item_size, uint32_t qids_nolock_max)

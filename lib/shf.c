@@ -2558,11 +2558,13 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 static __thread uint32_t evict_rot;
 
 /*
- * Before a put adds need bytes of records (negative: frees), under sh's
- * lock: reserve them in the table's count, then evict until the count is
- * within the budget — from sh first, then from other shards whose lock is
- * free.  If nothing can be evicted the put goes ahead over the budget (by
- * its own entry at most).
+ * Before a put adds need (> 0) bytes of records, under sh's lock: reserve
+ * them in the table's count, then evict until the count is within the
+ * budget — from sh first, then from other shards whose lock is free.  If
+ * nothing can be evicted the put goes ahead over the budget (by its own
+ * entry at most).  The count is only ever raised before a change and
+ * lowered after it, so a writer killed in between leaves it too high
+ * (the table then holds a little less than its budget), never too low.
  */
 static void budget_reserve(SHF *h, struct shard *sh, uint64_t budget,
 			   int64_t need, uint64_t skip_rec, struct clk *c)
@@ -2570,8 +2572,6 @@ static void budget_reserve(SHF *h, struct shard *sh, uint64_t budget,
 	uint32_t si = (uint32_t)(sh - h->shards), i, start;
 
 	atomic_fetch_add(&h->h->cache_bytes, (uint64_t)need);
-	if (need <= 0)
-		return;
 	while (atomic_load(&h->h->cache_bytes) > budget &&
 	       sweep(h, sh, SW_EVICT, 1, skip_rec, c))
 		;
@@ -2625,8 +2625,9 @@ static int store(SHF *h, struct shard *sh, struct found *f, int found,
 						      kflags, &hlen, &kind));
 		if (found)
 			need -= (int64_t)rec_cost(f->r.size);
-		budget_reserve(h, sh, budget, need,
-			       found ? f->rec_off : 0, c);
+		if (need > 0)
+			budget_reserve(h, sh, budget, need,
+				       found ? f->rec_off : 0, c);
 	}
 	if (found) {
 		rc = replace_rec(h, sh, f, val, vlen, 0, NULL, kflags, expiry);
@@ -2635,11 +2636,13 @@ static int store(SHF *h, struct shard *sh, struct found *f, int found,
 		rc = insert_new(h, sh, hash, tls.key, tls.key_len, val, vlen,
 				kflags, expiry, ul);
 	}
-	if (rc < 0 && budget) {
+	if (rc < 0 && need > 0) {
 		int e = errno;
 
 		atomic_fetch_sub(&h->h->cache_bytes, (uint64_t)need);
 		errno = e;
+	} else if (rc >= 0 && need < 0) {
+		atomic_fetch_add(&h->h->cache_bytes, (uint64_t)need);
 	}
 	return rc < 0 ? -1 : 0;
 }

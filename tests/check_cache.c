@@ -2195,6 +2195,157 @@ START_TEST(test_stats_fields)
 }
 END_TEST
 
+/* ==== 15. writers killed at random instants in a cache table ======= */
+
+#define RK_KEYS 3000u
+#define RK_MAXV 120u
+#define RK_KILLS 40u
+#define RK_BUDGET (48u << 10)
+#define RK_LEASE_MS 200u
+#define RK_TTL_MS 300u
+
+/*
+ * Put, delete, get and get-or-lease random keys, with and without TTLs,
+ * until killed.  Every value found must be the key's own.
+ */
+static void rk_writer(struct job *j, uint64_t seed)
+{
+	char key[40], val[RK_MAXV + 8];
+	SHF *shf = kid_attach(j);
+
+	if (!shf)
+		_exit(kfail(j, 1, "writer: attach: %s", strerror(errno)));
+	for (;;) {
+		uint64_t k = xorshift(&seed) % RK_KEYS, op = xorshift(&seed) % 10;
+		int n = snprintf(key, sizeof(key), "key-%llu",
+				 (unsigned long long)k);
+		uint32_t len = kval(val, k, RK_MAXV), r;
+
+		shf_make_hash(key, (uint32_t)n);
+		if (op < 4) {
+			r = shf_put_key_val_ttl(shf, val, len,
+						op == 0 ? RK_TTL_MS : 0);
+			if (r != SHF_RET_KEY_PUT)
+				_exit(kfail(j, 2, "put %s: %#x %s", key, r,
+					    strerror(errno)));
+		} else if (op == 4) {
+			r = shf_del_key_val(shf);
+			if (r & SHF_RET_ERROR)
+				_exit(kfail(j, 3, "del %s: %s", key,
+					    strerror(errno)));
+		} else if (op == 5) {
+			r = shf_get_key_val_copy_or_lease(shf, RK_LEASE_MS, 50);
+			if (r == LEASED) {
+				shf_make_hash(key, (uint32_t)n);
+				r = shf_put_key_val(shf, val, len);
+				if (r != SHF_RET_KEY_PUT)
+					_exit(kfail(j, 4, "put lease %s: %#x", key,
+						    r));
+			} else if (r == SHF_RET_KEY_FOUND) {
+				if (!kval_ok(shf_val, shf_val_len, k, RK_MAXV))
+					_exit(kfail(j, 5, "lease get %s: wrong value",
+						    key));
+			} else if (!(r & SHF_RET_ERROR) || errno != ETIMEDOUT) {
+				_exit(kfail(j, 6, "get or lease %s: %#x %s", key,
+					    r, strerror(errno)));
+			}
+		} else {
+			r = shf_get_key_val_copy(shf);
+			if (r == SHF_RET_KEY_FOUND &&
+			    !kval_ok(shf_val, shf_val_len, k, RK_MAXV))
+				_exit(kfail(j, 7, "get %s: wrong value", key));
+			if (r & SHF_RET_ERROR)
+				_exit(kfail(j, 8, "get %s: %s", key,
+					    strerror(errno)));
+		}
+	}
+}
+
+static pid_t rk_spawn(struct job *j, uint64_t seed)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		rk_writer(j, seed); /* never returns */
+	return pid;
+}
+
+START_TEST(test_cache_random_kills)
+{
+	struct job *j;
+	struct shf_stats st;
+	uint64_t rs = 0xcafe, seed = 1, max_entry = entry_max(16, RK_MAXV);
+	double worst = 0;
+	pid_t pid[2];
+	uint32_t kill_n, w, i;
+	int status;
+	SHF *shf;
+
+	j = job_new("kills", &shf);
+	shf_assert_eq(shf_set_byte_budget(shf, RK_BUDGET), SHF_RET_OK);
+	for (w = 0; w < 2; w++)
+		pid[w] = rk_spawn(j, seed++);
+	for (kill_n = 0; kill_n < RK_KILLS; kill_n++) {
+		double t0, t;
+		char key[32];
+
+		w = (uint32_t)(xorshift(&rs) % 2);
+		usleep((useconds_t)(2000 + xorshift(&rs) % 20000));
+		kill(pid[w], SIGKILL);
+		ck_assert_int_eq(waitpid(pid[w], &status, 0), pid[w]);
+		ck_assert_msg(WIFSIGNALED(status), "writer exited (%d): %s",
+			      status, j->sh->failed ? j->sh->msg : "");
+		/* every shard's lock is usable at once */
+		t0 = shf_test_now();
+		for (i = 0; i < 512; i++) {
+			int n = snprintf(key, sizeof(key), "probe-%u", i);
+
+			shf_make_hash(key, (uint32_t)n);
+			shf_assert_eq(shf_put_key_val(shf, "p", 1),
+				      SHF_RET_KEY_PUT);
+			shf_make_hash(key, (uint32_t)n);
+			shf_del_key_val(shf);
+		}
+		t = shf_test_now() - t0;
+		if (t > worst)
+			worst = t;
+		pstats(shf, &st);
+		ck_assert_msg(st.bytes_cached <= RK_BUDGET + 2 * max_entry,
+			      "after kill %u: bytes_cached %llu over budget %u",
+			      kill_n, (unsigned long long)st.bytes_cached,
+			      RK_BUDGET);
+		pid[w] = rk_spawn(j, seed++);
+	}
+	for (w = 0; w < 2; w++) {
+		kill(pid[w], SIGKILL);
+		ck_assert_int_eq(waitpid(pid[w], &status, 0), pid[w]);
+	}
+	ck_assert_msg(!j->sh->failed, "a writer failed: %s", j->sh->msg);
+	ck_assert_msg(worst < 2.0 * shf_test_multiplier(),
+		      "a put and a delete in every shard took %.3f s after a kill",
+		      worst);
+	/* structure and counters sound, every stored value right */
+	check_sound(shf);
+	pstats(shf, &st);
+	ck_assert_msg(st.evictions > 0, "no eviction in %u kills", RK_KILLS);
+	/* leases of dead writers and TTL keys run out, then are reclaimed */
+	shf_test_msleep(RK_TTL_MS + RK_LEASE_MS + 50);
+	ck_assert_uint_ne(shf_expire(shf, UINT32_MAX), UINT32_MAX);
+	check_walk(shf, RK_MAXV);
+	pstats(shf, &st);
+	printf("cache random kills: %u kills, worst recovery (1024 writes) "
+	       "%.1f ms, %llu keys, %llu evictions, %llu expirations, %llu "
+	       "leases, %llu recoveries\n",
+	       RK_KILLS, worst * 1e3, (unsigned long long)st.keys,
+	       (unsigned long long)st.evictions,
+	       (unsigned long long)st.expirations,
+	       (unsigned long long)st.leases,
+	       (unsigned long long)st.recoveries);
+	job_end(j, shf);
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
 	Suite *s = suite_create("cache");
@@ -2228,6 +2379,11 @@ static Suite *cache_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_hits_misses_counted);
 	tcase_add_test(tc, test_stats_fields);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("kills");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_cache_random_kills);
 	suite_add_tcase(s, tc);
 
 	return s;

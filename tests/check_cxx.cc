@@ -109,6 +109,24 @@ static void test_kv()
 	t.MakeHash("pear", 4);
 	CHECK(t.GetKeyValCopy() & SHF_RET_KEY_NONE);
 
+	// cache mode
+	t.MakeHash("plum", 4);
+	CHECK(t.PutKeyValTtl("purple", 6, 60000) & SHF_RET_KEY_PUT);
+	t.MakeHash("plum", 4);
+	CHECK(t.GetKeyTtl() == SHF_RET_KEY_FOUND);
+	CHECK(shf_val_long > 0 && shf_val_long <= 60000);
+	t.MakeHash("fig", 3);
+	CHECK(t.GetKeyValCopyOrLease(1000, 0) ==
+	      (SHF_RET_KEY_NONE | SHF_RET_LEASED));
+	t.MakeHash("fig", 3);
+	CHECK(t.PutKeyVal("brown", 5) & SHF_RET_KEY_PUT);
+	t.MakeHash("fig", 3);
+	CHECK(t.GetKeyValCopyOrLease(1000, 0) == SHF_RET_KEY_FOUND);
+	CHECK(shf_val_len == 5 && !memcmp(shf_val, "brown", 5));
+	CHECK(t.SetTtlDefault(0) == SHF_RET_OK);
+	CHECK(t.SetByteBudget(1 << 20) == SHF_RET_OK);
+	CHECK(t.Expire(4096) == 0);
+
 	t.SetIsLockable(1);
 	t.SetDataNeedFactor(250);
 	t.DebugVerbosityLess();

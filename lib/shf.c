@@ -617,23 +617,58 @@ void shf_mutex_unlock(pthread_mutex_t *m)
 
 static void shard_recover(SHF *h, struct shard *sh);
 
-/* Writer side: lock the shard and make its sequence odd. */
-static int shard_lock(SHF *h, struct shard *sh)
+/*
+ * The shard's lock is held (owner_died: its previous holder died holding
+ * it): finish or undo what an interrupted writer left, then make the
+ * sequence odd.
+ */
+static void shard_enter(SHF *h, struct shard *sh, int owner_died)
 {
-	if (h->lockable) {
-		int rc = shf_mutex_lock(h, &sh->mx);
-
-		if (rc < 0)
-			return -1;
-		if (rc == 1 || (atomic_load(&sh->seq) & 1) || sh->j.op ||
-		    sh->j.kick_from || sh->j.split_state) {
-			if (atomic_load(&sh->seq) & 1)
-				atomic_fetch_add(&sh->seq, 1);
-			shard_recover(h, sh);
-		}
+	if (h->lockable &&
+	    (owner_died || (atomic_load(&sh->seq) & 1) || sh->j.op ||
+	     sh->j.kick_from || sh->j.split_state)) {
+		if (atomic_load(&sh->seq) & 1)
+			atomic_fetch_add(&sh->seq, 1);
+		shard_recover(h, sh);
 	}
 	atomic_fetch_add_explicit(&sh->seq, 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
+}
+
+/* Writer side: lock the shard and make its sequence odd. */
+static int shard_lock(SHF *h, struct shard *sh)
+{
+	int rc = 0;
+
+	if (h->lockable) {
+		rc = shf_mutex_lock(h, &sh->mx);
+		if (rc < 0)
+			return -1;
+	}
+	shard_enter(h, sh, rc == 1);
+	return 0;
+}
+
+/*
+ * The same for a shard that is not the caller's: take its lock only if it
+ * is free (never wait while holding another shard).  0 locked, -1 not.
+ */
+static int shard_trylock(SHF *h, struct shard *sh)
+{
+	int rc = 0;
+
+	if (h->lockable) {
+		if (!mutex_sane(&sh->mx))
+			return -1;
+		rc = pthread_mutex_trylock(&sh->mx);
+		if (rc == EOWNERDEAD) {
+			pthread_mutex_consistent(&sh->mx);
+			atomic_fetch_add(&h->h->recoveries, 1);
+		} else if (rc) {
+			return -1;
+		}
+	}
+	shard_enter(h, sh, rc == EOWNERDEAD);
 	return 0;
 }
 
@@ -2420,36 +2455,6 @@ static void delete_found(SHF *h, struct shard *sh, struct found *f)
 }
 
 /* ------------------------------------------------------ CLOCK, budget */
-
-/*
- * Writer side of a shard that is not the caller's: take its lock only if it
- * is free (never wait while holding another shard).  0 locked, -1 not.
- */
-static int shard_trylock(SHF *h, struct shard *sh)
-{
-	if (h->lockable) {
-		int rc;
-
-		if (!mutex_sane(&sh->mx))
-			return -1;
-		rc = pthread_mutex_trylock(&sh->mx);
-		if (rc == EOWNERDEAD) {
-			pthread_mutex_consistent(&sh->mx);
-			atomic_fetch_add(&h->h->recoveries, 1);
-		} else if (rc) {
-			return -1;
-		}
-		if (rc == EOWNERDEAD || (atomic_load(&sh->seq) & 1) ||
-		    sh->j.op || sh->j.kick_from || sh->j.split_state) {
-			if (atomic_load(&sh->seq) & 1)
-				atomic_fetch_add(&sh->seq, 1);
-			shard_recover(h, sh);
-		}
-	}
-	atomic_fetch_add_explicit(&sh->seq, 1, memory_order_relaxed);
-	atomic_thread_fence(memory_order_release);
-	return 0;
-}
 
 /*
  * The slot under the shard's CLOCK hand; the hand moves on by one.  The

@@ -678,6 +678,20 @@ static int cmd_stat(int argc, char **argv)
 
 /* -------------------------------------------------- get, put, del, ttl */
 
+/* 0 if r says the key was found; else say why and return the exit status. */
+static int found_or_say(uint32_t r, const char *name, const char *key)
+{
+	if (r & SHF_RET_ERROR) {
+		say("%s: %s", name, strerror(errno));
+		return EXIT_ERR;
+	}
+	if (!(r & SHF_RET_KEY_FOUND)) {
+		say("key '%s' not found in table '%s'", key, name);
+		return EXIT_NOTFOUND;
+	}
+	return 0;
+}
+
 static int cmd_kv(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -742,26 +756,13 @@ static int cmd_kv(int argc, char **argv)
 		}
 	} else if (!strcmp(cmd, "del")) {
 		r = shf_del_key_val(shf);
-		if (r & SHF_RET_ERROR) {
-			say("%s: %s", name, strerror(errno));
-			rc = EXIT_ERR;
-		} else if (!(r & SHF_RET_KEY_FOUND)) {
-			say("key '%s' not found in table '%s'", argv[optind + 1],
-			    name);
-			rc = EXIT_NOTFOUND;
-		}
+		rc = found_or_say(r, name, argv[optind + 1]);
 	} else if (!strcmp(cmd, "ttl")) {
 		r = shf_get_key_ttl(shf);
-		if (r & SHF_RET_ERROR) {
-			say("%s: %s", name, strerror(errno));
-			rc = EXIT_ERR;
-		} else if (!(r & SHF_RET_KEY_FOUND)) {
-			say("key '%s' not found in table '%s'", argv[optind + 1],
-			    name);
-			rc = EXIT_NOTFOUND;
-		} else if (shf_val_long < 0) {
+		rc = found_or_say(r, name, argv[optind + 1]);
+		if (!rc && shf_val_long < 0) {
 			printf("never\n");
-		} else {
+		} else if (!rc) {
 			printf("%ld\n", shf_val_long);
 		}
 		if (fflush(stdout) == EOF || ferror(stdout)) {
@@ -770,18 +771,12 @@ static int cmd_kv(int argc, char **argv)
 		}
 	} else {
 		r = shf_get_key_val_copy(shf);
-		if (r & SHF_RET_ERROR) {
-			say("%s: %s", name, strerror(errno));
-			rc = EXIT_ERR;
-		} else if (!(r & SHF_RET_KEY_FOUND)) {
-			say("key '%s' not found in table '%s'", argv[optind + 1],
-			    name);
-			rc = EXIT_NOTFOUND;
-		} else if (hex) {
+		rc = found_or_say(r, name, argv[optind + 1]);
+		if (!rc && hex) {
 			for (uint32_t i = 0; i < shf_val_len; i++)
 				printf("%02x", (unsigned char)shf_val[i]);
 			putchar('\n');
-		} else {
+		} else if (!rc) {
 			fwrite(shf_val, 1, shf_val_len, stdout);
 			/* The exact bytes in a pipe; a tidy prompt on a terminal. */
 			if (isatty(STDOUT_FILENO))

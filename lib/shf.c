@@ -3,8 +3,9 @@
  * shf.c - the shared hash table: file layout, attach, locks, index, records.
  *
  * One file <path>/<name>.shf holds everything.  The header takes the first
- * two pages; then 256 shard descriptors; then space handed out by a bump allocator that
- * grows the file with fallocate() (so a full tmpfs is ENOSPC, not SIGBUS).
+ * two pages; then 256 shard descriptors; then space handed out by a bump
+ * allocator that grows the file with fallocate() (so a full tmpfs is
+ * ENOSPC, not SIGBUS).
  *
  * A key's XXH3-64 hash H picks its shard (top 8 bits) and its 24-bit tag
  * (the next 24 bits).  Each shard has:
@@ -2508,6 +2509,8 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 	uint32_t depth, n = 0;
 	uint64_t i;
 
+	if (mode == SW_EXPIRED && !atomic_load(&h->h->ttl_used))
+		return 0;
 	for (i = 0; i < max; i++) {
 		uint64_t *sl = hand_next(h, sh, &depth), sv;
 		struct found f;
@@ -2535,8 +2538,6 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 						    __ATOMIC_RELAXED);
 			continue;
 		}
-		if (mode == SW_EXPIRED && !atomic_load(&h->h->ttl_used))
-			break;
 		if (!rec_get(h, slot_rec(sv), &f.r))
 			continue;
 		exp = rec_expired(&f.r, c);

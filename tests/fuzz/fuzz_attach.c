@@ -12,7 +12,10 @@
  *          records of u32 offset (modulo the file size), u8 length (1..32)
  *          and that many bytes; small inputs reach every part of the file.
  * When attached: gets by key and by UID, puts, updates, adds, deletes,
- * iteration, shf_check() with and without repair, stats; then detach.
+ * cache mode (TTL puts and reads, get-or-lease, eviction under a budget,
+ * shf_expire), iteration, shf_check() with and without repair, stats;
+ * then detach.  The template holds keys with TTLs and a lease, so that
+ * patches reach those records too.
  *
  * Robust mutexes whose owner word names a thread that does not exist block
  * forever (reported; no kernel will ever mark such an owner dead), so the
@@ -107,6 +110,12 @@ static void make_template(void)
 		shf_make_hash(key, key_of(key, i));
 		shf_del_key_val(shf);
 	}
+	for (i = 0; i < 16; i++) { /* cache mode: TTLs (some expired), a lease */
+		shf_make_hash(key, (uint32_t)sprintf(key, "ttl-%u", i));
+		shf_put_key_val_ttl(shf, "t", 1, i % 2 ? 1 : 3600000);
+	}
+	shf_make_hash("leased", 6);
+	shf_get_key_val_copy_or_lease(shf, 3600000, 0);
 	shf_detach(shf);
 	fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
@@ -196,7 +205,7 @@ static void write_seeds(const char *out)
 	patch[n++] = 4;
 	memcpy(patch + n, (uint32_t[]){ 1 }, 4), n += 4;
 	/* a word in the shard descriptors */
-	memcpy(patch + n, (uint32_t[]){ 4096 + 64 }, 4), n += 4;
+	memcpy(patch + n, (uint32_t[]){ 8192 + 64 }, 4), n += 4;
 	patch[n++] = 8;
 	memset(patch + n, 0x41, 8), n += 8;
 	snprintf(path, sizeof(path), "%s/patch-some", out);
@@ -293,6 +302,23 @@ static void use(SHF *shf, const uint8_t *data, size_t size)
 			break;
 		}
 	}
+	/* cache mode, on whatever the file holds */
+	shf_make_hash("ttl-1", 5);
+	shf_get_key_ttl(shf);
+	shf_make_hash("ttl-2", 5);
+	shf_put_key_val_ttl(shf, "u", 1, 1);
+	shf_make_hash("leased", 6);
+	shf_get_key_val_copy_or_lease(shf, 1000, 0);
+	shf_make_hash("mine", 4);
+	shf_get_key_val_copy_or_lease(shf, 1000, 0);
+	shf_put_key_val(shf, "m", 1);
+	shf_set_byte_budget(shf, size >= 2 ? (uint64_t)data[1] << 8 : 4096);
+	for (i = 0; i < 8; i++) {
+		shf_make_hash(key, (uint32_t)sprintf(key, "evict-%u", i));
+		shf_put_key_val(shf, vbuf, 200);
+	}
+	shf_expire(shf, 64);
+	shf_set_byte_budget(shf, 0);
 	shf_iterate(shf, iter_cb, &n);
 	for (i = 0; i < 4; i++)
 		shf_tab_copy_iterate(shf, &win, &tab);

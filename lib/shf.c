@@ -340,6 +340,26 @@ static inline void stu64(void *p, uint64_t v)
 	memcpy(p, &v, 8);
 }
 
+/*
+ * Counters of a shard that only the holder of its lock changes: a plain
+ * load and store (no locked instruction, which would wait for every store
+ * still in flight — a record being written — in the middle of a put).
+ */
+static inline void ctr_set(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
+static inline void ctr_add(_Atomic uint64_t *c, uint64_t d)
+{
+	ctr_set(c, atomic_load_explicit(c, memory_order_relaxed) + d);
+}
+
+static inline void ctr_sub(_Atomic uint64_t *c, uint64_t d)
+{
+	ctr_set(c, atomic_load_explicit(c, memory_order_relaxed) - d);
+}
+
 static inline void barrier(void)
 {
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -632,7 +652,11 @@ static void shard_enter(SHF *h, struct shard *sh, int owner_died)
 			atomic_fetch_add(&sh->seq, 1);
 		shard_recover(h, sh);
 	}
-	atomic_fetch_add_explicit(&sh->seq, 1, memory_order_relaxed);
+	/* only the lock holder writes seq: no locked instruction needed */
+	atomic_store_explicit(&sh->seq,
+			      atomic_load_explicit(&sh->seq,
+						   memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 }
 
@@ -675,7 +699,10 @@ static int shard_trylock(SHF *h, struct shard *sh)
 
 static void shard_unlock(SHF *h, struct shard *sh)
 {
-	atomic_fetch_add_explicit(&sh->seq, 1, memory_order_release);
+	atomic_store_explicit(&sh->seq,
+			      atomic_load_explicit(&sh->seq,
+						   memory_order_relaxed) + 1,
+			      memory_order_release);
 	if (h->lockable)
 		shf_mutex_unlock(&sh->mx);
 }
@@ -830,7 +857,7 @@ static uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size,
 	if (size > CLASS_MAX_SHARD || !(size & (PAGE - 1))) {
 		off = big_alloc(h, size, 0);
 		if (off)
-			atomic_fetch_add(&sh->bytes_used, size);
+			ctr_add(&sh->bytes_used, size);
 		return off;
 	}
 	c = cls_of(size, &b);
@@ -841,8 +868,8 @@ static uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size,
 		if (w && w[0] == K_FREE << 24 && w[1] == c && !(off & 3)) {
 			if (!align8 || !(off & 7)) {
 				st64(&sh->free_head[c], ldu64(w + 2));
-				atomic_fetch_sub(&sh->bytes_free, b);
-				atomic_fetch_add(&sh->bytes_used, b);
+				ctr_sub(&sh->bytes_free, b);
+				ctr_add(&sh->bytes_used, b);
 				return off;
 			}
 		} else {
@@ -875,7 +902,7 @@ static uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size,
 				break;
 			pb = cls_bound((uint32_t)tc);
 			cls_push(h, sh, (uint32_t)tc, off);
-			atomic_fetch_add(&sh->bytes_free, pb);
+			ctr_add(&sh->bytes_free, pb);
 			off += pb;
 			tail -= pb;
 		}
@@ -887,7 +914,7 @@ static uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size,
 	}
 	off = sh->chunk_cur;
 	st64(&sh->chunk_cur, off + b);
-	atomic_fetch_add(&sh->bytes_used, b);
+	ctr_add(&sh->bytes_used, b);
 	return off;
 }
 
@@ -905,13 +932,13 @@ static void shard_free(SHF *h, struct shard *sh, uint64_t off, uint64_t size)
 		size = REC_MIN;
 	if (size > CLASS_MAX_SHARD || !(size & (PAGE - 1))) {
 		big_free(h, off, size);
-		atomic_fetch_sub(&sh->bytes_used, size);
+		ctr_sub(&sh->bytes_used, size);
 		return;
 	}
 	c = cls_of(size, &b);
 	cls_push(h, sh, c, off);
-	atomic_fetch_sub(&sh->bytes_used, b);
-	atomic_fetch_add(&sh->bytes_free, b);
+	ctr_sub(&sh->bytes_used, b);
+	ctr_add(&sh->bytes_free, b);
 }
 
 /* ----------------------------------------------------------- records */
@@ -1357,7 +1384,7 @@ static int seg_split(SHF *h, struct shard *sh, uint32_t idx)
 	}
 	barrier();
 	sh->j.split_state = 0;
-	atomic_fetch_add(&sh->splits, 1);
+	ctr_add(&sh->splits, 1);
 	return 0;
 corrupt:
 	errno = EBADMSG;
@@ -1477,16 +1504,16 @@ static void shard_recover(SHF *h, struct shard *sh)
 	switch (j->op) {
 	case OP_NEW:
 		if (idx_holds(h, sh, j->rec_new)) {
-			atomic_store(&sh->nkeys, j->nkeys_before + 1);
-			atomic_store(&sh->rbytes, j->rbytes_after);
+			ctr_set(&sh->nkeys, j->nkeys_before + 1);
+			ctr_set(&sh->rbytes, j->rbytes_after);
 		} else {
 			uint64_t *e = uid_entry(h, sh, j->uid);
 
 			if (e && ld64(e) == j->rec_new)
 				uid_release(h, sh, j->uid);
 			rec_free_live(h, sh, j->rec_new);
-			atomic_store(&sh->nkeys, j->nkeys_before);
-			atomic_store(&sh->rbytes, j->rbytes_before);
+			ctr_set(&sh->nkeys, j->nkeys_before);
+			ctr_set(&sh->rbytes, j->rbytes_before);
 		}
 		break;
 	case OP_REPLACE:
@@ -1498,10 +1525,10 @@ static void shard_recover(SHF *h, struct shard *sh)
 				st64(e, j->rec_new);
 			j->rec_new = 0; /* keep it */
 			rec_free_live(h, sh, j->rec_old);
-			atomic_store(&sh->rbytes, j->rbytes_after);
+			ctr_set(&sh->rbytes, j->rbytes_after);
 		} else {
 			rec_free_live(h, sh, j->rec_new);
-			atomic_store(&sh->rbytes, j->rbytes_before);
+			ctr_set(&sh->rbytes, j->rbytes_before);
 		}
 		break;
 	case OP_DEL:
@@ -1512,11 +1539,11 @@ static void shard_recover(SHF *h, struct shard *sh)
 			if (e && ld64(e) == j->rec_old)
 				uid_release(h, sh, j->uid);
 			rec_free_live(h, sh, j->rec_old);
-			atomic_store(&sh->nkeys, j->nkeys_before - 1);
-			atomic_store(&sh->rbytes, j->rbytes_after);
+			ctr_set(&sh->nkeys, j->nkeys_before - 1);
+			ctr_set(&sh->rbytes, j->rbytes_after);
 		} else {
-			atomic_store(&sh->nkeys, j->nkeys_before);
-			atomic_store(&sh->rbytes, j->rbytes_before);
+			ctr_set(&sh->nkeys, j->nkeys_before);
+			ctr_set(&sh->rbytes, j->rbytes_before);
 		}
 		break;
 	default:
@@ -2365,7 +2392,7 @@ static int replace_rec(SHF *h, struct shard *sh, struct found *f,
 	}
 	CRASH(CP_REPL_UID);
 	rec_free(h, sh, f->rec_off);
-	atomic_store(&sh->rbytes, sh->j.rbytes_after);
+	ctr_set(&sh->rbytes, sh->j.rbytes_after);
 	barrier();
 	sh->j.op = OP_NONE;
 	f->rec_off = ro;
@@ -2418,8 +2445,8 @@ static int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 	}
 	st64(slot, slot_make(tag_of(hash), ro)); /* commit */
 	CRASH(CP_NEW_COMMITTED);
-	atomic_store(&sh->nkeys, sh->j.nkeys_before + 1);
-	atomic_store(&sh->rbytes, sh->j.rbytes_after);
+	ctr_set(&sh->nkeys, sh->j.nkeys_before + 1);
+	ctr_set(&sh->rbytes, sh->j.rbytes_after);
 	barrier();
 	sh->j.op = OP_NONE;
 	*ul_out = ul;
@@ -2445,8 +2472,8 @@ static void delete_found(SHF *h, struct shard *sh, struct found *f)
 	uid_release(h, sh, f->r.uid);
 	CRASH(CP_DEL_UID);
 	rec_free(h, sh, f->rec_off);
-	atomic_store(&sh->nkeys, sh->j.nkeys_before - 1);
-	atomic_store(&sh->rbytes, sh->j.rbytes_after);
+	ctr_set(&sh->nkeys, sh->j.nkeys_before - 1);
+	ctr_set(&sh->rbytes, sh->j.rbytes_after);
 	barrier();
 	sh->j.op = OP_NONE;
 	if (atomic_load_explicit(&h->h->byte_budget, memory_order_relaxed))
@@ -2548,9 +2575,9 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 		f.rec_off = slot_rec(sv);
 		delete_found(h, sh, &f);
 		if (exp)
-			atomic_fetch_add(&sh->expirations, 1);
+			ctr_add(&sh->expirations, 1);
 		else
-			atomic_fetch_add(&sh->evictions, 1);
+			ctr_add(&sh->evictions, 1);
 		n++;
 		if (mode == SW_EVICT)
 			break;
@@ -2664,6 +2691,24 @@ static uint32_t unlock_ret(SHF *h, struct shard *sh, uint32_t ret)
 	return ret;
 }
 
+/*
+ * Start fetching, for writing, the place a record of size bytes would take
+ * (its class's free list head, or the chunk), so that its miss overlaps the
+ * index lookup's.  Under sh's lock; a prefetch never faults.
+ */
+static inline void prefetch_alloc(SHF *h, struct shard *sh, uint64_t size)
+{
+	uint64_t b, off;
+
+	if (size > CLASS_MAX_SHARD)
+		return;
+	off = sh->free_head[cls_of(size < REC_MIN ? REC_MIN : size, &b)];
+	if (!off)
+		off = sh->chunk_cur;
+	if (off < h->map_size)
+		__builtin_prefetch(h->base + off, 1);
+}
+
 /* Lock a key's shard for a write; reclaim a few expired keys first. */
 static int write_lock(SHF *h, struct shard *sh, struct clk *c)
 {
@@ -2707,6 +2752,8 @@ static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
 	sh = shard_of(h, hash);
 	if (write_lock(h, sh, &c) < 0)
 		return SHF_RET_ERROR;
+	prefetch_alloc(h, sh, rec_size_for(h, tls.key_len, vlen, 0, &kflags,
+					   &ul));
 	rc = idx_find(h, sh, hash, tls.key, tls.key_len, &f);
 	vis = rc == 1 && rec_visible(&f.r, &c);
 	if (rc < 0) {
@@ -2733,10 +2780,9 @@ static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
 			if (vis && mode != P_PUT)
 				ret |= SHF_RET_KEY_FOUND;
 			if (expired)
-				atomic_fetch_add(&sh->expirations, 1);
+				ctr_add(&sh->expirations, 1);
 			shf_uid = uid_make(hash >> 56, ul);
-			atomic_fetch_add_explicit(&sh->puts, 1,
-						  memory_order_relaxed);
+			ctr_add(&sh->puts, 1);
 		}
 	}
 	return unlock_ret(h, sh, ret);
@@ -2831,12 +2877,12 @@ static uint32_t do_del(SHF *h, int by_uid, uint32_t uid)
 		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
 	if (!vis) { /* expired or a lease: no value, but remove it */
 		if (rec_expired(&f.r, &c))
-			atomic_fetch_add(&sh->expirations, 1);
+			ctr_add(&sh->expirations, 1);
 		delete_found(h, sh, &f);
 		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
 	}
 	delete_found(h, sh, &f);
-	atomic_fetch_add_explicit(&sh->dels, 1, memory_order_relaxed);
+	ctr_add(&sh->dels, 1);
 	return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
 }
 
@@ -2951,8 +2997,8 @@ static uint32_t do_add(SHF *h, int by_uid, uint32_t uid, long add)
 			  expiry, &c, &ul) < 0)
 			return unlock_ret(h, sh, SHF_RET_ERROR);
 		if (expired)
-			atomic_fetch_add(&sh->expirations, 1);
-		atomic_fetch_add_explicit(&sh->puts, 1, memory_order_relaxed);
+			ctr_add(&sh->expirations, 1);
+		ctr_add(&sh->puts, 1);
 		shf_val_long = add;
 		shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
 		return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
@@ -2965,7 +3011,7 @@ static uint32_t do_add(SHF *h, int by_uid, uint32_t uid, long add)
 	shf_val_long = v;
 	if (v == 0) {
 		delete_found(h, sh, &f);
-		atomic_fetch_add_explicit(&sh->dels, 1, memory_order_relaxed);
+		ctr_add(&sh->dels, 1);
 		shf_uid = SHF_UID_NONE;
 		return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
 	}
@@ -3226,7 +3272,7 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_or_lease(SHF *h, uint32_t lease_ms,
 			  &ul) < 0)
 			return unlock_ret(h, sh, SHF_RET_ERROR);
 		if (expired)
-			atomic_fetch_add(&sh->expirations, 1);
+			ctr_add(&sh->expirations, 1);
 		atomic_fetch_add(&h->h->leases, 1);
 		shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
 		return unlock_ret(h, sh, SHF_RET_KEY_NONE | SHF_RET_LEASED);
@@ -3545,14 +3591,14 @@ static void shard_reset(SHF *h, struct shard *sh)
 	sh->uid_next = 0;
 	sh->uid_free = 0;
 	sh->hand = 0;
-	atomic_store(&sh->rbytes, 0);
+	ctr_set(&sh->rbytes, 0);
 	dir = shard_alloc_a(h, sh, 8, 1);
 	d = dir ? at(h, dir, 8) : NULL;
 	if (!d)
 		return;
 	st64(d, seg);
 	atomic_store(&sh->dir_word, dir << 6);
-	atomic_store(&sh->nkeys, 0);
+	ctr_set(&sh->nkeys, 0);
 }
 
 /* Verify one shard under its lock; repair what can be repaired safely. */
@@ -3634,14 +3680,14 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 			   (unsigned long long)live,
 			   (unsigned long long)atomic_load(&sh->nkeys));
 		if (repair)
-			atomic_store(&sh->nkeys, live);
+			ctr_set(&sh->nkeys, live);
 	}
 	if (rbytes != atomic_load(&sh->rbytes)) {
 		chk_report(c, "shard %u: %llu bytes of records, counter says %llu",
 			   si, (unsigned long long)rbytes,
 			   (unsigned long long)atomic_load(&sh->rbytes));
 		if (repair)
-			atomic_store(&sh->rbytes, rbytes);
+			ctr_set(&sh->rbytes, rbytes);
 	}
 	for (k = 0; k < NCLASS; k++) {
 		uint64_t off = sh->free_head[k], n = 0, *prev = &sh->free_head[k];

@@ -2694,7 +2694,8 @@ static uint32_t unlock_ret(SHF *h, struct shard *sh, uint32_t ret)
 /*
  * Start fetching, for writing, the place a record of size bytes would take
  * (its class's free list head, or the chunk), so that its miss overlaps the
- * index lookup's.  Under sh's lock; a prefetch never faults.
+ * index lookup's.  A hint: sh's lock need not be held (a prefetch never
+ * faults).
  */
 static inline void prefetch_alloc(SHF *h, struct shard *sh, uint64_t size)
 {
@@ -2702,9 +2703,9 @@ static inline void prefetch_alloc(SHF *h, struct shard *sh, uint64_t size)
 
 	if (size > CLASS_MAX_SHARD)
 		return;
-	off = sh->free_head[cls_of(size < REC_MIN ? REC_MIN : size, &b)];
+	off = ld64(&sh->free_head[cls_of(size < REC_MIN ? REC_MIN : size, &b)]);
 	if (!off)
-		off = sh->chunk_cur;
+		off = ld64(&sh->chunk_cur);
 	if (off < h->map_size)
 		__builtin_prefetch(h->base + off, 1);
 }
@@ -2721,6 +2722,8 @@ static int write_lock(SHF *h, struct shard *sh, struct clk *c)
 }
 
 enum put_mode { P_PUT, P_IF_ABSENT, P_REPLACE, P_CAS };
+
+static inline void prefetch_buckets(SHF *h, uint64_t hash);
 
 /* ttl_ms: UINT32_MAX for the table's default. */
 static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
@@ -2750,10 +2753,12 @@ static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
 					      memory_order_relaxed);
 	hash = tls.hash;
 	sh = shard_of(h, hash);
-	if (write_lock(h, sh, &c) < 0)
-		return SHF_RET_ERROR;
+	/* hints, read without the lock: the misses overlap with taking it */
+	prefetch_buckets(h, hash);
 	prefetch_alloc(h, sh, rec_size_for(h, tls.key_len, vlen, 0, &kflags,
 					   &ul));
+	if (write_lock(h, sh, &c) < 0)
+		return SHF_RET_ERROR;
 	rc = idx_find(h, sh, hash, tls.key, tls.key_len, &f);
 	vis = rc == 1 && rec_visible(&f.r, &c);
 	if (rc < 0) {

@@ -67,6 +67,8 @@ expect 0 "get the new value" -- shf get $t hello
 expect 1 "get of an absent key" -- shf get $t nokey
 has "key 'nokey' not found" "$tmp/err" && ok "absent key: one clear line" ||
 	fail "absent key message"
+[ ! -s "$tmp/out" ] && ok "absent key: nothing on stdout" ||
+	fail "absent key printed '$(cat "$tmp/out")'"
 [ "$(wc -l <"$tmp/err" | tr -d ' ')" = 1 ] && ok "error is one line" || fail "error not one line"
 expect 1 "get from an absent table" -- shf get $p-none k
 has "shf: get: table '$p-none' not found in $dir" "$tmp/err" &&

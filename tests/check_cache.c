@@ -77,26 +77,9 @@ static struct job *job_new(const char *tag, SHF **shf)
 	return &j;
 }
 
-static void problem_cb(const char *problem, void *arg)
-{
-	(void)arg;
-	fprintf(stderr, "shf_check: %s\n", problem);
-}
-
-/* The table's structure is sound (shf_check() finds no problem). */
-static void check_sound(SHF *shf)
-{
-	uint32_t problems;
-
-	errno = 0;
-	problems = shf_check(shf, 0, problem_cb, NULL);
-	shf_assert_msg(problems == 0, "shf_check: %u problem(s) (%s)", problems,
-		       problems == UINT32_MAX ? strerror(errno) : "see stderr");
-}
-
 static void job_end(struct job *j, SHF *shf)
 {
-	check_sound(shf);
+	shf_test_check_sound(shf);
 	shf_test_del(shf, j->name);
 	shf_test_unshared(j->sh, sizeof(struct shared));
 }
@@ -2326,7 +2309,7 @@ START_TEST(test_cache_random_kills)
 		      "a put and a delete in every shard took %.3f s after a kill",
 		      worst);
 	/* structure and counters sound, every stored value right */
-	check_sound(shf);
+	shf_test_check_sound(shf);
 	pstats(shf, &st);
 	ck_assert_msg(st.evictions > 0, "no eviction in %u kills", RK_KILLS);
 	/* leases of dead writers and TTL keys run out, then are reclaimed */

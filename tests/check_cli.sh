@@ -130,16 +130,19 @@ fi
 expect 1 "stat of an absent table" -- shf stat $p-none
 
 # ---- cache mode: put --ttl, ttl, set, expire, the new stat fields
+# ttl_left MAX WHAT: the last "shf ttl" printed 1 .. MAX milliseconds.
+ttl_left() {
+	left=$(cat "$tmp/out")
+	case $left in
+	''|*[!0-9]*) fail "$2: ttl printed '$left', not milliseconds" ;;
+	*) [ "$left" -gt 0 ] && [ "$left" -le "$1" ] && ok "$2 ($left)" ||
+		fail "$2: ttl printed $left, not 1 to $1" ;;
+	esac
+}
 c=$p-cache
 expect 0 "put --ttl" -- shf put --ttl 60000 $c soon v1
 expect 0 "ttl of a key with a TTL" -- shf ttl $c soon
-left=$(cat "$tmp/out")
-case $left in
-''|*[!0-9]*) fail "ttl printed '$left', not milliseconds" ;;
-*) [ "$left" -gt 0 ] && [ "$left" -le 60000 ] &&
-	ok "ttl prints the milliseconds left ($left)" ||
-	fail "ttl printed $left, not 1 to 60000" ;;
-esac
+ttl_left 60000 "ttl prints the milliseconds left"
 expect 0 "put without --ttl" -- shf put $c forever v2
 expect 0 "ttl of a key without one" -- shf ttl $c forever
 [ "$(cat "$tmp/out")" = never ] && ok "ttl says never" ||
@@ -198,13 +201,7 @@ has "^bytes_cached  *[1-9]" "$tmp/out" && ok "stat shows bytes_cached" ||
 # The default TTL applies to a put without --ttl; --ttl 0 means never.
 expect 0 "put under the default TTL" -- shf put $c dflt v4
 expect 0 "ttl of it" -- shf ttl $c dflt
-left=$(cat "$tmp/out")
-case $left in
-''|*[!0-9]*) fail "default TTL: ttl printed '$left'" ;;
-*) [ "$left" -gt 0 ] && [ "$left" -le 5000 ] &&
-	ok "the default TTL applies ($left)" ||
-	fail "default TTL: ttl printed $left" ;;
-esac
+ttl_left 5000 "the default TTL applies"
 expect 0 "put --ttl 0" -- shf put --ttl 0 $c zero v5
 expect 0 "ttl of it" -- shf ttl $c zero
 [ "$(cat "$tmp/out")" = never ] && ok "--ttl 0 never expires" ||

@@ -55,26 +55,9 @@ static struct job *job_new(const char *tag, SHF **shf, uint32_t n,
 	return &j;
 }
 
-static void problem_cb(const char *problem, void *arg)
-{
-	(void)arg;
-	fprintf(stderr, "shf_check: %s\n", problem);
-}
-
-/* The table's structure is sound (shf_check() finds no problem). */
-static void check_sound(SHF *shf)
-{
-	uint32_t problems;
-
-	errno = 0;
-	problems = shf_check(shf, 0, problem_cb, NULL);
-	shf_assert_msg(problems == 0, "shf_check: %u problem(s) (%s)", problems,
-		       problems == UINT32_MAX ? strerror(errno) : "see stderr");
-}
-
 static void job_end(struct job *j, SHF *shf)
 {
-	check_sound(shf);
+	shf_test_check_sound(shf);
 	shf_test_del(shf, j->name);
 	shf_test_unshared(j->sh, sizeof(struct shared));
 }
@@ -832,7 +815,7 @@ START_TEST(test_mp_sigkill_mid_put)
 			       round, worst);
 		check_keys(shf, base + 800000, base + 800000 + 4096, 1);
 		check_keys(shf, base + 900000, base + 900000 + 64, 1);
-		check_sound(shf);
+		shf_test_check_sound(shf);
 	}
 	/* Structure intact: the count and the walk agree. */
 	shf_assert_eq(iterate_count(shf), shf_test_keys(shf));
@@ -992,7 +975,7 @@ START_TEST(test_mp_sigkill_holding_lock)
 		ck_assert_mem_eq(shf_val, "after", 5);
 		shf_assert_eq(shf_uid, j->sh->uids[0]);
 		check_keys(shf, 0, 1000, 1);
-		check_sound(shf);
+		shf_test_check_sound(shf);
 	}
 	memset(&st, 0, sizeof(st));
 	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
@@ -1475,7 +1458,7 @@ START_TEST(test_mp_threads)
 	memcpy(&v, shf_val, sizeof(v));
 	ck_assert_int_eq(v, 80000);
 	shf_assert_eq(shf_test_keys(shf), 80001);
-	check_sound(shf);
+	shf_test_check_sound(shf);
 	shf_test_del(shf, name);
 }
 END_TEST

@@ -419,3 +419,19 @@ uint64_t shf_test_keys(SHF *shf)
 		return UINT64_MAX;
 	return st.keys;
 }
+
+static void problem_cb(const char *problem, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "shf_check: %s\n", problem);
+}
+
+void shf_test_check_sound(SHF *shf)
+{
+	uint32_t problems;
+
+	errno = 0;
+	problems = shf_check(shf, 0, problem_cb, NULL);
+	shf_assert_msg(problems == 0, "shf_check: %u problem(s) (%s)", problems,
+		       problems == UINT32_MAX ? strerror(errno) : "see stderr");
+}

@@ -123,5 +123,7 @@ void shf_test_pattern(char *buf, size_t len, uint32_t seed);
 
 /* Keys of a table by shf_get_stats(), or UINT64_MAX on error. */
 uint64_t shf_test_keys(SHF *shf);
+/* Fail the test unless shf_check() finds no problem (they go to stderr). */
+void shf_test_check_sound(SHF *shf);
 
 #endif /* SHF_TEST_H */

@@ -3295,7 +3295,7 @@ SHF_EXPORT void shf_set_is_lockable(SHF *h, uint32_t is_lockable)
 SHF_EXPORT void shf_set_is_fixed_len(SHF *h, uint32_t key_len,
 				     uint32_t val_len)
 {
-	uint32_t i, n = 0;
+	uint32_t i, n;
 	int busy = 0;
 
 	if (!h || !key_len || !val_len || key_len > (1u << 30) ||
@@ -3303,9 +3303,7 @@ SHF_EXPORT void shf_set_is_fixed_len(SHF *h, uint32_t key_len,
 		errno = EINVAL;
 		return;
 	}
-	for (n = 0; n < NSHARDS; n++)
-		if (shard_lock(h, &h->shards[n]) < 0)
-			break;
+	n = lock_all(h);
 	if (n < NSHARDS) {
 		busy = -1;
 	} else if (h->h->fixed_set) {
@@ -3322,8 +3320,7 @@ SHF_EXPORT void shf_set_is_fixed_len(SHF *h, uint32_t key_len,
 			h->h->fixed_set = 1;
 		}
 	}
-	for (i = 0; i < n; i++)
-		shard_unlock(h, &h->shards[i]);
+	unlock_all(h, n);
 	if (busy > 0)
 		errno = EBUSY;
 }

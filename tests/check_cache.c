@@ -1929,7 +1929,6 @@ static int kid_lease_give_up(int idx, void *arg)
 		hash_str("giveup");
 		sh->t[0] = shf_test_now();
 		r = shf_del_key_val(shf);
-		sh->t[1] = shf_test_now();
 		KCHECK(r == SHF_RET_KEY_NONE, 3, "A: del: %u", r);
 		if ((rc = kid_wait_flag(j, 5)) != 0)
 			return rc;
@@ -1951,9 +1950,13 @@ static int kid_lease_give_up(int idx, void *arg)
 	KCHECK(r == LEASED, 10, "B: get_or_lease: %u (%s)", r, strerror(errno));
 	KCHECK(sh->t[0] > 0 && sh->t[3] >= sh->t[0], 11,
 	       "B got the lease before A gave it up");
-	KCHECK(sh->t[3] - sh->t[1] < 1.0 * shf_test_multiplier(), 12,
-	       "B got the lease %.3f s after A gave it up",
-	       sh->t[3] - sh->t[1]);
+	/*
+	 * From t[0], which A wrote before its del: B may wake and get here
+	 * before A has written t[1].
+	 */
+	KCHECK(sh->t[3] - sh->t[0] < 1.0 * shf_test_multiplier(), 12,
+	       "B got the lease %.3f s after A began to give it up",
+	       sh->t[3] - sh->t[0]);
 	hash_str("giveup");
 	r = shf_put_key_val(shf, "by-B", 4);
 	KCHECK((r & SHF_RET_KEY_PUT) && !(r & SHF_RET_ERROR), 13, "B: put: %u",

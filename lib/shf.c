@@ -171,6 +171,12 @@ struct shf {
 	char *name;
 	struct shf *reg_next; /* the process's list of live handles */
 	uint64_t reg_gen;     /* unique in the process */
+	/*
+	 * The last dir_word this process saw of each shard: a hint for
+	 * prefetching a put's buckets before the shard's first line (which
+	 * the other writers' locking keeps taking away) has arrived.
+	 */
+	_Atomic uint64_t dw_hint[NSHARDS];
 };
 
 /* The shard descriptors start on the first page after the header. */
@@ -1241,14 +1247,12 @@ static inline uint64_t *dir_get(SHF *h, uint64_t dw, uint32_t *depth)
 	return at(h, dw >> 6, 8ULL << *depth);
 }
 
-/* The segment a tag belongs to. */
-static inline uint64_t *seg_for(SHF *h, struct shard *sh, uint32_t tag,
-				uint64_t *seg_off, uint32_t *idx)
+/* The segment a tag belongs to, in the directory of dw. */
+static inline uint64_t *seg_for_dw(SHF *h, uint64_t dw, uint32_t tag,
+				   uint64_t *seg_off, uint32_t *idx)
 {
 	uint32_t d;
-	uint64_t *dir = dir_get(h, atomic_load_explicit(&sh->dir_word,
-							memory_order_acquire),
-				&d);
+	uint64_t *dir = dir_get(h, dw, &d);
 	uint64_t de;
 
 	if (!dir)
@@ -1259,6 +1263,15 @@ static inline uint64_t *seg_for(SHF *h, struct shard *sh, uint32_t tag,
 	if (*seg_off & (PAGE - 1))
 		return NULL;
 	return at(h, *seg_off, SEG_BYTES);
+}
+
+static inline uint64_t *seg_for(SHF *h, struct shard *sh, uint32_t tag,
+				uint64_t *seg_off, uint32_t *idx)
+{
+	return seg_for_dw(h,
+			  atomic_load_explicit(&sh->dir_word,
+					       memory_order_acquire),
+			  tag, seg_off, idx);
 }
 
 /* The two buckets a key may live in, within its segment. */
@@ -1274,6 +1287,20 @@ struct found {
 	struct rec r;
 	uint64_t rec_off;
 };
+
+/*
+ * A small record that starts near the end of a cache line ends in the
+ * next one: start fetching that line too, before the header (in the first)
+ * says how long the record is, so that the two misses overlap.  The guess:
+ * a header, the key and a few bytes of value.
+ */
+static inline void rec_prefetch_tail(SHF *h, uint64_t off, uint32_t klen)
+{
+	uint64_t end = off + 12u + klen;
+
+	if (((off ^ end) & ~63ULL) && end < h->map_size)
+		__builtin_prefetch(h->base + end);
+}
 
 /* Find key in its shard; 1 found, 0 absent, -1 structure unreadable. */
 static int idx_find(SHF *h, struct shard *sh, uint64_t hash, const void *key,
@@ -1294,6 +1321,7 @@ static int idx_find(SHF *h, struct shard *sh, uint64_t hash, const void *key,
 
 			if (!s || slot_tag(s) != tag)
 				continue;
+			rec_prefetch_tail(h, slot_rec(s), klen);
 			if (!rec_get(h, slot_rec(s), &f->r))
 				continue;
 			if (f->r.klen != klen || memcmp(f->r.key, key, klen))
@@ -2710,6 +2738,17 @@ static inline void prefetch_alloc(SHF *h, struct shard *sh, uint64_t size)
 		__builtin_prefetch(h->base + off, 1);
 }
 
+/* The same for the UID entry that a new key would take. */
+static inline void prefetch_uid(SHF *h, struct shard *sh)
+{
+	uint32_t ul = __atomic_load_n(&sh->uid_free, __ATOMIC_RELAXED);
+	uint64_t *e;
+
+	ul = ul ? ul - 1 : __atomic_load_n(&sh->uid_next, __ATOMIC_RELAXED);
+	if (ul <= UID_LOCAL_MAX && (e = uid_entry(h, sh, ul)) != NULL)
+		__builtin_prefetch(e, 1);
+}
+
 /* Lock a key's shard for a write; reclaim a few expired keys first. */
 static int write_lock(SHF *h, struct shard *sh, struct clk *c)
 {
@@ -2724,6 +2763,51 @@ static int write_lock(SHF *h, struct shard *sh, struct clk *c)
 enum put_mode { P_PUT, P_IF_ABSENT, P_REPLACE, P_CAS };
 
 static inline void prefetch_buckets(SHF *h, uint64_t hash);
+
+/*
+ * Hints for a write to sh, before its lock is taken: start moving here the
+ * shard's lines that a put writes (the other writers of the shard took
+ * them), and the key's two buckets, found through the directory this
+ * process last saw (a stale one only prefetches the wrong lines), so that
+ * the bucket's miss need not wait for the shard's first line.
+ */
+static inline void prefetch_put(SHF *h, struct shard *sh, uint64_t hash)
+{
+	uint64_t dw = atomic_load_explicit(&h->dw_hint[hash >> 56],
+					   memory_order_relaxed);
+	const char *p = (const char *)sh;
+
+	__builtin_prefetch(p, 1);
+	__builtin_prefetch(&sh->nkeys, 1);
+	__builtin_prefetch(&sh->puts, 1);
+	__builtin_prefetch(&sh->j, 1);
+	__builtin_prefetch((const char *)&sh->j + 64, 1);
+	__builtin_prefetch((const char *)&sh->j + 128, 1);
+	if (dw) {
+		uint32_t tag = tag_of(hash), idx, b[2];
+		uint64_t so, *seg = seg_for_dw(h, dw, tag, &so, &idx);
+
+		if (seg) {
+			buckets_of(hash, tag, b);
+			__builtin_prefetch(seg + b[0] * BUCKET_SLOTS, 1);
+			__builtin_prefetch(seg + b[1] * BUCKET_SLOTS, 1);
+			return;
+		}
+	}
+	prefetch_buckets(h, hash);
+}
+
+/* Under sh's lock: keep the process's hint of sh's directory current. */
+static inline void dw_hint_set(SHF *h, struct shard *sh, uint64_t hash)
+{
+	uint64_t dw = atomic_load_explicit(&sh->dir_word,
+					   memory_order_relaxed);
+
+	if (atomic_load_explicit(&h->dw_hint[hash >> 56],
+				 memory_order_relaxed) != dw)
+		atomic_store_explicit(&h->dw_hint[hash >> 56], dw,
+				      memory_order_relaxed);
+}
 
 /* ttl_ms: UINT32_MAX for the table's default. */
 static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
@@ -2754,12 +2838,14 @@ static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
 	hash = tls.hash;
 	sh = shard_of(h, hash);
 	/* hints, read without the lock: the misses overlap with taking it */
-	prefetch_buckets(h, hash);
+	prefetch_put(h, sh, hash);
 	prefetch_alloc(h, sh, rec_size_for(h, tls.key_len, vlen, 0, &kflags,
 					   &ul));
+	prefetch_uid(h, sh);
 	if (write_lock(h, sh, &c) < 0)
 		return SHF_RET_ERROR;
 	rc = idx_find(h, sh, hash, tls.key, tls.key_len, &f);
+	dw_hint_set(h, sh, hash);
 	vis = rc == 1 && rec_visible(&f.r, &c);
 	if (rc < 0) {
 		errno = EBADMSG;
@@ -3799,8 +3885,8 @@ static inline void prefetch_buckets(SHF *h, uint64_t hash)
 	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS);
 }
 
-/* Prefetch the record the first matching slot points at. */
-static inline void prefetch_record(SHF *h, uint64_t hash)
+/* Prefetch the record (klen: its key's) the first matching slot points at. */
+static inline void prefetch_record(SHF *h, uint64_t hash, uint32_t klen)
 {
 	uint32_t tag = tag_of(hash), idx, b[2], k, i;
 	uint64_t so, *seg = seg_for(h, shard_of(h, hash), tag, &so, &idx);
@@ -3815,6 +3901,7 @@ static inline void prefetch_record(SHF *h, uint64_t hash)
 			if (s && slot_tag(s) == tag) {
 				if (range_ok(h, slot_rec(s), 64))
 					__builtin_prefetch(h->base + slot_rec(s));
+				rec_prefetch_tail(h, slot_rec(s), klen);
 				return;
 			}
 		}
@@ -3875,7 +3962,8 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 			prefetch_buckets(h, hashes[(i - BATCH_LAG) % BATCH_RING]);
 		if (i >= 2 * BATCH_LAG && i - 2 * BATCH_LAG < n)
 			prefetch_record(h,
-					hashes[(i - 2 * BATCH_LAG) % BATCH_RING]);
+					hashes[(i - 2 * BATCH_LAG) % BATCH_RING],
+					key_lens[i - 2 * BATCH_LAG]);
 		if (i < 3 * BATCH_LAG || i - 3 * BATCH_LAG >= n)
 			continue;
 		k = i - 3 * BATCH_LAG;

@@ -248,7 +248,7 @@ expect 0 "dump of a table being written" -- shf dump $src "$tmp/d1"
 kill "$churn_pid"
 wait "$churn_pid"
 churn_pid=
-head -c 8 "$tmp/d1" | grep -q SHFDUMP1 && ok "dump starts with SHFDUMP1" ||
+head -c 8 "$tmp/d1" | grep -q SHFDUMP2 && ok "dump starts with SHFDUMP2" ||
 	fail "dump magic"
 expect 0 "load into a new table" -- shf load $p-copy "$tmp/d1"
 # The 3000 stable keys lived through the dump: all must be there, once.
@@ -283,6 +283,37 @@ printf 'not a dump at all' >"$tmp/junk"
 expect 2 "load of something else" -- shf load $p-junk "$tmp/junk"
 has "not a shf dump" "$tmp/err" && ok "junk reported" || fail "junk report"
 [ ! -e "$dir/$p-junk.shf" ] && ok "junk creates no table" || fail "junk made a table"
+
+# ---- expiry times travel in a dump; a key that expired since is not loaded
+tt=$p-ttlsrc
+expect 0 "put --ttl 60 s, to dump" -- shf put --ttl 60000 $tt live v1
+expect 0 "put --ttl 3 s, to dump" -- shf put --ttl 3000 $tt brief v2
+expect 0 "put without a TTL, to dump" -- shf put $tt kept v3
+t_put=$(date +%s)
+expect 0 "dump of a table with TTLs" -- shf dump $tt "$tmp/dt"
+expect 0 "load it at once" -- shf load $p-ttla "$tmp/dt"
+expect 0 "ttl of a loaded key" -- shf ttl $p-ttla live
+ttl_left 60000 "the loaded key kept its TTL"
+left=$(cat "$tmp/out")
+[ "$left" -gt 50000 ] 2>/dev/null && ok "its TTL came with it: $left ms left" ||
+	fail "loaded key's TTL: '$left' ms left"
+expect 0 "ttl of a loaded key without one" -- shf ttl $p-ttla kept
+[ "$(cat "$tmp/out")" = never ] && ok "a key without a TTL got none" ||
+	fail "key without a TTL: ttl printed '$(cat "$tmp/out")'"
+expect 0 "the 3 s key loaded in time" -- shf get $p-ttla brief
+# Past the 3 s key's expiry (4 s after its put, whole seconds rounded up).
+while [ $(($(date +%s) - t_put)) -lt 5 ]; do sleep 0.5; done
+expect 0 "load after a key expired" -- shf load $p-ttlb "$tmp/dt"
+has "1 of 3 keys had expired" "$tmp/err" && ok "the expired key is reported" ||
+	fail "expired key report"
+expect 1 "the expired key was not loaded" -- shf get $p-ttlb brief
+expect 0 "the others were" -- shf get $p-ttlb live
+expect 0 "and this one" -- shf get $p-ttlb kept
+"$helper" v1dump "$tmp/v1" || fail "v1dump"
+expect 0 "load of a version 1 dump" -- shf load $p-v1 "$tmp/v1"
+expect 0 "its keys are there" -- shf get $p-v1 old-2
+[ "$(cat "$tmp/out")" = two ] && ok "with their values" ||
+	fail "version 1 load: get printed '$(cat "$tmp/out")'"
 
 # ---- check
 big=$p-big

@@ -48,8 +48,12 @@
 #define EXIT_NOTFOUND 1
 #define EXIT_ERR 2
 
-/* The dump stream (shf(1), DUMP FORMAT). */
-#define DUMP_MAGIC "SHFDUMP1"
+/*
+ * The dump stream (shf(1), DUMP FORMAT).  Version 2 gives each record its
+ * expiry; load reads both versions.
+ */
+#define DUMP_MAGIC "SHFDUMP2"
+#define DUMP_MAGIC_V1 "SHFDUMP1"
 #define DUMP_MAGIC_LEN 8
 #define DUMP_END UINT32_MAX
 
@@ -925,11 +929,21 @@ static uint64_t get_u64le(const unsigned char *p)
 
 struct dumper {
 	FILE *f;
+	SHF *shf;
 	XXH3_state_t *xs;
 	uint64_t n;
 	int err;
 	struct progress pg;
 };
+
+/* Milliseconds of CLOCK_REALTIME: the clock of the table's expiry times. */
+static uint64_t realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static int dump_bytes(struct dumper *d, const void *p, size_t n)
 {
@@ -945,12 +959,26 @@ static int dump_cb(const char *key, uint32_t key_len, const char *val,
 		   uint32_t val_len, uint32_t uid, void *arg)
 {
 	struct dumper *d = arg;
-	unsigned char hd[8];
+	unsigned char hd[16];
+	uint64_t expiry = 0;
+	uint32_t r;
 
 	(void)uid;
+	/* The key's expiry, absolute, so that a later load keeps it. */
+	shf_make_hash(key, key_len);
+	r = shf_get_key_ttl(d->shf);
+	if (r & SHF_RET_ERROR) {
+		d->err = errno ? errno : EIO;
+		return 1;
+	}
+	if (r != SHF_RET_KEY_FOUND)
+		return 0; /* expired or deleted since the snapshot */
+	if (shf_val_long >= 0)
+		expiry = realtime_ms() + (uint64_t)shf_val_long;
 	put_u32le(hd, key_len);
 	put_u32le(hd + 4, val_len);
-	if (dump_bytes(d, hd, 8) || dump_bytes(d, key, key_len) ||
+	put_u64le(hd + 8, expiry);
+	if (dump_bytes(d, hd, 16) || dump_bytes(d, key, key_len) ||
 	    dump_bytes(d, val, val_len))
 		return 1;
 	d->n++;
@@ -981,6 +1009,7 @@ static int cmd_dump(int argc, char **argv)
 				 "give a FILE or redirect");
 	name = table_name(argv[1]);
 	shf = table_open(name, 0);
+	d.shf = shf;
 	d.xs = XXH3_createState();
 	if (!d.xs || XXH3_64bits_reset(d.xs) == XXH_ERROR) {
 		say("out of memory");
@@ -1091,9 +1120,9 @@ static int cmd_load(int argc, char **argv)
 	unsigned char hd[16];
 	const char *in;
 	char *name, what[128];
-	uint64_t n = 0, count, sum;
+	uint64_t n = 0, count, sum, expired = 0;
 	SHF *shf;
-	int from_file, rc = 0;
+	int from_file, v2, rc = 0;
 
 	if (argc > 1 && !strcmp(argv[1], "--help")) {
 		usage(stdout);
@@ -1115,21 +1144,25 @@ static int cmd_load(int argc, char **argv)
 		exit(EXIT_ERR);
 	}
 	if (load_read(&l, 0, DUMP_MAGIC_LEN, 1) < 0 ||
-	    memcmp(l.buf, DUMP_MAGIC, DUMP_MAGIC_LEN)) {
+	    (memcmp(l.buf, DUMP_MAGIC, DUMP_MAGIC_LEN) &&
+	     memcmp(l.buf, DUMP_MAGIC_V1, DUMP_MAGIC_LEN))) {
 		if (errno)
 			say("%s: %s", l.src, strerror(errno));
 		else
-			say("%s: not a shf dump (no %s magic)", l.src, DUMP_MAGIC);
+			say("%s: not a shf dump (no %s or %s magic)", l.src,
+			    DUMP_MAGIC, DUMP_MAGIC_V1);
 		if (from_file)
 			fclose(l.f);
 		XXH3_freeState(l.xs);
 		free(l.buf);
 		return EXIT_ERR;
 	}
+	v2 = !memcmp(l.buf, DUMP_MAGIC, DUMP_MAGIC_LEN);
 	name = table_name(argv[1]);
 	shf = table_open(name, 1);
 	for (;;) {
-		uint32_t klen, vlen;
+		uint32_t klen, vlen, ttl = 0, r;
+		uint64_t expiry = 0;
 
 		if (load_read(&l, 0, 8, 0) < 0)
 			goto truncated;
@@ -1144,17 +1177,44 @@ static int cmd_load(int argc, char **argv)
 				 "record %" PRIu64 " has a bad length", n + 1);
 			goto corrupt;
 		}
+		if (v2) {
+			if (load_read(&l, 0, 8, 1) < 0)
+				goto truncated;
+			expiry = get_u64le((unsigned char *)l.buf);
+		}
 		if (load_read(&l, 0, (size_t)klen + vlen, 1) < 0)
 			goto truncated;
+		n++;
+		if (expiry) {
+			uint64_t now = realtime_ms();
+
+			if (expiry <= now) {
+				expired++; /* it expired after the dump */
+				progress(&pg, n);
+				continue;
+			}
+			/* at most the longest TTL (clocks of two machines) */
+			ttl = expiry - now < UINT32_MAX - 1 ?
+				      (uint32_t)(expiry - now) :
+				      UINT32_MAX - 1;
+		}
 		shf_make_hash(l.buf, klen);
-		if (shf_put_key_val(shf, l.buf + klen, vlen) & SHF_RET_ERROR) {
+		/*
+		 * A version 2 record without an expiry gets none here either
+		 * (not the table's default TTL); version 1 records say
+		 * nothing: they get the default.
+		 */
+		if (v2)
+			r = shf_put_key_val_ttl(shf, l.buf + klen, vlen, ttl);
+		else
+			r = shf_put_key_val(shf, l.buf + klen, vlen);
+		if (r & SHF_RET_ERROR) {
 			progress_end(&pg);
-			say("%s: cannot put record %" PRIu64 ": %s", name, n + 1,
+			say("%s: cannot put record %" PRIu64 ": %s", name, n,
 			    strerror(errno));
 			rc = EXIT_ERR;
 			goto out;
 		}
-		n++;
 		progress(&pg, n);
 	}
 	if (load_read(&l, 0, 8, 1) < 0)
@@ -1178,6 +1238,9 @@ static int cmd_load(int argc, char **argv)
 		goto corrupt;
 	}
 	progress_end(&pg);
+	if (expired)
+		say("%" PRIu64 " of %" PRIu64 " keys had expired since the dump "
+		    "and were not loaded", expired, n);
 	goto out;
 truncated:
 	if (errno) {
@@ -1190,7 +1253,7 @@ truncated:
 corrupt:
 	progress_end(&pg);
 	say("%s: corrupt dump: %s; %" PRIu64 " records before the damage were "
-	    "already loaded into table '%s'", l.src, what, n, name);
+	    "already loaded into table '%s'", l.src, what, n - expired, name);
 	rc = EXIT_NOTFOUND;
 out:
 	if (from_file)

@@ -2939,11 +2939,15 @@ static struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
 		return NULL;
 	}
 	sh = by_uid ? &h->shards[uid >> 24] : shard_of(h, tls.hash);
+	if (!by_uid)
+		prefetch_put(h, sh, tls.hash);
 	if (write_lock(h, sh, c) < 0) {
 		*rc = -2;
 		return NULL;
 	}
 	*rc = locked_find(h, sh, by_uid, uid & 0xffffff, f, hash);
+	if (!by_uid)
+		dw_hint_set(h, sh, tls.hash);
 	if (*rc < 0) { /* the shard's structure is unreadable */
 		shard_unlock(h, sh);
 		errno = EBADMSG;

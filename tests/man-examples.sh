@@ -51,7 +51,10 @@ for page in "$top_srcdir"/man/man3/*.3 "$top_srcdir"/man/man7/*.7; do
 	n=$((n + 1))
 	flags="-std=gnu11 -Wall -Wextra -Werror -I$top_srcdir/include"
 	if [ -n "$lib" ]; then
-		out=$($cc $flags -o "$tmp/${base%.*}" "$src" "$lib" -lpthread 2>&1)
+		# A sanitizer build's library needs the program to bring the
+		# runtime (clang's are static): link as the build does.
+		out=$($cc $flags ${SHF_SANITIZER_FLAGS:-} -o "$tmp/${base%.*}" \
+			"$src" "$lib" -lpthread 2>&1)
 	else
 		out=$($cc $flags -c -o "$tmp/${base%.*}.o" "$src" 2>&1)
 	fi

@@ -643,6 +643,7 @@ void shf_mutex_unlock(pthread_mutex_t *m)
 }
 
 static void shard_recover(SHF *h, struct shard *sh);
+static void cache_bytes_recount(SHF *h);
 
 /*
  * The shard's lock is held (owner_died: its previous holder died holding
@@ -1580,6 +1581,13 @@ static void shard_recover(SHF *h, struct shard *sh)
 	/* a record written for an operation that did not commit is leaked
 	 * space, not damage: its bytes are unreachable */
 	j->op = OP_NONE;
+	/*
+	 * The dead writer may have raised the table's count of record bytes
+	 * without applying it (or applied a change without lowering it):
+	 * count again, so that crashes do not shrink the budget over time.
+	 */
+	if (atomic_load_explicit(&h->h->byte_budget, memory_order_relaxed))
+		cache_bytes_recount(h);
 }
 
 /* ------------------------------------------------------ cache helpers */
@@ -3169,8 +3177,11 @@ static void unlock_all(SHF *h, uint32_t n)
 		shard_unlock(h, &h->shards[--n]);
 }
 
-/* The table's count of record bytes, made again from the shards' (all
- * shards locked). */
+/*
+ * The table's count of record bytes, made again from the shards'.  Exact
+ * with all shards locked; from a shard's recovery (one lock) it misses at
+ * most what the writers of other shards had reserved but not yet stored.
+ */
 static void cache_bytes_recount(SHF *h)
 {
 	uint64_t sum = 0;
@@ -3606,6 +3617,14 @@ SHF_EXPORT uint32_t shf_get_stats(SHF *h, struct shf_stats *out, size_t size)
 		st.puts += atomic_load(&sh->puts);
 		st.dels += atomic_load(&sh->dels);
 	}
+	st.byte_budget = atomic_load(&h->h->byte_budget);
+	/*
+	 * With a budget: the table's count, which the budget bounds (the sum
+	 * of the shards', read one by one while writers move records between
+	 * them, can be larger than any count the table ever had).
+	 */
+	if (st.byte_budget)
+		st.bytes_cached = atomic_load(&h->h->cache_bytes);
 	st.bytes_file = atomic_load(&h->h->file_size);
 	st.lock_waits = atomic_load(&h->h->lock_waits);
 	st.recoveries = atomic_load(&h->h->recoveries);
@@ -3616,7 +3635,6 @@ SHF_EXPORT uint32_t shf_get_stats(SHF *h, struct shf_stats *out, size_t size)
 	}
 	st.layout = SHF_LAYOUT;
 	st.ttl_default_ms = atomic_load(&h->h->ttl_default);
-	st.byte_budget = atomic_load(&h->h->byte_budget);
 	st.hits = atomic_load(&h->h->hits);
 	st.misses = atomic_load(&h->h->misses);
 	st.leases = atomic_load(&h->h->leases);

@@ -803,6 +803,12 @@ static uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 		}
 	}
 	used = atomic_load(&h->h->file_used);
+	if (used < h->h->data_start) { /* a damaged header */
+		shf_mutex_unlock(&h->h->alloc_mx);
+		errno = EBADMSG;
+		return 0;
+	}
+	used = (used + PAGE - 1) & ~(uint64_t)(PAGE - 1); /* extents: pages */
 	if (file_reserve(h, used + b) < 0) {
 		int e = errno;
 
@@ -882,6 +888,10 @@ static uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size,
 		} else {
 			st64(&sh->free_head[c], 0); /* corrupt list: drop it */
 		}
+	}
+	if ((sh->chunk_cur | sh->chunk_end) & 3) { /* damaged: abandon it */
+		st64(&sh->chunk_end, 0);
+		st64(&sh->chunk_cur, 0);
 	}
 	if (align8 && (sh->chunk_cur & 7) && sh->chunk_cur < sh->chunk_end)
 		st64(&sh->chunk_cur, sh->chunk_cur + 4); /* 4 bytes lost */

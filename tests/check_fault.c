@@ -540,20 +540,30 @@ static size_t shard_size_guess(const unsigned char *m, size_t len)
 	return (size_t)(data_start - so) / 256 / 64 * 64;
 }
 
-static void scramble(const char *path, enum scramble how)
+/* Map a table's file for writing: its length and its shards' size too. */
+static unsigned char *map_table(const char *path, size_t *len,
+				size_t *shard_sz)
 {
-	size_t len, i, data, shard_sz;
 	unsigned char *m;
 	struct stat st;
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(fstat(fd, &st), 0);
-	len = (size_t)st.st_size;
-	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	*len = (size_t)st.st_size;
+	m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	ck_assert(m != MAP_FAILED);
-	shard_sz = shard_size_guess(m, len);
-	ck_assert_msg(shard_sz >= 128, "cannot find the shard size");
+	close(fd);
+	*shard_sz = shard_size_guess(m, *len);
+	ck_assert_msg(*shard_sz >= 128, "cannot find the shard size");
+	return m;
+}
+
+static void scramble(const char *path, enum scramble how)
+{
+	size_t len, i, data, shard_sz;
+	unsigned char *m = map_table(path, &len, &shard_sz);
+
 	data = shards_off(m) + 256 * shard_sz;
 	data = (data + PAGE - 1) / PAGE * PAGE;
 	switch (how) {
@@ -599,7 +609,6 @@ static void scramble(const char *path, enum scramble how)
 		break;
 	}
 	munmap(m, len);
-	close(fd);
 }
 
 static void check_cb(const char *problem, void *arg)
@@ -672,20 +681,11 @@ START_TEST(test_misaligned_alloc)
 	size_t len, shard_sz, i, moved = 0;
 	uint64_t cur, end, used;
 	unsigned char *m;
-	struct stat st;
 	uint32_t k, problems;
 	SHF *shf;
-	int fd;
 
 	make_table("misaligned", name, sizeof(name), 3000);
-	fd = open(path_of(path, sizeof(path), name), O_RDWR | O_CLOEXEC);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	len = (size_t)st.st_size;
-	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ck_assert(m != MAP_FAILED);
-	shard_sz = shard_size_guess(m, len);
-	ck_assert_msg(shard_sz >= 128, "cannot find the shard size");
+	m = map_table(path_of(path, sizeof(path), name), &len, &shard_sz);
 	for (i = 0; i < 256; i++) {
 		unsigned char *d = m + shards_off(m) + i * shard_sz;
 
@@ -705,7 +705,6 @@ START_TEST(test_misaligned_alloc)
 	used += 3;
 	memcpy(m + HDR_FILE_USED, &used, 8);
 	munmap(m, len);
-	close(fd);
 
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);

@@ -84,12 +84,6 @@ static void job_end(struct job *j, SHF *shf)
 	shf_test_unshared(j->sh, sizeof(struct shared));
 }
 
-static SHF *kid_attach(struct job *j)
-{
-	shf_init();
-	return shf_attach_existing(shf_test_dir(), j->name);
-}
-
 /* Record the first problem; returns code (a child's exit status). */
 static int kfail(struct job *j, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -138,32 +132,9 @@ static void run_kids(struct job *j, int n, shf_test_kid_fn fn)
 	kids_ok(j, &k);
 }
 
-static void add_u32(uint32_t *p, uint32_t v)
-{
-	__atomic_add_fetch(p, v, __ATOMIC_SEQ_CST);
-}
-
-static uint32_t load_u32(uint32_t *p)
-{
-	return __atomic_load_n(p, __ATOMIC_SEQ_CST);
-}
-
 static void set_flag(struct job *j, int f)
 {
 	__atomic_store_n(&j->sh->flag[f], 1, __ATOMIC_SEQ_CST);
-}
-
-/* Wait until *p >= want, at most timeout_s (times the multiplier). */
-static int wait_u32(uint32_t *p, uint32_t want, double timeout_s)
-{
-	double end = shf_test_now() + timeout_s * shf_test_multiplier();
-
-	while (load_u32(p) < want) {
-		if (shf_test_now() > end)
-			return -1;
-		shf_test_msleep(1);
-	}
-	return 0;
 }
 
 /* In a child: wait for a flag; gives up if another child failed. */
@@ -171,8 +142,8 @@ static int kid_wait_flag(struct job *j, int f)
 {
 	double end = shf_test_now() + KID_TIMEOUT * shf_test_multiplier();
 
-	while (!load_u32(&j->sh->flag[f])) {
-		if (load_u32(&j->sh->failed))
+	while (!shf_test_load_u32(&j->sh->flag[f])) {
+		if (shf_test_load_u32(&j->sh->failed))
 			return 121;
 		if (shf_test_now() > end)
 			return kfail(j, 120, "timed out waiting for phase %d",
@@ -187,8 +158,8 @@ static void parent_wait_flag(struct job *j, int f)
 {
 	double end = shf_test_now() + KID_TIMEOUT * shf_test_multiplier();
 
-	while (!load_u32(&j->sh->flag[f])) {
-		ck_assert_msg(!load_u32(&j->sh->failed),
+	while (!shf_test_load_u32(&j->sh->flag[f])) {
+		ck_assert_msg(!shf_test_load_u32(&j->sh->failed),
 			      "waiting for phase %d: a child failed: %s", f,
 			      j->sh->msg);
 		ck_assert_msg(shf_test_now() < end,
@@ -370,7 +341,7 @@ static int ttl_check_live(struct job *j, SHF *shf, const char *who)
 			       i, rt, left);
 		}
 	}
-	add_u32(&sh->timely, timely);
+	shf_test_add_u32(&sh->timely, timely);
 	return 0;
 }
 
@@ -433,7 +404,7 @@ static int kid_ttl_visible(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	const char *who = idx == 0 ? "child A" : "child B";
 	int rc;
 
@@ -515,7 +486,7 @@ static int kid_ttl_default(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	int64_t d = (int64_t)sh->u[0];
 	uint32_t r, i;
 	int rc;
@@ -523,7 +494,7 @@ static int kid_ttl_default(int idx, void *arg)
 	if (!shf)
 		return kfail(j, 1, "attach: %s", strerror(errno));
 	/* Both attached before the default is set. */
-	add_u32(&sh->ready, 1);
+	shf_test_add_u32(&sh->ready, 1);
 	if ((rc = kid_wait_flag(j, 1)) != 0)
 		return rc;
 	if (idx == 0) {
@@ -592,7 +563,7 @@ static int kid_ttl_default(int idx, void *arg)
 			       (long long)(t0 + d - ta - SLACK),
 			       (long long)(t1 + d - tb + SLACK), (long long)d);
 		}
-		add_u32(&sh->timely, timely);
+		shf_test_add_u32(&sh->timely, timely);
 		hash_str("d-never");
 		r = shf_get_key_ttl(shf);
 		KCHECK(r == SHF_RET_KEY_FOUND && shf_val_long == -1, 12,
@@ -641,7 +612,7 @@ START_TEST(test_ttl_default_shared)
 	shf_assert_eq(shf_put_key_val(shf, "old", 3), SHF_RET_KEY_PUT);
 	shf_test_spawn(&k, 2, kid_ttl_default, j);
 	shf_test_go(&k);
-	ck_assert_int_eq(wait_u32(&j->sh->ready, 2, KID_TIMEOUT), 0);
+	ck_assert_int_eq(shf_test_wait_u32(&j->sh->ready, 2, KID_TIMEOUT), 0);
 	shf_assert_eq(shf_set_ttl_default(shf, (uint32_t)j->sh->u[0]),
 		      SHF_RET_OK);
 	set_flag(j, 1);
@@ -741,7 +712,7 @@ static int kid_expired_semantics(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r, i;
 	long l;
 	int rc;
@@ -978,7 +949,7 @@ static int kid_expired_reclaimed(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
 	uint64_t e0, e1, e2;
 	uint32_t r;
@@ -1173,7 +1144,7 @@ static int kid_budget(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t seed = 0x9e3779b97f4a7c15ULL * (uint64_t)(idx + 1);
 	struct shf_stats st;
 	uint32_t n;
@@ -1187,7 +1158,7 @@ static int kid_budget(int idx, void *arg)
 		int last = 0;
 
 		while (!last) {
-			last = load_u32(&sh->done) == T5_WRITERS;
+			last = shf_test_load_u32(&sh->done) == T5_WRITERS;
 			KCHECK(get_stats(shf, &st) == 0, 2, "stats: %s",
 			       strerror(errno));
 			KCHECK(st.byte_budget == T5_BUDGET, 3,
@@ -1222,7 +1193,7 @@ static int kid_budget(int idx, void *arg)
 				return rc;
 		}
 	}
-	add_u32(&sh->done, 1);
+	shf_test_add_u32(&sh->done, 1);
 	shf_detach(shf);
 	return 0;
 }
@@ -1270,7 +1241,7 @@ static int kid_evict_read(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t seed = 0x2545f4914f6cdd1dULL * (uint64_t)(idx + 1);
 	uint64_t ops = 0;
 	uint32_t found = 0;
@@ -1294,11 +1265,11 @@ static int kid_evict_read(int idx, void *arg)
 			ops++;
 		}
 		sh->u[idx] = ops;
-		add_u32(&sh->done, 1);
+		shf_test_add_u32(&sh->done, 1);
 		shf_detach(shf);
 		return 0;
 	}
-	while (load_u32(&sh->done) < 2) {
+	while (shf_test_load_u32(&sh->done) < 2) {
 		if ((ops & 15) != 15) {
 			rc = get_checked(j, shf, xorshift(&seed) % T6_KEYSPACE,
 					 T6_MAXV, &found);
@@ -1410,7 +1381,7 @@ static int kid_clock(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
 	uint32_t i, r;
 	int g, rc;
@@ -1423,7 +1394,7 @@ static int kid_clock(int idx, void *arg)
 
 		if ((rc = kid_wait_flag(j, 1)) != 0)
 			return rc;
-		while (!load_u32(&sh->done)) {
+		while (!shf_test_load_u32(&sh->done)) {
 			for (i = 0; i < T7_HOT; i++) {
 				g = clock_get(shf, 'h', i);
 				KCHECK(g >= 0, 2, "reader: hot %u: bad value",
@@ -1457,7 +1428,7 @@ static int kid_clock(int idx, void *arg)
 		KCHECK(g >= 0, 8, "writer: hot %u: bad value", i % T7_HOT);
 		sh->u[2] += (uint64_t)g;
 	}
-	add_u32(&sh->done, 1);
+	shf_test_add_u32(&sh->done, 1);
 	shf_detach(shf);
 	return 0;
 }
@@ -1509,17 +1480,17 @@ static int kid_lease_one(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
 
 	if (!shf)
 		return kfail(j, 1, "attach: %s", strerror(errno));
 	/* All four ask at once. */
-	add_u32(&sh->ready, 1);
+	shf_test_add_u32(&sh->ready, 1);
 	{
 		double end = shf_test_now() + 10 * shf_test_multiplier();
 
-		while (load_u32(&sh->ready) < 4) {
+		while (shf_test_load_u32(&sh->ready) < 4) {
 			KCHECK(shf_test_now() < end, 5,
 			       "the others never came");
 			sched_yield();
@@ -1596,7 +1567,7 @@ END_TEST
 static int kid_lease_and_hang(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	double end;
 	uint32_t r;
 
@@ -1618,7 +1589,7 @@ static int kid_lease_waiter(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
 	int rc;
 
@@ -1722,7 +1693,7 @@ static int kid_lease_slow(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
 	int rc;
 
@@ -1747,7 +1718,7 @@ static int kid_lease_slow(int idx, void *arg)
 		set_flag(j, 1);
 		/* Alive, never puts; 2 s at most. */
 		end = shf_test_now() + 2.0;
-		while (!load_u32(&sh->stop) && shf_test_now() < end)
+		while (!shf_test_load_u32(&sh->stop) && shf_test_now() < end)
 			shf_test_msleep(5);
 		shf_detach(shf);
 		return 0;
@@ -1781,7 +1752,7 @@ static int kid_lease_slow(int idx, void *arg)
 	r = shf_put_key_val(shf, "by-B", 4);
 	KCHECK((r & SHF_RET_KEY_PUT) && !(r & SHF_RET_ERROR), 15, "B: put: %u",
 	       r);
-	add_u32(&sh->stop, 1);
+	shf_test_add_u32(&sh->stop, 1);
 	shf_detach(shf);
 	return 0;
 }
@@ -1797,7 +1768,7 @@ START_TEST(test_lease_expires_alive_holder)
 	shf_test_go(&k);
 	parent_wait_flag(j, 1);
 	hash_str("slow");
-	if (!load_u32(&j->sh->stop))
+	if (!shf_test_load_u32(&j->sh->stop))
 		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_NONE);
 	kids_ok(j, &k);
 	hash_str("slow");
@@ -1817,7 +1788,7 @@ static int kid_lease_timeout(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	double t0, dt;
 	uint32_t r;
 	int rc, e;
@@ -1830,7 +1801,7 @@ static int kid_lease_timeout(int idx, void *arg)
 		KCHECK(r == LEASED, 2, "A: get_or_lease: %u (%s)", r,
 		       strerror(errno));
 		set_flag(j, 1);
-		if (wait_u32(&sh->stop, 1, KID_TIMEOUT) != 0)
+		if (shf_test_wait_u32(&sh->stop, 1, KID_TIMEOUT) != 0)
 			return kfail(j, 3, "A: not told to stop");
 		/* Give it up. */
 		hash_str("held");
@@ -1879,7 +1850,7 @@ static int kid_lease_timeout(int idx, void *arg)
 	hash_str("absent");
 	r = shf_del_key_val(shf);
 	KCHECK(r == SHF_RET_KEY_NONE, 17, "B: del of own lease: %u", r);
-	add_u32(&sh->stop, 1);
+	shf_test_add_u32(&sh->stop, 1);
 	shf_detach(shf);
 	return 0;
 }
@@ -1912,7 +1883,7 @@ static int kid_lease_give_up(int idx, void *arg)
 {
 	struct job *j = arg;
 	struct shared *sh = j->sh;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
 	int rc;
 
@@ -1993,7 +1964,7 @@ END_TEST
 static int kid_hits(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
 	uint32_t i, r;
 	int rc;
@@ -2100,7 +2071,7 @@ static void sizes_of_keys(uint32_t n)
 static int kid_stats_fields(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
 	uint32_t i, r;
 
@@ -2197,7 +2168,7 @@ END_TEST
 static void rk_writer(struct job *j, uint64_t seed)
 {
 	char key[40], val[RK_MAXV + 8];
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 
 	if (!shf)
 		_exit(kfail(j, 1, "writer: attach: %s", strerror(errno)));

@@ -62,35 +62,6 @@ static void job_end(struct job *j, SHF *shf)
 	shf_test_unshared(j->sh, sizeof(struct shared));
 }
 
-static SHF *kid_attach(struct job *j)
-{
-	shf_init();
-	return shf_attach_existing(shf_test_dir(), j->name);
-}
-
-static void add_u32(uint32_t *p, uint32_t v)
-{
-	__atomic_add_fetch(p, v, __ATOMIC_SEQ_CST);
-}
-
-static uint32_t load_u32(uint32_t *p)
-{
-	return __atomic_load_n(p, __ATOMIC_SEQ_CST);
-}
-
-/* Wait in a child until *p >= want; 0, or -1 after the deadline. */
-static int kid_wait_for(uint32_t *p, uint32_t want)
-{
-	double end = shf_test_now() + KID_TIMEOUT * shf_test_multiplier();
-
-	while (load_u32(p) < want) {
-		if (shf_test_now() > end)
-			return -1;
-		shf_test_msleep(1);
-	}
-	return 0;
-}
-
 /* Every key < n present with a value by one of writers; ck_asserts. */
 static void check_keys(SHF *shf, uint64_t from, uint64_t to, uint32_t writers)
 {
@@ -134,7 +105,7 @@ static uint64_t iterate_count(SHF *shf)
 static int kid_disjoint(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t i, from = (uint64_t)idx * j->n;
 
 	if (!shf)
@@ -174,7 +145,7 @@ END_TEST
 static int kid_shared(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t pass, i;
 
 	if (!shf)
@@ -219,7 +190,7 @@ END_TEST
 static int kid_add(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i;
 
 	if (!shf)
@@ -276,7 +247,7 @@ END_TEST
 static int kid_add_uid(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i, uid = j->sh->uids[0];
 
 	if (!shf)
@@ -318,7 +289,7 @@ END_TEST
 static int kid_put_del(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i;
 
 	if (!shf)
@@ -398,7 +369,7 @@ END_TEST
 static int kid_grow_or_read(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t i;
 
 	if (!shf)
@@ -410,18 +381,18 @@ static int kid_grow_or_read(int idx, void *arg)
 
 			shf_test_hash(i);
 			if (shf_put_key_val(shf, v, len) != SHF_RET_KEY_PUT) {
-				add_u32(&j->sh->done, 1);
+				shf_test_add_u32(&j->sh->done, 1);
 				return 2;
 			}
 		}
-		add_u32(&j->sh->done, 1);
+		shf_test_add_u32(&j->sh->done, 1);
 	} else {
 		uint32_t last = 0;
 		uint64_t passes = 0;
 
 		/* Go on until the writer is done, then one more pass. */
 		while (!last) {
-			last = load_u32(&j->sh->done);
+			last = shf_test_load_u32(&j->sh->done);
 			for (i = 0; i < BASE_KEYS; i++) {
 				uint64_t k =
 					(i * 7 + (uint64_t)idx) % BASE_KEYS;
@@ -470,7 +441,7 @@ END_TEST
 static int kid_grow(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t i;
 
 	(void)idx;
@@ -529,7 +500,7 @@ static int kid_sees_and_writes(int idx, void *arg)
 {
 	struct job *j = arg;
 	/* Child 0 attaches by name, child 1 uses the inherited handle. */
-	SHF *shf = idx == 0 ? kid_attach(j) : j->inherited;
+	SHF *shf = idx == 0 ? shf_test_attach_existing(j->name) : j->inherited;
 	uint64_t i, from = 1000 + (uint64_t)idx * 1000;
 
 	if (!shf)
@@ -594,7 +565,7 @@ END_TEST
 static int kid_del_by_uid(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i;
 
 	if (!shf)
@@ -637,7 +608,7 @@ END_TEST
 static int kid_fixed(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	char k[8], v[12];
 
 	if (!shf)
@@ -696,14 +667,14 @@ END_TEST
 static int kid_put_forever(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t base = (uint64_t)j->n * 1000000u;
 	uint64_t i;
 
 	(void)idx;
 	if (!shf)
 		return 1;
-	add_u32(&j->sh->ready, 1);
+	shf_test_add_u32(&j->sh->ready, 1);
 	for (i = 0;; i++) {
 		char v[80];
 		uint32_t len = shf_test_val(v, base + i, 0);
@@ -826,7 +797,7 @@ END_TEST
 static int kid_writer_acked(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t i, from = (uint64_t)idx * j->n;
 
 	if (!shf)
@@ -858,7 +829,8 @@ START_TEST(test_mp_sigkill_among_writers)
 	shf_test_spawn(&k, 3, kid_writer_acked, j);
 	shf_test_go(&k);
 	end = shf_test_now() + 60 * shf_test_multiplier();
-	while (load_u32(&j->sh->uids[0]) < 20000 && shf_test_now() < end)
+	while (shf_test_load_u32(&j->sh->uids[0]) < 20000 &&
+	       shf_test_now() < end)
 		shf_test_msleep(1);
 	kill(k.pid[0], SIGKILL);
 	/* The others are not blocked: they finish all their puts. */
@@ -873,7 +845,7 @@ START_TEST(test_mp_sigkill_among_writers)
 					       WEXITSTATUS(status) == 0,
 				       "writer %d failed (%#x)", i, status);
 	}
-	acked = load_u32(&j->sh->uids[0]);
+	acked = shf_test_load_u32(&j->sh->uids[0]);
 	shf_assert(acked >= 20000);
 	check_keys(shf, 0, acked, 1);
 	check_keys(shf, 100000, 300000, 1);
@@ -905,7 +877,7 @@ static uint32_t upd_die(const char *val, uint32_t val_len)
 static int kid_die_in_upd(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 
 	if (!shf)
 		return 1;
@@ -1003,8 +975,8 @@ static int kid_attach_race(int idx, void *arg)
 	shf_make_hash(key, (uint32_t)strlen(key));
 	if (shf_put_key_val(shf, key, (uint32_t)strlen(key)) != SHF_RET_KEY_PUT)
 		return 2;
-	add_u32(&j->sh->ready, 1);
-	if (kid_wait_for(&j->sh->ready, j->kids) != 0)
+	shf_test_add_u32(&j->sh->ready, 1);
+	if (shf_test_wait_u32(&j->sh->ready, j->kids, KID_TIMEOUT) != 0)
 		return 3;
 	for (i = 0; i < (int)j->kids; i++) {
 		snprintf(key, sizeof(key), "kid-%d", i);
@@ -1057,14 +1029,14 @@ END_TEST
 static int kid_churn(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t i = 0;
 
 	if (!shf)
 		return 1;
-	add_u32(&j->sh->ready, 1);
+	shf_test_add_u32(&j->sh->ready, 1);
 	/* Put and delete keys outside the stable set until told to stop. */
-	while (!load_u32(&j->sh->done)) {
+	while (!shf_test_load_u32(&j->sh->done)) {
 		uint64_t k = 1000000 + (uint64_t)idx * 1000000 + i % 20000;
 		char v[80];
 		uint32_t len = shf_test_val(v, k, 0);
@@ -1143,7 +1115,7 @@ START_TEST(test_mp_iterate_while_writing)
 	}
 	shf_test_spawn(&k, 2, kid_churn, j);
 	shf_test_go(&k);
-	for (i = 0; i < 100000 && load_u32(&j->sh->ready) < 2; i++)
+	for (i = 0; i < 100000 && shf_test_load_u32(&j->sh->ready) < 2; i++)
 		shf_test_msleep(1);
 	for (walk = 0; walk < 5; walk++) {
 		memset(s, 0, sizeof(*s));
@@ -1155,7 +1127,7 @@ START_TEST(test_mp_iterate_while_writing)
 				       "walk %d: stable key %u seen %u times",
 				       walk, i, s->count[i]);
 	}
-	add_u32(&j->sh->done, 1);
+	shf_test_add_u32(&j->sh->done, 1);
 	ck_assert_int_eq(shf_test_wait(&k, KID_TIMEOUT), 0);
 	free(s);
 	job_end(j, shf);
@@ -1170,7 +1142,7 @@ END_TEST
 static int kid_replace_atomic(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	static char a[ATOM_A], b[ATOM_B];
 	uint32_t i, k;
 
@@ -1187,10 +1159,10 @@ static int kid_replace_atomic(int idx, void *arg)
 			      SHF_RET_KEY_PUT))
 				return 2;
 		}
-		add_u32(&j->sh->done, 1);
+		shf_test_add_u32(&j->sh->done, 1);
 	} else {
 		/* Readers never see a mix of the two. */
-		while (!load_u32(&j->sh->done)) {
+		while (!shf_test_load_u32(&j->sh->done)) {
 			shf_make_hash("atomic", 6);
 			if (shf_get_key_val_copy(shf) != SHF_RET_KEY_FOUND)
 				return 3;
@@ -1237,7 +1209,7 @@ END_TEST
 static int kid_cas_increment(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i, tries = 0;
 
 	(void)idx;
@@ -1302,7 +1274,7 @@ static uint32_t upd_increment(const char *val, uint32_t val_len)
 static int kid_upd_increment(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i;
 
 	if (!shf)
@@ -1347,7 +1319,7 @@ END_TEST
 static int kid_if_absent(int idx, void *arg)
 {
 	struct job *j = arg;
-	SHF *shf = kid_attach(j);
+	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i;
 
 	if (!shf)

@@ -200,6 +200,34 @@ void shf_test_msleep(unsigned ms)
 		;
 }
 
+void shf_test_add_u32(uint32_t *p, uint32_t v)
+{
+	__atomic_add_fetch(p, v, __ATOMIC_SEQ_CST);
+}
+
+uint32_t shf_test_load_u32(uint32_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+}
+
+int shf_test_wait_u32(uint32_t *p, uint32_t want, double timeout_s)
+{
+	double end = shf_test_now() + timeout_s * shf_test_multiplier();
+
+	while (shf_test_load_u32(p) < want) {
+		if (shf_test_now() > end)
+			return -1;
+		shf_test_msleep(1);
+	}
+	return 0;
+}
+
+SHF *shf_test_attach_existing(const char *name)
+{
+	shf_init();
+	return shf_attach_existing(shf_test_dir(), name);
+}
+
 void *shf_test_shared(size_t size)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,

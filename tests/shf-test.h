@@ -77,6 +77,13 @@ void shf_test_msleep(unsigned ms);
 /* Shared anonymous memory that forked children see (zeroed). */
 void *shf_test_shared(size_t size);
 void shf_test_unshared(void *p, size_t size);
+/* Counters and flags in that memory (sequentially consistent). */
+void shf_test_add_u32(uint32_t *p, uint32_t v);
+uint32_t shf_test_load_u32(uint32_t *p);
+/* Wait until *p >= want: 0, or -1 after timeout_s (times the multiplier). */
+int shf_test_wait_u32(uint32_t *p, uint32_t want, double timeout_s);
+/* In a child: shf_init(), then attach the existing table name (or NULL). */
+SHF *shf_test_attach_existing(const char *name);
 
 /* Children. */
 typedef int (*shf_test_kid_fn)(int idx, void *arg);

@@ -1602,16 +1602,22 @@ static void shard_recover(SHF *h, struct shard *sh)
 
 /* ------------------------------------------------------ cache helpers */
 
-/*
- * Milliseconds of CLOCK_REALTIME (a vDSO read, no system call; read only
- * for records that have an expiry, and by puts that give one).
- */
-static inline uint64_t now_ms(void)
+/* Milliseconds of a clock (a vDSO read, no system call). */
+static inline uint64_t clock_ms(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * Milliseconds of CLOCK_REALTIME, the clock of expiry times: read only for
+ * records that have an expiry, and by puts that give one.
+ */
+static inline uint64_t now_ms(void)
+{
+	return clock_ms(CLOCK_REALTIME);
 }
 
 /* The time of one call, read only if a record with an expiry is met. */
@@ -2780,7 +2786,28 @@ static int write_lock(SHF *h, struct shard *sh, struct clk *c)
 
 enum put_mode { P_PUT, P_IF_ABSENT, P_REPLACE, P_CAS };
 
-static inline void prefetch_buckets(SHF *h, uint64_t hash);
+/*
+ * Prefetch (for writing if write) the two bucket lines of a key in the
+ * directory of dw; 0 if dw leads to no segment.
+ */
+static inline int prefetch_buckets_dw(SHF *h, uint64_t dw, uint64_t hash,
+				      int write)
+{
+	uint32_t tag = tag_of(hash), idx, b[2];
+	uint64_t so, *seg = seg_for_dw(h, dw, tag, &so, &idx);
+
+	if (!seg)
+		return 0;
+	buckets_of(hash, tag, b);
+	if (write) {
+		__builtin_prefetch(seg + b[0] * BUCKET_SLOTS, 1);
+		__builtin_prefetch(seg + b[1] * BUCKET_SLOTS, 1);
+	} else {
+		__builtin_prefetch(seg + b[0] * BUCKET_SLOTS);
+		__builtin_prefetch(seg + b[1] * BUCKET_SLOTS);
+	}
+	return 1;
+}
 
 /*
  * Hints for a write to sh, before its lock is taken: start moving here the
@@ -2801,18 +2828,11 @@ static inline void prefetch_put(SHF *h, struct shard *sh, uint64_t hash)
 	__builtin_prefetch(&sh->j, 1);
 	__builtin_prefetch((const char *)&sh->j + 64, 1);
 	__builtin_prefetch((const char *)&sh->j + 128, 1);
-	if (dw) {
-		uint32_t tag = tag_of(hash), idx, b[2];
-		uint64_t so, *seg = seg_for_dw(h, dw, tag, &so, &idx);
-
-		if (seg) {
-			buckets_of(hash, tag, b);
-			__builtin_prefetch(seg + b[0] * BUCKET_SLOTS, 1);
-			__builtin_prefetch(seg + b[1] * BUCKET_SLOTS, 1);
-			return;
-		}
-	}
-	prefetch_buckets(h, hash);
+	if (!dw || !prefetch_buckets_dw(h, dw, hash, 1))
+		prefetch_buckets_dw(h,
+				    atomic_load_explicit(&sh->dir_word,
+							 memory_order_acquire),
+				    hash, 1);
 }
 
 /* Under sh's lock: keep the process's hint of sh's directory current. */
@@ -3288,10 +3308,7 @@ static int holder_alive(const struct lease_val *lv)
 
 static uint64_t mono_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return clock_ms(CLOCK_MONOTONIC);
 }
 
 /* How often a waiter looks at the lease's holder. */
@@ -3907,14 +3924,12 @@ static int get_into(SHF *h, uint64_t hash, const char *key, uint32_t klen,
 /* Prefetch the two bucket lines of a key. */
 static inline void prefetch_buckets(SHF *h, uint64_t hash)
 {
-	uint32_t tag = tag_of(hash), idx, b[2];
-	uint64_t so, *seg = seg_for(h, shard_of(h, hash), tag, &so, &idx);
+	struct shard *sh = shard_of(h, hash);
 
-	if (!seg)
-		return;
-	buckets_of(hash, tag, b);
-	__builtin_prefetch(seg + b[0] * BUCKET_SLOTS);
-	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS);
+	prefetch_buckets_dw(h,
+			    atomic_load_explicit(&sh->dir_word,
+						 memory_order_acquire),
+			    hash, 0);
 }
 
 /* Prefetch the record (klen: its key's) the first matching slot points at. */

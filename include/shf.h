@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 #define SHF_VERSION_MAJOR 1
-#define SHF_VERSION_MINOR 1
+#define SHF_VERSION_MINOR 2
 #define SHF_VERSION_PATCH 0
 
 /** An attached table (opaque). */
@@ -298,6 +298,18 @@ uint32_t shf_get_key_ttl(SHF *shf);
  */
 uint32_t shf_get_key_val_copy_or_lease(SHF *shf, uint32_t lease_ms,
 				       uint32_t wait_ms);
+/**
+ * Put, with a TTL as shf_put_key_val_ttl(), only if the key still holds
+ * the lease that shf_get_key_val_copy_or_lease() last granted this thread
+ * for it: a lease that was deleted (e.g. by an invalidation), expired or
+ * taken over in the meantime is not filled, so a value fetched before a
+ * change elsewhere is never stored after it.  (Since 1.2.)
+ * @return KEY_PUT (stored, the lease ended), KEY_NONE (no such lease:
+ * nothing stored), KEY_FOUND (the key has a value now: nothing stored), or
+ * SHF_RET_ERROR with errno as shf_put_key_val().
+ */
+uint32_t shf_put_key_val_if_leased(SHF *shf, const char *val,
+				   uint32_t val_len, uint32_t ttl_ms);
 /**
  * Reclaim the space of expired keys: visits up to max_slots index slots of
  * each shard (holding that shard's lock only for those), going on from

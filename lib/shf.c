@@ -216,6 +216,9 @@ struct tls {
 	SHF *st_h;
 	uint64_t st_gen;
 	uint32_t st_hits, st_misses;
+	/* the lease this thread was last granted (get-or-lease) */
+	uint64_t lease_hash;
+	uint32_t lease_nonce;
 };
 /* initial-exec: no __tls_get_addr() call on the hot path */
 static __thread struct tls tls __attribute__((tls_model("initial-exec")));
@@ -2784,7 +2787,9 @@ static int write_lock(SHF *h, struct shard *sh, struct clk *c)
 	return 0;
 }
 
-enum put_mode { P_PUT, P_IF_ABSENT, P_REPLACE, P_CAS };
+enum put_mode { P_PUT, P_IF_ABSENT, P_REPLACE, P_CAS, P_IF_LEASED };
+
+static int lease_is_mine(const struct rec *r);
 
 /*
  * Prefetch (for writing if write) the two bucket lines of a key in the
@@ -2888,6 +2893,13 @@ static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
 	if (rc < 0) {
 		errno = EBADMSG;
 		ret = SHF_RET_ERROR;
+	} else if (mode == P_IF_LEASED &&
+		   (rc != 1 || vis || !lease_is_mine(&f.r) ||
+		    rec_expired(&f.r, &c))) {
+		/* the lease ended (put, deleted, expired, taken over) */
+		ret = vis ? SHF_RET_KEY_FOUND : SHF_RET_KEY_NONE;
+		if (vis)
+			shf_uid = uid_make(hash >> 56, f.r.uid);
 	} else if (vis && mode == P_IF_ABSENT) {
 		ret = SHF_RET_KEY_FOUND;
 		shf_uid = uid_make(hash >> 56, f.r.uid);
@@ -2908,6 +2920,8 @@ static uint32_t do_put(SHF *h, const char *val, uint32_t vlen,
 			ret = SHF_RET_KEY_PUT;
 			if (vis && mode != P_PUT)
 				ret |= SHF_RET_KEY_FOUND;
+			if (mode == P_IF_LEASED)
+				tls.lease_nonce = 0;
 			if (expired)
 				ctr_add(&sh->expirations, 1);
 			shf_uid = uid_make(hash >> 56, ul);
@@ -2927,6 +2941,21 @@ SHF_EXPORT uint32_t shf_put_key_val_ttl(SHF *h, const char *val,
 {
 	/* UINT32_MAX ms is a TTL too here, not "the default" */
 	return do_put(h, val, vlen, P_PUT, NULL, 0,
+		      ttl_ms == UINT32_MAX ? UINT32_MAX - 1 : ttl_ms);
+}
+
+SHF_EXPORT uint32_t shf_put_key_val_if_leased(SHF *h, const char *val,
+					      uint32_t vlen, uint32_t ttl_ms)
+{
+	if (!tls.have_key || !tls.lease_nonce || tls.lease_hash != tls.hash) {
+		shf_uid = SHF_UID_NONE;
+		if (!h || !tls.have_key) {
+			errno = EINVAL;
+			return SHF_RET_ERROR;
+		}
+		return SHF_RET_KEY_NONE; /* no lease of this thread's */
+	}
+	return do_put(h, val, vlen, P_IF_LEASED, NULL, 0,
 		      ttl_ms == UINT32_MAX ? UINT32_MAX - 1 : ttl_ms);
 }
 
@@ -3271,7 +3300,7 @@ SHF_EXPORT uint32_t shf_expire(SHF *h, uint32_t max_slots)
 /* A lease's value: the process holding it. */
 struct lease_val {
 	int32_t pid;
-	uint32_t pad;
+	uint32_t nonce; /* which grant (shf_put_key_val_if_leased) */
 	uint64_t start; /* start time of the process (pid reuse) */
 };
 
@@ -3289,6 +3318,31 @@ static void my_identity(struct lease_val *lv)
 	memset(lv, 0, sizeof(*lv));
 	lv->pid = me;
 	lv->start = atomic_load(&id_start);
+}
+
+/* A new grant's nonce: never 0, distinct within the process. */
+static uint32_t lease_nonce_new(void)
+{
+	static _Atomic uint32_t next;
+	uint32_t n;
+
+	do
+		n = atomic_fetch_add(&next, 1) + 1;
+	while (!n);
+	return n;
+}
+
+/* Is r a lease of the grant this thread was last given (for its key)? */
+static int lease_is_mine(const struct rec *r)
+{
+	struct lease_val lv = { 0 }, me;
+
+	if (!(r->flags & KF_LEASE) || r->vlen < sizeof(lv))
+		return 0;
+	memcpy(&lv, r->val, sizeof(lv));
+	my_identity(&me);
+	return lv.pid == me.pid && lv.start == me.start &&
+	       lv.nonce == tls.lease_nonce && tls.lease_hash == tls.hash;
 }
 
 /* Does the process that took the lease still exist? */
@@ -3367,6 +3421,8 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_or_lease(SHF *h, uint32_t lease_ms,
 			if (lv.pid == me.pid && lv.start == me.start) {
 				shf_uid = uid_make((uint32_t)(sh - h->shards),
 						   f.r.uid);
+				tls.lease_hash = tls.hash;
+				tls.lease_nonce = lv.nonce;
 				return unlock_ret(h, sh, SHF_RET_KEY_NONE |
 							       SHF_RET_LEASED);
 			}
@@ -3400,6 +3456,7 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_or_lease(SHF *h, uint32_t lease_ms,
 		/* no value: take the lease (over an expired key or lease) */
 		expired = expired && !(f.r.flags & KF_LEASE);
 		atomic_store(&h->h->ttl_used, 1);
+		me.nonce = lease_nonce_new();
 		if (store(h, sh, &f, rc == 1, tls.hash, &me, sizeof(me),
 			  KF_LEASE | KF_TTL, clk_now(&c) + lease_ms, &c,
 			  &ul) < 0)
@@ -3407,6 +3464,8 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_or_lease(SHF *h, uint32_t lease_ms,
 		if (expired)
 			ctr_add(&sh->expirations, 1);
 		atomic_fetch_add(&h->h->leases, 1);
+		tls.lease_hash = tls.hash;
+		tls.lease_nonce = me.nonce;
 		shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
 		return unlock_ret(h, sh, SHF_RET_KEY_NONE | SHF_RET_LEASED);
 	}

@@ -1959,6 +1959,128 @@ START_TEST(test_lease_give_up)
 }
 END_TEST
 
+/* ==== 12b. a fill only lands while its lease holds =================== */
+
+/*
+ * A fetches "slowly" under its lease while B, another process, changes
+ * the key: B deletes it (an invalidation), B puts a value of its own, or
+ * the lease runs out and B takes it over.  A's shf_put_key_val_if_leased()
+ * must store nothing in each case, and store when nothing happened.
+ */
+static int kid_fill_leased(int idx, void *arg)
+{
+	struct job *j = arg;
+	SHF *shf = shf_test_attach_existing(j->name);
+	uint32_t r;
+	int rc;
+
+	if (!shf)
+		return kfail(j, 1, "attach: %s", strerror(errno));
+	if (idx == 0) {
+		/* 1: B deletes the leased key meanwhile */
+		hash_str("fill");
+		r = shf_get_key_val_copy_or_lease(shf, 10000, 0);
+		KCHECK(r == LEASED, 2, "A: lease 1: %u", r);
+		set_flag(j, 1);
+		if ((rc = kid_wait_flag(j, 2)) != 0)
+			return rc;
+		hash_str("fill");
+		r = shf_put_key_val_if_leased(shf, "stale", 5, 0);
+		KCHECK(r == SHF_RET_KEY_NONE, 3, "A: fill after del: %u", r);
+		hash_str("fill");
+		r = shf_get_key_val_copy(shf);
+		KCHECK(r == SHF_RET_KEY_NONE, 4, "A: get after del: %u", r);
+		/* 2: B puts its own value meanwhile */
+		hash_str("fill");
+		r = shf_get_key_val_copy_or_lease(shf, 10000, 0);
+		KCHECK(r == LEASED, 5, "A: lease 2: %u", r);
+		set_flag(j, 3);
+		if ((rc = kid_wait_flag(j, 4)) != 0)
+			return rc;
+		hash_str("fill");
+		r = shf_put_key_val_if_leased(shf, "stale", 5, 0);
+		KCHECK(r == SHF_RET_KEY_FOUND, 6, "A: fill after put: %u", r);
+		hash_str("fill");
+		r = shf_get_key_val_copy(shf);
+		KCHECK(r == SHF_RET_KEY_FOUND && shf_val_len == 4 &&
+			       !memcmp(shf_val, "by-B", 4),
+		       7, "A: B's value lost: %u", r);
+		/* 3: the lease runs out and B takes it over */
+		hash_str("fill2");
+		r = shf_get_key_val_copy_or_lease(shf, 50, 0);
+		KCHECK(r == LEASED, 8, "A: lease 3: %u", r);
+		set_flag(j, 5);
+		if ((rc = kid_wait_flag(j, 6)) != 0)
+			return rc;
+		hash_str("fill2");
+		r = shf_put_key_val_if_leased(shf, "stale", 5, 0);
+		KCHECK(r == SHF_RET_KEY_NONE, 9, "A: fill after takeover: %u",
+		       r);
+		set_flag(j, 7);
+		/* 4: nothing happens: the fill lands, and only once */
+		hash_str("fill3");
+		r = shf_get_key_val_copy_or_lease(shf, 10000, 0);
+		KCHECK(r == LEASED, 10, "A: lease 4: %u", r);
+		hash_str("other"); /* naming another key forgets nothing */
+		hash_str("fill3");
+		r = shf_put_key_val_if_leased(shf, "fresh", 5, 0);
+		KCHECK(r == SHF_RET_KEY_PUT, 11, "A: fill: %u", r);
+		hash_str("fill3");
+		r = shf_put_key_val_if_leased(shf, "again", 5, 0);
+		KCHECK(r == SHF_RET_KEY_NONE, 12, "A: second fill: %u", r);
+		shf_detach(shf);
+		return 0;
+	}
+	if ((rc = kid_wait_flag(j, 1)) != 0)
+		return rc;
+	hash_str("fill");
+	r = shf_del_key_val(shf);
+	KCHECK(r == SHF_RET_KEY_NONE, 20, "B: del of the lease: %u", r);
+	set_flag(j, 2);
+	if ((rc = kid_wait_flag(j, 3)) != 0)
+		return rc;
+	hash_str("fill");
+	r = shf_put_key_val(shf, "by-B", 4);
+	KCHECK(r == SHF_RET_KEY_PUT, 21, "B: put: %u", r);
+	set_flag(j, 4);
+	if ((rc = kid_wait_flag(j, 5)) != 0)
+		return rc;
+	hash_str("fill2");
+	r = shf_get_key_val_copy_or_lease(shf, 10000, scaled_ms(5000));
+	KCHECK(r == LEASED, 22, "B: takeover: %u", r);
+	set_flag(j, 6);
+	if ((rc = kid_wait_flag(j, 7)) != 0)
+		return rc;
+	hash_str("fill2");
+	r = shf_put_key_val_if_leased(shf, "by-B", 4, 0);
+	KCHECK(r == SHF_RET_KEY_PUT, 23, "B: fill of its lease: %u", r);
+	shf_detach(shf);
+	return 0;
+}
+
+START_TEST(test_fill_if_leased)
+{
+	SHF *shf;
+	struct job *j = job_new("fillleased", &shf);
+
+	run_kids(j, 2, kid_fill_leased);
+	hash_str("fill3");
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	ck_assert_mem_eq(shf_val, "fresh", 5);
+	hash_str("fill2");
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	ck_assert_mem_eq(shf_val, "by-B", 4);
+	/* no lease of this thread's: nothing stored, no error */
+	hash_str("nolease");
+	shf_assert_eq(shf_put_key_val_if_leased(shf, "x", 1, 0),
+		      SHF_RET_KEY_NONE);
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_NONE);
+	shf_assert_eq(shf_put_key_val_if_leased(NULL, "x", 1, 0),
+		      SHF_RET_ERROR);
+	job_end(j, shf);
+}
+END_TEST
+
 /* ==== 13. hits and misses reach the table =========================== */
 
 static int kid_hits(int idx, void *arg)
@@ -2330,6 +2452,7 @@ static Suite *cache_suite(void)
 	tcase_add_test(tc, test_lease_expires_alive_holder);
 	tcase_add_test(tc, test_lease_wait_timeout);
 	tcase_add_test(tc, test_lease_give_up);
+	tcase_add_test(tc, test_fill_if_leased);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("stats");

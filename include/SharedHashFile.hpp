@@ -128,6 +128,11 @@ public:
 		return shf_get_key_val_copy_or_lease(shf, lease_ms, wait_ms);
 	}
 	uint32_t Expire(uint32_t max_slots) { return shf_expire(shf, max_slots); }
+	uint32_t PutKeyValIfLeased(const char *val, uint32_t val_len,
+				   uint32_t ttl_ms)
+	{
+		return shf_put_key_val_if_leased(shf, val, val_len, ttl_ms);
+	}
 
 	/* Zero-copy IPC queues (shf_q_new(3)). */
 	void *QNew(uint32_t shf_qs, uint32_t shf_q_items,
@@ -159,6 +164,8 @@ public:
 						 pull_qid);
 	}
 	void QFlush(uint32_t pull_qid) { shf_q_flush(shf, pull_qid); }
+	/* Sets shf_qiid, shf_qiid_addr and shf_qiid_addr_len. */
+	uint32_t QTakeItem(uint32_t qiid) { return shf_q_take_item(shf, qiid); }
 	bool QIsReady() { return shf_q_is_ready(shf) != 0; }
 
 	/* Race start (shf_race_init(3)). */
@@ -169,6 +176,12 @@ public:
 	void RaceStart(const char *name, uint32_t name_len, uint32_t horses)
 	{
 		shf_race_start(shf, name, name_len, horses);
+	}
+	uint32_t RaceStartTimeout(const char *name, uint32_t name_len,
+				  uint32_t horses, uint32_t timeout_ms)
+	{
+		return shf_race_start_timeout(shf, name, name_len, horses,
+					      timeout_ms);
 	}
 
 private:

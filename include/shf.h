@@ -51,7 +51,7 @@ typedef struct shf SHF;
 #define SHF_RET_BAD_VAL   2u   /**< the stored value does not fit the call */
 #define SHF_RET_BAD_CB    4u   /**< the update callback misbehaved */
 #define SHF_RET_KEY_PUT   8u   /**< the key,value pair was stored */
-#define SHF_RET_NOT_TTL  16u   /**< reserved (SharedHashFile's flag, unused) */
+#define SHF_RET_NOT_TTL  16u   /**< conditional delete: the value differs */
 #define SHF_RET_LEASED   32u   /**< get-or-lease: the caller holds the lease */
 #define SHF_RET_KEY_NONE 128u  /**< the key (or UID) does not exist */
 #define SHF_RET_ERROR    256u  /**< the call failed; errno says why */
@@ -59,6 +59,51 @@ typedef struct shf SHF;
 /* SharedHashFile's helper macros for string literals. */
 #define SHF_MAKE_HASH(KEY) shf_make_hash(KEY, sizeof(KEY) - 1)
 #define SHF_CONST_STR_AND_SIZE(KEY) KEY, (sizeof(KEY) - 1)
+
+/*
+ * SharedHashFile's shf.h declares these; libshf keeps them so that such
+ * programs build unchanged, but no libshf call takes or returns them.
+ */
+typedef enum SHF_KEY_TYPES {
+	SHF_KEY_TYPE_KEY_IS_UID,
+	SHF_KEY_TYPE_KEY_AT_UID,
+	SHF_KEY_TYPE_KEY_IS_U32,
+	SHF_KEY_TYPE_KEY_IS_U64,
+	SHF_KEY_TYPE_KEY_IS_STR08,
+	SHF_KEY_TYPE_KEY_IS_STR16,
+	SHF_KEY_TYPE_KEY_IS_STR32,
+	SHF_KEY_TYPE_KEY_IS_DELETED
+} SHF_KEY_TYPES;
+typedef enum SHF_VAL_TYPES {
+	SHF_VAL_TYPE_UNUSED = 0,
+	SHF_VAL_TYPE_VAL_AT_UID,
+	SHF_VAL_TYPE_VAL_IS_U32,
+	SHF_VAL_TYPE_VAL_IS_U64,
+	SHF_VAL_TYPE_VAL_IS_SHM,
+	SHF_KEY_TYPE_VAL_IS_STR08,
+	SHF_KEY_TYPE_VAL_IS_STR16,
+	SHF_KEY_TYPE_VAL_IS_STR32,
+	SHF_KEY_TYPE_VAL_IS_UNUSED08,
+	SHF_KEY_TYPE_VAL_IS_UNUSED09,
+	SHF_KEY_TYPE_VAL_IS_UNUSED10,
+	SHF_KEY_TYPE_VAL_IS_UNUSED11,
+	SHF_KEY_TYPE_VAL_IS_UNUSED12,
+	SHF_KEY_TYPE_VAL_IS_UNUSED13,
+	SHF_KEY_TYPE_VAL_IS_UNUSED14,
+	SHF_KEY_TYPE_VAL_IS_UNUSED15
+} SHF_VAL_TYPES;
+typedef union SHF_DATA_TYPE {
+	struct {
+		SHF_KEY_TYPES key_type : 3;
+		SHF_VAL_TYPES val_type : 4;
+		uint8_t extended : 1;
+	} __attribute__((packed)) as_type;
+	uint8_t as_u08;
+} __attribute__((packed)) SHF_DATA_TYPE;
+#define SHF_DATA_TYPE_DELETED (0xff)
+/* Two of SharedHashFile's shf.defines.h macros that its programs use. */
+#define SHF_CAST(TYPE, PTR) ((TYPE)(uintptr_t)(PTR))
+#define SHF_UNUSE(ARGUMENT) (void)(ARGUMENT)
 
 #define SHF_UID_NONE  (4294967295U) /**< no UID */
 #define SHF_QID_NONE  (4294967295U) /**< no queue */
@@ -71,7 +116,21 @@ extern __thread uint32_t shf_key_len;      /**< its length */
 extern __thread char *shf_val;             /**< copy of a value (thread's buffer) */
 extern __thread uint32_t shf_val_len;      /**< its length */
 extern __thread long shf_val_long;         /**< result of shf_add_*_val() */
-extern __thread char *shf_val_addr;        /**< value in shared memory */
+extern __thread void *shf_val_addr;        /**< value in shared memory */
+/**
+ * SharedHashFile's conditional delete (one shot): when non-zero, the
+ * thread's next shf_del_*() deletes only a value whose first 4 bytes equal
+ * it (copying it to shf_val first), else returns FOUND|NOT_TTL.  Every
+ * shf_del_*() resets it to 0.  Not a time to live: see shf_put_key_val_ttl.
+ */
+extern __thread uint32_t shf_ttl;
+/**
+ * SharedHashFile's raw walk: the copy shf_tab_copy_iterate() made of one
+ * shard (libshf's record format, not SharedHashFile's internal table; see
+ * shf_tab_copy_iterate(3)), and its length in bytes.
+ */
+extern __thread void *shf_tab;
+extern __thread uint32_t shf_tab_len;
 extern __thread uint32_t shf_qiid;         /**< queue item pulled */
 extern __thread char *shf_qiid_addr;       /**< its address */
 extern __thread uint32_t shf_qiid_addr_len; /**< its size */
@@ -165,7 +224,11 @@ uint32_t shf_get_key_val_copy_batch(SHF *shf, uint32_t n,
 uint32_t shf_del_key_val(SHF *shf);
 uint32_t shf_del_uid_val(SHF *shf, uint32_t uid);
 
-/** Update callback: may change the bytes in place; returns val_len. */
+/**
+ * Update callback: may change the val_len bytes at val (a private copy of
+ * the value); returns 0 (SHF_RET_OK) to commit the change, or flags such as
+ * SHF_RET_BAD_CB that the update ORs into its result, discarding the copy.
+ */
 typedef uint32_t (*shf_upd_callback_t)(const char *val, uint32_t val_len);
 /** Update the value in place, under the shard's lock, with the callback. */
 uint32_t shf_upd_key_val(SHF *shf);
@@ -359,19 +422,38 @@ uint32_t shf_q_pull_tail(SHF *shf, uint32_t qid);
 uint32_t shf_q_push_head_pull_tail(SHF *shf, uint32_t push_qid,
 				   uint32_t push_qiid, uint32_t pull_qid);
 void shf_q_flush(SHF *shf, uint32_t pull_qid);
+/**
+ * Take item qiid out of the shared queue it is on, wherever it sits in
+ * it: its qiid, with shf_qiid and shf_qiid_addr set as by a pull, or
+ * SHF_QIID_NONE (errno ENOENT: not on a shared queue, EINVAL).
+ */
+uint32_t shf_q_take_item(SHF *shf, uint32_t qiid);
+/** SharedHashFile's debug print of queue sizes: libshf prints nothing. */
+void shf_q_size(SHF *shf, uint32_t qid);
 
-/* Race start (see shf_race_init(3)). */
+/*
+ * Race start (see shf_race_init(3)).  shf_race_start() gives up after 6
+ * seconds, as SharedHashFile's does, but returns with errno ETIMEDOUT
+ * instead of exiting; shf_race_start_timeout() takes the time and returns
+ * SHF_RET_OK, or SHF_RET_ERROR with errno (ETIMEDOUT, ENOENT, EINVAL).
+ */
 void shf_race_init(SHF *shf, const char *name, uint32_t name_len);
 void shf_race_start(SHF *shf, const char *name, uint32_t name_len,
 		    uint32_t horses);
+uint32_t shf_race_start_timeout(SHF *shf, const char *name,
+				uint32_t name_len, uint32_t horses,
+				uint32_t timeout_ms);
 
 /*
  * Multiplexed logging (see shf_log_thread_new(3)).  One process drains a
  * shared ring buffer in the table to a file descriptor; any thread of any
  * process appends whole lines, which come out never torn, in order per
- * writer, prefixed "<seconds> <pid> ".  A full buffer makes writers wait;
- * if the draining process is gone a line is dropped and counted instead.
+ * writer, byte for byte as written (or prefixed "<seconds> <pid> " after
+ * shf_log_set_prefix()).  A full buffer makes writers wait; if the
+ * draining process is gone a line is dropped and counted instead.
  */
+/** SharedHashFile's: kept for source compatibility, does nothing. */
+void shf_log_init(void);
 /** Make the log (ring of log_size bytes, 0: 1 MiB) and its drain thread. */
 uint32_t shf_log_thread_new(SHF *shf, uint32_t log_size, int fd);
 /** Drain what is left, stop the thread; OK or ERROR (ENOENT, EINVAL). */
@@ -380,8 +462,12 @@ uint32_t shf_log_thread_del(SHF *shf);
 uint32_t shf_log_attach_existing(SHF *shf);
 /** Stop doing so; OK, or ERROR with ENOENT if it was not attached. */
 uint32_t shf_log_detach_existing(SHF *shf);
-/** Append one line (a newline is added if missing); OK or ERROR. */
+/** Append len bytes as one record, as given; OK or ERROR. */
 uint32_t shf_log_append(SHF *shf, const char *line, uint32_t len);
+#define SHF_LOG_PREFIX_NONE 0u     /**< lines as written (the default) */
+#define SHF_LOG_PREFIX_TIME_PID 1u /**< "<seconds> <pid> " before each */
+/** What goes before every line of the table's log, for every writer. */
+uint32_t shf_log_set_prefix(SHF *shf, uint32_t prefix);
 /** Where this process's drain thread (and unattached output) goes. */
 void shf_log_output_set(void (*output)(char *line, uint32_t len));
 /** stdio-like calls: to the attached log, else to stream. */

@@ -4,7 +4,8 @@
  *
  * The named region "log" holds a header and a ring of records.  Writers
  * (any thread of any process) take the robust mutex, wait for room, copy
- * "<seconds> <pid> <text>\n" into the ring and publish it by moving
+ * the text (as given, or "<seconds> <pid> <text>" when the log was asked
+ * for a prefix) into the ring and publish it by moving
  * write_pos.  One draining thread, started by shf_log_thread_new() in one
  * process, copies records out, moves read_pos and writes them to its fd.
  *
@@ -65,6 +66,7 @@ struct log_hdr {
 	uint32_t reader_dead;        /* writers found it gone */
 	uint64_t reader_start;       /* its start time */
 	uint64_t dropped;            /* lines dropped since last report */
+	uint32_t prefix;             /* SHF_LOG_PREFIX_* of every line */
 };
 
 struct log_rec {
@@ -226,13 +228,35 @@ static int log_reader_alive(struct log_hdr *h, int check_proc)
 	return 1;
 }
 
-/* Publish one line; 0, or -1 with errno (EPIPE: dropped, no reader). */
+/* "<seconds> <pid> " into buf if the log asks for it; its length. */
+static uint32_t log_prefix(struct log_hdr *h, char *buf, size_t size)
+{
+	uint64_t ns;
+	int n;
+
+	if (__atomic_load_n(&h->prefix, __ATOMIC_RELAXED) !=
+	    SHF_LOG_PREFIX_TIME_PID)
+		return 0;
+	ns = log_now_ns() - h->t0_ns;
+	n = snprintf(buf, size, "%llu.%06llu %ld ",
+		     (unsigned long long)(ns / 1000000000ull),
+		     (unsigned long long)(ns % 1000000000ull) / 1000ull,
+		     (long)getpid());
+	if (n < 0)
+		return 0;
+	return (uint32_t)n >= size ? (uint32_t)size - 1 : (uint32_t)n;
+}
+
+/*
+ * Publish one record of text, with a newline added if add_nl and it has
+ * none; 0, or -1 with errno (EPIPE: dropped, no reader).
+ */
 static int log_put(SHF *shf, struct log_hdr *h, const char *text,
-		   uint32_t len)
+		   uint32_t len, int add_nl)
 {
 	char prefix[LOG_PREFIX_MAX];
 	uint32_t size = h->size, mask = size - 1, nl, plen, rlen, off, room;
-	uint64_t w, ns, need;
+	uint64_t w, need;
 	struct log_rec *rec;
 	int r, waited = 0;
 
@@ -240,20 +264,13 @@ static int log_put(SHF *shf, struct log_hdr *h, const char *text,
 		errno = EMSGSIZE;
 		return -1;
 	}
-	nl = (len == 0 || text[len - 1] != '\n') ? 1 : 0;
+	nl = (add_nl && (len == 0 || text[len - 1] != '\n')) ? 1 : 0;
 	r = shf_mutex_lock(shf, &h->lock);
 	if (r < 0)
 		return -1;
 	/* r == 1: the dead owner published nothing; nothing to repair. */
 
-	ns = log_now_ns() - h->t0_ns;
-	plen = (uint32_t)snprintf(prefix, sizeof(prefix), "%llu.%06llu %ld ",
-				  (unsigned long long)(ns / 1000000000ull),
-				  (unsigned long long)(ns % 1000000000ull) /
-					  1000ull,
-				  (long)getpid());
-	if (plen >= sizeof(prefix))
-		plen = sizeof(prefix) - 1;
+	plen = log_prefix(h, prefix, sizeof(prefix));
 	rlen = (uint32_t)((sizeof(*rec) + plen + len + nl + 7) & ~7ull);
 
 	w = h->write_pos;
@@ -366,15 +383,12 @@ static void *log_drain(void *arg)
 		nlines = 0;
 		dropped = __atomic_exchange_n(&h->dropped, 0, __ATOMIC_ACQ_REL);
 		if (dropped) {
-			uint64_t ns = log_now_ns() - h->t0_ns;
+			char pre[LOG_PREFIX_MAX];
+			uint32_t plen = log_prefix(h, pre, sizeof(pre));
 			int n = snprintf(buf, 256,
-					 "%llu.%06llu %ld shf-log: %llu lines "
-					 "dropped while no thread drained the "
-					 "log\n",
-					 (unsigned long long)(ns / 1000000000ull),
-					 (unsigned long long)(ns % 1000000000ull) /
-						 1000ull,
-					 (long)getpid(),
+					 "%.*sshf-log: %llu lines dropped while "
+					 "no thread drained the log\n",
+					 (int)plen, pre,
 					 (unsigned long long)dropped);
 
 			if (n > 0 && n < 256) {
@@ -559,7 +573,7 @@ SHF_EXPORT uint32_t shf_log_attach_existing(SHF *shf)
 static void log_pend_flush_locked(struct log_hdr *h)
 {
 	if (log_pend_len && h)
-		log_put(log_cur_shf, h, log_pend, (uint32_t)log_pend_len);
+		log_put(log_cur_shf, h, log_pend, (uint32_t)log_pend_len, 1);
 	log_pend_len = 0;
 }
 
@@ -608,7 +622,7 @@ SHF_EXPORT uint32_t shf_log_append(SHF *shf, const char *line, uint32_t len)
 	}
 	pthread_rwlock_rdlock(&log_cur_lock);
 	if (log_cur_shf == shf) {
-		r = log_put(shf, log_cur, line ? line : "", len);
+		r = log_put(shf, log_cur, line ? line : "", len, 0);
 		pthread_rwlock_unlock(&log_cur_lock);
 		return r < 0 ? SHF_RET_ERROR : SHF_RET_OK;
 	}
@@ -616,8 +630,28 @@ SHF_EXPORT uint32_t shf_log_append(SHF *shf, const char *line, uint32_t len)
 	h = log_open(shf, 0, 0);
 	if (!h)
 		return SHF_RET_ERROR;
-	return log_put(shf, h, line ? line : "", len) < 0 ? SHF_RET_ERROR :
-						       SHF_RET_OK;
+	return log_put(shf, h, line ? line : "", len, 0) < 0 ? SHF_RET_ERROR :
+							  SHF_RET_OK;
+}
+
+SHF_EXPORT uint32_t shf_log_set_prefix(SHF *shf, uint32_t prefix)
+{
+	struct log_hdr *h;
+
+	if (!shf || prefix > SHF_LOG_PREFIX_TIME_PID) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	h = log_open(shf, 0, 0);
+	if (!h)
+		return SHF_RET_ERROR;
+	__atomic_store_n(&h->prefix, prefix, __ATOMIC_RELAXED);
+	return SHF_RET_OK;
+}
+
+SHF_EXPORT void shf_log_init(void)
+{
+	/* SharedHashFile reset its thread ids here; libshf keeps none. */
 }
 
 SHF_EXPORT void shf_log_output_set(void (*output)(char *line, uint32_t len))
@@ -642,7 +676,7 @@ static int log_text(const char *s, size_t len)
 		size_t part = nl ? (size_t)(nl - s) + 1 : len;
 
 		if (!log_pend_len && nl) {
-			if (log_put(log_cur_shf, log_cur, s, (uint32_t)part) < 0)
+			if (log_put(log_cur_shf, log_cur, s, (uint32_t)part, 1) < 0)
 				ret = -1;
 		} else {
 			if (shf_tls_reserve(&log_pend, &log_pend_cap,
@@ -656,7 +690,7 @@ static int log_text(const char *s, size_t len)
 				if (n > log_line_max(log_cur))
 					n = log_line_max(log_cur);
 				if (log_put(log_cur_shf, log_cur, log_pend,
-					    (uint32_t)n) < 0)
+					    (uint32_t)n, 1) < 0)
 					ret = -1;
 				log_pend_len = 0;
 			}

@@ -52,7 +52,8 @@ SHF_EXPORT __thread uint32_t shf_qiid_addr_len;
 #define Q_ALIGN 64
 
 enum { Q_FREE = 0, Q_INIT = 1, Q_READY = 2, Q_DEAD = 3 };
-enum { Q_OP_NONE = 0, Q_OP_SPLICE = 1, Q_OP_CUT = 2, Q_OP_UNPULL = 3 };
+enum { Q_OP_NONE = 0, Q_OP_SPLICE = 1, Q_OP_CUT = 2, Q_OP_UNPULL = 3,
+       Q_OP_TAKE = 4 };
 
 struct q_link {
 	uint32_t last;  /* towards the tail */
@@ -494,6 +495,29 @@ static void q_apply_unpull(struct q_local *l, const struct q_journal *j)
 	L->size = j->old_size + j->n;
 }
 
+/*
+ * Undo a take (shf_q_take_item()) whose taker died: put item j->first back
+ * between j->old_tail (its last) and j->old_head (its next).
+ */
+static void q_undo_take(struct q_local *l, const struct q_journal *j)
+{
+	struct q_list *L = &l->lists[j->qid];
+	uint32_t x = j->first, a = j->old_tail, b = j->old_head;
+
+	l->links[x].last = a;
+	l->links[x].next = b;
+	l->links[x].qid = j->qid;
+	if (a == Q_NONE)
+		L->tail = x;
+	else
+		l->links[a].next = x;
+	if (b == Q_NONE)
+		L->head = x;
+	else
+		l->links[b].last = x;
+	L->size = j->old_size;
+}
+
 static int q_journal_ok(const struct q_local *l, const struct q_journal *j)
 {
 	return j->qid < l->qs && q_idx_ok(l, j->first) &&
@@ -515,6 +539,8 @@ static void q_recover(struct q_local *l)
 			q_undo_cut(l, j);
 		else if (op == Q_OP_UNPULL)
 			q_apply_unpull(l, j);
+		else if (op == Q_OP_TAKE)
+			q_undo_take(l, j);
 	}
 	__atomic_store_n(&j->op, Q_OP_NONE, __ATOMIC_RELEASE);
 	q_repair(l);
@@ -1028,4 +1054,89 @@ SHF_EXPORT void shf_q_flush(SHF *shf, uint32_t pull_qid)
 			q_unpull(l, qid);
 	}
 	q_unlock(l);
+}
+
+/*
+ * Under the lock: is qiid on shared list qid?  Walks it from the tail (an
+ * item in some thread's private pre-queue carries its queue's qid too).
+ */
+static int q_on_list(struct q_local *l, uint32_t qid, uint32_t qiid)
+{
+	struct q_list *L = &l->lists[qid];
+	uint32_t cur = L->tail;
+
+	for (uint32_t n = 0; n < L->size && q_idx_ok(l, cur); n++) {
+		if (cur == qiid)
+			return 1;
+		cur = l->links[cur].next;
+	}
+	return 0;
+}
+
+SHF_EXPORT uint32_t shf_q_take_item(SHF *shf, uint32_t qiid)
+{
+	struct q_local *l = q_local_get(shf);
+	struct q_journal *j;
+	struct q_list *L;
+	uint32_t qid, a, b;
+
+	q_set_none();
+	if (!l)
+		return SHF_QIID_NONE;
+	if (!q_idx_ok(l, qiid)) {
+		errno = EINVAL;
+		return SHF_QIID_NONE;
+	}
+	if (q_lock(l) < 0)
+		return SHF_QIID_NONE;
+	q_flush_pushes(l);
+	qid = l->links[qiid].qid;
+	if (qid >= l->qs || !q_list_ok(l, &l->lists[qid]) ||
+	    !q_on_list(l, qid, qiid)) {
+		q_unlock(l);
+		errno = ENOENT;
+		return SHF_QIID_NONE;
+	}
+	L = &l->lists[qid];
+	a = l->links[qiid].last;
+	b = l->links[qiid].next;
+	if (!q_idx_or_none(l, a) || !q_idx_or_none(l, b)) {
+		q_repair(l);
+		q_unlock(l);
+		errno = ENOENT;
+		return SHF_QIID_NONE;
+	}
+	j = &l->hdr->j;
+	j->qid = qid;
+	j->first = j->last = qiid;
+	j->n = 1;
+	j->old_tail = a;
+	j->old_head = b;
+	j->old_size = L->size;
+	j->new_tail = Q_NONE;
+	__atomic_store_n(&j->op, Q_OP_TAKE, __ATOMIC_RELEASE);
+	if (a == Q_NONE)
+		L->tail = b;
+	else
+		l->links[a].next = b;
+	if (b == Q_NONE)
+		L->head = a;
+	else
+		l->links[b].last = a;
+	L->size--;
+	l->links[qiid].qid = Q_OUT;
+	l->links[qiid].last = l->links[qiid].next = Q_NONE;
+	__atomic_store_n(&j->op, Q_OP_NONE, __ATOMIC_RELEASE);
+	q_unlock(l);
+	shf_qiid = qiid;
+	shf_qiid_addr = l->items + (uint64_t)qiid * l->item_size;
+	shf_qiid_addr_len = l->item_size;
+	return qiid;
+}
+
+SHF_EXPORT void shf_q_size(SHF *shf, uint32_t qid)
+{
+	/* SharedHashFile's debug print; a library prints nothing. */
+	(void)shf;
+	(void)qid;
 }

@@ -81,34 +81,71 @@ SHF_EXPORT void shf_race_init(SHF *shf, const char *name, uint32_t name_len)
 	__atomic_store_n(&r->arrived, 0, __ATOMIC_RELEASE);
 }
 
-SHF_EXPORT void shf_race_start(SHF *shf, const char *name, uint32_t name_len,
-			       uint32_t horses)
+/* SharedHashFile's horses give up after 6 seconds. */
+#define RACE_WAIT_MS_DEFAULT 6000u
+
+static uint64_t race_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+SHF_EXPORT uint32_t shf_race_start_timeout(SHF *shf, const char *name,
+					   uint32_t name_len, uint32_t horses,
+					   uint32_t timeout_ms)
 {
 	char rname[SHF_REGION_NAME_MAX];
 	struct race_line *r;
+	uint64_t deadline;
 	uint32_t seen;
 
 	if (!shf || horses == 0) {
 		errno = EINVAL;
-		return;
+		return SHF_RET_ERROR;
 	}
 	if (race_name(rname, name, name_len) < 0)
-		return;
+		return SHF_RET_ERROR;
 	r = shf_region(shf, rname, sizeof(*r), 0, NULL);
 	if (!r)
-		return; /* ENOENT: no shf_race_init() for this name */
+		return SHF_RET_ERROR; /* ENOENT: no shf_race_init() for it */
 
+	deadline = race_now_ms() + timeout_ms;
 	seen = __atomic_add_fetch(&r->arrived, 1, __ATOMIC_ACQ_REL);
 	if (seen >= horses) {
 		shf_futex_wake(&r->arrived, INT_MAX);
-		return;
+		return SHF_RET_OK;
 	}
 	while (seen < horses) {
+		uint64_t now = race_now_ms();
+
+		if (now >= deadline) {
+			/* Give up: leave the line unless the race started. */
+			if (__atomic_compare_exchange_n(&r->arrived, &seen,
+							seen - 1, 0,
+							__ATOMIC_ACQ_REL,
+							__ATOMIC_ACQUIRE)) {
+				errno = ETIMEDOUT;
+				return SHF_RET_ERROR;
+			}
+			continue; /* seen was reloaded */
+		}
 		/*
-		 * Returns at once if the counter moved on; the timeout only
+		 * Returns at once if the counter moved on; the timeout also
 		 * bounds the cost of a signal handler that ate a wake-up.
 		 */
-		shf_futex_wait(&r->arrived, seen, 1000);
+		shf_futex_wait(&r->arrived, seen,
+			       deadline - now < 1000 ? (int)(deadline - now)
+						     : 1000);
 		seen = __atomic_load_n(&r->arrived, __ATOMIC_ACQUIRE);
 	}
+	return SHF_RET_OK;
+}
+
+SHF_EXPORT void shf_race_start(SHF *shf, const char *name, uint32_t name_len,
+			       uint32_t horses)
+{
+	shf_race_start_timeout(shf, name, name_len, horses,
+			       RACE_WAIT_MS_DEFAULT);
 }

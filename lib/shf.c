@@ -195,7 +195,12 @@ SHF_EXPORT __thread uint32_t shf_key_len;
 SHF_EXPORT __thread char *shf_val;
 SHF_EXPORT __thread uint32_t shf_val_len;
 SHF_EXPORT __thread long shf_val_long;
-SHF_EXPORT __thread char *shf_val_addr;
+SHF_EXPORT __thread void *shf_val_addr;
+/* SharedHashFile's conditional delete: see shf_del_key_val(3). */
+SHF_EXPORT __thread uint32_t shf_ttl;
+/* SharedHashFile's raw walk: see shf_tab_copy_iterate(3). */
+SHF_EXPORT __thread void *shf_tab;
+SHF_EXPORT __thread uint32_t shf_tab_len;
 
 struct tls {
 	char *key; /* the key named by shf_make_hash() */
@@ -211,6 +216,7 @@ struct tls {
 	uint64_t upd_cap;
 	uint32_t upd_len;
 	shf_upd_callback_t upd_cb;
+	int upd_cb_v1; /* set by a libshf 1.0/1.1 binary: returns val_len */
 	int registered;
 	/* hits and misses not yet added to the table of st_h */
 	SHF *st_h;
@@ -2252,7 +2258,7 @@ static void publish(struct rec *r, uint32_t uid, enum what w)
 		shf_val = tls.val;
 		shf_val_len = r->vlen;
 	} else if (w == W_VAL_ADDR) {
-		shf_val_addr = (char *)r->val;
+		shf_val_addr = (void *)r->val;
 		shf_val_len = r->vlen;
 	}
 }
@@ -2400,14 +2406,31 @@ static void lease_end(struct shard *sh)
 }
 
 /*
+ * The thread's update callback on the copy at val: 0 to commit it, else
+ * the flags to OR into the result (SharedHashFile's convention).  A
+ * callback set by a binary built for libshf 1.0 or 1.1 returned val_len
+ * to commit; anything else meant SHF_RET_BAD_CB.
+ */
+static uint32_t upd_call(shf_upd_callback_t cb, char *val, uint32_t vlen)
+{
+	uint32_t r = cb(val, vlen);
+
+	if (tls.upd_cb_v1)
+		return r == vlen ? SHF_RET_OK : SHF_RET_BAD_CB;
+	return r;
+}
+
+/*
  * Write a new record for the found key with value (val, vlen) — or, when
  * cb is set, a copy of the old value passed through cb — and commit it with
  * one store into the slot.  kflags (KF_*) and expiry are the new record's.
- * Returns 0, 1 (the callback refused: nothing changed), or -1 with errno.
+ * Returns 0, 1 (the callback refused, its flags in *cb_ret: nothing
+ * changed), or -1 with errno.
  */
 static int replace_rec(SHF *h, struct shard *sh, struct found *f,
 		       const void *val, uint32_t vlen, int from_old,
-		       shf_upd_callback_t cb, uint32_t kflags, uint64_t expiry)
+		       shf_upd_callback_t cb, uint32_t *cb_ret,
+		       uint32_t kflags, uint64_t expiry)
 {
 	uint32_t hlen, kind, was_lease = f->r.flags & KF_LEASE;
 	uint64_t size = rec_size_for(h, f->r.klen, vlen, kflags, &hlen, &kind),
@@ -2418,10 +2441,14 @@ static int replace_rec(SHF *h, struct shard *sh, struct found *f,
 		return -1;
 	rec_write(h, ro, kind, f->r.uid, f->r.key, f->r.klen,
 		  from_old ? f->r.val : val, vlen, hlen, expiry);
-	if (cb && cb((const char *)h->base + ro + hlen + f->r.klen, vlen) !=
-			  vlen) {
-		shard_free(h, sh, ro, size); /* the value stays as it was */
-		return 1;
+	if (cb) {
+		*cb_ret = upd_call(cb, (char *)h->base + ro + hlen + f->r.klen,
+				   vlen);
+		if (*cb_ret != SHF_RET_OK) {
+			/* the value stays as it was */
+			shard_free(h, sh, ro, size);
+			return 1;
+		}
 	}
 	sh->j.uid = f->r.uid;
 	sh->j.slot_off = (uint64_t)((uint8_t *)f->slot - h->base);
@@ -2718,7 +2745,8 @@ static int store(SHF *h, struct shard *sh, struct found *f, int found,
 				       found ? f->rec_off : 0, c);
 	}
 	if (found) {
-		rc = replace_rec(h, sh, f, val, vlen, 0, NULL, kflags, expiry);
+		rc = replace_rec(h, sh, f, val, vlen, 0, NULL, NULL, kflags,
+				 expiry);
 		*ul = f->r.uid;
 	} else {
 		rc = insert_new(h, sh, hash, tls.key, tls.key_len, val, vlen,
@@ -3025,18 +3053,37 @@ static struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
 	return sh;
 }
 
+/*
+ * Delete.  With shf_ttl set (one shot, SharedHashFile's conditional
+ * delete), only a value whose first 4 bytes equal it is deleted, and it
+ * is copied to shf_val first; another value gives FOUND|NOT_TTL.
+ */
 static uint32_t do_del(SHF *h, int by_uid, uint32_t uid)
 {
 	struct found f;
 	struct clk c = { 0 };
 	uint64_t hash;
+	uint32_t want = shf_ttl;
 	int rc, vis;
-	struct shard *sh = lock_find(h, by_uid, uid, &f, &hash, &rc, &vis, &c);
+	struct shard *sh;
 
+	shf_ttl = 0;
+	sh = lock_find(h, by_uid, uid, &f, &hash, &rc, &vis, &c);
 	if (rc == -2)
 		return SHF_RET_ERROR;
 	if (rc == 0)
 		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
+	if (want && vis) {
+		if (f.r.vlen < sizeof(want) ||
+		    memcmp(f.r.val, &want, sizeof(want))) {
+			shf_uid = uid_make((uint32_t)(sh - h->shards),
+					   f.r.uid);
+			return unlock_ret(h, sh, SHF_RET_KEY_FOUND |
+						       SHF_RET_NOT_TTL);
+		}
+		if (copy_out(&f.r, W_VAL_COPY) < 0)
+			return unlock_ret(h, sh, SHF_RET_ERROR);
+	}
 	if (!vis) { /* expired or a lease: no value, but remove it */
 		if (rec_expired(&f.r, &c))
 			ctr_add(&sh->expirations, 1);
@@ -3058,17 +3105,34 @@ SHF_EXPORT uint32_t shf_del_uid_val(SHF *h, uint32_t uid)
 	return do_del(h, 1, uid);
 }
 
+/* The built-in callback of shf_upd_callback_copy(). */
 static uint32_t copy_cb(const char *val, uint32_t val_len)
 {
 	if (val_len != tls.upd_len)
-		return tls.upd_len;
+		return SHF_RET_BAD_CB;
 	memcpy((char *)val, tls.upd_val, val_len);
-	return val_len;
+	return SHF_RET_OK;
 }
 
-SHF_EXPORT void shf_upd_callback_set(shf_upd_callback_t cb)
+/* Both versions are bound with .symver, as glibc does for its compat ones. */
+void shf_upd_callback_set_v2(shf_upd_callback_t cb);
+__asm__(".symver shf_upd_callback_set_v2,shf_upd_callback_set@@LIBSHF_1.2");
+SHF_EXPORT void shf_upd_callback_set_v2(shf_upd_callback_t cb)
 {
 	tls.upd_cb = cb;
+	tls.upd_cb_v1 = 0;
+}
+
+/*
+ * Binaries built for libshf 1.0 and 1.1 bind this one: their callbacks
+ * return val_len to commit (see upd_call()).
+ */
+void shf_upd_callback_set_v1(shf_upd_callback_t cb);
+__asm__(".symver shf_upd_callback_set_v1,shf_upd_callback_set@LIBSHF_1.0");
+SHF_EXPORT void shf_upd_callback_set_v1(shf_upd_callback_t cb)
+{
+	tls.upd_cb = cb;
+	tls.upd_cb_v1 = 1;
 }
 
 SHF_EXPORT uint32_t shf_upd_callback_copy(const char *val, uint32_t val_len)
@@ -3083,6 +3147,7 @@ SHF_EXPORT uint32_t shf_upd_callback_copy(const char *val, uint32_t val_len)
 		memcpy(tls.upd_val, val, val_len);
 	tls.upd_len = val_len;
 	tls.upd_cb = copy_cb;
+	tls.upd_cb_v1 = 0;
 	return SHF_RET_OK;
 }
 
@@ -3096,7 +3161,7 @@ static uint32_t do_upd(SHF *h, int by_uid, uint32_t uid)
 	struct found f;
 	struct clk c = { 0 };
 	uint64_t hash;
-	uint32_t ret, ul;
+	uint32_t ret, ul, cb_ret = SHF_RET_OK;
 	int rc, vis;
 	struct shard *sh;
 
@@ -3111,13 +3176,13 @@ static uint32_t do_upd(SHF *h, int by_uid, uint32_t uid)
 	}
 	ul = f.r.uid;
 	shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
-	rc = replace_rec(h, sh, &f, NULL, f.r.vlen, 1, tls.upd_cb,
+	rc = replace_rec(h, sh, &f, NULL, f.r.vlen, 1, tls.upd_cb, &cb_ret,
 			 f.r.flags & KF_TTL, f.r.expiry);
 	if (rc < 0)
 		return unlock_ret(h, sh, SHF_RET_ERROR);
 	ret = SHF_RET_KEY_FOUND;
 	if (rc > 0)
-		ret |= SHF_RET_BAD_CB;
+		ret |= cb_ret;
 	return unlock_ret(h, sh, ret);
 }
 
@@ -3177,8 +3242,8 @@ static uint32_t do_add(SHF *h, int by_uid, uint32_t uid, long add)
 		shf_uid = SHF_UID_NONE;
 		return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
 	}
-	if (replace_rec(h, sh, &f, &v, sizeof(v), 0, NULL, f.r.flags & KF_TTL,
-			f.r.expiry) < 0)
+	if (replace_rec(h, sh, &f, &v, sizeof(v), 0, NULL, NULL,
+			f.r.flags & KF_TTL, f.r.expiry) < 0)
 		return unlock_ret(h, sh, SHF_RET_ERROR);
 	return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
 }
@@ -3660,6 +3725,8 @@ SHF_EXPORT void shf_tab_copy_iterate(SHF *h, uint32_t *win, uint32_t *tab)
 	struct snap s = { 0 };
 
 	shf_val_len = 0;
+	shf_tab = NULL;
+	shf_tab_len = 0;
 	if (!h || !win || !tab || *win >= NSHARDS) {
 		errno = EINVAL;
 		return;
@@ -3670,6 +3737,8 @@ SHF_EXPORT void shf_tab_copy_iterate(SHF *h, uint32_t *win, uint32_t *tab)
 			memcpy(tls.val, s.buf, s.len);
 		shf_val = tls.val;
 		shf_val_len = (uint32_t)s.len;
+		shf_tab = tls.val;
+		shf_tab_len = (uint32_t)s.len;
 	}
 	free(s.buf);
 	*win = (*win + 1) % NSHARDS; /* 0 again: the walk is complete */

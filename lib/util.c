@@ -96,11 +96,61 @@ static int spawn(pid_t *pid, const char *path, char *const argv[],
 	return err;
 }
 
-SHF_EXPORT pid_t shf_exec_child(const char *child_path, const char *child_file,
-				const char *child_argument_1,
-				const char *child_argument_2)
+/* argv of execl(path, child_file, arg1, arg2, NULL): the first NULL ends it. */
+static pid_t exec_child(const char *path, const char *child_file,
+			const char *arg1, const char *arg2)
 {
-	char *argv[4] = { NULL, NULL, NULL, NULL };
+	char *argv[4] = { (char *)child_file, NULL, NULL, NULL };
+	pid_t pid;
+	int err;
+
+	if (arg1) {
+		argv[1] = (char *)arg1;
+		argv[2] = (char *)arg2;
+	}
+	err = spawn(&pid, path, argv, NULL);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return pid;
+}
+
+/*
+ * As SharedHashFile: execl(child_path, child_file, arg1, arg2, NULL), with
+ * child_path the program's full path and child_file its argv[0].  No PATH
+ * search; a NULL or empty child_path runs child_file as a path itself.
+ */
+pid_t shf_exec_child_v2(const char *child_path, const char *child_file,
+			const char *child_argument_1,
+			const char *child_argument_2);
+__asm__(".symver shf_exec_child_v2,shf_exec_child@@LIBSHF_1.2");
+SHF_EXPORT pid_t shf_exec_child_v2(const char *child_path,
+				   const char *child_file,
+				   const char *child_argument_1,
+				   const char *child_argument_2)
+{
+	if (!child_file || !*child_file) {
+		errno = EINVAL;
+		return -1;
+	}
+	return exec_child(child_path && *child_path ? child_path : child_file,
+			  child_file, child_argument_1, child_argument_2);
+}
+
+/*
+ * libshf 1.0 and 1.1 (binaries built before 1.2 bind this one) ran
+ * child_path "/" child_file.
+ */
+pid_t shf_exec_child_v1(const char *child_path, const char *child_file,
+			const char *child_argument_1,
+			const char *child_argument_2);
+__asm__(".symver shf_exec_child_v1,shf_exec_child@LIBSHF_1.0");
+SHF_EXPORT pid_t shf_exec_child_v1(const char *child_path,
+				   const char *child_file,
+				   const char *child_argument_1,
+				   const char *child_argument_2)
+{
 	size_t path_len, file_len;
 	char *path_file;
 	pid_t pid;
@@ -110,8 +160,6 @@ SHF_EXPORT pid_t shf_exec_child(const char *child_path, const char *child_file,
 		errno = EINVAL;
 		return -1;
 	}
-
-	/* No PATH search: an empty or NULL child_path means child_file as is. */
 	path_len = child_path ? strlen(child_path) : 0;
 	file_len = strlen(child_file);
 	path_file = malloc(path_len + 1 + file_len + 1);
@@ -126,20 +174,11 @@ SHF_EXPORT pid_t shf_exec_child(const char *child_path, const char *child_file,
 	} else {
 		memcpy(path_file, child_file, file_len + 1);
 	}
-
-	/* Like execl(): the first NULL argument ends the list. */
-	argv[0] = (char *)child_file;
-	if (child_argument_1) {
-		argv[1] = (char *)child_argument_1;
-		argv[2] = (char *)child_argument_2;
-	}
-
-	err = spawn(&pid, path_file, argv, NULL);
+	pid = exec_child(path_file, child_file, child_argument_1,
+			 child_argument_2);
+	err = errno;
 	free(path_file);
-	if (err) {
-		errno = err;
-		return -1;
-	}
+	errno = err;
 	return pid;
 }
 
@@ -220,6 +259,10 @@ SHF_EXPORT char *shf_backticks(const char *cmd)
 		errno = err;
 		return NULL;
 	}
+	/* As SharedHashFile: no trailing newlines, carriage returns, spaces. */
+	while (len && (out[len - 1] == '\n' || out[len - 1] == '\r' ||
+		       out[len - 1] == ' '))
+		len--;
 	out[len] = '\0';
 	return out;
 }

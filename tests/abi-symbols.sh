@@ -6,6 +6,9 @@
 #  - nm -D exports exactly the names of lib/libshf.sym (the version node
 #    symbols such as LIBSHF_1.0 aside);
 #  - every export carries a version, the node libshf.sym lists it under;
+#    a name listed under several nodes (a changed call whose old
+#    behaviour is kept for old binaries with .symver) has its default
+#    version (@@) in the last of them and a name@NODE for each other one;
 #  - debian/changelog's upstream version is PACKAGE_VERSION, the Debian
 #    library package is libshf<SONAME major>, and its .symbols file names
 #    the same symbols and nodes;
@@ -57,13 +60,18 @@ awk '{ line = $0; out = ""
 		 for (i = 1; i <= n; i++)
 			 if (w[i] ~ /^[A-Za-z_][A-Za-z0-9_]*$/) print w[i], node }
 	     /\}/ { g = 0 }' |
-	sort -u >"$tmp/sym-nodes"
+	awk '!seen[$0]++' >"$tmp/sym-nodes-ordered"
+sort -u "$tmp/sym-nodes-ordered" >"$tmp/sym-nodes"
 cut -d' ' -f1 "$tmp/sym-nodes" | sort -u >"$tmp/sym"
 awk '{ print $2 }' "$tmp/sym-nodes" | sort -u >"$tmp/nodes"
 [ -s "$tmp/sym" ] || { echo "abi-symbols: no symbols found in $sym"; exit 99; }
-if [ "$(wc -l <"$tmp/sym")" -ne "$(wc -l <"$tmp/sym-nodes")" ]; then
-	failed "a symbol is listed in two nodes of $sym"
-fi
+# The default version of each name: the last node that lists it.
+awk '{ last[$1] = $2 } END { for (n in last) print n, last[n] }' \
+	"$tmp/sym-nodes-ordered" | sort >"$tmp/sym-default"
+# Names listed under several nodes: each older node must be a kept
+# version (name@NODE) of the library.
+awk 'NR == FNR { def[$1] = $2; next } def[$1] != $2 { print $1 "@" $2 }' \
+	"$tmp/sym-default" "$tmp/sym-nodes" >"$tmp/sym-compat"
 
 # SONAME.
 soname=$("$readelf" -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
@@ -112,15 +120,21 @@ while read -r entry; do
 	if [ "$name" = "$ver" ] && grep -qx "$ver" "$tmp/nodes"; then
 		continue # the node's own symbol, if a readelf shows it so
 	fi
-	want=$(awk -v s="$name" '$1 == s { print $2 }' "$tmp/sym-nodes")
+	want=$(awk -v s="$name" '$1 == s { print $2 }' "$tmp/sym-default")
 	if [ -z "$want" ]; then
 		: # not in libshf.sym: reported by the nm -D check above
 	elif [ "$ver" != "$want" ]; then
 		case $entry in
 		*@@*) failed "$name has version $ver, libshf.sym puts it in $want" ;;
+		*) grep -qx "$name@$ver" "$tmp/sym-compat" ||
+			failed "$name@$ver is kept, but libshf.sym does not list $name under $ver" ;;
 		esac
 	fi
 done <"$tmp/dyn"
+while read -r entry; do
+	grep -qx "$entry" "$tmp/dyn" ||
+		failed "libshf.sym lists ${entry%@*} under ${entry#*@}, but the library keeps no $entry"
+done <"$tmp/sym-compat"
 
 # debian/changelog: "libshf (EPOCH:UPSTREAM-REVISION) dist; urgency=..."
 changelog=$top_srcdir/debian/changelog

@@ -621,7 +621,10 @@ START_TEST(test_log_basic)
 	ck_assert_uint_eq(shf_log_thread_new(shf, 0, fileno(out)),
 			  SHF_RET_ERROR);
 	ck_assert_int_eq(errno, EBUSY);
-	ck_assert_uint_eq(shf_log_append(shf, "hello", 5), SHF_RET_OK);
+	/* lines come as given unless a prefix is asked for (check_compat) */
+	ck_assert_uint_eq(shf_log_set_prefix(shf, SHF_LOG_PREFIX_TIME_PID),
+			  SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_append(shf, "hello\n", 6), SHF_RET_OK);
 	ck_assert_int_eq(shf_log_fprintf(stdout, "two %s\n", "x"), 6);
 	shf_log_fputs("thr", stdout);
 	shf_log_fputc('e', stdout);
@@ -632,6 +635,7 @@ START_TEST(test_log_basic)
 	errno = 0;
 	ck_assert_uint_eq(shf_log_append(shf, big, 1u << 21), SHF_RET_ERROR);
 	ck_assert_int_eq(errno, EMSGSIZE);
+	big[sizeof(big) - 1] = '\n';
 	ck_assert_uint_eq(shf_log_append(shf, big, sizeof(big)), SHF_RET_OK);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
 	errno = 0;
@@ -700,7 +704,7 @@ static int log_writer(int idx, void *arg)
 			char line[128];
 			int n = snprintf(line, sizeof(line),
 					 "w%d %d abcdefghijklmnopqrstuvwxyz "
-					 "%08x end",
+					 "%08x end\n",
 					 idx, i, (unsigned)(i * 2654435761u));
 
 			if (shf_log_append(shf, line, (uint32_t)n) != SHF_RET_OK)
@@ -725,6 +729,8 @@ START_TEST(test_log_writers)
 	ck_assert_ptr_nonnull(out);
 	/* A small ring so that writers have to wait for the drain. */
 	ck_assert_uint_eq(shf_log_thread_new(shf, 16384, fileno(out)),
+			  SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_set_prefix(shf, SHF_LOG_PREFIX_TIME_PID),
 			  SHF_RET_OK);
 	ck_assert_int_eq(shf_test_run(LOG_WRITERS, log_writer, t, 30), 0);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
@@ -802,7 +808,7 @@ START_TEST(test_log_dead_reader)
 	/* Draining resumes here: the kept lines, then the drop count. */
 	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, fileno(out)),
 			  SHF_RET_OK);
-	ck_assert_uint_eq(shf_log_append(shf, "resumed", 7), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_append(shf, "resumed\n", 8), SHF_RET_OK);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
 	text = slurp(out, &len);
 	char want[64];

@@ -740,13 +740,15 @@ static uint32_t upd_upper(const char *val, uint32_t val_len)
 	for (i = 0; i < val_len; i++)
 		if (p[i] >= 'a' && p[i] <= 'z')
 			p[i] = (char)(p[i] - 'a' + 'A');
-	return val_len;
+	return SHF_RET_OK; /* commit */
 }
 
+/* A callback that refuses (it would need another size). */
 static uint32_t upd_grow(const char *val, uint32_t val_len)
 {
 	(void)val;
-	return val_len + 1;
+	(void)val_len;
+	return SHF_RET_BAD_CB;
 }
 
 static int upd_calls;
@@ -754,7 +756,8 @@ static uint32_t upd_count(const char *val, uint32_t val_len)
 {
 	(void)val;
 	upd_calls++;
-	return val_len;
+	(void)val_len;
+	return SHF_RET_OK;
 }
 
 START_TEST(test_upd_copy)

@@ -871,7 +871,7 @@ static uint32_t upd_die(const char *val, uint32_t val_len)
 	if (val_len > 0)
 		p[0] = 'X';
 	raise(SIGKILL);
-	return val_len;
+	return SHF_RET_OK;
 }
 
 static int kid_die_in_upd(int idx, void *arg)
@@ -1264,11 +1264,11 @@ static uint32_t upd_increment(const char *val, uint32_t val_len)
 	uint64_t v;
 
 	if (val_len != sizeof(v))
-		return 0;
+		return SHF_RET_BAD_CB;
 	memcpy(&v, val, sizeof(v));
 	v++;
 	memcpy((char *)val, &v, sizeof(v));
-	return val_len;
+	return SHF_RET_OK;
 }
 
 static int kid_upd_increment(int idx, void *arg)

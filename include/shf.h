@@ -303,6 +303,11 @@ struct shf_stats {
 	uint64_t expirations;   /**< expired keys whose space was reclaimed */
 	uint64_t leases;        /**< leases granted by get-or-lease */
 	uint64_t lease_waits;   /**< get-or-lease calls that waited for a lease */
+	/* Since 1.2: the owner (shf_attach() with delete_upon_process_exit). */
+	int64_t owner_pid;      /**< 0: none (the table persists) */
+	uint64_t owner_start;   /**< its start time (/proc/PID/stat field 22) */
+	uint32_t owner_alive;   /**< 1: that very process still runs */
+	uint32_t pad0;
 };
 /** Fill st (size bytes of it, for ABI growth); OK or ERROR. */
 uint32_t shf_get_stats(SHF *shf, struct shf_stats *st, size_t size);

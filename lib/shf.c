@@ -3794,6 +3794,15 @@ SHF_EXPORT uint32_t shf_get_stats(SHF *h, struct shf_stats *out, size_t size)
 	st.misses = atomic_load(&h->h->misses);
 	st.leases = atomic_load(&h->h->leases);
 	st.lease_waits = atomic_load(&h->h->lease_waits);
+	st.owner_pid = atomic_load(&h->h->owner_pid);
+	st.owner_start = atomic_load(&h->h->owner_start);
+	if (st.owner_pid > 0) {
+		uint64_t now = shf_proc_start_time((pid_t)st.owner_pid);
+
+		st.owner_alive = now && now == st.owner_start;
+	} else {
+		st.owner_pid = 0;
+	}
 	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
 	return SHF_RET_OK;
 }

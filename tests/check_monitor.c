@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -494,6 +495,50 @@ START_TEST(test_del_monitor_exits)
 }
 END_TEST
 
+/* The owner record, as shf_get_stats() reports it to any process. */
+START_TEST(test_owner_in_stats)
+{
+	char name[64], file[PATH_MAX];
+	struct shf_stats st;
+	int go;
+	pid_t pid;
+	SHF *shf;
+
+	table_name(name, sizeof(name), "ownerstats");
+	table_file(file, sizeof(file), SHM, name);
+	pid = owner_start(SHM, name, OWNER_WAIT, &go);
+	shf = shf_attach_existing(SHM, name);
+	ck_assert_ptr_nonnull(shf);
+	ck_assert_uint_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	ck_assert_int_eq(st.owner_pid, pid);
+	ck_assert_uint_ne(st.owner_start, 0);
+	ck_assert_uint_eq(st.owner_alive, 1);
+	/* a reader built before 1.2 asks for less and gets no more */
+	memset(&st, 0xa5, sizeof(st));
+	ck_assert_uint_eq(shf_get_stats(shf, &st,
+					offsetof(struct shf_stats, owner_pid)),
+			  SHF_RET_OK);
+	ck_assert_uint_eq((uint64_t)st.owner_pid, 0xa5a5a5a5a5a5a5a5ULL);
+	/* killed: not alive, whatever its pid now names */
+	kill(pid, SIGKILL);
+	reap(pid);
+	ck_assert_uint_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	ck_assert_int_eq(st.owner_pid, pid);
+	ck_assert_uint_eq(st.owner_alive, 0);
+	shf_detach(shf);
+	close(go);
+	/* the monitor removes it; a table without owner says pid 0 */
+	ck_assert_msg(gone_after(file, now_ms(), 2000 * (long)shf_test_multiplier()) >= 0,
+		      "%s still there", file);
+	shf = shf_attach(SHM, name, 0);
+	ck_assert_ptr_nonnull(shf);
+	ck_assert_uint_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	ck_assert_int_eq(st.owner_pid, 0);
+	ck_assert_uint_eq(st.owner_alive, 0);
+	free(shf_del(shf));
+}
+END_TEST
+
 /* A relative folder is the owner's, not the monitor's. */
 START_TEST(test_relative_dir)
 {
@@ -844,6 +889,7 @@ static Suite *monitor_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_del_monitor_exits);
+	tcase_add_test(tc, test_owner_in_stats);
 	tcase_add_test(tc, test_relative_dir);
 	tcase_add_test(tc, test_monitor_killed);
 	tcase_add_test(tc, test_recreated_name);

@@ -48,41 +48,6 @@
 /* The descriptor on which the monitor reports readiness. */
 #define MONITOR_READY_FD 3
 
-extern char **environ;
-
-static int64_t monitor_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Reap the monitor's first process, which exits right after its fork. */
-static void monitor_reap(pid_t pid, int64_t deadline)
-{
-	struct timespec ms = { 0, 1000000 };
-	int status;
-	pid_t r;
-
-	for (;;) {
-		r = waitpid(pid, &status, WNOHANG);
-		if (r == pid)
-			return;
-		/* ECHILD: SIGCHLD ignored, or the caller's handler reaped it */
-		if (r < 0 && errno != EINTR)
-			return;
-		if (r == 0 && monitor_now_ms() >= deadline)
-			break;
-		if (r == 0)
-			nanosleep(&ms, NULL);
-	}
-	/* Not a monitor, or stuck: do not leave it behind. */
-	kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-}
-
 /* Wait for the monitor's report; 0, or -1 with errno. */
 static int monitor_wait_ready(int fd, int64_t deadline)
 {
@@ -93,7 +58,7 @@ static int monitor_wait_ready(int fd, int64_t deadline)
 	int r;
 
 	for (;;) {
-		left = deadline - monitor_now_ms();
+		left = deadline - (int64_t)shf_clock_ms(CLOCK_MONOTONIC);
 		if (left <= 0) {
 			errno = ETIMEDOUT;
 			return -1;
@@ -123,39 +88,19 @@ static int monitor_wait_ready(int fd, int64_t deadline)
 	}
 }
 
+/* Start prog with its report pipe as fd 3 and /dev/null as 0, 1, 2. */
 static int monitor_spawn(const char *prog, char *const argv[], int ready_w,
 			 pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t set;
 	int err;
 
-	err = posix_spawnattr_init(&attr);
+	err = posix_spawn_file_actions_init(&fa);
 	if (err)
 		return err;
-	err = posix_spawn_file_actions_init(&fa);
-	if (err) {
-		posix_spawnattr_destroy(&attr);
-		return err;
-	}
-
-	/* Own session, default signal dispositions, nothing blocked. */
-	sigemptyset(&set);
-	err = posix_spawnattr_setsigmask(&attr, &set);
-	sigfillset(&set);
-	if (!err)
-		err = posix_spawnattr_setsigdefault(&attr, &set);
-	if (!err)
-		err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
-					       POSIX_SPAWN_SETSIGMASK |
-					       POSIX_SPAWN_SETSIGDEF);
-
-	/* 0, 1, 2 on /dev/null; the report pipe as fd 3; everything else
-	 * the library opens is O_CLOEXEC. */
-	if (!err)
-		err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
-						       O_RDONLY, 0);
+	/* Everything else the library opens is O_CLOEXEC. */
+	err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
+					       0);
 	if (!err)
 		err = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null",
 						       O_WRONLY, 0);
@@ -165,73 +110,82 @@ static int monitor_spawn(const char *prog, char *const argv[], int ready_w,
 		err = posix_spawn_file_actions_adddup2(&fa, ready_w,
 						       MONITOR_READY_FD);
 	if (!err)
-		err = posix_spawn(pid, prog, &fa, &attr, argv, environ);
-
+		err = shf_spawn(pid, prog, argv, &fa, SHF_SPAWN_DAEMON);
 	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
 	return err;
 }
 
-int shf_monitor_start(SHF *shf)
+/*
+ * A pipe whose write end is not fd 3 (so that dup2() onto 3 clears its
+ * CLOEXEC in the monitor): 0, or -1 with errno.
+ */
+static int monitor_pipe(int *r, int *w)
 {
-	char pid_s[24], start_s[24], dev_s[24], ino_s[24], fd_s[12];
-	const char *dir, *name, *prog;
-	char file[NAME_MAX + 1];
-	char full[PATH_MAX];
-	int pipefd[2], w, err, saved;
-	uint64_t start;
-	int64_t deadline;
-	struct stat st;
-	pid_t self, pid;
+	int p[2], saved;
 
-	if (!shf) {
-		errno = EINVAL;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	*r = p[0];
+	*w = p[1];
+	if (*w > MONITOR_READY_FD)
+		return 0;
+	*w = fcntl(p[1], F_DUPFD_CLOEXEC, MONITOR_READY_FD + 1);
+	saved = errno;
+	close(p[1]);
+	if (*w < 0) {
+		close(p[0]);
+		errno = saved;
 		return -1;
 	}
-	dir = shf_handle_path(shf);
-	name = shf_handle_name(shf);
-	if (!dir || !name) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (snprintf(file, sizeof(file), "%s.shf", name) >= (int)sizeof(file) ||
+	return 0;
+}
+
+/* The file the monitor removes: this very one, and no other of its name. */
+static int monitor_target(const char *dir, const char *name, char *file,
+			  size_t file_size, struct stat *st)
+{
+	char full[PATH_MAX];
+
+	if (snprintf(file, file_size, "%s.shf", name) >= (int)file_size ||
 	    snprintf(full, sizeof(full), "%s/%s", dir, file) >=
 		    (int)sizeof(full)) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	/* The monitor removes this very file and no other of the same name. */
-	if (fstatat(AT_FDCWD, full, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (fstatat(AT_FDCWD, full, st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -1;
-	if (!S_ISREG(st.st_mode)) {
+	if (!S_ISREG(st->st_mode)) {
 		errno = EBADMSG;
 		return -1;
 	}
+	return 0;
+}
 
+int shf_monitor_start(const char *dir, const char *name)
+{
+	char pid_s[24], start_s[24], dev_s[24], ino_s[24], fd_s[12];
+	char file[NAME_MAX + 1];
+	const char *prog;
+	int r, w, err;
+	uint64_t start;
+	struct stat st;
+	pid_t self, pid;
+
+	if (!dir || !name) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (monitor_target(dir, name, file, sizeof(file), &st) < 0)
+		return -1;
 	self = getpid();
 	start = shf_proc_start_time(self);
 	if (!start)
 		return -1;
-
 	prog = secure_getenv("SHF_MONITOR");
 	if (!prog || !*prog)
 		prog = SHF_MONITOR_PATH;
-
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
+	if (monitor_pipe(&r, &w) < 0)
 		return -1;
-	/* Keep the write end off fd 3 so that dup2() onto 3 clears CLOEXEC. */
-	w = pipefd[1];
-	if (w <= MONITOR_READY_FD) {
-		w = fcntl(pipefd[1], F_DUPFD_CLOEXEC, MONITOR_READY_FD + 1);
-		saved = errno;
-		close(pipefd[1]);
-		if (w < 0) {
-			close(pipefd[0]);
-			errno = saved;
-			return -1;
-		}
-	}
-
 	snprintf(pid_s, sizeof(pid_s), "%ld", (long)self);
 	snprintf(start_s, sizeof(start_s), "%" PRIu64, start);
 	snprintf(dev_s, sizeof(dev_s), "%ju", (uintmax_t)st.st_dev);
@@ -254,17 +208,16 @@ int shf_monitor_start(SHF *shf)
 	}
 	close(w);
 	if (err) {
-		close(pipefd[0]);
+		close(r);
 		errno = err;
 		return -1;
 	}
-
-	deadline = monitor_now_ms() + MONITOR_READY_MS;
-	err = monitor_wait_ready(pipefd[0], deadline) < 0 ? errno : 0;
+	err = monitor_wait_ready(r, (int64_t)shf_clock_ms(CLOCK_MONOTONIC) +
+					    MONITOR_READY_MS) < 0 ? errno : 0;
 	/* On failure, closing the pipe makes a late monitor give up. */
-	close(pipefd[0]);
+	close(r);
 	/* Its first process exits right after forking: a short grace. */
-	monitor_reap(pid, monitor_now_ms() + 100);
+	shf_reap(pid, (int64_t)shf_clock_ms(CLOCK_MONOTONIC) + 100);
 	if (err) {
 		errno = err;
 		return -1;

@@ -25,9 +25,7 @@
  * that sat in the dead thread's private pre-queues are lost to the queues
  * (shf_q_new(3), NOTES).
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+#include "config.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -38,7 +36,6 @@
 #include <unistd.h>
 
 #include "shf-internal.h"
-#include "ipc-internal.h"
 
 SHF_EXPORT __thread uint32_t shf_qiid = SHF_QIID_NONE;
 SHF_EXPORT __thread char *shf_qiid_addr;
@@ -104,8 +101,8 @@ struct q_priv {
 /* A thread's view of one handle's queue set. */
 struct q_local {
 	SHF *shf;
-	uint64_t epoch;              /* the handle's registry epoch */
-	uint64_t gen;                /* q_gen when last validated */
+	uint64_t epoch;              /* the handle's registry id */
+	uint64_t gen;                /* registry generation last validated */
 	struct q_hdr *hdr;
 	uint64_t nonce;
 	struct q_list *lists;
@@ -119,24 +116,8 @@ struct q_local {
 	struct q_local *next;
 };
 
-/*
- * Handles this process has used queues with.  shf_ipc_detach() removes a
- * handle and bumps q_gen, so that every thread checks its cached states
- * against the registry before it touches memory that may be unmapped.
- */
-struct q_reg {
-	SHF *shf;
-	uint64_t epoch;
-	struct q_reg *next;
-};
-
-static pthread_mutex_t q_reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct q_reg *q_regs;
-static uint64_t q_epochs;
-static uint64_t q_gen;
-
-static __thread struct q_local *q_tls_list;
-static __thread struct q_local *q_tls_last;
+static __thread struct q_local *q_tls_list SHF_TLS_IE;
+static __thread struct q_local *q_tls_last SHF_TLS_IE;
 
 static pthread_once_t q_key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t q_key;
@@ -223,53 +204,6 @@ static void q_local_unlink(struct q_local *dead)
 	q_local_free(dead);
 }
 
-/* Epoch of a registered handle, registering it if asked; 0 if none. */
-static uint64_t q_reg_epoch(SHF *shf, int add)
-{
-	struct q_reg *r;
-	uint64_t epoch = 0;
-
-	pthread_mutex_lock(&q_reg_lock);
-	for (r = q_regs; r; r = r->next) {
-		if (r->shf == shf) {
-			epoch = r->epoch;
-			break;
-		}
-	}
-	if (!r && add) {
-		r = malloc(sizeof(*r));
-		if (r) {
-			r->shf = shf;
-			r->epoch = ++q_epochs;
-			r->next = q_regs;
-			q_regs = r;
-			epoch = r->epoch;
-		}
-	}
-	pthread_mutex_unlock(&q_reg_lock);
-	return epoch;
-}
-
-void shf_ipc_detach(SHF *shf)
-{
-	struct q_reg **pp, *r;
-
-	if (!shf)
-		return;
-	shf_log_forget(shf);
-	pthread_mutex_lock(&q_reg_lock);
-	for (pp = &q_regs; *pp; pp = &(*pp)->next) {
-		if ((*pp)->shf == shf) {
-			r = *pp;
-			*pp = r->next;
-			free(r);
-			break;
-		}
-	}
-	__atomic_add_fetch(&q_gen, 1, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&q_reg_lock);
-}
-
 /* Drop the thread's states whose handle was detached. */
 static void q_tls_sweep(uint64_t gen)
 {
@@ -279,7 +213,7 @@ static void q_tls_sweep(uint64_t gen)
 		n = l->next;
 		if (l->gen == gen)
 			continue;
-		if (q_reg_epoch(l->shf, 0) == l->epoch)
+		if (shf_reg_alive(l->shf, l->epoch))
 			l->gen = gen;
 		else
 			q_local_unlink(l);
@@ -326,12 +260,7 @@ static struct q_local *q_local_bind(SHF *shf, uint64_t gen)
 		l->pull[i] = (struct q_priv){ Q_NONE, Q_NONE, 0 };
 	}
 	l->shf = shf;
-	l->epoch = q_reg_epoch(shf, 1);
-	if (!l->epoch) {
-		q_local_free(l);
-		errno = ENOMEM;
-		return NULL;
-	}
+	l->epoch = shf_handle_reg_id(shf);
 	l->gen = gen;
 	l->hdr = h;
 	l->nonce = h->nonce;
@@ -353,7 +282,7 @@ static struct q_local *q_local_bind(SHF *shf, uint64_t gen)
 /* The calling thread's state for shf's queue set; NULL with errno. */
 static struct q_local *q_local_slow(SHF *shf)
 {
-	uint64_t gen = __atomic_load_n(&q_gen, __ATOMIC_ACQUIRE);
+	uint64_t gen = shf_reg_generation();
 	struct q_local *l, *n;
 
 	if (!shf) {
@@ -384,7 +313,7 @@ static inline struct q_local *q_local_get(SHF *shf)
 	struct q_local *l = q_tls_last;
 
 	if (SHF_LIKELY(l && l->shf == shf &&
-		       l->gen == __atomic_load_n(&q_gen, __ATOMIC_RELAXED) &&
+		       l->gen == shf_reg_generation() &&
 		       __atomic_load_n(&l->hdr->state, __ATOMIC_RELAXED) ==
 			       Q_READY))
 		return l;
@@ -549,7 +478,7 @@ static void q_recover(struct q_local *l)
 
 static int q_lock(struct q_local *l)
 {
-	int r = shf_mutex_lock(l->shf, &l->hdr->lock);
+	int r = shf_mutex_lock(&l->hdr->lock, shf_handle_lock_site(l->shf));
 
 	if (r < 0)
 		return -1;

@@ -1,15 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * race.c - start lines for processes (shf_race_init, shf_race_start) and
- * the futex helpers that the queue and log code share.
+ * race.c - start lines for processes (shf_race_init, shf_race_start).
  *
  * A race line is a named region "race:<name>" holding a counter.  Each
  * horse adds one and sleeps on the counter (a shared futex) until it
  * reaches the number of horses; the last one to arrive wakes them all.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+#include "config.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -20,7 +17,6 @@
 #include <unistd.h>
 
 #include "shf-internal.h"
-#include "ipc-internal.h"
 
 #define RACE_PREFIX "race:"
 #define RACE_PREFIX_LEN (sizeof(RACE_PREFIX) - 1)
@@ -29,24 +25,6 @@ struct race_line {
 	uint32_t arrived;       /* horses at the line so far */
 	uint32_t pad[15];
 };
-
-int shf_futex_wait(uint32_t *addr, uint32_t val, int timeout_ms)
-{
-	struct timespec ts, *tp = NULL;
-
-	if (timeout_ms >= 0) {
-		ts.tv_sec = timeout_ms / 1000;
-		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
-		tp = &ts;
-	}
-	/* Shared futex: no FUTEX_PRIVATE_FLAG, the waker is elsewhere. */
-	return (int)syscall(SYS_futex, addr, FUTEX_WAIT, val, tp, NULL, 0);
-}
-
-void shf_futex_wake(uint32_t *addr, int n)
-{
-	syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
-}
 
 /* "race:<name>" into buf; -1 with EINVAL if it does not fit. */
 static int race_name(char *buf, const char *name, uint32_t name_len)
@@ -84,14 +62,6 @@ SHF_EXPORT void shf_race_init(SHF *shf, const char *name, uint32_t name_len)
 /* SharedHashFile's horses give up after 6 seconds. */
 #define RACE_WAIT_MS_DEFAULT 6000u
 
-static uint64_t race_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 SHF_EXPORT uint32_t shf_race_start_timeout(SHF *shf, const char *name,
 					   uint32_t name_len, uint32_t horses,
 					   uint32_t timeout_ms)
@@ -100,6 +70,7 @@ SHF_EXPORT uint32_t shf_race_start_timeout(SHF *shf, const char *name,
 	struct race_line *r;
 	uint64_t deadline;
 	uint32_t seen;
+	int saved = errno; /* the futex waits set it: keep it on success */
 
 	if (!shf || horses == 0) {
 		errno = EINVAL;
@@ -111,18 +82,23 @@ SHF_EXPORT uint32_t shf_race_start_timeout(SHF *shf, const char *name,
 	if (!r)
 		return SHF_RET_ERROR; /* ENOENT: no shf_race_init() for it */
 
-	deadline = race_now_ms() + timeout_ms;
+	deadline = shf_clock_ms(CLOCK_MONOTONIC) + timeout_ms;
 	seen = __atomic_add_fetch(&r->arrived, 1, __ATOMIC_ACQ_REL);
 	if (seen >= horses) {
 		shf_futex_wake(&r->arrived, INT_MAX);
+		errno = saved;
 		return SHF_RET_OK;
 	}
 	while (seen < horses) {
-		uint64_t now = race_now_ms();
+		uint64_t now = shf_clock_ms(CLOCK_MONOTONIC);
 
 		if (now >= deadline) {
-			/* Give up: leave the line unless the race started. */
-			if (__atomic_compare_exchange_n(&r->arrived, &seen,
+			/*
+			 * Give up: leave the line unless the race started
+			 * (or the line was set up again meanwhile: seen 0).
+			 */
+			if (!seen ||
+			    __atomic_compare_exchange_n(&r->arrived, &seen,
 							seen - 1, 0,
 							__ATOMIC_ACQ_REL,
 							__ATOMIC_ACQUIRE)) {
@@ -140,6 +116,7 @@ SHF_EXPORT uint32_t shf_race_start_timeout(SHF *shf, const char *name,
 						     : 1000);
 		seen = __atomic_load_n(&r->arrived, __ATOMIC_ACQUIRE);
 	}
+	errno = saved;
 	return SHF_RET_OK;
 }
 

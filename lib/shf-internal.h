@@ -1,23 +1,165 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * shf-internal.h - what the library's files share; never installed.
+ * shf-internal.h - what the library's files lend each other; never
+ * installed.  One section per source file, bottom layer first: a file may
+ * use the sections above its own, never those below (HACKING draws the
+ * layers).  The table's byte layout and the table files' own sections are
+ * in table.h, which only the table's files include.
  */
 #ifndef SHF_INTERNAL_H
 #define SHF_INTERNAL_H
 
 #include <pthread.h>
+#include <spawn.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "shf.h"
 
 #define SHF_EXPORT __attribute__((visibility("default")))
 
+/* Thread-locals of the library: no __tls_get_addr() call to reach them. */
+#define SHF_TLS_IE __attribute__((tls_model("initial-exec")))
+
 #define SHF_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SHF_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* =============================================================== util.c */
+
+/* Nanoseconds of a clock (CLOCK_MONOTONIC, CLOCK_REALTIME; a vDSO read). */
+uint64_t shf_clock_ns(clockid_t id);
+
+static inline uint64_t shf_clock_ms(clockid_t id)
+{
+	return shf_clock_ns(id) / 1000000u;
+}
 /*
- * Named regions: fixed-size blocks of shared memory inside the table's file,
- * found by name by every process that attaches (queues, race lines, logs).
+ * posix_spawn() path with argv and the caller's environment, with no
+ * signal blocked; SHF_SPAWN_DAEMON: in a session of its own, with default
+ * signal dispositions.  0 with *pid set, or an errno value.
+ */
+#define SHF_SPAWN_DAEMON 1
+int shf_spawn(pid_t *pid, const char *path, char *const argv[],
+	      const posix_spawn_file_actions_t *fa, int flags);
+/*
+ * Reap child pid, retrying on EINTR (a child the kernel reaped itself,
+ * SIGCHLD ignored, counts as reaped).  deadline_ms >= 0 (CLOCK_MONOTONIC):
+ * one still running then is SIGKILLed first.  0, or -1 with errno.
+ */
+int shf_reap(pid_t pid, int64_t deadline_ms);
+/* Grow a malloc()ed buffer to at least len bytes; 0 or -1/ENOMEM. */
+int shf_buf_grow(char **buf, uint64_t *cap, uint64_t len);
+/*
+ * Start time of a process (field 22 of /proc/PID/stat, clock ticks since
+ * boot), to tell it from a later one with the same pid; 0 with errno
+ * (ESRCH) if it does not exist or is a zombie.
+ */
+uint64_t shf_proc_start_time(pid_t pid);
+
+/* =============================================================== sync.c */
+
+static inline void shf_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+/*
+ * Futex on a 32-bit word in shared memory (not FUTEX_PRIVATE: the waiters
+ * are in other processes).  wait returns when *addr != val, when woken, or
+ * after timeout_ms (<0: no timeout); wake wakes up to n waiters.
+ */
+int shf_futex_wait(uint32_t *addr, uint32_t val, int timeout_ms);
+void shf_futex_wake(uint32_t *addr, int n);
+
+/* Counters of a file's locks, kept in the file. */
+struct shf_lock_counts {
+	_Atomic uint64_t recoveries; /* taken over from dead holders */
+	_Atomic uint64_t lock_waits; /* acquisitions that had to wait */
+};
+/*
+ * Where a mutex lives: its file (a holder must map it: a lock word naming
+ * a live thread that does not is taken over; dev/ino 0: not checked),
+ * where to count, and how long a waiter waits for a live holder before it
+ * gives up with ETIMEDOUT (0: as long as it takes).
+ */
+struct shf_lock_site {
+	struct shf_lock_counts *counts;
+	uint64_t dev, ino;
+	uint32_t max_wait_ms;
+};
+/* A robust process-shared mutex; 0, or -1 with errno. */
+int shf_mutex_init(pthread_mutex_t *m);
+/*
+ * Lock: 0 held; 1 held and its previous owner died holding it (the caller
+ * must repair what it protects; the mutex is already marked consistent);
+ * -1 with errno (ETIMEDOUT: see max_wait_ms).  site may be NULL.
+ */
+int shf_mutex_lock(pthread_mutex_t *m, const struct shf_lock_site *site);
+/* The same without waiting: -1 with EBUSY when it is held. */
+int shf_mutex_trylock(pthread_mutex_t *m, const struct shf_lock_site *site);
+void shf_mutex_unlock(pthread_mutex_t *m);
+
+/* ============================================================ monitor.c */
+
+/*
+ * Start the monitor that removes dir/name.shf (this very file) when the
+ * calling process dies; returns once it watches.  0, or -1 with errno.
+ */
+int shf_monitor_start(const char *dir, const char *name);
+
+/* ============================================================ thread.c */
+
+/* The calling thread's key and buffers, freed when it exits. */
+struct shf_tls {
+	char *key; /* the key named by shf_make_hash() */
+	uint64_t key_cap;
+	uint32_t key_len;
+	int have_key;
+	uint64_t hash; /* shf_hash() of the key */
+	char *val; /* shf_val's buffer */
+	uint64_t val_cap;
+	char *kbuf; /* shf_key's buffer */
+	uint64_t kbuf_cap;
+	char *upd_val; /* preset of shf_upd_callback_copy() */
+	uint64_t upd_cap;
+	int registered;
+};
+/* initial-exec: no __tls_get_addr() call on the hot path */
+extern __thread struct shf_tls shf_tls SHF_TLS_IE;
+/* Grow one of shf_tls's buffers to at least len bytes; 0 or -1/ENOMEM. */
+int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len);
+/* The hash of a key (XXH3-64): its shard, tag and buckets. */
+uint64_t shf_hash(const void *key, uint32_t len);
+
+/* =========================================================== registry.c */
+
+/* Register a handle: its id (unique in the process), or 0 with ENOMEM. */
+uint64_t shf_reg_add(const void *h);
+/* Run the removal hooks for h, then forget it. */
+void shf_reg_remove(const void *h);
+/* 1 if h is still registered with that id. */
+int shf_reg_alive(const void *h, uint64_t id);
+/* Call fn(h, arg) with the registry locked, if h is still registered
+ * with id (so that h cannot be detached meanwhile); 1 if it was. */
+int shf_reg_with(const void *h, uint64_t id, void (*fn)(void *h, void *arg),
+		 void *arg);
+/* Changes whenever a handle is removed. */
+uint64_t shf_reg_generation(void);
+/* Have on_remove(h) called for every handle removed from now on; 0 or -1. */
+int shf_reg_hook(void (*on_remove)(void *h));
+
+/* ============================================ handle.c, region.c: the face */
+
+/*
+ * What the queue, race and log files (lib/q.c, lib/race.c, lib/log.c) may
+ * use of a table.  Named regions: fixed-size blocks of shared memory
+ * inside the table's file, found by name by every process that attaches.
  * The pointer stays valid until shf_detach().  Returns NULL with errno:
  * ENOENT (absent and !create), EEXIST (create with another size), ENOSPC,
  * ENOMEM, EINVAL (name longer than SHF_REGION_NAME_MAX-1, size 0), EBADMSG.
@@ -30,40 +172,11 @@ void *shf_region(SHF *shf, const char *name, uint64_t size, int create,
 		 uint64_t *size_out);
 /* Remove a named region's entry (its space is not reused). 0 or -1/errno. */
 int shf_region_remove(SHF *shf, const char *name);
-
-/*
- * Robust process-shared mutexes for use inside shared memory.  lock returns
- * 0 when the mutex is held, 1 when held and its previous owner died holding
- * it (the caller must repair what it protects; the mutex is already marked
- * consistent), -1 with errno on error.  Counted in the table's stats.
- */
-int shf_mutex_init(pthread_mutex_t *m);
-int shf_mutex_lock(SHF *shf, pthread_mutex_t *m);
-void shf_mutex_unlock(pthread_mutex_t *m);
-
-/* Directory and name of the table, for the monitor and shf_del(). */
-const char *shf_handle_path(SHF *shf);
-const char *shf_handle_name(SHF *shf);
-/* The descriptor of the table file (for fstat(): its dev and inode). */
-int shf_handle_fd(SHF *shf);
-
-/* Grow a thread-local buffer to at least len bytes; 0 or -1/ENOMEM. */
-int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len);
-
-/*
- * Owner record: the process that attached with delete_upon_process_exit,
- * as pid and start time (field 22 of /proc/PID/stat, in clock ticks since
- * boot), so that a reused pid is not taken for the owner.  0 if none.
- */
+/* The lock site of the table's mutexes (for mutexes in its regions). */
+const struct shf_lock_site *shf_handle_lock_site(SHF *shf);
+/* The owner record (tools/ until they read it with shf_get_stats()). */
 int shf_owner_get(SHF *shf, pid_t *pid, uint64_t *start_time);
-/* Start time of a process as above; 0 with errno (ESRCH) if it does not
- * exist or is a zombie. */
-uint64_t shf_proc_start_time(pid_t pid);
-
-/*
- * Start the monitor that removes the table when the calling process dies
- * (lib/monitor.c).  0, or -1 with errno.
- */
-int shf_monitor_start(SHF *shf);
+/* The handle's id in the registry. */
+uint64_t shf_handle_reg_id(SHF *shf);
 
 #endif /* SHF_INTERNAL_H */

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * util.c - helpers SharedHashFile exports (version, time, file system
- * space, child processes) and small internal ones (/proc, TLS buffers).
- * None of them prints, exits or aborts.
+ * util.c - the library's small helpers that know nothing of tables: one
+ * clock, one way to start and to reap a child process, one buffer growth,
+ * and a process's start time from /proc.  None of them prints, exits or
+ * aborts.  See shf-internal.h, section util.c.
  */
 #include "config.h"
 
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,168 +25,77 @@
 
 extern char **environ;
 
-/* Kept for compatibility: libshf prints nothing, whatever the level. */
-static int debug_verbosity = 1;
-
-SHF_EXPORT const char *shf_version(void)
-{
-	return PACKAGE_VERSION;
-}
-
-SHF_EXPORT void shf_debug_verbosity_less(void)
-{
-	__atomic_sub_fetch(&debug_verbosity, 1, __ATOMIC_RELAXED);
-}
-
-SHF_EXPORT void shf_debug_verbosity_more(void)
-{
-	__atomic_add_fetch(&debug_verbosity, 1, __ATOMIC_RELAXED);
-}
-
-SHF_EXPORT void shf_set_data_need_factor(uint32_t data_needed_factor)
-{
-	/* Growth is driven by the table itself; see shf_set_data_need_factor(3). */
-	(void)data_needed_factor;
-}
-
-SHF_EXPORT uint64_t shf_get_vfs_available(const char *path)
-{
-	struct statvfs sv;
-
-	if (!path) {
-		errno = EINVAL;
-		return 0;
-	}
-	if (statvfs(path, &sv) < 0)
-		return 0;
-	return (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
-}
-
-SHF_EXPORT double shf_get_time_in_seconds(void)
+uint64_t shf_clock_ns(clockid_t id)
 {
 	struct timespec ts;
 
-	/* CLOCK_MONOTONIC cannot fail on Linux with a valid pointer. */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	/* Cannot fail for these clocks with a valid pointer (a vDSO read). */
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/*
- * Spawn path with argv; the child starts with no blocked signals so that a
- * helper spawned from a thread that blocks them still dies on SIGTERM.
- * 0 with *pid set, or an errno value.
- */
-static int spawn(pid_t *pid, const char *path, char *const argv[],
-		 const posix_spawn_file_actions_t *fa)
+int shf_spawn(pid_t *pid, const char *path, char *const argv[],
+	      const posix_spawn_file_actions_t *fa, int flags)
 {
 	posix_spawnattr_t attr;
-	sigset_t none;
+	short pflags = POSIX_SPAWN_SETSIGMASK;
+	sigset_t set;
 	int err;
 
 	err = posix_spawnattr_init(&attr);
 	if (err)
 		return err;
-	sigemptyset(&none);
-	err = posix_spawnattr_setsigmask(&attr, &none);
+	/*
+	 * Nothing blocked, so that a helper spawned from a thread that blocks
+	 * signals still dies on SIGTERM.
+	 */
+	sigemptyset(&set);
+	err = posix_spawnattr_setsigmask(&attr, &set);
+	if (!err && (flags & SHF_SPAWN_DAEMON)) {
+		/* Own session, default dispositions: not the caller's job. */
+		sigfillset(&set);
+		err = posix_spawnattr_setsigdefault(&attr, &set);
+		pflags |= POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF;
+	}
 	if (!err)
-		err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+		err = posix_spawnattr_setflags(&attr, pflags);
 	if (!err)
 		err = posix_spawn(pid, path, fa, &attr, argv, environ);
 	posix_spawnattr_destroy(&attr);
 	return err;
 }
 
-/* argv of execl(path, child_file, arg1, arg2, NULL): the first NULL ends it. */
-static pid_t exec_child(const char *path, const char *child_file,
-			const char *arg1, const char *arg2)
+/* Wait for pid with WNOHANG until deadline_ms; 1 reaped, 0 not yet. */
+static int reap_until(pid_t pid, int64_t deadline_ms)
 {
-	char *argv[4] = { (char *)child_file, NULL, NULL, NULL };
-	pid_t pid;
-	int err;
+	struct timespec ms = { 0, 1000000 };
+	int status;
+	pid_t r;
 
-	if (arg1) {
-		argv[1] = (char *)arg1;
-		argv[2] = (char *)arg2;
+	for (;;) {
+		r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return 1;
+		/* ECHILD: SIGCHLD ignored, or the caller's handler reaped it */
+		if (r < 0 && errno != EINTR)
+			return 1;
+		if (r == 0 && (int64_t)shf_clock_ms(CLOCK_MONOTONIC) >=
+				      deadline_ms)
+			return 0;
+		if (r == 0)
+			nanosleep(&ms, NULL);
 	}
-	err = spawn(&pid, path, argv, NULL);
-	if (err) {
-		errno = err;
-		return -1;
-	}
-	return pid;
 }
 
-/*
- * As SharedHashFile: execl(child_path, child_file, arg1, arg2, NULL), with
- * child_path the program's full path and child_file its argv[0].  No PATH
- * search; a NULL or empty child_path runs child_file as a path itself.
- */
-pid_t shf_exec_child_v2(const char *child_path, const char *child_file,
-			const char *child_argument_1,
-			const char *child_argument_2);
-__asm__(".symver shf_exec_child_v2,shf_exec_child@@LIBSHF_1.2");
-SHF_EXPORT pid_t shf_exec_child_v2(const char *child_path,
-				   const char *child_file,
-				   const char *child_argument_1,
-				   const char *child_argument_2)
-{
-	if (!child_file || !*child_file) {
-		errno = EINVAL;
-		return -1;
-	}
-	return exec_child(child_path && *child_path ? child_path : child_file,
-			  child_file, child_argument_1, child_argument_2);
-}
-
-/*
- * libshf 1.0 and 1.1 (binaries built before 1.2 bind this one) ran
- * child_path "/" child_file.
- */
-pid_t shf_exec_child_v1(const char *child_path, const char *child_file,
-			const char *child_argument_1,
-			const char *child_argument_2);
-__asm__(".symver shf_exec_child_v1,shf_exec_child@LIBSHF_1.0");
-SHF_EXPORT pid_t shf_exec_child_v1(const char *child_path,
-				   const char *child_file,
-				   const char *child_argument_1,
-				   const char *child_argument_2)
-{
-	size_t path_len, file_len;
-	char *path_file;
-	pid_t pid;
-	int err;
-
-	if (!child_file || !*child_file) {
-		errno = EINVAL;
-		return -1;
-	}
-	path_len = child_path ? strlen(child_path) : 0;
-	file_len = strlen(child_file);
-	path_file = malloc(path_len + 1 + file_len + 1);
-	if (!path_file) {
-		errno = ENOMEM;
-		return -1;
-	}
-	if (path_len) {
-		memcpy(path_file, child_path, path_len);
-		path_file[path_len] = '/';
-		memcpy(path_file + path_len + 1, child_file, file_len + 1);
-	} else {
-		memcpy(path_file, child_file, file_len + 1);
-	}
-	pid = exec_child(path_file, child_file, child_argument_1,
-			 child_argument_2);
-	err = errno;
-	free(path_file);
-	errno = err;
-	return pid;
-}
-
-/* Reap pid, retrying on EINTR.  0 or -1 with errno. */
-static int reap(pid_t pid)
+int shf_reap(pid_t pid, int64_t deadline_ms)
 {
 	int status;
 
+	if (deadline_ms >= 0) {
+		if (reap_until(pid, deadline_ms))
+			return 0;
+		kill(pid, SIGKILL); /* stuck, or not what we started */
+	}
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno == EINTR)
 			continue;
@@ -198,76 +107,7 @@ static int reap(pid_t pid)
 	return 0;
 }
 
-SHF_EXPORT char *shf_backticks(const char *cmd)
-{
-	char *argv[] = { "sh", "-c", (char *)cmd, NULL };
-	posix_spawn_file_actions_t fa;
-	char *out = NULL;
-	uint64_t cap = 0, len = 0;
-	int fds[2], err, saved;
-	pid_t pid = -1;
-	ssize_t n;
-
-	if (!cmd) {
-		errno = EINVAL;
-		return NULL;
-	}
-	if (pipe2(fds, O_CLOEXEC) < 0)
-		return NULL;
-
-	/* dup2() in the child clears O_CLOEXEC on its stdout only. */
-	err = posix_spawn_file_actions_init(&fa);
-	if (!err) {
-		err = posix_spawn_file_actions_adddup2(&fa, fds[1],
-						       STDOUT_FILENO);
-		if (!err)
-			err = spawn(&pid, "/bin/sh", argv, &fa);
-		posix_spawn_file_actions_destroy(&fa);
-	}
-	close(fds[1]);
-	if (err) {
-		close(fds[0]);
-		errno = err;
-		return NULL;
-	}
-
-	err = 0;
-	for (;;) {
-		if (shf_tls_reserve(&out, &cap, len + 4096 + 1) < 0) {
-			err = ENOMEM;
-			break;
-		}
-		n = read(fds[0], out + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			err = errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		len += (uint64_t)n;
-	}
-	close(fds[0]);
-
-	/* Always reap the child, even when reading failed. */
-	saved = reap(pid) < 0 ? errno : 0;
-	if (!err)
-		err = saved;
-	if (err) {
-		free(out);
-		errno = err;
-		return NULL;
-	}
-	/* As SharedHashFile: no trailing newlines, carriage returns, spaces. */
-	while (len && (out[len - 1] == '\n' || out[len - 1] == '\r' ||
-		       out[len - 1] == ' '))
-		len--;
-	out[len] = '\0';
-	return out;
-}
-
-int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len)
+int shf_buf_grow(char **buf, uint64_t *cap, uint64_t len)
 {
 	uint64_t new_cap;
 	char *p;
@@ -278,7 +118,6 @@ int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len)
 	}
 	if (*buf && *cap >= len)
 		return 0;
-
 	new_cap = *cap ? *cap : 64;
 	while (new_cap < len) {
 		if (new_cap > UINT64_MAX / 2) {
@@ -292,7 +131,6 @@ int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len)
 		errno = ENOMEM;
 		return -1;
 	}
-
 	p = realloc(*buf, (size_t)new_cap);
 	if (!p) {
 		errno = ENOMEM;

@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * check.c - shf_check(): every shard, under its lock, against what its
+ * index, records, UID table, counters and free lists must say; with
+ * SHF_CHECK_REPAIR, what is broken is dropped and counters are fixed.
+ */
+#include "config.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "table.h"
+
+struct chk {
+	shf_check_cb_t cb;
+	void *arg;
+	uint32_t problems;
+	/* what the shard's slots add up to */
+	uint64_t live, rbytes;
+};
+
+static void chk_report(struct chk *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void chk_report(struct chk *c, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	c->problems++;
+	if (!c->cb)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	c->cb(msg, c->arg);
+}
+
+/*
+ * Last resort of a repair: give a shard whose index cannot be read a new,
+ * empty one.  Its keys are lost; its old space is not reused.
+ */
+static void shard_reset(SHF *h, struct shard *sh)
+{
+	uint64_t seg = big_alloc(h, SEG_BYTES, 1), dir;
+	uint64_t *d;
+	uint32_t c;
+
+	if (!seg)
+		return;
+	memset(&sh->j, 0, sizeof(sh->j));
+	sh->chunk_cur = sh->chunk_end = 0;
+	for (c = 0; c < NCLASS; c++)
+		sh->free_head[c] = 0;
+	sh->uid_dir = 0;
+	sh->uid_dir_cap = 0;
+	sh->uid_next = 0;
+	sh->uid_free = 0;
+	sh->hand = 0;
+	ctr_set(&sh->rbytes, 0);
+	dir = shard_alloc_a(h, sh, 8, 1);
+	d = dir ? at(h, dir, 8) : NULL;
+	if (!d)
+		return;
+	st64(d, seg);
+	atomic_store(&sh->dir_word, dir << 6);
+	ctr_set(&sh->nkeys, 0);
+}
+
+/* What is wrong with slot sv of bucket b of segment (start, l), if any. */
+static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
+			      uint64_t sv, uint32_t b, uint32_t start,
+			      uint32_t l, uint32_t g, struct rec *r)
+{
+	uint32_t tag = slot_tag(sv), bb[2];
+	uint64_t hash, *e;
+
+	if (!rec_get(h, slot_rec(sv), r))
+		return "record unreadable";
+	hash = shf_hash(r->key, r->klen);
+	buckets_of(hash, tag, bb);
+	e = uid_entry(h, sh, r->uid);
+	if ((hash >> 56) != si || tag_of(hash) != tag)
+		return "hash does not match the key";
+	if (l && (tag >> (24 - l)) != (start >> (g - l)))
+		return "key in the wrong segment";
+	if (b != bb[0] && b != bb[1])
+		return "key in the wrong bucket";
+	if (!e || ld64(e) != slot_rec(sv))
+		return "UID table does not point at the record";
+	return NULL;
+}
+
+/* The slots of one segment; -1 if its range of the directory is bad. */
+static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
+			 uint32_t start, struct chk *c, int repair)
+{
+	struct shard *sh = &h->shards[si];
+	uint64_t de = ld64(&dir[start]), *seg;
+	uint32_t l = (uint32_t)(de & 63), len, k;
+
+	if (l > g) {
+		chk_report(c, "shard %u: dir[%u] depth %u > %u", si, start, l, g);
+		return -1;
+	}
+	len = 1u << (g - l);
+	for (k = start; k < start + len; k++)
+		if (ld64(&dir[k]) != de) {
+			chk_report(c, "shard %u: dir[%u] breaks the range of dir[%u]",
+				   si, k, start);
+			return -1;
+		}
+	seg = at(h, de & ~63ULL, SEG_BYTES);
+	if (!seg || (de & ~63ULL & (PAGE - 1))) {
+		chk_report(c, "shard %u: segment %#llx outside the file", si,
+			   (unsigned long long)(de & ~63ULL));
+		return -1;
+	}
+	for (k = 0; k < SEG_BUCKETS * BUCKET_SLOTS; k++) {
+		uint64_t sv = ld64(&seg[k]);
+		const char *why;
+		struct rec r;
+
+		if (!sv)
+			continue;
+		why = check_slot(h, sh, si, sv, k / BUCKET_SLOTS, start, l, g,
+				 &r);
+		if (why) {
+			chk_report(c, "shard %u: slot %#llx: %s", si,
+				   (unsigned long long)((uint8_t *)&seg[k] - h->base),
+				   why);
+			if (repair)
+				st64(&seg[k], 0);
+			continue;
+		}
+		c->live++;
+		c->rbytes += rec_cost(r.size);
+	}
+	return (int)len;
+}
+
+/* The counters of a shard against what its slots add up to. */
+static void check_counters(struct shard *sh, uint32_t si, struct chk *c,
+			   int repair)
+{
+	if (c->live != atomic_load(&sh->nkeys)) {
+		chk_report(c, "shard %u: %llu live keys, counter says %llu", si,
+			   (unsigned long long)c->live,
+			   (unsigned long long)atomic_load(&sh->nkeys));
+		if (repair)
+			ctr_set(&sh->nkeys, c->live);
+	}
+	if (c->rbytes != atomic_load(&sh->rbytes)) {
+		chk_report(c, "shard %u: %llu bytes of records, counter says %llu",
+			   si, (unsigned long long)c->rbytes,
+			   (unsigned long long)atomic_load(&sh->rbytes));
+		if (repair)
+			ctr_set(&sh->rbytes, c->rbytes);
+	}
+}
+
+/* Every free list of a shard: a broken one is cut where it breaks. */
+static void check_free_lists(SHF *h, struct shard *sh, uint32_t si,
+			     struct chk *c, int repair)
+{
+	uint32_t k;
+
+	for (k = 0; k < NCLASS; k++) {
+		uint64_t off = sh->free_head[k], n = 0, *prev = &sh->free_head[k];
+
+		while (off) {
+			uint32_t *w = at(h, off, REC_MIN);
+
+			if (!w || (off & 3) || w[0] != K_FREE << 24 || w[1] != k ||
+			    ++n > (1ULL << 32)) {
+				chk_report(c, "shard %u: free list %u broken at %#llx",
+					   si, k, (unsigned long long)off);
+				if (repair)
+					stu64(prev, 0);
+				break;
+			}
+			prev = (uint64_t *)(w + 2);
+			off = ldu64(w + 2);
+		}
+	}
+}
+
+/* Verify one shard under its lock; repair what can be repaired safely. */
+static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
+{
+	struct shard *sh = &h->shards[si];
+	uint32_t g, i;
+	uint64_t dw = atomic_load(&sh->dir_word), *dir = dir_get(h, dw, &g);
+	int len;
+
+	if (!dir) {
+		chk_report(c, "shard %u: directory unreadable (word %#llx)", si,
+			   (unsigned long long)dw);
+		if (repair)
+			shard_reset(h, sh);
+		return;
+	}
+	c->live = 0;
+	c->rbytes = 0;
+	for (i = 0; i < (1u << g); i += (uint32_t)len) {
+		len = check_segment(h, si, dir, g, i, c, repair);
+		if (len < 0)
+			return;
+	}
+	check_counters(sh, si, c, repair);
+	check_free_lists(h, sh, si, c, repair);
+}
+
+SHF_EXPORT uint32_t shf_check(SHF *h, uint32_t flags, shf_check_cb_t cb,
+			      void *arg)
+{
+	struct chk c = { cb, arg, 0, 0, 0 };
+	uint32_t si;
+
+	if (!h || (flags & ~SHF_CHECK_REPAIR)) {
+		errno = EINVAL;
+		return UINT32_MAX;
+	}
+	for (si = 0; si < NSHARDS; si++) {
+		struct shard *sh = &h->shards[si];
+
+		if (shard_lock(h, sh) < 0)
+			return UINT32_MAX;
+		check_shard(h, si, &c, flags & SHF_CHECK_REPAIR);
+		shard_unlock(h, sh);
+	}
+	if ((flags & SHF_CHECK_REPAIR) && atomic_load(&h->h->byte_budget)) {
+		uint32_t n = lock_all(h);
+
+		if (n == NSHARDS)
+			cache_bytes_recount(h);
+		unlock_all(h, n);
+	}
+	return c.problems;
+}

@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * evict.c - cache mode's bounds: expired keys reclaimed a few slots at a
+ * time by the CLOCK hand of their shard (never by a full scan under a
+ * lock), and the byte budget kept by evicting keys whose use mark a get
+ * did not set since the hand last passed.  store() is the put that keeps
+ * the budget; write_lock() the lock a put takes.
+ */
+#include "config.h"
+#include <errno.h>
+
+#include "table.h"
+
+enum sweep { SW_EXPIRED, SW_EVICT };
+
+/*
+ * Move the hand over at most max slots, and at most one turn of the shard.
+ * SW_EXPIRED: reclaim every expired key met; returns how many.
+ * SW_EVICT (max is then two turns): stop at the first victim — an
+ * expired key, or one whose use mark is clear (marks met are cleared) —
+ * never skip_rec nor a lease still running; returns 1, or 0 if none was
+ * found.  Under sh's lock.
+ */
+static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
+		      uint64_t max, uint64_t skip_rec, struct clk *c)
+{
+	uint32_t depth, n = 0;
+	uint64_t i;
+
+	if (mode == SW_EXPIRED && !atomic_load(&h->h->ttl_used))
+		return 0;
+	for (i = 0; i < max; i++) {
+		uint64_t *sl = hand_next(h, sh, &depth), sv;
+		struct found f;
+		int exp;
+
+		if (!sl)
+			break;
+		if (i == 0) {
+			uint64_t turn = ((1ULL << depth) + 1) * SEG_BUCKETS *
+					BUCKET_SLOTS;
+
+			if (mode == SW_EVICT)
+				max = 2 * turn;
+			else if (max > turn)
+				max = turn;
+		}
+		sv = ld64(sl);
+		if (!sv || slot_rec(sv) == skip_rec)
+			continue;
+		if (mode == SW_EVICT && (sv & SLOT_REF)) {
+			uint64_t e = sv;
+
+			__atomic_compare_exchange_n(sl, &e, sv & ~SLOT_REF, 0,
+						    __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED);
+			continue;
+		}
+		if (!rec_get(h, slot_rec(sv), &f.r))
+			continue;
+		exp = rec_expired(&f.r, c);
+		if (!exp && (mode == SW_EXPIRED || (f.r.flags & KF_LEASE)))
+			continue;
+		f.slot = sl;
+		f.sval = sv;
+		f.rec_off = slot_rec(sv);
+		delete_found(h, sh, &f);
+		if (exp)
+			ctr_add(&sh->expirations, 1);
+		else
+			ctr_add(&sh->evictions, 1);
+		n++;
+		if (mode == SW_EVICT)
+			break;
+	}
+	return n;
+}
+
+/* Slots a put's hand visits to reclaim expired keys. */
+#define PUT_SWEEP 8
+
+static __thread uint32_t evict_rot SHF_TLS_IE;
+
+/*
+ * Before a put adds need (> 0) bytes of records, under sh's lock: reserve
+ * them in the table's count, then evict until the count is within the
+ * budget — from sh first, then from other shards whose lock is free.  If
+ * nothing can be evicted the put goes ahead over the budget (by its own
+ * entry at most).  The count is only ever raised before a change and
+ * lowered after it, so a writer killed in between leaves it too high
+ * (the table then holds a little less than its budget), never too low.
+ */
+static void budget_reserve(SHF *h, struct shard *sh, uint64_t budget,
+			   int64_t need, uint64_t skip_rec, struct clk *c)
+{
+	uint32_t si = (uint32_t)(sh - h->shards), i, start;
+
+	atomic_fetch_add(&h->h->cache_bytes, (uint64_t)need);
+	while (atomic_load(&h->h->cache_bytes) > budget &&
+	       sweep(h, sh, SW_EVICT, 1, skip_rec, c))
+		;
+	start = ++evict_rot;
+	for (i = 0; i < NSHARDS - 1 &&
+		    atomic_load(&h->h->cache_bytes) > budget; i++) {
+		struct shard *t = &h->shards[(si + 1 + (start + i) %
+					      (NSHARDS - 1)) % NSHARDS];
+
+		if (!atomic_load(&t->nkeys) || shard_trylock(h, t) < 0)
+			continue;
+		while (atomic_load(&h->h->cache_bytes) > budget &&
+		       sweep(h, t, SW_EVICT, 1, 0, c))
+			;
+		shard_unlock(h, t);
+	}
+}
+
+uint64_t ttl_expiry(SHF *h, uint32_t ttl_ms, struct clk *c,
+				  uint32_t *kflags)
+{
+	if (!ttl_ms) {
+		*kflags = 0;
+		return 0;
+	}
+	*kflags = KF_TTL;
+	if (SHF_UNLIKELY(!atomic_load_explicit(&h->h->ttl_used,
+					       memory_order_relaxed)))
+		atomic_store(&h->h->ttl_used, 1);
+	return clk_now(c) + ttl_ms;
+}
+
+/*
+ * Store (key of tls, val) in sh (locked): over the found record if found
+ * (keeping its UID), else as a new key; with kflags/expiry.  Keeps the
+ * budget.  0 (*ul set), or -1 with errno.
+ */
+int store(SHF *h, struct shard *sh, struct found *f, int found,
+		 uint64_t hash, const void *val, uint32_t vlen,
+		 uint32_t kflags, uint64_t expiry, struct clk *c,
+		 uint32_t *ul)
+{
+	uint64_t budget = atomic_load_explicit(&h->h->byte_budget,
+					       memory_order_relaxed);
+	int64_t need = 0;
+	uint32_t hlen, kind;
+	int rc;
+
+	if (budget) {
+		need = (int64_t)rec_cost(rec_size_for(h, shf_tls.key_len, vlen,
+						      kflags, &hlen, &kind));
+		if (found)
+			need -= (int64_t)rec_cost(f->r.size);
+		if (need > 0)
+			budget_reserve(h, sh, budget, need,
+				       found ? f->rec_off : 0, c);
+	}
+	if (found) {
+		rc = replace_rec(h, sh, f, val, vlen, 0, NULL, NULL, NULL, kflags,
+				 expiry);
+		*ul = f->r.uid;
+	} else {
+		rc = insert_new(h, sh, hash, shf_tls.key, shf_tls.key_len, val, vlen,
+				kflags, expiry, ul);
+	}
+	if (rc < 0 && need > 0) {
+		int e = errno;
+
+		atomic_fetch_sub(&h->h->cache_bytes, (uint64_t)need);
+		errno = e;
+	} else if (rc >= 0 && need < 0) {
+		atomic_fetch_add(&h->h->cache_bytes, (uint64_t)need);
+	}
+	return rc < 0 ? -1 : 0;
+}
+
+/* Lock a key's shard for a write; reclaim a few expired keys first. */
+int write_lock(SHF *h, struct shard *sh, struct clk *c)
+{
+	if (shard_lock(h, sh) < 0)
+		return -1;
+	if (SHF_UNLIKELY(atomic_load_explicit(&h->h->ttl_used,
+					      memory_order_relaxed)))
+		sweep(h, sh, SW_EXPIRED, PUT_SWEEP, 0, c);
+	return 0;
+}
+
+SHF_EXPORT uint32_t shf_set_ttl_default(SHF *h, uint32_t ttl_ms)
+{
+	if (!h) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	if (ttl_ms)
+		atomic_store(&h->h->ttl_used, 1);
+	atomic_store(&h->h->ttl_default, ttl_ms);
+	return SHF_RET_OK;
+}
+
+SHF_EXPORT uint32_t shf_set_byte_budget(SHF *h, uint64_t bytes)
+{
+	uint32_t n;
+	int e;
+
+	if (!h) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	n = lock_all(h);
+	if (n < NSHARDS) {
+		e = errno;
+		unlock_all(h, n);
+		errno = e;
+		return SHF_RET_ERROR;
+	}
+	cache_bytes_recount(h);
+	atomic_store(&h->h->byte_budget, bytes);
+	unlock_all(h, n);
+	return SHF_RET_OK;
+}
+
+SHF_EXPORT uint32_t shf_expire(SHF *h, uint32_t max_slots)
+{
+	uint32_t si, n = 0;
+
+	if (!h) {
+		errno = EINVAL;
+		return UINT32_MAX;
+	}
+	if (!atomic_load(&h->h->ttl_used))
+		return 0;
+	for (si = 0; si < NSHARDS; si++) {
+		struct shard *sh = &h->shards[si];
+		struct clk c = { 0 };
+
+		if (!atomic_load(&sh->nkeys))
+			continue;
+		if (shard_lock(h, sh) < 0)
+			return UINT32_MAX;
+		n += sweep(h, sh, SW_EXPIRED, max_slots, 0, &c);
+		shard_unlock(h, sh);
+	}
+	return n;
+}

@@ -1,0 +1,402 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * handle.c - a table's file and the handle to it: creating a table
+ * atomically (built under a temporary name, then renamed into place),
+ * checking what an attach finds against its own size, mapping it once for
+ * the file's whole possible growth, detaching and removing it; the
+ * settings a table keeps.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "table.h"
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void do_init(void)
+{
+#ifdef SHF_TEST_HOOKS
+	shf_crash_init();
+#endif
+}
+
+SHF_EXPORT void shf_init(void)
+{
+	pthread_once(&init_once, do_init);
+}
+
+static int name_ok(const char *name)
+{
+	size_t n;
+
+	if (!name)
+		return 0;
+	n = strlen(name);
+	if (n == 0 || n > 200 || strchr(name, '/') || !strcmp(name, ".") ||
+	    !strcmp(name, "..") || name[0] == '.')
+		return 0;
+	return 1;
+}
+
+static int hdr_check(const struct hdr *hd, uint64_t fsize)
+{
+	if (fsize < sizeof(struct hdr) || hd->magic != SHF_MAGIC) {
+		errno = EBADMSG;
+		return -1;
+	}
+	if (hd->layout != SHF_LAYOUT || hd->sig != SIG_VALUE) {
+		errno = EPROTO;
+		return -1;
+	}
+	if (hd->nshards != NSHARDS || hd->shards_off != SHARDS_OFF ||
+	    hd->data_start < SHARDS_OFF + NSHARDS * sizeof(struct shard) ||
+	    hd->data_start > fsize ||
+	    (hd->data_start & (PAGE - 1)) ||
+	    atomic_load(&hd->file_used) > fsize ||
+	    (hd->fixed_set && (hd->fixed_klen > (1u << 30) ||
+			       hd->fixed_vlen > (1u << 30)))) {
+		errno = EBADMSG;
+		return -1;
+	}
+	return 0;
+}
+
+static int table_init(int fd)
+{
+	uint64_t data = SHARDS_OFF + ((NSHARDS * sizeof(struct shard) + PAGE - 1) &
+				~(uint64_t)(PAGE - 1));
+	/* per shard: one segment and a one-entry directory */
+	uint64_t size = data + NSHARDS * (SEG_BYTES + 64);
+	uint8_t *m;
+	struct hdr *hd;
+	struct shard *sh;
+	uint32_t i;
+	int rc;
+
+	size = (size + GROW_STEP - 1) & ~(uint64_t)(GROW_STEP - 1);
+	rc = fallocate(fd, 0, 0, (off_t)size);
+	if (rc < 0 && errno == EOPNOTSUPP)
+		rc = ftruncate(fd, (off_t)size);
+	if (rc < 0)
+		return -1;
+	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return -1;
+	hd = (struct hdr *)m;
+	hd->layout = SHF_LAYOUT;
+	hd->sig = SIG_VALUE;
+	hd->shards_off = SHARDS_OFF;
+	hd->data_start = data;
+	hd->nshards = NSHARDS;
+	atomic_store(&hd->file_size, size);
+	if (shf_mutex_init(&hd->alloc_mx) || shf_mutex_init(&hd->region_mx))
+		goto fail;
+	sh = (struct shard *)(m + SHARDS_OFF);
+	for (i = 0; i < NSHARDS; i++) {
+		uint64_t seg = data + (uint64_t)i * SEG_BYTES;
+		uint64_t dir = data + (uint64_t)NSHARDS * SEG_BYTES + i * 64ULL;
+
+		if (shf_mutex_init(&sh[i].mx))
+			goto fail;
+		*(uint64_t *)(m + dir) = seg; /* depth 0 */
+		atomic_store(&sh[i].dir_word, dir << 6);
+	}
+	atomic_store(&hd->file_used, data + NSHARDS * (SEG_BYTES + 64ULL));
+	atomic_thread_fence(memory_order_seq_cst);
+	hd->magic = SHF_MAGIC;
+	munmap(m, size);
+	return 0;
+fail:
+	munmap(m, size);
+	return -1;
+}
+
+static SHF *attach_fd(int fd, const char *path, const char *name)
+{
+	struct hdr hd;
+	struct stat st;
+	SHF *h;
+	uint64_t ms;
+	void *m = MAP_FAILED;
+
+	if (fstat(fd, &st) < 0)
+		return NULL;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EBADMSG;
+		return NULL;
+	}
+	if ((uint64_t)st.st_size < sizeof(hd) ||
+	    pread(fd, &hd, sizeof(hd), 0) != (ssize_t)sizeof(hd)) {
+		errno = EBADMSG;
+		return NULL;
+	}
+	if (hdr_check(&hd, (uint64_t)st.st_size) < 0)
+		return NULL;
+	for (ms = MAP_MAX; ms >= (64ULL << 20); ms /= 2) {
+		if (ms < (uint64_t)st.st_size)
+			break;
+		m = mmap(NULL, ms, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (m != MAP_FAILED)
+			break;
+	}
+	if (m == MAP_FAILED) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		munmap(m, ms);
+		errno = ENOMEM;
+		return NULL;
+	}
+	h->fd = fd;
+	h->lockable = 1;
+	h->base = m;
+	h->map_size = ms;
+	atomic_store(&h->valid, (uint64_t)st.st_size);
+	h->h = m;
+	h->shards = (struct shard *)(h->base + SHARDS_OFF);
+	h->path = strdup(path);
+	h->name = strdup(name);
+	if (!h->path || !h->name) {
+		free(h->path);
+		free(h->name);
+		munmap(m, ms);
+		free(h);
+		errno = ENOMEM;
+		return NULL;
+	}
+	h->site.counts = &h->h->locks;
+	h->site.dev = (uint64_t)st.st_dev;
+	h->site.ino = (uint64_t)st.st_ino;
+	h->site.max_wait_ms = LOCK_WAIT_MAX_MS;
+	h->reg_id = shf_reg_add(h);
+	if (!h->reg_id) {
+		free(h->path);
+		free(h->name);
+		munmap(m, ms);
+		free(h);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return h;
+}
+
+static _Atomic unsigned tmp_counter;
+static _Atomic unsigned file_mode = 0600;
+
+SHF_EXPORT void shf_set_file_mode(mode_t mode)
+{
+	if (mode & ~(mode_t)0666) {
+		errno = EINVAL;
+		return;
+	}
+	atomic_store(&file_mode, (unsigned)(mode | 0600));
+}
+
+static SHF *do_attach(const char *path, const char *name, int create)
+{
+	char fname[256], tname[300];
+	int dfd, fd, e;
+	SHF *h;
+
+	shf_init();
+	if (!path || !*path || !name_ok(name)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return NULL;
+	snprintf(fname, sizeof(fname), "%s.shf", name);
+	for (;;) {
+		fd = openat(dfd, fname, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT || !create)
+			break;
+		/* build it under a temporary name, then link it in place */
+		snprintf(tname, sizeof(tname), ".%s.%ld.%u.tmp", fname,
+			 (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
+		fd = openat(dfd, tname,
+			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+		if (fd < 0)
+			break;
+		/* the mode asked for, whatever the umask */
+		if (fchmod(fd, (mode_t)atomic_load(&file_mode)) < 0 ||
+		    table_init(fd) < 0 ||
+		    syscall(SYS_renameat2, dfd, tname, dfd, fname, 1 /* NOREPLACE */) < 0) {
+			e = errno;
+			unlinkat(dfd, tname, 0);
+			close(fd);
+			if (e == EEXIST)
+				continue; /* somebody else won: attach theirs */
+			close(dfd);
+			errno = e;
+			return NULL;
+		}
+		break;
+	}
+	e = errno;
+	close(dfd);
+	if (fd < 0) {
+		errno = e;
+		return NULL;
+	}
+	h = attach_fd(fd, path, name);
+	if (!h) {
+		e = errno;
+		close(fd);
+		errno = e;
+	}
+	return h;
+}
+
+SHF_EXPORT SHF *shf_attach_existing(const char *path, const char *name)
+{
+	return do_attach(path, name, 0);
+}
+
+SHF_EXPORT SHF *shf_attach(const char *path, const char *name,
+			   uint32_t delete_upon_process_exit)
+{
+	SHF *h = do_attach(path, name, 1);
+
+	if (h && delete_upon_process_exit) {
+		pid_t me = getpid();
+		uint64_t st = shf_proc_start_time(me);
+
+		atomic_store(&h->h->owner_start, st);
+		atomic_store(&h->h->owner_pid, me);
+		if (shf_monitor_start(h->path, h->name) < 0) {
+			int e = errno;
+
+			shf_detach(h);
+			errno = e;
+			return NULL;
+		}
+	}
+	return h;
+}
+
+SHF_EXPORT void shf_detach(SHF *h)
+{
+	if (!h)
+		return;
+	getstat_flush_handle(h);
+	/* the queues' and log's hooks run first (registry.c) */
+	shf_reg_remove(h);
+	munmap(h->base, h->map_size);
+	close(h->fd);
+	free(h->path);
+	free(h->name);
+	free(h);
+}
+
+SHF_EXPORT char *shf_del(SHF *h)
+{
+	char fname[256], *out = NULL;
+	struct stat st;
+	int dfd, e;
+
+	if (!h) {
+		errno = EINVAL;
+		return NULL;
+	}
+	snprintf(fname, sizeof(fname), "%s.shf", h->name);
+	dfd = open(h->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		goto out;
+	/* remove only the file this handle is attached to */
+	if (fstatat(dfd, fname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		struct stat me;
+
+		if (fstat(h->fd, &me) == 0 && me.st_ino == st.st_ino &&
+		    me.st_dev == st.st_dev) {
+			if (unlinkat(dfd, fname, 0) == 0 &&
+			    asprintf(&out, "removed %s/%s (%llu bytes)",
+				     h->path, fname,
+				     (unsigned long long)st.st_size) < 0) {
+				out = NULL;
+				errno = ENOMEM;
+			}
+		} else {
+			errno = ESTALE;
+		}
+	}
+	close(dfd);
+out:
+	e = errno;
+	shf_detach(h);
+	errno = e;
+	return out;
+}
+
+const struct shf_lock_site *shf_handle_lock_site(SHF *h)
+{
+	return &h->site;
+}
+
+int shf_owner_get(SHF *h, pid_t *pid, uint64_t *start_time)
+{
+	if (!h) {
+		errno = EINVAL;
+		return -1;
+	}
+	*pid = atomic_load(&h->h->owner_pid);
+	*start_time = atomic_load(&h->h->owner_start);
+	return 0;
+}
+
+uint64_t shf_handle_reg_id(SHF *h)
+{
+	return h->reg_id;
+}
+
+SHF_EXPORT void shf_set_is_lockable(SHF *h, uint32_t is_lockable)
+{
+	if (h)
+		h->lockable = is_lockable ? 1 : 0;
+}
+
+SHF_EXPORT void shf_set_is_fixed_len(SHF *h, uint32_t key_len,
+				     uint32_t val_len)
+{
+	uint32_t i, n;
+	int busy = 0;
+
+	if (!h || !key_len || !val_len || key_len > (1u << 30) ||
+	    val_len > (1u << 30)) {
+		errno = EINVAL;
+		return;
+	}
+	n = lock_all(h);
+	if (n < NSHARDS) {
+		busy = -1;
+	} else if (h->h->fixed_set) {
+		if (h->h->fixed_klen != key_len || h->h->fixed_vlen != val_len)
+			busy = 1;
+	} else {
+		for (i = 0; i < NSHARDS; i++)
+			if (atomic_load(&h->shards[i].nkeys))
+				busy = 1;
+		if (!busy) {
+			h->h->fixed_klen = key_len;
+			h->h->fixed_vlen = val_len;
+			barrier();
+			h->h->fixed_set = 1;
+		}
+	}
+	unlock_all(h, n);
+	if (busy > 0)
+		errno = EBUSY;
+}

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * index.c - a shard's extendible-hashing index: a directory of 4 KiB
+ * segments of 64 buckets of 8 slots.  Inserting displaces one entry to
+ * its other bucket (cuckoo, one level) before a full segment splits in two
+ * by the next tag bit; the directory doubles when a segment reaches its
+ * depth.  Each step is journaled in the shard so that a writer killed in
+ * the middle is finished by the next locker (shard.c).  idx_find() is
+ * inline in table.h; the CLOCK hand of eviction walks the index here.
+ */
+#include "config.h"
+#include <errno.h>
+#include <string.h>
+
+#include "table.h"
+
+/*
+ * Double the directory of dw (depth g); one store publishes the new one.
+ * Returns the new directory (and *dw), or NULL with errno.
+ */
+static uint64_t *dir_double(SHF *h, struct shard *sh, uint64_t *dw,
+			    uint64_t *dir, uint32_t g)
+{
+	uint64_t nd = shard_alloc_a(h, sh, 8ULL << (g + 1), 1), *n;
+	uint32_t i;
+
+	if (!nd)
+		return NULL;
+	n = at(h, nd, 8ULL << (g + 1));
+	if (!n || (nd & 7)) {
+		errno = EBADMSG;
+		return NULL;
+	}
+	for (i = 0; i < (1u << (g + 1)); i++)
+		n[i] = ld64(&dir[i >> 1]);
+	barrier();
+	atomic_store(&sh->dir_word, (nd << 6) | (g + 1));
+	CRASH(CP_DIR_DOUBLE);
+	if (g > 0) /* depth 0 directories live in the initial area */
+		shard_free(h, sh, *dw >> 6, 8ULL << g);
+	*dw = (nd << 6) | (g + 1);
+	return n;
+}
+
+/* Split the segment at directory index idx (under the lock). */
+static int seg_split(SHF *h, struct shard *sh, uint32_t idx)
+{
+	uint32_t g, l, start, len, i, bit;
+	uint64_t dw = atomic_load(&sh->dir_word), *dir = dir_get(h, dw, &g);
+	uint64_t de, so, no, *seg, *nseg;
+
+	if (!dir)
+		goto corrupt;
+	de = ld64(&dir[idx]);
+	l = (uint32_t)(de & 63);
+	if (l > g)
+		goto corrupt;
+	if (l >= MAX_DEPTH) {
+		errno = EOVERFLOW;
+		return -1;
+	}
+	if (l == g) {
+		dir = dir_double(h, sh, &dw, dir, g);
+		if (!dir)
+			return -1;
+		g++;
+		idx = idx * 2;
+	}
+	len = 1u << (g - l);
+	start = idx & ~(len - 1);
+	so = de & ~63ULL;
+	seg = at(h, so, SEG_BYTES);
+	no = big_alloc(h, SEG_BYTES, 1);
+	if (!no)
+		return -1;
+	nseg = at(h, no, SEG_BYTES);
+	if (!seg || !nseg)
+		goto corrupt;
+	bit = 23 - l; /* tag bit that separates the halves */
+	sh->j.split_seg = so;
+	sh->j.split_new = no;
+	sh->j.split_start = start;
+	sh->j.split_len = len;
+	sh->j.split_depth = l;
+	barrier();
+	for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++) {
+		uint64_t s = ld64(&seg[i]);
+
+		nseg[i] = s && ((slot_tag(s) >> bit) & 1) ? s : 0;
+	}
+	barrier();
+	sh->j.split_state = 1;
+	barrier();
+	CRASH(CP_SPLIT_COPIED);
+	for (i = 0; i < len; i++) {
+		st64(&dir[start + i], (i < len / 2 ? so : no) | (l + 1));
+		if (i == len / 2)
+			CRASH(CP_SPLIT_DIR);
+	}
+	for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++) {
+		uint64_t s = ld64(&seg[i]);
+
+		if (s && ((slot_tag(s) >> bit) & 1))
+			st64(&seg[i], 0);
+	}
+	barrier();
+	sh->j.split_state = 0;
+	ctr_add(&sh->splits, 1);
+	return 0;
+corrupt:
+	errno = EBADMSG;
+	return -1;
+}
+
+/* Insert slot value sv for hash (known absent); under the lock. */
+uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
+{
+	uint32_t tag = tag_of(hash), idx, b[2], i, k, tries;
+
+	for (tries = 0; tries < 2 * MAX_DEPTH + 2; tries++) {
+		uint64_t so, *seg = seg_for(h, sh, tag, &so, &idx);
+
+		if (!seg) {
+			errno = EBADMSG;
+			return NULL;
+		}
+		buckets_of(hash, tag, b);
+		for (k = 0; k < 2; k++) {
+			uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
+
+			for (i = 0; i < BUCKET_SLOTS; i++)
+				if (!ld64(&bk[i]))
+					return &bk[i];
+		}
+		/* one level of cuckoo displacement */
+		for (k = 0; k < 2; k++) {
+			uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
+
+			for (i = 0; i < BUCKET_SLOTS; i++) {
+				uint64_t s = ld64(&bk[i]);
+				uint32_t ob = b[k] ^ alt_of(slot_tag(s)), m;
+				uint64_t *obk = seg + ob * BUCKET_SLOTS;
+
+				for (m = 0; m < BUCKET_SLOTS; m++) {
+					if (ld64(&obk[m]))
+						continue;
+					sh->j.kick_to = (uint64_t)((uint8_t *)&obk[m] - h->base);
+					sh->j.kick_val = s;
+					barrier();
+					sh->j.kick_from = (uint64_t)((uint8_t *)&bk[i] - h->base);
+					barrier();
+					st64(&obk[m], s);
+					CRASH(CP_KICK);
+					st64(&bk[i], 0);
+					barrier();
+					sh->j.kick_from = 0;
+					return &bk[i];
+				}
+			}
+		}
+		if (seg_split(h, sh, idx) < 0)
+			return NULL;
+	}
+	errno = EOVERFLOW;
+	return NULL;
+}
+
+/* Does the index hold slot value sv (for the record's own key)? */
+int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off)
+{
+	struct rec r;
+	struct found f;
+
+	if (!rec_get(h, rec_off, &r))
+		return 0;
+	if (idx_find(h, sh, shf_hash(r.key, r.klen), r.key, r.klen, &f) != 1)
+		return 0;
+	return f.rec_off == rec_off;
+}
+
+/*
+ * The slot under the shard's CLOCK hand; the hand moves on by one.  The
+ * hand walks every segment once per turn (a segment that several directory
+ * entries share is walked from its first entry).  NULL: index unreadable.
+ */
+uint64_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth)
+{
+	uint32_t g, idx, k, l;
+	uint64_t *dir = dir_get(h, atomic_load(&sh->dir_word), &g), de, so,
+		 *seg;
+
+	if (!dir)
+		return NULL;
+	*depth = g;
+	idx = (uint32_t)(sh->hand >> 9);
+	k = (uint32_t)(sh->hand & 511);
+	if (idx >= (1u << g)) {
+		idx = 0;
+		k = 0;
+	}
+	de = ld64(&dir[idx]);
+	l = (uint32_t)(de & 63);
+	if (l > g)
+		return NULL;
+	idx &= ~((1u << (g - l)) - 1); /* the segment's first entry */
+	so = de & ~63ULL;
+	seg = (so & (PAGE - 1)) ? NULL : at(h, so, SEG_BYTES);
+	if (!seg)
+		return NULL;
+	if (k + 1 < SEG_BUCKETS * BUCKET_SLOTS)
+		sh->hand = ((uint64_t)idx << 9) | (k + 1);
+	else
+		sh->hand = (uint64_t)(idx + (1u << (g - l))) << 9;
+	return &seg[k];
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * log-internal.h - what the two files of the multiplexed log share; never
+ * installed.  log-ring.c owns the ring in the table (its region, writing a
+ * record, the drain thread); log.c the process's side (the log its
+ * shf_log_f*() calls go to, lines pieced together per thread, the API).
+ *
+ * The named region "log" holds a header and a ring of records.  Writers
+ * (any thread of any process) take the robust mutex, wait for room, copy
+ * the text (as given, or "<seconds> <pid> <text>" when the log was asked
+ * for a prefix) into the ring and publish it by moving write_pos.  One
+ * draining thread, started by shf_log_thread_new() in one process, copies
+ * records out, moves read_pos and writes them to its fd.
+ *
+ * A writer that dies while holding the mutex has published nothing (the
+ * write_pos store is the commit), so the next locker has nothing to
+ * repair.  A full ring makes writers wait; if the draining process is
+ * gone (its pid and start time no longer match), a writer drops its line
+ * instead and counts it; the next draining thread writes the count as a
+ * line of its own.  Every position and length read from the ring is
+ * checked against the ring's size as this process found it when it
+ * opened the log (a size word another process rewrites is not believed).
+ */
+#ifndef SHF_LOG_INTERNAL_H
+#define SHF_LOG_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "shf-internal.h"
+
+#define LOG_REGION "log"
+#define LOG_MAGIC 0x31474f4c5f464853ULL /* "SHF_LOG1" */
+#define LOG_HDR_SIZE 4096u
+#define LOG_SIZE_DEFAULT (1u << 20)
+#define LOG_SIZE_MIN 4096u
+#define LOG_SIZE_MAX (1u << 30)
+#define LOG_LINE_MAX (1u << 20)
+#define LOG_REC_PAD UINT32_MAX
+#define LOG_WAIT_MS 50
+#define LOG_PREFIX_MAX 48
+
+enum { LOG_FREE = 0, LOG_INIT = 1, LOG_READY = 2 };
+
+struct log_hdr {
+	uint64_t magic;
+	uint32_t state;
+	uint32_t size;               /* ring bytes, a power of two */
+	uint64_t t0_ns;              /* CLOCK_MONOTONIC at creation */
+	uint64_t lines;              /* lines published */
+	pthread_mutex_t lock __attribute__((aligned(64)));
+	/* Written by writers under the lock. */
+	uint64_t write_pos __attribute__((aligned(64)));
+	uint32_t write_seq;          /* futex: bumped per published line */
+	uint32_t reader_waiting;
+	/* Written by the draining thread. */
+	uint64_t read_pos __attribute__((aligned(64)));
+	uint32_t read_seq;           /* futex: bumped per drained batch */
+	uint32_t writers_waiting;
+	int32_t reader_pid;          /* 0: no draining thread */
+	uint32_t reader_dead;        /* writers found it gone */
+	uint64_t reader_start;       /* its start time */
+	uint64_t dropped;            /* lines dropped since last report */
+	uint32_t prefix;             /* SHF_LOG_PREFIX_* of every line */
+};
+
+struct log_rec {
+	uint32_t len;                /* whole record, a multiple of 8 */
+	uint32_t text_len;           /* LOG_REC_PAD: skip to the ring's end */
+};
+
+/* This process's view of a table's log, checked when it was opened. */
+struct log_ref {
+	SHF *shf;
+	struct log_hdr *h;
+	uint32_t size; /* of the ring: a power of two, inside the region */
+};
+
+/* =========================================================== log-ring.c */
+
+/* Open shf's log, creating it (ring of size bytes) if asked; 0 or -1. */
+int log_open(SHF *shf, uint32_t size, int create, struct log_ref *ref);
+/* Ring bytes for log_size (0: the default); 0 if too large. */
+uint32_t log_round_size(uint32_t want);
+/* Largest text a record of a ring of size bytes may carry. */
+uint32_t log_line_max(uint32_t size);
+/*
+ * Publish one record of text, with a newline added if add_nl and it has
+ * none; 0, or -1 with errno (EPIPE: dropped, no reader; EMSGSIZE).
+ */
+int log_put(const struct log_ref *r, const char *text, uint32_t len,
+	    int add_nl);
+/* Set what goes before each line, for every writer. */
+void log_prefix_set(const struct log_ref *r, uint32_t prefix);
+/*
+ * Start this process's one drain thread on r's log, writing to fd (or to
+ * output, when set): 0, or -1 with errno (EBUSY: one drains already).
+ */
+int log_thread_start(const struct log_ref *r, int fd);
+/* Stop it if it drains shf's log: 0, or -1 with ENOENT. */
+int log_thread_stop(SHF *shf);
+/* Where drained lines go instead of the fd (NULL: the fd). */
+void log_output_store(void (*output)(char *line, uint32_t len));
+void (*log_output_load(void))(char *line, uint32_t len);
+
+#endif /* SHF_LOG_INTERNAL_H */

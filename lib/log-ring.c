@@ -1,0 +1,517 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * log-ring.c - the log's ring in a table: its region, writing a record,
+ * and this process's drain thread.  See log-internal.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log-internal.h"
+
+/* This process's draining thread (at most one). */
+static pthread_mutex_t log_thr_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	struct log_ref ref;
+	pthread_t th;
+	int fd;
+	int running;
+	uint32_t stop;
+} log_thr;
+static pthread_once_t log_thr_once = PTHREAD_ONCE_INIT;
+
+static void (*log_output)(char *line, uint32_t len);
+
+void log_output_store(void (*output)(char *line, uint32_t len))
+{
+	__atomic_store_n(&log_output, output, __ATOMIC_RELEASE);
+}
+
+void (*log_output_load(void))(char *line, uint32_t len)
+{
+	return __atomic_load_n(&log_output, __ATOMIC_ACQUIRE);
+}
+
+/* fork(): the drain thread stays in the parent; the child has none. */
+static void log_atfork_child(void)
+{
+	log_thr.running = 0;
+	memset(&log_thr.ref, 0, sizeof(log_thr.ref));
+}
+
+static void log_thr_init(void)
+{
+	pthread_atfork(NULL, NULL, log_atfork_child);
+}
+
+static uint64_t log_now_ns(void)
+{
+	return shf_clock_ns(CLOCK_MONOTONIC);
+}
+
+static inline char *log_data(struct log_hdr *h)
+{
+	return (char *)h + LOG_HDR_SIZE;
+}
+
+uint32_t log_round_size(uint32_t want)
+{
+	uint32_t size = LOG_SIZE_MIN;
+
+	if (want == 0)
+		return LOG_SIZE_DEFAULT;
+	if (want > LOG_SIZE_MAX)
+		return 0;
+	while (size < want)
+		size <<= 1;
+	return size;
+}
+
+uint32_t log_line_max(uint32_t size)
+{
+	uint32_t m = size / 4 - sizeof(struct log_rec) - LOG_PREFIX_MAX - 8;
+
+	return m < LOG_LINE_MAX ? m : LOG_LINE_MAX;
+}
+
+/*
+ * The log's mutex: writers wait for room holding it while the drain
+ * thread writes out (to a slow disk, maybe), so a waiter never gives up
+ * on a live holder that maps the table.
+ */
+static int log_lock(const struct log_ref *r)
+{
+	struct shf_lock_site site = *shf_handle_lock_site(r->shf);
+
+	site.max_wait_ms = 0;
+	return shf_mutex_lock(&r->h->lock, &site);
+}
+
+/* Make the region a log, if nobody did (create); 0 or -1. */
+static int log_init(struct log_hdr *h, uint64_t got)
+{
+	uint32_t st = LOG_FREE, size;
+
+	if (!__atomic_compare_exchange_n(&h->state, &st, LOG_INIT, 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return 0;
+	if (shf_mutex_init(&h->lock) < 0) {
+		__atomic_store_n(&h->state, LOG_FREE, __ATOMIC_RELEASE);
+		return -1;
+	}
+	h->magic = LOG_MAGIC;
+	size = (uint32_t)(got - LOG_HDR_SIZE);
+	while (size & (size - 1))
+		size &= size - 1; /* round down to a power of 2 */
+	h->size = size;
+	h->t0_ns = log_now_ns();
+	__atomic_store_n(&h->state, LOG_READY, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int log_open(SHF *shf, uint32_t size, int create, struct log_ref *ref)
+{
+	struct log_hdr *h = NULL;
+	uint64_t got = 0;
+	uint32_t rsize;
+
+	if (!shf) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (create)
+		h = shf_region(shf, LOG_REGION, (uint64_t)LOG_HDR_SIZE + size,
+			       1, &got);
+	if (!h && (!create || errno == EEXIST))
+		h = shf_region(shf, LOG_REGION, 0, 0, &got);
+	if (!h)
+		return -1;
+	if (got < LOG_HDR_SIZE + LOG_SIZE_MIN) {
+		errno = EBADMSG;
+		return -1;
+	}
+	if (create && log_init(h, got) < 0)
+		return -1;
+	/* Another process may be initialising it right now: give it 1 s. */
+	for (int i = 0; i < 1000; i++) {
+		if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == LOG_READY)
+			break;
+		usleep(1000);
+	}
+	if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != LOG_READY) {
+		errno = EBUSY;
+		return -1;
+	}
+	rsize = __atomic_load_n(&h->size, __ATOMIC_RELAXED);
+	if (h->magic != LOG_MAGIC || rsize < LOG_SIZE_MIN ||
+	    rsize > LOG_SIZE_MAX || (rsize & (rsize - 1)) ||
+	    (uint64_t)LOG_HDR_SIZE + rsize > got) {
+		errno = EBADMSG;
+		return -1;
+	}
+	ref->shf = shf;
+	ref->h = h;
+	ref->size = rsize;
+	return 0;
+}
+
+/* 1 if a draining thread is (still) there. */
+static int log_reader_alive(struct log_hdr *h, int check_proc)
+{
+	pid_t pid = __atomic_load_n(&h->reader_pid, __ATOMIC_ACQUIRE);
+
+	if (pid <= 0 || __atomic_load_n(&h->reader_dead, __ATOMIC_ACQUIRE))
+		return 0;
+	if (check_proc && shf_proc_start_time(pid) != h->reader_start) {
+		__atomic_store_n(&h->reader_dead, 1, __ATOMIC_RELEASE);
+		return 0;
+	}
+	return 1;
+}
+
+/* "<seconds> <pid> " into buf if the log asks for it; its length. */
+static uint32_t log_prefix(struct log_hdr *h, char *buf, size_t size)
+{
+	uint64_t ns;
+	int n;
+
+	if (__atomic_load_n(&h->prefix, __ATOMIC_RELAXED) !=
+	    SHF_LOG_PREFIX_TIME_PID)
+		return 0;
+	ns = log_now_ns() - h->t0_ns;
+	n = snprintf(buf, size, "%llu.%06llu %ld ",
+		     (unsigned long long)(ns / 1000000000ull),
+		     (unsigned long long)(ns % 1000000000ull) / 1000ull,
+		     (long)getpid());
+	if (n < 0)
+		return 0;
+	return (uint32_t)n >= size ? (uint32_t)size - 1 : (uint32_t)n;
+}
+
+void log_prefix_set(const struct log_ref *r, uint32_t prefix)
+{
+	__atomic_store_n(&r->h->prefix, prefix, __ATOMIC_RELAXED);
+}
+
+/*
+ * Under the lock: wait until rlen bytes (plus the padding to the ring's
+ * end, if the record does not fit before it) are free at *w.  0, or -1
+ * with errno EPIPE (no reader: the line is dropped and counted).
+ */
+static int log_room(const struct log_ref *r, uint64_t *w, uint32_t rlen)
+{
+	struct log_hdr *h = r->h;
+	uint32_t size = r->size, room;
+	uint64_t need;
+	int waited = 0;
+
+	for (;;) {
+		uint64_t rd = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
+		uint32_t seq;
+
+		if (*w - rd > size) {
+			/* Corrupt positions: start again empty. */
+			__atomic_store_n(&h->write_pos, rd, __ATOMIC_RELEASE);
+			*w = rd;
+		}
+		room = size - (uint32_t)(*w & (size - 1));
+		need = rlen + (room < rlen ? room : 0);
+		if (size - (*w - rd) >= need)
+			return 0;
+		if (!log_reader_alive(h, waited)) {
+			__atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
+			errno = EPIPE;
+			return -1;
+		}
+		seq = __atomic_load_n(&h->read_seq, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&h->writers_waiting, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&h->read_pos, __ATOMIC_SEQ_CST) != rd)
+			continue;
+		shf_futex_wait(&h->read_seq, seq, LOG_WAIT_MS);
+		waited = 1;
+	}
+}
+
+int log_put(const struct log_ref *r, const char *text, uint32_t len,
+	    int add_nl)
+{
+	char prefix[LOG_PREFIX_MAX];
+	struct log_hdr *h = r->h;
+	uint32_t size = r->size, nl, plen, rlen, off;
+	struct log_rec *rec;
+	uint64_t w;
+
+	if (len > log_line_max(size)) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	nl = (add_nl && (len == 0 || text[len - 1] != '\n')) ? 1 : 0;
+	/* 1: the dead owner published nothing; nothing to repair */
+	if (log_lock(r) < 0)
+		return -1;
+	plen = log_prefix(h, prefix, sizeof(prefix));
+	rlen = (uint32_t)((sizeof(*rec) + plen + len + nl + 7) & ~7ull);
+	w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
+	if (log_room(r, &w, rlen) < 0) {
+		shf_mutex_unlock(&h->lock);
+		return -1;
+	}
+	off = (uint32_t)(w & (size - 1));
+	if (size - off < rlen) { /* pad to the ring's end */
+		rec = (struct log_rec *)(log_data(h) + off);
+		rec->len = size - off;
+		rec->text_len = LOG_REC_PAD;
+		w += size - off;
+		off = 0;
+	}
+	rec = (struct log_rec *)(log_data(h) + off);
+	rec->len = rlen;
+	rec->text_len = plen + len + nl;
+	memcpy((char *)(rec + 1), prefix, plen);
+	memcpy((char *)(rec + 1) + plen, text, len);
+	if (nl)
+		((char *)(rec + 1))[plen + len] = '\n';
+	__atomic_store_n(&h->write_pos, w + rlen, __ATOMIC_RELEASE);
+	h->lines++;
+	__atomic_add_fetch(&h->write_seq, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&h->reader_waiting, __ATOMIC_SEQ_CST))
+		shf_futex_wake(&h->write_seq, 1);
+	shf_mutex_unlock(&h->lock);
+	return 0;
+}
+
+static void log_write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* nowhere to write: the output is lost */
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Hand out a batch of lines: the callback line by line, or one write. */
+static void log_emit(int fd, char *buf, size_t len, const uint32_t *lens,
+		     uint32_t nlines)
+{
+	void (*out)(char *, uint32_t) = log_output_load();
+
+	if (!out) {
+		log_write_all(fd, buf, len);
+		return;
+	}
+	for (uint32_t i = 0; i < nlines; i++) {
+		out(buf, lens[i]);
+		buf += lens[i];
+	}
+}
+
+#define LOG_BATCH (256u << 10)
+#define LOG_BATCH_LINES 4096u
+/* The longest text a writer puts in one record. */
+#define LOG_TEXT_MAX (LOG_LINE_MAX + LOG_PREFIX_MAX + 1)
+
+struct drain {
+	char *buf; /* LOG_BATCH + LOG_TEXT_MAX + 256 bytes */
+	uint32_t *lens;
+	size_t len;
+	uint32_t nlines;
+};
+
+/* The count of lines writers dropped, as a line of its own. */
+static void drain_dropped(struct log_hdr *h, struct drain *d)
+{
+	uint64_t dropped = __atomic_exchange_n(&h->dropped, 0,
+					       __ATOMIC_ACQ_REL);
+	char pre[LOG_PREFIX_MAX];
+	uint32_t plen;
+	int n;
+
+	if (!dropped)
+		return;
+	plen = log_prefix(h, pre, sizeof(pre));
+	n = snprintf(d->buf, 256,
+		     "%.*sshf-log: %llu lines dropped while no thread drained "
+		     "the log\n",
+		     (int)plen, pre, (unsigned long long)dropped);
+	if (n > 0 && n < 256) {
+		d->len = (size_t)n;
+		d->lens[d->nlines++] = (uint32_t)n;
+	}
+}
+
+/*
+ * Copy the records published between rd and w into d, up to a batch;
+ * returns where it stopped.  A record that is not what a writer makes
+ * (another process wrote the ring) ends the batch and what is left.
+ */
+static uint64_t drain_copy(const struct log_ref *r, uint64_t rd, uint64_t w,
+			   struct drain *d)
+{
+	uint32_t size = r->size, mask = size - 1;
+
+	if (w - rd > size)
+		rd = w - size; /* corrupt: keep what may be valid */
+	while (rd != w && d->len < LOG_BATCH && d->nlines < LOG_BATCH_LINES) {
+		uint32_t off = (uint32_t)(rd & mask);
+		struct log_rec *rec = (struct log_rec *)(log_data(r->h) + off);
+		uint32_t rlen = rec->len, tlen = rec->text_len;
+
+		if (rlen < sizeof(*rec) || (rlen & 7) || rlen > w - rd ||
+		    rlen > size - off ||
+		    (tlen != LOG_REC_PAD &&
+		     (tlen > rlen - sizeof(*rec) || tlen > LOG_TEXT_MAX))) {
+			__atomic_add_fetch(&r->h->dropped, 1,
+					   __ATOMIC_RELAXED);
+			return w;
+		}
+		if (tlen != LOG_REC_PAD) {
+			memcpy(d->buf + d->len, rec + 1, tlen);
+			d->len += tlen;
+			d->lens[d->nlines++] = tlen;
+		}
+		rd += rlen;
+	}
+	return rd;
+}
+
+/* Nothing published: sleep until a writer says so (or 200 ms). */
+static void drain_wait(struct log_hdr *h, uint64_t rd)
+{
+	uint32_t seq;
+
+	__atomic_store_n(&h->reader_waiting, 1, __ATOMIC_SEQ_CST);
+	seq = __atomic_load_n(&h->write_seq, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&h->write_pos, __ATOMIC_SEQ_CST) == rd)
+		shf_futex_wait(&h->write_seq, seq, 200);
+	__atomic_store_n(&h->reader_waiting, 0, __ATOMIC_RELAXED);
+}
+
+static void *log_drain(void *arg)
+{
+	const struct log_ref *r = arg;
+	struct log_hdr *h = r->h;
+	struct drain d;
+
+	d.buf = malloc(LOG_BATCH + LOG_TEXT_MAX + 256);
+	d.lens = malloc(sizeof(*d.lens) * LOG_BATCH_LINES);
+	if (!d.buf || !d.lens)
+		goto out;
+	for (;;) {
+		uint64_t rd = h->read_pos;
+		uint64_t w = __atomic_load_n(&h->write_pos, __ATOMIC_ACQUIRE);
+
+		d.len = 0;
+		d.nlines = 0;
+		drain_dropped(h, &d);
+		if (rd == w && !d.len) {
+			if (__atomic_load_n(&log_thr.stop, __ATOMIC_ACQUIRE))
+				break;
+			drain_wait(h, rd);
+			continue;
+		}
+		rd = drain_copy(r, rd, w, &d);
+		/* Copied out: give writers the room before the slow write. */
+		__atomic_store_n(&h->read_pos, rd, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(&h->read_seq, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&h->writers_waiting, __ATOMIC_SEQ_CST)) {
+			__atomic_store_n(&h->writers_waiting, 0,
+					 __ATOMIC_SEQ_CST);
+			shf_futex_wake(&h->read_seq, INT_MAX);
+		}
+		log_emit(log_thr.fd, d.buf, d.len, d.lens, d.nlines);
+	}
+out:
+	free(d.buf);
+	free(d.lens);
+	return NULL;
+}
+
+/* Under log_thr_lock: be r's log's only reader; 0 or -1 (EBUSY). */
+static int log_claim_reader(const struct log_ref *r)
+{
+	struct log_hdr *h = r->h;
+	pid_t me = getpid();
+
+	if (log_lock(r) < 0)
+		return -1;
+	if (log_reader_alive(h, 1) && h->reader_pid != me) {
+		shf_mutex_unlock(&h->lock);
+		errno = EBUSY;
+		return -1;
+	}
+	h->reader_start = shf_proc_start_time(me);
+	__atomic_store_n(&h->reader_pid, me, __ATOMIC_RELEASE);
+	__atomic_store_n(&h->reader_dead, 0, __ATOMIC_RELEASE);
+	shf_mutex_unlock(&h->lock);
+	return 0;
+}
+
+int log_thread_start(const struct log_ref *r, int fd)
+{
+	sigset_t all, old;
+	int err;
+
+	pthread_once(&log_thr_once, log_thr_init);
+	pthread_mutex_lock(&log_thr_lock);
+	if (log_thr.running) {
+		pthread_mutex_unlock(&log_thr_lock);
+		errno = EBUSY;
+		return -1;
+	}
+	if (log_claim_reader(r) < 0) {
+		pthread_mutex_unlock(&log_thr_lock);
+		return -1;
+	}
+	log_thr.ref = *r;
+	log_thr.fd = fd;
+	log_thr.stop = 0;
+	/* The drain thread takes no signals: they belong to the program. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&log_thr.th, NULL, log_drain, &log_thr.ref);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		__atomic_store_n(&r->h->reader_pid, 0, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&log_thr_lock);
+		errno = err;
+		return -1;
+	}
+	log_thr.running = 1;
+	pthread_mutex_unlock(&log_thr_lock);
+	return 0;
+}
+
+int log_thread_stop(SHF *shf)
+{
+	struct log_hdr *h;
+
+	pthread_mutex_lock(&log_thr_lock);
+	if (!log_thr.running || log_thr.ref.shf != shf) {
+		pthread_mutex_unlock(&log_thr_lock);
+		errno = ENOENT;
+		return -1;
+	}
+	h = log_thr.ref.h;
+	__atomic_store_n(&log_thr.stop, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&h->write_seq, 1, __ATOMIC_SEQ_CST);
+	shf_futex_wake(&h->write_seq, INT_MAX);
+	pthread_join(log_thr.th, NULL);
+	log_thr.running = 0;
+	memset(&log_thr.ref, 0, sizeof(log_thr.ref));
+	if (__atomic_load_n(&h->reader_pid, __ATOMIC_ACQUIRE) == getpid())
+		__atomic_store_n(&h->reader_pid, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&log_thr_lock);
+	return 0;
+}

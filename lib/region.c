@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * region.c - named regions: fixed-size blocks of a table's file, found by
+ * name by every process that attaches, for the queues, race lines and log
+ * above the table (shf-internal.h, the handle's face).
+ */
+#include "config.h"
+#include <errno.h>
+#include <string.h>
+
+#include "table.h"
+
+void *shf_region(SHF *h, const char *name, uint64_t size, int create,
+		 uint64_t *size_out)
+{
+	struct region *r, *fr = NULL;
+	void *p = NULL;
+	uint32_t i;
+	int e = 0;
+
+	if (!h || !name || strlen(name) >= SHF_REGION_NAME_MAX || !*name ||
+	    (create && !size)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (shf_mutex_lock(&h->h->region_mx, &h->site) < 0)
+		return NULL;
+	for (i = 0; i < SHF_REGIONS_MAX; i++) {
+		r = &h->h->regions[i];
+		if (!r->off) {
+			if (!fr)
+				fr = r;
+			continue;
+		}
+		if (strncmp(r->name, name, SHF_REGION_NAME_MAX))
+			continue;
+		if (create && r->size != size)
+			e = EEXIST;
+		else if (!(p = at(h, r->off, r->size)))
+			e = EBADMSG;
+		else if (size_out)
+			*size_out = r->size;
+		goto done;
+	}
+	if (!create) {
+		e = ENOENT;
+		goto done;
+	}
+	if (!fr) {
+		e = ENOSPC;
+		goto done;
+	}
+	{
+		uint64_t off = big_alloc(h, size, 1);
+
+		if (!off) {
+			e = errno;
+			goto done;
+		}
+		p = at(h, off, size);
+		if (!p) {
+			e = EBADMSG;
+			goto done;
+		}
+		strncpy(fr->name, name, SHF_REGION_NAME_MAX - 1);
+		fr->size = size;
+		barrier();
+		st64(&fr->off, off);
+		if (size_out)
+			*size_out = size;
+	}
+done:
+	shf_mutex_unlock(&h->h->region_mx);
+	if (e) {
+		errno = e;
+		return NULL;
+	}
+	return p;
+}
+
+int shf_region_remove(SHF *h, const char *name)
+{
+	uint32_t i;
+	int rc = -1;
+
+	if (!h || !name) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (shf_mutex_lock(&h->h->region_mx, &h->site) < 0)
+		return -1;
+	errno = ENOENT;
+	for (i = 0; i < SHF_REGIONS_MAX; i++) {
+		struct region *r = &h->h->regions[i];
+
+		if (r->off && !strncmp(r->name, name, SHF_REGION_NAME_MAX)) {
+			st64(&r->off, 0);
+			memset(r->name, 0, sizeof(r->name));
+			rc = 0;
+			break;
+		}
+	}
+	shf_mutex_unlock(&h->h->region_mx);
+	return rc;
+}

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * shard.c - a shard's lock and its recovery.  Writers take the shard's
+ * robust mutex and make its sequence odd while they change it (readers
+ * retry on it: seqlock, inline in table.h).  A writer that died holding
+ * the lock left its operation in the shard's journal: the next locker
+ * finishes it when it committed and undoes it when it did not, so a
+ * SIGKILL at any instruction leaves the old state or the new.
+ */
+#include "config.h"
+#include <errno.h>
+
+#include "table.h"
+
+/*
+ * The table's count of record bytes, made again from the shards'.  Exact
+ * with all shards locked; from a shard's recovery (one lock) it misses at
+ * most what the writers of other shards had reserved but not yet stored.
+ */
+void cache_bytes_recount(SHF *h)
+{
+	uint64_t sum = 0;
+	uint32_t i;
+
+	for (i = 0; i < NSHARDS; i++)
+		sum += atomic_load(&h->shards[i].rbytes);
+	atomic_store(&h->h->cache_bytes, sum);
+}
+
+/* Recovery may meet a record it freed before: free it only once. */
+static void rec_free_live(SHF *h, struct shard *sh, uint64_t off)
+{
+	const uint32_t *w = at(h, off, 8);
+
+	if (w && (w[0] >> 24) != K_FREE)
+		rec_free(h, sh, off);
+}
+
+/* A displacement: the entry must end up in one place (the new one). */
+static void recover_kick(SHF *h, struct journal *j)
+{
+	uint64_t *p = at(h, j->kick_from, 8), *q = at(h, j->kick_to, 8);
+
+	if (p && q && slot_same(ld64(q), j->kick_val) &&
+	    slot_same(ld64(p), j->kick_val))
+		st64(p, 0);
+	j->kick_from = 0;
+}
+
+/* A split whose entries were copied: finish it. */
+static void recover_split(SHF *h, struct shard *sh, struct journal *j)
+{
+	uint32_t g, i, bit = 23 - j->split_depth;
+	uint64_t *dir = dir_get(h, atomic_load(&sh->dir_word), &g);
+	uint64_t *seg = at(h, j->split_seg, SEG_BYTES);
+
+	if (dir && seg && j->split_start + j->split_len <= (1ULL << g)) {
+		for (i = 0; i < j->split_len; i++)
+			st64(&dir[j->split_start + i],
+			     (i < j->split_len / 2 ? j->split_seg :
+						     j->split_new) |
+				     (j->split_depth + 1));
+		for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++) {
+			uint64_t s = ld64(&seg[i]);
+
+			if (s && ((slot_tag(s) >> bit) & 1))
+				st64(&seg[i], 0);
+		}
+	}
+	j->split_state = 0;
+}
+
+/* The operation in the journal: done if committed, else undone. */
+static void recover_op(SHF *h, struct shard *sh, struct journal *j)
+{
+	uint64_t *p, *e;
+
+	switch (j->op) {
+	case OP_NEW:
+		if (idx_holds(h, sh, j->rec_new)) {
+			ctr_set(&sh->nkeys, j->nkeys_before + 1);
+			ctr_set(&sh->rbytes, j->rbytes_after);
+			break;
+		}
+		e = uid_entry(h, sh, j->uid);
+		if (e && ld64(e) == j->rec_new)
+			uid_release(h, sh, j->uid);
+		rec_free_live(h, sh, j->rec_new);
+		ctr_set(&sh->nkeys, j->nkeys_before);
+		ctr_set(&sh->rbytes, j->rbytes_before);
+		break;
+	case OP_REPLACE:
+		p = at(h, j->slot_off, 8);
+		if (!p || !slot_same(ld64(p), j->slot_new)) {
+			rec_free_live(h, sh, j->rec_new);
+			ctr_set(&sh->rbytes, j->rbytes_before);
+			break;
+		}
+		e = uid_entry(h, sh, j->uid); /* committed */
+		if (e)
+			st64(e, j->rec_new);
+		j->rec_new = 0; /* keep it */
+		rec_free_live(h, sh, j->rec_old);
+		ctr_set(&sh->rbytes, j->rbytes_after);
+		break;
+	case OP_DEL:
+		p = at(h, j->slot_off, 8);
+		if (!p || slot_same(ld64(p), j->slot_old)) {
+			ctr_set(&sh->nkeys, j->nkeys_before);
+			ctr_set(&sh->rbytes, j->rbytes_before);
+			break;
+		}
+		e = uid_entry(h, sh, j->uid); /* committed */
+		if (e && ld64(e) == j->rec_old)
+			uid_release(h, sh, j->uid);
+		rec_free_live(h, sh, j->rec_old);
+		ctr_set(&sh->nkeys, j->nkeys_before - 1);
+		ctr_set(&sh->rbytes, j->rbytes_after);
+		break;
+	default:
+		break;
+	}
+}
+
+static void shard_recover(SHF *h, struct shard *sh)
+{
+	struct journal *j = &sh->j;
+
+	if (j->kick_from)
+		recover_kick(h, j);
+	if (j->split_state == 1)
+		recover_split(h, sh, j);
+	recover_op(h, sh, j);
+	/* a record written for an operation that did not commit is leaked
+	 * space, not damage: its bytes are unreachable */
+	j->op = OP_NONE;
+	/*
+	 * The dead writer may have raised the table's count of record bytes
+	 * without applying it (or applied a change without lowering it):
+	 * count again, so that crashes do not shrink the budget over time.
+	 */
+	if (atomic_load_explicit(&h->h->byte_budget, memory_order_relaxed))
+		cache_bytes_recount(h);
+}
+
+/*
+ * The shard's lock is held (owner_died: its previous holder died holding
+ * it): finish or undo what an interrupted writer left, then make the
+ * sequence odd.
+ */
+static void shard_enter(SHF *h, struct shard *sh, int owner_died)
+{
+	if (h->lockable &&
+	    (owner_died || (atomic_load(&sh->seq) & 1) || sh->j.op ||
+	     sh->j.kick_from || sh->j.split_state)) {
+		if (atomic_load(&sh->seq) & 1)
+			atomic_fetch_add(&sh->seq, 1);
+		shard_recover(h, sh);
+	}
+	/* only the lock holder writes seq: no locked instruction needed */
+	atomic_store_explicit(&sh->seq,
+			      atomic_load_explicit(&sh->seq,
+						   memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+}
+
+/* Writer side: lock the shard and make its sequence odd. */
+int shard_lock(SHF *h, struct shard *sh)
+{
+	int rc = 0;
+
+	if (h->lockable) {
+		rc = shf_mutex_lock(&sh->mx, &h->site);
+		if (rc < 0)
+			return -1;
+	}
+	shard_enter(h, sh, rc == 1);
+	return 0;
+}
+
+/*
+ * The same for a shard that is not the caller's: take its lock only if it
+ * is free (never wait while holding another shard).  0 locked, -1 not.
+ */
+int shard_trylock(SHF *h, struct shard *sh)
+{
+	int rc = 0;
+
+	if (h->lockable) {
+		rc = shf_mutex_trylock(&sh->mx, &h->site);
+		if (rc < 0)
+			return -1;
+	}
+	shard_enter(h, sh, rc == 1);
+	return 0;
+}
+
+void shard_unlock(SHF *h, struct shard *sh)
+{
+	atomic_store_explicit(&sh->seq,
+			      atomic_load_explicit(&sh->seq,
+						   memory_order_relaxed) + 1,
+			      memory_order_release);
+	if (h->lockable)
+		shf_mutex_unlock(&sh->mx);
+}
+
+/* Lock every shard, in order; the number locked (NSHARDS: all). */
+uint32_t lock_all(SHF *h)
+{
+	uint32_t n;
+
+	for (n = 0; n < NSHARDS; n++)
+		if (shard_lock(h, &h->shards[n]) < 0)
+			break;
+	return n;
+}
+
+void unlock_all(SHF *h, uint32_t n)
+{
+	while (n)
+		shard_unlock(h, &h->shards[--n]);
+}

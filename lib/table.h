@@ -1,0 +1,854 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * table.h - the byte layout of a table file and what the table's files
+ * (lib/alloc.c ... lib/handle.c, see HACKING) lend each other: one section
+ * per file, as shf-internal.h has for the layers below.  Only the table's
+ * files include it; the queues, race lines and log above reach the table
+ * through shf-internal.h's handle section only.  The hot path (record
+ * decoding, the index lookup, the seqlock) is static inline here.
+ *
+ * One file <path>/<name>.shf holds everything.  The header takes the first
+ * two pages; then 256 shard descriptors; then space handed out by a bump
+ * allocator that grows the file with fallocate() (so a full tmpfs is
+ * ENOSPC, not SIGBUS).
+ *
+ * A key's XXH3-64 hash H picks its shard (top 8 bits) and its 24-bit tag
+ * (the next 24 bits).  Each shard has:
+ *  - a robust process-shared mutex for writers and a sequence counter that
+ *    lets readers work without any lock or shared write (seqlock);
+ *  - an extendible-hashing index: a directory of 4 KiB segments, each 64
+ *    buckets of 8 slots; a slot is tag << 40 | record offset / 4.  A key
+ *    may live in two buckets of its segment (b1 from H, b2 = b1 ^ alt(tag));
+ *    a full segment splits in two by the next tag bit, without rehashing;
+ *  - a UID table (pages of 512 offsets) so that UIDs survive moves;
+ *  - per-size-class free lists of records;
+ *  - a journal of the operation in flight, replayed by the next locker when
+ *    a writer died holding the mutex (robust futex: EOWNERDEAD).
+ */
+#ifndef SHF_TABLE_H
+#define SHF_TABLE_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "shf-internal.h"
+
+/* ================================================================ layout */
+
+#define SHF_MAGIC 0x314c425446485342ULL /* "BSHFTBL1" */
+#define SHF_LAYOUT 2u
+#define NSHARDS 256u
+#define PAGE 4096u
+#define SEG_BUCKETS 64u
+#define BUCKET_SLOTS 8u
+#define SEG_BYTES (SEG_BUCKETS * BUCKET_SLOTS * 8u) /* 4096 */
+#define MAX_DEPTH 22u                               /* of 24 tag bits */
+#define UID_PAGE_ENTRIES 512u
+#define UID_LOCAL_MAX 0xfffffeu
+#define SMALL_CLASSES 128u     /* 4..512 by 4 */
+#define CLASS_MAX_SHARD 65536u /* larger records: global extents */
+#define SUB 8u                 /* sub-classes per doubling */
+#define NCLASS (SMALL_CLASSES + 7u * SUB)        /* up to 64 KiB */
+#define NBIG (16u + 18u * SUB) /* page counts: 1..16, then 8 per doubling */
+#define GROW_STEP (2u << 20)
+#define MAP_MAX (1ULL << 40)
+#define REC_MIN 16u
+/* A reader that keeps meeting writers takes the lock after so many tries. */
+#define READ_TRIES 64
+/*
+ * How long a writer waits for a shard's lock held by a live thread that
+ * cannot be shown not to map the table (another user's) before it gives
+ * up with ETIMEDOUT: locks are held for microseconds, so only a holder
+ * stopped (a debugger, SIGSTOP) or a lock word written by a hostile
+ * process gets here.
+ */
+#define LOCK_WAIT_MAX_MS 10000u
+
+#define K_SMALL 0xa1u
+#define K_LARGE 0xa2u
+#define K_FIXED 0xa3u
+#define K_TINY 0xa4u
+#define K_FREE 0xfeu
+/* flags of a record's kind byte (a base kind above, or-ed with these) */
+#define KF_TTL 0x10u   /* an expiry time (u64 ms, CLOCK_REALTIME) follows */
+#define KF_LEASE 0x40u /* a lease placeholder: no value yet */
+#define KF_MASK (KF_TTL | KF_LEASE)
+
+#define OP_NONE 0u
+#define OP_NEW 1u
+#define OP_REPLACE 2u
+#define OP_DEL 3u
+
+struct region {
+	char name[SHF_REGION_NAME_MAX];
+	uint64_t off;
+	uint64_t size;
+};
+
+struct hdr {
+	uint64_t magic;
+	uint32_t layout;
+	uint32_t sig;
+	uint64_t shards_off;
+	uint64_t data_start;
+	uint32_t nshards;
+	uint32_t fixed_klen;
+	uint32_t fixed_vlen;
+	uint32_t fixed_set;
+	_Atomic uint64_t file_size; /* bytes reserved with fallocate */
+	_Atomic uint64_t file_used; /* bump pointer */
+	_Atomic int32_t owner_pid;
+	uint32_t pad0;
+	_Atomic uint64_t owner_start;
+	struct shf_lock_counts locks; /* recoveries, lock_waits */
+	pthread_mutex_t alloc_mx;
+	uint64_t big_free[NBIG];
+	pthread_mutex_t region_mx;
+	struct region regions[SHF_REGIONS_MAX];
+	/* cache mode */
+	_Atomic uint32_t ttl_default; /* ms; 0 none */
+	_Atomic uint32_t ttl_used;    /* some record was given an expiry */
+	_Atomic uint64_t byte_budget; /* 0 none */
+	_Atomic uint64_t cache_bytes __attribute__((aligned(64)));
+	_Atomic uint64_t hits __attribute__((aligned(64)));
+	_Atomic uint64_t misses, leases, lease_waits;
+};
+
+struct journal {
+	uint32_t op;
+	uint32_t uid;
+	uint64_t slot_off; /* file offset of the slot */
+	uint64_t slot_old;
+	uint64_t slot_new;
+	uint64_t rec_old;
+	uint64_t rec_new;
+	uint64_t nkeys_before;
+	uint64_t rbytes_before, rbytes_after;
+	/* structural sub-operations */
+	uint64_t kick_from, kick_to, kick_val;
+	uint64_t split_seg, split_new, split_start, split_len;
+	uint32_t split_depth, split_state;
+};
+
+struct shard {
+	pthread_mutex_t mx;
+	_Atomic uint32_t seq;
+	uint32_t pad0;
+	_Atomic uint64_t dir_word; /* directory offset << 6 | global depth */
+	uint64_t uid_dir;          /* offset of u64[uid_dir_cap] page offsets */
+	uint32_t uid_dir_cap;
+	uint32_t uid_next;  /* never used uid_local */
+	uint32_t uid_free;  /* free list head + 1; 0: empty */
+	uint32_t pad1;
+	_Atomic uint64_t nkeys;
+	uint64_t chunk_cur, chunk_end;
+	_Atomic uint64_t bytes_used, bytes_free;
+	_Atomic uint64_t puts, dels, splits;
+	_Atomic uint64_t rbytes; /* bytes of live records (class bounds) */
+	_Atomic uint64_t evictions, expirations;
+	uint64_t hand; /* CLOCK hand: directory index << 9 | slot */
+	_Atomic uint32_t lease_seq; /* futex word: bumped when a lease ends */
+	uint32_t pad2;
+	struct journal j;
+	uint64_t free_head[NCLASS];
+} __attribute__((aligned(64)));
+
+struct shf {
+	int fd;
+	int lockable;
+	struct shf_lock_site site; /* of the table's mutexes */
+	uint8_t *base;
+	uint64_t map_size;
+	_Atomic uint64_t valid; /* bytes known to be inside the file */
+	struct hdr *h;
+	struct shard *shards;
+	char *path;
+	char *name;
+	uint64_t reg_id; /* in the registry (registry.c) */
+	/*
+	 * The last dir_word this process saw of each shard: a hint for
+	 * prefetching a put's buckets before the shard's first line (which
+	 * the other writers' locking keeps taking away) has arrived.
+	 */
+	_Atomic uint64_t dw_hint[NSHARDS];
+};
+
+/* The shard descriptors start on the first page after the header. */
+#define SHARDS_OFF ((uint64_t)((sizeof(struct hdr) + PAGE - 1) & ~(PAGE - 1)))
+_Static_assert(sizeof(struct hdr) <= 2 * PAGE, "header grew past two pages");
+
+#define SIG_VALUE \
+	((uint32_t)(sizeof(struct hdr) * 31u + sizeof(struct shard) * 7u + \
+		    sizeof(pthread_mutex_t) * 131u))
+
+
+/* ===================================================== common helpers */
+
+static inline uint64_t ld64(const void *p)
+{
+	return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+}
+
+static inline void st64(void *p, uint64_t v)
+{
+	__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+}
+
+/* free-list links sit at 4-byte aligned places: copy them */
+static inline uint64_t ldu64(const void *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline void stu64(void *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+/*
+ * Counters of a shard that only the holder of its lock changes: a plain
+ * load and store (no locked instruction, which would wait for every store
+ * still in flight — a record being written — in the middle of a put).
+ */
+static inline void ctr_set(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
+static inline void ctr_add(_Atomic uint64_t *c, uint64_t d)
+{
+	ctr_set(c, atomic_load_explicit(c, memory_order_relaxed) + d);
+}
+
+static inline void ctr_sub(_Atomic uint64_t *c, uint64_t d)
+{
+	ctr_set(c, atomic_load_explicit(c, memory_order_relaxed) - d);
+}
+
+static inline void barrier(void)
+{
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+/*
+ * Crash injection, in test builds only (configure --enable-test-hooks):
+ * SHF_TEST_CRASH="POINT:N" makes the process SIGKILL itself the N-th time
+ * it passes crash point POINT (see tests/check_crash.c).  In other builds
+ * CRASH() is nothing: no environment variable can make a program that
+ * uses the installed library kill itself.
+ */
+enum crash_point {
+	CP_NEW_WRITTEN = 1,  /* new record written, not yet in the index */
+	CP_NEW_COMMITTED,    /* in the index, counters not yet updated */
+	CP_REPL_WRITTEN,     /* replacement written, not committed */
+	CP_REPL_COMMITTED,   /* committed, UID table not yet updated */
+	CP_REPL_UID,         /* UID updated, old record not yet freed */
+	CP_DEL_COMMITTED,    /* slot cleared, UID not yet released */
+	CP_DEL_UID,          /* UID released, record not yet freed */
+	CP_SPLIT_COPIED,     /* split: entries copied, directory unchanged */
+	CP_SPLIT_DIR,        /* split: directory half updated */
+	CP_KICK,             /* displacement: entry in both buckets */
+	CP_DIR_DOUBLE,       /* directory doubled, old one not yet freed */
+	CP_CHUNK,            /* chunk switch in progress */
+	CP_FREE_PUSH,        /* free-list push half done */
+	CP_ALLOC_LOCKED,     /* holding the allocator's lock */
+	CP_MAX
+};
+#ifdef SHF_TEST_HOOKS
+extern int shf_crash_at;
+extern long shf_crash_count;
+/* Read SHF_TEST_CRASH (handle.c calls it from shf_init()). */
+void shf_crash_init(void);
+#define CRASH(p)                                                             \
+	do {                                                                 \
+		if (SHF_UNLIKELY(shf_crash_at == (p)) && --shf_crash_count <= 0) \
+			raise(SIGKILL);                                      \
+	} while (0)
+#else
+#define CRASH(p) ((void)0)
+#endif
+
+/* ================================================================ alloc.c */
+
+/* Is [off, off+len) inside the file?  Refreshes from fstat() when needed. */
+int range_ok_slow(SHF *h, uint64_t off, uint64_t len);
+static inline int range_ok(SHF *h, uint64_t off, uint64_t len)
+{
+	uint64_t v = atomic_load_explicit(&h->valid, memory_order_relaxed);
+
+	if (SHF_LIKELY(len <= v && off <= v - len))
+		return 1;
+	return range_ok_slow(h, off, len);
+}
+
+/* A pointer to len bytes at off, or NULL if that is not inside the file. */
+static inline void *at(SHF *h, uint64_t off, uint64_t len)
+{
+	if (SHF_UNLIKELY(off < h->h->data_start || !range_ok(h, off, len)))
+		return NULL;
+	return h->base + off;
+}
+
+static inline uint32_t cls_of(uint64_t size, uint64_t *bound)
+{
+	uint32_t c, lg, sub;
+	uint64_t b;
+
+	if (size <= 512) {
+		c = (uint32_t)((size + 3) / 4);
+		if (c < REC_MIN / 4)
+			c = REC_MIN / 4;
+		*bound = (uint64_t)c * 4;
+		return c - 1;
+	}
+	lg = 63u - (uint32_t)__builtin_clzll(size - 1); /* 2^lg < size */
+	/* size in (2^lg, 2^(lg+1)]; sub-steps of 2^lg / SUB */
+	sub = (uint32_t)(((size - 1) - (1ULL << lg)) >> (lg - 3)); /* 0..7 */
+	b = (1ULL << lg) + ((uint64_t)(sub + 1) << (lg - 3));
+	*bound = b;
+	return SMALL_CLASSES + (lg - 9) * SUB + sub;
+}
+
+/* bound of class c (shard classes) */
+static inline uint64_t cls_bound(uint32_t c)
+{
+	uint32_t lg;
+
+	if (c < SMALL_CLASSES)
+		return (c + 1) * 4ULL;
+	lg = (c - SMALL_CLASSES) / SUB + 9;
+	return (1ULL << lg) + ((uint64_t)((c - SMALL_CLASSES) % SUB + 1) << (lg - 3));
+}
+
+static inline uint64_t big_bound(uint64_t size, uint32_t *cls)
+{
+	uint64_t pages = (size + PAGE - 1) / PAGE, bp;
+	uint32_t lg, sub;
+
+	if (pages <= 16) {
+		*cls = (uint32_t)(pages ? pages - 1 : 0);
+		return (pages ? pages : 1) * PAGE;
+	}
+	lg = 63u - (uint32_t)__builtin_clzll(pages - 1);
+	sub = (uint32_t)(((pages - 1) - (1ULL << lg)) >> (lg - 3));
+	bp = (1ULL << lg) + ((uint64_t)(sub + 1) << (lg - 3));
+	*cls = 16 + (lg - 4) * SUB + sub;
+	return bp * PAGE;
+}
+
+/* Reserve the file up to need bytes (fallocate); under alloc_mx. */
+int file_reserve(SHF *h, uint64_t need);
+/* Page-aligned extent of at least size bytes; 0 with errno. */
+uint64_t big_alloc(SHF *h, uint64_t size, int zero);
+void big_free(SHF *h, uint64_t off, uint64_t size);
+/* size bytes, 4-aligned (8 with align8), for shard sh (locked); 0 + errno */
+uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size, int align8);
+void shard_free(SHF *h, struct shard *sh, uint64_t off, uint64_t size);
+
+static inline uint64_t shard_alloc(SHF *h, struct shard *sh, uint64_t size)
+{
+	return shard_alloc_a(h, sh, size, 0);
+}
+
+/* =============================================================== record.c */
+
+struct rec {
+	uint32_t kind;  /* base kind */
+	uint32_t flags; /* KF_* */
+	uint64_t expiry; /* ms of CLOCK_REALTIME, with KF_TTL */
+	uint32_t uid; /* local */
+	uint32_t klen, vlen;
+	uint32_t hlen; /* header bytes */
+	const uint8_t *key;
+	uint8_t *val;
+	uint64_t size; /* hlen + klen + vlen */
+};
+
+/*
+ * Size and layout of a record; flags KF_* (a lease never takes the fixed
+ * layout: its value is the holder, not a value of the table's length).
+ */
+static inline uint64_t rec_size_for(SHF *h, uint32_t klen, uint32_t vlen,
+				    uint32_t flags, uint32_t *hlen,
+				    uint32_t *kind)
+{
+	if (h->h->fixed_set && !(flags & KF_LEASE)) {
+		*hlen = 4;
+		*kind = K_FIXED;
+	} else if (klen < 256 && vlen < 256) {
+		*hlen = 6;
+		*kind = K_TINY;
+	} else if (klen < 256 && vlen < (1u << 24)) {
+		*hlen = 8;
+		*kind = K_SMALL;
+	} else {
+		*hlen = 12;
+		*kind = K_LARGE;
+	}
+	if (flags & KF_TTL)
+		*hlen += 8;
+	*kind |= flags;
+	return *hlen + (uint64_t)klen + vlen;
+}
+
+void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
+	       const void *key, uint32_t klen, const void *val, uint32_t vlen,
+	       uint32_t hlen, uint64_t expiry);
+void rec_free(SHF *h, struct shard *sh, uint64_t off);
+/* Bytes a record of size bytes counts for in the budget (its class). */
+uint64_t rec_cost(uint64_t size);
+/* A free uid_local, its entry pointing at rec; UINT32_MAX + errno if none */
+uint32_t uid_alloc(SHF *h, struct shard *sh, uint64_t rec);
+void uid_release(SHF *h, struct shard *sh, uint32_t ul);
+
+static inline uint32_t tag_of(uint64_t hash)
+{
+	return (uint32_t)(hash >> 32) & 0xffffff;
+}
+
+static inline uint32_t alt_of(uint32_t tag)
+{
+	return ((tag * 0x9e3779b1u) >> 26) % 63u + 1u; /* 1..63 */
+}
+
+static inline uint64_t slot_make(uint32_t tag, uint64_t rec)
+{
+	return ((uint64_t)tag << 40) | (rec >> 2);
+}
+
+/*
+ * Record offsets are below MAP_MAX (2^40), so offset / 4 takes 38 bits; bit
+ * 39 is the CLOCK use mark that gets set (once per sweep, with a CAS) in
+ * cache mode.  Compare slots with slot_same(), which ignores the mark.
+ */
+#define SLOT_REF (1ULL << 39)
+
+static inline uint64_t slot_rec(uint64_t s)
+{
+	return (s & ((1ULL << 38) - 1)) << 2;
+}
+
+static inline int slot_same(uint64_t a, uint64_t b)
+{
+	return ((a ^ b) & ~SLOT_REF) == 0;
+}
+
+static inline uint32_t slot_tag(uint64_t s)
+{
+	return (uint32_t)(s >> 40);
+}
+
+/* Directory: offset << 6 | depth in dir_word; 8-aligned arrays. */
+static inline uint64_t *dir_get(SHF *h, uint64_t dw, uint32_t *depth)
+{
+	*depth = (uint32_t)(dw & 63);
+	if (*depth > MAX_DEPTH)
+		return NULL;
+	if ((dw >> 6) & 7)
+		return NULL;
+	return at(h, dw >> 6, 8ULL << *depth);
+}
+
+/* The segment a tag belongs to, in the directory of dw. */
+static inline uint64_t *seg_for_dw(SHF *h, uint64_t dw, uint32_t tag,
+				   uint64_t *seg_off, uint32_t *idx)
+{
+	uint32_t d;
+	uint64_t *dir = dir_get(h, dw, &d);
+	uint64_t de;
+
+	if (!dir)
+		return NULL;
+	*idx = d ? tag >> (24 - d) : 0;
+	de = ld64(&dir[*idx]);
+	*seg_off = de & ~63ULL;
+	if (*seg_off & (PAGE - 1))
+		return NULL;
+	return at(h, *seg_off, SEG_BYTES);
+}
+
+static inline uint64_t *seg_for(SHF *h, struct shard *sh, uint32_t tag,
+				uint64_t *seg_off, uint32_t *idx)
+{
+	return seg_for_dw(h,
+			  atomic_load_explicit(&sh->dir_word,
+					       memory_order_acquire),
+			  tag, seg_off, idx);
+}
+
+/* The two buckets a key may live in, within its segment. */
+static inline void buckets_of(uint64_t hash, uint32_t tag, uint32_t b[2])
+{
+	b[0] = (uint32_t)hash & (SEG_BUCKETS - 1);
+	b[1] = b[0] ^ alt_of(tag);
+}
+
+struct found {
+	uint64_t *slot;
+	uint64_t sval;
+	struct rec r;
+	uint64_t rec_off;
+};
+
+/*
+ * Milliseconds of CLOCK_REALTIME, the clock of expiry times: read only for
+ * records that have an expiry, and by puts that give one.
+ */
+static inline uint64_t now_ms(void)
+{
+	return shf_clock_ms(CLOCK_REALTIME);
+}
+
+/* The time of one call, read only if a record with an expiry is met. */
+struct clk {
+	uint64_t ms;
+};
+
+static inline uint64_t clk_now(struct clk *c)
+{
+	if (!c->ms)
+		c->ms = now_ms();
+	return c->ms;
+}
+
+static inline int rec_expired(const struct rec *r, struct clk *c)
+{
+	return (r->flags & KF_TTL) && clk_now(c) >= r->expiry;
+}
+
+/* May a get see this record's value?  Not a lease, not expired. */
+static inline int rec_visible(const struct rec *r, struct clk *c)
+{
+	if (SHF_LIKELY(!r->flags))
+		return 1;
+	if (r->flags & KF_LEASE)
+		return 0;
+	return !rec_expired(r, c);
+}
+
+static inline struct shard *shard_of(SHF *h, uint64_t hash)
+{
+	return &h->shards[hash >> 56];
+}
+
+static inline uint32_t uid_make(uint32_t shard, uint32_t ul)
+{
+	return (shard << 24) | ul;
+}
+
+/* Reader side. */
+static inline uint32_t read_begin(struct shard *sh)
+{
+	return atomic_load_explicit(&sh->seq, memory_order_acquire);
+}
+
+static inline int read_retry(struct shard *sh, uint32_t s)
+{
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&sh->seq, memory_order_relaxed) != s;
+}
+
+/* ================================================ the hot path (inline) */
+
+/* Decode the record at off; 0 if it is not a live record inside the file. */
+static inline int rec_get(SHF *h, uint64_t off, struct rec *r)
+{
+	const uint32_t *w = at(h, off, 8);
+	uint32_t w0;
+
+	if (!w || (off & 3))
+		return 0;
+	w0 = __atomic_load_n(w, __ATOMIC_RELAXED);
+	r->kind = (w0 >> 24) & ~KF_MASK;
+	r->flags = (w0 >> 24) & KF_MASK;
+	r->uid = w0 & 0xffffff;
+	switch (r->kind) {
+	case K_TINY:
+		r->hlen = 6;
+		r->klen = ((const volatile uint8_t *)w)[4];
+		r->vlen = ((const volatile uint8_t *)w)[5];
+		break;
+	case K_SMALL: {
+		uint32_t w1 = __atomic_load_n(w + 1, __ATOMIC_RELAXED);
+
+		r->hlen = 8;
+		r->klen = w1 & 0xff;
+		r->vlen = w1 >> 8;
+		break;
+	}
+	case K_LARGE:
+		if (!at(h, off, 12))
+			return 0;
+		r->hlen = 12;
+		r->klen = __atomic_load_n(w + 1, __ATOMIC_RELAXED);
+		r->vlen = __atomic_load_n(w + 2, __ATOMIC_RELAXED);
+		break;
+	case K_FIXED:
+		r->hlen = 4;
+		r->klen = h->h->fixed_klen;
+		r->vlen = h->h->fixed_vlen;
+		break;
+	default:
+		return 0;
+	}
+	r->expiry = 0;
+	if (r->flags & KF_TTL) {
+		if (!at(h, off, r->hlen + 8ULL))
+			return 0;
+		memcpy(&r->expiry, (const uint8_t *)w + r->hlen, 8);
+		r->hlen += 8;
+	}
+	r->size = r->hlen + (uint64_t)r->klen + r->vlen;
+	if (!at(h, off, r->size))
+		return 0;
+	r->key = h->base + off + r->hlen;
+	r->val = h->base + off + r->hlen + r->klen;
+	return 1;
+}
+
+/*
+ * A small record that starts near the end of a cache line ends in the
+ * next one: start fetching that line too, before the header (in the first)
+ * says how long the record is, so that the two misses overlap.  The guess:
+ * a header, the key and a few bytes of value.
+ */
+static inline void rec_prefetch_tail(SHF *h, uint64_t off, uint32_t klen)
+{
+	uint64_t end = off + 12u + klen;
+
+	if (((off ^ end) & ~63ULL) && end < h->map_size)
+		__builtin_prefetch(h->base + end);
+}
+
+/* Find key in its shard; 1 found, 0 absent, -1 structure unreadable. */
+static inline int idx_find(SHF *h, struct shard *sh, uint64_t hash, const void *key,
+		    uint32_t klen, struct found *f)
+{
+	uint32_t tag = tag_of(hash), idx, b[2], i, k;
+	uint64_t so, *seg = seg_for(h, sh, tag, &so, &idx);
+
+	if (!seg)
+		return -1;
+	buckets_of(hash, tag, b);
+	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS); /* overlap both misses */
+	for (k = 0; k < 2; k++) {
+		uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
+
+		for (i = 0; i < BUCKET_SLOTS; i++) {
+			uint64_t s = ld64(&bk[i]);
+
+			if (!s || slot_tag(s) != tag)
+				continue;
+			rec_prefetch_tail(h, slot_rec(s), klen);
+			if (!rec_get(h, slot_rec(s), &f->r))
+				continue;
+			if (f->r.klen != klen || memcmp(f->r.key, key, klen))
+				continue;
+			f->slot = &bk[i];
+			f->sval = s;
+			f->rec_off = slot_rec(s);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static inline uint64_t *uid_entry(SHF *h, struct shard *sh, uint32_t ul)
+{
+	uint64_t *dir, page;
+	uint32_t pi = ul / UID_PAGE_ENTRIES;
+
+	if (pi >= sh->uid_dir_cap)
+		return NULL;
+	dir = at(h, sh->uid_dir, (uint64_t)sh->uid_dir_cap * 8);
+	if (!dir)
+		return NULL;
+	page = ld64(&dir[pi]);
+	if (!page || (page & 7))
+		return NULL; /* pages are 8-aligned */
+	return at(h, page + (uint64_t)(ul % UID_PAGE_ENTRIES) * 8, 8);
+}
+
+/*
+ * Prefetch (for writing if write) the two bucket lines of a key in the
+ * directory of dw; 0 if dw leads to no segment.
+ */
+static inline int prefetch_buckets_dw(SHF *h, uint64_t dw, uint64_t hash,
+				      int write)
+{
+	uint32_t tag = tag_of(hash), idx, b[2];
+	uint64_t so, *seg = seg_for_dw(h, dw, tag, &so, &idx);
+
+	if (!seg)
+		return 0;
+	buckets_of(hash, tag, b);
+	if (write) {
+		__builtin_prefetch(seg + b[0] * BUCKET_SLOTS, 1);
+		__builtin_prefetch(seg + b[1] * BUCKET_SLOTS, 1);
+	} else {
+		__builtin_prefetch(seg + b[0] * BUCKET_SLOTS);
+		__builtin_prefetch(seg + b[1] * BUCKET_SLOTS);
+	}
+	return 1;
+}
+
+/* ================================================================ index.c */
+
+/* Insert a slot for hash (known absent); under the lock.  NULL + errno. */
+uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash);
+/* Does the index hold the record at rec_off (for its own key)? */
+int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off);
+/* The slot under the shard's CLOCK hand, which moves on; NULL: unreadable */
+uint64_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth);
+
+/* ================================================================ shard.c */
+
+/* Writers: lock (making the sequence odd, repairing after a dead holder) */
+int shard_lock(SHF *h, struct shard *sh);
+/* Only if free (never wait while holding another shard): 0, or -1. */
+int shard_trylock(SHF *h, struct shard *sh);
+void shard_unlock(SHF *h, struct shard *sh);
+/* Every shard, in order; the number locked (NSHARDS: all). */
+uint32_t lock_all(SHF *h);
+void unlock_all(SHF *h, uint32_t n);
+/* The table's count of record bytes, made again from the shards'. */
+void cache_bytes_recount(SHF *h);
+
+/* =============================================================== commit.c */
+
+/*
+ * The journaled changes of a shard (locked): each commits with one store,
+ * so a writer killed at any instant leaves the old state or the new.
+ * replace_rec() writes a new record for the found key with (val, vlen),
+ * or with a copy of the old value passed through cb(arg, copy, vlen),
+ * which returns 0 to commit; 0, 1 (cb refused, its flags in *cb_ret), or
+ * -1 with errno.
+ */
+typedef uint32_t (*rec_edit_fn)(void *arg, char *val, uint32_t vlen);
+int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
+		uint32_t vlen, int from_old, rec_edit_fn cb, void *cb_arg,
+		uint32_t *cb_ret, uint32_t kflags, uint64_t expiry);
+int insert_new(SHF *h, struct shard *sh, uint64_t hash, const void *key,
+	       uint32_t klen, const void *val, uint32_t vlen, uint32_t kflags,
+	       uint64_t expiry, uint32_t *ul_out);
+void delete_found(SHF *h, struct shard *sh, struct found *f);
+/* A lease ended (its record replaced or deleted): wake its waiters. */
+void lease_end(struct shard *sh);
+
+/* ================================================================ evict.c */
+
+/* Lock a key's shard for a write, reclaiming a few expired keys first. */
+int write_lock(SHF *h, struct shard *sh, struct clk *c);
+/* The expiry of a value stored now with ttl_ms (0: none); sets *kflags. */
+uint64_t ttl_expiry(SHF *h, uint32_t ttl_ms, struct clk *c, uint32_t *kflags);
+/*
+ * Store (the thread's key, val) in sh (locked): over the found record if
+ * found (keeping its UID), else as a new key, within the byte budget.
+ * 0 (*ul set), or -1 with errno.
+ */
+int store(SHF *h, struct shard *sh, struct found *f, int found,
+	  uint64_t hash, const void *val, uint32_t vlen, uint32_t kflags,
+	  uint64_t expiry, struct clk *c, uint32_t *ul);
+
+/* ================================================================== get.c */
+
+/* What a get copies out. */
+enum what { W_VAL_COPY, W_KEY_COPY, W_VAL_ADDR, W_TTL };
+/* Locate (by key, or by uid when by_uid) and copy out; seqlock first. */
+uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w);
+/* Copy the record's key or value into the thread's buffer; 0 or -1. */
+static inline int copy_out(struct rec *r, enum what w)
+{
+	if (w == W_KEY_COPY) {
+		if (shf_tls_reserve(&shf_tls.kbuf, &shf_tls.kbuf_cap, r->klen + 1ULL) < 0)
+			return -1;
+		memcpy(shf_tls.kbuf, r->key, r->klen);
+		return 0;
+	}
+	if (w == W_VAL_COPY) {
+		if (shf_tls_reserve(&shf_tls.val, &shf_tls.val_cap, r->vlen + 1ULL) < 0)
+			return -1;
+		memcpy(shf_tls.val, r->val, r->vlen);
+	}
+	return 0;
+}
+
+static inline void publish(struct rec *r, uint32_t uid, enum what w)
+{
+	shf_uid = uid;
+	if (w == W_KEY_COPY) {
+		shf_tls.kbuf[r->klen] = 0;
+		shf_key = shf_tls.kbuf;
+		shf_key_len = r->klen;
+	} else if (w == W_VAL_COPY) {
+		shf_tls.val[r->vlen] = 0;
+		shf_val = shf_tls.val;
+		shf_val_len = r->vlen;
+	} else if (w == W_VAL_ADDR) {
+		shf_val_addr = (void *)r->val;
+		shf_val_len = r->vlen;
+	}
+}
+
+/*
+ * Hits and misses of the thread's gets, added to the table in batches
+ * (count_get_slow(): every GETSTAT_BATCH, or for another handle).
+ */
+#define GETSTAT_BATCH 64
+struct getstat {
+	SHF *h;
+	uint64_t id; /* h's registry id */
+	uint32_t hits, misses;
+	int registered;
+};
+extern __thread struct getstat shf_getstat SHF_TLS_IE;
+void count_get_slow(SHF *h, int hit);
+
+static inline void count_get(SHF *h, int hit)
+{
+	struct getstat *g = &shf_getstat;
+
+	if (SHF_UNLIKELY(g->h != h || g->id != h->reg_id ||
+			 g->hits + g->misses + 1 >= GETSTAT_BATCH)) {
+		count_get_slow(h, hit);
+		return;
+	}
+	if (hit)
+		g->hits++;
+	else
+		g->misses++;
+}
+/* Add this thread's pending counts of h to the table now. */
+void getstat_flush_handle(SHF *h);
+/* Set the CLOCK use mark of the slot a get found, once per sweep. */
+void slot_mark(SHF *h, uint64_t *slot, uint64_t sv);
+
+/* ================================================================== put.c */
+
+/*
+ * Put modes; P_GUARDED stores only where the guard, called with the found
+ * record under the lock, says yes (lease.c's fill).
+ */
+enum put_mode { P_PUT, P_IF_ABSENT, P_REPLACE, P_CAS, P_GUARDED };
+typedef int (*put_guard_fn)(const struct rec *r, struct clk *c);
+/* ttl_ms: UINT32_MAX for the table's default. */
+uint32_t do_put(SHF *h, const char *val, uint32_t vlen, enum put_mode mode,
+		const char *old, uint32_t old_len, uint32_t ttl_ms,
+		put_guard_fn guard);
+/*
+ * Lock the shard of the key (the thread's) or uid and find it: *rc 1
+ * found, 0 absent (shard locked, returned), -2 error (nothing locked,
+ * errno set).  *vis tells whether a found record is visible.
+ */
+struct shard *lock_find(SHF *h, int by_uid, uint32_t uid, struct found *f,
+			uint64_t *hash, int *rc, int *vis, struct clk *c);
+/* Unlock (if sh) keeping errno, and return ret. */
+uint32_t unlock_ret(SHF *h, struct shard *sh, uint32_t ret);
+
+#endif /* SHF_TABLE_H */

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * thread.c - the per-thread side of SharedHashFile's API: the thread-local
+ * results (shf_uid, shf_val, ...), the key named by shf_make_hash() and
+ * its hash, and the thread's buffers, freed when the thread exits.  Knows
+ * nothing of tables.  See shf-internal.h, section thread.c.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "shf-internal.h"
+
+/* Thread-local results (shf.h). */
+SHF_EXPORT __thread uint32_t shf_uid = SHF_UID_NONE;
+SHF_EXPORT __thread char *shf_key;
+SHF_EXPORT __thread uint32_t shf_key_len;
+SHF_EXPORT __thread char *shf_val;
+SHF_EXPORT __thread uint32_t shf_val_len;
+SHF_EXPORT __thread long shf_val_long;
+SHF_EXPORT __thread void *shf_val_addr;
+/* SharedHashFile's conditional delete: see shf_del_key_val(3). */
+SHF_EXPORT __thread uint32_t shf_ttl;
+/* SharedHashFile's raw walk: see shf_tab_copy_iterate(3). */
+SHF_EXPORT __thread void *shf_tab;
+SHF_EXPORT __thread uint32_t shf_tab_len;
+
+__thread struct shf_tls shf_tls SHF_TLS_IE;
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static int tls_key_ok;
+
+static void tls_free(void *arg)
+{
+	(void)arg;
+	free(shf_tls.key);
+	free(shf_tls.val);
+	free(shf_tls.kbuf);
+	free(shf_tls.upd_val);
+	memset(&shf_tls, 0, sizeof(shf_tls));
+	shf_val = NULL;
+	shf_key = NULL;
+}
+
+static void tls_once_init(void)
+{
+	tls_key_ok = pthread_key_create(&tls_key, tls_free) == 0;
+}
+
+/* Have tls_free() called when the thread exits. */
+static void tls_register(void)
+{
+	if (SHF_LIKELY(shf_tls.registered))
+		return;
+	pthread_once(&tls_once, tls_once_init);
+	if (tls_key_ok && pthread_setspecific(tls_key, &shf_tls) == 0)
+		shf_tls.registered = 1;
+}
+
+int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len)
+{
+	if (SHF_LIKELY(*cap >= len && *buf))
+		return 0;
+	if (shf_buf_grow(buf, cap, len) < 0)
+		return -1;
+	tls_register();
+	return 0;
+}
+
+SHF_EXPORT void shf_make_hash(const char *key, uint32_t key_len)
+{
+	shf_tls.have_key = 0;
+	if (!key && key_len)
+		return;
+	if (shf_tls_reserve(&shf_tls.key, &shf_tls.key_cap,
+			    key_len ? key_len : 1) < 0)
+		return;
+	if (key_len)
+		memcpy(shf_tls.key, key, key_len);
+	shf_tls.key_len = key_len;
+	shf_tls.hash = shf_hash(shf_tls.key, key_len);
+	shf_tls.have_key = 1;
+}
+
+uint64_t shf_hash(const void *key, uint32_t len)
+{
+	return XXH3_64bits(key, len);
+}

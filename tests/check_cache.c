@@ -2429,43 +2429,25 @@ END_TEST
 static Suite *cache_suite(void)
 {
 	Suite *s = suite_create("cache");
-	TCase *tc;
 
-	tc = tcase_create("ttl");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_ttl_visible_then_gone);
-	tcase_add_test(tc, test_ttl_default_shared);
-	tcase_add_test(tc, test_expired_semantics);
-	tcase_add_test(tc, test_expired_reclaimed);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "ttl", 60, test_ttl_visible_then_gone,
+			   test_ttl_default_shared, test_expired_semantics,
+			   test_expired_reclaimed);
 
-	tc = tcase_create("budget");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_budget_never_exceeded);
-	tcase_add_test(tc, test_eviction_with_readers);
-	tcase_add_test(tc, test_clock_keeps_hot_keys);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "budget", 60, test_budget_never_exceeded,
+			   test_eviction_with_readers,
+			   test_clock_keeps_hot_keys);
 
-	tc = tcase_create("lease");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_lease_single_computer);
-	tcase_add_test(tc, test_lease_holder_killed);
-	tcase_add_test(tc, test_lease_expires_alive_holder);
-	tcase_add_test(tc, test_lease_wait_timeout);
-	tcase_add_test(tc, test_lease_give_up);
-	tcase_add_test(tc, test_fill_if_leased);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "lease", 60, test_lease_single_computer,
+			   test_lease_holder_killed,
+			   test_lease_expires_alive_holder,
+			   test_lease_wait_timeout, test_lease_give_up,
+			   test_fill_if_leased);
 
-	tc = tcase_create("stats");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_hits_misses_counted);
-	tcase_add_test(tc, test_stats_fields);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "stats", 60, test_hits_misses_counted,
+			   test_stats_fields);
 
-	tc = tcase_create("kills");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_cache_random_kills);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "kills", 120, test_cache_random_kills);
 
 	return s;
 }

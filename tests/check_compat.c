@@ -464,28 +464,15 @@ END_TEST
 static Suite *compat_suite(void)
 {
 	Suite *s = suite_create("compat");
-	TCase *tc;
 
-	tc = tcase_create("kv");
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_upd_callback_flags);
-	tcase_add_test(tc, test_upd_callback_v1_abi);
-	tcase_add_test(tc, test_del_ttl);
-	tcase_add_test(tc, test_declarations);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "kv", 30, test_upd_callback_flags,
+			   test_upd_callback_v1_abi, test_del_ttl,
+			   test_declarations);
 
-	tc = tcase_create("helpers");
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_exec_child);
-	tcase_add_test(tc, test_exec_child_v1_abi);
-	tcase_add_test(tc, test_backticks_trim);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "helpers", 30, test_exec_child,
+			   test_exec_child_v1_abi, test_backticks_trim);
 
-	tc = tcase_create("ipc");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_race_gives_up);
-	tcase_add_test(tc, test_log_as_given);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "ipc", 60, test_race_gives_up, test_log_as_given);
 	return s;
 }
 

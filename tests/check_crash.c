@@ -558,17 +558,10 @@ END_TEST
 static Suite *crash_suite(void)
 {
 	Suite *s = suite_create("crash");
-	TCase *tc;
 
-	tc = tcase_create("points");
-	tcase_set_timeout(tc, 60);
-	tcase_add_loop_test(tc, test_crash_point, 0, CRASH_POINTS * NNS);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("random-kills");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_random_kills);
-	suite_add_tcase(s, tc);
+	tcase_add_loop_test(shf_test_tcase(s, "points", 60), test_crash_point,
+			    0, CRASH_POINTS * NNS);
+	shf_test_add_tcase(s, "random-kills", 120, test_random_kills);
 	return s;
 }
 

@@ -599,36 +599,19 @@ END_TEST
 static Suite *edge_suite(void)
 {
 	Suite *s = suite_create("edge");
-	TCase *tc;
 
-	tc = tcase_create("size");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_value_200mib);
-	tcase_add_test(tc, test_growth_1m);
-	tcase_add_test(tc, test_uids_stable_growth);
-	tcase_add_test(tc, test_val_addr_survives_growth);
-	tcase_add_test(tc, test_name_200_bytes);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "size", 120, test_value_200mib, test_growth_1m,
+			   test_uids_stable_growth,
+			   test_val_addr_survives_growth, test_name_200_bytes);
 
-	tc = tcase_create("files");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_not_a_table);
-	tcase_add_test(tc, test_scrambled_table);
-	tcase_add_test(tc, test_symlink_refused);
-	tcase_add_test(tc, test_path_not_dir);
-	tcase_add_test(tc, test_file_mode_0600);
-	tcase_add_test(tc, test_del_other_handles);
-	tcase_add_test(tc, test_del_twice);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "files", 60, test_not_a_table,
+			   test_scrambled_table, test_symlink_refused,
+			   test_path_not_dir, test_file_mode_0600,
+			   test_del_other_handles, test_del_twice);
 
-	tc = tcase_create("errors");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_null_handle);
-	tcase_add_test(tc, test_bad_arguments);
-	tcase_add_test(tc, test_no_key_named);
-	tcase_add_test(tc, test_util_helpers);
-	tcase_add_test(tc, test_add_wraps);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "errors", 60, test_null_handle,
+			   test_bad_arguments, test_no_key_named,
+			   test_util_helpers, test_add_wraps);
 
 	return s;
 }

@@ -857,33 +857,16 @@ END_TEST
 static Suite *ipc_suite(void)
 {
 	Suite *s = suite_create("ipc");
-	TCase *tc;
 
-	tc = tcase_create("queues");
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_q_new_get);
-	tcase_add_test(tc, test_q_names);
-	tcase_add_test(tc, test_q_bad);
-	tcase_add_test(tc, test_q_and_kv);
-	tcase_add_test(tc, test_q_two_procs);
-	tcase_add_test(tc, test_q_many_procs);
-	tcase_add_test(tc, test_q_push_head_pull_tail);
-	tcase_add_test(tc, test_q_pingpong);
-	tcase_add_test(tc, test_q_kill);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "queues", 30, test_q_new_get, test_q_names,
+			   test_q_bad, test_q_and_kv, test_q_two_procs,
+			   test_q_many_procs, test_q_push_head_pull_tail,
+			   test_q_pingpong, test_q_kill);
 
-	tc = tcase_create("race");
-	tcase_set_timeout(tc, 20);
-	tcase_add_test(tc, test_race_start);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "race", 20, test_race_start);
 
-	tc = tcase_create("log");
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_log_basic);
-	tcase_add_test(tc, test_log_writers);
-	tcase_add_test(tc, test_log_dead_reader);
-	tcase_add_test(tc, test_log_output_set);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "log", 30, test_log_basic, test_log_writers,
+			   test_log_dead_reader, test_log_output_set);
 	return s;
 }
 

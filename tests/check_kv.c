@@ -1840,83 +1840,39 @@ END_TEST
 static Suite *kv_suite(void)
 {
 	Suite *s = suite_create("kv");
-	TCase *tc;
 
-	tc = tcase_create("attach");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_version);
-	tcase_add_test(tc, test_attach_existing_missing);
-	tcase_add_test(tc, test_attach_creates);
-	tcase_add_test(tc, test_attach_twice_same_data);
-	tcase_add_test(tc, test_detach_reattach);
-	tcase_add_test(tc, test_bad_names);
-	tcase_add_test(tc, test_bad_path);
-	tcase_add_test(tc, test_missing_dir);
-	tcase_add_test(tc, test_del_removes);
-	tcase_add_test(tc, test_two_tables_independent);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "attach", 60, test_version,
+			   test_attach_existing_missing, test_attach_creates,
+			   test_attach_twice_same_data, test_detach_reattach,
+			   test_bad_names, test_bad_path, test_missing_dir,
+			   test_del_removes, test_two_tables_independent);
 
-	tc = tcase_create("put_get");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_put_get_key);
-	tcase_add_test(tc, test_get_by_uid);
-	tcase_add_test(tc, test_get_absent);
-	tcase_add_test(tc, test_put_replace_keeps_uid);
-	tcase_add_test(tc, test_key_copy);
-	tcase_add_test(tc, test_val_addr);
-	tcase_add_test(tc, test_empty_value);
-	tcase_add_test(tc, test_binary_keys_values);
-	tcase_add_test(tc, test_long_key);
-	tcase_add_test(tc, test_val_null_reserves_zeroes);
-	tcase_add_test(tc, test_many_value_sizes);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "put_get", 60, test_put_get_key, test_get_by_uid,
+			   test_get_absent, test_put_replace_keeps_uid,
+			   test_key_copy, test_val_addr, test_empty_value,
+			   test_binary_keys_values, test_long_key,
+			   test_val_null_reserves_zeroes,
+			   test_many_value_sizes);
 
-	tc = tcase_create("delete");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_del_key);
-	tcase_add_test(tc, test_del_uid);
-	tcase_add_test(tc, test_deleted_uid_is_none);
-	tcase_add_test(tc, test_uid_never_issued);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "delete", 60, test_del_key, test_del_uid,
+			   test_deleted_uid_is_none, test_uid_never_issued);
 
-	tc = tcase_create("update");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_upd_copy);
-	tcase_add_test(tc, test_upd_custom);
-	tcase_add_test(tc, test_upd_bad_size);
-	tcase_add_test(tc, test_add);
-	tcase_add_test(tc, test_add_atom);
-	tcase_add_test(tc, test_add_many);
-	tcase_add_test(tc, test_put_if_absent);
-	tcase_add_test(tc, test_replace);
-	tcase_add_test(tc, test_cas);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "update", 60, test_upd_copy, test_upd_custom,
+			   test_upd_bad_size, test_add, test_add_atom,
+			   test_add_many, test_put_if_absent, test_replace,
+			   test_cas);
 
-	tc = tcase_create("settings");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_not_lockable);
-	tcase_add_test(tc, test_fixed_len);
-	tcase_add_test(tc, test_fixed_len_wrong_len);
-	tcase_add_test(tc, test_fixed_len_persists);
-	tcase_add_test(tc, test_fixed_len_busy);
-	tcase_add_test(tc, test_fixed_len_change_busy);
-	tcase_add_test(tc, test_fixed_len_reuse);
-	tcase_add_test(tc, test_data_need_factor);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "settings", 60, test_not_lockable, test_fixed_len,
+			   test_fixed_len_wrong_len, test_fixed_len_persists,
+			   test_fixed_len_busy, test_fixed_len_change_busy,
+			   test_fixed_len_reuse, test_data_need_factor);
 
-	tc = tcase_create("iterate_stats");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_iterate_all);
-	tcase_add_test(tc, test_iterate_stop);
-	tcase_add_test(tc, test_iterate_empty);
-	tcase_add_test(tc, test_iterate_callback_calls_library);
-	tcase_add_test(tc, test_tab_copy_iterate);
-	tcase_add_test(tc, test_stats);
-	tcase_add_test(tc, test_stats_short_size);
-	tcase_add_test(tc, test_garbage_grows);
-	tcase_add_test(tc, test_100k);
-	tcase_add_test(tc, test_batch_get);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "iterate_stats", 60, test_iterate_all,
+			   test_iterate_stop, test_iterate_empty,
+			   test_iterate_callback_calls_library,
+			   test_tab_copy_iterate, test_stats,
+			   test_stats_short_size, test_garbage_grows, test_100k,
+			   test_batch_get);
 
 	return s;
 }

@@ -871,40 +871,31 @@ START_TEST(test_monitor_timeout)
 }
 END_TEST
 
+/* A test case of s whose tests run between setup() and teardown(). */
+static TCase *fixture_tcase(Suite *s, const char *name)
+{
+	TCase *tc = shf_test_tcase(s, name, 30);
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	return tc;
+}
+
 static Suite *monitor_suite(void)
 {
 	Suite *s = suite_create("monitor");
-	TCase *tc;
 
-	tc = tcase_create("death");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_sigkill);
-	tcase_add_test(tc, test_sigterm);
-	tcase_add_test(tc, test_exit);
-	tcase_add_test(tc, test_exec);
-	suite_add_tcase(s, tc);
+	shf_test_add_tests(fixture_tcase(s, "death"), test_sigkill,
+			   test_sigterm, test_exit, test_exec);
 
-	tc = tcase_create("lifecycle");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_del_monitor_exits);
-	tcase_add_test(tc, test_owner_in_stats);
-	tcase_add_test(tc, test_relative_dir);
-	tcase_add_test(tc, test_monitor_killed);
-	tcase_add_test(tc, test_recreated_name);
-	tcase_add_test(tc, test_replaced_monitor_exits);
-	tcase_add_test(tc, test_sweep);
-	suite_add_tcase(s, tc);
+	shf_test_add_tests(fixture_tcase(s, "lifecycle"),
+			   test_del_monitor_exits, test_owner_in_stats,
+			   test_relative_dir, test_monitor_killed,
+			   test_recreated_name, test_replaced_monitor_exits,
+			   test_sweep);
 
-	tc = tcase_create("errors");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_no_monitor);
-	tcase_add_test(tc, test_sigchld_ignored);
-	tcase_add_test(tc, test_sigchld_handler);
-	tcase_add_test(tc, test_monitor_timeout);
-	suite_add_tcase(s, tc);
+	shf_test_add_tests(fixture_tcase(s, "errors"), test_no_monitor,
+			   test_sigchld_ignored, test_sigchld_handler,
+			   test_monitor_timeout);
 
 	return s;
 }

@@ -1438,45 +1438,27 @@ END_TEST
 static Suite *mp_suite(void)
 {
 	Suite *s = suite_create("mp");
-	TCase *tc;
 
-	tc = tcase_create("sharing");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_mp_disjoint);
-	tcase_add_test(tc, test_mp_shared_keys);
-	tcase_add_test(tc, test_mp_child_writes_seen);
-	tcase_add_test(tc, test_mp_uid_ops_across_processes);
-	tcase_add_test(tc, test_mp_fixed_len_other_process);
-	tcase_add_test(tc, test_mp_attach_race);
-	tcase_add_test(tc, test_mp_threads);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "sharing", 120, test_mp_disjoint,
+			   test_mp_shared_keys, test_mp_child_writes_seen,
+			   test_mp_uid_ops_across_processes,
+			   test_mp_fixed_len_other_process, test_mp_attach_race,
+			   test_mp_threads);
 
-	tc = tcase_create("counters");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_mp_add_counter);
-	tcase_add_test(tc, test_mp_add_atom_counter);
-	tcase_add_test(tc, test_mp_add_mixed_counter);
-	tcase_add_test(tc, test_mp_add_uid_counter);
-	tcase_add_test(tc, test_mp_cas_counter);
-	tcase_add_test(tc, test_mp_upd_counter);
-	tcase_add_test(tc, test_mp_put_if_absent_race);
-	tcase_add_test(tc, test_mp_replace_atomic);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "counters", 120, test_mp_add_counter,
+			   test_mp_add_atom_counter, test_mp_add_mixed_counter,
+			   test_mp_add_uid_counter, test_mp_cas_counter,
+			   test_mp_upd_counter, test_mp_put_if_absent_race,
+			   test_mp_replace_atomic);
 
-	tc = tcase_create("races");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_mp_put_del_race);
-	tcase_add_test(tc, test_mp_growth_while_reading);
-	tcase_add_test(tc, test_mp_uids_stable_through_growth);
-	tcase_add_test(tc, test_mp_iterate_while_writing);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "races", 120, test_mp_put_del_race,
+			   test_mp_growth_while_reading,
+			   test_mp_uids_stable_through_growth,
+			   test_mp_iterate_while_writing);
 
-	tc = tcase_create("crashes");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_mp_sigkill_mid_put);
-	tcase_add_test(tc, test_mp_sigkill_holding_lock);
-	tcase_add_test(tc, test_mp_sigkill_among_writers);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "crashes", 120, test_mp_sigkill_mid_put,
+			   test_mp_sigkill_holding_lock,
+			   test_mp_sigkill_among_writers);
 
 	return s;
 }

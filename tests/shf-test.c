@@ -56,6 +56,15 @@ int shf_test_main(Suite *s)
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+TCase *shf_test_tcase(Suite *s, const char *name, double timeout)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, timeout);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
 const char *shf_test_dir(void)
 {
 	const char *d = getenv("SHF_TEST_DIR");

@@ -52,6 +52,53 @@ void shf_test_init(void);
 /* Run the suite in CK_ENV mode; EXIT_SUCCESS or EXIT_FAILURE. */
 int shf_test_main(Suite *s);
 
+/*
+ * A test case named name, added to s, with a timeout of timeout seconds
+ * (Check multiplies it by CK_TIMEOUT_MULTIPLIER).  For loop tests and
+ * fixtures; shf_test_add_tcase() makes one of plain tests.
+ */
+TCase *shf_test_tcase(Suite *s, const char *name, double timeout);
+/* Add the tests (START_TEST names, 1 to 16 of them) to tc, in order. */
+#define shf_test_add_tests(tc, ...)                    \
+	do {                                           \
+		TCase *shf_tc_ = (tc);                 \
+		SHF_T_ADD_EACH_(shf_tc_, __VA_ARGS__); \
+	} while (0)
+/* shf_test_tcase() and shf_test_add_tests(). */
+#define shf_test_add_tcase(s, name, timeout, ...) \
+	shf_test_add_tests(shf_test_tcase(s, name, timeout), __VA_ARGS__)
+
+/*
+ * One tcase_add_test() per argument: Check's own macro, which takes a
+ * TTest * since Check 0.13 and names the test by its argument before.
+ */
+#define SHF_T_ADD_EACH_(c, ...) \
+	SHF_T_CAT_(SHF_T_ADD, SHF_T_NARGS_(__VA_ARGS__))(c, __VA_ARGS__)
+#define SHF_T_CAT_(a, b) SHF_T_CAT2_(a, b)
+#define SHF_T_CAT2_(a, b) a##b
+#define SHF_T_NARGS_(...)                                                     \
+	SHF_T_NTH_(__VA_ARGS__, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, \
+		   3, 2, 1, 0)
+#define SHF_T_NTH_(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, N, ...) N
+/* clang-format off */
+#define SHF_T_ADD1(c, t) tcase_add_test(c, t)
+#define SHF_T_ADD2(c, t, ...) tcase_add_test(c, t); SHF_T_ADD1(c, __VA_ARGS__)
+#define SHF_T_ADD3(c, t, ...) tcase_add_test(c, t); SHF_T_ADD2(c, __VA_ARGS__)
+#define SHF_T_ADD4(c, t, ...) tcase_add_test(c, t); SHF_T_ADD3(c, __VA_ARGS__)
+#define SHF_T_ADD5(c, t, ...) tcase_add_test(c, t); SHF_T_ADD4(c, __VA_ARGS__)
+#define SHF_T_ADD6(c, t, ...) tcase_add_test(c, t); SHF_T_ADD5(c, __VA_ARGS__)
+#define SHF_T_ADD7(c, t, ...) tcase_add_test(c, t); SHF_T_ADD6(c, __VA_ARGS__)
+#define SHF_T_ADD8(c, t, ...) tcase_add_test(c, t); SHF_T_ADD7(c, __VA_ARGS__)
+#define SHF_T_ADD9(c, t, ...) tcase_add_test(c, t); SHF_T_ADD8(c, __VA_ARGS__)
+#define SHF_T_ADD10(c, t, ...) tcase_add_test(c, t); SHF_T_ADD9(c, __VA_ARGS__)
+#define SHF_T_ADD11(c, t, ...) tcase_add_test(c, t); SHF_T_ADD10(c, __VA_ARGS__)
+#define SHF_T_ADD12(c, t, ...) tcase_add_test(c, t); SHF_T_ADD11(c, __VA_ARGS__)
+#define SHF_T_ADD13(c, t, ...) tcase_add_test(c, t); SHF_T_ADD12(c, __VA_ARGS__)
+#define SHF_T_ADD14(c, t, ...) tcase_add_test(c, t); SHF_T_ADD13(c, __VA_ARGS__)
+#define SHF_T_ADD15(c, t, ...) tcase_add_test(c, t); SHF_T_ADD14(c, __VA_ARGS__)
+#define SHF_T_ADD16(c, t, ...) tcase_add_test(c, t); SHF_T_ADD15(c, __VA_ARGS__)
+/* clang-format on */
+
 /* Directory of the test tables ($SHF_TEST_DIR or /dev/shm). */
 const char *shf_test_dir(void);
 /* "shf-test-<pid>-<tag>" into buf. */

@@ -278,26 +278,12 @@ static void check_sound(SHF *shf, const char *when)
 		       problems == UINT32_MAX ? strerror(errno) : "see log");
 }
 
-/* Does the table hold state st for key i?  (The key is hashed.) */
+/* Does the table hold state st for key i?  r: the get of it. */
 static int holds(uint32_t i, int64_t st, uint32_t r)
 {
 	static char want[CC_VAL_MAX];
-	uint32_t len;
 
-	if (st == 0)
-		return r == SHF_RET_KEY_NONE;
-	if (r != SHF_RET_KEY_FOUND)
-		return 0;
-	if (cc_is_counter(i)) {
-		long v;
-
-		if (shf_val_len != sizeof(v))
-			return 0;
-		memcpy(&v, shf_val, sizeof(v));
-		return v == st;
-	}
-	len = cc_val(i, st, want);
-	return shf_val_len == len && memcmp(shf_val, want, len) == 0;
+	return cc_holds(i, st, r, want);
 }
 
 static int count_cb(const char *key, uint32_t key_len, const char *val,

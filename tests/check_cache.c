@@ -62,32 +62,10 @@ struct shared {
 	uint32_t uids[1024];
 };
 
-struct job {
-	char name[SHF_TEST_NAME_MAX];
-	struct shared *sh;
-};
-
-static struct job *job_new(const char *tag, SHF **shf)
-{
-	static struct job j;
-
-	memset(&j, 0, sizeof(j));
-	*shf = shf_test_new(tag, j.name, sizeof(j.name));
-	j.sh = shf_test_shared(sizeof(struct shared));
-	return &j;
-}
-
-static void job_end(struct job *j, SHF *shf)
-{
-	shf_test_check_sound(shf);
-	shf_test_del(shf, j->name);
-	shf_test_unshared(j->sh, sizeof(struct shared));
-}
-
 /* Record the first problem; returns code (a child's exit status). */
-static int kfail(struct job *j, int code, const char *fmt, ...)
+static int kfail(struct shf_test_job *j, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static int kfail(struct job *j, int code, const char *fmt, ...)
+static int kfail(struct shf_test_job *j, int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -115,7 +93,7 @@ static int kfail(struct job *j, int code, const char *fmt, ...)
 			       j->sh->msg);                        \
 	} while (0)
 
-static void kids_ok(struct job *j, struct shf_test_kids *k)
+static void kids_ok(struct shf_test_job *j, struct shf_test_kids *k)
 {
 	int failed = shf_test_wait(k, KID_TIMEOUT);
 
@@ -123,7 +101,7 @@ static void kids_ok(struct job *j, struct shf_test_kids *k)
 		      j->sh->failed ? j->sh->msg : "(no message)");
 }
 
-static void run_kids(struct job *j, int n, shf_test_kid_fn fn)
+static void run_kids(struct shf_test_job *j, int n, shf_test_kid_fn fn)
 {
 	struct shf_test_kids k;
 
@@ -132,13 +110,13 @@ static void run_kids(struct job *j, int n, shf_test_kid_fn fn)
 	kids_ok(j, &k);
 }
 
-static void set_flag(struct job *j, int f)
+static void set_flag(struct shf_test_job *j, int f)
 {
 	__atomic_store_n(&j->sh->flag[f], 1, __ATOMIC_SEQ_CST);
 }
 
 /* In a child: wait for a flag; gives up if another child failed. */
-static int kid_wait_flag(struct job *j, int f)
+static int kid_wait_flag(struct shf_test_job *j, int f)
 {
 	double end = shf_test_now() + KID_TIMEOUT * shf_test_multiplier();
 
@@ -154,7 +132,7 @@ static int kid_wait_flag(struct job *j, int f)
 }
 
 /* In the parent: wait for a flag; fails early if a child failed. */
-static void parent_wait_flag(struct job *j, int f)
+static void parent_wait_flag(struct shf_test_job *j, int f)
 {
 	double end = shf_test_now() + KID_TIMEOUT * shf_test_multiplier();
 
@@ -285,7 +263,7 @@ static uint64_t xorshift(uint64_t *s)
 #define T1_KEYS 300u /* 200 .. 299 never expire */
 
 /* sh: rt[0], rt[1] before / after A's puts, u[0] the TTL. */
-static int ttl_check_live(struct job *j, SHF *shf, const char *who)
+static int ttl_check_live(struct shf_test_job *j, SHF *shf, const char *who)
 {
 	struct shared *sh = j->sh;
 	int64_t t0 = sh->rt[0], t1 = sh->rt[1], ttl = (int64_t)sh->u[0];
@@ -357,7 +335,7 @@ static int count_cb(const char *key, uint32_t key_len, const char *val,
 	return 0;
 }
 
-static int ttl_check_gone(struct job *j, SHF *shf, const char *who)
+static int ttl_check_gone(struct shf_test_job *j, SHF *shf, const char *who)
 {
 	struct shared *sh = j->sh;
 	int64_t t1 = sh->rt[1], ttl = (int64_t)sh->u[0];
@@ -402,7 +380,7 @@ static int ttl_check_gone(struct job *j, SHF *shf, const char *who)
 
 static int kid_ttl_visible(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	const char *who = idx == 0 ? "child A" : "child B";
@@ -447,7 +425,7 @@ static int kid_ttl_visible(int idx, void *arg)
 START_TEST(test_ttl_visible_then_gone)
 {
 	SHF *shf;
-	struct job *j = job_new("ttlvis", &shf);
+	struct shf_test_job *j = shf_test_job_new("ttlvis", &shf, 0, 0);
 	struct shf_test_kids k;
 	struct shf_stats st;
 	uint32_t r;
@@ -472,7 +450,7 @@ START_TEST(test_ttl_visible_then_gone)
 	pstats(shf, &st);
 	ck_assert_uint_eq(st.expirations, T1_TTL_KEYS);
 	ck_assert_uint_eq(st.keys, T1_KEYS - T1_TTL_KEYS);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -484,7 +462,7 @@ static const char *const default_keys[] = { "d-put", "d-ifabsent", "d-replace",
 
 static int kid_ttl_default(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	int64_t d = (int64_t)sh->u[0];
@@ -597,7 +575,7 @@ static int kid_ttl_default(int idx, void *arg)
 START_TEST(test_ttl_default_shared)
 {
 	SHF *shf;
-	struct job *j = job_new("ttldefault", &shf);
+	struct shf_test_job *j = shf_test_job_new("ttldefault", &shf, 0, 0);
 	struct shf_test_kids k;
 	struct shf_stats st;
 	uint32_t i;
@@ -631,7 +609,7 @@ START_TEST(test_ttl_default_shared)
 	hash_str("d-never");
 	shf_assert_eq(shf_get_key_ttl(shf), SHF_RET_KEY_FOUND);
 	ck_assert_int_eq(shf_val_long, -1);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -689,7 +667,7 @@ static const char *const x_keys[] = { "x-get",	   "x-upd", "x-ifabsent",
 #define T3_LIVE_TTL 5000u
 
 /* The key's TTL left is what its put at put_after gave it, not reset. */
-static int left_not_reset(struct job *j, SHF *shf, const char *key,
+static int left_not_reset(struct shf_test_job *j, SHF *shf, const char *key,
 			  int64_t put_after, const char *what)
 {
 	int64_t tq;
@@ -711,7 +689,7 @@ static int left_not_reset(struct job *j, SHF *shf, const char *key,
 
 static int kid_expired_semantics(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r, i;
@@ -907,7 +885,7 @@ static int kid_expired_semantics(int idx, void *arg)
 START_TEST(test_expired_semantics)
 {
 	SHF *shf;
-	struct job *j = job_new("expsem", &shf);
+	struct shf_test_job *j = shf_test_job_new("expsem", &shf, 0, 0);
 	uint64_t n = 0;
 
 	run_kids(j, 2, kid_expired_semantics);
@@ -919,7 +897,7 @@ START_TEST(test_expired_semantics)
 	ck_assert_mem_eq(shf_val, "v2", 2);
 	hash_str("x-replace");
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_NONE);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -928,8 +906,8 @@ END_TEST
 #define T4_KEYS 5000u
 #define T4_TTL 100u
 
-static int put_range(struct job *j, SHF *shf, uint64_t from, uint64_t n,
-		     uint32_t ttl, const char *who)
+static int put_range(struct shf_test_job *j, SHF *shf, uint64_t from,
+		     uint64_t n, uint32_t ttl, const char *who)
 {
 	uint64_t i;
 
@@ -948,7 +926,7 @@ static int put_range(struct job *j, SHF *shf, uint64_t from, uint64_t n,
 
 static int kid_expired_reclaimed(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
@@ -1029,7 +1007,7 @@ static int kid_expired_reclaimed(int idx, void *arg)
 START_TEST(test_expired_reclaimed)
 {
 	SHF *shf;
-	struct job *j = job_new("expreclaim", &shf);
+	struct shf_test_job *j = shf_test_job_new("expreclaim", &shf, 0, 0);
 	struct shf_stats st;
 	uint64_t i;
 	uint32_t r;
@@ -1055,7 +1033,7 @@ START_TEST(test_expired_reclaimed)
 			shf_assert_eq(ret, SHF_RET_KEY_NONE);
 		}
 	}
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1121,8 +1099,8 @@ static void check_walk(SHF *shf, uint32_t maxv)
 }
 
 /* Get key k: absent, or with its own value; 0, or a kfail code. */
-static int get_checked(struct job *j, SHF *shf, uint64_t k, uint32_t maxv,
-		       uint32_t *found)
+static int get_checked(struct shf_test_job *j, SHF *shf, uint64_t k,
+		       uint32_t maxv, uint32_t *found)
 {
 	char key[32];
 	uint32_t r;
@@ -1143,7 +1121,7 @@ static int get_checked(struct job *j, SHF *shf, uint64_t k, uint32_t maxv,
 
 static int kid_budget(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t seed = 0x9e3779b97f4a7c15ULL * (uint64_t)(idx + 1);
@@ -1202,7 +1180,7 @@ static int kid_budget(int idx, void *arg)
 START_TEST(test_budget_never_exceeded)
 {
 	SHF *shf;
-	struct job *j = job_new("budget", &shf);
+	struct shf_test_job *j = shf_test_job_new("budget", &shf, 0, 0);
 	/* One entry per concurrent writer: "key-99999" and 200 bytes. */
 	uint64_t slack = T5_WRITERS * entry_max(10, T5_MAXV);
 	struct shf_stats st;
@@ -1227,7 +1205,7 @@ START_TEST(test_budget_never_exceeded)
 	for (k = 0; k < T5_KEYSPACE; k++)
 		PCHECK(get_checked(j, shf, k, T5_MAXV, &found));
 	ck_assert_uint_eq(found, st.keys);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1240,7 +1218,7 @@ END_TEST
 
 static int kid_evict_read(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t seed = 0x2545f4914f6cdd1dULL * (uint64_t)(idx + 1);
@@ -1316,7 +1294,7 @@ static int kid_evict_read(int idx, void *arg)
 START_TEST(test_eviction_with_readers)
 {
 	SHF *shf;
-	struct job *j = job_new("evictread", &shf);
+	struct shf_test_job *j = shf_test_job_new("evictread", &shf, 0, 0);
 	struct shf_stats st;
 	int i;
 
@@ -1331,7 +1309,7 @@ START_TEST(test_eviction_with_readers)
 	ck_assert_uint_le(st.bytes_cached,
 			  T6_BUDGET + 2 * entry_max(10, T6_MAXV));
 	check_walk(shf, T6_MAXV);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1380,7 +1358,7 @@ static int clock_get(SHF *shf, char kind, uint32_t i)
 
 static int kid_clock(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
@@ -1437,7 +1415,7 @@ static int kid_clock(int idx, void *arg)
 START_TEST(test_clock_keeps_hot_keys)
 {
 	SHF *shf;
-	struct job *j = job_new("clock", &shf);
+	struct shf_test_job *j = shf_test_job_new("clock", &shf, 0, 0);
 	struct shf_stats st;
 	uint32_t i, hot = 0, cold = 0;
 	double hot_frac, cold_frac;
@@ -1471,7 +1449,7 @@ START_TEST(test_clock_keeps_hot_keys)
 	ck_assert_msg(cold_frac <= 0.65 && hot_frac >= cold_frac + 0.3,
 		      "hot keys kept %.2f, cold %.2f: no better than chance",
 		      hot_frac, cold_frac);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1479,7 +1457,7 @@ END_TEST
 
 static int kid_lease_one(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
@@ -1527,7 +1505,7 @@ static int kid_lease_one(int idx, void *arg)
 START_TEST(test_lease_single_computer)
 {
 	SHF *shf;
-	struct job *j = job_new("leaseone", &shf);
+	struct shf_test_job *j = shf_test_job_new("leaseone", &shf, 0, 0);
 	struct shf_stats st;
 	int i, leased = 0, found = 0, who;
 	char want[32];
@@ -1558,7 +1536,7 @@ START_TEST(test_lease_single_computer)
 	pstats(shf, &st);
 	ck_assert_uint_eq(st.leases, 1);
 	ck_assert_uint_ge(st.lease_waits, 1);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1567,7 +1545,7 @@ END_TEST
 /* Lease key (flag[1] when held) and stay alive until killed. */
 static int kid_lease_and_hang(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	double end;
 	uint32_t r;
@@ -1588,7 +1566,7 @@ static int kid_lease_and_hang(int idx, void *arg)
 
 static int kid_lease_waiter(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
@@ -1616,7 +1594,7 @@ static int kid_lease_waiter(int idx, void *arg)
 }
 
 /* SIGKILL child 0 of k and reap it. */
-static void kill_holder(struct job *j, struct shf_test_kids *k)
+static void kill_holder(struct shf_test_job *j, struct shf_test_kids *k)
 {
 	int status;
 
@@ -1631,7 +1609,7 @@ static void kill_holder(struct job *j, struct shf_test_kids *k)
 START_TEST(test_lease_holder_killed)
 {
 	SHF *shf;
-	struct job *j = job_new("leasekill", &shf);
+	struct shf_test_job *j = shf_test_job_new("leasekill", &shf, 0, 0);
 	struct shf_test_kids ka, kb;
 	struct shf_stats st;
 	double t_kill, t0, dt;
@@ -1684,7 +1662,7 @@ START_TEST(test_lease_holder_killed)
 	pstats(shf, &st);
 	ck_assert_uint_eq(st.leases, 4);
 	ck_assert_uint_ge(st.lease_waits, 1);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1692,7 +1670,7 @@ END_TEST
 
 static int kid_lease_slow(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
@@ -1761,7 +1739,7 @@ static int kid_lease_slow(int idx, void *arg)
 START_TEST(test_lease_expires_alive_holder)
 {
 	SHF *shf;
-	struct job *j = job_new("leaseslow", &shf);
+	struct shf_test_job *j = shf_test_job_new("leaseslow", &shf, 0, 0);
 	struct shf_test_kids k;
 	struct shf_stats st;
 
@@ -1779,7 +1757,7 @@ START_TEST(test_lease_expires_alive_holder)
 	pstats(shf, &st);
 	ck_assert_uint_ge(st.leases, 2);
 	ck_assert_uint_ge(st.lease_waits, 1);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1787,7 +1765,7 @@ END_TEST
 
 static int kid_lease_timeout(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	double t0, dt;
@@ -1859,7 +1837,7 @@ static int kid_lease_timeout(int idx, void *arg)
 START_TEST(test_lease_wait_timeout)
 {
 	SHF *shf;
-	struct job *j = job_new("leasetimeout", &shf);
+	struct shf_test_job *j = shf_test_job_new("leasetimeout", &shf, 0, 0);
 	struct shf_stats st;
 
 	run_kids(j, 2, kid_lease_timeout);
@@ -1874,7 +1852,7 @@ START_TEST(test_lease_wait_timeout)
 	shf_assert_eq(shf_get_key_val_copy_or_lease(shf, 1000, 0), LEASED);
 	hash_str("held");
 	shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_NONE);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1882,7 +1860,7 @@ END_TEST
 
 static int kid_lease_give_up(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
@@ -1941,7 +1919,7 @@ static int kid_lease_give_up(int idx, void *arg)
 START_TEST(test_lease_give_up)
 {
 	SHF *shf;
-	struct job *j = job_new("leasegiveup", &shf);
+	struct shf_test_job *j = shf_test_job_new("leasegiveup", &shf, 0, 0);
 	struct shf_test_kids k;
 	struct shf_stats st;
 
@@ -1956,7 +1934,7 @@ START_TEST(test_lease_give_up)
 	ck_assert_uint_ge(st.lease_waits, 1);
 	hash_str("giveup");
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1970,7 +1948,7 @@ END_TEST
  */
 static int kid_fill_leased(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
 	int rc;
@@ -2062,7 +2040,7 @@ static int kid_fill_leased(int idx, void *arg)
 START_TEST(test_fill_if_leased)
 {
 	SHF *shf;
-	struct job *j = job_new("fillleased", &shf);
+	struct shf_test_job *j = shf_test_job_new("fillleased", &shf, 0, 0);
 
 	run_kids(j, 2, kid_fill_leased);
 	hash_str("fill3");
@@ -2078,7 +2056,7 @@ START_TEST(test_fill_if_leased)
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_NONE);
 	shf_assert_eq(shf_put_key_val_if_leased(NULL, "x", 1, 0),
 		      SHF_RET_ERROR);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -2086,7 +2064,7 @@ END_TEST
 
 static int kid_hits(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
 	uint32_t i, r;
@@ -2128,7 +2106,7 @@ static int kid_hits(int idx, void *arg)
 START_TEST(test_hits_misses_counted)
 {
 	SHF *shf;
-	struct job *j = job_new("hits", &shf);
+	struct shf_test_job *j = shf_test_job_new("hits", &shf, 0, 0);
 	struct shf_test_kids k;
 	struct shf_stats st;
 	uint64_t h0;
@@ -2168,7 +2146,7 @@ START_TEST(test_hits_misses_counted)
 		      (unsigned long long)(st.hits - h0));
 	set_flag(j, 4);
 	kids_ok(j, &k);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -2193,7 +2171,7 @@ static void sizes_of_keys(uint32_t n)
 
 static int kid_stats_fields(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
 	uint32_t i, r;
@@ -2228,7 +2206,7 @@ static int kid_stats_fields(int idx, void *arg)
 START_TEST(test_stats_fields)
 {
 	SHF *shf;
-	struct job *j = job_new("statsfields", &shf);
+	struct shf_test_job *j = shf_test_job_new("statsfields", &shf, 0, 0);
 	struct shf_stats st, old;
 	const unsigned char *ob = (const unsigned char *)&old;
 	size_t old_size = offsetof(struct shf_stats, ttl_default_ms), b;
@@ -2271,7 +2249,7 @@ START_TEST(test_stats_fields)
 		ck_assert_msg(ob[b] == 0xa5, "byte %zu past size %zu written",
 			      b, old_size);
 	ck_assert_uint_eq(old.keys, 0);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -2288,7 +2266,7 @@ END_TEST
  * Put, delete, get and get-or-lease random keys, with and without TTLs,
  * until killed.  Every value found must be the key's own.
  */
-static void rk_writer(struct job *j, uint64_t seed)
+static void rk_writer(struct shf_test_job *j, uint64_t seed)
 {
 	char key[40], val[RK_MAXV + 8];
 	SHF *shf = shf_test_attach_existing(j->name);
@@ -2341,7 +2319,7 @@ static void rk_writer(struct job *j, uint64_t seed)
 	}
 }
 
-static pid_t rk_spawn(struct job *j, uint64_t seed)
+static pid_t rk_spawn(struct shf_test_job *j, uint64_t seed)
 {
 	pid_t pid = fork();
 
@@ -2353,7 +2331,7 @@ static pid_t rk_spawn(struct job *j, uint64_t seed)
 
 START_TEST(test_cache_random_kills)
 {
-	struct job *j;
+	struct shf_test_job *j;
 	struct shf_stats st;
 	uint64_t rs = 0xcafe, seed = 1, max_entry = entry_max(16, RK_MAXV);
 	double worst = 0;
@@ -2362,7 +2340,7 @@ START_TEST(test_cache_random_kills)
 	int status;
 	SHF *shf;
 
-	j = job_new("kills", &shf);
+	j = shf_test_job_new("kills", &shf, 0, 0);
 	shf_assert_eq(shf_set_byte_budget(shf, RK_BUDGET), SHF_RET_OK);
 	for (w = 0; w < 2; w++)
 		pid[w] = rk_spawn(j, seed++);
@@ -2422,7 +2400,7 @@ START_TEST(test_cache_random_kills)
 	       (unsigned long long)st.expirations,
 	       (unsigned long long)st.leases,
 	       (unsigned long long)st.recoveries);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 

@@ -251,6 +251,34 @@ void shf_test_unshared(void *p, size_t size)
 	munmap(p, size);
 }
 
+struct shf_test_job *shf_test_job_alloc(const char *tag, SHF **shf,
+					size_t sh_size, uint32_t n,
+					uint32_t kids)
+{
+	static struct shf_test_job j;
+	char file[SHF_TEST_PATH_MAX];
+
+	memset(&j, 0, sizeof(j));
+	if (shf) {
+		*shf = shf_test_new(tag, j.name, sizeof(j.name));
+	} else {
+		shf_test_name(j.name, sizeof(j.name), tag);
+		unlink(shf_test_file(file, sizeof(file), j.name));
+	}
+	j.sh = shf_test_shared(sh_size);
+	j.sh_size = sh_size;
+	j.n = n;
+	j.kids = kids;
+	return &j;
+}
+
+void shf_test_job_end(struct shf_test_job *j, SHF *shf)
+{
+	shf_test_check_sound(shf);
+	shf_test_del(shf, j->name);
+	shf_test_unshared(j->sh, j->sh_size);
+}
+
 void shf_test_spawn(struct shf_test_kids *k, int n, shf_test_kid_fn fn,
 		    void *arg)
 {

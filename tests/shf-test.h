@@ -132,6 +132,35 @@ int shf_test_wait_u32(uint32_t *p, uint32_t want, double timeout_s);
 /* In a child: shf_init(), then attach the existing table name (or NULL). */
 SHF *shf_test_attach_existing(const char *name);
 
+/*
+ * Jobs of the multi-process tests: a table, and memory that the children
+ * share with the parent (MAP_SHARED, zeroed, mapped before they fork).
+ * A program that uses jobs defines its struct shared, what its children
+ * share; these helpers never look inside it.
+ */
+struct shared;
+struct shf_test_job {
+	char name[SHF_TEST_NAME_MAX]; /* the table's */
+	struct shared *sh;
+	size_t sh_size;
+	uint32_t n; /* keys, or operations, per child */
+	uint32_t kids; /* children, or a mode */
+	SHF *inherited; /* a handle the children inherit */
+};
+/*
+ * A new job (static storage: one at a time) for tag's table, attached into
+ * *shf (shf_test_new()); with shf NULL, only named and any old file
+ * removed, for children that create it.  In a program that defines struct
+ * shared: shf_test_job_new(tag, &shf, n, kids).
+ */
+struct shf_test_job *shf_test_job_alloc(const char *tag, SHF **shf,
+					size_t sh_size, uint32_t n,
+					uint32_t kids);
+#define shf_test_job_new(tag, shf, n, kids) \
+	shf_test_job_alloc(tag, shf, sizeof(struct shared), n, kids)
+/* The table is sound (shf_test_check_sound()) and deleted; memory unmapped. */
+void shf_test_job_end(struct shf_test_job *j, SHF *shf);
+
 /* Children. */
 typedef int (*shf_test_kid_fn)(int idx, void *arg);
 struct shf_test_kids {

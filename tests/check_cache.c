@@ -323,18 +323,6 @@ static int ttl_check_live(struct shf_test_job *j, SHF *shf, const char *who)
 	return 0;
 }
 
-static int count_cb(const char *key, uint32_t key_len, const char *val,
-		    uint32_t val_len, uint32_t uid, void *arg)
-{
-	(void)key;
-	(void)key_len;
-	(void)val;
-	(void)val_len;
-	(void)uid;
-	(*(uint64_t *)arg)++;
-	return 0;
-}
-
 static int ttl_check_gone(struct shf_test_job *j, SHF *shf, const char *who)
 {
 	struct shared *sh = j->sh;
@@ -370,7 +358,7 @@ static int ttl_check_gone(struct shf_test_job *j, SHF *shf, const char *who)
 			       who, i, r);
 		}
 	}
-	KCHECK(shf_iterate(shf, count_cb, &n) == SHF_RET_OK, 26,
+	KCHECK(shf_iterate(shf, shf_test_count_cb, &n) == SHF_RET_OK, 26,
 	       "%s: shf_iterate failed", who);
 	KCHECK(n == T1_KEYS - T1_TTL_KEYS, 27,
 	       "%s: shf_iterate saw %llu keys, expected %u", who,
@@ -889,7 +877,7 @@ START_TEST(test_expired_semantics)
 	uint64_t n = 0;
 
 	run_kids(j, 2, kid_expired_semantics);
-	shf_assert_eq(shf_iterate(shf, count_cb, &n), SHF_RET_OK);
+	shf_assert_eq(shf_iterate(shf, shf_test_count_cb, &n), SHF_RET_OK);
 	ck_assert_uint_eq(n, 5);
 	hash_str("x-ifabsent");
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
@@ -1711,7 +1699,8 @@ static int kid_lease_slow(int idx, void *arg)
 		r = shf_get_key_val_copy(shf);
 		KCHECK(r == SHF_RET_KEY_NONE, 10, "B: get of a leased key: %u",
 		       r);
-		KCHECK(shf_iterate(shf, count_cb, &n) == SHF_RET_OK && n == 0,
+		KCHECK(shf_iterate(shf, shf_test_count_cb, &n) == SHF_RET_OK &&
+			       n == 0,
 		       11, "B: iterate saw %llu keys (a leased one)",
 		       (unsigned long long)n);
 	}
@@ -2110,15 +2099,8 @@ START_TEST(test_hits_misses_counted)
 	struct shf_test_kids k;
 	struct shf_stats st;
 	uint64_t h0;
-	uint32_t i;
 
-	for (i = 0; i < 100; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-	}
+	shf_test_fill(shf, 0, 100, 0, NULL);
 	pstats(shf, &st);
 	ck_assert_uint_eq(st.hits, 0);
 	ck_assert_uint_eq(st.misses, 0);

@@ -286,14 +286,6 @@ static int holds(uint32_t i, int64_t st, uint32_t r)
 	return cc_holds(i, st, r, want);
 }
 
-static int count_cb(const char *key, uint32_t key_len, const char *val,
-		    uint32_t val_len, uint32_t uid, void *arg)
-{
-	(void)key, (void)key_len, (void)val, (void)val_len, (void)uid;
-	++*(uint64_t *)arg;
-	return 0;
-}
-
 /*
  * Every acknowledged write is there with its value; a write in flight is
  * there whole or not at all (strict: OLD or NEW says which).  extra: keys
@@ -348,7 +340,8 @@ static void verify_writes(SHF *shf, struct cc_shm *s, uint32_t nw, int strict,
 		       "key counter says %llu, the table holds %llu",
 		       (unsigned long long)st.keys,
 		       (unsigned long long)(live + extra));
-	ck_assert_int_eq(shf_iterate(shf, count_cb, &walked), SHF_RET_OK);
+	ck_assert_int_eq(shf_iterate(shf, shf_test_count_cb, &walked),
+			 SHF_RET_OK);
 	shf_assert_msg(walked == live + extra,
 		       "shf_iterate saw %llu keys, the table holds %llu",
 		       (unsigned long long)walked,

@@ -20,15 +20,11 @@
 #include "shf.h"
 #include "shf-test.h"
 
-#define NEW(tag)                      \
-	char name[SHF_TEST_NAME_MAX]; \
-	SHF *shf = shf_test_new(tag, name, sizeof(name))
-
 /* ---- size ----------------------------------------------------------- */
 
 START_TEST(test_value_200mib)
 {
-	NEW("big");
+	SHF_TEST_NEW("big");
 	size_t len = 200u << 20;
 	char *v = malloc(len);
 	uint32_t uid;
@@ -79,24 +75,14 @@ END_TEST
 
 START_TEST(test_growth_1m)
 {
-	NEW("1m");
+	SHF_TEST_NEW("1m");
 	struct shf_stats st0, st;
 	uint32_t i, n = 1000000;
 
 	memset(&st0, 0, sizeof(st0));
 	shf_assert_eq(shf_get_stats(shf, &st0, sizeof(st0)), SHF_RET_OK);
-	for (i = 0; i < n; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-	}
-	for (i = 0; i < n; i++) {
-		shf_test_hash(i);
-		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
-		shf_assert(shf_test_val_ok(shf_val, shf_val_len, i, 1, NULL));
-	}
+	shf_test_fill(shf, 0, n, 0, NULL);
+	shf_test_check_keys(shf, 0, n, 1);
 	memset(&st, 0, sizeof(st));
 	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
 	shf_assert_eq(st.keys, n);
@@ -120,18 +106,11 @@ END_TEST
 
 START_TEST(test_uids_stable_growth)
 {
-	NEW("uidgrow1");
+	SHF_TEST_NEW("uidgrow1");
 	uint32_t uid[1000];
 	uint32_t i;
 
-	for (i = 0; i < 1000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		uid[i] = shf_uid;
-	}
+	shf_test_fill(shf, 0, 1000, 0, uid);
 	for (i = 1000; i < 501000; i++) {
 		char v[80];
 		uint32_t len = shf_test_val(v, i, 0);
@@ -170,7 +149,7 @@ END_TEST
 
 START_TEST(test_val_addr_survives_growth)
 {
-	NEW("addrgrow");
+	SHF_TEST_NEW("addrgrow");
 	char v[100];
 	char *addr;
 	uint32_t i;
@@ -286,7 +265,7 @@ END_TEST
 
 START_TEST(test_scrambled_table)
 {
-	NEW("scrambled");
+	SHF_TEST_NEW("scrambled");
 	char file[SHF_TEST_PATH_MAX];
 	char junk[256];
 	int fd;
@@ -354,7 +333,7 @@ END_TEST
 
 START_TEST(test_file_mode_0600)
 {
-	NEW("mode");
+	SHF_TEST_NEW("mode");
 	char file[SHF_TEST_PATH_MAX];
 	struct stat st;
 	mode_t old = umask(0);
@@ -373,7 +352,7 @@ END_TEST
 
 START_TEST(test_del_other_handles)
 {
-	NEW("delhandles");
+	SHF_TEST_NEW("delhandles");
 	SHF *two, *three;
 	char *text;
 
@@ -404,7 +383,7 @@ END_TEST
 
 START_TEST(test_del_twice)
 {
-	NEW("deltwice");
+	SHF_TEST_NEW("deltwice");
 	SHF *two = shf_attach_existing(shf_test_dir(), name);
 	char *text;
 
@@ -471,7 +450,7 @@ static int dummy_cb(const char *key, uint32_t key_len, const char *val,
 
 START_TEST(test_bad_arguments)
 {
-	NEW("badargs");
+	SHF_TEST_NEW("badargs");
 	struct shf_stats st;
 
 	errno = 0;
@@ -537,7 +516,7 @@ static void *fresh_thread(void *arg)
 
 START_TEST(test_no_key_named)
 {
-	NEW("nokey");
+	SHF_TEST_NEW("nokey");
 	struct fresh f;
 	pthread_t t;
 
@@ -580,7 +559,7 @@ END_TEST
 
 START_TEST(test_add_wraps)
 {
-	NEW("wrap");
+	SHF_TEST_NEW("wrap");
 	long max = 0x7fffffffffffffffL;
 
 	shf_make_hash("w", 1);

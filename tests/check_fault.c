@@ -222,20 +222,12 @@ static void poke(SHF *shf, uint32_t n)
 	(void)problems;
 }
 
-static int count_cb(const char *key, uint32_t key_len, const char *val,
-		    uint32_t val_len, uint32_t uid, void *arg)
-{
-	(void)key, (void)key_len, (void)val, (void)val_len, (void)uid;
-	++*(uint64_t *)arg;
-	return 0;
-}
-
 static void walk(SHF *shf)
 {
 	uint32_t win = 0, tab = 0, k;
 	uint64_t n = 0;
 
-	(void)shf_iterate(shf, count_cb, &n);
+	(void)shf_iterate(shf, shf_test_count_cb, &n);
 	for (k = 0; k < 256; k++)
 		shf_tab_copy_iterate(shf, &win, &tab);
 }

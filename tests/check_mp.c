@@ -34,41 +34,11 @@ struct shared {
 	uint32_t uids[20000];
 };
 
-/* Every key < n present with a value by one of writers; ck_asserts. */
-static void check_keys(SHF *shf, uint64_t from, uint64_t to, uint32_t writers)
-{
-	uint64_t i;
-
-	for (i = from; i < to; i++) {
-		uint32_t ret;
-
-		shf_test_hash(i);
-		ret = shf_get_key_val_copy(shf);
-		shf_assert_msg(ret == SHF_RET_KEY_FOUND, "key %llu: ret %u",
-			       (unsigned long long)i, ret);
-		shf_assert_msg(shf_test_val_ok(shf_val, shf_val_len, i, writers,
-					       NULL),
-			       "key %llu: bad value", (unsigned long long)i);
-	}
-}
-
-static int count_cb(const char *key, uint32_t key_len, const char *val,
-		    uint32_t val_len, uint32_t uid, void *arg)
-{
-	(void)key;
-	(void)key_len;
-	(void)val;
-	(void)val_len;
-	(void)uid;
-	(*(uint64_t *)arg)++;
-	return 0;
-}
-
 static uint64_t iterate_count(SHF *shf)
 {
 	uint64_t n = 0;
 
-	shf_assert_eq(shf_iterate(shf, count_cb, &n), SHF_RET_OK);
+	shf_assert_eq(shf_iterate(shf, shf_test_count_cb, &n), SHF_RET_OK);
 	return n;
 }
 
@@ -107,7 +77,7 @@ START_TEST(test_mp_disjoint)
 	struct shf_test_job *j = shf_test_job_new("disjoint", &shf, 25000, 4);
 
 	ck_assert_int_eq(shf_test_run(4, kid_disjoint, j, KID_TIMEOUT), 0);
-	check_keys(shf, 0, 100000, 4);
+	shf_test_check_keys(shf, 0, 100000, 4);
 	shf_assert_eq(shf_test_keys(shf), 100000);
 	shf_assert_eq(iterate_count(shf), 100000);
 	shf_test_job_end(j, shf);
@@ -150,7 +120,7 @@ START_TEST(test_mp_shared_keys)
 	struct shf_test_job *j = shf_test_job_new("shared", &shf, 3000, 4);
 
 	ck_assert_int_eq(shf_test_run(4, kid_shared, j, KID_TIMEOUT), 0);
-	check_keys(shf, 0, j->n, 4);
+	shf_test_check_keys(shf, 0, j->n, 4);
 	shf_assert_eq(shf_test_keys(shf), j->n);
 	shf_assert_eq(iterate_count(shf), j->n);
 	shf_test_job_end(j, shf);
@@ -327,7 +297,7 @@ START_TEST(test_mp_put_del_race)
 		shf_test_hash(i);
 		shf_assert(shf_put_key_val(shf, v, len) & SHF_RET_KEY_PUT);
 	}
-	check_keys(shf, 0, j->n, 1);
+	shf_test_check_keys(shf, 0, j->n, 1);
 	shf_assert_eq(shf_test_keys(shf), j->n);
 	shf_test_job_end(j, shf);
 }
@@ -393,18 +363,10 @@ START_TEST(test_mp_growth_while_reading)
 {
 	SHF *shf;
 	struct shf_test_job *j = shf_test_job_new("growread", &shf, 0, 1);
-	uint32_t i;
 
-	for (i = 0; i < BASE_KEYS; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		j->sh->uids[i] = shf_uid;
-	}
+	shf_test_fill(shf, 0, BASE_KEYS, 0, j->sh->uids);
 	ck_assert_int_eq(shf_test_run(3, kid_grow_or_read, j, KID_TIMEOUT), 0);
-	check_keys(shf, 0, BASE_KEYS + GROW_KEYS, 1);
+	shf_test_check_keys(shf, 0, BASE_KEYS + GROW_KEYS, 1);
 	shf_assert_eq(shf_test_keys(shf), BASE_KEYS + GROW_KEYS);
 	shf_test_job_end(j, shf);
 }
@@ -437,14 +399,7 @@ START_TEST(test_mp_uids_stable_through_growth)
 	struct shf_test_job *j = shf_test_job_new("uidgrow", &shf, 0, 1);
 	uint32_t i;
 
-	for (i = 0; i < 1000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		j->sh->uids[i] = shf_uid;
-	}
+	shf_test_fill(shf, 0, 1000, 0, j->sh->uids);
 	ck_assert_int_eq(shf_test_run(1, kid_grow, j, KID_TIMEOUT), 0);
 	for (i = 0; i < 1000; i++) {
 		char key[32];
@@ -511,21 +466,13 @@ START_TEST(test_mp_child_writes_seen)
 {
 	SHF *shf;
 	struct shf_test_job *j = shf_test_job_new("seen", &shf, 0, 1);
-	uint32_t i;
 
-	for (i = 0; i < 1000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		j->sh->uids[i] = shf_uid;
-	}
+	shf_test_fill(shf, 0, 1000, 0, j->sh->uids);
 	j->inherited = shf;
 	ck_assert_int_eq(shf_test_run(2, kid_sees_and_writes, j, KID_TIMEOUT),
 			 0);
-	check_keys(shf, 1, 3000, 1);
-	check_keys(shf, 0, 1, 3);
+	shf_test_check_keys(shf, 1, 3000, 1);
+	shf_test_check_keys(shf, 0, 1, 3);
 	shf_test_hash(0);
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	shf_assert_eq(shf_uid, j->sh->uids[0]);
@@ -555,14 +502,7 @@ START_TEST(test_mp_uid_ops_across_processes)
 	struct shf_test_job *j = shf_test_job_new("uidops", &shf, 0, 1);
 	uint32_t i;
 
-	for (i = 0; i < 4000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		j->sh->uids[i] = shf_uid;
-	}
+	shf_test_fill(shf, 0, 4000, 0, j->sh->uids);
 	/* UIDs mean the same in every process: 4 children delete 0..1999. */
 	ck_assert_int_eq(shf_test_run(4, kid_del_by_uid, j, KID_TIMEOUT), 0);
 	for (i = 0; i < 4000; i++) {
@@ -756,8 +696,9 @@ START_TEST(test_mp_sigkill_mid_put)
 		shf_assert_msg(worst < crash_limit(),
 			       "round %u: a call took %.2f s after the crash",
 			       round, worst);
-		check_keys(shf, base + 800000, base + 800000 + 4096, 1);
-		check_keys(shf, base + 900000, base + 900000 + 64, 1);
+		shf_test_check_keys(shf, base + 800000, base + 800000 + 4096,
+				    1);
+		shf_test_check_keys(shf, base + 900000, base + 900000 + 64, 1);
 		shf_test_check_sound(shf);
 	}
 	/* Structure intact: the count and the walk agree. */
@@ -820,8 +761,8 @@ START_TEST(test_mp_sigkill_among_writers)
 	}
 	acked = shf_test_load_u32(&j->sh->uids[0]);
 	shf_assert(acked >= 20000);
-	check_keys(shf, 0, acked, 1);
-	check_keys(shf, 100000, 300000, 1);
+	shf_test_check_keys(shf, 0, acked, 1);
+	shf_test_check_keys(shf, 100000, 300000, 1);
 	/* The killed writer's next key is either there or not. */
 	{
 		uint64_t keys = shf_test_keys(shf);
@@ -919,7 +860,7 @@ START_TEST(test_mp_sigkill_holding_lock)
 		shf_assert_eq(shf_val_len, 5);
 		ck_assert_mem_eq(shf_val, "after", 5);
 		shf_assert_eq(shf_uid, j->sh->uids[0]);
-		check_keys(shf, 0, 1000, 1);
+		shf_test_check_keys(shf, 0, 1000, 1);
 		shf_test_check_sound(shf);
 	}
 	memset(&st, 0, sizeof(st));
@@ -1076,13 +1017,7 @@ START_TEST(test_mp_iterate_while_writing)
 	uint32_t i;
 
 	ck_assert_ptr_nonnull(s);
-	for (i = 0; i < 5000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-	}
+	shf_test_fill(shf, 0, 5000, 0, NULL);
 	shf_test_spawn(&k, 2, kid_churn, j);
 	shf_test_go(&k);
 	for (i = 0; i < 100000 && shf_test_load_u32(&j->sh->ready) < 2; i++)
@@ -1394,7 +1329,7 @@ START_TEST(test_mp_threads)
 		ck_assert_int_eq(pthread_join(tid[i], NULL), 0);
 		ck_assert_int_eq(t[i].errors, 0);
 	}
-	check_keys(shf, 0, 80000, 4);
+	shf_test_check_keys(shf, 0, 80000, 4);
 	shf_make_hash("tcounter", 8);
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	memcpy(&v, shf_val, sizeof(v));

@@ -460,6 +460,39 @@ int shf_test_val_ok(const char *val, uint32_t len, uint64_t i, uint32_t writers,
 	return 0;
 }
 
+void shf_test_fill(SHF *shf, uint64_t from, uint64_t to, uint32_t w,
+		   uint32_t *uids)
+{
+	uint64_t i;
+
+	for (i = from; i < to; i++) {
+		char v[80];
+		uint32_t len = shf_test_val(v, i, w);
+
+		shf_test_hash(i);
+		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
+		if (uids)
+			uids[i - from] = shf_uid;
+	}
+}
+
+void shf_test_check_keys(SHF *shf, uint64_t from, uint64_t to, uint32_t writers)
+{
+	uint64_t i;
+
+	for (i = from; i < to; i++) {
+		uint32_t ret;
+
+		shf_test_hash(i);
+		ret = shf_get_key_val_copy(shf);
+		shf_assert_msg(ret == SHF_RET_KEY_FOUND, "key %llu: ret %u",
+			       (unsigned long long)i, ret);
+		shf_assert_msg(shf_test_val_ok(shf_val, shf_val_len, i, writers,
+					       NULL),
+			       "key %llu: bad value", (unsigned long long)i);
+	}
+}
+
 void shf_test_pattern(char *buf, size_t len, uint32_t seed)
 {
 	uint64_t x = 0x9e3779b97f4a7c15ULL ^ seed;
@@ -473,6 +506,14 @@ void shf_test_pattern(char *buf, size_t len, uint32_t seed)
 	}
 	for (; i < len; i++)
 		buf[i] = (char)(i * 131 + seed);
+}
+
+int shf_test_count_cb(const char *key, uint32_t key_len, const char *val,
+		      uint32_t val_len, uint32_t uid, void *arg)
+{
+	(void)key, (void)key_len, (void)val, (void)val_len, (void)uid;
+	++*(uint64_t *)arg;
+	return 0;
 }
 
 uint64_t shf_test_keys(SHF *shf)

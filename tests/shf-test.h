@@ -109,6 +109,10 @@ char *shf_test_file(char *buf, size_t size, const char *name);
 int shf_test_exists(const char *name);
 /* Name a table by tag, make sure it is absent and attach (ck_asserts). */
 SHF *shf_test_new(const char *tag, char *name, size_t size);
+/* Declare name and shf, a new table by tag (shf_test_new()). */
+#define SHF_TEST_NEW(tag)             \
+	char name[SHF_TEST_NAME_MAX]; \
+	SHF *shf = shf_test_new(tag, name, sizeof(name))
 /* shf_del() it and check the text is not NULL and the file is gone. */
 void shf_test_del(SHF *shf, const char *name);
 /* Files of this runner left in the directory; removes them if asked. */
@@ -203,6 +207,21 @@ int shf_test_val_ok(const char *val, uint32_t len, uint64_t i, uint32_t writers,
 
 /* Fill buf with a pattern that depends on seed. */
 void shf_test_pattern(char *buf, size_t len, uint32_t seed);
+
+/*
+ * Put shf_test_val(i, w) under shf_test_key(i), a new key, for from <= i <
+ * to (fails the test unless each is SHF_RET_KEY_PUT); uids (or NULL) gets
+ * the UID of key i at uids[i - from].
+ */
+void shf_test_fill(SHF *shf, uint64_t from, uint64_t to, uint32_t w,
+		   uint32_t *uids);
+/* Every key from <= i < to holds shf_test_val(i, w) for some w < writers. */
+void shf_test_check_keys(SHF *shf, uint64_t from, uint64_t to,
+			 uint32_t writers);
+
+/* shf_iterate() callback: counts the pairs in *(uint64_t *)arg. */
+int shf_test_count_cb(const char *key, uint32_t key_len, const char *val,
+		      uint32_t val_len, uint32_t uid, void *arg);
 
 /* Keys of a table by shf_get_stats(), or UINT64_MAX on error. */
 uint64_t shf_test_keys(SHF *shf);

@@ -1530,6 +1530,25 @@ END_TEST
 
 /* ==== 9. the holder is killed: a waiter takes over =================== */
 
+/*
+ * The opening of the children of a lease test: A (idx 0) leases key for
+ * lease_ms, then sets phase 1; the others wait for phase 1.  0, or the
+ * exit code of the check that failed.
+ */
+static int lease_opening(struct shf_test_job *j, SHF *shf, int idx,
+			 const char *key, uint32_t lease_ms)
+{
+	uint32_t r;
+
+	if (idx != 0)
+		return kid_wait_flag(j, 1);
+	hash_str(key);
+	r = shf_get_key_val_copy_or_lease(shf, lease_ms, 0);
+	KCHECK(r == LEASED, 2, "A: get_or_lease: %u (%s)", r, strerror(errno));
+	set_flag(j, 1);
+	return 0;
+}
+
 /* Lease key (flag[1] when held) and stay alive until killed. */
 static int kid_lease_and_hang(int idx, void *arg)
 {
@@ -1763,12 +1782,9 @@ static int kid_lease_timeout(int idx, void *arg)
 
 	if (!shf)
 		return kfail(j, 1, "attach: %s", strerror(errno));
+	if ((rc = lease_opening(j, shf, idx, "held", 5000)) != 0)
+		return rc;
 	if (idx == 0) {
-		hash_str("held");
-		r = shf_get_key_val_copy_or_lease(shf, 5000, 0);
-		KCHECK(r == LEASED, 2, "A: get_or_lease: %u (%s)", r,
-		       strerror(errno));
-		set_flag(j, 1);
 		if (shf_test_wait_u32(&sh->stop, 1, KID_TIMEOUT) != 0)
 			return kfail(j, 3, "A: not told to stop");
 		/* Give it up. */
@@ -1778,8 +1794,6 @@ static int kid_lease_timeout(int idx, void *arg)
 		shf_detach(shf);
 		return 0;
 	}
-	if ((rc = kid_wait_flag(j, 1)) != 0)
-		return rc;
 	hash_str("held");
 	errno = 0;
 	t0 = shf_test_now();
@@ -1857,12 +1871,9 @@ static int kid_lease_give_up(int idx, void *arg)
 
 	if (!shf)
 		return kfail(j, 1, "attach: %s", strerror(errno));
+	if ((rc = lease_opening(j, shf, idx, "giveup", 10000)) != 0)
+		return rc;
 	if (idx == 0) {
-		hash_str("giveup");
-		r = shf_get_key_val_copy_or_lease(shf, 10000, 0);
-		KCHECK(r == LEASED, 2, "A: get_or_lease: %u (%s)", r,
-		       strerror(errno));
-		set_flag(j, 1);
 		if ((rc = kid_wait_flag(j, 3)) != 0)
 			return rc;
 		hash_str("giveup");
@@ -1879,8 +1890,6 @@ static int kid_lease_give_up(int idx, void *arg)
 		shf_detach(shf);
 		return 0;
 	}
-	if ((rc = kid_wait_flag(j, 1)) != 0)
-		return rc;
 	set_flag(j, 2);
 	hash_str("giveup");
 	errno = 0;
@@ -1944,12 +1953,10 @@ static int kid_fill_leased(int idx, void *arg)
 
 	if (!shf)
 		return kfail(j, 1, "attach: %s", strerror(errno));
+	/* 1: B deletes the leased key meanwhile */
+	if ((rc = lease_opening(j, shf, idx, "fill", 10000)) != 0)
+		return rc;
 	if (idx == 0) {
-		/* 1: B deletes the leased key meanwhile */
-		hash_str("fill");
-		r = shf_get_key_val_copy_or_lease(shf, 10000, 0);
-		KCHECK(r == LEASED, 2, "A: lease 1: %u", r);
-		set_flag(j, 1);
 		if ((rc = kid_wait_flag(j, 2)) != 0)
 			return rc;
 		hash_str("fill");
@@ -1999,8 +2006,6 @@ static int kid_fill_leased(int idx, void *arg)
 		shf_detach(shf);
 		return 0;
 	}
-	if ((rc = kid_wait_flag(j, 1)) != 0)
-		return rc;
 	hash_str("fill");
 	r = shf_del_key_val(shf);
 	KCHECK(r == SHF_RET_KEY_NONE, 20, "B: del of the lease: %u", r);

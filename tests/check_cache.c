@@ -206,12 +206,6 @@ static int get_stats(SHF *shf, struct shf_stats *st)
 	return shf_get_stats(shf, st, sizeof(*st)) == SHF_RET_OK ? 0 : -1;
 }
 
-static void pstats(SHF *shf, struct shf_stats *st)
-{
-	shf_assert_msg(get_stats(shf, st) == 0, "shf_get_stats: %s",
-		       strerror(errno));
-}
-
 /* Bytes a record of these lengths may take (header 6 to 14 bytes). */
 static uint64_t entry_min(uint32_t klen, uint32_t vlen)
 {
@@ -431,11 +425,11 @@ START_TEST(test_ttl_visible_then_gone)
 	/* The live checks were really made by someone. */
 	ck_assert_uint_gt(j->sh->timely, 0);
 	/* Expired, not yet reclaimed; reclaimed by shf_expire(). */
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	errno = 0;
 	r = shf_expire(shf, 1u << 20);
 	ck_assert_msg(r != UINT32_MAX, "shf_expire: %s", strerror(errno));
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.expirations, T1_TTL_KEYS);
 	ck_assert_uint_eq(st.keys, T1_KEYS - T1_TTL_KEYS);
 	shf_test_job_end(j, shf);
@@ -584,7 +578,7 @@ START_TEST(test_ttl_default_shared)
 	set_flag(j, 1);
 	kids_ok(j, &k);
 	ck_assert_uint_gt(j->sh->timely, 0);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.ttl_default_ms, j->sh->u[0]);
 	for (i = 0; i < N_DEFAULT_KEYS; i++) {
 		hash_str(default_keys[i]);
@@ -1005,7 +999,7 @@ START_TEST(test_expired_reclaimed)
 	r = shf_expire(shf, 1u << 20);
 	ck_assert_msg(r != UINT32_MAX, "shf_expire: %s", strerror(errno));
 	ck_assert_uint_eq(r, 2 * T4_KEYS - j->sh->u[0]);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.expirations, 2 * T4_KEYS);
 	ck_assert_uint_eq(st.keys, T4_KEYS);
 	for (i = 0; i < 25000; i++) {
@@ -1077,7 +1071,7 @@ static void check_walk(SHF *shf, uint32_t maxv)
 	shf_assert_eq(shf_iterate(shf, kv_walk_cb, &w), SHF_RET_OK);
 	ck_assert_msg(w.bad == 0, "%u keys with a wrong value, first %s", w.bad,
 		      w.first_bad);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(w.n, st.keys);
 	ck_assert_msg(st.bytes_cached >= w.lo && st.bytes_cached <= w.hi,
 		      "bytes_cached %llu for %llu keys: expected %llu .. %llu",
@@ -1183,7 +1177,7 @@ START_TEST(test_budget_never_exceeded)
 		      "bytes_cached reached %llu: budget %u + %llu",
 		      (unsigned long long)j->sh->u[0], T5_BUDGET,
 		      (unsigned long long)slack);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_gt(st.evictions, 0);
 	ck_assert_uint_ge(st.puts, T5_WRITERS * T5_PUTS);
 	ck_assert_uint_le(st.bytes_cached, T5_BUDGET + slack);
@@ -1292,7 +1286,7 @@ START_TEST(test_eviction_with_readers)
 		ck_assert_msg(j->sh->u[i] >= 1000, "child %d: %llu operations",
 			      i, (unsigned long long)j->sh->u[i]);
 	ck_assert_uint_gt(j->sh->u[6] + j->sh->u[7], 0);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_gt(st.evictions, 0);
 	ck_assert_uint_le(st.bytes_cached,
 			  T6_BUDGET + 2 * entry_max(10, T6_MAXV));
@@ -1421,7 +1415,7 @@ START_TEST(test_clock_keeps_hot_keys)
 		shf_assert(g >= 0);
 		cold += (uint32_t)g;
 	}
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	hot_frac = (double)hot / T7_HOT;
 	cold_frac = (double)cold / T7_COLD;
 	fprintf(stderr,
@@ -1521,7 +1515,7 @@ START_TEST(test_lease_single_computer)
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	ck_assert_uint_eq(shf_val_len, n);
 	ck_assert_mem_eq(shf_val, want, (size_t)n);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.leases, 1);
 	ck_assert_uint_ge(st.lease_waits, 1);
 	shf_test_job_end(j, shf);
@@ -1666,7 +1660,7 @@ START_TEST(test_lease_holder_killed)
 	/* Give it up. */
 	hash_str("victim2");
 	shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_NONE);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.leases, 4);
 	ck_assert_uint_ge(st.lease_waits, 1);
 	shf_test_job_end(j, shf);
@@ -1762,7 +1756,7 @@ START_TEST(test_lease_expires_alive_holder)
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	ck_assert_uint_eq(shf_val_len, 4);
 	ck_assert_mem_eq(shf_val, "by-B", 4);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_ge(st.leases, 2);
 	ck_assert_uint_ge(st.lease_waits, 1);
 	shf_test_job_end(j, shf);
@@ -1844,7 +1838,7 @@ START_TEST(test_lease_wait_timeout)
 	struct shf_stats st;
 
 	run_kids(j, 2, kid_lease_timeout);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_ge(st.lease_waits, 1);
 	ck_assert_uint_eq(st.leases, 3);
 	ck_assert_uint_eq(st.keys, 0);
@@ -1927,7 +1921,7 @@ START_TEST(test_lease_give_up)
 	shf_test_msleep(100); /* B is waiting by now */
 	set_flag(j, 3);
 	kids_ok(j, &k);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.leases, 2);
 	ck_assert_uint_ge(st.lease_waits, 1);
 	hash_str("giveup");
@@ -2106,13 +2100,13 @@ START_TEST(test_hits_misses_counted)
 	uint64_t h0;
 
 	shf_test_fill(shf, 0, 100, 0, NULL);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.hits, 0);
 	ck_assert_uint_eq(st.misses, 0);
 	shf_test_spawn(&k, 1, kid_hits, j);
 	shf_test_go(&k);
 	kids_ok(j, &k);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_ge(st.hits, 100);
 	ck_assert_uint_ge(st.misses, 50);
 	h0 = st.hits;
@@ -2121,13 +2115,13 @@ START_TEST(test_hits_misses_counted)
 	shf_test_spawn(&k, 1, kid_hits, j);
 	shf_test_go(&k);
 	parent_wait_flag(j, 1);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_msg(st.hits - h0 >= 64,
 		      "after 64 gets of a child still attached: %llu hits",
 		      (unsigned long long)(st.hits - h0));
 	set_flag(j, 2);
 	parent_wait_flag(j, 3);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_msg(st.hits - h0 >= 70,
 		      "after shf_get_stats in the child: %llu hits of 70",
 		      (unsigned long long)(st.hits - h0));
@@ -2199,7 +2193,7 @@ START_TEST(test_stats_fields)
 	size_t old_size = offsetof(struct shf_stats, ttl_default_ms), b;
 	uint32_t i;
 
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.byte_budget, 0);
 	ck_assert_uint_eq(st.ttl_default_ms, 0);
 	ck_assert_uint_eq(st.bytes_cached, 0);
@@ -2211,7 +2205,7 @@ START_TEST(test_stats_fields)
 	shf_assert_eq(shf_set_ttl_default(shf, 1234), SHF_RET_OK);
 	sizes_of_keys(100);
 	run_kids(j, 1, kid_stats_fields);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.byte_budget, 2u << 20);
 	ck_assert_uint_eq(st.ttl_default_ms, 0);
 	ck_assert_uint_eq(st.keys, 100);
@@ -2226,7 +2220,7 @@ START_TEST(test_stats_fields)
 		shf_test_hash(i);
 		shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
 	}
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.bytes_cached, 0);
 	ck_assert_uint_eq(st.keys, 0);
 	/* A caller built against 1.0 gets the 1.0 fields only. */
@@ -2355,7 +2349,7 @@ START_TEST(test_cache_random_kills)
 		t = shf_test_now() - t0;
 		if (t > worst)
 			worst = t;
-		pstats(shf, &st);
+		shf_test_stats(shf, &st);
 		ck_assert_msg(st.bytes_cached <= RK_BUDGET + 2 * max_entry,
 			      "after kill %u: bytes_cached %llu over budget %u",
 			      kill_n, (unsigned long long)st.bytes_cached,
@@ -2372,13 +2366,13 @@ START_TEST(test_cache_random_kills)
 		      worst);
 	/* structure and counters sound, every stored value right */
 	shf_test_check_sound(shf);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_msg(st.evictions > 0, "no eviction in %u kills", RK_KILLS);
 	/* leases of dead writers and TTL keys run out, then are reclaimed */
 	shf_test_msleep(RK_TTL_MS + RK_LEASE_MS + 50);
 	ck_assert_uint_ne(shf_expire(shf, UINT32_MAX), UINT32_MAX);
 	check_walk(shf, RK_MAXV);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	printf("cache random kills: %u kills, worst recovery (1024 writes) "
 	       "%.1f ms, %llu keys, %llu evictions, %llu expirations, %llu "
 	       "leases, %llu recoveries\n",

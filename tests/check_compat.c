@@ -343,22 +343,6 @@ END_TEST
 
 /* ------------------------------------------------------------- log */
 
-static char *slurp(FILE *f)
-{
-	long size;
-	char *buf;
-
-	fflush(f);
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	rewind(f);
-	buf = malloc((size_t)size + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
-	buf[size] = '\0';
-	return buf;
-}
-
 static int kid_tap(int idx, void *arg)
 {
 	const char *name = arg;
@@ -396,7 +380,7 @@ START_TEST(test_log_as_given)
 	ck_assert_uint_eq(shf_log_append(shf, "prefixed\n", 9), SHF_RET_OK);
 	ck_assert_uint_eq(shf_log_set_prefix(shf, 9), SHF_RET_ERROR);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	text = slurp(out);
+	text = shf_test_slurp(out, NULL);
 	snprintf(want, sizeof(want), " %ld prefixed\n", (long)getpid());
 	ck_assert_msg(!strncmp(text, tap, n) && strstr(text + n, want) &&
 			      text[n] >= '0' && text[n] <= '9',

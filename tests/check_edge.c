@@ -79,12 +79,10 @@ START_TEST(test_growth_1m)
 	struct shf_stats st0, st;
 	uint32_t i, n = 1000000;
 
-	memset(&st0, 0, sizeof(st0));
-	shf_assert_eq(shf_get_stats(shf, &st0, sizeof(st0)), SHF_RET_OK);
+	shf_test_stats(shf, &st0);
 	shf_test_fill(shf, 0, n, 0, NULL);
 	shf_test_check_keys(shf, 0, n, 1);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.keys, n);
 	ck_assert_uint_gt(st.bytes_file, st0.bytes_file);
 	ck_assert_uint_gt(st.splits, st0.splits);
@@ -469,8 +467,7 @@ START_TEST(test_bad_arguments)
 	errno = 0;
 	shf_set_is_fixed_len(shf, 8, 0);
 	ck_assert_int_eq(errno, EINVAL);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 0);
 	shf_assert_eq(st.fixed_val_len, 0);
 	shf_make_hash("k", 1);
@@ -482,8 +479,7 @@ START_TEST(test_bad_arguments)
 	errno = 0;
 	shf_set_is_fixed_len(shf, 8, 8);
 	ck_assert_int_eq(errno, EBUSY);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 4);
 	shf_assert_eq(st.fixed_val_len, 4);
 	shf_test_del(shf, name);

@@ -586,24 +586,6 @@ END_TEST
 
 /* ------------------------------------------------------------- log */
 
-/* Read a whole file. */
-static char *slurp(FILE *f, size_t *len)
-{
-	char *buf;
-	long size;
-
-	fflush(f);
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	rewind(f);
-	buf = malloc((size_t)size + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
-	buf[size] = '\0';
-	*len = (size_t)size;
-	return buf;
-}
-
 START_TEST(test_log_basic)
 {
 	char name[SHF_TEST_NAME_MAX];
@@ -644,7 +626,7 @@ START_TEST(test_log_basic)
 	/* Detached again: to the stream. */
 	shf_log_fputs("after\n", out);
 
-	text = slurp(out, &len);
+	text = shf_test_slurp(out, &len);
 	snprintf(pidstr, sizeof(pidstr), " %ld ", (long)getpid());
 	ck_assert_msg(strncmp(text, "plain 1\n", 8) == 0, "%s", text);
 	char *l = text + 8;
@@ -734,7 +716,7 @@ START_TEST(test_log_writers)
 			  SHF_RET_OK);
 	ck_assert_int_eq(shf_test_run(LOG_WRITERS, log_writer, t, 30), 0);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	text = slurp(out, &len);
+	text = shf_test_slurp(out, &len);
 	for (l = text; *l; l = nl + 1) {
 		unsigned long sec, usec;
 		long pid;
@@ -810,7 +792,7 @@ START_TEST(test_log_dead_reader)
 			  SHF_RET_OK);
 	ck_assert_uint_eq(shf_log_append(shf, "resumed\n", 8), SHF_RET_OK);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	text = slurp(out, &len);
+	text = shf_test_slurp(out, &len);
 	char want[64];
 
 	snprintf(want, sizeof(want), " %d lines dropped", dropped);

@@ -1086,8 +1086,7 @@ START_TEST(test_fixed_len)
 	uint32_t i;
 
 	shf_set_is_fixed_len(shf, 8, 16);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 8);
 	shf_assert_eq(st.fixed_val_len, 16);
 	for (i = 0; i < 5000; i++) {
@@ -1191,8 +1190,7 @@ START_TEST(test_fixed_len_persists)
 	shf_detach(shf);
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 8);
 	shf_assert_eq(st.fixed_val_len, 4);
 	errno = 0;
@@ -1228,8 +1226,7 @@ START_TEST(test_fixed_len_busy)
 	errno = 0;
 	shf_set_is_fixed_len(shf, 8, 16);
 	ck_assert_int_eq(errno, EBUSY);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 0);
 	shf_assert_eq(st.keys, 2);
 	/* Variable lengths still work, old data intact. */
@@ -1252,16 +1249,14 @@ START_TEST(test_fixed_len_change_busy)
 	shf_assert_eq(shf_put_key_val(shf, v, 16), SHF_RET_KEY_PUT);
 	/* The same lengths again are fine. */
 	shf_set_is_fixed_len(shf, 8, 16);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 8);
 	shf_assert_eq(st.fixed_val_len, 16);
 	/* Other lengths on a non-empty table are refused. */
 	errno = 0;
 	shf_set_is_fixed_len(shf, 4, 4);
 	ck_assert_int_eq(errno, EBUSY);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 8);
 	shf_assert_eq(st.fixed_val_len, 16);
 	shf_make_hash(k, 8);
@@ -1305,8 +1300,7 @@ START_TEST(test_fixed_len_reuse)
 			shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
 		}
 		shf_assert_eq(shf_test_keys(shf), 0);
-		memset(&st, 0, sizeof(st));
-		shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+		shf_test_stats(shf, &st);
 		if (round == 1)
 			size1 = st.bytes_file;
 	}
@@ -1508,8 +1502,7 @@ START_TEST(test_tab_copy_iterate)
 	ck_assert_ptr_nonnull(uid);
 	ck_assert_ptr_nonnull(seen);
 	shf_test_fill(shf, 0, n, 0, uid);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	do {
 		uint32_t off = 0, hdr[3];
 
@@ -1587,8 +1580,7 @@ START_TEST(test_stats)
 		shf_test_hash(i * 2);
 		shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
 	}
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.keys, 700);
 	ck_assert_uint_ge(st.puts, 1100);
 	ck_assert_uint_ge(st.dels, 300);
@@ -1653,8 +1645,7 @@ START_TEST(test_garbage_grows)
 	shf_assert_msg(g1 > g0, "garbage %llu -> %llu after 1000 deletes",
 		       (unsigned long long)g0, (unsigned long long)g1);
 	ck_assert_uint_ge(g1 - g0, 1000 * sizeof(v) / 2);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.keys, 1000);
 	for (i = 1000; i < 1500; i++) {
 		shf_test_hash(i);

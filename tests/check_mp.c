@@ -565,8 +565,7 @@ START_TEST(test_mp_fixed_len_other_process)
 		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 		shf_assert_eq(shf_val_len, 12);
 	}
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 8);
 	shf_assert_eq(st.fixed_val_len, 12);
 	shf_assert_eq(st.keys, 2);
@@ -863,8 +862,7 @@ START_TEST(test_mp_sigkill_holding_lock)
 		shf_test_check_keys(shf, 0, 1000, 1);
 		shf_test_check_sound(shf);
 	}
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_ge(st.recoveries, 2);
 	shf_assert_eq(st.keys, 1001);
 	shf_assert_eq(iterate_count(shf), 1001);

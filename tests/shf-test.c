@@ -493,6 +493,24 @@ void shf_test_check_keys(SHF *shf, uint64_t from, uint64_t to, uint32_t writers)
 	}
 }
 
+char *shf_test_slurp(FILE *f, size_t *len)
+{
+	char *buf;
+	long size;
+
+	fflush(f);
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)size + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
+	buf[size] = '\0';
+	if (len)
+		*len = (size_t)size;
+	return buf;
+}
+
 void shf_test_pattern(char *buf, size_t len, uint32_t seed)
 {
 	uint64_t x = 0x9e3779b97f4a7c15ULL ^ seed;
@@ -514,6 +532,13 @@ int shf_test_count_cb(const char *key, uint32_t key_len, const char *val,
 	(void)key, (void)key_len, (void)val, (void)val_len, (void)uid;
 	++*(uint64_t *)arg;
 	return 0;
+}
+
+void shf_test_stats(SHF *shf, struct shf_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	shf_assert_msg(shf_get_stats(shf, st, sizeof(*st)) == SHF_RET_OK,
+		       "shf_get_stats: %s", strerror(errno));
 }
 
 uint64_t shf_test_keys(SHF *shf)

@@ -205,6 +205,12 @@ uint32_t shf_test_val(char *buf, uint64_t i, uint32_t w);
 int shf_test_val_ok(const char *val, uint32_t len, uint64_t i, uint32_t writers,
 		    uint32_t *w_out);
 
+/*
+ * The whole of f, from its start, in a malloc()ed string (ck_asserts);
+ * its length in *len unless len is NULL.
+ */
+char *shf_test_slurp(FILE *f, size_t *len);
+
 /* Fill buf with a pattern that depends on seed. */
 void shf_test_pattern(char *buf, size_t len, uint32_t seed);
 
@@ -223,6 +229,8 @@ void shf_test_check_keys(SHF *shf, uint64_t from, uint64_t to,
 int shf_test_count_cb(const char *key, uint32_t key_len, const char *val,
 		      uint32_t val_len, uint32_t uid, void *arg);
 
+/* shf_get_stats() into *st (zeroed first); fails the test on error. */
+void shf_test_stats(SHF *shf, struct shf_stats *st);
 /* Keys of a table by shf_get_stats(), or UINT64_MAX on error. */
 uint64_t shf_test_keys(SHF *shf);
 /* Fail the test unless shf_check() finds no problem (they go to stderr). */

@@ -42,6 +42,15 @@ static uint64_t iterate_count(SHF *shf)
 	return n;
 }
 
+/* Put key, a new one, with val; the children find its UID in uids[0]. */
+static void put_uid0(struct shf_test_job *j, SHF *shf, const char *key,
+		     const char *val, uint32_t len)
+{
+	shf_make_hash(key, (uint32_t)strlen(key));
+	shf_assert_eq(shf_put_key_val(shf, val, len), SHF_RET_KEY_PUT);
+	j->sh->uids[0] = shf_uid;
+}
+
 /* ---- disjoint and shared keys --------------------------------------- */
 
 static int kid_disjoint(int idx, void *arg)
@@ -212,10 +221,7 @@ START_TEST(test_mp_add_uid_counter)
 	struct shf_test_job *j = shf_test_job_new("adduid", &shf, 20000, 4);
 	long v = 1000000;
 
-	shf_make_hash("counter", 7);
-	shf_assert_eq(shf_put_key_val(shf, (char *)&v, sizeof(v)),
-		      SHF_RET_KEY_PUT);
-	j->sh->uids[0] = shf_uid;
+	put_uid0(j, shf, "counter", (char *)&v, sizeof(v));
 	ck_assert_int_eq(shf_test_run(4, kid_add_uid, j, KID_TIMEOUT), 0);
 	shf_assert_eq(shf_get_uid_val_copy(shf, j->sh->uids[0]),
 		      SHF_RET_KEY_FOUND);
@@ -1095,9 +1101,7 @@ START_TEST(test_mp_replace_atomic)
 	char a[ATOM_A];
 
 	memset(a, 'a', sizeof(a));
-	shf_make_hash("atomic", 6);
-	shf_assert_eq(shf_put_key_val(shf, a, ATOM_A), SHF_RET_KEY_PUT);
-	j->sh->uids[0] = shf_uid;
+	put_uid0(j, shf, "atomic", a, ATOM_A);
 	ck_assert_int_eq(shf_test_run(3, kid_replace_atomic, j, KID_TIMEOUT),
 			 0);
 	shf_make_hash("atomic", 6);
@@ -1205,10 +1209,7 @@ START_TEST(test_mp_upd_counter)
 	struct shf_test_job *j = shf_test_job_new("updcount", &shf, 20000, 4);
 	uint64_t v = 0;
 
-	shf_make_hash("upd", 3);
-	shf_assert_eq(shf_put_key_val(shf, (char *)&v, sizeof(v)),
-		      SHF_RET_KEY_PUT);
-	j->sh->uids[0] = shf_uid;
+	put_uid0(j, shf, "upd", (char *)&v, sizeof(v));
 	ck_assert_int_eq(shf_test_run(4, kid_upd_increment, j, KID_TIMEOUT), 0);
 	shf_make_hash("upd", 3);
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);

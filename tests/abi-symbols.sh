@@ -16,10 +16,7 @@
 # The man pages are tests/man-coverage.sh's business.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-: "${top_srcdir:=$here/..}"
-: "${top_builddir:=$top_srcdir}"
-top_srcdir=$(cd "$top_srcdir" && pwd) || exit 99
-top_builddir=$(cd "$top_builddir" && pwd) || exit 99
+. "$here/shf-test.sh"
 sym=$top_srcdir/lib/libshf.sym
 so=$top_builddir/lib/.libs/libshf.so
 nm=${NM:-nm}
@@ -45,14 +42,7 @@ failed() {
 
 # "symbol node" for every name of libshf.sym, comments removed first
 # (they may say "global:" themselves).
-awk '{ line = $0; out = ""
-       while (line != "") {
-	       if (c) { i = index(line, "*/"); if (!i) { line = ""; break }
-			line = substr(line, i + 2); c = 0 }
-	       else { i = index(line, "/*"); if (!i) { out = out line; break }
-		      out = out substr(line, 1, i - 1)
-		      line = substr(line, i + 2); c = 1 } }
-       print out }' "$sym" |
+shf_sym_uncommented "$sym" |
 	awk '/^[ \t]*[A-Za-z0-9_.]+[ \t]*\{/ { node = $1; sub(/\{.*/, "", node) }
 	     /global:/ { g = 1; sub(/.*global:/, "") }
 	     /local:/ { g = 0 }

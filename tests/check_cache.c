@@ -62,32 +62,10 @@ struct shared {
 	uint32_t uids[1024];
 };
 
-struct job {
-	char name[SHF_TEST_NAME_MAX];
-	struct shared *sh;
-};
-
-static struct job *job_new(const char *tag, SHF **shf)
-{
-	static struct job j;
-
-	memset(&j, 0, sizeof(j));
-	*shf = shf_test_new(tag, j.name, sizeof(j.name));
-	j.sh = shf_test_shared(sizeof(struct shared));
-	return &j;
-}
-
-static void job_end(struct job *j, SHF *shf)
-{
-	shf_test_check_sound(shf);
-	shf_test_del(shf, j->name);
-	shf_test_unshared(j->sh, sizeof(struct shared));
-}
-
 /* Record the first problem; returns code (a child's exit status). */
-static int kfail(struct job *j, int code, const char *fmt, ...)
+static int kfail(struct shf_test_job *j, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static int kfail(struct job *j, int code, const char *fmt, ...)
+static int kfail(struct shf_test_job *j, int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -115,7 +93,7 @@ static int kfail(struct job *j, int code, const char *fmt, ...)
 			       j->sh->msg);                        \
 	} while (0)
 
-static void kids_ok(struct job *j, struct shf_test_kids *k)
+static void kids_ok(struct shf_test_job *j, struct shf_test_kids *k)
 {
 	int failed = shf_test_wait(k, KID_TIMEOUT);
 
@@ -123,7 +101,7 @@ static void kids_ok(struct job *j, struct shf_test_kids *k)
 		      j->sh->failed ? j->sh->msg : "(no message)");
 }
 
-static void run_kids(struct job *j, int n, shf_test_kid_fn fn)
+static void run_kids(struct shf_test_job *j, int n, shf_test_kid_fn fn)
 {
 	struct shf_test_kids k;
 
@@ -132,13 +110,13 @@ static void run_kids(struct job *j, int n, shf_test_kid_fn fn)
 	kids_ok(j, &k);
 }
 
-static void set_flag(struct job *j, int f)
+static void set_flag(struct shf_test_job *j, int f)
 {
 	__atomic_store_n(&j->sh->flag[f], 1, __ATOMIC_SEQ_CST);
 }
 
 /* In a child: wait for a flag; gives up if another child failed. */
-static int kid_wait_flag(struct job *j, int f)
+static int kid_wait_flag(struct shf_test_job *j, int f)
 {
 	double end = shf_test_now() + KID_TIMEOUT * shf_test_multiplier();
 
@@ -154,7 +132,7 @@ static int kid_wait_flag(struct job *j, int f)
 }
 
 /* In the parent: wait for a flag; fails early if a child failed. */
-static void parent_wait_flag(struct job *j, int f)
+static void parent_wait_flag(struct shf_test_job *j, int f)
 {
 	double end = shf_test_now() + KID_TIMEOUT * shf_test_multiplier();
 
@@ -228,12 +206,6 @@ static int get_stats(SHF *shf, struct shf_stats *st)
 	return shf_get_stats(shf, st, sizeof(*st)) == SHF_RET_OK ? 0 : -1;
 }
 
-static void pstats(SHF *shf, struct shf_stats *st)
-{
-	shf_assert_msg(get_stats(shf, st) == 0, "shf_get_stats: %s",
-		       strerror(errno));
-}
-
 /* Bytes a record of these lengths may take (header 6 to 14 bytes). */
 static uint64_t entry_min(uint32_t klen, uint32_t vlen)
 {
@@ -285,7 +257,7 @@ static uint64_t xorshift(uint64_t *s)
 #define T1_KEYS 300u /* 200 .. 299 never expire */
 
 /* sh: rt[0], rt[1] before / after A's puts, u[0] the TTL. */
-static int ttl_check_live(struct job *j, SHF *shf, const char *who)
+static int ttl_check_live(struct shf_test_job *j, SHF *shf, const char *who)
 {
 	struct shared *sh = j->sh;
 	int64_t t0 = sh->rt[0], t1 = sh->rt[1], ttl = (int64_t)sh->u[0];
@@ -345,19 +317,7 @@ static int ttl_check_live(struct job *j, SHF *shf, const char *who)
 	return 0;
 }
 
-static int count_cb(const char *key, uint32_t key_len, const char *val,
-		    uint32_t val_len, uint32_t uid, void *arg)
-{
-	(void)key;
-	(void)key_len;
-	(void)val;
-	(void)val_len;
-	(void)uid;
-	(*(uint64_t *)arg)++;
-	return 0;
-}
-
-static int ttl_check_gone(struct job *j, SHF *shf, const char *who)
+static int ttl_check_gone(struct shf_test_job *j, SHF *shf, const char *who)
 {
 	struct shared *sh = j->sh;
 	int64_t t1 = sh->rt[1], ttl = (int64_t)sh->u[0];
@@ -392,7 +352,7 @@ static int ttl_check_gone(struct job *j, SHF *shf, const char *who)
 			       who, i, r);
 		}
 	}
-	KCHECK(shf_iterate(shf, count_cb, &n) == SHF_RET_OK, 26,
+	KCHECK(shf_iterate(shf, shf_test_count_cb, &n) == SHF_RET_OK, 26,
 	       "%s: shf_iterate failed", who);
 	KCHECK(n == T1_KEYS - T1_TTL_KEYS, 27,
 	       "%s: shf_iterate saw %llu keys, expected %u", who,
@@ -402,7 +362,7 @@ static int ttl_check_gone(struct job *j, SHF *shf, const char *who)
 
 static int kid_ttl_visible(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	const char *who = idx == 0 ? "child A" : "child B";
@@ -447,7 +407,7 @@ static int kid_ttl_visible(int idx, void *arg)
 START_TEST(test_ttl_visible_then_gone)
 {
 	SHF *shf;
-	struct job *j = job_new("ttlvis", &shf);
+	struct shf_test_job *j = shf_test_job_new("ttlvis", &shf, 0, 0);
 	struct shf_test_kids k;
 	struct shf_stats st;
 	uint32_t r;
@@ -465,14 +425,14 @@ START_TEST(test_ttl_visible_then_gone)
 	/* The live checks were really made by someone. */
 	ck_assert_uint_gt(j->sh->timely, 0);
 	/* Expired, not yet reclaimed; reclaimed by shf_expire(). */
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	errno = 0;
 	r = shf_expire(shf, 1u << 20);
 	ck_assert_msg(r != UINT32_MAX, "shf_expire: %s", strerror(errno));
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.expirations, T1_TTL_KEYS);
 	ck_assert_uint_eq(st.keys, T1_KEYS - T1_TTL_KEYS);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -484,7 +444,7 @@ static const char *const default_keys[] = { "d-put", "d-ifabsent", "d-replace",
 
 static int kid_ttl_default(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	int64_t d = (int64_t)sh->u[0];
@@ -597,7 +557,7 @@ static int kid_ttl_default(int idx, void *arg)
 START_TEST(test_ttl_default_shared)
 {
 	SHF *shf;
-	struct job *j = job_new("ttldefault", &shf);
+	struct shf_test_job *j = shf_test_job_new("ttldefault", &shf, 0, 0);
 	struct shf_test_kids k;
 	struct shf_stats st;
 	uint32_t i;
@@ -618,7 +578,7 @@ START_TEST(test_ttl_default_shared)
 	set_flag(j, 1);
 	kids_ok(j, &k);
 	ck_assert_uint_gt(j->sh->timely, 0);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.ttl_default_ms, j->sh->u[0]);
 	for (i = 0; i < N_DEFAULT_KEYS; i++) {
 		hash_str(default_keys[i]);
@@ -631,7 +591,7 @@ START_TEST(test_ttl_default_shared)
 	hash_str("d-never");
 	shf_assert_eq(shf_get_key_ttl(shf), SHF_RET_KEY_FOUND);
 	ck_assert_int_eq(shf_val_long, -1);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -689,7 +649,7 @@ static const char *const x_keys[] = { "x-get",	   "x-upd", "x-ifabsent",
 #define T3_LIVE_TTL 5000u
 
 /* The key's TTL left is what its put at put_after gave it, not reset. */
-static int left_not_reset(struct job *j, SHF *shf, const char *key,
+static int left_not_reset(struct shf_test_job *j, SHF *shf, const char *key,
 			  int64_t put_after, const char *what)
 {
 	int64_t tq;
@@ -711,7 +671,7 @@ static int left_not_reset(struct job *j, SHF *shf, const char *key,
 
 static int kid_expired_semantics(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r, i;
@@ -907,11 +867,11 @@ static int kid_expired_semantics(int idx, void *arg)
 START_TEST(test_expired_semantics)
 {
 	SHF *shf;
-	struct job *j = job_new("expsem", &shf);
+	struct shf_test_job *j = shf_test_job_new("expsem", &shf, 0, 0);
 	uint64_t n = 0;
 
 	run_kids(j, 2, kid_expired_semantics);
-	shf_assert_eq(shf_iterate(shf, count_cb, &n), SHF_RET_OK);
+	shf_assert_eq(shf_iterate(shf, shf_test_count_cb, &n), SHF_RET_OK);
 	ck_assert_uint_eq(n, 5);
 	hash_str("x-ifabsent");
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
@@ -919,7 +879,7 @@ START_TEST(test_expired_semantics)
 	ck_assert_mem_eq(shf_val, "v2", 2);
 	hash_str("x-replace");
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_NONE);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -928,8 +888,8 @@ END_TEST
 #define T4_KEYS 5000u
 #define T4_TTL 100u
 
-static int put_range(struct job *j, SHF *shf, uint64_t from, uint64_t n,
-		     uint32_t ttl, const char *who)
+static int put_range(struct shf_test_job *j, SHF *shf, uint64_t from,
+		     uint64_t n, uint32_t ttl, const char *who)
 {
 	uint64_t i;
 
@@ -948,7 +908,7 @@ static int put_range(struct job *j, SHF *shf, uint64_t from, uint64_t n,
 
 static int kid_expired_reclaimed(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
@@ -1029,7 +989,7 @@ static int kid_expired_reclaimed(int idx, void *arg)
 START_TEST(test_expired_reclaimed)
 {
 	SHF *shf;
-	struct job *j = job_new("expreclaim", &shf);
+	struct shf_test_job *j = shf_test_job_new("expreclaim", &shf, 0, 0);
 	struct shf_stats st;
 	uint64_t i;
 	uint32_t r;
@@ -1039,7 +999,7 @@ START_TEST(test_expired_reclaimed)
 	r = shf_expire(shf, 1u << 20);
 	ck_assert_msg(r != UINT32_MAX, "shf_expire: %s", strerror(errno));
 	ck_assert_uint_eq(r, 2 * T4_KEYS - j->sh->u[0]);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.expirations, 2 * T4_KEYS);
 	ck_assert_uint_eq(st.keys, T4_KEYS);
 	for (i = 0; i < 25000; i++) {
@@ -1055,7 +1015,7 @@ START_TEST(test_expired_reclaimed)
 			shf_assert_eq(ret, SHF_RET_KEY_NONE);
 		}
 	}
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1111,7 +1071,7 @@ static void check_walk(SHF *shf, uint32_t maxv)
 	shf_assert_eq(shf_iterate(shf, kv_walk_cb, &w), SHF_RET_OK);
 	ck_assert_msg(w.bad == 0, "%u keys with a wrong value, first %s", w.bad,
 		      w.first_bad);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(w.n, st.keys);
 	ck_assert_msg(st.bytes_cached >= w.lo && st.bytes_cached <= w.hi,
 		      "bytes_cached %llu for %llu keys: expected %llu .. %llu",
@@ -1121,8 +1081,8 @@ static void check_walk(SHF *shf, uint32_t maxv)
 }
 
 /* Get key k: absent, or with its own value; 0, or a kfail code. */
-static int get_checked(struct job *j, SHF *shf, uint64_t k, uint32_t maxv,
-		       uint32_t *found)
+static int get_checked(struct shf_test_job *j, SHF *shf, uint64_t k,
+		       uint32_t maxv, uint32_t *found)
 {
 	char key[32];
 	uint32_t r;
@@ -1143,7 +1103,7 @@ static int get_checked(struct job *j, SHF *shf, uint64_t k, uint32_t maxv,
 
 static int kid_budget(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t seed = 0x9e3779b97f4a7c15ULL * (uint64_t)(idx + 1);
@@ -1202,7 +1162,7 @@ static int kid_budget(int idx, void *arg)
 START_TEST(test_budget_never_exceeded)
 {
 	SHF *shf;
-	struct job *j = job_new("budget", &shf);
+	struct shf_test_job *j = shf_test_job_new("budget", &shf, 0, 0);
 	/* One entry per concurrent writer: "key-99999" and 200 bytes. */
 	uint64_t slack = T5_WRITERS * entry_max(10, T5_MAXV);
 	struct shf_stats st;
@@ -1217,7 +1177,7 @@ START_TEST(test_budget_never_exceeded)
 		      "bytes_cached reached %llu: budget %u + %llu",
 		      (unsigned long long)j->sh->u[0], T5_BUDGET,
 		      (unsigned long long)slack);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_gt(st.evictions, 0);
 	ck_assert_uint_ge(st.puts, T5_WRITERS * T5_PUTS);
 	ck_assert_uint_le(st.bytes_cached, T5_BUDGET + slack);
@@ -1227,7 +1187,7 @@ START_TEST(test_budget_never_exceeded)
 	for (k = 0; k < T5_KEYSPACE; k++)
 		PCHECK(get_checked(j, shf, k, T5_MAXV, &found));
 	ck_assert_uint_eq(found, st.keys);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1240,7 +1200,7 @@ END_TEST
 
 static int kid_evict_read(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t seed = 0x2545f4914f6cdd1dULL * (uint64_t)(idx + 1);
@@ -1316,7 +1276,7 @@ static int kid_evict_read(int idx, void *arg)
 START_TEST(test_eviction_with_readers)
 {
 	SHF *shf;
-	struct job *j = job_new("evictread", &shf);
+	struct shf_test_job *j = shf_test_job_new("evictread", &shf, 0, 0);
 	struct shf_stats st;
 	int i;
 
@@ -1326,12 +1286,12 @@ START_TEST(test_eviction_with_readers)
 		ck_assert_msg(j->sh->u[i] >= 1000, "child %d: %llu operations",
 			      i, (unsigned long long)j->sh->u[i]);
 	ck_assert_uint_gt(j->sh->u[6] + j->sh->u[7], 0);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_gt(st.evictions, 0);
 	ck_assert_uint_le(st.bytes_cached,
 			  T6_BUDGET + 2 * entry_max(10, T6_MAXV));
 	check_walk(shf, T6_MAXV);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1380,7 +1340,7 @@ static int clock_get(SHF *shf, char kind, uint32_t i)
 
 static int kid_clock(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
@@ -1437,7 +1397,7 @@ static int kid_clock(int idx, void *arg)
 START_TEST(test_clock_keeps_hot_keys)
 {
 	SHF *shf;
-	struct job *j = job_new("clock", &shf);
+	struct shf_test_job *j = shf_test_job_new("clock", &shf, 0, 0);
 	struct shf_stats st;
 	uint32_t i, hot = 0, cold = 0;
 	double hot_frac, cold_frac;
@@ -1455,7 +1415,7 @@ START_TEST(test_clock_keeps_hot_keys)
 		shf_assert(g >= 0);
 		cold += (uint32_t)g;
 	}
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	hot_frac = (double)hot / T7_HOT;
 	cold_frac = (double)cold / T7_COLD;
 	fprintf(stderr,
@@ -1471,7 +1431,7 @@ START_TEST(test_clock_keeps_hot_keys)
 	ck_assert_msg(cold_frac <= 0.65 && hot_frac >= cold_frac + 0.3,
 		      "hot keys kept %.2f, cold %.2f: no better than chance",
 		      hot_frac, cold_frac);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1479,7 +1439,7 @@ END_TEST
 
 static int kid_lease_one(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
@@ -1527,7 +1487,7 @@ static int kid_lease_one(int idx, void *arg)
 START_TEST(test_lease_single_computer)
 {
 	SHF *shf;
-	struct job *j = job_new("leaseone", &shf);
+	struct shf_test_job *j = shf_test_job_new("leaseone", &shf, 0, 0);
 	struct shf_stats st;
 	int i, leased = 0, found = 0, who;
 	char want[32];
@@ -1555,19 +1515,38 @@ START_TEST(test_lease_single_computer)
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	ck_assert_uint_eq(shf_val_len, n);
 	ck_assert_mem_eq(shf_val, want, (size_t)n);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.leases, 1);
 	ck_assert_uint_ge(st.lease_waits, 1);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
 /* ==== 9. the holder is killed: a waiter takes over =================== */
 
+/*
+ * The opening of the children of a lease test: A (idx 0) leases key for
+ * lease_ms, then sets phase 1; the others wait for phase 1.  0, or the
+ * exit code of the check that failed.
+ */
+static int lease_opening(struct shf_test_job *j, SHF *shf, int idx,
+			 const char *key, uint32_t lease_ms)
+{
+	uint32_t r;
+
+	if (idx != 0)
+		return kid_wait_flag(j, 1);
+	hash_str(key);
+	r = shf_get_key_val_copy_or_lease(shf, lease_ms, 0);
+	KCHECK(r == LEASED, 2, "A: get_or_lease: %u (%s)", r, strerror(errno));
+	set_flag(j, 1);
+	return 0;
+}
+
 /* Lease key (flag[1] when held) and stay alive until killed. */
 static int kid_lease_and_hang(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	double end;
 	uint32_t r;
@@ -1588,7 +1567,7 @@ static int kid_lease_and_hang(int idx, void *arg)
 
 static int kid_lease_waiter(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
@@ -1616,7 +1595,7 @@ static int kid_lease_waiter(int idx, void *arg)
 }
 
 /* SIGKILL child 0 of k and reap it. */
-static void kill_holder(struct job *j, struct shf_test_kids *k)
+static void kill_holder(struct shf_test_job *j, struct shf_test_kids *k)
 {
 	int status;
 
@@ -1631,7 +1610,7 @@ static void kill_holder(struct job *j, struct shf_test_kids *k)
 START_TEST(test_lease_holder_killed)
 {
 	SHF *shf;
-	struct job *j = job_new("leasekill", &shf);
+	struct shf_test_job *j = shf_test_job_new("leasekill", &shf, 0, 0);
 	struct shf_test_kids ka, kb;
 	struct shf_stats st;
 	double t_kill, t0, dt;
@@ -1681,10 +1660,10 @@ START_TEST(test_lease_holder_killed)
 	/* Give it up. */
 	hash_str("victim2");
 	shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_NONE);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.leases, 4);
 	ck_assert_uint_ge(st.lease_waits, 1);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1692,7 +1671,7 @@ END_TEST
 
 static int kid_lease_slow(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
@@ -1733,7 +1712,8 @@ static int kid_lease_slow(int idx, void *arg)
 		r = shf_get_key_val_copy(shf);
 		KCHECK(r == SHF_RET_KEY_NONE, 10, "B: get of a leased key: %u",
 		       r);
-		KCHECK(shf_iterate(shf, count_cb, &n) == SHF_RET_OK && n == 0,
+		KCHECK(shf_iterate(shf, shf_test_count_cb, &n) == SHF_RET_OK &&
+			       n == 0,
 		       11, "B: iterate saw %llu keys (a leased one)",
 		       (unsigned long long)n);
 	}
@@ -1761,7 +1741,7 @@ static int kid_lease_slow(int idx, void *arg)
 START_TEST(test_lease_expires_alive_holder)
 {
 	SHF *shf;
-	struct job *j = job_new("leaseslow", &shf);
+	struct shf_test_job *j = shf_test_job_new("leaseslow", &shf, 0, 0);
 	struct shf_test_kids k;
 	struct shf_stats st;
 
@@ -1776,10 +1756,10 @@ START_TEST(test_lease_expires_alive_holder)
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	ck_assert_uint_eq(shf_val_len, 4);
 	ck_assert_mem_eq(shf_val, "by-B", 4);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_ge(st.leases, 2);
 	ck_assert_uint_ge(st.lease_waits, 1);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1787,7 +1767,7 @@ END_TEST
 
 static int kid_lease_timeout(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	double t0, dt;
@@ -1796,12 +1776,9 @@ static int kid_lease_timeout(int idx, void *arg)
 
 	if (!shf)
 		return kfail(j, 1, "attach: %s", strerror(errno));
+	if ((rc = lease_opening(j, shf, idx, "held", 5000)) != 0)
+		return rc;
 	if (idx == 0) {
-		hash_str("held");
-		r = shf_get_key_val_copy_or_lease(shf, 5000, 0);
-		KCHECK(r == LEASED, 2, "A: get_or_lease: %u (%s)", r,
-		       strerror(errno));
-		set_flag(j, 1);
 		if (shf_test_wait_u32(&sh->stop, 1, KID_TIMEOUT) != 0)
 			return kfail(j, 3, "A: not told to stop");
 		/* Give it up. */
@@ -1811,8 +1788,6 @@ static int kid_lease_timeout(int idx, void *arg)
 		shf_detach(shf);
 		return 0;
 	}
-	if ((rc = kid_wait_flag(j, 1)) != 0)
-		return rc;
 	hash_str("held");
 	errno = 0;
 	t0 = shf_test_now();
@@ -1859,11 +1834,11 @@ static int kid_lease_timeout(int idx, void *arg)
 START_TEST(test_lease_wait_timeout)
 {
 	SHF *shf;
-	struct job *j = job_new("leasetimeout", &shf);
+	struct shf_test_job *j = shf_test_job_new("leasetimeout", &shf, 0, 0);
 	struct shf_stats st;
 
 	run_kids(j, 2, kid_lease_timeout);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_ge(st.lease_waits, 1);
 	ck_assert_uint_eq(st.leases, 3);
 	ck_assert_uint_eq(st.keys, 0);
@@ -1874,7 +1849,7 @@ START_TEST(test_lease_wait_timeout)
 	shf_assert_eq(shf_get_key_val_copy_or_lease(shf, 1000, 0), LEASED);
 	hash_str("held");
 	shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_NONE);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1882,7 +1857,7 @@ END_TEST
 
 static int kid_lease_give_up(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	struct shared *sh = j->sh;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
@@ -1890,12 +1865,9 @@ static int kid_lease_give_up(int idx, void *arg)
 
 	if (!shf)
 		return kfail(j, 1, "attach: %s", strerror(errno));
+	if ((rc = lease_opening(j, shf, idx, "giveup", 10000)) != 0)
+		return rc;
 	if (idx == 0) {
-		hash_str("giveup");
-		r = shf_get_key_val_copy_or_lease(shf, 10000, 0);
-		KCHECK(r == LEASED, 2, "A: get_or_lease: %u (%s)", r,
-		       strerror(errno));
-		set_flag(j, 1);
 		if ((rc = kid_wait_flag(j, 3)) != 0)
 			return rc;
 		hash_str("giveup");
@@ -1912,8 +1884,6 @@ static int kid_lease_give_up(int idx, void *arg)
 		shf_detach(shf);
 		return 0;
 	}
-	if ((rc = kid_wait_flag(j, 1)) != 0)
-		return rc;
 	set_flag(j, 2);
 	hash_str("giveup");
 	errno = 0;
@@ -1941,7 +1911,7 @@ static int kid_lease_give_up(int idx, void *arg)
 START_TEST(test_lease_give_up)
 {
 	SHF *shf;
-	struct job *j = job_new("leasegiveup", &shf);
+	struct shf_test_job *j = shf_test_job_new("leasegiveup", &shf, 0, 0);
 	struct shf_test_kids k;
 	struct shf_stats st;
 
@@ -1951,12 +1921,12 @@ START_TEST(test_lease_give_up)
 	shf_test_msleep(100); /* B is waiting by now */
 	set_flag(j, 3);
 	kids_ok(j, &k);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.leases, 2);
 	ck_assert_uint_ge(st.lease_waits, 1);
 	hash_str("giveup");
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1970,19 +1940,17 @@ END_TEST
  */
 static int kid_fill_leased(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t r;
 	int rc;
 
 	if (!shf)
 		return kfail(j, 1, "attach: %s", strerror(errno));
+	/* 1: B deletes the leased key meanwhile */
+	if ((rc = lease_opening(j, shf, idx, "fill", 10000)) != 0)
+		return rc;
 	if (idx == 0) {
-		/* 1: B deletes the leased key meanwhile */
-		hash_str("fill");
-		r = shf_get_key_val_copy_or_lease(shf, 10000, 0);
-		KCHECK(r == LEASED, 2, "A: lease 1: %u", r);
-		set_flag(j, 1);
 		if ((rc = kid_wait_flag(j, 2)) != 0)
 			return rc;
 		hash_str("fill");
@@ -2032,8 +2000,6 @@ static int kid_fill_leased(int idx, void *arg)
 		shf_detach(shf);
 		return 0;
 	}
-	if ((rc = kid_wait_flag(j, 1)) != 0)
-		return rc;
 	hash_str("fill");
 	r = shf_del_key_val(shf);
 	KCHECK(r == SHF_RET_KEY_NONE, 20, "B: del of the lease: %u", r);
@@ -2062,7 +2028,7 @@ static int kid_fill_leased(int idx, void *arg)
 START_TEST(test_fill_if_leased)
 {
 	SHF *shf;
-	struct job *j = job_new("fillleased", &shf);
+	struct shf_test_job *j = shf_test_job_new("fillleased", &shf, 0, 0);
 
 	run_kids(j, 2, kid_fill_leased);
 	hash_str("fill3");
@@ -2078,7 +2044,7 @@ START_TEST(test_fill_if_leased)
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_NONE);
 	shf_assert_eq(shf_put_key_val_if_leased(NULL, "x", 1, 0),
 		      SHF_RET_ERROR);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -2086,7 +2052,7 @@ END_TEST
 
 static int kid_hits(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
 	uint32_t i, r;
@@ -2128,26 +2094,19 @@ static int kid_hits(int idx, void *arg)
 START_TEST(test_hits_misses_counted)
 {
 	SHF *shf;
-	struct job *j = job_new("hits", &shf);
+	struct shf_test_job *j = shf_test_job_new("hits", &shf, 0, 0);
 	struct shf_test_kids k;
 	struct shf_stats st;
 	uint64_t h0;
-	uint32_t i;
 
-	for (i = 0; i < 100; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-	}
-	pstats(shf, &st);
+	shf_test_fill(shf, 0, 100, 0, NULL);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.hits, 0);
 	ck_assert_uint_eq(st.misses, 0);
 	shf_test_spawn(&k, 1, kid_hits, j);
 	shf_test_go(&k);
 	kids_ok(j, &k);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_ge(st.hits, 100);
 	ck_assert_uint_ge(st.misses, 50);
 	h0 = st.hits;
@@ -2156,19 +2115,19 @@ START_TEST(test_hits_misses_counted)
 	shf_test_spawn(&k, 1, kid_hits, j);
 	shf_test_go(&k);
 	parent_wait_flag(j, 1);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_msg(st.hits - h0 >= 64,
 		      "after 64 gets of a child still attached: %llu hits",
 		      (unsigned long long)(st.hits - h0));
 	set_flag(j, 2);
 	parent_wait_flag(j, 3);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_msg(st.hits - h0 >= 70,
 		      "after shf_get_stats in the child: %llu hits of 70",
 		      (unsigned long long)(st.hits - h0));
 	set_flag(j, 4);
 	kids_ok(j, &k);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -2193,7 +2152,7 @@ static void sizes_of_keys(uint32_t n)
 
 static int kid_stats_fields(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	struct shf_stats st;
 	uint32_t i, r;
@@ -2228,13 +2187,13 @@ static int kid_stats_fields(int idx, void *arg)
 START_TEST(test_stats_fields)
 {
 	SHF *shf;
-	struct job *j = job_new("statsfields", &shf);
+	struct shf_test_job *j = shf_test_job_new("statsfields", &shf, 0, 0);
 	struct shf_stats st, old;
 	const unsigned char *ob = (const unsigned char *)&old;
 	size_t old_size = offsetof(struct shf_stats, ttl_default_ms), b;
 	uint32_t i;
 
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.byte_budget, 0);
 	ck_assert_uint_eq(st.ttl_default_ms, 0);
 	ck_assert_uint_eq(st.bytes_cached, 0);
@@ -2246,7 +2205,7 @@ START_TEST(test_stats_fields)
 	shf_assert_eq(shf_set_ttl_default(shf, 1234), SHF_RET_OK);
 	sizes_of_keys(100);
 	run_kids(j, 1, kid_stats_fields);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.byte_budget, 2u << 20);
 	ck_assert_uint_eq(st.ttl_default_ms, 0);
 	ck_assert_uint_eq(st.keys, 100);
@@ -2261,7 +2220,7 @@ START_TEST(test_stats_fields)
 		shf_test_hash(i);
 		shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
 	}
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_eq(st.bytes_cached, 0);
 	ck_assert_uint_eq(st.keys, 0);
 	/* A caller built against 1.0 gets the 1.0 fields only. */
@@ -2271,7 +2230,7 @@ START_TEST(test_stats_fields)
 		ck_assert_msg(ob[b] == 0xa5, "byte %zu past size %zu written",
 			      b, old_size);
 	ck_assert_uint_eq(old.keys, 0);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -2288,7 +2247,7 @@ END_TEST
  * Put, delete, get and get-or-lease random keys, with and without TTLs,
  * until killed.  Every value found must be the key's own.
  */
-static void rk_writer(struct job *j, uint64_t seed)
+static void rk_writer(struct shf_test_job *j, uint64_t seed)
 {
 	char key[40], val[RK_MAXV + 8];
 	SHF *shf = shf_test_attach_existing(j->name);
@@ -2341,7 +2300,7 @@ static void rk_writer(struct job *j, uint64_t seed)
 	}
 }
 
-static pid_t rk_spawn(struct job *j, uint64_t seed)
+static pid_t rk_spawn(struct shf_test_job *j, uint64_t seed)
 {
 	pid_t pid = fork();
 
@@ -2353,7 +2312,7 @@ static pid_t rk_spawn(struct job *j, uint64_t seed)
 
 START_TEST(test_cache_random_kills)
 {
-	struct job *j;
+	struct shf_test_job *j;
 	struct shf_stats st;
 	uint64_t rs = 0xcafe, seed = 1, max_entry = entry_max(16, RK_MAXV);
 	double worst = 0;
@@ -2362,7 +2321,7 @@ START_TEST(test_cache_random_kills)
 	int status;
 	SHF *shf;
 
-	j = job_new("kills", &shf);
+	j = shf_test_job_new("kills", &shf, 0, 0);
 	shf_assert_eq(shf_set_byte_budget(shf, RK_BUDGET), SHF_RET_OK);
 	for (w = 0; w < 2; w++)
 		pid[w] = rk_spawn(j, seed++);
@@ -2390,7 +2349,7 @@ START_TEST(test_cache_random_kills)
 		t = shf_test_now() - t0;
 		if (t > worst)
 			worst = t;
-		pstats(shf, &st);
+		shf_test_stats(shf, &st);
 		ck_assert_msg(st.bytes_cached <= RK_BUDGET + 2 * max_entry,
 			      "after kill %u: bytes_cached %llu over budget %u",
 			      kill_n, (unsigned long long)st.bytes_cached,
@@ -2407,13 +2366,13 @@ START_TEST(test_cache_random_kills)
 		      worst);
 	/* structure and counters sound, every stored value right */
 	shf_test_check_sound(shf);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	ck_assert_msg(st.evictions > 0, "no eviction in %u kills", RK_KILLS);
 	/* leases of dead writers and TTL keys run out, then are reclaimed */
 	shf_test_msleep(RK_TTL_MS + RK_LEASE_MS + 50);
 	ck_assert_uint_ne(shf_expire(shf, UINT32_MAX), UINT32_MAX);
 	check_walk(shf, RK_MAXV);
-	pstats(shf, &st);
+	shf_test_stats(shf, &st);
 	printf("cache random kills: %u kills, worst recovery (1024 writes) "
 	       "%.1f ms, %llu keys, %llu evictions, %llu expirations, %llu "
 	       "leases, %llu recoveries\n",
@@ -2422,50 +2381,32 @@ START_TEST(test_cache_random_kills)
 	       (unsigned long long)st.expirations,
 	       (unsigned long long)st.leases,
 	       (unsigned long long)st.recoveries);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
 static Suite *cache_suite(void)
 {
 	Suite *s = suite_create("cache");
-	TCase *tc;
 
-	tc = tcase_create("ttl");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_ttl_visible_then_gone);
-	tcase_add_test(tc, test_ttl_default_shared);
-	tcase_add_test(tc, test_expired_semantics);
-	tcase_add_test(tc, test_expired_reclaimed);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "ttl", 60, test_ttl_visible_then_gone,
+			   test_ttl_default_shared, test_expired_semantics,
+			   test_expired_reclaimed);
 
-	tc = tcase_create("budget");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_budget_never_exceeded);
-	tcase_add_test(tc, test_eviction_with_readers);
-	tcase_add_test(tc, test_clock_keeps_hot_keys);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "budget", 60, test_budget_never_exceeded,
+			   test_eviction_with_readers,
+			   test_clock_keeps_hot_keys);
 
-	tc = tcase_create("lease");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_lease_single_computer);
-	tcase_add_test(tc, test_lease_holder_killed);
-	tcase_add_test(tc, test_lease_expires_alive_holder);
-	tcase_add_test(tc, test_lease_wait_timeout);
-	tcase_add_test(tc, test_lease_give_up);
-	tcase_add_test(tc, test_fill_if_leased);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "lease", 60, test_lease_single_computer,
+			   test_lease_holder_killed,
+			   test_lease_expires_alive_holder,
+			   test_lease_wait_timeout, test_lease_give_up,
+			   test_fill_if_leased);
 
-	tc = tcase_create("stats");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_hits_misses_counted);
-	tcase_add_test(tc, test_stats_fields);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "stats", 60, test_hits_misses_counted,
+			   test_stats_fields);
 
-	tc = tcase_create("kills");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_cache_random_kills);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "kills", 120, test_cache_random_kills);
 
 	return s;
 }

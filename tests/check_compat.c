@@ -354,22 +354,6 @@ END_TEST
 
 /* ------------------------------------------------------------- log */
 
-static char *slurp(FILE *f)
-{
-	long size;
-	char *buf;
-
-	fflush(f);
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	rewind(f);
-	buf = malloc((size_t)size + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
-	buf[size] = '\0';
-	return buf;
-}
-
 static int kid_tap(int idx, void *arg)
 {
 	const char *name = arg;
@@ -407,7 +391,7 @@ START_TEST(test_log_as_given)
 	ck_assert_uint_eq(shf_log_append(shf, "prefixed\n", 9), SHF_RET_OK);
 	ck_assert_uint_eq(shf_log_set_prefix(shf, 9), SHF_RET_ERROR);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	text = slurp(out);
+	text = shf_test_slurp(out, NULL);
 	snprintf(want, sizeof(want), " %ld prefixed\n", (long)getpid());
 	ck_assert_msg(!strncmp(text, tap, n) && strstr(text + n, want) &&
 			      text[n] >= '0' && text[n] <= '9',
@@ -480,28 +464,15 @@ END_TEST
 static Suite *compat_suite(void)
 {
 	Suite *s = suite_create("compat");
-	TCase *tc;
 
-	tc = tcase_create("kv");
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_upd_callback_flags);
-	tcase_add_test(tc, test_upd_callback_v1_abi);
-	tcase_add_test(tc, test_del_ttl);
-	tcase_add_test(tc, test_declarations);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "kv", 30, test_upd_callback_flags,
+			   test_upd_callback_v1_abi, test_del_ttl,
+			   test_declarations);
 
-	tc = tcase_create("helpers");
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_exec_child);
-	tcase_add_test(tc, test_exec_child_v1_abi);
-	tcase_add_test(tc, test_backticks_trim);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "helpers", 30, test_exec_child,
+			   test_exec_child_v1_abi, test_backticks_trim);
 
-	tc = tcase_create("ipc");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_race_gives_up);
-	tcase_add_test(tc, test_log_as_given);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "ipc", 60, test_race_gives_up, test_log_as_given);
 	return s;
 }
 

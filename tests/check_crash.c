@@ -280,34 +280,12 @@ static void check_sound(SHF *shf, const char *when)
 		       problems == UINT32_MAX ? strerror(errno) : "see log");
 }
 
-/* Does the table hold state st for key i?  (The key is hashed.) */
+/* Does the table hold state st for key i?  r: the get of it. */
 static int holds(uint32_t i, int64_t st, uint32_t r)
 {
 	static char want[CC_VAL_MAX];
-	uint32_t len;
 
-	if (st == 0)
-		return r == SHF_RET_KEY_NONE;
-	if (r != SHF_RET_KEY_FOUND)
-		return 0;
-	if (cc_is_counter(i)) {
-		long v;
-
-		if (shf_val_len != sizeof(v))
-			return 0;
-		memcpy(&v, shf_val, sizeof(v));
-		return v == st;
-	}
-	len = cc_val(i, st, want);
-	return shf_val_len == len && memcmp(shf_val, want, len) == 0;
-}
-
-static int count_cb(const char *key, uint32_t key_len, const char *val,
-		    uint32_t val_len, uint32_t uid, void *arg)
-{
-	(void)key, (void)key_len, (void)val, (void)val_len, (void)uid;
-	++*(uint64_t *)arg;
-	return 0;
+	return cc_holds(i, st, r, want);
 }
 
 /*
@@ -364,7 +342,8 @@ static void verify_writes(SHF *shf, struct cc_shm *s, uint32_t nw, int strict,
 		       "key counter says %llu, the table holds %llu",
 		       (unsigned long long)st.keys,
 		       (unsigned long long)(live + extra));
-	ck_assert_int_eq(shf_iterate(shf, count_cb, &walked), SHF_RET_OK);
+	ck_assert_int_eq(shf_iterate(shf, shf_test_count_cb, &walked),
+			 SHF_RET_OK);
 	shf_assert_msg(walked == live + extra,
 		       "shf_iterate saw %llu keys, the table holds %llu",
 		       (unsigned long long)walked,
@@ -560,23 +539,16 @@ END_TEST
 static Suite *crash_suite(void)
 {
 	Suite *s = suite_create("crash");
-	TCase *tc;
 
 #ifdef SHF_TEST_HOOKS
-	tc = tcase_create("points");
-	tcase_set_timeout(tc, 60);
-	tcase_add_loop_test(tc, test_crash_point, 0, CRASH_POINTS * NNS);
-	suite_add_tcase(s, tc);
+	tcase_add_loop_test(shf_test_tcase(s, "points", 60), test_crash_point,
+			    0, CRASH_POINTS * NNS);
 #else
 	/* A release build has no crash points (lib/crash.c). */
 	printf("check_crash: crash points skipped: configure "
 	       "--enable-test-hooks builds them\n");
 #endif
-
-	tc = tcase_create("random-kills");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_random_kills);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "random-kills", 120, test_random_kills);
 	return s;
 }
 

@@ -167,6 +167,18 @@ static void test_fixed_len()
 	CHECK(!t.IsAttached());
 }
 
+/* fork(), or exit 99 (a hard error) if it fails. */
+static pid_t fork_or_exit()
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		perror("fork");
+		exit(99);
+	}
+	return pid;
+}
+
 /* A child process attaches by name and puts keys; the parent sees them. */
 static void test_fork()
 {
@@ -177,11 +189,7 @@ static void test_fork()
 
 	CHECK(t.AttachExisting(dir, name));
 	t.RaceInit("go", 2);
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		exit(99);
-	}
+	pid = fork_or_exit();
 	if (pid == 0) {
 		SharedHashFile c;
 		char k[32], v[32];
@@ -259,11 +267,7 @@ static void test_queue()
 	CHECK(got == items);
 	t.QFlush(SHF_QID_NONE);
 
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		exit(99);
-	}
+	pid = fork_or_exit();
 	if (pid == 0) {
 		SharedHashFile c;
 		uint32_t n = 0, q;

@@ -20,15 +20,11 @@
 #include "shf.h"
 #include "shf-test.h"
 
-#define NEW(tag)                      \
-	char name[SHF_TEST_NAME_MAX]; \
-	SHF *shf = shf_test_new(tag, name, sizeof(name))
-
 /* ---- size ----------------------------------------------------------- */
 
 START_TEST(test_value_200mib)
 {
-	NEW("big");
+	SHF_TEST_NEW("big");
 	size_t len = 200u << 20;
 	char *v = malloc(len);
 	uint32_t uid;
@@ -79,26 +75,14 @@ END_TEST
 
 START_TEST(test_growth_1m)
 {
-	NEW("1m");
+	SHF_TEST_NEW("1m");
 	struct shf_stats st0, st;
 	uint32_t i, n = 1000000;
 
-	memset(&st0, 0, sizeof(st0));
-	shf_assert_eq(shf_get_stats(shf, &st0, sizeof(st0)), SHF_RET_OK);
-	for (i = 0; i < n; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-	}
-	for (i = 0; i < n; i++) {
-		shf_test_hash(i);
-		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
-		shf_assert(shf_test_val_ok(shf_val, shf_val_len, i, 1, NULL));
-	}
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st0);
+	shf_test_fill(shf, 0, n, 0, NULL);
+	shf_test_check_keys(shf, 0, n, 1);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.keys, n);
 	ck_assert_uint_gt(st.bytes_file, st0.bytes_file);
 	ck_assert_uint_gt(st.splits, st0.splits);
@@ -120,18 +104,11 @@ END_TEST
 
 START_TEST(test_uids_stable_growth)
 {
-	NEW("uidgrow1");
+	SHF_TEST_NEW("uidgrow1");
 	uint32_t uid[1000];
 	uint32_t i;
 
-	for (i = 0; i < 1000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		uid[i] = shf_uid;
-	}
+	shf_test_fill(shf, 0, 1000, 0, uid);
 	for (i = 1000; i < 501000; i++) {
 		char v[80];
 		uint32_t len = shf_test_val(v, i, 0);
@@ -170,7 +147,7 @@ END_TEST
 
 START_TEST(test_val_addr_survives_growth)
 {
-	NEW("addrgrow");
+	SHF_TEST_NEW("addrgrow");
 	char v[100];
 	char *addr;
 	uint32_t i;
@@ -286,7 +263,7 @@ END_TEST
 
 START_TEST(test_scrambled_table)
 {
-	NEW("scrambled");
+	SHF_TEST_NEW("scrambled");
 	char file[SHF_TEST_PATH_MAX];
 	char junk[256];
 	int fd;
@@ -354,7 +331,7 @@ END_TEST
 
 START_TEST(test_file_mode_0600)
 {
-	NEW("mode");
+	SHF_TEST_NEW("mode");
 	char file[SHF_TEST_PATH_MAX];
 	struct stat st;
 	mode_t old = umask(0);
@@ -373,7 +350,7 @@ END_TEST
 
 START_TEST(test_del_other_handles)
 {
-	NEW("delhandles");
+	SHF_TEST_NEW("delhandles");
 	SHF *two, *three;
 	char *text;
 
@@ -404,7 +381,7 @@ END_TEST
 
 START_TEST(test_del_twice)
 {
-	NEW("deltwice");
+	SHF_TEST_NEW("deltwice");
 	SHF *two = shf_attach_existing(shf_test_dir(), name);
 	char *text;
 
@@ -471,7 +448,7 @@ static int dummy_cb(const char *key, uint32_t key_len, const char *val,
 
 START_TEST(test_bad_arguments)
 {
-	NEW("badargs");
+	SHF_TEST_NEW("badargs");
 	struct shf_stats st;
 
 	errno = 0;
@@ -490,8 +467,7 @@ START_TEST(test_bad_arguments)
 	errno = 0;
 	shf_set_is_fixed_len(shf, 8, 0);
 	ck_assert_int_eq(errno, EINVAL);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 0);
 	shf_assert_eq(st.fixed_val_len, 0);
 	shf_make_hash("k", 1);
@@ -503,8 +479,7 @@ START_TEST(test_bad_arguments)
 	errno = 0;
 	shf_set_is_fixed_len(shf, 8, 8);
 	ck_assert_int_eq(errno, EBUSY);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 4);
 	shf_assert_eq(st.fixed_val_len, 4);
 	shf_test_del(shf, name);
@@ -537,7 +512,7 @@ static void *fresh_thread(void *arg)
 
 START_TEST(test_no_key_named)
 {
-	NEW("nokey");
+	SHF_TEST_NEW("nokey");
 	struct fresh f;
 	pthread_t t;
 
@@ -580,7 +555,7 @@ END_TEST
 
 START_TEST(test_add_wraps)
 {
-	NEW("wrap");
+	SHF_TEST_NEW("wrap");
 	long max = 0x7fffffffffffffffL;
 
 	shf_make_hash("w", 1);
@@ -599,36 +574,19 @@ END_TEST
 static Suite *edge_suite(void)
 {
 	Suite *s = suite_create("edge");
-	TCase *tc;
 
-	tc = tcase_create("size");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_value_200mib);
-	tcase_add_test(tc, test_growth_1m);
-	tcase_add_test(tc, test_uids_stable_growth);
-	tcase_add_test(tc, test_val_addr_survives_growth);
-	tcase_add_test(tc, test_name_200_bytes);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "size", 120, test_value_200mib, test_growth_1m,
+			   test_uids_stable_growth,
+			   test_val_addr_survives_growth, test_name_200_bytes);
 
-	tc = tcase_create("files");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_not_a_table);
-	tcase_add_test(tc, test_scrambled_table);
-	tcase_add_test(tc, test_symlink_refused);
-	tcase_add_test(tc, test_path_not_dir);
-	tcase_add_test(tc, test_file_mode_0600);
-	tcase_add_test(tc, test_del_other_handles);
-	tcase_add_test(tc, test_del_twice);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "files", 60, test_not_a_table,
+			   test_scrambled_table, test_symlink_refused,
+			   test_path_not_dir, test_file_mode_0600,
+			   test_del_other_handles, test_del_twice);
 
-	tc = tcase_create("errors");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_null_handle);
-	tcase_add_test(tc, test_bad_arguments);
-	tcase_add_test(tc, test_no_key_named);
-	tcase_add_test(tc, test_util_helpers);
-	tcase_add_test(tc, test_add_wraps);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "errors", 60, test_null_handle,
+			   test_bad_arguments, test_no_key_named,
+			   test_util_helpers, test_add_wraps);
 
 	return s;
 }

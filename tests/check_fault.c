@@ -222,20 +222,12 @@ static void poke(SHF *shf, uint32_t n)
 	(void)problems;
 }
 
-static int count_cb(const char *key, uint32_t key_len, const char *val,
-		    uint32_t val_len, uint32_t uid, void *arg)
-{
-	(void)key, (void)key_len, (void)val, (void)val_len, (void)uid;
-	++*(uint64_t *)arg;
-	return 0;
-}
-
 static void walk(SHF *shf)
 {
 	uint32_t win = 0, tab = 0, k;
 	uint64_t n = 0;
 
-	(void)shf_iterate(shf, count_cb, &n);
+	(void)shf_iterate(shf, shf_test_count_cb, &n);
 	for (k = 0; k < 256; k++)
 		shf_tab_copy_iterate(shf, &win, &tab);
 }
@@ -940,42 +932,25 @@ static Suite *fault_suite(void)
 	Suite *s = suite_create("fault");
 	TCase *tc;
 
-	tc = tcase_create("files");
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_zero_length);
-	tcase_add_test(tc, test_random_bytes);
-	tcase_add_test(tc, test_truncated);
-	tcase_add_test(tc, test_layout_version);
-	tcase_add_test(tc, test_bad_magic);
-	tcase_add_test(tc, test_bad_header_fields);
-	tcase_add_test(tc, test_directory);
-	tcase_add_test(tc, test_symlink_to_table);
-	tcase_add_test(tc, test_symlink_no_write_through);
-	tcase_add_test(tc, test_fifo);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "files", 30, test_zero_length, test_random_bytes,
+			   test_truncated, test_layout_version, test_bad_magic,
+			   test_bad_header_fields, test_directory,
+			   test_symlink_to_table, test_symlink_no_write_through,
+			   test_fifo);
 
-	tc = tcase_create("scrambled");
-	tcase_set_timeout(tc, 60);
+	tc = shf_test_tcase(s, "scrambled", 60);
 	tcase_add_loop_test(tc, test_scrambled, 0, SCR_MAX);
 	tcase_add_test(tc, test_misaligned_alloc);
-	suite_add_tcase(s, tc);
 
 	if (stale_locks_wanted()) {
-		tc = tcase_create("stale-locks");
-		tcase_set_timeout(tc, 60);
+		tc = shf_test_tcase(s, "stale-locks", 60);
 		tcase_add_test(tc, test_stale_lock_owner);
 		tcase_add_loop_test(tc, test_scrambled, SCR_SHARDS_ALL,
 				    SCR_MAX_LOCKS);
-		suite_add_tcase(s, tc);
 	}
 
-	tc = tcase_create("names");
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_bad_names);
-	tcase_add_test(tc, test_missing_dir);
-	tcase_add_test(tc, test_mode_0600);
-	tcase_add_test(tc, test_file_mode_group);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "names", 30, test_bad_names, test_missing_dir,
+			   test_mode_0600, test_file_mode_group);
 	return s;
 }
 

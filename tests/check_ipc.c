@@ -586,24 +586,6 @@ END_TEST
 
 /* ------------------------------------------------------------- log */
 
-/* Read a whole file. */
-static char *slurp(FILE *f, size_t *len)
-{
-	char *buf;
-	long size;
-
-	fflush(f);
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	rewind(f);
-	buf = malloc((size_t)size + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
-	buf[size] = '\0';
-	*len = (size_t)size;
-	return buf;
-}
-
 START_TEST(test_log_basic)
 {
 	char name[SHF_TEST_NAME_MAX];
@@ -644,7 +626,7 @@ START_TEST(test_log_basic)
 	/* Detached again: to the stream. */
 	shf_log_fputs("after\n", out);
 
-	text = slurp(out, &len);
+	text = shf_test_slurp(out, &len);
 	snprintf(pidstr, sizeof(pidstr), " %ld ", (long)getpid());
 	ck_assert_msg(strncmp(text, "plain 1\n", 8) == 0, "%s", text);
 	char *l = text + 8;
@@ -734,7 +716,7 @@ START_TEST(test_log_writers)
 			  SHF_RET_OK);
 	ck_assert_int_eq(shf_test_run(LOG_WRITERS, log_writer, t, 30), 0);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	text = slurp(out, &len);
+	text = shf_test_slurp(out, &len);
 	for (l = text; *l; l = nl + 1) {
 		unsigned long sec, usec;
 		long pid;
@@ -810,7 +792,7 @@ START_TEST(test_log_dead_reader)
 			  SHF_RET_OK);
 	ck_assert_uint_eq(shf_log_append(shf, "resumed\n", 8), SHF_RET_OK);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	text = slurp(out, &len);
+	text = shf_test_slurp(out, &len);
 	char want[64];
 
 	snprintf(want, sizeof(want), " %d lines dropped", dropped);
@@ -857,33 +839,16 @@ END_TEST
 static Suite *ipc_suite(void)
 {
 	Suite *s = suite_create("ipc");
-	TCase *tc;
 
-	tc = tcase_create("queues");
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_q_new_get);
-	tcase_add_test(tc, test_q_names);
-	tcase_add_test(tc, test_q_bad);
-	tcase_add_test(tc, test_q_and_kv);
-	tcase_add_test(tc, test_q_two_procs);
-	tcase_add_test(tc, test_q_many_procs);
-	tcase_add_test(tc, test_q_push_head_pull_tail);
-	tcase_add_test(tc, test_q_pingpong);
-	tcase_add_test(tc, test_q_kill);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "queues", 30, test_q_new_get, test_q_names,
+			   test_q_bad, test_q_and_kv, test_q_two_procs,
+			   test_q_many_procs, test_q_push_head_pull_tail,
+			   test_q_pingpong, test_q_kill);
 
-	tc = tcase_create("race");
-	tcase_set_timeout(tc, 20);
-	tcase_add_test(tc, test_race_start);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "race", 20, test_race_start);
 
-	tc = tcase_create("log");
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_log_basic);
-	tcase_add_test(tc, test_log_writers);
-	tcase_add_test(tc, test_log_dead_reader);
-	tcase_add_test(tc, test_log_output_set);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "log", 30, test_log_basic, test_log_writers,
+			   test_log_dead_reader, test_log_output_set);
 	return s;
 }
 

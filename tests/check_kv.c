@@ -17,10 +17,6 @@
 #include "shf.h"
 #include "shf-test.h"
 
-#define NEW(tag)                      \
-	char name[SHF_TEST_NAME_MAX]; \
-	SHF *shf = shf_test_new(tag, name, sizeof(name))
-
 static uint32_t put_str(SHF *shf, const char *key, const char *val)
 {
 	shf_make_hash(key, (uint32_t)strlen(key));
@@ -103,7 +99,7 @@ END_TEST
 
 START_TEST(test_attach_creates)
 {
-	NEW("creates");
+	SHF_TEST_NEW("creates");
 	SHF *again;
 
 	shf_assert_eq(shf_test_keys(shf), 0);
@@ -116,7 +112,7 @@ END_TEST
 
 START_TEST(test_attach_twice_same_data)
 {
-	NEW("twice");
+	SHF_TEST_NEW("twice");
 	SHF *two;
 
 	shf_assert_eq(put_str(shf, "alpha", "one"), SHF_RET_KEY_PUT);
@@ -136,17 +132,11 @@ END_TEST
 
 START_TEST(test_detach_reattach)
 {
-	NEW("reattach");
+	SHF_TEST_NEW("reattach");
 	uint32_t uid;
 	int i;
 
-	for (i = 0; i < 1000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, (uint64_t)i, 0);
-
-		shf_test_hash((uint64_t)i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-	}
+	shf_test_fill(shf, 0, 1000, 0, NULL);
 	shf_assert_eq(put_str(shf, "last", "value"), SHF_RET_KEY_PUT);
 	uid = shf_uid;
 	ck_assert_uint_ne(uid, SHF_UID_NONE);
@@ -235,7 +225,7 @@ END_TEST
 
 START_TEST(test_del_removes)
 {
-	NEW("del");
+	SHF_TEST_NEW("del");
 	char *text;
 
 	shf_assert_eq(put_str(shf, "k", "v"), SHF_RET_KEY_PUT);
@@ -260,7 +250,7 @@ END_TEST
 START_TEST(test_two_tables_independent)
 {
 	char name2[SHF_TEST_NAME_MAX];
-	NEW("indep1");
+	SHF_TEST_NEW("indep1");
 	SHF *two = shf_test_new("indep2", name2, sizeof(name2));
 
 	shf_assert_eq(put_str(shf, "same", "in one"), SHF_RET_KEY_PUT);
@@ -279,7 +269,7 @@ END_TEST
 
 START_TEST(test_put_get_key)
 {
-	NEW("putget");
+	SHF_TEST_NEW("putget");
 	uint32_t ret, uid;
 
 	shf_uid = SHF_UID_NONE;
@@ -306,7 +296,7 @@ END_TEST
 
 START_TEST(test_get_by_uid)
 {
-	NEW("getuid");
+	SHF_TEST_NEW("getuid");
 	uint32_t uid[100];
 	char v[80];
 	int i;
@@ -339,7 +329,7 @@ END_TEST
 
 START_TEST(test_get_absent)
 {
-	NEW("absent");
+	SHF_TEST_NEW("absent");
 
 	expect_none(shf, "nothing here");
 	shf_assert_eq(put_str(shf, "something", "x"), SHF_RET_KEY_PUT);
@@ -351,7 +341,7 @@ END_TEST
 
 START_TEST(test_put_replace_keeps_uid)
 {
-	NEW("replace");
+	SHF_TEST_NEW("replace");
 	char big[5000];
 	uint32_t ret, uid;
 
@@ -389,7 +379,7 @@ END_TEST
 
 START_TEST(test_key_copy)
 {
-	NEW("keycopy");
+	SHF_TEST_NEW("keycopy");
 	const char key[] = "the key";
 	uint32_t uid;
 
@@ -417,7 +407,7 @@ END_TEST
 
 START_TEST(test_val_addr)
 {
-	NEW("valaddr");
+	SHF_TEST_NEW("valaddr");
 	char v[3000];
 	uint32_t uid;
 
@@ -447,7 +437,7 @@ END_TEST
 
 START_TEST(test_empty_value)
 {
-	NEW("empty");
+	SHF_TEST_NEW("empty");
 	uint32_t uid;
 
 	shf_make_hash("e", 1);
@@ -478,7 +468,7 @@ END_TEST
 
 START_TEST(test_binary_keys_values)
 {
-	NEW("binary");
+	SHF_TEST_NEW("binary");
 	const char k1[] = { 'a', 0, 'b' };
 	const char k2[] = { 'a', 0, 'c' };
 	const char k3[] = { 'a' };
@@ -527,7 +517,7 @@ END_TEST
 
 START_TEST(test_long_key)
 {
-	NEW("longkey");
+	SHF_TEST_NEW("longkey");
 	size_t klen = 70000;
 	char *key = malloc(klen);
 
@@ -550,7 +540,7 @@ END_TEST
 
 START_TEST(test_val_null_reserves_zeroes)
 {
-	NEW("reserve");
+	SHF_TEST_NEW("reserve");
 	char junk[1000];
 	uint32_t uid, i;
 
@@ -601,7 +591,7 @@ END_TEST
 
 START_TEST(test_many_value_sizes)
 {
-	NEW("sizes");
+	SHF_TEST_NEW("sizes");
 	char *buf = malloc(5000);
 	uint32_t i;
 
@@ -639,7 +629,7 @@ END_TEST
 
 START_TEST(test_del_key)
 {
-	NEW("delkey");
+	SHF_TEST_NEW("delkey");
 
 	shf_assert_eq(put_str(shf, "a", "1"), SHF_RET_KEY_PUT);
 	shf_assert_eq(put_str(shf, "b", "2"), SHF_RET_KEY_PUT);
@@ -661,7 +651,7 @@ END_TEST
 
 START_TEST(test_del_uid)
 {
-	NEW("deluid");
+	SHF_TEST_NEW("deluid");
 	uint32_t uid;
 
 	shf_assert_eq(put_str(shf, "a", "1"), SHF_RET_KEY_PUT);
@@ -678,7 +668,7 @@ END_TEST
 
 START_TEST(test_deleted_uid_is_none)
 {
-	NEW("deaduid");
+	SHF_TEST_NEW("deaduid");
 	uint32_t uid;
 
 	shf_assert_eq(put_str(shf, "gone", "soon"), SHF_RET_KEY_PUT);
@@ -706,7 +696,7 @@ END_TEST
 
 START_TEST(test_uid_never_issued)
 {
-	NEW("baduid");
+	SHF_TEST_NEW("baduid");
 	uint32_t uids[] = { 0,		 1, 1000, 123456789, SHF_UID_NONE - 1,
 			    SHF_UID_NONE };
 	size_t i;
@@ -762,7 +752,7 @@ static uint32_t upd_count(const char *val, uint32_t val_len)
 
 START_TEST(test_upd_copy)
 {
-	NEW("updcopy");
+	SHF_TEST_NEW("updcopy");
 	uint32_t uid;
 
 	shf_assert_eq(put_str(shf, "u", "hello"), SHF_RET_KEY_PUT);
@@ -783,7 +773,7 @@ END_TEST
 
 START_TEST(test_upd_custom)
 {
-	NEW("updcustom");
+	SHF_TEST_NEW("updcustom");
 	uint32_t uid;
 
 	shf_assert_eq(put_str(shf, "u", "mixed Case 1"), SHF_RET_KEY_PUT);
@@ -814,7 +804,7 @@ END_TEST
 
 START_TEST(test_upd_bad_size)
 {
-	NEW("updbad");
+	SHF_TEST_NEW("updbad");
 	uint32_t uid;
 
 	shf_assert_eq(put_str(shf, "u", "value"), SHF_RET_KEY_PUT);
@@ -845,7 +835,7 @@ typedef uint32_t (*add_uid_fn)(SHF *, uint32_t, long);
 
 static void check_add(const char *tag, add_key_fn add_key, add_uid_fn add_uid)
 {
-	NEW(tag);
+	SHF_TEST_NEW(tag);
 	uint32_t uid;
 	long v;
 
@@ -928,7 +918,7 @@ END_TEST
 
 START_TEST(test_add_many)
 {
-	NEW("addmany");
+	SHF_TEST_NEW("addmany");
 	int i;
 
 	for (i = 0; i < 10000; i++) {
@@ -954,7 +944,7 @@ END_TEST
 
 START_TEST(test_put_if_absent)
 {
-	NEW("ifabsent");
+	SHF_TEST_NEW("ifabsent");
 	uint32_t uid;
 
 	shf_make_hash("k", 1);
@@ -978,7 +968,7 @@ END_TEST
 
 START_TEST(test_replace)
 {
-	NEW("replaceonly");
+	SHF_TEST_NEW("replaceonly");
 	uint32_t uid;
 
 	shf_make_hash("k", 1);
@@ -999,7 +989,7 @@ END_TEST
 
 START_TEST(test_cas)
 {
-	NEW("cas");
+	SHF_TEST_NEW("cas");
 	uint32_t uid;
 
 	shf_make_hash("k", 1);
@@ -1048,17 +1038,11 @@ END_TEST
 
 START_TEST(test_not_lockable)
 {
-	NEW("nolock");
+	SHF_TEST_NEW("nolock");
 	uint32_t i;
 
 	shf_set_is_lockable(shf, 0);
-	for (i = 0; i < 20000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 1);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-	}
+	shf_test_fill(shf, 0, 20000, 1, NULL);
 	for (i = 0; i < 20000; i += 2) {
 		shf_test_hash(i);
 		shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
@@ -1096,14 +1080,13 @@ static void fixed_key(char *k, uint32_t i)
 
 START_TEST(test_fixed_len)
 {
-	NEW("fixed");
+	SHF_TEST_NEW("fixed");
 	struct shf_stats st;
 	char k[8], v[16];
 	uint32_t i;
 
 	shf_set_is_fixed_len(shf, 8, 16);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 8);
 	shf_assert_eq(st.fixed_val_len, 16);
 	for (i = 0; i < 5000; i++) {
@@ -1141,7 +1124,7 @@ END_TEST
 
 START_TEST(test_fixed_len_wrong_len)
 {
-	NEW("fixedwrong");
+	SHF_TEST_NEW("fixedwrong");
 	char k[16], v[32];
 	uint32_t ret;
 
@@ -1198,7 +1181,7 @@ END_TEST
 
 START_TEST(test_fixed_len_persists)
 {
-	NEW("fixedkeep");
+	SHF_TEST_NEW("fixedkeep");
 	struct shf_stats st;
 	char k[8] = "abcdefg", v[4] = "vvv";
 	SHF *two;
@@ -1207,8 +1190,7 @@ START_TEST(test_fixed_len_persists)
 	shf_detach(shf);
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 8);
 	shf_assert_eq(st.fixed_val_len, 4);
 	errno = 0;
@@ -1236,7 +1218,7 @@ END_TEST
 
 START_TEST(test_fixed_len_busy)
 {
-	NEW("fixedbusy");
+	SHF_TEST_NEW("fixedbusy");
 	struct shf_stats st;
 
 	shf_assert_eq(put_str(shf, "variable", "lengths"), SHF_RET_KEY_PUT);
@@ -1244,8 +1226,7 @@ START_TEST(test_fixed_len_busy)
 	errno = 0;
 	shf_set_is_fixed_len(shf, 8, 16);
 	ck_assert_int_eq(errno, EBUSY);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 0);
 	shf_assert_eq(st.keys, 2);
 	/* Variable lengths still work, old data intact. */
@@ -1259,7 +1240,7 @@ END_TEST
 
 START_TEST(test_fixed_len_change_busy)
 {
-	NEW("fixedchange");
+	SHF_TEST_NEW("fixedchange");
 	struct shf_stats st;
 	char k[8] = "1234567", v[16] = "0123456789abcde";
 
@@ -1268,16 +1249,14 @@ START_TEST(test_fixed_len_change_busy)
 	shf_assert_eq(shf_put_key_val(shf, v, 16), SHF_RET_KEY_PUT);
 	/* The same lengths again are fine. */
 	shf_set_is_fixed_len(shf, 8, 16);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 8);
 	shf_assert_eq(st.fixed_val_len, 16);
 	/* Other lengths on a non-empty table are refused. */
 	errno = 0;
 	shf_set_is_fixed_len(shf, 4, 4);
 	ck_assert_int_eq(errno, EBUSY);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 8);
 	shf_assert_eq(st.fixed_val_len, 16);
 	shf_make_hash(k, 8);
@@ -1294,7 +1273,7 @@ END_TEST
 
 START_TEST(test_fixed_len_reuse)
 {
-	NEW("fixedreuse");
+	SHF_TEST_NEW("fixedreuse");
 	struct shf_stats st;
 	uint64_t size1 = 0;
 	int round;
@@ -1321,8 +1300,7 @@ START_TEST(test_fixed_len_reuse)
 			shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
 		}
 		shf_assert_eq(shf_test_keys(shf), 0);
-		memset(&st, 0, sizeof(st));
-		shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+		shf_test_stats(shf, &st);
 		if (round == 1)
 			size1 = st.bytes_file;
 	}
@@ -1337,7 +1315,7 @@ END_TEST
 
 START_TEST(test_data_need_factor)
 {
-	NEW("needfactor");
+	SHF_TEST_NEW("needfactor");
 
 	shf_set_data_need_factor(250);
 	shf_set_data_need_factor(0);
@@ -1390,7 +1368,7 @@ out:
 
 START_TEST(test_iterate_all)
 {
-	NEW("iterate");
+	SHF_TEST_NEW("iterate");
 	struct seen s;
 	uint32_t i;
 
@@ -1400,14 +1378,7 @@ START_TEST(test_iterate_all)
 	s.uid = calloc(s.n, sizeof(uint32_t));
 	ck_assert_ptr_nonnull(s.count);
 	ck_assert_ptr_nonnull(s.uid);
-	for (i = 0; i < s.n; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		s.uid[i] = shf_uid;
-	}
+	shf_test_fill(shf, 0, s.n, 0, s.uid);
 	/* Delete every third key. */
 	for (i = 0; i < s.n; i += 3) {
 		shf_test_hash(i);
@@ -1427,21 +1398,14 @@ END_TEST
 
 START_TEST(test_iterate_stop)
 {
-	NEW("iterstop");
+	SHF_TEST_NEW("iterstop");
 	struct seen s;
-	uint32_t i;
 
 	memset(&s, 0, sizeof(s));
 	s.n = 1000;
 	s.count = calloc(s.n, 1);
 	ck_assert_ptr_nonnull(s.count);
-	for (i = 0; i < s.n; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-	}
+	shf_test_fill(shf, 0, s.n, 0, NULL);
 	s.stop_after = 10;
 	shf_assert_eq(shf_iterate(shf, iter_cb, &s), SHF_RET_OK);
 	shf_assert_eq(s.calls, 10);
@@ -1457,7 +1421,7 @@ END_TEST
 
 START_TEST(test_iterate_empty)
 {
-	NEW("iterempty");
+	SHF_TEST_NEW("iterempty");
 	struct seen s;
 
 	memset(&s, 0, sizeof(s));
@@ -1503,7 +1467,7 @@ static int iter_modify_cb(const char *key, uint32_t key_len, const char *val,
 
 START_TEST(test_iterate_callback_calls_library)
 {
-	NEW("itercall");
+	SHF_TEST_NEW("itercall");
 	struct modify_arg m;
 	uint32_t i;
 
@@ -1529,7 +1493,7 @@ END_TEST
 
 START_TEST(test_tab_copy_iterate)
 {
-	NEW("tabiter");
+	SHF_TEST_NEW("tabiter");
 	uint32_t win = 0, tab = 0, calls = 0, pairs = 0, i, n = 5000;
 	uint32_t *uid = calloc(n, sizeof(uint32_t));
 	uint8_t *seen = calloc(n, 1);
@@ -1537,16 +1501,8 @@ START_TEST(test_tab_copy_iterate)
 
 	ck_assert_ptr_nonnull(uid);
 	ck_assert_ptr_nonnull(seen);
-	for (i = 0; i < n; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		uid[i] = shf_uid;
-	}
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_fill(shf, 0, n, 0, uid);
+	shf_test_stats(shf, &st);
 	do {
 		uint32_t off = 0, hdr[3];
 
@@ -1599,7 +1555,7 @@ END_TEST
 
 START_TEST(test_stats)
 {
-	NEW("stats");
+	SHF_TEST_NEW("stats");
 	struct shf_stats st;
 	uint32_t i;
 
@@ -1624,8 +1580,7 @@ START_TEST(test_stats)
 		shf_test_hash(i * 2);
 		shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
 	}
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.keys, 700);
 	ck_assert_uint_ge(st.puts, 1100);
 	ck_assert_uint_ge(st.dels, 300);
@@ -1647,7 +1602,7 @@ END_TEST
 
 START_TEST(test_stats_short_size)
 {
-	NEW("statsabi");
+	SHF_TEST_NEW("statsabi");
 	struct {
 		struct shf_stats st;
 		unsigned char guard[64];
@@ -1669,7 +1624,7 @@ END_TEST
 
 START_TEST(test_garbage_grows)
 {
-	NEW("garbage");
+	SHF_TEST_NEW("garbage");
 	char v[200];
 	uint64_t g0, g1, g2;
 	struct shf_stats st;
@@ -1690,8 +1645,7 @@ START_TEST(test_garbage_grows)
 	shf_assert_msg(g1 > g0, "garbage %llu -> %llu after 1000 deletes",
 		       (unsigned long long)g0, (unsigned long long)g1);
 	ck_assert_uint_ge(g1 - g0, 1000 * sizeof(v) / 2);
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.keys, 1000);
 	for (i = 1000; i < 1500; i++) {
 		shf_test_hash(i);
@@ -1710,22 +1664,12 @@ END_TEST
 
 START_TEST(test_100k)
 {
-	NEW("100k");
+	SHF_TEST_NEW("100k");
 	uint32_t i, n = 100000;
 
-	for (i = 0; i < n; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-	}
+	shf_test_fill(shf, 0, n, 0, NULL);
 	shf_assert_eq(shf_test_keys(shf), n);
-	for (i = 0; i < n; i++) {
-		shf_test_hash(i);
-		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
-		shf_assert(shf_test_val_ok(shf_val, shf_val_len, i, 1, NULL));
-	}
+	shf_test_check_keys(shf, 0, n, 1);
 	for (i = 0; i < n; i++) {
 		shf_test_hash(i);
 		shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
@@ -1840,83 +1784,39 @@ END_TEST
 static Suite *kv_suite(void)
 {
 	Suite *s = suite_create("kv");
-	TCase *tc;
 
-	tc = tcase_create("attach");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_version);
-	tcase_add_test(tc, test_attach_existing_missing);
-	tcase_add_test(tc, test_attach_creates);
-	tcase_add_test(tc, test_attach_twice_same_data);
-	tcase_add_test(tc, test_detach_reattach);
-	tcase_add_test(tc, test_bad_names);
-	tcase_add_test(tc, test_bad_path);
-	tcase_add_test(tc, test_missing_dir);
-	tcase_add_test(tc, test_del_removes);
-	tcase_add_test(tc, test_two_tables_independent);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "attach", 60, test_version,
+			   test_attach_existing_missing, test_attach_creates,
+			   test_attach_twice_same_data, test_detach_reattach,
+			   test_bad_names, test_bad_path, test_missing_dir,
+			   test_del_removes, test_two_tables_independent);
 
-	tc = tcase_create("put_get");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_put_get_key);
-	tcase_add_test(tc, test_get_by_uid);
-	tcase_add_test(tc, test_get_absent);
-	tcase_add_test(tc, test_put_replace_keeps_uid);
-	tcase_add_test(tc, test_key_copy);
-	tcase_add_test(tc, test_val_addr);
-	tcase_add_test(tc, test_empty_value);
-	tcase_add_test(tc, test_binary_keys_values);
-	tcase_add_test(tc, test_long_key);
-	tcase_add_test(tc, test_val_null_reserves_zeroes);
-	tcase_add_test(tc, test_many_value_sizes);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "put_get", 60, test_put_get_key, test_get_by_uid,
+			   test_get_absent, test_put_replace_keeps_uid,
+			   test_key_copy, test_val_addr, test_empty_value,
+			   test_binary_keys_values, test_long_key,
+			   test_val_null_reserves_zeroes,
+			   test_many_value_sizes);
 
-	tc = tcase_create("delete");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_del_key);
-	tcase_add_test(tc, test_del_uid);
-	tcase_add_test(tc, test_deleted_uid_is_none);
-	tcase_add_test(tc, test_uid_never_issued);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "delete", 60, test_del_key, test_del_uid,
+			   test_deleted_uid_is_none, test_uid_never_issued);
 
-	tc = tcase_create("update");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_upd_copy);
-	tcase_add_test(tc, test_upd_custom);
-	tcase_add_test(tc, test_upd_bad_size);
-	tcase_add_test(tc, test_add);
-	tcase_add_test(tc, test_add_atom);
-	tcase_add_test(tc, test_add_many);
-	tcase_add_test(tc, test_put_if_absent);
-	tcase_add_test(tc, test_replace);
-	tcase_add_test(tc, test_cas);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "update", 60, test_upd_copy, test_upd_custom,
+			   test_upd_bad_size, test_add, test_add_atom,
+			   test_add_many, test_put_if_absent, test_replace,
+			   test_cas);
 
-	tc = tcase_create("settings");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_not_lockable);
-	tcase_add_test(tc, test_fixed_len);
-	tcase_add_test(tc, test_fixed_len_wrong_len);
-	tcase_add_test(tc, test_fixed_len_persists);
-	tcase_add_test(tc, test_fixed_len_busy);
-	tcase_add_test(tc, test_fixed_len_change_busy);
-	tcase_add_test(tc, test_fixed_len_reuse);
-	tcase_add_test(tc, test_data_need_factor);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "settings", 60, test_not_lockable, test_fixed_len,
+			   test_fixed_len_wrong_len, test_fixed_len_persists,
+			   test_fixed_len_busy, test_fixed_len_change_busy,
+			   test_fixed_len_reuse, test_data_need_factor);
 
-	tc = tcase_create("iterate_stats");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_iterate_all);
-	tcase_add_test(tc, test_iterate_stop);
-	tcase_add_test(tc, test_iterate_empty);
-	tcase_add_test(tc, test_iterate_callback_calls_library);
-	tcase_add_test(tc, test_tab_copy_iterate);
-	tcase_add_test(tc, test_stats);
-	tcase_add_test(tc, test_stats_short_size);
-	tcase_add_test(tc, test_garbage_grows);
-	tcase_add_test(tc, test_100k);
-	tcase_add_test(tc, test_batch_get);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "iterate_stats", 60, test_iterate_all,
+			   test_iterate_stop, test_iterate_empty,
+			   test_iterate_callback_calls_library,
+			   test_tab_copy_iterate, test_stats,
+			   test_stats_short_size, test_garbage_grows, test_100k,
+			   test_batch_get);
 
 	return s;
 }

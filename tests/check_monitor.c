@@ -42,18 +42,7 @@ static double worst_ms;
 
 static double now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	return shf_test_now() * 1e3;
 }
 
 static void set_monitor_env(void)
@@ -84,11 +73,6 @@ static void set_monitor_env(void)
 		setenv("SHF_MONITOR", exe, 1);
 	else
 		setenv("SHF_MONITOR", path, 1);
-}
-
-static void table_name(char *buf, size_t len, const char *tag)
-{
-	shf_test_name(buf, len, tag);
 }
 
 static void table_file(char *buf, size_t len, const char *dir,
@@ -271,7 +255,7 @@ static int proc_gone_within(pid_t pid, long ms)
 	while (!proc_gone(pid)) {
 		if (now_ms() - t0 > ms)
 			return 0;
-		sleep_ms(1);
+		shf_test_msleep(1);
 	}
 	return 1;
 }
@@ -372,7 +356,7 @@ static double kill_and_time(const char *tag, int sig)
 	pid_t pid;
 	int go, status;
 
-	table_name(name, sizeof(name), tag);
+	shf_test_name(name, sizeof(name), tag);
 	table_file(file, sizeof(file), SHM, name);
 	pid = owner_start(SHM, name, OWNER_WAIT, &go);
 	ck_assert(exists(file));
@@ -423,7 +407,7 @@ START_TEST(test_exit)
 	double ms;
 	pid_t pid;
 
-	table_name(name, sizeof(name), "exit");
+	shf_test_name(name, sizeof(name), "exit");
 	table_file(file, sizeof(file), SHM, name);
 	pid = owner_start(SHM, name, OWNER_EXIT, &go);
 	ck_assert(exists(file));
@@ -444,7 +428,7 @@ START_TEST(test_exec)
 	double t0, ms;
 	pid_t pid;
 
-	table_name(name, sizeof(name), "exec");
+	shf_test_name(name, sizeof(name), "exec");
 	table_file(file, sizeof(file), SHM, name);
 	pid = owner_start(SHM, name, OWNER_EXEC, &go);
 	owner_go(go);
@@ -459,10 +443,10 @@ START_TEST(test_exec)
 			close(fd);
 		comm[n > 0 ? n : 0] = '\0';
 		if (strncmp(comm, "sleep", 5))
-			sleep_ms(1);
+			shf_test_msleep(1);
 	}
 	if (!strncmp(comm, "sleep", 5)) {
-		sleep_ms(50);
+		shf_test_msleep(50);
 		ck_assert_msg(exists(file), "table removed at exec()");
 	}
 	status = reap(pid);
@@ -480,7 +464,7 @@ START_TEST(test_del_monitor_exits)
 	int go, status;
 	pid_t pid, mon;
 
-	table_name(name, sizeof(name), "del");
+	shf_test_name(name, sizeof(name), "del");
 	table_file(file, sizeof(file), SHM, name);
 	snprintf(base, sizeof(base), "%s.shf", name);
 	pid = owner_start(SHM, name, OWNER_DEL, &go);
@@ -504,7 +488,7 @@ START_TEST(test_owner_in_stats)
 	pid_t pid;
 	SHF *shf;
 
-	table_name(name, sizeof(name), "ownerstats");
+	shf_test_name(name, sizeof(name), "ownerstats");
 	table_file(file, sizeof(file), SHM, name);
 	pid = owner_start(SHM, name, OWNER_WAIT, &go);
 	shf = shf_attach_existing(SHM, name);
@@ -549,7 +533,7 @@ START_TEST(test_relative_dir)
 
 	make_priv_dir("rel");
 	ck_assert_int_eq(chdir(priv_dir), 0);
-	table_name(name, sizeof(name), "rel");
+	shf_test_name(name, sizeof(name), "rel");
 	table_file(file, sizeof(file), priv_dir, name);
 	pid = owner_start(".", name, OWNER_WAIT, &go);
 	ck_assert(exists(file));
@@ -572,7 +556,7 @@ START_TEST(test_monitor_killed)
 	pid_t pid, mon;
 
 	make_priv_dir("mkill");
-	table_name(name, sizeof(name), "mkill");
+	shf_test_name(name, sizeof(name), "mkill");
 	table_file(file, sizeof(file), priv_dir, name);
 	snprintf(base, sizeof(base), "%s.shf", name);
 	pid = owner_start(priv_dir, name, OWNER_WAIT, &go);
@@ -590,7 +574,7 @@ START_TEST(test_monitor_killed)
 	kill(pid, SIGKILL);
 	reap(pid);
 	close(go);
-	sleep_ms(100);
+	shf_test_msleep(100);
 	ck_assert_msg(exists(file), "table removed without a monitor");
 
 	status = run_sweep(priv_dir, out, sizeof(out));
@@ -613,7 +597,7 @@ START_TEST(test_recreated_name)
 	ino_t ino_a, ino_b;
 	double ms;
 
-	table_name(name, sizeof(name), "race");
+	shf_test_name(name, sizeof(name), "race");
 	table_file(file, sizeof(file), SHM, name);
 	snprintf(base, sizeof(base), "%s.shf", name);
 
@@ -652,7 +636,7 @@ START_TEST(test_replaced_monitor_exits)
 	pid_t a, b, mon_a;
 	ino_t ino_b;
 
-	table_name(name, sizeof(name), "repl");
+	shf_test_name(name, sizeof(name), "repl");
 	table_file(file, sizeof(file), SHM, name);
 	snprintf(base, sizeof(base), "%s.shf", name);
 
@@ -667,7 +651,7 @@ START_TEST(test_replaced_monitor_exits)
 	kill(a, SIGKILL);
 	reap(a);
 	close(go_a);
-	sleep_ms(100);
+	shf_test_msleep(100);
 	ck_assert_msg(inode(file) == ino_b, "B's table was removed");
 	kill(b, SIGKILL);
 	reap(b);
@@ -695,10 +679,10 @@ START_TEST(test_sweep)
 	int lines = 0;
 
 	make_priv_dir("sweep");
-	table_name(n_dead1, sizeof(n_dead1), "dead1");
-	table_name(n_dead2, sizeof(n_dead2), "dead2");
-	table_name(n_live, sizeof(n_live), "live");
-	table_name(n_none, sizeof(n_none), "none");
+	shf_test_name(n_dead1, sizeof(n_dead1), "dead1");
+	shf_test_name(n_dead2, sizeof(n_dead2), "dead2");
+	shf_test_name(n_live, sizeof(n_live), "live");
+	shf_test_name(n_none, sizeof(n_none), "none");
 	table_file(f_dead1, sizeof(f_dead1), priv_dir, n_dead1);
 	table_file(f_dead2, sizeof(f_dead2), priv_dir, n_dead2);
 	table_file(f_live, sizeof(f_live), priv_dir, n_live);
@@ -787,7 +771,7 @@ START_TEST(test_no_monitor)
 	char name[64];
 	SHF *shf;
 
-	table_name(name, sizeof(name), "nomon");
+	shf_test_name(name, sizeof(name), "nomon");
 	setenv("SHF_MONITOR", "/nonexistent/shf-monitor", 1);
 	errno = 0;
 	shf = shf_attach(SHM, name, 1);
@@ -816,7 +800,7 @@ static void attach_with_sigchld(void (*handler)(int), const char *tag)
 
 	sigemptyset(&sa.sa_mask);
 	ck_assert_int_eq(sigaction(SIGCHLD, &sa, NULL), 0);
-	table_name(name, sizeof(name), tag);
+	shf_test_name(name, sizeof(name), tag);
 	snprintf(base, sizeof(base), "%s.shf", name);
 	errno = 0;
 	shf = shf_attach(SHM, name, 1);
@@ -858,7 +842,7 @@ START_TEST(test_monitor_timeout)
 	self[n] = '\0';
 	setenv("SHF_MONITOR", self, 1);
 
-	table_name(name, sizeof(name), "tmo");
+	shf_test_name(name, sizeof(name), "tmo");
 	t0 = now_ms();
 	errno = 0;
 	shf = shf_attach(SHM, name, 1);
@@ -871,40 +855,31 @@ START_TEST(test_monitor_timeout)
 }
 END_TEST
 
+/* A test case of s whose tests run between setup() and teardown(). */
+static TCase *fixture_tcase(Suite *s, const char *name)
+{
+	TCase *tc = shf_test_tcase(s, name, 30);
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	return tc;
+}
+
 static Suite *monitor_suite(void)
 {
 	Suite *s = suite_create("monitor");
-	TCase *tc;
 
-	tc = tcase_create("death");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_sigkill);
-	tcase_add_test(tc, test_sigterm);
-	tcase_add_test(tc, test_exit);
-	tcase_add_test(tc, test_exec);
-	suite_add_tcase(s, tc);
+	shf_test_add_tests(fixture_tcase(s, "death"), test_sigkill,
+			   test_sigterm, test_exit, test_exec);
 
-	tc = tcase_create("lifecycle");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_del_monitor_exits);
-	tcase_add_test(tc, test_owner_in_stats);
-	tcase_add_test(tc, test_relative_dir);
-	tcase_add_test(tc, test_monitor_killed);
-	tcase_add_test(tc, test_recreated_name);
-	tcase_add_test(tc, test_replaced_monitor_exits);
-	tcase_add_test(tc, test_sweep);
-	suite_add_tcase(s, tc);
+	shf_test_add_tests(fixture_tcase(s, "lifecycle"),
+			   test_del_monitor_exits, test_owner_in_stats,
+			   test_relative_dir, test_monitor_killed,
+			   test_recreated_name, test_replaced_monitor_exits,
+			   test_sweep);
 
-	tc = tcase_create("errors");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_no_monitor);
-	tcase_add_test(tc, test_sigchld_ignored);
-	tcase_add_test(tc, test_sigchld_handler);
-	tcase_add_test(tc, test_monitor_timeout);
-	suite_add_tcase(s, tc);
+	shf_test_add_tests(fixture_tcase(s, "errors"), test_no_monitor,
+			   test_sigchld_ignored, test_sigchld_handler,
+			   test_monitor_timeout);
 
 	return s;
 }

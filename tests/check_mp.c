@@ -34,77 +34,28 @@ struct shared {
 	uint32_t uids[20000];
 };
 
-struct job {
-	char name[SHF_TEST_NAME_MAX];
-	struct shared *sh;
-	uint32_t n; /* keys, or operations, per child */
-	uint32_t kids;
-	SHF *inherited;
-};
-
-static struct job *job_new(const char *tag, SHF **shf, uint32_t n,
-			   uint32_t kids)
-{
-	static struct job j;
-
-	memset(&j, 0, sizeof(j));
-	*shf = shf_test_new(tag, j.name, sizeof(j.name));
-	j.sh = shf_test_shared(sizeof(struct shared));
-	j.n = n;
-	j.kids = kids;
-	return &j;
-}
-
-static void job_end(struct job *j, SHF *shf)
-{
-	shf_test_check_sound(shf);
-	shf_test_del(shf, j->name);
-	shf_test_unshared(j->sh, sizeof(struct shared));
-}
-
-/* Every key < n present with a value by one of writers; ck_asserts. */
-static void check_keys(SHF *shf, uint64_t from, uint64_t to, uint32_t writers)
-{
-	uint64_t i;
-
-	for (i = from; i < to; i++) {
-		uint32_t ret;
-
-		shf_test_hash(i);
-		ret = shf_get_key_val_copy(shf);
-		shf_assert_msg(ret == SHF_RET_KEY_FOUND, "key %llu: ret %u",
-			       (unsigned long long)i, ret);
-		shf_assert_msg(shf_test_val_ok(shf_val, shf_val_len, i, writers,
-					       NULL),
-			       "key %llu: bad value", (unsigned long long)i);
-	}
-}
-
-static int count_cb(const char *key, uint32_t key_len, const char *val,
-		    uint32_t val_len, uint32_t uid, void *arg)
-{
-	(void)key;
-	(void)key_len;
-	(void)val;
-	(void)val_len;
-	(void)uid;
-	(*(uint64_t *)arg)++;
-	return 0;
-}
-
 static uint64_t iterate_count(SHF *shf)
 {
 	uint64_t n = 0;
 
-	shf_assert_eq(shf_iterate(shf, count_cb, &n), SHF_RET_OK);
+	shf_assert_eq(shf_iterate(shf, shf_test_count_cb, &n), SHF_RET_OK);
 	return n;
+}
+
+/* Put key, a new one, with val; the children find its UID in uids[0]. */
+static void put_uid0(struct shf_test_job *j, SHF *shf, const char *key,
+		     const char *val, uint32_t len)
+{
+	shf_make_hash(key, (uint32_t)strlen(key));
+	shf_assert_eq(shf_put_key_val(shf, val, len), SHF_RET_KEY_PUT);
+	j->sh->uids[0] = shf_uid;
 }
 
 /* ---- disjoint and shared keys --------------------------------------- */
 
 static int kid_disjoint(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t i, from = (uint64_t)idx * j->n;
 
@@ -132,19 +83,19 @@ static int kid_disjoint(int idx, void *arg)
 START_TEST(test_mp_disjoint)
 {
 	SHF *shf;
-	struct job *j = job_new("disjoint", &shf, 25000, 4);
+	struct shf_test_job *j = shf_test_job_new("disjoint", &shf, 25000, 4);
 
 	ck_assert_int_eq(shf_test_run(4, kid_disjoint, j, KID_TIMEOUT), 0);
-	check_keys(shf, 0, 100000, 4);
+	shf_test_check_keys(shf, 0, 100000, 4);
 	shf_assert_eq(shf_test_keys(shf), 100000);
 	shf_assert_eq(iterate_count(shf), 100000);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
 static int kid_shared(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t pass, i;
 
@@ -175,13 +126,13 @@ static int kid_shared(int idx, void *arg)
 START_TEST(test_mp_shared_keys)
 {
 	SHF *shf;
-	struct job *j = job_new("shared", &shf, 3000, 4);
+	struct shf_test_job *j = shf_test_job_new("shared", &shf, 3000, 4);
 
 	ck_assert_int_eq(shf_test_run(4, kid_shared, j, KID_TIMEOUT), 0);
-	check_keys(shf, 0, j->n, 4);
+	shf_test_check_keys(shf, 0, j->n, 4);
 	shf_assert_eq(shf_test_keys(shf), j->n);
 	shf_assert_eq(iterate_count(shf), j->n);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -189,7 +140,7 @@ END_TEST
 
 static int kid_add(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i;
 
@@ -213,7 +164,7 @@ static int kid_add(int idx, void *arg)
 static void run_counter(const char *tag, uint32_t mode)
 {
 	SHF *shf;
-	struct job *j = job_new(tag, &shf, 20000, mode);
+	struct shf_test_job *j = shf_test_job_new(tag, &shf, 20000, mode);
 	long v;
 
 	ck_assert_int_eq(shf_test_run(4, kid_add, j, KID_TIMEOUT), 0);
@@ -223,7 +174,7 @@ static void run_counter(const char *tag, uint32_t mode)
 	memcpy(&v, shf_val, sizeof(v));
 	ck_assert_int_eq(v, 4L * 20000);
 	shf_assert_eq(shf_test_keys(shf), 1);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 
 START_TEST(test_mp_add_counter)
@@ -246,7 +197,7 @@ END_TEST
 
 static int kid_add_uid(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i, uid = j->sh->uids[0];
 
@@ -267,20 +218,17 @@ static int kid_add_uid(int idx, void *arg)
 START_TEST(test_mp_add_uid_counter)
 {
 	SHF *shf;
-	struct job *j = job_new("adduid", &shf, 20000, 4);
+	struct shf_test_job *j = shf_test_job_new("adduid", &shf, 20000, 4);
 	long v = 1000000;
 
-	shf_make_hash("counter", 7);
-	shf_assert_eq(shf_put_key_val(shf, (char *)&v, sizeof(v)),
-		      SHF_RET_KEY_PUT);
-	j->sh->uids[0] = shf_uid;
+	put_uid0(j, shf, "counter", (char *)&v, sizeof(v));
 	ck_assert_int_eq(shf_test_run(4, kid_add_uid, j, KID_TIMEOUT), 0);
 	shf_assert_eq(shf_get_uid_val_copy(shf, j->sh->uids[0]),
 		      SHF_RET_KEY_FOUND);
 	memcpy(&v, shf_val, sizeof(v));
 	/* Two children +3, two -1, 20000 times each. */
 	ck_assert_int_eq(v, 1000000L + 2L * 20000 * 3 - 2L * 20000);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -288,7 +236,7 @@ END_TEST
 
 static int kid_put_del(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i;
 
@@ -328,7 +276,7 @@ static int kid_put_del(int idx, void *arg)
 START_TEST(test_mp_put_del_race)
 {
 	SHF *shf;
-	struct job *j = job_new("putdel", &shf, 1000, 4);
+	struct shf_test_job *j = shf_test_job_new("putdel", &shf, 1000, 4);
 	uint64_t present = 0, i;
 
 	ck_assert_int_eq(shf_test_run(4, kid_put_del, j, KID_TIMEOUT), 0);
@@ -355,9 +303,9 @@ START_TEST(test_mp_put_del_race)
 		shf_test_hash(i);
 		shf_assert(shf_put_key_val(shf, v, len) & SHF_RET_KEY_PUT);
 	}
-	check_keys(shf, 0, j->n, 1);
+	shf_test_check_keys(shf, 0, j->n, 1);
 	shf_assert_eq(shf_test_keys(shf), j->n);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -368,7 +316,7 @@ END_TEST
 
 static int kid_grow_or_read(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t i;
 
@@ -420,27 +368,19 @@ static int kid_grow_or_read(int idx, void *arg)
 START_TEST(test_mp_growth_while_reading)
 {
 	SHF *shf;
-	struct job *j = job_new("growread", &shf, 0, 1);
-	uint32_t i;
+	struct shf_test_job *j = shf_test_job_new("growread", &shf, 0, 1);
 
-	for (i = 0; i < BASE_KEYS; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		j->sh->uids[i] = shf_uid;
-	}
+	shf_test_fill(shf, 0, BASE_KEYS, 0, j->sh->uids);
 	ck_assert_int_eq(shf_test_run(3, kid_grow_or_read, j, KID_TIMEOUT), 0);
-	check_keys(shf, 0, BASE_KEYS + GROW_KEYS, 1);
+	shf_test_check_keys(shf, 0, BASE_KEYS + GROW_KEYS, 1);
 	shf_assert_eq(shf_test_keys(shf), BASE_KEYS + GROW_KEYS);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
 static int kid_grow(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t i;
 
@@ -462,17 +402,10 @@ static int kid_grow(int idx, void *arg)
 START_TEST(test_mp_uids_stable_through_growth)
 {
 	SHF *shf;
-	struct job *j = job_new("uidgrow", &shf, 0, 1);
+	struct shf_test_job *j = shf_test_job_new("uidgrow", &shf, 0, 1);
 	uint32_t i;
 
-	for (i = 0; i < 1000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		j->sh->uids[i] = shf_uid;
-	}
+	shf_test_fill(shf, 0, 1000, 0, j->sh->uids);
 	ck_assert_int_eq(shf_test_run(1, kid_grow, j, KID_TIMEOUT), 0);
 	for (i = 0; i < 1000; i++) {
 		char key[32];
@@ -490,7 +423,7 @@ START_TEST(test_mp_uids_stable_through_growth)
 		shf_assert_eq(shf_uid, j->sh->uids[i]);
 	}
 	shf_assert_eq(shf_test_keys(shf), 1000 + GROW_KEYS);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -498,7 +431,7 @@ END_TEST
 
 static int kid_sees_and_writes(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	/* Child 0 attaches by name, child 1 uses the inherited handle. */
 	SHF *shf = idx == 0 ? shf_test_attach_existing(j->name) : j->inherited;
 	uint64_t i, from = 1000 + (uint64_t)idx * 1000;
@@ -538,33 +471,25 @@ static int kid_sees_and_writes(int idx, void *arg)
 START_TEST(test_mp_child_writes_seen)
 {
 	SHF *shf;
-	struct job *j = job_new("seen", &shf, 0, 1);
-	uint32_t i;
+	struct shf_test_job *j = shf_test_job_new("seen", &shf, 0, 1);
 
-	for (i = 0; i < 1000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		j->sh->uids[i] = shf_uid;
-	}
+	shf_test_fill(shf, 0, 1000, 0, j->sh->uids);
 	j->inherited = shf;
 	ck_assert_int_eq(shf_test_run(2, kid_sees_and_writes, j, KID_TIMEOUT),
 			 0);
-	check_keys(shf, 1, 3000, 1);
-	check_keys(shf, 0, 1, 3);
+	shf_test_check_keys(shf, 1, 3000, 1);
+	shf_test_check_keys(shf, 0, 1, 3);
 	shf_test_hash(0);
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	shf_assert_eq(shf_uid, j->sh->uids[0]);
 	shf_assert_eq(shf_test_keys(shf), 3000);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
 static int kid_del_by_uid(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i;
 
@@ -580,17 +505,10 @@ static int kid_del_by_uid(int idx, void *arg)
 START_TEST(test_mp_uid_ops_across_processes)
 {
 	SHF *shf;
-	struct job *j = job_new("uidops", &shf, 0, 1);
+	struct shf_test_job *j = shf_test_job_new("uidops", &shf, 0, 1);
 	uint32_t i;
 
-	for (i = 0; i < 4000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-		j->sh->uids[i] = shf_uid;
-	}
+	shf_test_fill(shf, 0, 4000, 0, j->sh->uids);
 	/* UIDs mean the same in every process: 4 children delete 0..1999. */
 	ck_assert_int_eq(shf_test_run(4, kid_del_by_uid, j, KID_TIMEOUT), 0);
 	for (i = 0; i < 4000; i++) {
@@ -601,13 +519,13 @@ START_TEST(test_mp_uid_ops_across_processes)
 			shf_assert_eq(shf_uid, j->sh->uids[i]);
 	}
 	shf_assert_eq(shf_test_keys(shf), 2000);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
 static int kid_fixed(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	char k[8], v[12];
 
@@ -640,7 +558,7 @@ static int kid_fixed(int idx, void *arg)
 START_TEST(test_mp_fixed_len_other_process)
 {
 	SHF *shf;
-	struct job *j = job_new("fixedmp", &shf, 0, 1);
+	struct shf_test_job *j = shf_test_job_new("fixedmp", &shf, 0, 1);
 	struct shf_stats st;
 	char k[8];
 	int i;
@@ -653,12 +571,11 @@ START_TEST(test_mp_fixed_len_other_process)
 		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 		shf_assert_eq(shf_val_len, 12);
 	}
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	shf_assert_eq(st.fixed_key_len, 8);
 	shf_assert_eq(st.fixed_val_len, 12);
 	shf_assert_eq(st.keys, 2);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -666,7 +583,7 @@ END_TEST
 
 static int kid_put_forever(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t base = (uint64_t)j->n * 1000000u;
 	uint64_t i;
@@ -703,7 +620,7 @@ static double crash_limit(void)
 START_TEST(test_mp_sigkill_mid_put)
 {
 	SHF *shf;
-	struct job *j = job_new("sigkill", &shf, 0, 1);
+	struct shf_test_job *j = shf_test_job_new("sigkill", &shf, 0, 1);
 	uint32_t round;
 
 	for (round = 0; round < 16; round++) {
@@ -784,19 +701,20 @@ START_TEST(test_mp_sigkill_mid_put)
 		shf_assert_msg(worst < crash_limit(),
 			       "round %u: a call took %.2f s after the crash",
 			       round, worst);
-		check_keys(shf, base + 800000, base + 800000 + 4096, 1);
-		check_keys(shf, base + 900000, base + 900000 + 64, 1);
+		shf_test_check_keys(shf, base + 800000, base + 800000 + 4096,
+				    1);
+		shf_test_check_keys(shf, base + 900000, base + 900000 + 64, 1);
 		shf_test_check_sound(shf);
 	}
 	/* Structure intact: the count and the walk agree. */
 	shf_assert_eq(iterate_count(shf), shf_test_keys(shf));
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
 static int kid_writer_acked(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t i, from = (uint64_t)idx * j->n;
 
@@ -819,7 +737,8 @@ static int kid_writer_acked(int idx, void *arg)
 START_TEST(test_mp_sigkill_among_writers)
 {
 	SHF *shf;
-	struct job *j = job_new("killwriter", &shf, 100000, 3);
+	struct shf_test_job *j =
+		shf_test_job_new("killwriter", &shf, 100000, 3);
 	struct shf_test_kids k;
 	uint32_t acked;
 	double end;
@@ -847,8 +766,8 @@ START_TEST(test_mp_sigkill_among_writers)
 	}
 	acked = shf_test_load_u32(&j->sh->uids[0]);
 	shf_assert(acked >= 20000);
-	check_keys(shf, 0, acked, 1);
-	check_keys(shf, 100000, 300000, 1);
+	shf_test_check_keys(shf, 0, acked, 1);
+	shf_test_check_keys(shf, 100000, 300000, 1);
 	/* The killed writer's next key is either there or not. */
 	{
 		uint64_t keys = shf_test_keys(shf);
@@ -859,7 +778,7 @@ START_TEST(test_mp_sigkill_among_writers)
 			       (unsigned long long)keys, acked);
 		shf_assert_eq(iterate_count(shf), keys);
 	}
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -876,7 +795,7 @@ static uint32_t upd_die(const char *val, uint32_t val_len)
 
 static int kid_die_in_upd(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 
 	if (!shf)
@@ -895,7 +814,7 @@ static int kid_die_in_upd(int idx, void *arg)
 START_TEST(test_mp_sigkill_holding_lock)
 {
 	SHF *shf;
-	struct job *j = job_new("lockdeath", &shf, 0, 1);
+	struct shf_test_job *j = shf_test_job_new("lockdeath", &shf, 0, 1);
 	struct shf_stats st;
 	int round;
 
@@ -946,15 +865,14 @@ START_TEST(test_mp_sigkill_holding_lock)
 		shf_assert_eq(shf_val_len, 5);
 		ck_assert_mem_eq(shf_val, "after", 5);
 		shf_assert_eq(shf_uid, j->sh->uids[0]);
-		check_keys(shf, 0, 1000, 1);
+		shf_test_check_keys(shf, 0, 1000, 1);
 		shf_test_check_sound(shf);
 	}
-	memset(&st, 0, sizeof(st));
-	shf_assert_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	shf_test_stats(shf, &st);
 	ck_assert_uint_ge(st.recoveries, 2);
 	shf_assert_eq(st.keys, 1001);
 	shf_assert_eq(iterate_count(shf), 1001);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -962,7 +880,7 @@ END_TEST
 
 static int kid_attach_race(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	char key[16];
 	SHF *shf;
 	int i;
@@ -992,23 +910,20 @@ static int kid_attach_race(int idx, void *arg)
 
 START_TEST(test_mp_attach_race)
 {
-	static struct job j;
 	int round;
 
 	for (round = 0; round < 10; round++) {
-		char tag[16], file[SHF_TEST_PATH_MAX];
+		struct shf_test_job *j;
+		char tag[16];
 		SHF *shf;
 		int i;
 
-		memset(&j, 0, sizeof(j));
 		snprintf(tag, sizeof(tag), "race%d", round);
-		shf_test_name(j.name, sizeof(j.name), tag);
-		unlink(shf_test_file(file, sizeof(file), j.name));
-		j.sh = shf_test_shared(sizeof(struct shared));
-		j.kids = 4;
+		/* no table: the children create it */
+		j = shf_test_job_new(tag, NULL, 0, 4);
 		ck_assert_int_eq(
-			shf_test_run(4, kid_attach_race, &j, KID_TIMEOUT), 0);
-		shf = shf_attach_existing(shf_test_dir(), j.name);
+			shf_test_run(4, kid_attach_race, j, KID_TIMEOUT), 0);
+		shf = shf_attach_existing(shf_test_dir(), j->name);
 		ck_assert_ptr_nonnull(shf);
 		shf_assert_eq(shf_test_keys(shf), 4);
 		for (i = 0; i < 4; i++) {
@@ -1019,7 +934,7 @@ START_TEST(test_mp_attach_race)
 			shf_assert_eq(shf_get_key_val_copy(shf),
 				      SHF_RET_KEY_FOUND);
 		}
-		job_end(&j, shf);
+		shf_test_job_end(j, shf);
 	}
 }
 END_TEST
@@ -1028,7 +943,7 @@ END_TEST
 
 static int kid_churn(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint64_t i = 0;
 
@@ -1099,20 +1014,14 @@ bad:
 START_TEST(test_mp_iterate_while_writing)
 {
 	SHF *shf;
-	struct job *j = job_new("iterchurn", &shf, 0, 2);
+	struct shf_test_job *j = shf_test_job_new("iterchurn", &shf, 0, 2);
 	struct shf_test_kids k;
 	struct stable_seen *s = calloc(1, sizeof(*s));
 	int walk;
 	uint32_t i;
 
 	ck_assert_ptr_nonnull(s);
-	for (i = 0; i < 5000; i++) {
-		char v[80];
-		uint32_t len = shf_test_val(v, i, 0);
-
-		shf_test_hash(i);
-		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
-	}
+	shf_test_fill(shf, 0, 5000, 0, NULL);
 	shf_test_spawn(&k, 2, kid_churn, j);
 	shf_test_go(&k);
 	for (i = 0; i < 100000 && shf_test_load_u32(&j->sh->ready) < 2; i++)
@@ -1130,7 +1039,7 @@ START_TEST(test_mp_iterate_while_writing)
 	shf_test_add_u32(&j->sh->done, 1);
 	ck_assert_int_eq(shf_test_wait(&k, KID_TIMEOUT), 0);
 	free(s);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1141,7 +1050,7 @@ END_TEST
 
 static int kid_replace_atomic(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	static char a[ATOM_A], b[ATOM_B];
 	uint32_t i, k;
@@ -1188,13 +1097,11 @@ static int kid_replace_atomic(int idx, void *arg)
 START_TEST(test_mp_replace_atomic)
 {
 	SHF *shf;
-	struct job *j = job_new("atomicput", &shf, 100000, 3);
+	struct shf_test_job *j = shf_test_job_new("atomicput", &shf, 100000, 3);
 	char a[ATOM_A];
 
 	memset(a, 'a', sizeof(a));
-	shf_make_hash("atomic", 6);
-	shf_assert_eq(shf_put_key_val(shf, a, ATOM_A), SHF_RET_KEY_PUT);
-	j->sh->uids[0] = shf_uid;
+	put_uid0(j, shf, "atomic", a, ATOM_A);
 	ck_assert_int_eq(shf_test_run(3, kid_replace_atomic, j, KID_TIMEOUT),
 			 0);
 	shf_make_hash("atomic", 6);
@@ -1202,13 +1109,13 @@ START_TEST(test_mp_replace_atomic)
 	shf_assert_eq(shf_val_len, ATOM_B); /* the last put, i odd */
 	shf_assert_eq(shf_uid, j->sh->uids[0]);
 	shf_assert_eq(shf_test_keys(shf), 1);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
 static int kid_cas_increment(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i, tries = 0;
 
@@ -1244,7 +1151,7 @@ static int kid_cas_increment(int idx, void *arg)
 START_TEST(test_mp_cas_counter)
 {
 	SHF *shf;
-	struct job *j = job_new("cascount", &shf, 5000, 4);
+	struct shf_test_job *j = shf_test_job_new("cascount", &shf, 5000, 4);
 	uint64_t v = 0;
 
 	shf_make_hash("cas", 3);
@@ -1255,7 +1162,7 @@ START_TEST(test_mp_cas_counter)
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	memcpy(&v, shf_val, sizeof(v));
 	shf_assert_eq(v, 4 * 5000);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1273,7 +1180,7 @@ static uint32_t upd_increment(const char *val, uint32_t val_len)
 
 static int kid_upd_increment(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i;
 
@@ -1299,26 +1206,23 @@ static int kid_upd_increment(int idx, void *arg)
 START_TEST(test_mp_upd_counter)
 {
 	SHF *shf;
-	struct job *j = job_new("updcount", &shf, 20000, 4);
+	struct shf_test_job *j = shf_test_job_new("updcount", &shf, 20000, 4);
 	uint64_t v = 0;
 
-	shf_make_hash("upd", 3);
-	shf_assert_eq(shf_put_key_val(shf, (char *)&v, sizeof(v)),
-		      SHF_RET_KEY_PUT);
-	j->sh->uids[0] = shf_uid;
+	put_uid0(j, shf, "upd", (char *)&v, sizeof(v));
 	ck_assert_int_eq(shf_test_run(4, kid_upd_increment, j, KID_TIMEOUT), 0);
 	shf_make_hash("upd", 3);
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	memcpy(&v, shf_val, sizeof(v));
 	shf_assert_eq(v, 4 * 20000);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
 /* Winners of put_if_absent, per key: one bit per child. */
 static int kid_if_absent(int idx, void *arg)
 {
-	struct job *j = arg;
+	struct shf_test_job *j = arg;
 	SHF *shf = shf_test_attach_existing(j->name);
 	uint32_t i;
 
@@ -1344,7 +1248,7 @@ static int kid_if_absent(int idx, void *arg)
 START_TEST(test_mp_put_if_absent_race)
 {
 	SHF *shf;
-	struct job *j = job_new("ifabsentmp", &shf, 10000, 4);
+	struct shf_test_job *j = shf_test_job_new("ifabsentmp", &shf, 10000, 4);
 	uint32_t i;
 
 	ck_assert_int_eq(shf_test_run(4, kid_if_absent, j, KID_TIMEOUT), 0);
@@ -1366,7 +1270,7 @@ START_TEST(test_mp_put_if_absent_race)
 		}
 	}
 	shf_assert_eq(shf_test_keys(shf), j->n);
-	job_end(j, shf);
+	shf_test_job_end(j, shf);
 }
 END_TEST
 
@@ -1424,7 +1328,7 @@ START_TEST(test_mp_threads)
 		ck_assert_int_eq(pthread_join(tid[i], NULL), 0);
 		ck_assert_int_eq(t[i].errors, 0);
 	}
-	check_keys(shf, 0, 80000, 4);
+	shf_test_check_keys(shf, 0, 80000, 4);
 	shf_make_hash("tcounter", 8);
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	memcpy(&v, shf_val, sizeof(v));
@@ -1438,45 +1342,27 @@ END_TEST
 static Suite *mp_suite(void)
 {
 	Suite *s = suite_create("mp");
-	TCase *tc;
 
-	tc = tcase_create("sharing");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_mp_disjoint);
-	tcase_add_test(tc, test_mp_shared_keys);
-	tcase_add_test(tc, test_mp_child_writes_seen);
-	tcase_add_test(tc, test_mp_uid_ops_across_processes);
-	tcase_add_test(tc, test_mp_fixed_len_other_process);
-	tcase_add_test(tc, test_mp_attach_race);
-	tcase_add_test(tc, test_mp_threads);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "sharing", 120, test_mp_disjoint,
+			   test_mp_shared_keys, test_mp_child_writes_seen,
+			   test_mp_uid_ops_across_processes,
+			   test_mp_fixed_len_other_process, test_mp_attach_race,
+			   test_mp_threads);
 
-	tc = tcase_create("counters");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_mp_add_counter);
-	tcase_add_test(tc, test_mp_add_atom_counter);
-	tcase_add_test(tc, test_mp_add_mixed_counter);
-	tcase_add_test(tc, test_mp_add_uid_counter);
-	tcase_add_test(tc, test_mp_cas_counter);
-	tcase_add_test(tc, test_mp_upd_counter);
-	tcase_add_test(tc, test_mp_put_if_absent_race);
-	tcase_add_test(tc, test_mp_replace_atomic);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "counters", 120, test_mp_add_counter,
+			   test_mp_add_atom_counter, test_mp_add_mixed_counter,
+			   test_mp_add_uid_counter, test_mp_cas_counter,
+			   test_mp_upd_counter, test_mp_put_if_absent_race,
+			   test_mp_replace_atomic);
 
-	tc = tcase_create("races");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_mp_put_del_race);
-	tcase_add_test(tc, test_mp_growth_while_reading);
-	tcase_add_test(tc, test_mp_uids_stable_through_growth);
-	tcase_add_test(tc, test_mp_iterate_while_writing);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "races", 120, test_mp_put_del_race,
+			   test_mp_growth_while_reading,
+			   test_mp_uids_stable_through_growth,
+			   test_mp_iterate_while_writing);
 
-	tc = tcase_create("crashes");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_mp_sigkill_mid_put);
-	tcase_add_test(tc, test_mp_sigkill_holding_lock);
-	tcase_add_test(tc, test_mp_sigkill_among_writers);
-	suite_add_tcase(s, tc);
+	shf_test_add_tcase(s, "crashes", 120, test_mp_sigkill_mid_put,
+			   test_mp_sigkill_holding_lock,
+			   test_mp_sigkill_among_writers);
 
 	return s;
 }

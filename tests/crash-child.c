@@ -62,22 +62,7 @@ static void hash_key(uint32_t i)
 /* Does the table hold state st for key i?  (The key is hashed.) */
 static int holds(uint32_t i, int64_t st)
 {
-	uint32_t r = shf_get_key_val_copy(shf), len;
-
-	if (st == 0)
-		return r == SHF_RET_KEY_NONE;
-	if (r != SHF_RET_KEY_FOUND)
-		return 0;
-	if (cc_is_counter(i)) {
-		long v;
-
-		if (shf_val_len != sizeof(v))
-			return 0;
-		memcpy(&v, shf_val, sizeof(v));
-		return v == st;
-	}
-	len = cc_val(i, st, vbuf);
-	return shf_val_len == len && memcmp(shf_val, vbuf, len) == 0;
+	return cc_holds(i, st, shf_get_key_val_copy(shf), vbuf);
 }
 
 static void begin(uint32_t i, int64_t old_state, int64_t new_state)

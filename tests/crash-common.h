@@ -11,7 +11,8 @@
  * old state, new state); once the library acknowledged it, it stores the
  * new state and clears the in-flight note.  A writer killed at any instant
  * leaves every key at its recorded state, except the in-flight key, which
- * may hold the old state or the new one, never anything else.
+ * may hold the old state or the new one, never anything else; both
+ * programs check that with cc_holds().
  */
 #ifndef SHF_CRASH_COMMON_H
 #define SHF_CRASH_COMMON_H
@@ -19,6 +20,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "shf.h"
 
 /*
  * Keys: CONC of them live in the first CONC_SHARDS shards (found by trial,
@@ -117,6 +120,31 @@ static inline uint32_t cc_val(uint32_t i, int64_t v, char *buf)
 	if (k < len)
 		memcpy(buf + k, &x, len - k);
 	return len;
+}
+
+/*
+ * Does the table hold state st for key i?  r: what the get of the key just
+ * made returned (shf_get_key_val_copy(), with shf_val and shf_val_len);
+ * buf: CC_VAL_MAX bytes, for the value of that state.
+ */
+static inline int cc_holds(uint32_t i, int64_t st, uint32_t r, char *buf)
+{
+	uint32_t len;
+
+	if (st == 0)
+		return r == SHF_RET_KEY_NONE;
+	if (r != SHF_RET_KEY_FOUND)
+		return 0;
+	if (cc_is_counter(i)) {
+		long v;
+
+		if (shf_val_len != sizeof(v))
+			return 0;
+		memcpy(&v, shf_val, sizeof(v));
+		return v == st;
+	}
+	len = cc_val(i, st, buf);
+	return shf_val_len == len && memcmp(shf_val, buf, len) == 0;
 }
 
 /* A small fast generator for the writers and the parent. */

@@ -6,11 +6,7 @@
 # the names in lib/libshf.sym.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-: "${top_srcdir:=$here/..}"
-: "${top_builddir:=$top_srcdir}"
-# Absolute, since the checks change directory.
-top_srcdir=$(cd "$top_srcdir" && pwd) || exit 99
-top_builddir=$(cd "$top_builddir" && pwd) || exit 99
+. "$here/shf-test.sh"
 sym=$top_srcdir/lib/libshf.sym
 
 [ -f "$sym" ] || { echo "no $sym"; exit 99; }
@@ -19,14 +15,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 # Names between "global:" and "local:" of every version node.
 # Comments are removed first: they may mention "global:" themselves.
-awk '{ line = $0; out = ""
-       while (line != "") {
-	       if (c) { i = index(line, "*/"); if (!i) { line = ""; break }
-			line = substr(line, i + 2); c = 0 }
-	       else { i = index(line, "/*"); if (!i) { out = out line; break }
-		      out = out substr(line, 1, i - 1)
-		      line = substr(line, i + 2); c = 1 } }
-       print out }' "$sym" |
+shf_sym_uncommented "$sym" |
 	awk '/global:/ { g = 1; next } /local:/ { g = 0; next }
 	     /\}/ { g = 0; next }
 	     g { gsub(/[ \t;]/, ""); if ($0 != "") print }' |

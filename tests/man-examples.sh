@@ -6,11 +6,7 @@
 # Exit 77 (skip) without a C compiler.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-: "${top_srcdir:=$here/..}"
-: "${top_builddir:=$top_srcdir}"
-# Absolute, since the checks change directory.
-top_srcdir=$(cd "$top_srcdir" && pwd) || exit 99
-top_builddir=$(cd "$top_builddir" && pwd) || exit 99
+. "$here/shf-test.sh"
 cc=${CC:-cc}
 command -v "${cc%% *}" >/dev/null 2>&1 || { echo "no C compiler ($cc)"; exit 77; }
 

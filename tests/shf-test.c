@@ -56,6 +56,15 @@ int shf_test_main(Suite *s)
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+TCase *shf_test_tcase(Suite *s, const char *name, double timeout)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, timeout);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
 const char *shf_test_dir(void)
 {
 	const char *d = getenv("SHF_TEST_DIR");
@@ -242,6 +251,34 @@ void shf_test_unshared(void *p, size_t size)
 	munmap(p, size);
 }
 
+struct shf_test_job *shf_test_job_alloc(const char *tag, SHF **shf,
+					size_t sh_size, uint32_t n,
+					uint32_t kids)
+{
+	static struct shf_test_job j;
+	char file[SHF_TEST_PATH_MAX];
+
+	memset(&j, 0, sizeof(j));
+	if (shf) {
+		*shf = shf_test_new(tag, j.name, sizeof(j.name));
+	} else {
+		shf_test_name(j.name, sizeof(j.name), tag);
+		unlink(shf_test_file(file, sizeof(file), j.name));
+	}
+	j.sh = shf_test_shared(sh_size);
+	j.sh_size = sh_size;
+	j.n = n;
+	j.kids = kids;
+	return &j;
+}
+
+void shf_test_job_end(struct shf_test_job *j, SHF *shf)
+{
+	shf_test_check_sound(shf);
+	shf_test_del(shf, j->name);
+	shf_test_unshared(j->sh, j->sh_size);
+}
+
 void shf_test_spawn(struct shf_test_kids *k, int n, shf_test_kid_fn fn,
 		    void *arg)
 {
@@ -423,6 +460,57 @@ int shf_test_val_ok(const char *val, uint32_t len, uint64_t i, uint32_t writers,
 	return 0;
 }
 
+void shf_test_fill(SHF *shf, uint64_t from, uint64_t to, uint32_t w,
+		   uint32_t *uids)
+{
+	uint64_t i;
+
+	for (i = from; i < to; i++) {
+		char v[80];
+		uint32_t len = shf_test_val(v, i, w);
+
+		shf_test_hash(i);
+		shf_assert_eq(shf_put_key_val(shf, v, len), SHF_RET_KEY_PUT);
+		if (uids)
+			uids[i - from] = shf_uid;
+	}
+}
+
+void shf_test_check_keys(SHF *shf, uint64_t from, uint64_t to, uint32_t writers)
+{
+	uint64_t i;
+
+	for (i = from; i < to; i++) {
+		uint32_t ret;
+
+		shf_test_hash(i);
+		ret = shf_get_key_val_copy(shf);
+		shf_assert_msg(ret == SHF_RET_KEY_FOUND, "key %llu: ret %u",
+			       (unsigned long long)i, ret);
+		shf_assert_msg(shf_test_val_ok(shf_val, shf_val_len, i, writers,
+					       NULL),
+			       "key %llu: bad value", (unsigned long long)i);
+	}
+}
+
+char *shf_test_slurp(FILE *f, size_t *len)
+{
+	char *buf;
+	long size;
+
+	fflush(f);
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)size + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
+	buf[size] = '\0';
+	if (len)
+		*len = (size_t)size;
+	return buf;
+}
+
 void shf_test_pattern(char *buf, size_t len, uint32_t seed)
 {
 	uint64_t x = 0x9e3779b97f4a7c15ULL ^ seed;
@@ -436,6 +524,21 @@ void shf_test_pattern(char *buf, size_t len, uint32_t seed)
 	}
 	for (; i < len; i++)
 		buf[i] = (char)(i * 131 + seed);
+}
+
+int shf_test_count_cb(const char *key, uint32_t key_len, const char *val,
+		      uint32_t val_len, uint32_t uid, void *arg)
+{
+	(void)key, (void)key_len, (void)val, (void)val_len, (void)uid;
+	++*(uint64_t *)arg;
+	return 0;
+}
+
+void shf_test_stats(SHF *shf, struct shf_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	shf_assert_msg(shf_get_stats(shf, st, sizeof(*st)) == SHF_RET_OK,
+		       "shf_get_stats: %s", strerror(errno));
 }
 
 uint64_t shf_test_keys(SHF *shf)

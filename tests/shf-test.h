@@ -52,6 +52,53 @@ void shf_test_init(void);
 /* Run the suite in CK_ENV mode; EXIT_SUCCESS or EXIT_FAILURE. */
 int shf_test_main(Suite *s);
 
+/*
+ * A test case named name, added to s, with a timeout of timeout seconds
+ * (Check multiplies it by CK_TIMEOUT_MULTIPLIER).  For loop tests and
+ * fixtures; shf_test_add_tcase() makes one of plain tests.
+ */
+TCase *shf_test_tcase(Suite *s, const char *name, double timeout);
+/* Add the tests (START_TEST names, 1 to 16 of them) to tc, in order. */
+#define shf_test_add_tests(tc, ...)                    \
+	do {                                           \
+		TCase *shf_tc_ = (tc);                 \
+		SHF_T_ADD_EACH_(shf_tc_, __VA_ARGS__); \
+	} while (0)
+/* shf_test_tcase() and shf_test_add_tests(). */
+#define shf_test_add_tcase(s, name, timeout, ...) \
+	shf_test_add_tests(shf_test_tcase(s, name, timeout), __VA_ARGS__)
+
+/*
+ * One tcase_add_test() per argument: Check's own macro, which takes a
+ * TTest * since Check 0.13 and names the test by its argument before.
+ */
+#define SHF_T_ADD_EACH_(c, ...) \
+	SHF_T_CAT_(SHF_T_ADD, SHF_T_NARGS_(__VA_ARGS__))(c, __VA_ARGS__)
+#define SHF_T_CAT_(a, b) SHF_T_CAT2_(a, b)
+#define SHF_T_CAT2_(a, b) a##b
+#define SHF_T_NARGS_(...)                                                     \
+	SHF_T_NTH_(__VA_ARGS__, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, \
+		   3, 2, 1, 0)
+#define SHF_T_NTH_(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, N, ...) N
+/* clang-format off */
+#define SHF_T_ADD1(c, t) tcase_add_test(c, t)
+#define SHF_T_ADD2(c, t, ...) tcase_add_test(c, t); SHF_T_ADD1(c, __VA_ARGS__)
+#define SHF_T_ADD3(c, t, ...) tcase_add_test(c, t); SHF_T_ADD2(c, __VA_ARGS__)
+#define SHF_T_ADD4(c, t, ...) tcase_add_test(c, t); SHF_T_ADD3(c, __VA_ARGS__)
+#define SHF_T_ADD5(c, t, ...) tcase_add_test(c, t); SHF_T_ADD4(c, __VA_ARGS__)
+#define SHF_T_ADD6(c, t, ...) tcase_add_test(c, t); SHF_T_ADD5(c, __VA_ARGS__)
+#define SHF_T_ADD7(c, t, ...) tcase_add_test(c, t); SHF_T_ADD6(c, __VA_ARGS__)
+#define SHF_T_ADD8(c, t, ...) tcase_add_test(c, t); SHF_T_ADD7(c, __VA_ARGS__)
+#define SHF_T_ADD9(c, t, ...) tcase_add_test(c, t); SHF_T_ADD8(c, __VA_ARGS__)
+#define SHF_T_ADD10(c, t, ...) tcase_add_test(c, t); SHF_T_ADD9(c, __VA_ARGS__)
+#define SHF_T_ADD11(c, t, ...) tcase_add_test(c, t); SHF_T_ADD10(c, __VA_ARGS__)
+#define SHF_T_ADD12(c, t, ...) tcase_add_test(c, t); SHF_T_ADD11(c, __VA_ARGS__)
+#define SHF_T_ADD13(c, t, ...) tcase_add_test(c, t); SHF_T_ADD12(c, __VA_ARGS__)
+#define SHF_T_ADD14(c, t, ...) tcase_add_test(c, t); SHF_T_ADD13(c, __VA_ARGS__)
+#define SHF_T_ADD15(c, t, ...) tcase_add_test(c, t); SHF_T_ADD14(c, __VA_ARGS__)
+#define SHF_T_ADD16(c, t, ...) tcase_add_test(c, t); SHF_T_ADD15(c, __VA_ARGS__)
+/* clang-format on */
+
 /* Directory of the test tables ($SHF_TEST_DIR or /dev/shm). */
 const char *shf_test_dir(void);
 /* "shf-test-<pid>-<tag>" into buf. */
@@ -62,6 +109,10 @@ char *shf_test_file(char *buf, size_t size, const char *name);
 int shf_test_exists(const char *name);
 /* Name a table by tag, make sure it is absent and attach (ck_asserts). */
 SHF *shf_test_new(const char *tag, char *name, size_t size);
+/* Declare name and shf, a new table by tag (shf_test_new()). */
+#define SHF_TEST_NEW(tag)             \
+	char name[SHF_TEST_NAME_MAX]; \
+	SHF *shf = shf_test_new(tag, name, sizeof(name))
 /* shf_del() it and check the text is not NULL and the file is gone. */
 void shf_test_del(SHF *shf, const char *name);
 /* Files of this runner left in the directory; removes them if asked. */
@@ -84,6 +135,35 @@ uint32_t shf_test_load_u32(uint32_t *p);
 int shf_test_wait_u32(uint32_t *p, uint32_t want, double timeout_s);
 /* In a child: shf_init(), then attach the existing table name (or NULL). */
 SHF *shf_test_attach_existing(const char *name);
+
+/*
+ * Jobs of the multi-process tests: a table, and memory that the children
+ * share with the parent (MAP_SHARED, zeroed, mapped before they fork).
+ * A program that uses jobs defines its struct shared, what its children
+ * share; these helpers never look inside it.
+ */
+struct shared;
+struct shf_test_job {
+	char name[SHF_TEST_NAME_MAX]; /* the table's */
+	struct shared *sh;
+	size_t sh_size;
+	uint32_t n; /* keys, or operations, per child */
+	uint32_t kids; /* children, or a mode */
+	SHF *inherited; /* a handle the children inherit */
+};
+/*
+ * A new job (static storage: one at a time) for tag's table, attached into
+ * *shf (shf_test_new()); with shf NULL, only named and any old file
+ * removed, for children that create it.  In a program that defines struct
+ * shared: shf_test_job_new(tag, &shf, n, kids).
+ */
+struct shf_test_job *shf_test_job_alloc(const char *tag, SHF **shf,
+					size_t sh_size, uint32_t n,
+					uint32_t kids);
+#define shf_test_job_new(tag, shf, n, kids) \
+	shf_test_job_alloc(tag, shf, sizeof(struct shared), n, kids)
+/* The table is sound (shf_test_check_sound()) and deleted; memory unmapped. */
+void shf_test_job_end(struct shf_test_job *j, SHF *shf);
 
 /* Children. */
 typedef int (*shf_test_kid_fn)(int idx, void *arg);
@@ -125,9 +205,32 @@ uint32_t shf_test_val(char *buf, uint64_t i, uint32_t w);
 int shf_test_val_ok(const char *val, uint32_t len, uint64_t i, uint32_t writers,
 		    uint32_t *w_out);
 
+/*
+ * The whole of f, from its start, in a malloc()ed string (ck_asserts);
+ * its length in *len unless len is NULL.
+ */
+char *shf_test_slurp(FILE *f, size_t *len);
+
 /* Fill buf with a pattern that depends on seed. */
 void shf_test_pattern(char *buf, size_t len, uint32_t seed);
 
+/*
+ * Put shf_test_val(i, w) under shf_test_key(i), a new key, for from <= i <
+ * to (fails the test unless each is SHF_RET_KEY_PUT); uids (or NULL) gets
+ * the UID of key i at uids[i - from].
+ */
+void shf_test_fill(SHF *shf, uint64_t from, uint64_t to, uint32_t w,
+		   uint32_t *uids);
+/* Every key from <= i < to holds shf_test_val(i, w) for some w < writers. */
+void shf_test_check_keys(SHF *shf, uint64_t from, uint64_t to,
+			 uint32_t writers);
+
+/* shf_iterate() callback: counts the pairs in *(uint64_t *)arg. */
+int shf_test_count_cb(const char *key, uint32_t key_len, const char *val,
+		      uint32_t val_len, uint32_t uid, void *arg);
+
+/* shf_get_stats() into *st (zeroed first); fails the test on error. */
+void shf_test_stats(SHF *shf, struct shf_stats *st);
 /* Keys of a table by shf_get_stats(), or UINT64_MAX on error. */
 uint64_t shf_test_keys(SHF *shf);
 /* Fail the test unless shf_check() finds no problem (they go to stderr). */

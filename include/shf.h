@@ -261,6 +261,13 @@ void shf_set_is_fixed_len(SHF *shf, uint32_t key_len, uint32_t val_len);
  * set; bits other than 0666 give errno EINVAL and change nothing.
  */
 void shf_set_file_mode(mode_t mode);
+/**
+ * Trust tables that another user owns, or that others may write (a cache
+ * shared by a group, a table made 0666).  By default (0) shf_attach()
+ * refuses them with EPERM: whoever can write a table can read and steer
+ * what the caller puts in it.  For the whole process, from now on.
+ */
+void shf_set_allow_shared(uint32_t allow);
 /** Growth tuning knob of SharedHashFile: accepted and ignored. */
 void shf_set_data_need_factor(uint32_t data_needed_factor);
 

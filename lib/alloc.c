@@ -30,14 +30,27 @@ int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
 	return len <= sz && off <= sz - len;
 }
 
-/* Grow the file so that `need` bytes are reserved.  Under alloc_mx. */
+/*
+ * Grow the file so that `need` bytes are reserved.  Under alloc_mx.  The
+ * header's size is a claim: space it claims that the file does not have
+ * (a damaged or truncated file) is EBADMSG, never a SIGBUS later.
+ */
 int file_reserve(SHF *h, uint64_t need)
 {
 	uint64_t sz = atomic_load(&h->h->file_size), nsz;
 	int rc;
 
-	if (need <= sz)
-		return 0;
+	if (need <= sz) {
+		if (range_ok(h, 0, need))
+			return 0;
+		errno = EBADMSG;
+		return -1;
+	}
+	/* growth starts at the claimed end: the file must reach it */
+	if (!range_ok(h, 0, sz)) {
+		errno = EBADMSG;
+		return -1;
+	}
 	if (need > h->map_size) {
 		errno = EFBIG;
 		return -1;
@@ -105,7 +118,8 @@ uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 		}
 	}
 	used = atomic_load(&h->h->file_used);
-	if (used < h->h->data_start) { /* a damaged header */
+	/* a damaged header: the bump pointer outside the file's data */
+	if (used < h->data_start || !range_ok(h, 0, used)) {
 		shf_mutex_unlock(&h->h->alloc_mx);
 		errno = EBADMSG;
 		return 0;
@@ -170,13 +184,122 @@ static void cls_push(SHF *h, struct shard *sh, uint32_t c, uint64_t off)
 }
 
 /*
+ * Take a block of class c (bound b) from the shard's free list: its
+ * offset, or 0 if there is none (8-aligned with align8).  A head that is
+ * not a free block of that class inside the data area (another process
+ * wrote it) drops the list: its blocks are lost, not handed out twice.
+ */
+static uint64_t cls_pop(SHF *h, struct shard *sh, uint32_t c, uint64_t b,
+			int align8)
+{
+	uint64_t off = ld64(&sh->free_head[c]);
+	uint32_t *w;
+
+	if (!off)
+		return 0;
+	/* alignment first: a misaligned head is not even read */
+	w = (off & 3) ? NULL : at(h, off, b);
+	if (!w || w[0] != K_FREE << 24 || w[1] != c) {
+		st64(&sh->free_head[c], 0);
+		return 0;
+	}
+	if (align8 && (off & 7))
+		return 0;
+	st64(&sh->free_head[c], ldu64(w + 2));
+	ctr_sub(&sh->bytes_free, b);
+	ctr_add(&sh->bytes_used, b);
+	return off;
+}
+
+/* Chunks are at most this big (see chunk_new()). */
+#define CHUNK_MAX (256u << 10)
+
+/* The check word of a chunk [base, end). */
+static inline uint64_t chunk_mix(uint64_t base, uint64_t end)
+{
+	return (base * 0x9e3779b97f4a7c15ULL) ^ (end * 0xc2b2ae3d27d4eb4fULL) ^
+	       0x5348465f43484b31ULL;
+}
+
+/*
+ * The shard's chunk, read once: *cur and *end (0 and 0 for none).  A chunk
+ * whose words do not describe one extent of the data area with the cursor
+ * inside it is abandoned: no write ever goes where a damaged cursor (or
+ * any one damaged word) points.
+ */
+static void chunk_get(SHF *h, struct shard *sh, uint64_t *cur, uint64_t *end)
+{
+	uint64_t c = ld64(&sh->chunk_cur), e = ld64(&sh->chunk_end);
+	uint64_t b = ld64(&sh->chunk_base), sum = ld64(&sh->chunk_sum);
+
+	if (!e || ((c | e | b) & 3) || b > c || c > e ||
+	    e - b > CHUNK_MAX || sum != chunk_mix(b, e) ||
+	    b < h->data_start || !range_ok(h, b, e - b)) {
+		if (e || c)
+			st64(&sh->chunk_end, 0); /* lost, not written over */
+		c = e = 0;
+	}
+	*cur = c;
+	*end = e;
+}
+
+/* Free the rest of a chunk (cur..end) by classes, for reuse. */
+static void chunk_retire(SHF *h, struct shard *sh, uint64_t cur,
+			 uint64_t end)
+{
+	uint64_t tail = end - cur;
+	int tc;
+
+	st64(&sh->chunk_end, cur); /* empty it first, then free its tail */
+	while (tail >= REC_MIN && tail <= (1u << 20)) {
+		uint64_t piece = tail > CLASS_MAX_SHARD ? CLASS_MAX_SHARD : tail,
+			 pb;
+
+		tc = cls_floor(piece);
+		if (tc < 0)
+			break;
+		pb = cls_bound((uint32_t)tc);
+		cls_push(h, sh, (uint32_t)tc, cur);
+		ctr_add(&sh->bytes_free, pb);
+		cur += pb;
+		tail -= pb;
+	}
+}
+
+/* A new chunk for at least b bytes, the old one retired: 0 or -1/errno. */
+static int chunk_new(SHF *h, struct shard *sh, uint64_t b, uint64_t *cur,
+		     uint64_t *end)
+{
+	uint64_t used = atomic_load(&sh->bytes_used), csz = 8192, nc;
+
+	while (csz < used / 32 && csz < CHUNK_MAX)
+		csz *= 2;
+	while (csz < b)
+		csz *= 2;
+	nc = big_alloc(h, csz, 0);
+	if (!nc)
+		return -1;
+	chunk_retire(h, sh, *cur, *end);
+	/* no chunk (end 0) until the new one's words agree */
+	st64(&sh->chunk_end, 0);
+	st64(&sh->chunk_base, nc);
+	st64(&sh->chunk_cur, nc);
+	st64(&sh->chunk_sum, chunk_mix(nc, nc + csz));
+	barrier();
+	CRASH(CP_CHUNK);
+	st64(&sh->chunk_end, nc + csz);
+	*cur = nc;
+	*end = nc + csz;
+	return 0;
+}
+
+/*
  * size bytes, 4-aligned (8-aligned with align8, for arrays of 64-bit words),
  * from the shard's lists or chunk; 0 + errno.
  */
-uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size,
-			      int align8)
+uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size, int align8)
 {
-	uint64_t b, off;
+	uint64_t b, off, cur, end;
 	uint32_t c;
 
 	if (size < REC_MIN)
@@ -190,65 +313,19 @@ uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size,
 		return off;
 	}
 	c = cls_of(size, &b);
-	off = sh->free_head[c];
-	if (off) {
-		uint32_t *w = at(h, off, b);
-
-		if (w && w[0] == K_FREE << 24 && w[1] == c && !(off & 3)) {
-			if (!align8 || !(off & 7)) {
-				st64(&sh->free_head[c], ldu64(w + 2));
-				ctr_sub(&sh->bytes_free, b);
-				ctr_add(&sh->bytes_used, b);
-				return off;
-			}
-		} else {
-			st64(&sh->free_head[c], 0); /* corrupt list: drop it */
-		}
+	off = cls_pop(h, sh, c, b, align8);
+	if (off)
+		return off;
+	chunk_get(h, sh, &cur, &end);
+	if (align8 && (cur & 7) && cur < end) {
+		cur += 4; /* 4 bytes lost */
+		st64(&sh->chunk_cur, cur);
 	}
-	if ((sh->chunk_cur | sh->chunk_end) & 3) { /* damaged: abandon it */
-		st64(&sh->chunk_end, 0);
-		st64(&sh->chunk_cur, 0);
-	}
-	if (align8 && (sh->chunk_cur & 7) && sh->chunk_cur < sh->chunk_end)
-		st64(&sh->chunk_cur, sh->chunk_cur + 4); /* 4 bytes lost */
-	if (sh->chunk_end - sh->chunk_cur < b || sh->chunk_cur > sh->chunk_end) {
-		uint64_t used = atomic_load(&sh->bytes_used), csz, nc, tail;
-		int tc;
-
-		csz = 8192;
-		while (csz < used / 32 && csz < (256u << 10))
-			csz *= 2;
-		while (csz < b)
-			csz *= 2;
-		nc = big_alloc(h, csz, 0);
-		if (!nc)
-			return 0;
-		/* retire the old chunk: empty it first, then free its tail */
-		off = sh->chunk_cur;
-		tail = sh->chunk_end - sh->chunk_cur;
-		st64(&sh->chunk_end, sh->chunk_cur);
-		while (tail >= REC_MIN && tail <= (1u << 20)) {
-			uint64_t piece = tail > CLASS_MAX_SHARD ? CLASS_MAX_SHARD : tail, pb;
-
-			tc = cls_floor(piece);
-			if (tc < 0)
-				break;
-			pb = cls_bound((uint32_t)tc);
-			cls_push(h, sh, (uint32_t)tc, off);
-			ctr_add(&sh->bytes_free, pb);
-			off += pb;
-			tail -= pb;
-		}
-		st64(&sh->chunk_end, 0);
-		st64(&sh->chunk_cur, nc);
-		barrier();
-		CRASH(CP_CHUNK);
-		st64(&sh->chunk_end, nc + csz);
-	}
-	off = sh->chunk_cur;
-	st64(&sh->chunk_cur, off + b);
+	if (end - cur < b && chunk_new(h, sh, b, &cur, &end) < 0)
+		return 0;
+	st64(&sh->chunk_cur, cur + b);
 	ctr_add(&sh->bytes_used, b);
-	return off;
+	return cur;
 }
 
 void shard_free(SHF *h, struct shard *sh, uint64_t off, uint64_t size)

@@ -14,6 +14,14 @@
 enum sweep { SW_EXPIRED, SW_EVICT };
 
 /*
+ * Bounds of the work one put does for the budget, whatever the table's
+ * words say (another process may have written them): slots the hand
+ * visits to find a victim, victims evicted.
+ */
+#define SWEEP_EVICT_MAX (1u << 20)
+#define EVICT_MAX 4096u
+
+/*
  * Move the hand over at most max slots, and at most one turn of the shard.
  * SW_EXPIRED: reclaim every expired key met; returns how many.
  * SW_EVICT (max is then two turns): stop at the first victim — an
@@ -41,7 +49,8 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 					BUCKET_SLOTS;
 
 			if (mode == SW_EVICT)
-				max = 2 * turn;
+				max = 2 * turn < SWEEP_EVICT_MAX ? 2 * turn :
+								   SWEEP_EVICT_MAX;
 			else if (max > turn)
 				max = turn;
 		}
@@ -93,14 +102,14 @@ static __thread uint32_t evict_rot SHF_TLS_IE;
 static void budget_reserve(SHF *h, struct shard *sh, uint64_t budget,
 			   int64_t need, uint64_t skip_rec, struct clk *c)
 {
-	uint32_t si = (uint32_t)(sh - h->shards), i, start;
+	uint32_t si = (uint32_t)(sh - h->shards), i, start, n = 0;
 
 	atomic_fetch_add(&h->h->cache_bytes, (uint64_t)need);
-	while (atomic_load(&h->h->cache_bytes) > budget &&
+	while (atomic_load(&h->h->cache_bytes) > budget && n < EVICT_MAX &&
 	       sweep(h, sh, SW_EVICT, 1, skip_rec, c))
-		;
+		n++;
 	start = ++evict_rot;
-	for (i = 0; i < NSHARDS - 1 &&
+	for (i = 0; i < NSHARDS - 1 && n < EVICT_MAX &&
 		    atomic_load(&h->h->cache_bytes) > budget; i++) {
 		struct shard *t = &h->shards[(si + 1 + (start + i) %
 					      (NSHARDS - 1)) % NSHARDS];
@@ -108,8 +117,8 @@ static void budget_reserve(SHF *h, struct shard *sh, uint64_t budget,
 		if (!atomic_load(&t->nkeys) || shard_trylock(h, t) < 0)
 			continue;
 		while (atomic_load(&h->h->cache_bytes) > budget &&
-		       sweep(h, t, SW_EVICT, 1, 0, c))
-			;
+		       n < EVICT_MAX && sweep(h, t, SW_EVICT, 1, 0, c))
+			n++;
 		shard_unlock(h, t);
 	}
 }

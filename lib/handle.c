@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -62,7 +63,9 @@ static int hdr_check(const struct hdr *hd, uint64_t fsize)
 	    hd->data_start < SHARDS_OFF + NSHARDS * sizeof(struct shard) ||
 	    hd->data_start > fsize ||
 	    (hd->data_start & (PAGE - 1)) ||
-	    atomic_load(&hd->file_used) > fsize ||
+	    atomic_load(&hd->file_size) > fsize ||
+	    atomic_load(&hd->file_used) > atomic_load(&hd->file_size) ||
+	    atomic_load(&hd->file_used) < hd->data_start ||
 	    (hd->fixed_set && (hd->fixed_klen > (1u << 30) ||
 			       hd->fixed_vlen > (1u << 30)))) {
 		errno = EBADMSG;
@@ -121,6 +124,52 @@ fail:
 	return -1;
 }
 
+static _Atomic unsigned allow_shared;
+
+SHF_EXPORT void shf_set_allow_shared(uint32_t allow)
+{
+	atomic_store(&allow_shared, allow ? 1u : 0u);
+}
+
+/*
+ * Who may have written the file: its owner must be the caller (root
+ * included) and nobody else may write it, unless the caller said that it
+ * trusts others' tables (shf_set_allow_shared()).  Otherwise another user
+ * could pre-create a table under the name and read what goes into it.
+ */
+static int owner_ok(const struct stat *st)
+{
+	if (atomic_load(&allow_shared))
+		return 1;
+	return st->st_uid == geteuid() && !(st->st_mode & S_IWOTH);
+}
+
+/*
+ * The header, read and checked against the file's size as fstat() gives
+ * it after the read (the file never shrinks while a table is sound, so a
+ * header that claims more than that is damaged): 0, or -1 with errno.
+ */
+static int header_read(int fd, struct hdr *hd, struct stat *st)
+{
+	if (fstat(fd, st) < 0)
+		return -1;
+	if (!S_ISREG(st->st_mode)) {
+		errno = EBADMSG;
+		return -1;
+	}
+	if (!owner_ok(st)) {
+		errno = EPERM;
+		return -1;
+	}
+	if ((uint64_t)st->st_size < sizeof(*hd) ||
+	    pread(fd, hd, sizeof(*hd), 0) != (ssize_t)sizeof(*hd) ||
+	    fstat(fd, st) < 0) {
+		errno = EBADMSG;
+		return -1;
+	}
+	return hdr_check(hd, (uint64_t)st->st_size);
+}
+
 static SHF *attach_fd(int fd, const char *path, const char *name)
 {
 	struct hdr hd;
@@ -129,18 +178,7 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 	uint64_t ms;
 	void *m = MAP_FAILED;
 
-	if (fstat(fd, &st) < 0)
-		return NULL;
-	if (!S_ISREG(st.st_mode)) {
-		errno = EBADMSG;
-		return NULL;
-	}
-	if ((uint64_t)st.st_size < sizeof(hd) ||
-	    pread(fd, &hd, sizeof(hd), 0) != (ssize_t)sizeof(hd)) {
-		errno = EBADMSG;
-		return NULL;
-	}
-	if (hdr_check(&hd, (uint64_t)st.st_size) < 0)
+	if (header_read(fd, &hd, &st) < 0)
 		return NULL;
 	for (ms = MAP_MAX; ms >= (64ULL << 20); ms /= 2) {
 		if (ms < (uint64_t)st.st_size)
@@ -165,6 +203,7 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 	h->map_size = ms;
 	atomic_store(&h->valid, (uint64_t)st.st_size);
 	h->h = m;
+	h->data_start = hd.data_start;
 	h->shards = (struct shard *)(h->base + SHARDS_OFF);
 	h->path = strdup(path);
 	h->name = strdup(name);
@@ -204,10 +243,87 @@ SHF_EXPORT void shf_set_file_mode(mode_t mode)
 	atomic_store(&file_mode, (unsigned)(mode | 0600));
 }
 
+/* A new table in fd: its mode (whatever the umask), its layout. */
+static int table_fill(int fd)
+{
+	if (fchmod(fd, (mode_t)atomic_load(&file_mode)) < 0)
+		return -1;
+	return table_init(fd);
+}
+
+/*
+ * The fallback of table_create() where O_TMPFILE is missing: build under a
+ * temporary name nobody can guess (a name taken by someone else is simply
+ * another try), then rename into place without replacing.
+ */
+static int table_create_named(int dfd, const char *fname)
+{
+	char tname[300];
+	uint32_t rnd;
+	int fd, e, tries;
+
+	for (tries = 0; tries < 16; tries++) {
+		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+			rnd = atomic_fetch_add(&tmp_counter, 1) * 2654435761u ^
+			      (uint32_t)shf_clock_ns(CLOCK_MONOTONIC);
+		snprintf(tname, sizeof(tname), ".%s.%ld.%u.tmp", fname,
+			 (long)getpid(), rnd);
+		fd = openat(dfd, tname,
+			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd < 0)
+			return -1;
+		if (table_fill(fd) < 0 ||
+		    syscall(SYS_renameat2, dfd, tname, dfd, fname,
+			    1 /* RENAME_NOREPLACE */) < 0) {
+			e = errno;
+			unlinkat(dfd, tname, 0);
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		return fd;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
+/*
+ * Make dfd/fname a new table, atomically: built in a file with no name
+ * (O_TMPFILE), linked into place only once it is whole, never over
+ * another file.  The descriptor, or -1 with errno (EEXIST: somebody
+ * else's table took the name meanwhile).
+ */
+static int table_create(int dfd, const char *fname)
+{
+	char proc[64];
+	int fd, e;
+
+	fd = openat(dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return table_create_named(dfd, fname); /* no O_TMPFILE */
+	if (table_fill(fd) < 0)
+		goto fail;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (linkat(AT_FDCWD, proc, dfd, fname, AT_SYMLINK_FOLLOW) == 0)
+		return fd;
+	if (errno != EEXIST) { /* no /proc: a name of its own, then */
+		close(fd);
+		return table_create_named(dfd, fname);
+	}
+fail:
+	e = errno;
+	close(fd);
+	errno = e;
+	return -1;
+}
+
 static SHF *do_attach(const char *path, const char *name, int create)
 {
-	char fname[256], tname[300];
-	int dfd, fd, e;
+	char fname[256];
+	int dfd, fd, e, tries;
 	SHF *h;
 
 	shf_init();
@@ -219,32 +335,14 @@ static SHF *do_attach(const char *path, const char *name, int create)
 	if (dfd < 0)
 		return NULL;
 	snprintf(fname, sizeof(fname), "%s.shf", name);
-	for (;;) {
+	for (tries = 0;; tries++) {
 		fd = openat(dfd, fname, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 		if (fd >= 0 || errno != ENOENT || !create)
 			break;
-		/* build it under a temporary name, then link it in place */
-		snprintf(tname, sizeof(tname), ".%s.%ld.%u.tmp", fname,
-			 (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
-		fd = openat(dfd, tname,
-			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			    0600);
-		if (fd < 0)
+		fd = table_create(dfd, fname);
+		/* EEXIST: somebody else won the race: attach theirs */
+		if (fd >= 0 || errno != EEXIST || tries >= 16)
 			break;
-		/* the mode asked for, whatever the umask */
-		if (fchmod(fd, (mode_t)atomic_load(&file_mode)) < 0 ||
-		    table_init(fd) < 0 ||
-		    syscall(SYS_renameat2, dfd, tname, dfd, fname, 1 /* NOREPLACE */) < 0) {
-			e = errno;
-			unlinkat(dfd, tname, 0);
-			close(fd);
-			if (e == EEXIST)
-				continue; /* somebody else won: attach theirs */
-			close(dfd);
-			errno = e;
-			return NULL;
-		}
-		break;
 	}
 	e = errno;
 	close(dfd);

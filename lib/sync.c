@@ -199,19 +199,27 @@ static void count(_Atomic uint64_t *c)
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-/* Wait for a busy mutex, looking at its owner now and then. */
+/*
+ * Wait for a busy mutex, looking at its owner now and then: soon after
+ * the wait begins (locks are held for microseconds, so a wait of
+ * milliseconds is already suspect), then every LOCK_POLL_MS.
+ */
 static int mutex_wait(pthread_mutex_t *m, const struct shf_lock_site *site)
 {
+	static const long first_ms[] = { 2, 20 };
 	uint64_t start = shf_clock_ms(CLOCK_MONOTONIC);
+	unsigned polls = 0;
 	int rc;
 
 	if (site && site->counts)
 		count(&site->counts->lock_waits);
 	for (;;) {
+		long ms = polls < 2 ? first_ms[polls] : LOCK_POLL_MS;
 		struct timespec ts;
 
+		polls++;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += LOCK_POLL_MS * 1000000L;
+		ts.tv_nsec += ms * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;

@@ -39,7 +39,7 @@
 /* ================================================================ layout */
 
 #define SHF_MAGIC 0x314c425446485342ULL /* "BSHFTBL1" */
-#define SHF_LAYOUT 2u
+#define SHF_LAYOUT 3u
 #define NSHARDS 256u
 #define PAGE 4096u
 #define SEG_BUCKETS 64u
@@ -144,7 +144,12 @@ struct shard {
 	uint32_t uid_free;  /* free list head + 1; 0: empty */
 	uint32_t pad1;
 	_Atomic uint64_t nkeys;
-	uint64_t chunk_cur, chunk_end;
+	/*
+	 * The chunk small records are cut from: [chunk_base, chunk_end), the
+	 * next at chunk_cur; chunk_sum = chunk_mix(base, end), so that no
+	 * single damaged word can point the cursor outside a real chunk.
+	 */
+	uint64_t chunk_cur, chunk_end, chunk_base, chunk_sum;
 	_Atomic uint64_t bytes_used, bytes_free;
 	_Atomic uint64_t puts, dels, splits;
 	_Atomic uint64_t rbytes; /* bytes of live records (class bounds) */
@@ -163,6 +168,7 @@ struct shf {
 	uint8_t *base;
 	uint64_t map_size;
 	_Atomic uint64_t valid; /* bytes known to be inside the file */
+	uint64_t data_start; /* the header's, as checked at attach */
 	struct hdr *h;
 	struct shard *shards;
 	char *path;
@@ -290,7 +296,7 @@ static inline int range_ok(SHF *h, uint64_t off, uint64_t len)
 /* A pointer to len bytes at off, or NULL if that is not inside the file. */
 static inline void *at(SHF *h, uint64_t off, uint64_t len)
 {
-	if (SHF_UNLIKELY(off < h->h->data_start || !range_ok(h, off, len)))
+	if (SHF_UNLIKELY(off < h->data_start || !range_ok(h, off, len)))
 		return NULL;
 	return h->base + off;
 }

@@ -309,7 +309,8 @@ static void patched(uint32_t off, uint32_t value, const int *errs,
 START_TEST(test_layout_version)
 {
 	patched(LAYOUT_OFF, 1, e_proto, "layout version 1 (libshf 1.0)");
-	patched(LAYOUT_OFF, 3, e_proto, "layout version 3");
+	patched(LAYOUT_OFF, 2, e_proto, "layout version 2 (libshf 1.1)");
+	patched(LAYOUT_OFF, 4, e_proto, "layout version 4");
 	patched(LAYOUT_OFF, 0, e_proto, "layout version 0");
 	patched(LAYOUT_OFF, 0xffffffffu, e_proto, "layout version ~0");
 	patched(SIG_OFF, 12345, e_proto, "size signature");

@@ -37,9 +37,9 @@
 
 #include "shf-internal.h"
 
-SHF_EXPORT __thread uint32_t shf_qiid = SHF_QIID_NONE;
-SHF_EXPORT __thread char *shf_qiid_addr;
-SHF_EXPORT __thread uint32_t shf_qiid_addr_len;
+SHF_EXPORT __thread uint32_t shf_qiid SHF_TLS_IE = SHF_QIID_NONE;
+SHF_EXPORT __thread char *shf_qiid_addr SHF_TLS_IE;
+SHF_EXPORT __thread uint32_t shf_qiid_addr_len SHF_TLS_IE;
 
 #define Q_REGION "q"
 #define Q_MAGIC 0x3130515f464853ULL /* "SHF_Q01" */

@@ -115,6 +115,21 @@ int shf_monitor_start(const char *dir, const char *name);
 
 /* ============================================================ thread.c */
 
+/* shf.h's thread-local results, reached without __tls_get_addr(). */
+extern __thread uint32_t shf_uid SHF_TLS_IE;
+extern __thread char *shf_key SHF_TLS_IE;
+extern __thread uint32_t shf_key_len SHF_TLS_IE;
+extern __thread char *shf_val SHF_TLS_IE;
+extern __thread uint32_t shf_val_len SHF_TLS_IE;
+extern __thread long shf_val_long SHF_TLS_IE;
+extern __thread void *shf_val_addr SHF_TLS_IE;
+extern __thread uint32_t shf_ttl SHF_TLS_IE;
+extern __thread void *shf_tab SHF_TLS_IE;
+extern __thread uint32_t shf_tab_len SHF_TLS_IE;
+extern __thread uint32_t shf_qiid SHF_TLS_IE;
+extern __thread char *shf_qiid_addr SHF_TLS_IE;
+extern __thread uint32_t shf_qiid_addr_len SHF_TLS_IE;
+
 /* The calling thread's key and buffers, freed when it exits. */
 struct shf_tls {
 	char *key; /* the key named by shf_make_hash() */

@@ -16,19 +16,23 @@
 
 #include "shf-internal.h"
 
-/* Thread-local results (shf.h). */
-SHF_EXPORT __thread uint32_t shf_uid = SHF_UID_NONE;
-SHF_EXPORT __thread char *shf_key;
-SHF_EXPORT __thread uint32_t shf_key_len;
-SHF_EXPORT __thread char *shf_val;
-SHF_EXPORT __thread uint32_t shf_val_len;
-SHF_EXPORT __thread long shf_val_long;
-SHF_EXPORT __thread void *shf_val_addr;
+/*
+ * Thread-local results (shf.h).  initial-exec within the library too, as
+ * its own thread-locals are: no __tls_get_addr() call per result (the
+ * library needs static TLS anyway).
+ */
+SHF_EXPORT __thread uint32_t shf_uid SHF_TLS_IE = SHF_UID_NONE;
+SHF_EXPORT __thread char *shf_key SHF_TLS_IE;
+SHF_EXPORT __thread uint32_t shf_key_len SHF_TLS_IE;
+SHF_EXPORT __thread char *shf_val SHF_TLS_IE;
+SHF_EXPORT __thread uint32_t shf_val_len SHF_TLS_IE;
+SHF_EXPORT __thread long shf_val_long SHF_TLS_IE;
+SHF_EXPORT __thread void *shf_val_addr SHF_TLS_IE;
 /* SharedHashFile's conditional delete: see shf_del_key_val(3). */
-SHF_EXPORT __thread uint32_t shf_ttl;
+SHF_EXPORT __thread uint32_t shf_ttl SHF_TLS_IE;
 /* SharedHashFile's raw walk: see shf_tab_copy_iterate(3). */
-SHF_EXPORT __thread void *shf_tab;
-SHF_EXPORT __thread uint32_t shf_tab_len;
+SHF_EXPORT __thread void *shf_tab SHF_TLS_IE;
+SHF_EXPORT __thread uint32_t shf_tab_len SHF_TLS_IE;
 
 __thread struct shf_tls shf_tls SHF_TLS_IE;
 

@@ -202,3 +202,16 @@ def test_fork_inherits_the_handle(table):
     assert q.get(timeout=10) == b"p"
     assert table[b"child"] == b"c"
 
+
+def test_bench_runs(capsys):
+    # the benchmark (python3 -m shf.bench) in its shortest form
+    import json
+
+    from shf import bench
+
+    assert bench.main(["--quick", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["results"]["shf/1"]["get"] > 0
+    assert out["results"]["Manager().dict()/2"]["put"] > 0
+    assert set(out["goals"]) == {"gets_per_s_1proc", "gets_vs_manager",
+                                 "batched_gets_vs_dict"}

@@ -416,7 +416,8 @@ static int table_attach(TableObject *t, PyObject *path, PyObject *name,
 		e = errno;
 	Py_END_ALLOW_THREADS
 	if (!shf) {
-		PyObject *file = PyUnicode_FromFormat("%S/%S.shf", path, name);
+		PyObject *file = PyUnicode_FromFormat(
+			"%s/%s.shf", PyBytes_AS_STRING(bpath), n);
 
 		errno = e ? e : EIO;
 		if (errno == EINVAL)

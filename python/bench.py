@@ -46,62 +46,63 @@ def keys_of(proc, n):
 VAL = b"v" * 8
 
 
-def run_ops(store, keys, batch, phases, repeat):
-    """Time each phase over keys; {phase: seconds}.  Puts run once (they
-    insert); gets take the best of repeat runs (as timeit does), which
-    keeps other load on the machine out of the figures."""
-    out = {}
+def run_ops(stores, keys, batch, phases, repeat):
+    """Time each phase over keys in each of stores, [(name, store)];
+    {name: {phase: seconds}}.  Puts run once (they insert); gets take the
+    best of repeat runs (as timeit does), the stores taking turns in each,
+    so that other load on the machine weighs on them alike."""
+    out = {name: {} for name, _ in stores}
     if "put" in phases:
-        t0 = time.perf_counter()
-        for k in keys:
-            store[k] = VAL
-        out["put"] = time.perf_counter() - t0
-    for _ in range(repeat):
-        if "get" in phases:
+        for name, store in stores:
             t0 = time.perf_counter()
             for k in keys:
-                store[k]
-            t = time.perf_counter() - t0
-            out["get"] = min(out.get("get", t), t)
-        if "batch" in phases:
-            chunks = [keys[i:i + batch] for i in range(0, len(keys), batch)]
-            if isinstance(store, shf.Table):
-                get_many = store.get_many
+                store[k] = VAL
+            out[name]["put"] = time.perf_counter() - t0
+    chunks = [keys[i:i + batch] for i in range(0, len(keys), batch)]
+    for _ in range(repeat):
+        for name, store in stores:
+            if "get" in phases:
                 t0 = time.perf_counter()
-                for c in chunks:
-                    get_many(c)
-            else:
-                get = store.get
-                t0 = time.perf_counter()
-                for c in chunks:
-                    [get(k) for k in c]
-            t = time.perf_counter() - t0
-            out["batch"] = min(out.get("batch", t), t)
+                for k in keys:
+                    store[k]
+                t = time.perf_counter() - t0
+                out[name]["get"] = min(out[name].get("get", t), t)
+            if "batch" in phases:
+                if isinstance(store, shf.Table):
+                    get_many = store.get_many
+                    t0 = time.perf_counter()
+                    for c in chunks:
+                        get_many(c)
+                else:
+                    get = store.get
+                    t0 = time.perf_counter()
+                    for c in chunks:
+                        [get(k) for k in c]
+                t = time.perf_counter() - t0
+                out[name]["batch"] = min(out[name].get("batch", t), t)
     return out
 
 
-def child(make_store, proc, n, batch, phases, repeat, barrier, q):
+def child(make_stores, proc, n, batch, phases, repeat, barrier, q):
     try:
-        store = make_store()
+        stores = make_stores()
         keys = keys_of(proc, n)
         barrier.wait()
-        q.put((proc, run_ops(store, keys, batch, phases, repeat)))
+        q.put((proc, run_ops(stores, keys, batch, phases, repeat)))
     except BaseException as e:  # report, do not hang the parent
         q.put((proc, repr(e)))
         raise
 
 
-def rates(n, times):
-    return {p: n / s for p, s in times.items()}
-
-
-def in_procs(make_store, procs, n, batch, phases, repeat):
-    """Ops/s of procs processes at once on their own keys (summed)."""
+def in_procs(make_stores, procs, n, batch, phases, repeat):
+    """{name: ops/s} of procs processes at once, each on its own keys
+    (summed), for each store that make_stores() gives."""
     if procs == 1:
-        return rates(n, run_ops(make_store(), keys_of(0, n), batch, phases,
-                                repeat))
+        times = run_ops(make_stores(), keys_of(0, n), batch, phases, repeat)
+        return {name: {ph: n / secs for ph, secs in t.items()}
+                for name, t in times.items()}
     barrier, q = FORK.Barrier(procs), FORK.Queue()
-    ps = [FORK.Process(target=child, args=(make_store, p, n, batch, phases,
+    ps = [FORK.Process(target=child, args=(make_stores, p, n, batch, phases,
                                            repeat, barrier, q))
           for p in range(procs)]
     for p in ps:
@@ -113,8 +114,10 @@ def in_procs(make_store, procs, n, batch, phases, repeat):
     for _, times in got:
         if isinstance(times, str):
             raise RuntimeError("a benchmark process failed: " + times)
-        for ph, secs in times.items():
-            total[ph] = total.get(ph, 0.0) + n / secs
+        for name, t in times.items():
+            for ph, secs in t.items():
+                total.setdefault(name, {})
+                total[name][ph] = total[name].get(ph, 0.0) + n / secs
     return total
 
 
@@ -168,18 +171,19 @@ def main(argv=None):
         def shf_store():
             return shf.Table.attach_existing(a.dir, name)
 
-        for procs in (1, 2):
-            res[("shf", procs)] = in_procs(shf_store, procs, a.keys,
-                                           a.batch, phases, a.repeat)
-            res[("dict", procs)] = (in_procs(dict, 1, a.keys, a.batch,
-                                             phases, a.repeat)
-                                    if procs == 1 else None)
+        # one process: the table and a dict take turns
+        r = in_procs(lambda: [("shf", shf_store()), ("dict", {})], 1,
+                     a.keys, a.batch, phases, a.repeat)
+        res[("shf", 1)], res[("dict", 1)] = r["shf"], r["dict"]
+        r = in_procs(lambda: [("shf", shf_store())], 2, a.keys, a.batch,
+                     phases, a.repeat)
+        res[("shf", 2)] = r["shf"]
         with FORK.Manager() as manager:
             md = manager.dict()
             for procs in (1, 2):
-                res[("Manager().dict()", procs)] = in_procs(
-                    lambda: md, procs, a.manager_ops, a.batch, ("put", "get"),
-                    1)
+                r = in_procs(lambda: [("m", md)], procs, a.manager_ops,
+                             a.batch, ("put", "get"), 1)
+                res[("Manager().dict()", procs)] = r["m"]
     finally:
         table.unlink()
 

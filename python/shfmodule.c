@@ -339,7 +339,8 @@ static int uid_arg(PyObject *o, uint32_t *uid)
 		return -1;
 	v = (unsigned long long)s;
 	if (overflow || s < 0 || v > UINT32_MAX) {
-		PyErr_SetString(PyExc_ValueError, "uid must be 0 to 4294967295");
+		PyErr_SetString(PyExc_ValueError,
+				"uid must be 0 to 4294967295");
 		return -1;
 	}
 	*uid = (uint32_t)v;
@@ -1652,8 +1653,8 @@ static PyObject *Table_get_many(TableObject *t, PyObject *const *args,
 				v = dflt;
 				Py_INCREF(v);
 			} else {
-				v = PyBytes_FromStringAndSize(b.vals + b.offs[j],
-							      b.lens[j]);
+				v = PyBytes_FromStringAndSize(
+					b.vals + b.offs[j], b.lens[j]);
 				if (!v)
 					goto fail;
 				used += b.lens[j];
@@ -1902,11 +1903,11 @@ static PyObject *Table_check(TableObject *t, PyObject *const *args,
 	}
 	list = PyList_New(0);
 	while (list && off < c.len) {
-		PyObject *s = PyUnicode_DecodeUTF8(c.p + off,
-						   (Py_ssize_t)strlen(c.p + off),
+		size_t len = strlen(c.p + off);
+		PyObject *s = PyUnicode_DecodeUTF8(c.p + off, (Py_ssize_t)len,
 						   "replace");
 
-		off += strlen(c.p + off) + 1;
+		off += len + 1;
 		if (!s || PyList_Append(list, s) < 0) {
 			Py_XDECREF(s);
 			Py_CLEAR(list);
@@ -2819,7 +2820,8 @@ PyMODINIT_FUNC PyInit__shf(void)
 		return NULL;
 	for (i = 0; i < NSTATS; i++) {
 		if (!stat_keys[i])
-			stat_keys[i] = PyUnicode_InternFromString(stat_names[i]);
+			stat_keys[i] =
+				PyUnicode_InternFromString(stat_names[i]);
 		if (!stat_keys[i])
 			return NULL;
 	}

@@ -1,0 +1,199 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Cache mode: TTLs, the byte budget, get-or-lease (in one process; the
+# multi-process cases are in test_mp.py).
+import time
+
+import pytest
+
+import shf
+from conftest import DIR
+
+
+def wait_until(cond, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+def test_ttl(table):
+    t = table
+    t.put(b"short", b"v", ttl_ms=100)
+    t.put(b"long", b"v", ttl=3600)
+    t.put(b"never", b"v", ttl=0)
+    t[b"plain"] = b"v"
+    assert 3590 < t.ttl(b"long") <= 3600
+    assert t.ttl(b"never") is None and t.ttl(b"plain") is None
+    # seconds, to the millisecond (not the 100 ms key: on a loaded
+    # machine it may be gone already)
+    t.put(b"mid", b"v", ttl=5.5)
+    assert 5.0 < t.ttl(b"mid") <= 5.5
+    # a fraction of a millisecond is 1 ms, not "never"
+    t.put(b"tiny", b"v", ttl=0.0001)
+    assert wait_until(lambda: b"short" not in t and b"tiny" not in t)
+    with pytest.raises(KeyError):
+        t.ttl(b"short")
+    assert t.get(b"short") is None
+    assert sorted(t) == [b"long", b"mid", b"never", b"plain"]
+    t.expire()  # reclaims what expired; never fails
+    assert t.stats()["expirations"] >= 0
+
+
+def test_default_ttl(name):
+    with shf.Table(DIR, name, ttl=3600, budget=1 << 20) as t:
+        assert t.default_ttl == 3600.0
+        assert t.byte_budget == 1 << 20
+        t[b"k"] = b"v"
+        assert 3590 < t.ttl(b"k") <= 3600
+        t.put(b"n", b"v", ttl=0)
+        assert t.ttl(b"n") is None
+        t.default_ttl = 0.05
+        assert t.stats()["ttl_default_ms"] == 50
+        t[b"soon"] = b"v"
+        assert wait_until(lambda: b"soon" not in t)
+        t.default_ttl = 0
+        t.byte_budget = 0
+        assert t.default_ttl == 0 and t.byte_budget == 0
+    with shf.Table(DIR, name, ttl_ms=1234) as t:
+        assert t.stats()["ttl_default_ms"] == 1234
+
+
+def test_byte_budget_evicts(name):
+    with shf.Table(DIR, name, budget=64 << 10) as t:
+        for i in range(2000):
+            t[b"key%d" % i] = b"x" * 100
+        s = t.stats()
+        assert s["evictions"] > 0
+        assert s["bytes_cached"] <= 64 << 10
+        assert len(t) < 2000
+        assert t[b"key1999"] == b"x" * 100  # the last put stays
+
+
+def test_lease_found(table):
+    t = table
+    t[b"k"] = b"v"
+    with t.get_or_lease(b"k") as lease:
+        assert lease.found and not lease.leased
+        assert lease.value == b"v" and lease.key == b"k"
+        assert lease.uid == t.uid(b"k")
+        with pytest.raises(ValueError):
+            lease.value = b"other"  # no lease held
+    assert t[b"k"] == b"v" and not lease.stored
+
+
+def test_lease_fill_on_success(table):
+    t = table
+    with t.get_or_lease("k", lease=5, ttl=3600) as lease:
+        assert lease.leased and not lease.found and lease.value is None
+        assert b"k" not in t  # a leased key has no value yet
+        lease.value = "computed"
+        assert lease.value == b"computed"
+    assert lease.stored and not lease.leased
+    assert t[b"k"] == b"computed"
+    assert 3590 < t.ttl(b"k") <= 3600
+    assert "stored" in repr(lease)
+    s = t.stats()
+    assert s["leases"] == 1
+
+
+def test_lease_uses_table_default_ttl(name):
+    with shf.Table(DIR, name, ttl=3600) as t:
+        with t.get_or_lease(b"k") as lease:
+            lease.value = b"v"
+        assert 3590 < t.ttl(b"k") <= 3600
+
+
+def test_lease_given_up_on_exception(table):
+    t = table
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with t.get_or_lease(b"k", lease=30) as lease:
+            lease.value = b"half"
+            raise Boom()
+    assert not lease.leased and not lease.stored
+    assert b"k" not in t
+    # given up: a new get_or_lease is granted at once
+    with t.get_or_lease(b"k", wait=0) as again:
+        assert again.leased
+        again.value = b"v"
+    assert t[b"k"] == b"v"
+
+
+def test_lease_without_value_is_given_up(table):
+    t = table
+    with t.get_or_lease(b"k") as lease:
+        pass
+    assert not lease.stored and b"k" not in t
+    assert t.stats()["keys"] == 0  # the lease is gone too
+
+
+def test_lease_put_and_release(table):
+    t = table
+    lease = t.get_or_lease(b"a")
+    assert lease.put(b"1") is True and t[b"a"] == b"1"
+    with pytest.raises(ValueError):
+        lease.put(b"2")  # no lease any more
+    lease = t.get_or_lease(b"b")
+    lease.release()
+    lease.release()  # nothing held: nothing done
+    assert b"b" not in t and t.stats()["keys"] == 1
+    # an unused lease is given up when it is garbage collected
+    lease = t.get_or_lease(b"c")
+    assert lease.leased
+    del lease
+    assert t.stats()["keys"] == 1
+    assert t.get_or_lease(b"c", wait=0).leased
+
+
+def test_lease_lost_to_a_delete(table):
+    # An invalidation (delete) during the computation: the value fetched
+    # before it is not stored after it.
+    t = table
+    with t.get_or_lease(b"k") as lease:
+        del_ok = t.delete(b"k")  # deletes the lease itself
+        lease.value = b"stale"
+    assert del_ok is False  # a lease is not a value
+    assert not lease.stored and b"k" not in t
+
+
+def test_nested_leases(table):
+    t = table
+    with t.get_or_lease(b"outer") as a:
+        with t.get_or_lease(b"inner") as b:
+            b.value = b"i"
+        a.value = b"o" + t[b"inner"]
+    assert a.stored and b.stored
+    assert t[b"outer"] == b"oi" and t[b"inner"] == b"i"
+
+
+def test_lease_across_threads(table):
+    import threading
+
+    t = table
+    lease = t.get_or_lease(b"k")
+    out = []
+    th = threading.Thread(target=lambda: out.append(lease.put(b"v")))
+    th.start()
+    th.join(10)
+    assert out == [True] and t[b"k"] == b"v"
+
+
+def test_lease_timeout_and_durations(table):
+    t = table
+    lease = t.get_or_lease(b"k", lease_ms=2000)
+    assert lease.leased
+    # this process holds it: its threads get it again, at once
+    again = t.get_or_lease(b"k", wait_ms=0)
+    assert again.leased
+    again.release()
+    assert not lease.put(b"v")  # given up by the other: nothing stored
+    assert b"k" not in t
+    with pytest.raises(TypeError):
+        t.get_or_lease(b"k", lease=1, lease_ms=1000)
+    with pytest.raises(TypeError):
+        t.get_or_lease(b"k", wait=1, wait_ms=1000)

@@ -33,7 +33,7 @@ struct reg {
 static pthread_mutex_t reg_mx = PTHREAD_MUTEX_INITIALIZER;
 static struct reg *reg_head;
 static uint64_t reg_ids;
-static uint64_t reg_gen = 1;
+uint64_t shf_reg_gen = 1;
 static void (*reg_hooks[REG_HOOKS_MAX])(void *h);
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 
@@ -94,7 +94,7 @@ void shf_reg_remove(const void *h)
 			break;
 		}
 	}
-	__atomic_add_fetch(&reg_gen, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&shf_reg_gen, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&reg_mx);
 	free(r);
 }
@@ -130,11 +130,6 @@ int shf_reg_with(const void *h, uint64_t id, void (*fn)(void *h, void *arg),
 		fn((void *)h, arg);
 	pthread_mutex_unlock(&reg_mx);
 	return alive;
-}
-
-uint64_t shf_reg_generation(void)
-{
-	return __atomic_load_n(&reg_gen, __ATOMIC_ACQUIRE);
 }
 
 int shf_reg_hook(void (*on_remove)(void *h))

@@ -164,8 +164,13 @@ int shf_reg_alive(const void *h, uint64_t id);
  * with id (so that h cannot be detached meanwhile); 1 if it was. */
 int shf_reg_with(const void *h, uint64_t id, void (*fn)(void *h, void *arg),
 		 void *arg);
-/* Changes whenever a handle is removed. */
-uint64_t shf_reg_generation(void);
+/* Changes whenever a handle is removed (a load on the queue's hot path). */
+extern uint64_t shf_reg_gen;
+
+static inline uint64_t shf_reg_generation(void)
+{
+	return __atomic_load_n(&shf_reg_gen, __ATOMIC_ACQUIRE);
+}
 /* Have on_remove(h) called for every handle removed from now on; 0 or -1. */
 int shf_reg_hook(void (*on_remove)(void *h));
 

@@ -532,6 +532,91 @@ START_TEST(test_q_kill)
 }
 END_TEST
 
+/*
+ * Nothing a killed process held is lost: whatever it had pulled, or had
+ * waiting in its pre-queues (100 items a batch here), comes back to the
+ * queues, each item exactly once, within a bounded time.
+ */
+static void q_kill_batch_child(const char *name, uint32_t seed)
+{
+	SHF *s = shf_attach_existing(shf_test_dir(), name);
+	uint32_t held[64], nheld = 0;
+
+	if (!s || !shf_q_get(s))
+		_exit(1);
+	for (;;) {
+		uint32_t q = seed & 1, qiid;
+
+		seed = seed * 1103515245u + 12345u;
+		qiid = shf_q_pull_tail(s, q);
+		if (qiid != SHF_QIID_NONE && nheld < 64 && (seed >> 20) % 3 == 0)
+			held[nheld++] = qiid; /* keep some for a while */
+		else if (qiid != SHF_QIID_NONE)
+			shf_q_push_head(s, !q, qiid);
+		if (nheld && (seed >> 24) % 5 == 0)
+			shf_q_push_head(s, seed & 1, held[--nheld]);
+		if ((seed >> 16) % 97 == 0)
+			shf_q_flush(s, SHF_QID_NONE);
+	}
+}
+
+START_TEST(test_q_kill_no_loss)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-kill-nl", name, sizeof(name));
+	uint32_t items = 3000, qiid, n = 0, dups = 0;
+	uint8_t *seen = calloc(items, 1);
+	struct shf_stats st;
+	double t0;
+
+	ck_assert_ptr_nonnull(seen);
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, items, ITEM_SIZE, 100));
+	for (uint32_t round = 0; round < 40; round++) {
+		pid_t pid[2];
+
+		for (int k = 0; k < 2; k++) {
+			pid[k] = fork();
+			if (pid[k] == 0)
+				q_kill_batch_child(name, round * 7919 + k);
+			ck_assert_int_ge(pid[k], 0);
+		}
+		shf_test_msleep(1 + round % 9);
+		for (int i = 0; i < 300; i++) { /* compete for the lock */
+			qiid = shf_q_pull_tail(shf, round & 1);
+			if (qiid != SHF_QIID_NONE)
+				shf_q_push_head(shf, !(round & 1), qiid);
+		}
+		shf_q_flush(shf, SHF_QID_NONE);
+		for (int k = 0; k < 2; k++) {
+			kill(pid[k], SIGKILL);
+			ck_assert_int_ne(shf_test_waitpid(pid[k], 10), -1);
+		}
+	}
+	/* every item comes back, exactly once, within a bounded time */
+	t0 = shf_test_now();
+	while (n < items && shf_test_now() - t0 < 5.0 * shf_test_multiplier()) {
+		uint32_t got = 0;
+
+		for (uint32_t q = 0; q < 2; q++)
+			while ((qiid = shf_q_pull_tail(shf, q)) != SHF_QIID_NONE) {
+				ck_assert_uint_lt(qiid, items);
+				if (seen[qiid]++)
+					dups++;
+				n++;
+				got++;
+			}
+		if (!got)
+			shf_test_msleep(10);
+	}
+	ck_assert_uint_eq(dups, 0);
+	ck_assert_msg(n == items, "%u of %u items came back after 80 kills", n,
+		      items);
+	ck_assert_uint_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	free(seen);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* ------------------------------------------------------ race start */
 
 struct race {
@@ -843,7 +928,8 @@ static Suite *ipc_suite(void)
 	shf_test_add_tcase(s, "queues", 30, test_q_new_get, test_q_names,
 			   test_q_bad, test_q_and_kv, test_q_two_procs,
 			   test_q_many_procs, test_q_push_head_pull_tail,
-			   test_q_pingpong, test_q_kill);
+			   test_q_pingpong, test_q_kill,
+			   test_q_kill_no_loss);
 
 	shf_test_add_tcase(s, "race", 20, test_race_start);
 

@@ -121,7 +121,7 @@ extern char g_lmdb_path[PATH_MAX], g_lmdb_lock[PATH_MAX + 8];
 extern SHF *g_shf, *g_cache_shf;
 extern struct proc_stat *g_stat;  /* [NBE][procs] */
 extern double g_ticks_per_ns;
-extern FILE *g_live;              /* live lines: stdout, or stderr with --json */
+extern FILE *g_live;              /* live lines: stdout, or stderr (--json) */
 extern uint64_t g_total_ops;
 
 /* ------------------------------------------------------------ clocks */

@@ -463,8 +463,8 @@ static double demo_reap(struct demo *d, struct demo_counts *c)
 		struct demo_worker *w = &d->sh->w[i];
 
 		if (atomic_load(&w->failed))
-			fprintf(stderr, "shf: demo: worker %u failed: %s\n", i + 1,
-				strerror(atomic_load(&w->failed)));
+			fprintf(stderr, "shf: demo: worker %u failed: %s\n",
+				i + 1, strerror(atomic_load(&w->failed)));
 		c->ops += atomic_load(&w->ops);
 		c->gets += atomic_load(&w->gets);
 		c->hits += atomic_load(&w->hits);
@@ -485,7 +485,8 @@ static void demo_report(const struct demo *d, const struct demo_counts *c,
 	char a[32], b[32];
 
 	shf_get_stats(d->shf, &st, sizeof(st));
-	printf("\nWhat happened%s:\n", demo_interrupted ? " (interrupted)" : "");
+	printf("\nWhat happened%s:\n",
+	       demo_interrupted ? " (interrupted)" : "");
 	human(a, sizeof(a), (double)c->ops / elapsed);
 	printf("  %u process%s shared one table for %.1f s: %" PRIu64
 	       " operations, %s ops/s together\n"
@@ -526,7 +527,8 @@ static void demo_goodbye(const struct demo *d)
 
 		shf_make_hash(a, kl);
 		if (shf_get_key_val_copy(d->shf) & SHF_RET_KEY_FOUND)
-			printf("    %-16s %.*s\n", a, (int)shf_val_len, shf_val);
+			printf("    %-16s %.*s\n", a, (int)shf_val_len,
+			       shf_val);
 		else
 			printf("    %-16s (missing)\n", a);
 	}

@@ -26,13 +26,18 @@ struct shf_cmd {
 };
 
 /* The commands, in the order of "shf --help" (one file per group). */
-extern const struct shf_cmd shf_cmd_ls, shf_cmd_stat;		/* shf-ls.c */
+/* shf-ls.c */
+extern const struct shf_cmd shf_cmd_ls, shf_cmd_stat;
+/* shf-kv.c */
 extern const struct shf_cmd shf_cmd_get, shf_cmd_put, shf_cmd_del,
-	shf_cmd_ttl, shf_cmd_set, shf_cmd_expire;		/* shf-kv.c */
-extern const struct shf_cmd shf_cmd_dump, shf_cmd_load;	/* shf-dump.c */
+	shf_cmd_ttl, shf_cmd_set, shf_cmd_expire;
+/* shf-dump.c */
+extern const struct shf_cmd shf_cmd_dump, shf_cmd_load;
+/* shf-admin.c */
 extern const struct shf_cmd shf_cmd_check, shf_cmd_rm, shf_cmd_gc,
-	shf_cmd_bench;						/* shf-admin.c */
-extern const struct shf_cmd shf_cmd_demo;			/* shf-demo.c */
+	shf_cmd_bench;
+/* shf-demo.c */
+extern const struct shf_cmd shf_cmd_demo;
 
 /* Global options (tools/shf.c). */
 extern const char *cli_dir;	/* -d DIR, else /dev/shm */

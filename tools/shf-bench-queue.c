@@ -38,13 +38,12 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shf.h"
+#include "shf-bench-child.h"
 #include "shf-bench-queue.h"
 
 #define Q_FREE 0u
@@ -84,9 +83,10 @@ static struct {
 	struct ring_hdr *ring;
 	char *slots;
 	size_t ring_map;
-	pid_t pid;               /* the sender */
+	struct bench_kids kids;  /* the sender */
 	volatile sig_atomic_t *stop;
-} g = { .fds = { -1, -1 }, .to_cons = -1, .to_prod = -1 };
+} g = { .fds = { -1, -1 }, .to_cons = -1, .to_prod = -1,
+	.kids = { .done = -1 } };
 
 static volatile sig_atomic_t g_chld; /* the sender has ended */
 
@@ -446,89 +446,67 @@ static int peer_recv(int peer, uint64_t *errors)
 	}
 }
 
-static __attribute__((noreturn)) void sender_main(int peer, int ready_fd,
-						  int go_fd, pid_t parent)
+/* The sender: ready on done_fd, then items when go_fd says so. */
+static void sender_main(void *arg, unsigned p, int go_fd, int done_fd,
+			pid_t parent)
 {
+	int peer = *(const int *)arg;
 	char b = 'r';
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(1);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
+	(void)p;
+	bench_child_init(parent);
 	signal(SIGHUP, SIG_DFL);
 	if (g.fds[0] >= 0)
 		close(g.fds[0]); /* the receiver's end */
-	if (write(ready_fd, &b, 1) != 1 || read(go_fd, &b, 1) != 1)
+	if (write(done_fd, &b, 1) != 1 || read(go_fd, &b, 1) != 1)
 		_exit(1);
 	_exit(peer_send(peer) < 0 ? 1 : 0);
 }
 
+/* Start the sender and receive the items; 0, or -1 and *what. */
+static int peer_go(int peer, struct qb_peer_res *pr, const char **what)
+{
+	double t0;
+	char b;
+	int rc;
+
+	/* The sender is ready (or gone: then read() returns 0). */
+	*what = "the sender failed to start";
+	do
+		rc = (int)read(g.kids.done, &b, 1);
+	while (rc < 0 && errno == EINTR && !*g.stop);
+	close(g.kids.done);
+	g.kids.done = -1;
+	if (rc != 1)
+		return -1;
+	t0 = now_s();
+	rc = bench_kids_go(&g.kids, 'g') == 0 ? peer_recv(peer, &pr->errors) :
+						-1;
+	pr->secs = now_s() - t0;
+	*what = "the sender failed";
+	return rc;
+}
+
 static int peer_run(int peer, struct qb_peer_res *pr, const char **what)
 {
-	int ready[2], go[2], status, rc;
-	char b;
-	double t0;
+	int rc;
 
 	memset(pr, 0, sizeof(*pr));
 	*what = "cannot set the peer up";
 	if (peer_setup(peer) < 0)
 		return -1;
-	*what = "pipe";
-	if (pipe(ready) < 0)
-		return -1;
-	if (pipe(go) < 0) {
-		close(ready[0]);
-		close(ready[1]);
-		return -1;
-	}
 	g_chld = 0;
-	fflush(NULL);
-	g.pid = fork();
-	if (g.pid == 0) {
-		close(ready[0]);
-		close(go[1]);
-		sender_main(peer, ready[1], go[0], getppid());
-	}
-	close(ready[1]);
-	close(go[0]);
+	rc = bench_kids_fork(&g.kids, 1, sender_main, &peer, what);
 	if (g.fds[1] >= 0) {
 		close(g.fds[1]); /* the sender's end: EOF if it dies */
 		g.fds[1] = -1;
 	}
-	*what = "fork";
-	if (g.pid < 0) {
-		g.pid = 0;
-		close(ready[0]);
-		close(go[1]);
-		return -1;
-	}
-	/* The sender is ready (or gone: then read() returns 0). */
-	*what = "the sender failed to start";
-	do
-		rc = (int)read(ready[0], &b, 1);
-	while (rc < 0 && errno == EINTR && !*g.stop);
-	close(ready[0]);
-	if (rc != 1) {
-		close(go[1]);
-		return -1;
-	}
-	b = 'g';
-	t0 = now_s();
-	rc = write(go[1], &b, 1) == 1 ? peer_recv(peer, &pr->errors) : -1;
-	pr->secs = now_s() - t0;
-	close(go[1]);
-	*what = "the sender failed";
 	if (rc < 0)
 		return -1;
-	while (waitpid(g.pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	g.pid = 0;
-	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		errno = ECHILD;
+	rc = peer_go(peer, pr, what);
+	bench_kids_close(&g.kids);
+	if (rc < 0 || bench_kids_wait(&g.kids, NULL) < 0)
 		return -1;
-	}
 	pr->ran = 1;
 	pr->items = g.items;
 	peer_teardown();
@@ -539,11 +517,7 @@ static int peer_run(int peer, struct qb_peer_res *pr, const char **what)
 
 void qb_abort(void)
 {
-	if (g.pid > 0) {
-		kill(g.pid, SIGKILL);
-		waitpid(g.pid, NULL, 0);
-		g.pid = 0;
-	}
+	bench_kids_kill(&g.kids);
 	peer_teardown();
 }
 

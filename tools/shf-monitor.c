@@ -6,6 +6,10 @@
  * shf_attach(path, name, 1); sweep mode is for people and timers: it
  * removes every table in a directory whose recorded owner is dead.
  * See shf-monitor(1).
+ *
+ * Only the public API is used: the owner recorded in a table comes with
+ * shf_get_stats(); whether that process still runs is read here, from
+ * /proc (proc_stat()), the same way in both modes.
  */
 #include "config.h"
 
@@ -28,7 +32,6 @@
 #include <unistd.h>
 
 #include "shf.h"
-#include "shf-internal.h"
 
 #define EXIT_USAGE 2
 
@@ -345,17 +348,80 @@ static pid_t temp_creator(const char *name)
 	return (pid_t)v;
 }
 
+/*
+ * A creator that died before renaming its table in place leaves a
+ * temporary file that nobody can attach: remove it.  A reused pid keeps
+ * it; so does youth (a creator in another pid namespace).
+ */
+static void sweep_temp(int fd, const char *dir, const char *name, pid_t pid)
+{
+	struct stat st;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH &&
+	    fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(st.st_mode) && st.st_mtime < time(NULL) - TEMP_MIN_AGE_S &&
+	    unlinkat(fd, name, 0) == 0)
+		printf("removed %s/%s (creator pid %ld is gone)\n", dir, name,
+		       (long)pid);
+}
+
+/* The owner recorded in table base of dir: its pid, or 0 if none. */
+static pid_t table_owner(const char *dir, const char *base, uint64_t *start)
+{
+	struct shf_stats st;
+	pid_t pid = 0;
+	SHF *shf;
+
+	shf = shf_attach_existing(dir, base);
+	if (!shf)
+		return 0; /* gone meanwhile, or not a table */
+	if (!(shf_get_stats(shf, &st, sizeof(st)) & SHF_RET_ERROR)) {
+		pid = (pid_t)st.owner_pid;
+		*start = st.owner_start;
+	}
+	shf_detach(shf);
+	return pid;
+}
+
+/* Remove the table file name (NAME.shf) if its owner is dead; -1 if that
+ * failed. */
+static int sweep_table(int fd, const char *dir, const char *name, size_t len)
+{
+	struct stat st, st2;
+	char base[NAME_MAX + 1];
+	uint64_t start = 0;
+	pid_t pid;
+
+	if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISREG(st.st_mode))
+		return 0;
+	memcpy(base, name, len - 4);
+	base[len - 4] = '\0';
+	pid = table_owner(dir, base, &start);
+	if (pid <= 0 || owner_alive(pid, start))
+		return 0;
+
+	/* Still the file whose owner we read? */
+	if (fstatat(fd, name, &st2, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    st2.st_dev != st.st_dev || st2.st_ino != st.st_ino)
+		return 0;
+	if (unlinkat(fd, name, 0) < 0) {
+		fprintf(stderr, "%s: %s/%s: %s\n", prog, dir, name,
+			strerror(errno));
+		return -1;
+	}
+	printf("removed %s/%s (owner pid %ld is gone)\n", dir, name,
+	       (long)pid);
+	return 0;
+}
+
 /* Remove the tables in dir whose owner is dead; 0, or -1 if dir fails. */
 static int sweep(const char *dir)
 {
-	struct stat st, st2;
 	struct dirent *de;
-	uint64_t start;
-	char base[NAME_MAX + 1];
 	size_t len;
 	int fd, ret = 0;
 	DIR *d;
-	SHF *shf;
 	pid_t pid;
 
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -369,52 +435,12 @@ static int sweep(const char *dir)
 	while ((errno = 0, de = readdir(d))) {
 		len = strlen(de->d_name);
 		pid = temp_creator(de->d_name);
-		if (pid > 0) {
-			/* A creator died before renaming its table in place:
-			 * nobody can attach the file.  A reused pid keeps it;
-			 * so does youth (a creator in another pid namespace). */
-			if (kill(pid, 0) < 0 && errno == ESRCH &&
-			    fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) ==
-				    0 &&
-			    S_ISREG(st.st_mode) &&
-			    st.st_mtime < time(NULL) - TEMP_MIN_AGE_S &&
-			    unlinkat(fd, de->d_name, 0) == 0)
-				printf("removed %s/%s (creator pid %ld is gone)\n",
-				       dir, de->d_name, (long)pid);
-			continue;
-		}
-		if (len <= 4 || de->d_name[0] == '.' ||
-		    strcmp(de->d_name + len - 4, ".shf"))
-			continue;
-		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(st.st_mode))
-			continue;
-		memcpy(base, de->d_name, len - 4);
-		base[len - 4] = '\0';
-
-		shf = shf_attach_existing(dir, base);
-		if (!shf)
-			continue; /* gone meanwhile, or not a table */
-		pid = 0;
-		start = 0;
-		if (shf_owner_get(shf, &pid, &start) < 0)
-			pid = 0;
-		shf_detach(shf);
-		if (pid <= 0 || owner_alive(pid, start))
-			continue;
-
-		/* Still the file whose owner we read? */
-		if (fstatat(fd, de->d_name, &st2, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    st2.st_dev != st.st_dev || st2.st_ino != st.st_ino)
-			continue;
-		if (unlinkat(fd, de->d_name, 0) < 0) {
-			fprintf(stderr, "%s: %s/%s: %s\n", prog, dir,
-				de->d_name, strerror(errno));
+		if (pid > 0)
+			sweep_temp(fd, dir, de->d_name, pid);
+		else if (len > 4 && de->d_name[0] != '.' &&
+			 !strcmp(de->d_name + len - 4, ".shf") &&
+			 sweep_table(fd, dir, de->d_name, len) < 0)
 			ret = -1;
-			continue;
-		}
-		printf("removed %s/%s (owner pid %ld is gone)\n", dir,
-		       de->d_name, (long)pid);
 	}
 	if (errno) {
 		fprintf(stderr, "%s: %s: %s\n", prog, dir, strerror(errno));
@@ -437,6 +463,48 @@ static void usage(FILE *f)
 		prog, prog);
 }
 
+/* An option of watch mode into w; have: the options given (a bit each). */
+static void watch_opt(int c, struct watch *w, int *have, int *bad)
+{
+	uint64_t v = 0;
+
+	switch (c) {
+	case 'p':
+		*bad |= parse_u64(optarg, &v) < 0 || !v || v > INT_MAX;
+		w->pid = (pid_t)v;
+		*have |= 1;
+		break;
+	case 's':
+		*bad |= parse_u64(optarg, &w->start) < 0;
+		*have |= 2;
+		break;
+	case 'd':
+		w->dir = optarg;
+		*have |= 4;
+		break;
+	case 'f':
+		w->file = optarg;
+		*bad |= !*optarg || strchr(optarg, '/') ||
+			!strcmp(optarg, ".") || !strcmp(optarg, "..");
+		*have |= 8;
+		break;
+	case 'D':
+		*bad |= parse_u64(optarg, &v) < 0;
+		w->dev = (dev_t)v;
+		*have |= 16;
+		break;
+	case 'I':
+		*bad |= parse_u64(optarg, &v) < 0;
+		w->ino = (ino_t)v;
+		*have |= 32;
+		break;
+	case 'r':
+		*bad |= parse_u64(optarg, &v) < 0 || v > INT_MAX;
+		w->ready_fd = (int)v;
+		break;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -455,44 +523,13 @@ int main(int argc, char **argv)
 	struct watch w = { .ready_fd = -1, .dir_fd = -1, .pid_fd = -1,
 			   .ino_fd = -1 };
 	const char *sweep_dir = NULL;
-	uint64_t v = 0;
 	int c, have = 0, bad = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'p':
-			bad |= parse_u64(optarg, &v) < 0 || !v ||
-			       v > INT_MAX;
-			w.pid = (pid_t)v;
-			have |= 1;
-			break;
-		case 's':
-			bad |= parse_u64(optarg, &w.start) < 0;
-			have |= 2;
-			break;
-		case 'd':
-			w.dir = optarg;
-			have |= 4;
-			break;
-		case 'f':
-			w.file = optarg;
-			bad |= !*optarg || strchr(optarg, '/') ||
-			       !strcmp(optarg, ".") || !strcmp(optarg, "..");
-			have |= 8;
-			break;
-		case 'D':
-			bad |= parse_u64(optarg, &v) < 0;
-			w.dev = (dev_t)v;
-			have |= 16;
-			break;
-		case 'I':
-			bad |= parse_u64(optarg, &v) < 0;
-			w.ino = (ino_t)v;
-			have |= 32;
-			break;
+		case 'p': case 's': case 'd': case 'f': case 'D': case 'I':
 		case 'r':
-			bad |= parse_u64(optarg, &v) < 0 || v > INT_MAX;
-			w.ready_fd = (int)v;
+			watch_opt(c, &w, &have, &bad);
 			break;
 		case 'S':
 			sweep_dir = optarg;

@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * shf-admin.c - keeping tables sound and tidy (shf check, rm, gc) and
+ * running the helper programs (gc runs shf-monitor --sweep; bench runs
+ * shf-bench).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shf-tool.h"
+
+#ifndef SHF_BINDIR
+#define SHF_BINDIR "/usr/bin"
+#endif
+
+extern char **environ;
+
+/* --------------------------------------------------------------- check */
+
+static void check_cb(const char *problem, void *arg)
+{
+	printf("%s: %s\n", (const char *)arg, problem);
+}
+
+static int do_check(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "repair", no_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, repair = 0;
+	uint32_t p, again;
+	char *name;
+	SHF *shf;
+
+	while ((c = getopt_long(argc, argv, "rh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r': repair = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: return usage_err("bad option");
+		}
+	}
+	if (optind + 1 != argc)
+		return usage_err("usage: shf check NAME [--repair]");
+	name = table_name(argv[optind]);
+	shf = table_open(name, 0);
+	if (is_tty_err())
+		fprintf(stderr, "shf: check: %s: checking 256 shards...", name);
+	p = shf_check(shf, repair ? SHF_CHECK_REPAIR : 0, check_cb, name);
+	if (is_tty_err())
+		fprintf(stderr, "\r\033[K");
+	fflush(stdout);
+	if (p == UINT32_MAX) {
+		say("%s: %s", name, strerror(errno));
+		shf_detach(shf);
+		free(name);
+		return EXIT_ERR;
+	}
+	if (!p) {
+		printf("%s: sound\n", name);
+	} else if (!repair) {
+		printf("%s: %u problem%s found (shf check --repair %s drops "
+		       "what is broken)\n", name, p, p == 1 ? "" : "s", name);
+	} else {
+		again = shf_check(shf, 0, NULL, NULL);
+		printf("%s: %u problem%s found and repaired; %s\n", name, p,
+		       p == 1 ? "" : "s",
+		       again == 0 ? "the table is sound now" :
+				    "problems remain");
+	}
+	shf_detach(shf);
+	free(name);
+	return p ? EXIT_NOTFOUND : 0;
+}
+
+const struct shf_cmd shf_cmd_check = {
+	.name = "check",
+	.cmd = do_check,
+	.help = "  check NAME [--repair]      verify (and repair) a table\n",
+};
+
+/* ------------------------------------------------------------------ rm */
+
+static int do_rm(int argc, char **argv)
+{
+	char *name, *msg;
+	SHF *shf;
+
+	if (argc != 2)
+		return usage_err("usage: shf rm NAME");
+	name = table_name(argv[1]);
+	shf = table_open(name, 0);
+	msg = shf_del(shf);
+	if (!msg) {
+		say("%s: %s", name, strerror(errno));
+		free(name);
+		return EXIT_ERR;
+	}
+	printf("%s\n", msg);
+	free(msg);
+	free(name);
+	return 0;
+}
+
+const struct shf_cmd shf_cmd_rm = {
+	.name = "rm",
+	.cmd = do_rm,
+	.help = "  rm NAME                    remove a table\n",
+};
+
+/* ------------------------------------------------------------------ gc */
+
+static int run_wait(const char *prog, char *const argv[])
+{
+	pid_t pid;
+	int st, e;
+
+	e = posix_spawn(&pid, prog, NULL, NULL, argv, environ);
+	if (e) {
+		say("cannot run %s: %s", prog, strerror(e));
+		return EXIT_ERR;
+	}
+	while (waitpid(pid, &st, 0) < 0) {
+		if (errno != EINTR) {
+			say("waitpid: %s", strerror(errno));
+			return EXIT_ERR;
+		}
+	}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	if (WIFEXITED(st))
+		say("%s exited with status %d", prog, WEXITSTATUS(st));
+	else
+		say("%s killed by signal %d", prog, WTERMSIG(st));
+	return EXIT_ERR;
+}
+
+static int do_gc(int argc, char **argv)
+{
+	int b, rc;
+	const char *prog;
+
+	(void)argv;
+	if (argc != 1)
+		return usage_err("usage: shf gc");
+	prog = monitor_path(&b);
+	char *const av[] = { (char *)"shf-monitor", (char *)"--sweep",
+			     (char *)cli_dir, NULL };
+	rc = run_wait(prog, av);
+	if (b)
+		free((char *)prog);
+	return rc;
+}
+
+const struct shf_cmd shf_cmd_gc = {
+	.name = "gc",
+	.cmd = do_gc,
+	.help = "  gc                         remove tables whose owner died\n",
+};
+
+/* --------------------------------------------------------------- bench */
+
+static int do_bench(int argc, char **argv)
+{
+	char *prog = beside("shf-bench");
+	const char *inst = SHF_BINDIR "/shf-bench";
+
+	char **av;
+	int i;
+
+	if (!prog) {
+		if (access(inst, X_OK) < 0) {
+			say("shf-bench not found beside shf or in %s",
+			    SHF_BINDIR);
+			return EXIT_ERR;
+		}
+		prog = (char *)inst;
+	}
+	/* shf -d DIR bench ... runs shf-bench -d DIR ... */
+	av = calloc((size_t)argc + 3, sizeof(*av));
+	if (!av) {
+		say("out of memory");
+		return EXIT_ERR;
+	}
+	av[0] = (char *)"shf-bench";
+	i = 1;
+	if (cli_dir_set) {
+		av[i++] = (char *)"-d";
+		av[i++] = (char *)cli_dir;
+	}
+	memcpy(av + i, argv + 1, (size_t)argc * sizeof(*av));
+	execv(prog, av);
+	say("cannot run %s: %s", prog, strerror(errno));
+	free(av);
+	if (prog != inst)
+		free(prog);
+	return EXIT_ERR;
+}
+
+const struct shf_cmd shf_cmd_bench = {
+	.name = "bench",
+	.cmd = do_bench,
+	.help = "  bench [ARGS]               run shf-bench\n",
+};

@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * shf-tool.h - what the files of shf(1) share: a command's entry in the
+ * table of tools/shf.c, the global options and the helpers of
+ * tools/shf-util.c.  (Not "shf.h": that is the library's header.)
+ */
+#ifndef SHF_TOOL_H
+#define SHF_TOOL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "shf.h"
+
+#define EXIT_NOTFOUND 1
+#define EXIT_ERR 2
+
+/*
+ * A command: argv[0] is its name, options and arguments follow; it
+ * returns the exit status.  help is its lines of "shf --help".
+ */
+struct shf_cmd {
+	const char *name;
+	int (*cmd)(int argc, char **argv);
+	const char *help;
+};
+
+/* The commands, in the order of "shf --help" (one file per group). */
+/* shf-ls.c */
+extern const struct shf_cmd shf_cmd_ls, shf_cmd_stat;
+/* shf-kv.c */
+extern const struct shf_cmd shf_cmd_get, shf_cmd_put, shf_cmd_del,
+	shf_cmd_ttl, shf_cmd_set, shf_cmd_expire;
+/* shf-dump.c */
+extern const struct shf_cmd shf_cmd_dump, shf_cmd_load;
+/* shf-admin.c */
+extern const struct shf_cmd shf_cmd_check, shf_cmd_rm, shf_cmd_gc,
+	shf_cmd_bench;
+/* shf-demo.c */
+extern const struct shf_cmd shf_cmd_demo;
+
+/* Global options (tools/shf.c). */
+extern const char *cli_dir;	/* -d DIR, else /dev/shm */
+extern int cli_dir_set;		/* -d given */
+extern const char *cli_cmd;	/* the command running, for messages */
+
+/* "shf --help" (tools/shf.c). */
+void usage(FILE *f);
+
+/* Messages: "shf: CMD: ..." on stderr; usage_err() returns EXIT_ERR. */
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* 0, or EXIT_ERR after saying why standard output could not be written. */
+int stdout_check(void);
+int is_tty_err(void);
+const char *errno_name_or(int e);
+
+/* Tables: NAME from "NAME" or "NAME.shf"; attach or exit (1 or 2). */
+char *table_name(const char *arg);
+void table_err(const char *name, int e);
+SHF *table_open(const char *name, int create);
+
+/* Arguments: numbers, byte sizes, key and value bytes (malloc()ed). */
+int parse_num(const char *s, uint64_t max, uint64_t *out);
+int parse_bytes(const char *s, uint64_t *out);
+char *arg_bytes(const char *what, const char *s, int hex, uint32_t *len);
+char *file_bytes(const char *path, uint32_t *len);
+
+/* Helper programs: beside this one (malloc()ed) or NULL; the monitor. */
+char *beside(const char *prog);
+const char *monitor_path(int *from_beside);
+
+/* A progress line on a terminal for long walks (dump, load). */
+struct progress {
+	const char *what;
+	uint64_t total; /* 0: unknown */
+	double last;
+	int shown;
+};
+void progress(struct progress *p, uint64_t n);
+void progress_end(struct progress *p);
+
+#endif /* SHF_TOOL_H */

@@ -444,17 +444,6 @@ const struct shf_lock_site *shf_handle_lock_site(SHF *h)
 	return &h->site;
 }
 
-int shf_owner_get(SHF *h, pid_t *pid, uint64_t *start_time)
-{
-	if (!h) {
-		errno = EINVAL;
-		return -1;
-	}
-	*pid = atomic_load(&h->h->owner_pid);
-	*start_time = atomic_load(&h->h->owner_start);
-	return 0;
-}
-
 uint64_t shf_handle_reg_id(SHF *h)
 {
 	return h->reg_id;

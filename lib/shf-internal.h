@@ -194,8 +194,6 @@ void *shf_region(SHF *shf, const char *name, uint64_t size, int create,
 int shf_region_remove(SHF *shf, const char *name);
 /* The lock site of the table's mutexes (for mutexes in its regions). */
 const struct shf_lock_site *shf_handle_lock_site(SHF *shf);
-/* The owner record (tools/ until they read it with shf_get_stats()). */
-int shf_owner_get(SHF *shf, pid_t *pid, uint64_t *start_time);
 /* The handle's id in the registry. */
 uint64_t shf_handle_reg_id(SHF *shf);
 

@@ -18,6 +18,16 @@ helper=$top_builddir/tests/cli-helper
 for p in "$shf_bin" "$helper"; do
 	[ -x "$p" ] || { echo "check_cli: $p not built"; exit 99; }
 done
+# In a build tree tools/shf is libtool's wrapper script, which runs sed and
+# ls before the program on every call (over 100 ms each on a loaded
+# machine, against the TTL windows below): run the program itself, with
+# the uninstalled library.
+if [ -x "$top_builddir/tools/.libs/shf" ] &&
+	head -c 2 "$shf_bin" | grep -q '#!'; then
+	shf_bin=$top_builddir/tools/.libs/shf
+	LD_LIBRARY_PATH=$top_builddir/lib/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+	export LD_LIBRARY_PATH
+fi
 
 p=shf-test-$$-cli
 tmp=$(mktemp -d) || exit 99

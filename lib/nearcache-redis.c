@@ -338,6 +338,11 @@ int nc_run_id(struct redisContext *c, char out[NC_RUN_ID_LEN + 1])
 	r = nc_command(c, 2, argv, lens);
 	if (!r)
 		return -1;
+	if (r->type == REDIS_REPLY_ERROR) {
+		nc_reply_free(r); /* NOAUTH, most likely */
+		errno = EIO;
+		return -1;
+	}
 	if (r->type != REDIS_REPLY_STRING)
 		goto bad;
 	/* "run_id:" at the start of a line. */

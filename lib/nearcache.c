@@ -252,18 +252,24 @@ static uint32_t give(struct shf_nc *nc, const char *v, size_t len,
 
 /* -------------------------------------------------------------- Redis */
 
+/*
+ * This process's connection, made if need be, with the server's run_id.
+ * 1 if it is new, 0 if it served before (and may have died since: the
+ * server restarted, an idle timeout), or -1 with errno.
+ */
 static int conn_ensure(struct shf_nc *nc)
 {
 	struct nc_addr side_addr;
+	struct nc_sigpipe sp;
 	char addr[NC_ADDR_MAX], err[160];
 	const struct nc_addr *a = &nc->addr;
 	pid_t me = getpid();
+	int rc, e;
 
 	if (nc->rc && (nc->rc_pid != me || nc->rc->err))
 		nc_disconnect(&nc->rc); /* another process's, or dead */
 	if (nc->rc)
 		return 0;
-	nc->rc_run_id[0] = '\0';
 	if (nc->addr_from_side) {
 		nc_str_copy(addr, sizeof(addr), nc->map.side->redis,
 			    sizeof(nc->map.side->redis));
@@ -275,11 +281,18 @@ static int conn_ensure(struct shf_nc *nc)
 			return -1;
 		a = &side_addr;
 	}
+	nc_sigpipe_block(&sp);
 	nc->rc = nc_connect(a, &nc->auth, nc->timeout_ms, err, sizeof(err));
-	if (!nc->rc)
+	rc = nc->rc ? nc_run_id(nc->rc, nc->rc_run_id) : -1;
+	e = errno;
+	nc_sigpipe_restore(&sp);
+	if (rc < 0) {
+		nc_disconnect(&nc->rc);
+		errno = e;
 		return -1;
+	}
 	nc->rc_pid = me;
-	return 0;
+	return 1;
 }
 
 static int reply_errno(const redisReply *r)
@@ -289,62 +302,74 @@ static int reply_errno(const redisReply *r)
 
 /*
  * GET key[, PTTL key] in one round trip.  0 with *get (a string or nil)
- * and *pttl, or -1 with errno.
+ * and *pttl, or -1 with errno.  A connection that served before and
+ * turns out closed is made anew once (the commands only read).
  */
 static int redis_get(struct shf_nc *nc, const char *key, uint32_t key_len,
 		     int want_ttl, redisReply **get, long long *pttl)
 {
 	const char *argv[2];
 	size_t lens[2] = { 0, key_len };
-	redisReply *r[2] = { NULL, NULL };
+	redisReply *r[2];
 	struct nc_sigpipe sp;
-	int n = 0, i, e = 0;
+	int n, i, e, fresh, attempt;
 
 	*get = NULL;
 	*pttl = -1;
-	if (conn_ensure(nc) < 0)
-		return -1;
-	nc_sigpipe_block(&sp);
-	argv[0] = "GET";
-	lens[0] = 3;
-	argv[1] = key;
-	if (redisAppendCommandArgv(nc->rc, 2, argv, lens) != REDIS_OK)
-		goto io;
-	n++;
-	if (want_ttl) {
-		argv[0] = "PTTL";
-		lens[0] = 4;
+	for (attempt = 0;; attempt++) {
+		fresh = conn_ensure(nc);
+		if (fresh < 0)
+			return -1;
+		r[0] = r[1] = NULL;
+		n = 0;
+		nc_sigpipe_block(&sp);
+		argv[0] = "GET";
+		lens[0] = 3;
+		argv[1] = key;
 		if (redisAppendCommandArgv(nc->rc, 2, argv, lens) != REDIS_OK)
 			goto io;
 		n++;
-	}
-	for (i = 0; i < n; i++)
-		if (redisGetReply(nc->rc, (void **)&r[i]) != REDIS_OK || !r[i])
-			goto io;
-	nc_sigpipe_restore(&sp);
-	if (r[0]->type != REDIS_REPLY_STRING && r[0]->type != REDIS_REPLY_NIL) {
-		e = reply_errno(r[0]);
-		goto fail;
-	}
-	if (want_ttl) {
-		if (r[1]->type != REDIS_REPLY_INTEGER) {
-			e = reply_errno(r[1]);
-			goto fail;
+		if (want_ttl) {
+			argv[0] = "PTTL";
+			lens[0] = 4;
+			if (redisAppendCommandArgv(nc->rc, 2, argv, lens) !=
+			    REDIS_OK)
+				goto io;
+			n++;
 		}
-		*pttl = r[1]->integer;
+		for (i = 0; i < n; i++)
+			if (redisGetReply(nc->rc, (void **)&r[i]) != REDIS_OK ||
+			    !r[i])
+				goto io;
+		nc_sigpipe_restore(&sp);
+		break;
+io:
+		e = nc_ctx_errno(nc->rc);
+		nc_sigpipe_restore(&sp);
+		nc_disconnect(&nc->rc);
+		for (i = 0; i < 2; i++)
+			nc_reply_free(r[i]);
+		if (!fresh && !attempt && e == ECONNRESET)
+			continue;
+		errno = e;
+		return -1;
 	}
+	e = 0;
+	if (r[0]->type != REDIS_REPLY_STRING && r[0]->type != REDIS_REPLY_NIL)
+		e = reply_errno(r[0]);
+	else if (want_ttl && r[1]->type != REDIS_REPLY_INTEGER)
+		e = reply_errno(r[1]);
+	if (e) {
+		for (i = 0; i < 2; i++)
+			nc_reply_free(r[i]);
+		errno = e;
+		return -1;
+	}
+	if (want_ttl)
+		*pttl = r[1]->integer;
 	*get = r[0];
 	nc_reply_free(r[1]);
 	return 0;
-io:
-	e = nc_ctx_errno(nc->rc);
-	nc_sigpipe_restore(&sp);
-	nc_disconnect(&nc->rc);
-fail:
-	for (i = 0; i < 2; i++)
-		nc_reply_free(r[i]);
-	errno = e;
-	return -1;
 }
 
 /* The answer of a GET as shf_nc_get()'s result. */
@@ -526,29 +551,13 @@ static uint32_t fill(struct shf_nc *nc, const char *key, uint32_t key_len,
 			count(nc, NC_ERRORS);
 		tracked = 0;
 	}
-	if (conn_ensure(nc) < 0)
+	if (redis_get(nc, key, key_len, 1, &r, &pttl) < 0)
 		goto err;
-	if (!nc->rc_run_id[0]) {
-		struct nc_sigpipe sp;
-		int rc;
-
-		nc_sigpipe_block(&sp);
-		rc = nc_run_id(nc->rc, nc->rc_run_id);
-		nc_sigpipe_restore(&sp);
-		if (rc < 0) {
-			int e = errno;
-
-			nc_disconnect(&nc->rc);
-			errno = e;
-			goto err;
-		}
-	}
-	/* Our server must be the daemon's: else its tracking is no use. */
+	/* Our server must be the daemon's: else its tracking is no use
+	 * (another server, or Redis restarted since the daemon connected). */
 	same = !strcmp(nc->rc_run_id, nc->run_id);
 	if (!same)
 		count(nc, NC_ERRORS);
-	if (redis_get(nc, key, key_len, same && tracked, &r, &pttl) < 0)
-		goto err;
 	can_fill = same && tracked;
 	if (r->type == REDIS_REPLY_NIL && (nc->flags & SHF_NC_NO_NEGATIVE))
 		can_fill = 0;

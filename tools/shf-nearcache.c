@@ -352,8 +352,11 @@ static redisReply *setup_cmd(struct conn *k, const char *what, int argc,
 	redisReply *r = nc_command(k->c, argc, argv, lens);
 
 	if (!r) {
-		fail("%s: %s", what, k->c->errstr[0] ? k->c->errstr :
-							 strerror(errno));
+		if (errno == ETIMEDOUT)
+			fail("%s: no answer within %u ms", what, o_timeout_ms);
+		else
+			fail("%s: %s", what, k->c->errstr[0] ? k->c->errstr :
+								 strerror(errno));
 		return NULL;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
@@ -720,7 +723,6 @@ static int session(void)
 	/* Still DOWN: readers read nothing of this yet. */
 	nc_store(&S->sid, g_sid);
 	nc_str_set(S->run_id, sizeof(S->run_id), run_id);
-	nc_str_set(S->last_error, sizeof(S->last_error), "");
 	set_state(SHF_NC_RESYNCING);
 	new_token();
 	flush_table();

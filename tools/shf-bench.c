@@ -43,6 +43,9 @@
 
 #include "shf.h"
 #include "shf-bench-queue.h"
+#ifdef HAVE_NEARCACHE
+#include "shf-bench-nearcache.h"
+#endif
 
 /* PH_CACHE is not a table phase: it has a table of its own (opt_cache). */
 enum { PH_PUT, PH_GET, PH_MIX, PH_UPD, PH_BATCH, PH_CACHE, NPH };
@@ -119,6 +122,14 @@ static int opt_json;
 static int opt_queue; /* the QUEUE phase, apart from the table phases */
 static uint64_t opt_q_items = QB_ITEMS_DEFAULT;
 static unsigned opt_q_size = QB_SIZE_DEFAULT;
+/* The NEARCACHE phase (shf-bench-nearcache.c), last of all. */
+static int opt_nearcache;
+static const char *opt_redis; /* NULL: a redis-server of its own */
+static uint64_t opt_nc_keys = 1000000, opt_nc_ops, opt_nc_writes = 100000;
+static double opt_nc_secs = 2.0;
+#ifdef HAVE_NEARCACHE
+static const struct ncb_res *g_nres; /* for print_json() */
+#endif
 static int opt_cache; /* the CACHE phase, apart from the table phases */
 static uint64_t opt_cache_ops;    /* 0: keys */
 static double opt_cache_secs;     /* > 0: run that long instead */
@@ -982,6 +993,9 @@ static void die(const char *what)
 	children_kill();
 	files_remove();
 	qb_abort();
+#ifdef HAVE_NEARCACHE
+	ncb_abort();
+#endif
 	if (what)
 		fprintf(stderr, "shf-bench: %s: %s\n", what, strerror(e));
 	exit(g_stop ? 128 + g_stop : 1);
@@ -1549,6 +1563,12 @@ static void print_json(const struct be_res *res, const struct cache_res *cres,
 		printf(",\"queue\":");
 		qb_print_json(qres);
 	}
+#ifdef HAVE_NEARCACHE
+	if (g_nres && g_nres->ran) {
+		printf(",\"nearcache\":");
+		ncb_print_json(g_nres);
+	}
+#endif
 	printf("}\n");
 }
 
@@ -1567,9 +1587,9 @@ static void usage(FILE *f)
 		"      --fixed           shf_set_is_fixed_len() the table\n"
 		"      --sorted-keys     index big-endian: PUT in memcmp order\n"
 		"  -d, --dir DIR         where tables go (default /dev/shm)\n"
-		"      --phases LIST     from put,get,mix,upd,batch,cache,queue;\n"
-		"                        put first of the table phases; cache\n"
-		"                        and queue run after them, queue last\n"
+		"      --phases LIST     from put,get,mix,upd,batch,cache,queue,\n"
+		"                        nearcache; put first of the table\n"
+		"                        phases; cache, queue, nearcache after\n"
 		"                        (default put,get,mix,upd,batch)\n"
 		"      --cache-ops OPS   CACHE: get-or-lease calls (default keys)\n"
 		"      --cache-secs SECS CACHE: run that long instead\n"
@@ -1580,6 +1600,12 @@ static void usage(FILE *f)
 		"      --zipf THETA      CACHE: Zipf skew, 0 to <1 (default 0.99)\n"
 		"      --q-items N       QUEUE: items moved (default 2000000)\n"
 		"      --q-size BYTES    QUEUE: item bytes, 8 to 65536 (default 64)\n"
+		"      --redis ADDRESS   NEARCACHE: unix:/PATH or HOST:PORT\n"
+		"                        (default: a redis-server of its own)\n"
+		"      --nc-keys N       NEARCACHE: keys in Redis (default 1000000)\n"
+		"      --nc-ops N        NEARCACHE: Zipf reads (default nc-keys)\n"
+		"      --nc-writes N     NEARCACHE: SETs timed (default 100000)\n"
+		"      --nc-secs SECS    NEARCACHE: hit and GET runs (default 2)\n"
 		"      --vs lmdb         also run the workload on LMDB\n"
 		"      --json            JSON summary on stdout\n"
 		"  -h, --help            this help\n");
@@ -1612,10 +1638,13 @@ static int parse_phases(const char *s)
 	opt_nphases = 0;
 	opt_queue = 0;
 	opt_cache = 0;
+	opt_nearcache = 0;
 	for (tok = strtok_r(dup, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
-		if (!strcmp(tok, "queue") || !strcmp(tok, "cache")) {
-			int *o = tok[0] == 'q' ? &opt_queue : &opt_cache;
+		if (!strcmp(tok, "queue") || !strcmp(tok, "cache") ||
+		    !strcmp(tok, "nearcache")) {
+			int *o = tok[0] == 'q' ? &opt_queue :
+				 tok[0] == 'n' ? &opt_nearcache : &opt_cache;
 
 			if ((*o)++) {
 				free(dup);
@@ -1637,7 +1666,7 @@ static int parse_phases(const char *s)
 	/* The other table phases need the keys that PUT stores; CACHE and
 	 * QUEUE have tables of their own and can run alone. */
 	if (!opt_nphases)
-		return opt_queue || opt_cache ? 0 : -1;
+		return opt_queue || opt_cache || opt_nearcache ? 0 : -1;
 	return opt_order[0] == PH_PUT ? 0 : -1;
 }
 
@@ -1652,7 +1681,7 @@ int main(int argc, char **argv)
 {
 	enum { O_MIX = 256, O_FIXED, O_SORTED, O_PHASES, O_VS, O_JSON,
 	       O_Q_ITEMS, O_Q_SIZE, O_C_OPS, O_C_SECS, O_C_BUDGET, O_C_TTL,
-	       O_ZIPF };
+	       O_ZIPF, O_REDIS, O_NC_KEYS, O_NC_OPS, O_NC_WRITES, O_NC_SECS };
 	static const struct option lopts[] = {
 		{ "procs", required_argument, NULL, 'p' },
 		{ "keys", required_argument, NULL, 'n' },
@@ -1672,12 +1701,21 @@ int main(int argc, char **argv)
 		{ "cache-budget", required_argument, NULL, O_C_BUDGET },
 		{ "cache-ttl", required_argument, NULL, O_C_TTL },
 		{ "zipf", required_argument, NULL, O_ZIPF },
+		{ "redis", required_argument, NULL, O_REDIS },
+		{ "nc-keys", required_argument, NULL, O_NC_KEYS },
+		{ "nc-ops", required_argument, NULL, O_NC_OPS },
+		{ "nc-writes", required_argument, NULL, O_NC_WRITES },
+		{ "nc-secs", required_argument, NULL, O_NC_SECS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct be_res res[NBE];
 	struct cache_res cres;
 	struct qb_res qres;
+#ifdef HAVE_NEARCACHE
+	static struct ncb_res nres;
+	struct ncb_cfg ncfg;
+#endif
 	const char *qwhat = NULL;
 	struct sigaction sa;
 	uint64_t v;
@@ -1771,6 +1809,28 @@ int main(int argc, char **argv)
 			    !(opt_zipf >= 0 && opt_zipf < 1))
 				bad_usage("--zipf: 0 to less than 1");
 			break;
+		case O_REDIS:
+			opt_redis = optarg;
+			break;
+		case O_NC_KEYS:
+			if (parse_u64(optarg, 1, 1000000000ULL, &opt_nc_keys))
+				bad_usage("--nc-keys: 1 to 1000000000");
+			break;
+		case O_NC_OPS:
+			if (parse_u64(optarg, 1, UINT64_MAX / 1024, &opt_nc_ops))
+				bad_usage("--nc-ops: at least 1");
+			break;
+		case O_NC_WRITES:
+			if (parse_u64(optarg, 0, 100000000ULL, &opt_nc_writes))
+				bad_usage("--nc-writes: 0 to 100000000");
+			break;
+		case O_NC_SECS:
+			errno = 0;
+			opt_nc_secs = strtod(optarg, &end);
+			if (errno || end == optarg || *end ||
+			    !(opt_nc_secs > 0 && opt_nc_secs <= 3600))
+				bad_usage("--nc-secs: more than 0, at most 3600");
+			break;
 		case O_VS:
 			if (strcmp(optarg, "lmdb"))
 				bad_usage("--vs: only lmdb is known");
@@ -1793,6 +1853,13 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		bad_usage("unexpected argument");
+#ifndef HAVE_NEARCACHE
+	if (opt_nearcache) {
+		fprintf(stderr, "shf-bench: built without hiredis: no "
+				"nearcache phase\n");
+		return 2;
+	}
+#endif
 	if (opt_vs_lmdb && opt_klen > 511)
 		bad_usage("--vs lmdb: LMDB keys are at most 511 bytes");
 	if (opt_nphases && opt_procs > opt_keys)
@@ -1840,6 +1907,15 @@ int main(int argc, char **argv)
 	if (opt_queue && qb_run(opt_dir, g_name, opt_q_items, opt_q_size,
 				&g_stop, g_live, &qres, &qwhat) < 0)
 		die(g_stop ? NULL : qwhat);
+#ifdef HAVE_NEARCACHE
+	memset(&nres, 0, sizeof(nres));
+	ncfg = (struct ncb_cfg){ opt_dir, g_name, opt_redis, opt_procs,
+				 opt_nc_keys, opt_klen, opt_vlen, opt_zipf,
+				 opt_nc_ops, opt_nc_writes, opt_nc_secs };
+	if (opt_nearcache && ncb_run(&ncfg, &g_stop, g_live, &nres, &qwhat) < 0)
+		die(g_stop ? NULL : qwhat);
+	g_nres = &nres;
+#endif
 	if (opt_json) {
 		print_json(res, &cres, &qres);
 	} else {
@@ -1848,7 +1924,15 @@ int main(int argc, char **argv)
 			print_cache_text(&cres);
 		if (qres.ran)
 			qb_print_text(&qres, opt_dir);
+#ifdef HAVE_NEARCACHE
+		if (nres.ran)
+			ncb_print_text(&nres);
+#endif
 	}
+#ifdef HAVE_NEARCACHE
+	if (nres.errors)
+		return 1;
+#endif
 	return res[BE_SHF].errors || res[BE_LMDB].errors || cres.errors ||
 			       qres.errors ?
 		       1 : 0;

@@ -128,6 +128,12 @@ int nc_side_open(struct nc_map *m, const char *dir, const char *name,
 void nc_side_close(struct nc_map *m);
 
 uint64_t nc_mono_ms(void);
+/*
+ * CLOCK_MONOTONIC read from the coarse clock (a few ns instead of tens)
+ * plus its tick: never earlier than the precise clock, at most a tick or
+ * two later; what a staleness check on every read can afford.
+ */
+uint64_t nc_mono_late_ms(void);
 uint64_t nc_real_ms(void);
 /* Field 22 of /proc/PID/stat, 0 if the process is gone (or a zombie). */
 uint64_t nc_proc_start_time(pid_t pid);

@@ -44,6 +44,22 @@ uint64_t nc_mono_ms(void)
 	return clock_ms(CLOCK_MONOTONIC);
 }
 
+uint64_t nc_mono_late_ms(void)
+{
+	static uint64_t res_ms; /* the coarse clock's tick, rounded up */
+	struct timespec ts;
+	uint64_t r = __atomic_load_n(&res_ms, __ATOMIC_RELAXED);
+
+	if (!r) {
+		if (clock_getres(CLOCK_MONOTONIC_COARSE, &ts) < 0)
+			return nc_mono_ms();
+		r = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec +
+		     999999u) / 1000000u + 1;
+		__atomic_store_n(&res_ms, r, __ATOMIC_RELAXED);
+	}
+	return clock_ms(CLOCK_MONOTONIC_COARSE) + r;
+}
+
 uint64_t nc_real_ms(void)
 {
 	return clock_ms(CLOCK_REALTIME);

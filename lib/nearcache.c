@@ -147,7 +147,8 @@ static int usable(struct shf_nc *nc, uint64_t *genp)
 	g2 = nc_load(&s->gen);
 	if (g1 != g2 || stale < NC_STALE_MS_MIN || stale > NC_STALE_MS_MAX)
 		return 0;
-	now = nc_mono_ms();
+	/* Late rather than early: the sync may only look older. */
+	now = nc_mono_late_ms();
 	if (synced > now || now - synced >= stale)
 		return 0;
 	*genp = g1;
@@ -642,8 +643,12 @@ NC_EXPORT uint32_t shf_nc_get(SHF_NC *nc, const char *key, uint32_t key_len,
 			break;
 		}
 		shf_make_hash(key, key_len);
-		r = shf_get_key_val_copy_or_lease(nc->shf, nc->lease_ms,
-						  nc->wait_ms);
+		/* A plain get first: get-or-lease asks getpid() each time,
+		 * a system call that costs more than the whole hit. */
+		r = shf_get_key_val_copy(nc->shf);
+		if (r != SHF_RET_KEY_FOUND)
+			r = shf_get_key_val_copy_or_lease(nc->shf, nc->lease_ms,
+							  nc->wait_ms);
 		if (r == SHF_RET_KEY_FOUND) {
 			kind = rec_kind(nc->epoch);
 			if (kind == REC_OLD) {

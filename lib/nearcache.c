@@ -206,6 +206,8 @@ static int prefix_match(const struct shf_nc *nc, const char *key,
 {
 	uint32_t i;
 
+	if (!nc->nprefix)
+		return 1; /* BCAST without prefixes: every key */
 	for (i = 0; i < nc->nprefix; i++)
 		if (key_len >= nc->prefix_len[i] &&
 		    !memcmp(key, nc->prefix[i], nc->prefix_len[i]))
@@ -484,9 +486,16 @@ static int track(struct shf_nc *nc, const char *key, uint32_t key_len)
 			errno = ETIMEDOUT;
 			return -1;
 		}
+		/* A daemon that changed epoch (or was replaced) ignores or
+		 * drops a request of the old one: do not wait it out. */
+		if (NC_GEN_EPOCH(nc_load(&nc->map.side->gen)) != req.epoch) {
+			errno = EAGAIN;
+			return -1;
+		}
 		pfd.fd = nc->tfd;
 		pfd.events = POLLIN;
-		if (poll(&pfd, 1, (int)(end - now)) < 0 && errno != EINTR)
+		if (poll(&pfd, 1, end - now > 10 ? 10 : (int)(end - now)) < 0 &&
+		    errno != EINTR)
 			return -1;
 		n = recv(nc->tfd, &rep, sizeof(rep), MSG_DONTWAIT);
 		/* Anything but our answer (a late one, or noise): skip. */

@@ -2028,6 +2028,22 @@ START_TEST(test_bcast)
 	ck_assert(st.bypassed >= 1);
 	ck_assert_uint_eq(st.errors, 0);
 	daemon_stop(d, t.name);
+
+	/* --bcast without prefixes: every key. */
+	d = daemon_start(t.name, r.addr, "--bcast", "--stale-ms", "2000",
+			 NULL);
+	wait_up(t.name);
+	ck_assert_uint_eq(nc_st(t.name).prefixes, 0);
+	nc = nc_open(t.name, r.addr);
+	cmd(c, "SET %s v3", key_of("q:k"));
+	get_is(nc, key_of("q:k"), "v3");
+	ck_assert_int_eq(rec_of(t.shf, key_of("q:k"), NULL, 0, NULL), REC_VAL);
+	cmd(c, "SET %s v4", key_of("q:k"));
+	ck_assert(wait_rec_not(t.shf, key_of("q:k"), "v3", 2) == 0);
+	get_is(nc, key_of("q:k"), "v4");
+	shf_nc_close(nc);
+	ck_assert_uint_eq(nc_st(t.name).errors, 0);
+	daemon_stop(d, t.name);
 	redisFree(c);
 	tab_end(&t);
 	rs_end(&r);

@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "shf-nearcache-print.h"
 
@@ -103,9 +104,12 @@ void shf_nc_stats_print(FILE *f, const char *table,
 	size_t i, n = sizeof(fl) / sizeof(fl[0]);
 
 	if (format == NC_PRINT_JSON) {
+		/* "state" as a word; the number is for Prometheus. */
 		fprintf(f, "{\"state\": \"%s\"", shf_nc_state_name(st->state));
 		for (i = 0; i < n; i++)
-			fprintf(f, ", \"%s\": %" PRId64, fl[i].name, fl[i].v);
+			if (strcmp(fl[i].name, "state"))
+				fprintf(f, ", \"%s\": %" PRId64, fl[i].name,
+					fl[i].v);
 		fprintf(f, ", \"redis\": ");
 		json_str(f, st->redis);
 		fprintf(f, ", \"last_error\": ");

@@ -115,30 +115,30 @@ uint32_t shf_nc_get(SHF_NC *nc, const char *key, uint32_t key_len,
 
 /** Statistics and state of a near-cache (see shf_nc_stats(3)). */
 struct shf_nc_stats {
-	uint32_t state;          /**< SHF_NC_DOWN, _RESYNCING or _UP */
-	uint32_t mode;           /**< SHF_NC_MODE_REDIRECT or _BCAST */
-	uint64_t epoch;          /**< bumped at every (re)connection and flush */
-	int32_t daemon_pid;      /**< the daemon's process, 0 if none yet */
-	uint32_t daemon_alive;   /**< 1 if that process still runs */
-	int64_t beat_age_ms;     /**< since the daemon's last heartbeat, -1: never */
-	int64_t synced_age_ms;   /**< since the last confirmed sync, -1: never */
-	int64_t state_age_ms;    /**< since the last state change, -1: never */
-	uint32_t ping_ms;        /**< the daemon's PING period */
-	uint32_t stale_ms;       /**< reads bypass a sync older than this */
-	uint64_t client_id;      /**< the daemon's Redis client id */
-	uint32_t prefixes;       /**< BCAST prefixes */
+	uint32_t state;         /**< SHF_NC_DOWN, _RESYNCING or _UP */
+	uint32_t mode;          /**< SHF_NC_MODE_REDIRECT or _BCAST */
+	uint64_t epoch;         /**< bumped at every (re)connection, flush */
+	int32_t daemon_pid;     /**< the daemon's process, 0 if none yet */
+	uint32_t daemon_alive;  /**< 1 if that process still runs */
+	int64_t beat_age_ms;    /**< since its last heartbeat, -1: never */
+	int64_t synced_age_ms;  /**< since its last confirmed sync, -1: never */
+	int64_t state_age_ms;   /**< since the last state change, -1: never */
+	uint32_t ping_ms;       /**< the daemon's PING period */
+	uint32_t stale_ms;      /**< reads bypass a sync older than this */
+	uint64_t client_id;     /**< the daemon's Redis client id */
+	uint32_t prefixes;      /**< BCAST prefixes */
 	uint32_t reserved;
-	uint64_t hits;           /**< reads served from the table */
-	uint64_t misses;         /**< reads that found nothing valid there */
-	uint64_t fills;          /**< values (or absences) stored after a fetch */
-	uint64_t fill_races;     /**< fills refused: invalidated during the fetch */
-	uint64_t invalidations;  /**< keys deleted on Redis's invalidations */
-	uint64_t resyncs;        /**< times the table was emptied */
-	uint64_t reconnects;     /**< connections made after a loss */
-	uint64_t bypassed;       /**< reads served by Redis without the table */
-	uint64_t errors;         /**< failed reads and daemon connection errors */
-	char redis[256];         /**< the daemon's Redis address */
-	char last_error[256];    /**< the daemon's last connection problem */
+	uint64_t hits;          /**< reads served from the table */
+	uint64_t misses;        /**< reads that found nothing valid there */
+	uint64_t fills;         /**< values (or absences) stored, fetched */
+	uint64_t fill_races;    /**< fills refused: invalidated meanwhile */
+	uint64_t invalidations; /**< keys deleted on Redis's invalidations */
+	uint64_t resyncs;       /**< times the table was emptied */
+	uint64_t reconnects;    /**< connections made after a loss */
+	uint64_t bypassed;      /**< reads served by Redis, not the table */
+	uint64_t errors;        /**< failed reads, daemon connection errors */
+	char redis[256];        /**< the daemon's Redis address */
+	char last_error[256];   /**< the daemon's last connection problem */
 };
 
 /**

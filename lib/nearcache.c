@@ -550,8 +550,9 @@ static uint32_t fill(struct shf_nc *nc, const char *key, uint32_t key_len,
 
 	/* The lease first, then the epoch, the tracking, the GET. */
 	g = nc_load(&s->gen);
-	if (g != gen && (NC_GEN_STATE(g) != SHF_NC_UP ||
-			 (NC_GEN_EPOCH(g) != nc->epoch && view_load(nc, g) < 0))) {
+	if (g != gen &&
+	    (NC_GEN_STATE(g) != SHF_NC_UP ||
+	     (NC_GEN_EPOCH(g) != nc->epoch && view_load(nc, g) < 0))) {
 		lease_drop(nc, key, key_len);
 		return bypass(nc, key, key_len, val, val_len);
 	}
@@ -645,7 +646,8 @@ NC_EXPORT uint32_t shf_nc_get(SHF_NC *nc, const char *key, uint32_t key_len,
 	*val_len = 0;
 	for (tries = 0;; tries++) {
 		if (tries == TRIES || !usable(nc, &gen) ||
-		    (NC_GEN_EPOCH(gen) != nc->epoch && view_load(nc, gen) < 0) ||
+		    (NC_GEN_EPOCH(gen) != nc->epoch &&
+		     view_load(nc, gen) < 0) ||
 		    (nc->mode == SHF_NC_MODE_BCAST &&
 		     !prefix_match(nc, key, key_len))) {
 			ret = bypass(nc, key, key_len, val, val_len);
@@ -752,7 +754,8 @@ NC_EXPORT SHF_NC *shf_nc_open(const char *dir, const char *name,
 		goto fail;
 	nc->ttl_ms = o.ttl_ms;
 	memset(&st, 0, sizeof(st));
-	if (!nc->ttl_ms && shf_get_stats(nc->shf, &st, sizeof(st)) == SHF_RET_OK)
+	if (!nc->ttl_ms &&
+	    shf_get_stats(nc->shf, &st, sizeof(st)) == SHF_RET_OK)
 		nc->ttl_ms = st.ttl_default_ms;
 	return nc;
 fail:

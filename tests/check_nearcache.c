@@ -106,7 +106,8 @@ static int rs_ping(const char *sock)
 		return 0;
 	r = redisCommand(c, "PING");
 	/* PONG, or NOAUTH (--requirepass): up either way. */
-	ok = r && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR);
+	ok = r && (r->type == REDIS_REPLY_STATUS ||
+		   r->type == REDIS_REPLY_ERROR);
 	if (r)
 		freeReplyObject(r);
 	redisFree(c);
@@ -1092,9 +1093,10 @@ static void fake_run(void *argp)
 				long used = fk_parse(c->in, c->len, &argc,
 						     argv, lens, 16);
 
-				if (used < 0 ||
-				    (used > 0 &&
-				     fk_answer(c, mode, argc, argv, lens) < 0)) {
+				if (used > 0 &&
+				    fk_answer(c, mode, argc, argv, lens) < 0)
+					used = -1;
+				if (used < 0) {
 					close(c->fd);
 					c->fd = -1;
 					c->len = 0;
@@ -1112,8 +1114,9 @@ static void fake_run(void *argp)
 		if (pfd[0].revents & POLLIN) {
 			int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
-			for (i = 0; fd >= 0 && i < FK_CONNS && k[i].fd >= 0; i++)
-				;
+			for (i = 0; fd >= 0 && i < FK_CONNS; i++)
+				if (k[i].fd < 0)
+					break;
 			if (fd >= 0 && i == FK_CONNS) {
 				close(fd);
 				continue;
@@ -1288,7 +1291,8 @@ START_TEST(test_invalidation)
 		const char *v;
 		uint32_t len;
 
-		ck_assert_uint_eq(shf_nc_get(nc, bin, sizeof(bin) - 1, &v, &len),
+		ck_assert_uint_eq(shf_nc_get(nc, bin, sizeof(bin) - 1, &v,
+					     &len),
 				  SHF_RET_KEY_FOUND);
 		ck_assert_uint_eq(len, 6);
 		ck_assert_mem_eq(v, "binval", 6);
@@ -1303,7 +1307,8 @@ START_TEST(test_invalidation)
 			shf_test_msleep(1);
 			shf_make_hash(bin, sizeof(bin) - 1);
 		}
-		ck_assert_uint_eq(shf_nc_get(nc, bin, sizeof(bin) - 1, &v, &len),
+		ck_assert_uint_eq(shf_nc_get(nc, bin, sizeof(bin) - 1, &v,
+					     &len),
 				  SHF_RET_KEY_NONE);
 	}
 	shf_nc_close(nc);
@@ -1701,8 +1706,8 @@ static void reader_vs(const char *name, const char *addr, uint32_t mode,
 		t0 = shf_test_now();
 		errno = 0;
 		ret = shf_nc_get(nc, "k", 1, &v, &len);
-		ck_assert_msg(ret == SHF_RET_ERROR &&
-				      (errno == want_errno || errno == or_errno),
+		ck_assert_msg(ret == SHF_RET_ERROR && (errno == want_errno ||
+						       errno == or_errno),
 			      "mode %u: %u, errno %d (%s), want %d", mode, ret,
 			      errno, strerror(errno), want_errno);
 		ck_assert_msg(shf_test_now() - t0 <

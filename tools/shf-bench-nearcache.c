@@ -566,7 +566,9 @@ static __attribute__((noreturn)) void worker(unsigned idx, uint64_t hot)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	shf_init();
 	for (;;) {
-		uint32_t run = __atomic_load_n(&g.shm->go, __ATOMIC_SEQ_CST) + 1;
+		uint32_t run;
+
+		run = __atomic_load_n(&g.shm->go, __ATOMIC_SEQ_CST) + 1;
 
 		if (line(run) < 0)
 			_exit(1);
@@ -835,7 +837,8 @@ int ncb_run(const struct ncb_cfg *cfg, volatile sig_atomic_t *stop,
 		snprintf(g.addr, sizeof(g.addr), "%s", cfg->redis);
 	} else {
 		if (redis_start() < 0)
-			return fail(what, "nearcache: cannot start redis-server");
+			return fail(what,
+				    "nearcache: cannot start redis-server");
 		res->own_redis = 1;
 	}
 	snprintf(res->redis, sizeof(res->redis), "%s", g.addr);

@@ -121,10 +121,10 @@ void shf_nc_stats_print(FILE *f, const char *table,
 		for (i = 0; i < n; i++) {
 			const char *suf = fl[i].counter ? "_total" : "";
 
-			fprintf(f, "# HELP libshf_nc_%s%s %s\n", fl[i].name, suf,
-				fl[i].help);
-			fprintf(f, "# TYPE libshf_nc_%s%s %s\n", fl[i].name, suf,
-				fl[i].counter ? "counter" : "gauge");
+			fprintf(f, "# HELP libshf_nc_%s%s %s\n", fl[i].name,
+				suf, fl[i].help);
+			fprintf(f, "# TYPE libshf_nc_%s%s %s\n", fl[i].name,
+				suf, fl[i].counter ? "counter" : "gauge");
 			fprintf(f, "libshf_nc_%s%s{table=\"", fl[i].name, suf);
 			prom_label(f, table);
 			fprintf(f, "\"} %" PRId64 "\n", fl[i].v);

@@ -354,9 +354,10 @@ static redisReply *setup_cmd(struct conn *k, const char *what, int argc,
 	if (!r) {
 		if (errno == ETIMEDOUT)
 			fail("%s: no answer within %u ms", what, o_timeout_ms);
+		else if (k->c->errstr[0])
+			fail("%s: %s", what, k->c->errstr);
 		else
-			fail("%s: %s", what, k->c->errstr[0] ? k->c->errstr :
-								 strerror(errno));
+			fail("%s: %s", what, strerror(errno));
 		return NULL;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
@@ -530,8 +531,8 @@ static int on_sub_reply(const redisReply *r)
 	char seq[24];
 
 	if (r->type == REDIS_REPLY_ERROR)
-		return fail("subscriber: %.*s", (int)(r->len > 200 ? 200 : r->len),
-			    r->str);
+		return fail("subscriber: %.*s",
+			    (int)(r->len > 200 ? 200 : r->len), r->str);
 	if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
 	    r->element[0]->type != REDIS_REPLY_STRING)
 		return fail("subscriber: unexpected reply");
@@ -799,7 +800,10 @@ static void publish_config(void)
 			 __ATOMIC_RELEASE);
 	__atomic_store_n(&S->nprefix, o_nprefix, __ATOMIC_RELEASE);
 	for (i = 0; i < NC_PREFIX_MAX; i++) {
-		uint32_t len = i < o_nprefix ? (uint32_t)strlen(o_prefix[i]) : 0;
+		uint32_t len = 0;
+
+		if (i < o_nprefix)
+			len = (uint32_t)strlen(o_prefix[i]);
 
 		__atomic_store_n(&S->prefix_len[i], len, __ATOMIC_RELEASE);
 		nc_str_set(S->prefix[i], sizeof(S->prefix[i]),
@@ -1016,7 +1020,8 @@ int main(int argc, char **argv)
 		say("%s/%s.shf: %s", o_dir, o_name, strerror(errno));
 		return EXIT_FAIL;
 	}
-	if ((o_budget_set && shf_set_byte_budget(g_shf, o_budget) != SHF_RET_OK) ||
+	if ((o_budget_set &&
+	     shf_set_byte_budget(g_shf, o_budget) != SHF_RET_OK) ||
 	    (o_ttl_set && shf_set_ttl_default(g_shf, o_ttl) != SHF_RET_OK)) {
 		say("setting the budget or TTL: %s", strerror(errno));
 		return EXIT_FAIL;
@@ -1066,7 +1071,8 @@ int main(int argc, char **argv)
 	signal(SIGHUP, SIG_IGN);
 
 	if (!o_quiet)
-		say("started, pid %ld, epoch %" PRIu64, (long)getpid(), g_epoch);
+		say("started, pid %ld, epoch %" PRIu64, (long)getpid(),
+		    g_epoch);
 	while (!g_stop) {
 		if (session() == 0 && g_stop)
 			break;
@@ -1082,9 +1088,10 @@ int main(int argc, char **argv)
 		}
 		if (g_session_up)
 			backoff = BACKOFF_MIN_MS; /* it worked for a while */
+		else if (reconnect && backoff * 2 <= BACKOFF_MAX_MS)
+			backoff *= 2;
 		else if (reconnect)
-			backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
-								 backoff * 2;
+			backoff = BACKOFF_MAX_MS;
 		g_session_up = 0;
 		reconnect = 1;
 		/* Jitter: hosts that lost Redis together come back apart. */

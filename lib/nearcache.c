@@ -557,8 +557,9 @@ static uint32_t fill(struct shf_nc *nc, const char *key, uint32_t key_len,
 		return bypass(nc, key, key_len, val, val_len);
 	}
 	if (nc->mode == SHF_NC_MODE_REDIRECT && track(nc, key, key_len) < 0) {
-		/* Not cached this time; the daemon going down is no error. */
-		if (errno != EAGAIN)
+		/* Not cached this time; the daemon going down, or a key too
+		 * long to ask about, is no error. */
+		if (errno != EAGAIN && errno != ENAMETOOLONG)
 			count(nc, NC_ERRORS);
 		tracked = 0;
 	}

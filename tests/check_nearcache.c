@@ -26,6 +26,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -52,6 +53,10 @@
 #include "shf-test.h"
 
 #define WAIT_S 10.0 /* bound of the waits for a state (times multiplier) */
+
+/* The test program's pid: its Redis directories are named after it, so
+ * that main() removes what a failed test (a process of its own) left. */
+static pid_t runner;
 
 /* ================================================== redis-server ===== */
 
@@ -174,7 +179,8 @@ static void rs_start_own(struct rs *r, const char *extra)
 {
 	memset(r, 0, sizeof(*r));
 	r->own = 1;
-	snprintf(r->dir, sizeof(r->dir), "/tmp/shf-nc-test-XXXXXX");
+	snprintf(r->dir, sizeof(r->dir), "/tmp/shf-nc-test-%ld-XXXXXX",
+		 (long)runner);
 	ck_assert_msg(mkdtemp(r->dir) != NULL, "mkdtemp: %s", strerror(errno));
 	snprintf(r->sock, sizeof(r->sock), "%s/redis.sock", r->dir);
 	snprintf(r->addr, sizeof(r->addr), "unix:%s", r->sock);
@@ -2251,8 +2257,41 @@ static Suite *nearcache_suite(void)
 	return s;
 }
 
+/* Remove the Redis directories of this run (a failed test leaves its). */
+static void dirs_remove(void)
+{
+	char prefix[64], path[512];
+	struct dirent *de, *fe;
+	DIR *d, *sub;
+
+	snprintf(prefix, sizeof(prefix), "shf-nc-test-%ld-", (long)runner);
+	d = opendir("/tmp");
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)))
+			continue;
+		snprintf(path, sizeof(path), "/tmp/%s", de->d_name);
+		sub = opendir(path);
+		while (sub && (fe = readdir(sub)) != NULL) {
+			char f[1024];
+
+			if (fe->d_name[0] == '.')
+				continue;
+			snprintf(f, sizeof(f), "%s/%s", path, fe->d_name);
+			unlink(f);
+		}
+		if (sub)
+			closedir(sub);
+		rmdir(path);
+	}
+	closedir(d);
+}
+
 int main(void)
 {
+	int rc;
+
 	if (!in_path("redis-server")) {
 		fprintf(stderr, "redis-server not found in PATH; skipped\n");
 		return 77;
@@ -2261,6 +2300,9 @@ int main(void)
 		fprintf(stderr, "%s: not built; skipped\n", daemon_path());
 		return 77;
 	}
+	runner = getpid();
 	shf_test_init();
-	return shf_test_main(nearcache_suite());
+	rc = shf_test_main(nearcache_suite());
+	dirs_remove();
+	return rc;
 }

@@ -15,6 +15,10 @@ trap 'rm -rf "$tmp"' EXIT
 
 lib=$top_builddir/lib/.libs/libshf.so
 [ -e "$lib" ] || lib=
+# The near-cache's pages (<shf-nearcache.h>) link libshf-nearcache too;
+# without it (built without hiredis) they are only compiled.
+nclib=$top_builddir/lib/.libs/libshf-nearcache.so
+[ -e "$nclib" ] || nclib=
 
 # Print the program of the EXAMPLES section of page $1, with the roff
 # escapes that the pages use turned back into C.
@@ -48,11 +52,16 @@ for page in "$top_srcdir"/man/man3/*.3 "$top_srcdir"/man/man7/*.7; do
 	fi
 	n=$((n + 1))
 	flags="-std=gnu11 -Wall -Wextra -Werror -I$top_srcdir/include"
-	if [ -n "$lib" ]; then
+	libs=$lib
+	if grep -q '<shf-nearcache\.h>' "$src"; then
+		libs=
+		[ -n "$lib" ] && [ -n "$nclib" ] && libs="$nclib $lib"
+	fi
+	if [ -n "$libs" ]; then
 		# A sanitizer build's library needs the program to bring the
 		# runtime (clang's are static): link as the build does.
 		out=$($cc $flags ${SHF_SANITIZER_FLAGS:-} -o "$tmp/${base%.*}" \
-			"$src" "$lib" -lpthread 2>&1)
+			"$src" $libs -lpthread 2>&1)
 	else
 		out=$($cc $flags -c -o "$tmp/${base%.*}.o" "$src" 2>&1)
 	fi

@@ -27,6 +27,9 @@
 
 #include "shf-bench.h"
 #include "shf-bench-queue.h"
+#ifdef HAVE_NEARCACHE
+#include "shf-bench-nearcache.h"
+#endif
 
 const char *const ph_name[NPH] = { "PUT", "GET", "MIX", "UPD", "BATCH",
 				   "CACHE" };
@@ -51,6 +54,11 @@ static int opt_queue; /* the QUEUE phase, apart from the table phases */
 static uint64_t opt_q_items = QB_ITEMS_DEFAULT;
 static unsigned opt_q_size = QB_SIZE_DEFAULT;
 static int opt_cache; /* the CACHE phase, apart from the table phases */
+/* The NEARCACHE phase (shf-bench-nearcache.c), last of all. */
+static int opt_nearcache;
+static const char *opt_redis; /* NULL: a redis-server of its own */
+static uint64_t opt_nc_keys = 1000000, opt_nc_ops, opt_nc_writes = 100000;
+static double opt_nc_secs = 2.0;
 uint64_t opt_cache_ops;
 double opt_cache_secs;
 uint64_t opt_cache_budget;
@@ -75,6 +83,9 @@ uint64_t g_total_ops;
 /* The results of the phases with tables of their own. */
 static struct cache_res cres;
 static struct qb_res qres;
+#ifdef HAVE_NEARCACHE
+static struct ncb_res nres;
+#endif
 
 /* ------------------------------------------------------ cleanup */
 
@@ -110,6 +121,9 @@ void die(const char *what)
 	bench_kids_kill(&g_kids);
 	files_remove();
 	qb_abort();
+#ifdef HAVE_NEARCACHE
+	ncb_abort();
+#endif
 	if (what)
 		fprintf(stderr, "shf-bench: %s: %s\n", what, strerror(e));
 	exit(g_stop ? 128 + g_stop : 1);
@@ -129,6 +143,7 @@ static const struct {
 } extra_phases[] = {
 	{ "cache", &opt_cache },
 	{ "queue", &opt_queue },
+	{ "nearcache", &opt_nearcache },
 };
 
 #define N_EXTRA (sizeof(extra_phases) / sizeof(extra_phases[0]))
@@ -143,6 +158,18 @@ static void extra_run(void)
 	if (opt_queue && qb_run(opt_dir, g_name, opt_q_items, opt_q_size,
 				&g_stop, g_live, &qres, &qwhat) < 0)
 		die(g_stop ? NULL : qwhat);
+#ifdef HAVE_NEARCACHE
+	if (opt_nearcache) {
+		struct ncb_cfg ncfg = {
+			opt_dir, g_name, opt_redis, opt_procs, opt_nc_keys,
+			opt_klen, opt_vlen, opt_zipf, opt_nc_ops,
+			opt_nc_writes, opt_nc_secs
+		};
+
+		if (ncb_run(&ncfg, &g_stop, g_live, &nres, &qwhat) < 0)
+			die(g_stop ? NULL : qwhat);
+	}
+#endif
 }
 
 static void extra_print_text(void)
@@ -151,6 +178,10 @@ static void extra_print_text(void)
 		print_cache_text(&cres);
 	if (qres.ran)
 		qb_print_text(&qres, opt_dir);
+#ifdef HAVE_NEARCACHE
+	if (nres.ran)
+		ncb_print_text(&nres);
+#endif
 }
 
 /* Their keys of the JSON summary. */
@@ -164,10 +195,20 @@ static void extra_print_json(void)
 		printf(",\"queue\":");
 		qb_print_json(&qres);
 	}
+#ifdef HAVE_NEARCACHE
+	if (nres.ran) {
+		printf(",\"nearcache\":");
+		ncb_print_json(&nres);
+	}
+#endif
 }
 
 static int extra_errors(void)
 {
+#ifdef HAVE_NEARCACHE
+	if (nres.errors)
+		return 1;
+#endif
 	return cres.errors || qres.errors;
 }
 
@@ -186,9 +227,9 @@ static void usage(FILE *f)
 		"      --fixed           shf_set_is_fixed_len() the table\n"
 		"      --sorted-keys     index big-endian: PUT in memcmp order\n"
 		"  -d, --dir DIR         where tables go (default /dev/shm)\n"
-		"      --phases LIST     from put,get,mix,upd,batch,cache,queue;\n"
-		"                        put first of the table phases; cache\n"
-		"                        and queue run after them, queue last\n"
+		"      --phases LIST     from put,get,mix,upd,batch,cache,queue,\n"
+		"                        nearcache; put first of the table\n"
+		"                        phases; cache, queue, nearcache after\n"
 		"                        (default put,get,mix,upd,batch)\n"
 		"      --cache-ops OPS   CACHE: get-or-lease calls (default keys)\n"
 		"      --cache-secs SECS CACHE: run that long instead\n"
@@ -199,6 +240,12 @@ static void usage(FILE *f)
 		"      --zipf THETA      CACHE: Zipf skew, 0 to <1 (default 0.99)\n"
 		"      --q-items N       QUEUE: items moved (default 2000000)\n"
 		"      --q-size BYTES    QUEUE: item bytes, 8 to 65536 (default 64)\n"
+		"      --redis ADDRESS   NEARCACHE: unix:/PATH or HOST:PORT\n"
+		"                        (default: a redis-server of its own)\n"
+		"      --nc-keys N       NEARCACHE: keys in Redis (default 1000000)\n"
+		"      --nc-ops N        NEARCACHE: Zipf reads (default nc-keys)\n"
+		"      --nc-writes N     NEARCACHE: SETs timed (default 100000)\n"
+		"      --nc-secs SECS    NEARCACHE: hit and GET runs (default 2)\n"
 		"      --vs lmdb         also run the workload on LMDB\n"
 		"      --json            JSON summary on stdout\n"
 		"  -h, --help            this help\n");
@@ -279,7 +326,8 @@ static void bad_usage(const char *msg)
 }
 
 enum { O_MIX = 256, O_FIXED, O_SORTED, O_PHASES, O_VS, O_JSON, O_Q_ITEMS,
-       O_Q_SIZE, O_C_OPS, O_C_SECS, O_C_BUDGET, O_C_TTL, O_ZIPF };
+       O_Q_SIZE, O_C_OPS, O_C_SECS, O_C_BUDGET, O_C_TTL, O_ZIPF, O_REDIS,
+       O_NC_KEYS, O_NC_OPS, O_NC_WRITES, O_NC_SECS };
 
 static const struct option lopts[] = {
 	{ "procs", required_argument, NULL, 'p' },
@@ -300,9 +348,48 @@ static const struct option lopts[] = {
 	{ "cache-budget", required_argument, NULL, O_C_BUDGET },
 	{ "cache-ttl", required_argument, NULL, O_C_TTL },
 	{ "zipf", required_argument, NULL, O_ZIPF },
+	{ "redis", required_argument, NULL, O_REDIS },
+	{ "nc-keys", required_argument, NULL, O_NC_KEYS },
+	{ "nc-ops", required_argument, NULL, O_NC_OPS },
+	{ "nc-writes", required_argument, NULL, O_NC_WRITES },
+	{ "nc-secs", required_argument, NULL, O_NC_SECS },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
+
+/* An option of the NEARCACHE phase; 0 if c is none. */
+static int parse_nc_opt(int c)
+{
+	char *end;
+
+	switch (c) {
+	case O_REDIS:
+		opt_redis = optarg;
+		break;
+	case O_NC_KEYS:
+		if (parse_u64(optarg, 1, 1000000000ULL, &opt_nc_keys))
+			bad_usage("--nc-keys: 1 to 1000000000");
+		break;
+	case O_NC_OPS:
+		if (parse_u64(optarg, 1, UINT64_MAX / 1024, &opt_nc_ops))
+			bad_usage("--nc-ops: at least 1");
+		break;
+	case O_NC_WRITES:
+		if (parse_u64(optarg, 0, 100000000ULL, &opt_nc_writes))
+			bad_usage("--nc-writes: 0 to 100000000");
+		break;
+	case O_NC_SECS:
+		errno = 0;
+		opt_nc_secs = strtod(optarg, &end);
+		if (errno || end == optarg || *end ||
+		    !(opt_nc_secs > 0 && opt_nc_secs <= 3600))
+			bad_usage("--nc-secs: more than 0, at most 3600");
+		break;
+	default:
+		return 0;
+	}
+	return 1;
+}
 
 /* An option of the CACHE or QUEUE phase; 0 if c is none. */
 static int parse_extra_opt(int c)
@@ -410,7 +497,7 @@ static int parse_opt(int c)
 	case O_JSON: opt_json = 1; break;
 	case 'h': usage(stdout); return 0;
 	default:
-		if (!parse_extra_opt(c)) {
+		if (!parse_extra_opt(c) && !parse_nc_opt(c)) {
 			usage(stderr);
 			return 2;
 		}
@@ -467,6 +554,13 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		bad_usage("unexpected argument");
+#ifndef HAVE_NEARCACHE
+	if (opt_nearcache) {
+		fprintf(stderr, "shf-bench: built without hiredis: no "
+				"nearcache phase\n");
+		return 2;
+	}
+#endif
 	if (opt_vs_lmdb && opt_klen > 511)
 		bad_usage("--vs lmdb: LMDB keys are at most 511 bytes");
 	if (opt_nphases && opt_procs > opt_keys)

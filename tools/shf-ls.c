@@ -16,6 +16,7 @@
 #include <getopt.h>
 
 #include "shf-tool.h"
+#include "shf-nearcache-print.h"
 
 static const char *owner_state(const struct shf_stats *st)
 {
@@ -214,7 +215,8 @@ static void stat_fields(const struct shf_stats *st,
 }
 
 static void stat_json(const char *name, const char *path,
-		      const struct stat_field *f, const char *state)
+		      const struct stat_field *f, const char *state,
+		      const struct shf_nc_stats *nc)
 {
 	size_t i;
 
@@ -224,10 +226,15 @@ static void stat_json(const char *name, const char *path,
 	json_str(stdout, path);
 	for (i = 0; i < STAT_FIELDS; i++)
 		printf(", \"%s\": %" PRIu64, f[i].name, f[i].v);
+	if (nc) {
+		printf(", \"nearcache\": ");
+		shf_nc_stats_print(stdout, name, nc, NC_PRINT_JSON);
+	}
 	printf(", \"state\": \"%s\"}\n", state);
 }
 
-static void stat_prom(const char *name, const struct stat_field *f)
+static void stat_prom(const char *name, const struct stat_field *f,
+		      const struct shf_nc_stats *nc)
 {
 	size_t i;
 
@@ -241,10 +248,13 @@ static void stat_prom(const char *name, const struct stat_field *f)
 		prom_label(stdout, name);
 		printf("\"} %" PRIu64 "\n", f[i].v);
 	}
+	if (nc)
+		shf_nc_stats_print(stdout, name, nc, NC_PRINT_PROMETHEUS);
 }
 
 static void stat_text(const char *name, const char *path,
-		      const struct stat_field *f, const char *state)
+		      const struct stat_field *f, const char *state,
+		      const struct shf_nc_stats *nc)
 {
 	size_t i;
 
@@ -253,6 +263,8 @@ static void stat_text(const char *name, const char *path,
 	for (i = 0; i < STAT_FIELDS; i++)
 		printf("%-14s %" PRIu64 "\n", f[i].name, f[i].v);
 	printf("%-14s %s\n", "state", state);
+	if (nc)
+		shf_nc_stats_print(stdout, name, nc, NC_PRINT_TEXT);
 }
 
 static int do_stat(int argc, char **argv)
@@ -267,6 +279,8 @@ static int do_stat(int argc, char **argv)
 	char *name, path[PATH_MAX + 8];
 	struct stat_field f[STAT_FIELDS];
 	struct shf_stats st;
+	struct shf_nc_stats ncst;
+	const struct shf_nc_stats *nc = NULL;
 	SHF *shf;
 
 	while ((c = getopt_long(argc, argv, "jPh", opts, NULL)) != -1) {
@@ -291,12 +305,15 @@ static int do_stat(int argc, char **argv)
 	}
 	snprintf(path, sizeof(path), "%s/%s.shf", cli_dir, name);
 	stat_fields(&st, f);
+	/* A near-cache daemon's sidecar beside the table, if there is one. */
+	if (shf_nc_stats(cli_dir, name, &ncst, sizeof(ncst)) == SHF_RET_OK)
+		nc = &ncst;
 	if (json)
-		stat_json(name, path, f, owner_state(&st));
+		stat_json(name, path, f, owner_state(&st), nc);
 	else if (prom)
-		stat_prom(name, f);
+		stat_prom(name, f, nc);
 	else
-		stat_text(name, path, f, owner_state(&st));
+		stat_text(name, path, f, owner_state(&st), nc);
 	shf_detach(shf);
 	free(name);
 	return stdout_check();

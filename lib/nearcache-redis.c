@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * nearcache-redis.c - connections to Redis through hiredis, for the read
+ * API and the daemon: addresses, auth files, connect + AUTH with every
+ * call bounded, one command, INFO's run_id, errno for hiredis's errors,
+ * and SIGPIPE kept away from the caller.  Nothing here prints or exits.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "nearcache-internal.h"
+
+int nc_addr_parse(const char *s, struct nc_addr *a)
+{
+	const char *colon, *host, *end;
+	size_t hlen;
+	char *pend;
+	long port;
+
+	memset(a, 0, sizeof(*a));
+	if (!s || !*s)
+		goto bad;
+	if (!strncmp(s, "unix:", 5)) {
+		s += 5;
+		if (s[0] != '/' || strlen(s) >= sizeof(a->path))
+			goto bad;
+		a->is_unix = 1;
+		strcpy(a->path, s);
+		return 0;
+	}
+	colon = strrchr(s, ':');
+	if (!colon || colon == s)
+		goto bad;
+	host = s;
+	end = colon;
+	if (host[0] == '[') {
+		/* [IPv6]:port */
+		if (end[-1] != ']' || end - host < 3)
+			goto bad;
+		host++;
+		end--;
+	} else if (memchr(host, ':', (size_t)(colon - host))) {
+		goto bad; /* a bare IPv6 address needs its brackets */
+	}
+	hlen = (size_t)(end - host);
+	if (hlen >= sizeof(a->host))
+		goto bad;
+	errno = 0;
+	port = strtol(colon + 1, &pend, 10);
+	if (errno || pend == colon + 1 || *pend || port < 1 || port > 65535)
+		goto bad;
+	memcpy(a->host, host, hlen);
+	a->host[hlen] = '\0';
+	a->port = (int)port;
+	return 0;
+bad:
+	errno = EINVAL;
+	return -1;
+}
+
+void nc_auth_clear(struct nc_auth *a)
+{
+	volatile char *p = (volatile char *)a;
+	size_t i;
+
+	/* Not optimized away: the password must not linger in freed memory. */
+	for (i = 0; i < sizeof(*a); i++)
+		p[i] = 0;
+}
+
+/* Line n (0 or 1) of buf, without its end: into out (size). */
+static int auth_line(const char *buf, int n, char *out, size_t size)
+{
+	const char *p = buf, *e;
+	size_t len;
+
+	while (n-- > 0) {
+		p = strchr(p, '\n');
+		if (!p)
+			return -1;
+		p++;
+	}
+	e = strchr(p, '\n');
+	len = e ? (size_t)(e - p) : strlen(p);
+	if (len && p[len - 1] == '\r')
+		len--;
+	if (len == 0 || len >= size)
+		return -1;
+	memcpy(out, p, len);
+	out[len] = '\0';
+	return 0;
+}
+
+int nc_auth_read(const char *file, struct nc_auth *a)
+{
+	char buf[2048];
+	struct stat st;
+	size_t len = 0;
+	ssize_t n;
+	int fd, e, lines = 0;
+	size_t i;
+
+	memset(a, 0, sizeof(*a));
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0) {
+		e = errno;
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		e = EINVAL;
+		goto fail;
+	}
+	/* A secret others may read (or replace) is no secret. */
+	if (st.st_mode & 0007) {
+		e = EACCES;
+		goto fail;
+	}
+	while (len < sizeof(buf) - 1) {
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			e = errno;
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	fd = -1;
+	buf[len] = '\0';
+	if (len == sizeof(buf) - 1 || memchr(buf, '\0', len)) {
+		e = EINVAL;
+		goto fail;
+	}
+	/* Lines that hold something, a final newline or not. */
+	for (i = 0; i < len; i++)
+		if (buf[i] == '\n' && i + 1 < len)
+			lines++;
+	lines++;
+	if (lines == 1) {
+		if (auth_line(buf, 0, a->pass, sizeof(a->pass)) < 0) {
+			e = EINVAL;
+			goto fail;
+		}
+	} else if (lines == 2) {
+		if (auth_line(buf, 0, a->user, sizeof(a->user)) < 0 ||
+		    auth_line(buf, 1, a->pass, sizeof(a->pass)) < 0) {
+			e = EINVAL;
+			goto fail;
+		}
+		a->have_user = 1;
+	} else {
+		e = EINVAL;
+		goto fail;
+	}
+	a->have = 1;
+	memset(buf, 0, sizeof(buf));
+	__asm__ __volatile__("" : : "r"(buf) : "memory");
+	return 0;
+fail:
+	memset(buf, 0, sizeof(buf));
+	__asm__ __volatile__("" : : "r"(buf) : "memory");
+	if (fd >= 0)
+		close(fd);
+	nc_auth_clear(a);
+	errno = e;
+	return -1;
+}
+
+static struct timeval tv_of(uint32_t ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	return tv;
+}
+
+int nc_ctx_errno(const struct redisContext *c)
+{
+	if (!c)
+		return ENOMEM;
+	switch (c->err) {
+	case REDIS_ERR_EOF:
+		return ECONNRESET;
+	case REDIS_ERR_PROTOCOL:
+		return EPROTO;
+	case REDIS_ERR_OOM:
+		return ENOMEM;
+#ifdef REDIS_ERR_TIMEOUT
+	case REDIS_ERR_TIMEOUT: /* hiredis >= 1.0 */
+		return ETIMEDOUT;
+#endif
+	case REDIS_ERR_IO:
+		/* SO_RCVTIMEO / SO_SNDTIMEO ran out. */
+		if (strstr(c->errstr, "temporarily unavailable") ||
+		    strstr(c->errstr, "timed out") ||
+		    strstr(c->errstr, "Timeout"))
+			return ETIMEDOUT;
+		return ECONNRESET;
+	default:
+		return EIO;
+	}
+}
+
+static int connect_errno(const struct redisContext *c, int e)
+{
+	if (!c)
+		return ENOMEM;
+	if (c->err == REDIS_ERR_IO &&
+	    (e == EAGAIN || e == EINPROGRESS || e == ETIMEDOUT ||
+	     strstr(c->errstr, "timed out")))
+		return ETIMEDOUT;
+	return ECONNREFUSED;
+}
+
+void nc_disconnect(struct redisContext **c)
+{
+	if (*c)
+		redisFree(*c);
+	*c = NULL;
+}
+
+struct redisReply *nc_command(struct redisContext *c, int argc,
+			      const char **argv, const size_t *lens)
+{
+	redisReply *r;
+
+	if (!c || c->err) {
+		errno = c ? nc_ctx_errno(c) : ENOTCONN;
+		return NULL;
+	}
+	r = redisCommandArgv(c, argc, argv, lens);
+	if (!r) {
+		errno = nc_ctx_errno(c);
+		return NULL;
+	}
+	return r;
+}
+
+void nc_reply_free(struct redisReply *r)
+{
+	if (r)
+		freeReplyObject(r);
+}
+
+int nc_reply_ok(const struct redisReply *r)
+{
+	return r && r->type == REDIS_REPLY_STATUS && r->len == 2 &&
+	       !memcmp(r->str, "OK", 2);
+}
+
+struct redisContext *nc_connect(const struct nc_addr *a,
+				const struct nc_auth *auth,
+				uint32_t timeout_ms, char *err, size_t esize)
+{
+	struct timeval tv = tv_of(timeout_ms);
+	redisContext *c;
+	redisReply *r;
+	const char *argv[3];
+	size_t lens[3];
+	int argc = 0, e;
+
+	errno = 0;
+	if (a->is_unix)
+		c = redisConnectUnixWithTimeout(a->path, tv);
+	else
+		c = redisConnectWithTimeout(a->host, a->port, tv);
+	if (!c || c->err) {
+		e = connect_errno(c, errno);
+		snprintf(err, esize, "connect: %s",
+			 c ? c->errstr : "out of memory");
+		if (c)
+			redisFree(c);
+		errno = e;
+		return NULL;
+	}
+	if (redisSetTimeout(c, tv) != REDIS_OK) {
+		snprintf(err, esize, "setting the timeout: %s", c->errstr);
+		redisFree(c);
+		errno = EIO;
+		return NULL;
+	}
+	if (!auth || !auth->have)
+		return c;
+	argv[argc] = "AUTH";
+	lens[argc++] = 4;
+	if (auth->have_user) {
+		argv[argc] = auth->user;
+		lens[argc++] = strlen(auth->user);
+	}
+	argv[argc] = auth->pass;
+	lens[argc++] = strlen(auth->pass);
+	r = nc_command(c, argc, argv, lens);
+	if (!r || !nc_reply_ok(r)) {
+		e = r ? (r->type == REDIS_REPLY_ERROR ? EIO : EPROTO) : errno;
+		snprintf(err, esize, "AUTH: %.*s",
+			 r && r->type == REDIS_REPLY_ERROR ? (int)r->len : 40,
+			 r && r->type == REDIS_REPLY_ERROR ?
+				 r->str :
+				 (r ? "unexpected reply" : c->errstr));
+		nc_reply_free(r);
+		redisFree(c);
+		errno = e;
+		return NULL;
+	}
+	nc_reply_free(r);
+	return c;
+}
+
+int nc_run_id(struct redisContext *c, char out[NC_RUN_ID_LEN + 1])
+{
+	static const char key[] = "run_id:";
+	const char *argv[2] = { "INFO", "server" };
+	size_t lens[2] = { 4, 6 };
+	redisReply *r;
+	const char *p = NULL, *s;
+	size_t i, left;
+
+	r = nc_command(c, 2, argv, lens);
+	if (!r)
+		return -1;
+	if (r->type == REDIS_REPLY_ERROR) {
+		nc_reply_free(r); /* NOAUTH, most likely */
+		errno = EIO;
+		return -1;
+	}
+	if (r->type != REDIS_REPLY_STRING)
+		goto bad;
+	/* "run_id:" at the start of a line. */
+	for (s = r->str, left = r->len; left >= sizeof(key) - 1;) {
+		const char *nl;
+
+		if (!memcmp(s, key, sizeof(key) - 1)) {
+			p = s + sizeof(key) - 1;
+			break;
+		}
+		nl = memchr(s, '\n', left);
+		if (!nl)
+			break;
+		left -= (size_t)(nl + 1 - s);
+		s = nl + 1;
+	}
+	if (!p || (size_t)(r->str + r->len - p) < NC_RUN_ID_LEN)
+		goto bad;
+	for (i = 0; i < NC_RUN_ID_LEN; i++) {
+		if (!isxdigit((unsigned char)p[i]))
+			goto bad;
+		out[i] = p[i];
+	}
+	out[NC_RUN_ID_LEN] = '\0';
+	nc_reply_free(r);
+	return 0;
+bad:
+	nc_reply_free(r);
+	errno = EPROTO;
+	return -1;
+}
+
+void nc_sigpipe_block(struct nc_sigpipe *s)
+{
+	sigset_t set, old, pending;
+
+	s->blocked = 0;
+	s->was_pending = 0;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	if (sigpending(&pending) == 0)
+		s->was_pending = sigismember(&pending, SIGPIPE) == 1;
+	if (pthread_sigmask(SIG_BLOCK, &set, &old) == 0)
+		s->blocked = sigismember(&old, SIGPIPE) != 1;
+}
+
+void nc_sigpipe_restore(struct nc_sigpipe *s)
+{
+	static const struct timespec zero = { 0, 0 };
+	sigset_t set, pending;
+	int e = errno;
+
+	if (!s->blocked)
+		return;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	/* Swallow the SIGPIPE these calls raised, not one that was there. */
+	if (!s->was_pending && sigpending(&pending) == 0 &&
+	    sigismember(&pending, SIGPIPE) == 1)
+		while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+			;
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	s->blocked = 0;
+	errno = e;
+}

@@ -349,6 +349,63 @@ expect 0 "ls survives a non-table" -- shf ls
 has "^$p-junk2 .*unreadable" "$tmp/out" && ok "ls marks it unreadable" || fail "ls junk"
 rm -f "$dir/$p-junk2.shf"
 
+# ---- hostile names and files (issues 19, 22)
+# A newline or an escape sequence in a table's name forges no row of ls
+# and reaches no terminal: printed escaped, as in C.
+nl_name="$p-forged
+row"
+esc_name="$p-esc$(printf '\033')[31m"
+expect 0 "put to a table whose name has a newline" -- shf put "$nl_name" k v
+expect 0 "put to a table whose name has an escape" -- shf put "$esc_name" k v
+expect 0 "ls with hostile names" -- shf ls
+if has "^$p-forged\\\\nrow " "$tmp/out" && has "^$p-esc\\\\e\\[31m " "$tmp/out" &&
+	! grep -q '^row' "$tmp/out" && ! grep -q "$(printf '\033')" "$tmp/out"; then
+	ok "ls escapes names"
+else
+	fail "ls escapes names"
+fi
+expect 0 "stat of a hostile name" -- shf stat "$nl_name"
+has "^table  *$p-forged\\\\nrow$" "$tmp/out" && ok "stat escapes the name" ||
+	fail "stat name"
+expect 1 "error about a hostile name" -- shf get "$esc_name" nokey
+[ "$(wc -l <"$tmp/err" | tr -d ' ')" = 1 ] && ! grep -q "$(printf '\033')" "$tmp/err" &&
+	ok "error line escapes the name" || fail "error line: $(cat "$tmp/err")"
+rm -f "$dir/$nl_name.shf" "$dir/$esc_name.shf"
+
+# A table that others may write is refused unless --allow-shared.
+sh_t=$p-shared
+expect 0 "put" -- shf put $sh_t k v
+chmod 0666 "$dir/$sh_t.shf"
+expect 2 "a table others may write is refused" -- shf get $sh_t k
+has "not trusted" "$tmp/err" && has "allow-shared" "$tmp/err" &&
+	ok "the refusal says why and what to do" || fail "refusal message"
+expect 0 "--allow-shared trusts it" -- shf --allow-shared get $sh_t k
+[ "$(cat "$tmp/out")" = v ] && ok "--allow-shared reads it" || fail "--allow-shared get"
+rm -f "$dir/$sh_t.shf"
+
+# Another process cuts a table's file while shf dump reads it: shf says so
+# and exits 2, it does not die of SIGBUS.
+tr_t=$p-trunc
+"$helper" fill "$dir" $tr_t 40000 >/dev/null 2>&1 || fail "fill $tr_t"
+mkfifo "$tmp/fifo"
+shf dump $tr_t - >"$tmp/fifo" 2>"$tmp/err" &
+dump_pid=$!
+exec 3<"$tmp/fifo"
+sleep 1 # dump fills the pipe and waits
+truncate -s 4096 "$dir/$tr_t.shf"
+cat <&3 >/dev/null
+exec 3<&-
+wait $dump_pid
+got=$?
+if [ $got -eq 2 ] && has "truncated" "$tmp/err"; then
+	ok "dump of a file cut meanwhile: reported, exit 2"
+else
+	fail "dump of a cut file: exit $got, $(cat "$tmp/err")"
+fi
+expect 2 "attach of the cut file" -- shf check $tr_t
+has "damaged" "$tmp/err" && ok "the cut file is damaged" || fail "cut file: $(cat "$tmp/err")"
+rm -f "$dir/$tr_t.shf"
+
 # ---- rm, gc
 expect 0 "rm" -- shf rm $big
 has "removed" "$tmp/out" && ok "rm says what it removed" || fail "rm output"

@@ -662,29 +662,34 @@ END_TEST
 
 /*
  * Sweep: dead owners' tables go; live, ownerless, symlinks, others stay;
- * so do the temporary files of dead creators, when old enough.
+ * so do the temporary files of dead creators, when old enough.  A dead
+ * owner's table that group or others may write stays too (its owner
+ * record may be forged), and the sweep says why.
  */
 START_TEST(test_sweep)
 {
-	char n_dead1[64], n_dead2[64], n_live[64], n_none[64];
+	char n_dead1[64], n_dead2[64], n_dead3[64], n_live[64], n_none[64];
 	char f_dead1[PATH_MAX], f_dead2[PATH_MAX], f_live[PATH_MAX];
+	char f_dead3[PATH_MAX];
 	char f_none[PATH_MAX], f_sym[PATH_MAX], f_txt[PATH_MAX];
 	char base[80], out[4096];
 	char f_tmp_old[PATH_MAX + 100], f_tmp_new[PATH_MAX + 100];
 	const struct timespec old_times[2] = { { 1000000000, 0 },
 					       { 1000000000, 0 } };
-	pid_t dead1, dead2, live, none, mon;
-	int go1, go2, go3, go4, status, fd;
+	pid_t dead1, dead2, dead3, live, none, mon;
+	int go1, go2, go3, go4, go5, status, fd;
 	const char *p;
 	int lines = 0;
 
 	make_priv_dir("sweep");
 	shf_test_name(n_dead1, sizeof(n_dead1), "dead1");
 	shf_test_name(n_dead2, sizeof(n_dead2), "dead2");
+	shf_test_name(n_dead3, sizeof(n_dead3), "dead3");
 	shf_test_name(n_live, sizeof(n_live), "live");
 	shf_test_name(n_none, sizeof(n_none), "none");
 	table_file(f_dead1, sizeof(f_dead1), priv_dir, n_dead1);
 	table_file(f_dead2, sizeof(f_dead2), priv_dir, n_dead2);
+	table_file(f_dead3, sizeof(f_dead3), priv_dir, n_dead3);
 	table_file(f_live, sizeof(f_live), priv_dir, n_live);
 	table_file(f_none, sizeof(f_none), priv_dir, n_none);
 	table_file(f_sym, sizeof(f_sym), priv_dir, "link");
@@ -694,6 +699,7 @@ START_TEST(test_sweep)
 	/* Owners whose monitors are gone (killed), so only a sweep helps. */
 	dead1 = owner_start(priv_dir, n_dead1, OWNER_WAIT, &go1);
 	dead2 = owner_start(priv_dir, n_dead2, OWNER_WAIT, &go2);
+	dead3 = owner_start(priv_dir, n_dead3, OWNER_WAIT, &go5);
 	live = owner_start(priv_dir, n_live, OWNER_WAIT, &go3);
 	none = owner_start(priv_dir, n_none, OWNER_KEEP, &go4);
 	snprintf(base, sizeof(base), "%s.shf", n_dead1);
@@ -701,6 +707,10 @@ START_TEST(test_sweep)
 	kill(mon, SIGKILL);
 	ck_assert(proc_gone_within(mon, 1000));
 	snprintf(base, sizeof(base), "%s.shf", n_dead2);
+	ck_assert((mon = monitor_find(priv_dir, base)) > 0);
+	kill(mon, SIGKILL);
+	ck_assert(proc_gone_within(mon, 1000));
+	snprintf(base, sizeof(base), "%s.shf", n_dead3);
 	ck_assert((mon = monitor_find(priv_dir, base)) > 0);
 	kill(mon, SIGKILL);
 	ck_assert(proc_gone_within(mon, 1000));
@@ -713,11 +723,15 @@ START_TEST(test_sweep)
 	reap(dead1);
 	kill(dead2, SIGKILL);
 	reap(dead2);
+	kill(dead3, SIGKILL);
+	reap(dead3);
+	ck_assert_int_eq(chmod(f_dead3, 0620), 0); /* group may write it */
 	kill(none, SIGKILL);
 	reap(none);
 	close(go1);
 	close(go2);
 	close(go4);
+	close(go5);
 
 	/* Temporary files of creators that died (see lib/shf.c): an old one
 	 * goes, a young one stays. */
@@ -742,8 +756,12 @@ START_TEST(test_sweep)
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	for (p = out; (p = strchr(p, '\n')); p++)
 		lines++;
-	ck_assert_msg(lines == 3, "sweep said: %s", out);
+	ck_assert_msg(lines == 4, "sweep said: %s", out);
 	ck_assert(strstr(out, n_dead1) && strstr(out, n_dead2));
+	ck_assert_msg(strstr(out, "skipped") && strstr(out, n_dead3) &&
+			      strstr(out, "not trusted"),
+		      "sweep said: %s", out);
+	ck_assert(exists(f_dead3));
 	ck_assert(!exists(f_tmp_old));
 	ck_assert(exists(f_tmp_new));
 	ck_assert(!exists(f_dead1));
@@ -753,7 +771,15 @@ START_TEST(test_sweep)
 	ck_assert(exists(f_sym));
 	ck_assert(exists(f_txt));
 
-	/* A second sweep finds nothing to do. */
+	/* A second sweep finds nothing to do (the skipped table aside);
+	 * once only its owner may write it, the table goes. */
+	ck_assert_int_eq(chmod(f_dead3, 0600), 0);
+	status = run_sweep(priv_dir, out, sizeof(out));
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_msg(strstr(out, "removed") && strstr(out, n_dead3) &&
+			      !strchr(strchr(out, '\n') + 1, '\n'),
+		      "sweep said: %s", out);
+	ck_assert(!exists(f_dead3));
 	status = run_sweep(priv_dir, out, sizeof(out));
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ck_assert_str_eq(out, "");

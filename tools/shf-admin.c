@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "shf-tool.h"
+#include "shf-escape.h"
 
 #ifndef SHF_BINDIR
 #define SHF_BINDIR "/usr/bin"
@@ -28,7 +29,7 @@ extern char **environ;
 
 static void check_cb(const char *problem, void *arg)
 {
-	printf("%s: %s\n", (const char *)arg, problem);
+	printf("%s: %s\n", shf_esc((const char *)arg), shf_esc(problem));
 }
 
 static int do_check(int argc, char **argv)
@@ -54,8 +55,10 @@ static int do_check(int argc, char **argv)
 		return usage_err("usage: shf check NAME [--repair]");
 	name = table_name(argv[optind]);
 	shf = table_open(name, 0);
+	cli_sigbus_status = EXIT_NOTFOUND; /* a truncated file: a problem */
 	if (is_tty_err())
-		fprintf(stderr, "shf: check: %s: checking 256 shards...", name);
+		fprintf(stderr, "shf: check: %s: checking 256 shards...",
+			shf_esc(name));
 	p = shf_check(shf, repair ? SHF_CHECK_REPAIR : 0, check_cb, name);
 	if (is_tty_err())
 		fprintf(stderr, "\r\033[K");
@@ -67,13 +70,15 @@ static int do_check(int argc, char **argv)
 		return EXIT_ERR;
 	}
 	if (!p) {
-		printf("%s: sound\n", name);
+		printf("%s: sound\n", shf_esc(name));
 	} else if (!repair) {
 		printf("%s: %u problem%s found (shf check --repair %s drops "
-		       "what is broken)\n", name, p, p == 1 ? "" : "s", name);
+		       "what is broken)\n", shf_esc(name), p, p == 1 ? "" : "s",
+		       shf_esc(name));
 	} else {
 		again = shf_check(shf, 0, NULL, NULL);
-		printf("%s: %u problem%s found and repaired; %s\n", name, p,
+		printf("%s: %u problem%s found and repaired; %s\n",
+		       shf_esc(name), p,
 		       p == 1 ? "" : "s",
 		       again == 0 ? "the table is sound now" :
 				    "problems remain");

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "shf-tool.h"
+#include "shf-escape.h"
 
 /* -------------------------------------------------- get, put, del, ttl */
 
@@ -250,7 +251,7 @@ static int do_set(int argc, char **argv)
 			rc = EXIT_ERR;
 		} else {
 			printf("%s: byte_budget %" PRIu64 ", ttl_default_ms %"
-			       PRIu32 "\n", name, st.byte_budget,
+			       PRIu32 "\n", shf_esc(name), st.byte_budget,
 			       st.ttl_default_ms);
 		}
 	}
@@ -291,7 +292,7 @@ static int do_expire(int argc, char **argv)
 		free(name);
 		return EXIT_ERR;
 	}
-	printf("%s: %" PRIu32 " expired key%s reclaimed\n", name, n,
+	printf("%s: %" PRIu32 " expired key%s reclaimed\n", shf_esc(name), n,
 	       n == 1 ? "" : "s");
 	shf_detach(shf);
 	free(name);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "shf.h"
+#include "shf-escape.h"
 
 static volatile sig_atomic_t stop;
 
@@ -55,13 +56,14 @@ static int drain(const char *dir, const char *name, const char *file,
 
 	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		fprintf(stderr, "shf-log: %s: %s\n", file, strerror(errno));
+		fprintf(stderr, "shf-log: %s: %s\n", shf_esc(file),
+			strerror(errno));
 		return 1;
 	}
 	shf = shf_attach(dir, name, 0);
 	if (!shf) {
-		fprintf(stderr, "shf-log: %s/%s: %s\n", dir, name,
-			strerror(errno));
+		fprintf(stderr, "shf-log: %s/%s: %s\n", shf_esc(dir),
+			shf_esc(name), strerror(errno));
 		return 1;
 	}
 	memset(&sa, 0, sizeof(sa));
@@ -69,8 +71,8 @@ static int drain(const char *dir, const char *name, const char *file,
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	if (shf_log_thread_new(shf, size, fd) != SHF_RET_OK) {
-		fprintf(stderr, "shf-log: log of %s/%s: %s\n", dir, name,
-			strerror(errno));
+		fprintf(stderr, "shf-log: log of %s/%s: %s\n",
+			shf_esc(dir), shf_esc(name), strerror(errno));
 		shf_detach(shf);
 		return 1;
 	}
@@ -96,16 +98,20 @@ static int copy(const char *dir, const char *name, const char *tag)
 
 	shf = shf_attach_existing(dir, name);
 	if (!shf) {
-		fprintf(stderr, "shf-log: %s/%s: %s\n", dir, name,
-			strerror(errno));
+		fprintf(stderr, "shf-log: %s/%s: %s\n", shf_esc(dir),
+			shf_esc(name), strerror(errno));
 		return 1;
 	}
 	while ((n = getline(&line, &cap, stdin)) >= 0) {
 		const char *out = line;
 		size_t len = (size_t)n;
+		/* The last line may lack its newline: the log's lines all end
+		 * in one, or the next writer's line would join it. */
+		int nl = !len || line[len - 1] != '\n';
 
-		if (tag) {
-			size_t need = strlen(tag) + 1 + len;
+		if (tag || nl) {
+			size_t tl = tag ? strlen(tag) + 1 : 0;
+			size_t need = tl + len + (size_t)nl;
 
 			if (need > bcap) {
 				char *p = realloc(buf, need);
@@ -117,9 +123,13 @@ static int copy(const char *dir, const char *name, const char *tag)
 				buf = p;
 				bcap = need;
 			}
-			memcpy(buf, tag, strlen(tag));
-			buf[strlen(tag)] = ' ';
-			memcpy(buf + strlen(tag) + 1, line, len);
+			if (tag) {
+				memcpy(buf, tag, tl - 1);
+				buf[tl - 1] = ' ';
+			}
+			memcpy(buf + tl, line, len);
+			if (nl)
+				buf[tl + len] = '\n';
 			out = buf;
 			len = need;
 		}

@@ -17,6 +17,7 @@
 
 #include "shf-tool.h"
 #include "shf-nearcache-print.h"
+#include "shf-escape.h"
 
 static const char *owner_state(const struct shf_stats *st)
 {
@@ -83,7 +84,8 @@ static void ls_one(const char *name)
 	char owner[24];
 
 	if (!shf) {
-		printf("%-32s %12s %14s %8s  unreadable: %s\n", name, "-", "-",
+		printf("%-32s %12s %14s %8s  unreadable: %s\n", shf_esc(name),
+		       "-", "-",
 		       "-", strerror(errno));
 		return;
 	}
@@ -92,8 +94,8 @@ static void ls_one(const char *name)
 		snprintf(owner, sizeof(owner), "%ld", (long)st.owner_pid);
 	else
 		snprintf(owner, sizeof(owner), "-");
-	printf("%-32s %12" PRIu64 " %14" PRIu64 " %8s  %s\n", name, st.keys,
-	       st.bytes_file, owner, owner_state(&st));
+	printf("%-32s %12" PRIu64 " %14" PRIu64 " %8s  %s\n", shf_esc(name),
+	       st.keys, st.bytes_file, owner, owner_state(&st));
 	shf_detach(shf);
 }
 
@@ -258,8 +260,8 @@ static void stat_text(const char *name, const char *path,
 {
 	size_t i;
 
-	printf("%-14s %s\n", "table", name);
-	printf("%-14s %s\n", "path", path);
+	printf("%-14s %s\n", "table", shf_esc(name));
+	printf("%-14s %s\n", "path", shf_esc(path));
 	for (i = 0; i < STAT_FIELDS; i++)
 		printf("%-14s %" PRIu64 "\n", f[i].name, f[i].v);
 	printf("%-14s %s\n", "state", state);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "shf.h"
+#include "shf-escape.h"
 
 #define EXIT_USAGE 2
 
@@ -361,8 +362,8 @@ static void sweep_temp(int fd, const char *dir, const char *name, pid_t pid)
 	    fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    S_ISREG(st.st_mode) && st.st_mtime < time(NULL) - TEMP_MIN_AGE_S &&
 	    unlinkat(fd, name, 0) == 0)
-		printf("removed %s/%s (creator pid %ld is gone)\n", dir, name,
-		       (long)pid);
+		printf("removed %s/%s (creator pid %ld is gone)\n",
+		       shf_esc(dir), shf_esc(name), (long)pid);
 }
 
 /* The owner recorded in table base of dir: its pid, or 0 if none. */
@@ -383,8 +384,13 @@ static pid_t table_owner(const char *dir, const char *base, uint64_t *start)
 	return pid;
 }
 
-/* Remove the table file name (NAME.shf) if its owner is dead; -1 if that
- * failed. */
+/*
+ * Remove the table file name (NAME.shf) if its owner is dead; -1 if that
+ * failed.  The owner record is believed only where nobody but the file's
+ * owner (and root) can have written it: a file that group or others may
+ * write is skipped (another user could have put a dead pid there to have
+ * root remove a table that user may write but not delete).
+ */
 static int sweep_table(int fd, const char *dir, const char *name, size_t len)
 {
 	struct stat st, st2;
@@ -395,6 +401,11 @@ static int sweep_table(int fd, const char *dir, const char *name, size_t len)
 	if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    !S_ISREG(st.st_mode))
 		return 0;
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		printf("skipped %s/%s (group or others may write it: its owner "
+		       "record is not trusted)\n", shf_esc(dir), shf_esc(name));
+		return 0;
+	}
 	memcpy(base, name, len - 4);
 	base[len - 4] = '\0';
 	pid = table_owner(dir, base, &start);
@@ -403,15 +414,16 @@ static int sweep_table(int fd, const char *dir, const char *name, size_t len)
 
 	/* Still the file whose owner we read? */
 	if (fstatat(fd, name, &st2, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    st2.st_dev != st.st_dev || st2.st_ino != st.st_ino)
+	    st2.st_dev != st.st_dev || st2.st_ino != st.st_ino ||
+	    (st2.st_mode & (S_IWGRP | S_IWOTH)))
 		return 0;
 	if (unlinkat(fd, name, 0) < 0) {
-		fprintf(stderr, "%s: %s/%s: %s\n", prog, dir, name,
-			strerror(errno));
+		fprintf(stderr, "%s: %s/%s: %s\n", prog, shf_esc(dir),
+			shf_esc(name), strerror(errno));
 		return -1;
 	}
-	printf("removed %s/%s (owner pid %ld is gone)\n", dir, name,
-	       (long)pid);
+	printf("removed %s/%s (owner pid %ld is gone)\n", shf_esc(dir),
+	       shf_esc(name), (long)pid);
 	return 0;
 }
 
@@ -426,12 +438,16 @@ static int sweep(const char *dir)
 
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || !(d = fdopendir(fd))) {
-		fprintf(stderr, "%s: %s: %s\n", prog, dir, strerror(errno));
+		fprintf(stderr, "%s: %s: %s\n", prog, shf_esc(dir),
+			strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
 	}
 	shf_init();
+	/* Other users' tables too (their owner records are checked above:
+	 * only a file its owner alone may write is believed). */
+	shf_set_allow_shared(1);
 	while ((errno = 0, de = readdir(d))) {
 		len = strlen(de->d_name);
 		pid = temp_creator(de->d_name);
@@ -443,7 +459,8 @@ static int sweep(const char *dir)
 			ret = -1;
 	}
 	if (errno) {
-		fprintf(stderr, "%s: %s: %s\n", prog, dir, strerror(errno));
+		fprintf(stderr, "%s: %s: %s\n", prog, shf_esc(dir),
+			strerror(errno));
 		ret = -1;
 	}
 	closedir(d);

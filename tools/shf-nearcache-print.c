@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "shf-nearcache-print.h"
+#include "shf-escape.h"
 
 const char *shf_nc_state_name(uint32_t state)
 {
@@ -134,7 +135,8 @@ void shf_nc_stats_print(FILE *f, const char *table,
 	fprintf(f, "%-14s %s\n", "nc_state", shf_nc_state_name(st->state));
 	for (i = 2; i < n; i++)
 		fprintf(f, "nc_%-11s %" PRId64 "\n", fl[i].name, fl[i].v);
-	fprintf(f, "%-14s %s\n", "nc_redis", st->redis);
+	fprintf(f, "%-14s %s\n", "nc_redis", shf_esc(st->redis));
 	if (st->last_error[0])
-		fprintf(f, "%-14s %s\n", "nc_last_error", st->last_error);
+		fprintf(f, "%-14s %s\n", "nc_last_error",
+			shf_esc(st->last_error));
 }

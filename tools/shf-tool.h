@@ -43,6 +43,7 @@ extern const struct shf_cmd shf_cmd_demo;
 extern const char *cli_dir;	/* -d DIR, else /dev/shm */
 extern int cli_dir_set;		/* -d given */
 extern const char *cli_cmd;	/* the command running, for messages */
+extern int cli_sigbus_status;	/* exit status if a table's file is cut */
 
 /* "shf --help" (tools/shf.c). */
 void usage(FILE *f);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "shf-tool.h"
+#include "shf-escape.h"
 
 #ifndef SHF_MONITOR_PATH
 #error "SHF_MONITOR_PATH must be defined by the build"
@@ -25,11 +26,22 @@
 
 /* ------------------------------------------------------------ messages */
 
-/* "shf: CMD: " and the message, then end. */
+/*
+ * "shf: CMD: " and the message, then end.  The message is escaped: table
+ * names come from the command line and from directories, and a newline or
+ * an escape sequence in one must not forge a line or reach the terminal.
+ */
 static void vsay(const char *end, const char *fmt, va_list ap)
 {
+	char *msg;
+
 	fprintf(stderr, "shf: %s%s", cli_cmd, *cli_cmd ? ": " : "");
-	vfprintf(stderr, fmt, ap);
+	if (vasprintf(&msg, fmt, ap) < 0) {
+		fputs("out of memory", stderr);
+	} else {
+		fputs(shf_esc(msg), stderr);
+		free(msg);
+	}
 	fputs(end, stderr);
 }
 
@@ -104,8 +116,15 @@ void table_err(const char *name, int e)
 		say("table '%s' in %s is not a libshf table or is damaged: %s",
 		    name, cli_dir, strerror(e));
 	else if (e == EPROTO)
-		say("table '%s' in %s has another layout version: %s", name,
-		    cli_dir, strerror(e));
+		say("table '%s' in %s has the layout of another libshf "
+		    "version (%s): move its data with that version's shf dump "
+		    "and this one's shf load (see shf(1))", name, cli_dir,
+		    strerror(e));
+	else if (e == EPERM)
+		say("table '%s' in %s belongs to another user or others may "
+		    "write it, so it is not trusted (%s); shf --allow-shared "
+		    "trusts it (see libshf(7), SECURITY)", name, cli_dir,
+		    strerror(e));
 	else
 		say("cannot attach table '%s' in %s: %s", name, cli_dir,
 		    strerror(e));

@@ -17,14 +17,17 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "shf-tool.h"
 
 const char *cli_dir = "/dev/shm";
 int cli_dir_set;
 const char *cli_cmd = "";
+int cli_sigbus_status = EXIT_ERR;
 
 static const struct shf_cmd *const cmds[] = {
 	&shf_cmd_ls,	 &shf_cmd_stat,	 &shf_cmd_get,	 &shf_cmd_put,
@@ -37,8 +40,10 @@ void usage(FILE *f)
 {
 	size_t i;
 
-	fputs("usage: shf [-d DIR] COMMAND [ARGS]\n"
+	fputs("usage: shf [-d DIR] [--allow-shared] COMMAND [ARGS]\n"
 	      "Tables are files DIR/NAME.shf (DIR defaults to /dev/shm).\n"
+	      "--allow-shared: also open tables of other users, or that others\n"
+	      "may write (see libshf(7), SECURITY).\n"
 	      "\n", f);
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fputs(cmds[i]->help, f);
@@ -47,10 +52,49 @@ void usage(FILE *f)
 	      "system error.  See shf(1).\n", f);
 }
 
+/*
+ * A table's file cut shorter than the mapping (another process that may
+ * write it ran ftruncate(), which mmap() cannot prevent) raises SIGBUS at
+ * the next access.  The library leaves signals to the program; shf says
+ * what happened and exits, 2 (or 1 for check: a problem found), instead
+ * of dying.  Only async-signal-safe calls here.
+ */
+static void put_err(const char *s)
+{
+	size_t n = strlen(s);
+	ssize_t w;
+
+	while (n && (w = write(STDERR_FILENO, s, n)) > 0) {
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	put_err("shf: ");
+	put_err(cli_cmd);
+	put_err(": the table's file is shorter than its mapping: another "
+		"process truncated it (bus error); the table is damaged\n");
+	_exit(cli_sigbus_status);
+}
+
+static void sigbus_guard(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigbus;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "dir", required_argument, NULL, 'd' },
+		{ "allow-shared", no_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -59,9 +103,11 @@ int main(int argc, char **argv)
 	int c;
 
 	shf_init();
+	sigbus_guard();
 	while ((c = getopt_long(argc, argv, "+d:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': cli_dir = optarg; cli_dir_set = 1; break;
+		case 'A': shf_set_allow_shared(1); break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("shf (libshf) %s\n", shf_version()); return 0;
 		default: usage(stderr); return EXIT_ERR;

@@ -1,0 +1,65 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# check_log_tool.sh - shf-log(1): a collector (-c) drains the lines that
+# writers (-w) copy from their standard input, tags (-t) included, in
+# order; a last line without a newline gets one; -x removes the table at
+# the end; usage errors exit 2.  Table: shf-test-<pid>-logtool.
+set -u
+
+: "${top_builddir:=.}"
+dir=${SHF_TEST_DIR:-/dev/shm}
+if [ ! -d "$dir" ] || [ ! -w "$dir" ]; then
+	echo "check_log_tool: $dir not writable; skipped"
+	exit 77
+fi
+bin=$top_builddir/tools/shf-log
+[ -x "$bin" ] || { echo "check_log_tool: $bin not built"; exit 99; }
+name=shf-test-$$-logtool
+tmp=$(mktemp -d) || exit 99
+cpid=
+cleanup() {
+	[ -n "$cpid" ] && kill "$cpid" 2>/dev/null
+	rm -f "$dir/$name.shf"
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 99' INT TERM
+
+fails=0
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+fail() { n=$((n + 1)); echo "FAIL $n - $*"; fails=$((fails + 1)); }
+
+"$bin" -d "$dir" -x -c "$name" "$tmp/out" &
+cpid=$!
+# The first writer waits for the collector's log (up to 10 s).
+i=0
+until printf 'first\n' | "$bin" -d "$dir" -w "$name" 2>"$tmp/err"; do
+	i=$((i + 1))
+	[ $i -ge 100 ] && break
+	sleep 0.1
+done
+[ $i -lt 100 ] && ok "a writer reaches the collector" ||
+	fail "no log: $(cat "$tmp/err")"
+printf 'a\nb' | "$bin" -d "$dir" -w "$name" &&
+	ok "a last line without a newline" || fail "writer 2"
+printf 'c\n' | "$bin" -d "$dir" -t tagged -w "$name" &&
+	ok "a tagged writer" || fail "writer 3"
+kill -TERM "$cpid"
+wait "$cpid"
+rc=$?
+cpid=
+[ $rc -eq 0 ] && ok "the collector stops on SIGTERM" || fail "collector exit $rc"
+printf 'first\na\nb\ntagged c\n' >"$tmp/want"
+if cmp -s "$tmp/want" "$tmp/out"; then
+	ok "every line, in order, each ending in a newline"
+else
+	fail "log file differs:"
+	od -c "$tmp/out" | sed 's/^/	/'
+fi
+[ ! -e "$dir/$name.shf" ] && ok "-x removed the table" || fail "table left"
+"$bin" -w >/dev/null 2>&1
+[ $? -eq 2 ] && ok "usage error: exit 2" || fail "usage error"
+
+echo "check_log_tool: $n checks, $fails failed"
+[ "$fails" -eq 0 ]

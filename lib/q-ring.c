@@ -427,8 +427,15 @@ int q_ring_push(struct q_set *s, uint32_t qid, const uint32_t *v, uint32_t n)
 			return -1;
 		}
 	}
-	for (uint32_t i = 0; i < n; i++)
-		*q_ring_entry(s, qid, head + i) = v[i];
+	/* two copies at most: up to the ring's end, then from its start */
+	{
+		uint32_t *base = s->entries + (uint64_t)qid * s->q_items;
+		uint32_t at = (uint32_t)(head % s->q_items);
+		uint32_t first = n < s->q_items - at ? n : s->q_items - at;
+
+		memcpy(base + at, v, (size_t)first * sizeof(*v));
+		memcpy(base, v + first, (size_t)(n - first) * sizeof(*v));
+	}
 	/* commit: the entries are there before the head says so */
 	__atomic_store_n(&s->rings[qid].head, head + n, __ATOMIC_RELEASE);
 	return 0;
@@ -447,17 +454,32 @@ uint32_t q_ring_pull(struct q_set *s, int slot, uint32_t qid, uint32_t *v,
 		if (!q_ring_ends(s, qid, &head, &tail))
 			return 0;
 	}
-	for (pos = tail; pos != head && n < max; pos++) {
-		uint32_t x = *q_ring_entry(s, qid, pos);
+	/*
+	 * Runs of entries up to the ring's end, then from its start: a
+	 * division per run, one test per entry (tombstones, damage).  Each
+	 * run takes at least one entry and none past head: bounded.
+	 */
+	for (pos = tail; pos != head && n < max;) {
+		const uint32_t *e = s->entries + (uint64_t)qid * s->q_items;
+		uint32_t items = s->q_items, *own = s->own;
+		uint32_t at = (uint32_t)(pos % items);
+		uint64_t want = head - pos < max - n ? head - pos : max - n;
+		uint32_t run = want < items - at ? (uint32_t)want : items - at;
 
-		if (x == Q_TOMB)
-			continue;
-		if (x >= s->q_items) { /* damage: not an item, dropped */
-			s->hdr->repairs++;
-			continue;
+		e += at;
+		for (uint32_t k = 0; k < run; k++) {
+			uint32_t x = e[k];
+
+			if (SHF_UNLIKELY(x >= items)) {
+				/* a tombstone, or damage (dropped) */
+				if (x != Q_TOMB)
+					s->hdr->repairs++;
+				continue;
+			}
+			own[x] = w;
+			v[n++] = x;
 		}
-		s->own[x] = w;
-		v[n++] = x;
+		pos += run;
 	}
 	/* commit: the items are marked as ours before they leave */
 	__atomic_store_n(&s->rings[qid].tail, pos, __ATOMIC_RELEASE);

@@ -24,10 +24,14 @@ SHF_EXPORT __thread uint32_t shf_qiid SHF_TLS_IE = SHF_QIID_NONE;
 SHF_EXPORT __thread char *shf_qiid_addr SHF_TLS_IE;
 SHF_EXPORT __thread uint32_t shf_qiid_addr_len SHF_TLS_IE;
 
+/* own[] >= 1 << 24 names a slot (< Q_SLOTS): the fast path's test. */
+_Static_assert(Q_SLOTS == 255u, "own[]: 8 bits of slot + 1");
+
 /* A pre-queue: v[i .. n) waits (pull), v[0 .. n) waits (push). */
 struct q_pre {
 	uint32_t *v; /* nolock_max entries, allocated at first use */
 	uint32_t n, i;
+	uint32_t lim; /* a push's fast path while n < lim (0: no array) */
 };
 
 /* A thread's view of one handle's queue set. */
@@ -38,6 +42,7 @@ struct q_local {
 	struct q_set set;
 	uint32_t slot;               /* this process's */
 	uint32_t push_pending;       /* items in all push pre-queues */
+	uint32_t own_push;           /* own[] of a pushed item, qid 0 */
 	struct q_pre *push;          /* [qs] */
 	struct q_pre *pull;          /* [qs] */
 	struct q_local *next;
@@ -198,6 +203,7 @@ static struct q_local *q_local_bind(SHF *shf, uint64_t gen)
 		return NULL;
 	}
 	l->slot = (uint32_t)slot;
+	l->own_push = Q_OWN(l->slot, 0u) | Q_OWN_PUSH;
 	l->push = calloc(l->set.qs, sizeof(*l->push));
 	l->pull = calloc(l->set.qs, sizeof(*l->pull));
 	if (!l->push || !l->pull) {
@@ -266,6 +272,8 @@ static int q_pre_ready(struct q_local *l, struct q_pre *p)
 		errno = ENOMEM;
 		return -1;
 	}
+	/* a push that would fill it takes the slow path, which moves it */
+	p->lim = l->set.nolock_max - 1;
 	return 0;
 }
 
@@ -612,29 +620,28 @@ SHF_EXPORT uint32_t shf_q_push_head_pull_tail(SHF *shf, uint32_t push_qid,
 {
 	struct q_local *l = q_tls_last;
 	struct q_pre *ps, *pl;
-	uint32_t w;
+	uint32_t *own, w;
 
 	/* a deleted queue set is seen when this thread next locks */
 	if (SHF_UNLIKELY(!l || l->shf != shf ||
 			 l->gen != shf_reg_generation() ||
 			 push_qid >= l->set.qs || pull_qid >= l->set.qs))
 		goto slow;
-	ps = &l->push[push_qid];
-	pl = &l->pull[pull_qid];
 	if (push_qiid != SHF_QIID_NONE) {
-		if (SHF_UNLIKELY(push_qiid >= l->set.q_items || !ps->v ||
-				 ps->n + 1 >= l->set.nolock_max))
+		ps = &l->push[push_qid];
+		if (SHF_UNLIKELY(push_qiid >= l->set.q_items || ps->n >= ps->lim))
 			goto slow;
-		w = __atomic_load_n(&l->set.own[push_qiid], __ATOMIC_RELAXED);
-		if (SHF_UNLIKELY(Q_OWN_SLOT(w) >= Q_SLOTS || (w & Q_OWN_PUSH)))
+		own = &l->set.own[push_qiid];
+		w = __atomic_load_n(own, __ATOMIC_RELAXED);
+		/* held: some slot's mark (Q_OWN_SLOT() < Q_SLOTS), not pushed */
+		if (SHF_UNLIKELY(w < (1u << 24) || (w & Q_OWN_PUSH)))
 			goto slow; /* an error: said by the slow path */
-		__atomic_store_n(&l->set.own[push_qiid],
-				 Q_OWN(l->slot, push_qid) | Q_OWN_PUSH,
-				 __ATOMIC_RELAXED);
+		__atomic_store_n(own, l->own_push | push_qid, __ATOMIC_RELAXED);
 		ps->v[ps->n++] = push_qiid;
 		l->push_pending++;
 		push_qiid = SHF_QIID_NONE; /* done */
 	}
+	pl = &l->pull[pull_qid];
 	if (SHF_LIKELY(pl->i < pl->n))
 		return q_hand_out(l, pl->v[pl->i++]);
 slow:

@@ -224,6 +224,56 @@ START_TEST(test_q_bad)
 }
 END_TEST
 
+/*
+ * Rings wrap around many times and keep holes (items taken from their
+ * middle): pulls in batches still come in FIFO order, each item once.
+ */
+START_TEST(test_q_ring_wrap)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-wrap", name, sizeof(name));
+	uint32_t want[10], n_want = 0, got[10], n, qiid, prev, i, round;
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, 10, 16, 4));
+	/* items 2 and 5 leave holes in ring 0 */
+	ck_assert_uint_eq(shf_q_take_item(shf, 5), 5);
+	ck_assert_uint_eq(shf_q_take_item(shf, 2), 2);
+	for (i = 0; i < 10; i++)
+		if (i != 2 && i != 5)
+			want[n_want++] = i;
+	for (round = 0; round < 60; round++) {
+		uint32_t from = round % 2, to = 1 - from;
+
+		/* move every item from -> to, one call each (the fast path) */
+		n = 0;
+		prev = SHF_QIID_NONE;
+		while ((qiid = shf_q_push_head_pull_tail(shf, to, prev,
+							 from)) !=
+		       SHF_QIID_NONE) {
+			ck_assert_uint_lt(n, 10);
+			got[n++] = qiid;
+			prev = qiid;
+		}
+		/* the call that found nothing pushed the last one */
+		ck_assert_int_eq(errno, EAGAIN);
+		if (round == 7) { /* the two held items join at the head */
+			shf_q_push_head(shf, to, 2);
+			shf_q_push_head(shf, to, 5);
+		}
+		shf_q_flush(shf, SHF_QID_NONE);
+		ck_assert_uint_eq(n, n_want);
+		for (i = 0; i < n; i++)
+			ck_assert_uint_eq(got[i], want[i]);
+		if (round == 7) {
+			want[n_want++] = 2;
+			want[n_want++] = 5;
+		}
+	}
+	ck_assert_uint_eq(n_want, 10);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* Queues and keys in the same table at the same time. */
 START_TEST(test_q_and_kv)
 {
@@ -926,6 +976,7 @@ static Suite *ipc_suite(void)
 	Suite *s = suite_create("ipc");
 
 	shf_test_add_tcase(s, "queues", 30, test_q_new_get, test_q_names,
+			   test_q_ring_wrap,
 			   test_q_bad, test_q_and_kv, test_q_two_procs,
 			   test_q_many_procs, test_q_push_head_pull_tail,
 			   test_q_pingpong, test_q_kill,

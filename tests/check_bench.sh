@@ -105,6 +105,32 @@ grep -q '^{"tool":"shf-bench",.*"phase":"get".*"queue":{"items":20000,.*"peer":"
 grep -q '"queue":{[^}]*"errors":0,' "$out" || bad "queue --json: errors"
 leftovers
 
+# The PINGPONG phase alone, small: every run's line, no errors; and as
+# JSON.
+"$bench" -d "$dir" --phases pingpong --pp-moves 40000 --pp-items 5000 \
+	>"$out" 2>&1
+rc=$?
+cat "$out"
+[ $rc -eq 0 ] || bad "pingpong: exit status $rc"
+grep -q '^pingpong: 5000 items of 64 bytes going round between two processes, 40000 moves a side;$' "$out" ||
+	bad "pingpong: no summary"
+for run in 'libshf queues  *80000 ' 'pipe  *80000 ' 'eventfd ring  *80000 ' \
+	'libshf 1 -> 4  *40000 ' 'libshf 4 -> 1  *40000 '; do
+	grep -q "^pingpong $run *[0-9.]*  *[0-9.]*M  *[0-9]* " "$out" ||
+		bad "pingpong: no '$run' line"
+done
+grep -q '^ratio    libshf/pipe  *[0-9.]*x$' "$out" || bad "pingpong: no ratio"
+grep -q '^pingpong errors: 0$' "$out" || bad "pingpong: errors reported"
+leftovers
+"$bench" -d "$dir" --phases pingpong --pp-moves 40000 --pp-items 5000 \
+	--json >"$out" 2>/dev/null
+rc=$?
+cat "$out"
+[ $rc -eq 0 ] || bad "pingpong --json: exit status $rc"
+grep -q '"pingpong":{"moves_per_side":40000,"q_items":5000,.*"errors":0,"runs":\[{"run":"libshf","items":80000,.*{"run":"libshf_fan_in","items":40000,.*"ratio":{"pipe":[0-9.]*,"eventfd_ring":[0-9.]*}}' "$out" ||
+	bad "pingpong --json: no pingpong object"
+leftovers
+
 # The CACHE phase alone, for a second: 2 processes get-or-lease Zipf keys
 # of 20000 in a table with the default byte budget (a fifth of them).
 "$bench" -p 2 -n 20000 -d "$dir" --phases cache --cache-secs 1 >"$out" 2>&1

@@ -44,6 +44,7 @@
 
 #include "shf.h"
 #include "shf-bench-child.h"
+#include "shf-bench-items.h"
 #include "shf-bench-queue.h"
 
 #define Q_FREE 0u
@@ -61,14 +62,6 @@ static const char *const qb_label[QB_N] = {
 static const char *const qb_key[QB_N] = { "libshf", "libshf", "pipe",
 					  "socketpair", "eventfd_ring" };
 
-/* Shared by the sender and receiver sides of the peer that runs. */
-struct ring_hdr {
-	uint64_t head __attribute__((aligned(64)));
-	uint32_t cons_sleeping;
-	uint64_t tail __attribute__((aligned(64)));
-	uint32_t prod_sleeping;
-} __attribute__((aligned(64)));
-
 static struct {
 	int peer;
 	uint64_t items;
@@ -79,77 +72,19 @@ static struct {
 	char path[PATH_MAX];
 	SHF *shf;                /* the receiver's handle (the creator's) */
 	int fds[2];              /* pipe or socket pair */
-	int to_cons, to_prod;    /* the ring's eventfds */
-	struct ring_hdr *ring;
-	char *slots;
+	struct eq_view ring;     /* the ring's view (r NULL: none) */
 	size_t ring_map;
 	struct bench_kids kids;  /* the sender */
 	volatile sig_atomic_t *stop;
-} g = { .fds = { -1, -1 }, .to_cons = -1, .to_prod = -1,
+} g = { .fds = { -1, -1 }, .ring = { .to_cons = -1, .to_prod = -1 },
 	.kids = { .done = -1 } };
 
 static volatile sig_atomic_t g_chld; /* the sender has ended */
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void on_chld(int sig)
 {
 	(void)sig;
 	g_chld = 1;
-}
-
-/* ------------------------------------------------------ payload */
-
-#define PAY_MUL 0x9e3779b97f4a7c15ULL
-
-/* Word k (k >= 1) of item seq; word 0 is seq itself. */
-static inline uint64_t pay_word(uint64_t seq, unsigned off)
-{
-	return seq ^ ((uint64_t)off * PAY_MUL);
-}
-
-static inline void pay_fill(char *p, uint64_t seq, unsigned size)
-{
-	unsigned off;
-	uint64_t w;
-
-	memcpy(p, &seq, 8);
-	for (off = 8; off + 8 <= size; off += 8) {
-		w = pay_word(seq, off);
-		memcpy(p + off, &w, 8);
-	}
-	if (off < size) {
-		w = pay_word(seq, off);
-		memcpy(p + off, &w, size - off);
-	}
-}
-
-/* 0 if p holds item seq, else 1. */
-static inline int pay_bad(const char *p, uint64_t seq, unsigned size)
-{
-	unsigned off;
-	uint64_t w;
-
-	memcpy(&w, p, 8);
-	if (w != seq)
-		return 1;
-	for (off = 8; off + 8 <= size; off += 8) {
-		memcpy(&w, p + off, 8);
-		if (w != pay_word(seq, off))
-			return 1;
-	}
-	if (off < size) {
-		w = pay_word(seq, off);
-		if (memcmp(p + off, &w, size - off))
-			return 1;
-	}
-	return 0;
 }
 
 /* ------------------------------------------------------ libshf queues */
@@ -290,89 +225,53 @@ static int fd_recv(uint64_t *errors)
 
 static int ring_setup(void)
 {
-	g.ring_map = sizeof(struct ring_hdr) + (size_t)RING_SLOTS * g.size;
-	g.ring = mmap(NULL, g.ring_map, PROT_READ | PROT_WRITE,
-		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (g.ring == MAP_FAILED) {
-		g.ring = NULL;
+	struct eq_view *v = &g.ring;
+
+	g.ring_map = sizeof(struct eq_ring) + (size_t)RING_SLOTS * g.size;
+	v->r = mmap(NULL, g.ring_map, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (v->r == MAP_FAILED) {
+		v->r = NULL;
 		return -1;
 	}
-	g.slots = (char *)(g.ring + 1);
-	memset(g.slots, 0, (size_t)RING_SLOTS * g.size); /* fault it in */
-	g.to_cons = eventfd(0, 0);
-	g.to_prod = eventfd(0, 0);
-	return g.to_cons < 0 || g.to_prod < 0 ? -1 : 0;
+	v->slots = (char *)(v->r + 1);
+	v->mask = RING_SLOTS - 1;
+	v->size = g.size;
+	memset(v->slots, 0, (size_t)RING_SLOTS * g.size); /* fault it in */
+	v->to_cons = eventfd(0, 0);
+	v->to_prod = eventfd(0, 0);
+	return v->to_cons < 0 || v->to_prod < 0 ? -1 : 0;
 }
 
 static int ring_send(void)
 {
-	struct ring_hdr *r = g.ring;
-	uint64_t i, v;
+	char *slot;
+	uint64_t i;
 
 	for (i = 0; i < g.items; i++) {
-		uint64_t h = r->head;
-
-		while (h - __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) >=
-		       RING_SLOTS) {
-			__atomic_store_n(&r->prod_sleeping, 1, __ATOMIC_SEQ_CST);
-			if (h - __atomic_load_n(&r->tail, __ATOMIC_SEQ_CST) >=
-				    RING_SLOTS &&
-			    read(g.to_prod, &v, 8) != 8 && errno != EINTR)
-				return -1;
-			__atomic_store_n(&r->prod_sleeping, 0, __ATOMIC_SEQ_CST);
-		}
-		pay_fill(g.slots + (size_t)(h % RING_SLOTS) * g.size, i,
-			 g.size);
-		__atomic_store_n(&r->head, h + 1, __ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&r->cons_sleeping, __ATOMIC_SEQ_CST)) {
-			v = 1;
-			if (write(g.to_cons, &v, 8) != 8)
-				return -1;
-		}
+		if (!(slot = eq_room(&g.ring, g.stop)))
+			return -1;
+		pay_fill(slot, i, g.size);
+		if (eq_put(&g.ring) < 0)
+			return -1;
 	}
 	return 0;
 }
 
 static int ring_recv(uint64_t *errors)
 {
-	struct ring_hdr *r = g.ring;
-	uint64_t i, v;
-	int gone;
+	const char *slot;
+	uint64_t i;
 
 	for (i = 0; i < g.items; i++) {
-		uint64_t t = r->tail;
-
 		if ((i & 0xffff) == 0 && *g.stop)
 			return -1;
-		while (__atomic_load_n(&r->head, __ATOMIC_ACQUIRE) == t) {
-			__atomic_store_n(&r->cons_sleeping, 1, __ATOMIC_SEQ_CST);
-			gone = g_chld; /* before the look: then empty is final */
-			if (__atomic_load_n(&r->head, __ATOMIC_SEQ_CST) == t) {
-				/*
-				 * A sender that dies here is seen through
-				 * SIGCHLD, which interrupts the read (it
-				 * could only be missed in the instant before
-				 * the read starts).
-				 */
-				if (gone)
-					errno = ECHILD; /* ended early */
-				if (gone || *g.stop)
-					return -1;
-				if (read(g.to_cons, &v, 8) != 8 &&
-				    errno != EINTR)
-					return -1;
-			}
-			__atomic_store_n(&r->cons_sleeping, 0, __ATOMIC_SEQ_CST);
-		}
-		*errors += (uint64_t)pay_bad(g.slots + (size_t)(t % RING_SLOTS) *
-						     g.size,
-					     i, g.size);
-		__atomic_store_n(&r->tail, t + 1, __ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&r->prod_sleeping, __ATOMIC_SEQ_CST)) {
-			v = 1;
-			if (write(g.to_prod, &v, 8) != 8)
-				return -1;
-		}
+		/* a sender that dies is seen through SIGCHLD (g_chld) */
+		if (!(slot = eq_next(&g.ring, g.stop, &g_chld)))
+			return -1;
+		*errors += (uint64_t)pay_bad(slot, i, g.size);
+		if (eq_done(&g.ring) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -392,14 +291,14 @@ static void peer_teardown(void)
 			close(g.fds[k]);
 			g.fds[k] = -1;
 		}
-	if (g.to_cons >= 0)
-		close(g.to_cons);
-	if (g.to_prod >= 0)
-		close(g.to_prod);
-	g.to_cons = g.to_prod = -1;
-	if (g.ring)
-		munmap(g.ring, g.ring_map);
-	g.ring = NULL;
+	if (g.ring.to_cons >= 0)
+		close(g.ring.to_cons);
+	if (g.ring.to_prod >= 0)
+		close(g.ring.to_prod);
+	g.ring.to_cons = g.ring.to_prod = -1;
+	if (g.ring.r)
+		munmap(g.ring.r, g.ring_map);
+	g.ring.r = NULL;
 }
 
 static int peer_setup(int peer)
@@ -479,10 +378,10 @@ static int peer_go(int peer, struct qb_peer_res *pr, const char **what)
 	g.kids.done = -1;
 	if (rc != 1)
 		return -1;
-	t0 = now_s();
+	t0 = items_now_s();
 	rc = bench_kids_go(&g.kids, 'g') == 0 ? peer_recv(peer, &pr->errors) :
 						-1;
-	pr->secs = now_s() - t0;
+	pr->secs = items_now_s() - t0;
 	*what = "the sender failed";
 	return rc;
 }

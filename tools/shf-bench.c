@@ -27,6 +27,7 @@
 
 #include "shf-bench.h"
 #include "shf-bench-queue.h"
+#include "shf-bench-pingpong.h"
 #ifdef HAVE_NEARCACHE
 #include "shf-bench-nearcache.h"
 #endif
@@ -51,6 +52,10 @@ int opt_order[NPH];
 int opt_vs_lmdb;
 static int opt_json;
 static int opt_queue; /* the QUEUE phase, apart from the table phases */
+static int opt_pingpong; /* the PINGPONG phase, likewise */
+static uint64_t opt_pp_moves = PP_MOVES_DEFAULT;
+static uint32_t opt_pp_items = PP_ITEMS_DEFAULT;
+static uint32_t opt_pp_nolock = PP_NOLOCK_DEFAULT;
 static uint64_t opt_q_items = QB_ITEMS_DEFAULT;
 static unsigned opt_q_size = QB_SIZE_DEFAULT;
 static int opt_cache; /* the CACHE phase, apart from the table phases */
@@ -83,6 +88,7 @@ uint64_t g_total_ops;
 /* The results of the phases with tables of their own. */
 static struct cache_res cres;
 static struct qb_res qres;
+static struct pp_res pres;
 #ifdef HAVE_NEARCACHE
 static struct ncb_res nres;
 #endif
@@ -121,6 +127,7 @@ void die(const char *what)
 	bench_kids_kill(&g_kids);
 	files_remove();
 	qb_abort();
+	pp_abort();
 #ifdef HAVE_NEARCACHE
 	ncb_abort();
 #endif
@@ -143,6 +150,7 @@ static const struct {
 } extra_phases[] = {
 	{ "cache", &opt_cache },
 	{ "queue", &opt_queue },
+	{ "pingpong", &opt_pingpong },
 	{ "nearcache", &opt_nearcache },
 };
 
@@ -158,6 +166,14 @@ static void extra_run(void)
 	if (opt_queue && qb_run(opt_dir, g_name, opt_q_items, opt_q_size,
 				&g_stop, g_live, &qres, &qwhat) < 0)
 		die(g_stop ? NULL : qwhat);
+	if (opt_pingpong) {
+		struct pp_cfg pcfg = { opt_dir, g_name, opt_pp_moves,
+				       opt_pp_items, opt_q_size,
+				       opt_pp_nolock };
+
+		if (pp_run(&pcfg, &g_stop, g_live, &pres, &qwhat) < 0)
+			die(g_stop ? NULL : qwhat);
+	}
 #ifdef HAVE_NEARCACHE
 	if (opt_nearcache) {
 		struct ncb_cfg ncfg = {
@@ -178,6 +194,8 @@ static void extra_print_text(void)
 		print_cache_text(&cres);
 	if (qres.ran)
 		qb_print_text(&qres, opt_dir);
+	if (pres.ran)
+		pp_print_text(&pres, opt_dir);
 #ifdef HAVE_NEARCACHE
 	if (nres.ran)
 		ncb_print_text(&nres);
@@ -195,6 +213,10 @@ static void extra_print_json(void)
 		printf(",\"queue\":");
 		qb_print_json(&qres);
 	}
+	if (pres.ran) {
+		printf(",\"pingpong\":");
+		pp_print_json(&pres);
+	}
 #ifdef HAVE_NEARCACHE
 	if (nres.ran) {
 		printf(",\"nearcache\":");
@@ -209,7 +231,7 @@ static int extra_errors(void)
 	if (nres.errors)
 		return 1;
 #endif
-	return cres.errors || qres.errors;
+	return cres.errors || qres.errors || pres.errors;
 }
 
 /* ------------------------------------------------------ options */
@@ -228,8 +250,9 @@ static void usage(FILE *f)
 		"      --sorted-keys     index big-endian: PUT in memcmp order\n"
 		"  -d, --dir DIR         where tables go (default /dev/shm)\n"
 		"      --phases LIST     from put,get,mix,upd,batch,cache,queue,\n"
-		"                        nearcache; put first of the table\n"
-		"                        phases; cache, queue, nearcache after\n"
+		"                        pingpong,nearcache; put first of the\n"
+		"                        table phases; cache, queue, pingpong,\n"
+		"                        nearcache after\n"
 		"                        (default put,get,mix,upd,batch)\n"
 		"      --cache-ops OPS   CACHE: get-or-lease calls (default keys)\n"
 		"      --cache-secs SECS CACHE: run that long instead\n"
@@ -239,7 +262,13 @@ static void usage(FILE *f)
 		"      --cache-ttl MS    CACHE: default TTL, 0 none (default 0)\n"
 		"      --zipf THETA      CACHE: Zipf skew, 0 to <1 (default 0.99)\n"
 		"      --q-items N       QUEUE: items moved (default 2000000)\n"
-		"      --q-size BYTES    QUEUE: item bytes, 8 to 65536 (default 64)\n"
+		"      --q-size BYTES    QUEUE, PINGPONG: item bytes, 8 to 65536\n"
+		"                        (default 64)\n"
+		"      --pp-moves N      PINGPONG: items a side moves (default\n"
+		"                        10000000; the fans: in all)\n"
+		"      --pp-items N      PINGPONG: items going round (default\n"
+		"                        100000)\n"
+		"      --pp-nolock N     PINGPONG: qids_nolock_max (default 1000)\n"
 		"      --redis ADDRESS   NEARCACHE: unix:/PATH or HOST:PORT\n"
 		"                        (default: a redis-server of its own)\n"
 		"      --nc-keys N       NEARCACHE: keys in Redis (default 1000000)\n"
@@ -327,7 +356,8 @@ static void bad_usage(const char *msg)
 
 enum { O_MIX = 256, O_FIXED, O_SORTED, O_PHASES, O_VS, O_JSON, O_Q_ITEMS,
        O_Q_SIZE, O_C_OPS, O_C_SECS, O_C_BUDGET, O_C_TTL, O_ZIPF, O_REDIS,
-       O_NC_KEYS, O_NC_OPS, O_NC_WRITES, O_NC_SECS };
+       O_NC_KEYS, O_NC_OPS, O_NC_WRITES, O_NC_SECS, O_PP_MOVES, O_PP_ITEMS,
+       O_PP_NOLOCK };
 
 static const struct option lopts[] = {
 	{ "procs", required_argument, NULL, 'p' },
@@ -343,6 +373,9 @@ static const struct option lopts[] = {
 	{ "json", no_argument, NULL, O_JSON },
 	{ "q-items", required_argument, NULL, O_Q_ITEMS },
 	{ "q-size", required_argument, NULL, O_Q_SIZE },
+	{ "pp-moves", required_argument, NULL, O_PP_MOVES },
+	{ "pp-items", required_argument, NULL, O_PP_ITEMS },
+	{ "pp-nolock", required_argument, NULL, O_PP_NOLOCK },
 	{ "cache-ops", required_argument, NULL, O_C_OPS },
 	{ "cache-secs", required_argument, NULL, O_C_SECS },
 	{ "cache-budget", required_argument, NULL, O_C_BUDGET },
@@ -407,6 +440,21 @@ static int parse_extra_opt(int c)
 		if (parse_u64(optarg, QB_SIZE_MIN, QB_SIZE_MAX, &v))
 			bad_usage("--q-size: 8 to 65536 bytes");
 		opt_q_size = (unsigned)v;
+		break;
+	case O_PP_MOVES:
+		if (parse_u64(optarg, PP_FAN, 1000000000000ULL, &v))
+			bad_usage("--pp-moves: 4 to 1000000000000 items");
+		opt_pp_moves = v;
+		break;
+	case O_PP_ITEMS:
+		if (parse_u64(optarg, 2, 16777216, &v))
+			bad_usage("--pp-items: 2 to 16777216 items");
+		opt_pp_items = (uint32_t)v;
+		break;
+	case O_PP_NOLOCK:
+		if (parse_u64(optarg, 1, 1000000, &v))
+			bad_usage("--pp-nolock: 1 to 1000000");
+		opt_pp_nolock = (uint32_t)v;
 		break;
 	case O_C_OPS:
 		if (parse_u64(optarg, 1, UINT64_MAX / 1024, &v))
@@ -483,7 +531,8 @@ static int parse_opt(int c)
 		if (parse_phases(optarg) < 0)
 			bad_usage("--phases: put first, then any of "
 				  "get,mix,upd,batch, each once; "
-				  "cache and queue anywhere, or alone");
+				  "cache, queue, pingpong and nearcache "
+				  "anywhere, or alone");
 		break;
 	case O_VS:
 		if (strcmp(optarg, "lmdb"))

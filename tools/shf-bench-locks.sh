@@ -17,7 +17,7 @@ trap 'rm -rf "$tmp"' EXIT
 # shellcheck disable=SC2086
 ${LIBTOOL_EXEC:-} valgrind --tool=callgrind --collect-bus=yes \
 	--callgrind-out-file="$tmp/cg.%p" "$bench" --phases pingpong \
-	--pp-moves "$moves" >"$tmp/out" 2>&1 || {
+	--pp-runs libshf --pp-moves "$moves" >"$tmp/out" 2>&1 || {
 	cat "$tmp/out"
 	exit 1
 }

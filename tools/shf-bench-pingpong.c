@@ -60,6 +60,9 @@ static const char *const pp_label[PP_N] = {
 	"libshf queues", "pipe", "eventfd ring",
 	"libshf 1 -> 4", "libshf 4 -> 1"
 };
+static const char *const pp_opt[PP_N] = {
+	"libshf", "pipe", "ring", "fan-out", "fan-in"
+};
 static const char *const pp_key[PP_N] = {
 	"libshf", "pipe", "eventfd_ring", "libshf_fan_out", "libshf_fan_in"
 };
@@ -695,6 +698,8 @@ int pp_run(const struct pp_cfg *cfg, volatile sig_atomic_t *stop,
 			rc = -1;
 			break;
 		}
+		if (!(cfg->runs & (1u << run)))
+			continue;
 		if (run_one(run, r, what) < 0) {
 			int e = errno;
 
@@ -715,6 +720,26 @@ int pp_run(const struct pp_cfg *cfg, volatile sig_atomic_t *stop,
 	g.path[0] = 0;
 	res->ran = rc == 0;
 	return rc;
+}
+
+unsigned pp_runs_parse(const char *list)
+{
+	unsigned mask = 0;
+	const char *p = list;
+
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		int run;
+
+		for (run = 0; run < PP_N; run++)
+			if (strlen(pp_opt[run]) == n && !strncmp(p, pp_opt[run], n))
+				break;
+		if (run == PP_N)
+			return 0;
+		mask |= 1u << run;
+		p += n + (p[n] == ',');
+	}
+	return mask;
 }
 
 /* ------------------------------------------------------ output */
@@ -744,16 +769,21 @@ void pp_print_text(const struct pp_res *res, const char *dir)
 	for (run = 0; run < PP_N; run++) {
 		const struct pp_run_res *r = &res->run[run];
 
-		counter(cm, sizeof(cm), r->ran ? r->misses_item : -1);
-		counter(lk, sizeof(lk), r->ran ? r->locked_item : -1);
+		if (!r->ran)
+			continue;
+		counter(cm, sizeof(cm), r->misses_item);
+		counter(lk, sizeof(lk), r->locked_item);
 		printf("pingpong %-16s %12" PRIu64 " %7.3f %8.3fM %9u %10s %8s"
 		       "\n", pp_label[run], r->items, r->secs,
 		       items_s(r) / 1e6, r->in_flight, cm, lk);
 	}
 	for (run = PP_PIPE; run <= PP_RING; run++)
-		printf("ratio    libshf/%-12s %9.2fx\n", pp_label[run],
-		       items_s(&res->run[run]) > 0 ?
-			       items_s(shf) / items_s(&res->run[run]) : 0);
+		if (shf->ran && res->run[run].ran)
+			printf("ratio    libshf/%-12s %9.2fx\n",
+			       pp_label[run],
+			       items_s(&res->run[run]) > 0 ?
+				       items_s(shf) / items_s(&res->run[run]) :
+				       0);
 	printf("pingpong errors: %" PRIu64 "\n", res->errors);
 }
 
@@ -767,30 +797,37 @@ static void json_counter(const char *key, double v)
 
 void pp_print_json(const struct pp_res *res)
 {
-	int run;
+	int run, first;
 
 	printf("{\"moves_per_side\":%" PRIu64 ",\"q_items\":%u,\"item_size\""
 	       ":%u,\"nolock_max\":%u,\"fan\":%u,\"errors\":%" PRIu64
 	       ",\"runs\":[",
 	       res->moves, res->q_items, res->size, res->nolock, PP_FAN,
 	       res->errors);
-	for (run = 0; run < PP_N; run++) {
+	for (run = 0, first = 1; run < PP_N; run++) {
 		const struct pp_run_res *r = &res->run[run];
 
+		if (!r->ran)
+			continue;
 		printf("%s{\"run\":\"%s\",\"items\":%" PRIu64 ",\"secs\":%.4f,"
 		       "\"items_per_sec\":%.0f,\"in_flight\":%u,\"errors\":%"
-		       PRIu64, run ? "," : "", pp_key[run], r->items, r->secs,
+		       PRIu64, first ? "" : ",", pp_key[run], r->items, r->secs,
 		       items_s(r), r->in_flight, r->errors);
 		json_counter("cache_misses_per_item", r->misses_item);
 		json_counter("locked_per_item", r->locked_item);
 		printf("}");
+		first = 0;
 	}
 	printf("],\"ratio\":{");
-	for (run = PP_PIPE; run <= PP_RING; run++)
-		printf("%s\"%s\":%.3f", run > PP_PIPE ? "," : "", pp_key[run],
+	for (run = PP_PIPE, first = 1; run <= PP_RING; run++) {
+		if (!res->run[PP_SHF].ran || !res->run[run].ran)
+			continue;
+		printf("%s\"%s\":%.3f", first ? "" : ",", pp_key[run],
 		       items_s(&res->run[run]) > 0 ?
 			       items_s(&res->run[PP_SHF]) /
 				       items_s(&res->run[run]) :
 			       0);
+		first = 0;
+	}
 	printf("}}");
 }

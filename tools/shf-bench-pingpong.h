@@ -45,7 +45,12 @@ struct pp_cfg {
 	uint32_t q_items;     /* shf_q_new()'s q_items */
 	unsigned size;        /* bytes an item */
 	uint32_t nolock;      /* qids_nolock_max */
+	unsigned runs;        /* 1 << PP_SHF | ...: the runs to do */
 };
+
+/* The runs named in list ("libshf,pipe,ring,fan-out,fan-in"), as a mask
+ * for pp_cfg's runs; 0 if a name is unknown. */
+unsigned pp_runs_parse(const char *list);
 
 /*
  * Every run in turn; live lines go to live.  0, or -1 with errno and a

@@ -56,6 +56,7 @@ static int opt_pingpong; /* the PINGPONG phase, likewise */
 static uint64_t opt_pp_moves = PP_MOVES_DEFAULT;
 static uint32_t opt_pp_items = PP_ITEMS_DEFAULT;
 static uint32_t opt_pp_nolock = PP_NOLOCK_DEFAULT;
+static unsigned opt_pp_runs = (1u << PP_N) - 1;
 static uint64_t opt_q_items = QB_ITEMS_DEFAULT;
 static unsigned opt_q_size = QB_SIZE_DEFAULT;
 static int opt_cache; /* the CACHE phase, apart from the table phases */
@@ -169,7 +170,7 @@ static void extra_run(void)
 	if (opt_pingpong) {
 		struct pp_cfg pcfg = { opt_dir, g_name, opt_pp_moves,
 				       opt_pp_items, opt_q_size,
-				       opt_pp_nolock };
+				       opt_pp_nolock, opt_pp_runs };
 
 		if (pp_run(&pcfg, &g_stop, g_live, &pres, &qwhat) < 0)
 			die(g_stop ? NULL : qwhat);
@@ -269,6 +270,8 @@ static void usage(FILE *f)
 		"      --pp-items N      PINGPONG: items going round (default\n"
 		"                        100000)\n"
 		"      --pp-nolock N     PINGPONG: qids_nolock_max (default 1000)\n"
+		"      --pp-runs LIST    PINGPONG: from libshf,pipe,ring,fan-out,\n"
+		"                        fan-in (default all)\n"
 		"      --redis ADDRESS   NEARCACHE: unix:/PATH or HOST:PORT\n"
 		"                        (default: a redis-server of its own)\n"
 		"      --nc-keys N       NEARCACHE: keys in Redis (default 1000000)\n"
@@ -357,7 +360,7 @@ static void bad_usage(const char *msg)
 enum { O_MIX = 256, O_FIXED, O_SORTED, O_PHASES, O_VS, O_JSON, O_Q_ITEMS,
        O_Q_SIZE, O_C_OPS, O_C_SECS, O_C_BUDGET, O_C_TTL, O_ZIPF, O_REDIS,
        O_NC_KEYS, O_NC_OPS, O_NC_WRITES, O_NC_SECS, O_PP_MOVES, O_PP_ITEMS,
-       O_PP_NOLOCK };
+       O_PP_NOLOCK, O_PP_RUNS };
 
 static const struct option lopts[] = {
 	{ "procs", required_argument, NULL, 'p' },
@@ -376,6 +379,7 @@ static const struct option lopts[] = {
 	{ "pp-moves", required_argument, NULL, O_PP_MOVES },
 	{ "pp-items", required_argument, NULL, O_PP_ITEMS },
 	{ "pp-nolock", required_argument, NULL, O_PP_NOLOCK },
+	{ "pp-runs", required_argument, NULL, O_PP_RUNS },
 	{ "cache-ops", required_argument, NULL, O_C_OPS },
 	{ "cache-secs", required_argument, NULL, O_C_SECS },
 	{ "cache-budget", required_argument, NULL, O_C_BUDGET },
@@ -455,6 +459,12 @@ static int parse_extra_opt(int c)
 		if (parse_u64(optarg, 1, 1000000, &v))
 			bad_usage("--pp-nolock: 1 to 1000000");
 		opt_pp_nolock = (uint32_t)v;
+		break;
+	case O_PP_RUNS:
+		opt_pp_runs = pp_runs_parse(optarg);
+		if (!opt_pp_runs)
+			bad_usage("--pp-runs: from libshf,pipe,ring,fan-out,"
+				  "fan-in");
 		break;
 	case O_C_OPS:
 		if (parse_u64(optarg, 1, UINT64_MAX / 1024, &v))

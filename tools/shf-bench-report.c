@@ -201,6 +201,82 @@ int parent_wait(int done_fd, int be, int ph, double *secs)
 	return 0;
 }
 
+/* ------------------------------------------------------ the host */
+
+/*
+ * What the figures depend on most: the CPU model, the CPUs this process
+ * may run on, and the L3 cache (a table much larger than it misses on
+ * every get; one that fits does not).  0 where unknown.
+ */
+struct host {
+	char cpu[128];
+	long cpus;
+	uint64_t l3_bytes;
+};
+
+static void host_get(struct host *h)
+{
+	char line[256], *p;
+	unsigned long long v;
+	FILE *f;
+
+	memset(h, 0, sizeof(*h));
+	snprintf(h->cpu, sizeof(h->cpu), "unknown");
+	f = fopen("/proc/cpuinfo", "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "model name", 10) || !(p = strchr(line, ':')))
+			continue;
+		p += 1 + strspn(p + 1, " \t");
+		p[strcspn(p, "\n")] = '\0';
+		snprintf(h->cpu, sizeof(h->cpu), "%s", p);
+		break;
+	}
+	if (f)
+		fclose(f);
+	h->cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	/* sysfs says "32768K"; glibc's sysconf() is 0 on some CPUs */
+	f = fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r");
+	if (f && fscanf(f, "%llu", &v) == 1) {
+		int c = fgetc(f);
+
+		h->l3_bytes = (uint64_t)v * (c == 'K' ? 1024 : c == 'M' ?
+					     1048576 : 1);
+	}
+	if (f)
+		fclose(f);
+	if (!h->l3_bytes) {
+		long s = sysconf(_SC_LEVEL3_CACHE_SIZE);
+
+		h->l3_bytes = s > 0 ? (uint64_t)s : 0;
+	}
+}
+
+void print_host_text(void)
+{
+	struct host h;
+
+	host_get(&h);
+	printf("\nhost: %s, %ld CPUs, L3 ", h.cpu, h.cpus);
+	if (h.l3_bytes)
+		printf("%.1f MiB\n", (double)h.l3_bytes / 1048576.0);
+	else
+		printf("unknown\n");
+}
+
+static void json_chars(const char *s);
+
+/* ,"host":{...} of the JSON summary. */
+static void print_host_json(void)
+{
+	struct host h;
+
+	host_get(&h);
+	printf(",\"host\":{\"cpu\":\"");
+	json_chars(h.cpu);
+	printf("\",\"cpus\":%ld,\"l3_bytes\":%" PRIu64 "}", h.cpus,
+	       h.l3_bytes);
+}
+
 /* ------------------------------------------------------ summaries */
 
 double ops_s(const struct phase_res *pr)
@@ -310,7 +386,9 @@ void print_json(const struct be_res *res)
 	       opt_fixed ? "true" : "false", opt_sorted ? "true" : "false",
 	       opt_mix, BATCH_KEYS);
 	json_chars(opt_dir);
-	printf("\",\"results\":[");
+	printf("\"");
+	print_host_json();
+	printf(",\"results\":[");
 	for (be = 0; be < NBE; be++) {
 		if (!res[be].ran)
 			continue;

@@ -640,6 +640,7 @@ int main(int argc, char **argv)
 		extra_print_json();
 		printf("}\n");
 	} else {
+		print_host_text();
 		print_text(res);
 		extra_print_text();
 	}

@@ -257,6 +257,8 @@ void percentiles(int be, int ph, struct phase_res *pr);
 int parent_wait(int done_fd, int be, int ph, double *secs);
 double ops_s(const struct phase_res *pr);
 void print_text(const struct be_res *res);
+/* "host: CPU model, CPUs, L3" before the text summaries. */
+void print_host_text(void);
 /* The JSON summary but for its closing brace (more keys may follow). */
 void print_json(const struct be_res *res);
 extern const char *const lat_key[5];

@@ -95,3 +95,43 @@ const char *shf_esc(const char *str)
 	out[at] = '\0';
 	return out;
 }
+
+void shf_json_str(FILE *f, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t len;
+
+	fputc('"', f);
+	while (*s) {
+		if (*s == '"' || *s == '\\') {
+			fprintf(f, "\\%c", *s++);
+		} else if (*s < 0x20 || *s == 0x7f || !(len = utf8_len(s))) {
+			fprintf(f, "\\u%04x", *s++); /* not UTF-8: as Latin-1 */
+		} else {
+			fwrite(s, 1, len, f);
+			s += len;
+		}
+	}
+	fputc('"', f);
+}
+
+void shf_prom_label(FILE *f, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t len;
+
+	while (*s) {
+		if (*s == '"' || *s == '\\') {
+			fprintf(f, "\\%c", *s++);
+		} else if (*s == '\n') {
+			fputs("\\n", f);
+			s++;
+		} else if (*s < 0x20 || *s == 0x7f || !(len = utf8_len(s))) {
+			fputc('?', f);
+			s++;
+		} else {
+			fwrite(s, 1, len, f);
+			s += len;
+		}
+	}
+}

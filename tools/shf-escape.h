@@ -7,6 +7,8 @@
 #ifndef SHF_ESCAPE_H
 #define SHF_ESCAPE_H
 
+#include <stdio.h>
+
 /*
  * s with every byte that could forge a row or reach the terminal as a
  * command escaped: control characters and DEL as \n, \t, \r, \e or \xNN,
@@ -17,5 +19,19 @@
  * Not thread-safe, not async-signal-safe.
  */
 const char *shf_esc(const char *s);
+
+/*
+ * s as a JSON string, quotes included: \" and \\, control characters and
+ * DEL as \u00XX; a byte that is not UTF-8 as \u00XX too (JSON text must
+ * be UTF-8).
+ */
+void shf_json_str(FILE *f, const char *s);
+
+/*
+ * s as the value of a Prometheus label (without its quotes): \\, \" and
+ * \n as the format says; any other control character, and a byte that is
+ * not UTF-8, as '?' (the format has no escape for them).
+ */
+void shf_prom_label(FILE *f, const char *s);
 
 #endif

@@ -126,34 +126,6 @@ const struct shf_cmd shf_cmd_ls = {
 
 /* ---------------------------------------------------------------- stat */
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
-
-static void prom_label(FILE *f, const char *s)
-{
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if (*s == '\n')
-			fputs("\\n", f);
-		else
-			fputc(*s, f);
-	}
-}
-
 struct stat_field {
 	const char *name;
 	const char *help;
@@ -223,9 +195,9 @@ static void stat_json(const char *name, const char *path,
 	size_t i;
 
 	printf("{\"table\": ");
-	json_str(stdout, name);
+	shf_json_str(stdout, name);
 	printf(", \"path\": ");
-	json_str(stdout, path);
+	shf_json_str(stdout, path);
 	for (i = 0; i < STAT_FIELDS; i++)
 		printf(", \"%s\": %" PRIu64, f[i].name, f[i].v);
 	if (nc) {
@@ -247,7 +219,7 @@ static void stat_prom(const char *name, const struct stat_field *f,
 		printf("# TYPE libshf_%s%s %s\n", f[i].name, suf,
 		       f[i].counter ? "counter" : "gauge");
 		printf("libshf_%s%s{table=\"", f[i].name, suf);
-		prom_label(stdout, name);
+		shf_prom_label(stdout, name);
 		printf("\"} %" PRIu64 "\n", f[i].v);
 	}
 	if (nc)

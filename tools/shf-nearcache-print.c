@@ -24,34 +24,6 @@ const char *shf_nc_state_name(uint32_t state)
 	}
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
-
-static void prom_label(FILE *f, const char *s)
-{
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if (*s == '\n')
-			fputs("\\n", f);
-		else
-			fputc(*s, f);
-	}
-}
-
 struct nc_field {
 	const char *name;
 	const char *help;
@@ -112,9 +84,9 @@ void shf_nc_stats_print(FILE *f, const char *table,
 				fprintf(f, ", \"%s\": %" PRId64, fl[i].name,
 					fl[i].v);
 		fprintf(f, ", \"redis\": ");
-		json_str(f, st->redis);
+		shf_json_str(f, st->redis);
 		fprintf(f, ", \"last_error\": ");
-		json_str(f, st->last_error);
+		shf_json_str(f, st->last_error);
 		fputc('}', f);
 		return;
 	}
@@ -127,7 +99,7 @@ void shf_nc_stats_print(FILE *f, const char *table,
 			fprintf(f, "# TYPE libshf_nc_%s%s %s\n", fl[i].name,
 				suf, fl[i].counter ? "counter" : "gauge");
 			fprintf(f, "libshf_nc_%s%s{table=\"", fl[i].name, suf);
-			prom_label(f, table);
+			shf_prom_label(f, table);
 			fprintf(f, "\"} %" PRId64 "\n", fl[i].v);
 		}
 		return;

@@ -883,114 +883,164 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *v)
 	return 0;
 }
 
-int main(int argc, char **argv)
-{
-	enum { O_BCAST = 256, O_BUDGET, O_TTL, O_PING, O_STALE, O_TIMEOUT,
-	       O_STAT, O_JSON, O_PROM };
-	static const struct option opts[] = {
-		{ "dir", required_argument, NULL, 'd' },
-		{ "redis", required_argument, NULL, 'r' },
-		{ "auth-file", required_argument, NULL, 'a' },
-		{ "bcast", no_argument, NULL, O_BCAST },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "budget", required_argument, NULL, O_BUDGET },
-		{ "ttl", required_argument, NULL, O_TTL },
-		{ "ping-ms", required_argument, NULL, O_PING },
-		{ "stale-ms", required_argument, NULL, O_STALE },
-		{ "timeout-ms", required_argument, NULL, O_TIMEOUT },
-		{ "stat", no_argument, NULL, O_STAT },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "prometheus", no_argument, NULL, O_PROM },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct sigaction sa;
-	uint32_t backoff = BACKOFF_MIN_MS;
-	int c, stat = 0, format = NC_PRINT_TEXT, reconnect = 0;
-	uint64_t v, gen;
-	pid_t other;
+/* parse_*(): no exit status yet, go on. */
+#define GO_ON -1
 
+enum { O_BCAST = 256, O_BUDGET, O_TTL, O_PING, O_STALE, O_TIMEOUT, O_STAT,
+       O_JSON, O_PROM };
+
+static const struct option opts[] = {
+	{ "dir", required_argument, NULL, 'd' },
+	{ "redis", required_argument, NULL, 'r' },
+	{ "auth-file", required_argument, NULL, 'a' },
+	{ "bcast", no_argument, NULL, O_BCAST },
+	{ "prefix", required_argument, NULL, 'p' },
+	{ "budget", required_argument, NULL, O_BUDGET },
+	{ "ttl", required_argument, NULL, O_TTL },
+	{ "ping-ms", required_argument, NULL, O_PING },
+	{ "stale-ms", required_argument, NULL, O_STALE },
+	{ "timeout-ms", required_argument, NULL, O_TIMEOUT },
+	{ "stat", no_argument, NULL, O_STAT },
+	{ "json", no_argument, NULL, O_JSON },
+	{ "prometheus", no_argument, NULL, O_PROM },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "version", no_argument, NULL, 'V' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* What the command line asks of this run, beside the o_* options. */
+struct cmdline {
+	int stat;   /* --stat: print the state and counters, exit */
+	int format; /* of --stat: NC_PRINT_TEXT, _JSON or _PROMETHEUS */
+};
+
+/* A numeric option into its o_*: GO_ON, or EXIT_USAGE (said why). */
+static int parse_num_opt(int c, const char *arg)
+{
+	uint64_t v;
+
+	switch (c) {
+	case O_BUDGET:
+		if (parse_u64(arg, 0, UINT64_MAX, &o_budget) < 0)
+			return usage_err("--budget: bytes");
+		o_budget_set = 1;
+		break;
+	case O_TTL:
+		if (parse_u64(arg, 0, UINT32_MAX, &v) < 0)
+			return usage_err("--ttl: 0 to 4294967295 ms");
+		o_ttl = (uint32_t)v;
+		o_ttl_set = 1;
+		break;
+	case O_PING:
+		if (parse_u64(arg, 1, 60000, &v) < 0)
+			return usage_err("--ping-ms: 1 to 60000");
+		o_ping_ms = (uint32_t)v;
+		break;
+	case O_STALE:
+		if (parse_u64(arg, NC_STALE_MS_MIN, NC_STALE_MS_MAX, &v) < 0)
+			return usage_err("--stale-ms: 10 to 600000");
+		o_stale_ms = (uint32_t)v;
+		break;
+	case O_TIMEOUT:
+		if (parse_u64(arg, 10, 600000, &v) < 0)
+			return usage_err("--timeout-ms: 10 to 600000");
+		o_timeout_ms = (uint32_t)v;
+		break;
+	}
+	return GO_ON;
+}
+
+/* Option c (getopt_long()'s) into o_* or cmd: GO_ON, or an exit status
+ * (--version and --help done, or a usage error said). */
+static int parse_opt(int c, struct cmdline *cmd)
+{
+	switch (c) {
+	case 'd':
+		o_dir = optarg;
+		break;
+	case 'r':
+		o_redis = optarg;
+		break;
+	case 'a':
+		o_auth_file = optarg;
+		break;
+	case O_BCAST:
+		o_bcast = 1;
+		break;
+	case 'p':
+		if (o_nprefix == NC_PREFIX_MAX)
+			return usage_err("--prefix: at most 16");
+		if (strlen(optarg) > NC_PREFIX_LEN - 1)
+			return usage_err("--prefix: at most 63 bytes");
+		o_prefix[o_nprefix++] = optarg;
+		o_bcast = 1;
+		break;
+	case O_BUDGET:
+	case O_TTL:
+	case O_PING:
+	case O_STALE:
+	case O_TIMEOUT:
+		return parse_num_opt(c, optarg);
+	case O_STAT:
+		cmd->stat = 1;
+		break;
+	case O_JSON:
+		cmd->format = NC_PRINT_JSON;
+		break;
+	case O_PROM:
+		cmd->format = NC_PRINT_PROMETHEUS;
+		break;
+	case 'q':
+		o_quiet = 1;
+		break;
+	case 'V':
+		printf("shf-nearcache (libshf) %s\n", PACKAGE_VERSION);
+		return 0;
+	case 'h':
+		usage(stdout);
+		return 0;
+	default:
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	return GO_ON;
+}
+
+/* The options and the table NAME: GO_ON, or an exit status. */
+static int parse_args(int argc, char **argv, struct cmdline *cmd)
+{
+	int c, rc;
+
+	cmd->stat = 0;
+	cmd->format = NC_PRINT_TEXT;
 	while ((c = getopt_long(argc, argv, "d:r:a:p:qVh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			o_dir = optarg;
-			break;
-		case 'r':
-			o_redis = optarg;
-			break;
-		case 'a':
-			o_auth_file = optarg;
-			break;
-		case O_BCAST:
-			o_bcast = 1;
-			break;
-		case 'p':
-			if (o_nprefix == NC_PREFIX_MAX)
-				return usage_err("--prefix: at most 16");
-			if (strlen(optarg) > NC_PREFIX_LEN - 1)
-				return usage_err("--prefix: at most 63 bytes");
-			o_prefix[o_nprefix++] = optarg;
-			o_bcast = 1;
-			break;
-		case O_BUDGET:
-			if (parse_u64(optarg, 0, UINT64_MAX, &o_budget) < 0)
-				return usage_err("--budget: bytes");
-			o_budget_set = 1;
-			break;
-		case O_TTL:
-			if (parse_u64(optarg, 0, UINT32_MAX, &v) < 0)
-				return usage_err("--ttl: 0 to 4294967295 ms");
-			o_ttl = (uint32_t)v;
-			o_ttl_set = 1;
-			break;
-		case O_PING:
-			if (parse_u64(optarg, 1, 60000, &v) < 0)
-				return usage_err("--ping-ms: 1 to 60000");
-			o_ping_ms = (uint32_t)v;
-			break;
-		case O_STALE:
-			if (parse_u64(optarg, NC_STALE_MS_MIN, NC_STALE_MS_MAX,
-				      &v) < 0)
-				return usage_err("--stale-ms: 10 to 600000");
-			o_stale_ms = (uint32_t)v;
-			break;
-		case O_TIMEOUT:
-			if (parse_u64(optarg, 10, 600000, &v) < 0)
-				return usage_err("--timeout-ms: 10 to 600000");
-			o_timeout_ms = (uint32_t)v;
-			break;
-		case O_STAT:
-			stat = 1;
-			break;
-		case O_JSON:
-			format = NC_PRINT_JSON;
-			break;
-		case O_PROM:
-			format = NC_PRINT_PROMETHEUS;
-			break;
-		case 'q':
-			o_quiet = 1;
-			break;
-		case 'V':
-			printf("shf-nearcache (libshf) %s\n", PACKAGE_VERSION);
-			return 0;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return EXIT_USAGE;
-		}
+		rc = parse_opt(c, cmd);
+		if (rc != GO_ON)
+			return rc;
 	}
 	if (optind + 1 != argc)
 		return usage_err("one table NAME expected");
 	o_name = argv[optind];
 	if (!nc_name_ok(o_name))
 		return usage_err("bad table name");
-	if (stat)
-		return stat_print(format);
+	return GO_ON;
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cmd;
+	struct sigaction sa;
+	uint32_t backoff = BACKOFF_MIN_MS;
+	int rc, reconnect = 0;
+	uint64_t v, gen;
+	pid_t other;
+
+	rc = parse_args(argc, argv, &cmd);
+	if (rc != GO_ON)
+		return rc;
+	if (cmd.stat)
+		return stat_print(cmd.format);
 	if (!o_redis || nc_addr_parse(o_redis, &g_addr) < 0)
 		return usage_err("--redis unix:/PATH or HOST:PORT needed");
 	if (!o_stale_ms) {

@@ -1027,20 +1027,12 @@ static int parse_args(int argc, char **argv, struct cmdline *cmd)
 	return GO_ON;
 }
 
-int main(int argc, char **argv)
+/* After the options: --redis, and --stale-ms (its default, or checked
+ * against --ping-ms); GO_ON, or EXIT_USAGE. */
+static int config_check(void)
 {
-	struct cmdline cmd;
-	struct sigaction sa;
-	uint32_t backoff = BACKOFF_MIN_MS;
-	int rc, reconnect = 0;
-	uint64_t v, gen;
-	pid_t other;
+	uint64_t v;
 
-	rc = parse_args(argc, argv, &cmd);
-	if (rc != GO_ON)
-		return rc;
-	if (cmd.stat)
-		return stat_print(cmd.format);
 	if (!o_redis || nc_addr_parse(o_redis, &g_addr) < 0)
 		return usage_err("--redis unix:/PATH or HOST:PORT needed");
 	if (!o_stale_ms) {
@@ -1051,6 +1043,12 @@ int main(int argc, char **argv)
 	}
 	if (o_stale_ms <= o_ping_ms)
 		return usage_err("--stale-ms must be more than --ping-ms");
+	return GO_ON;
+}
+
+/* The auth file and the queue of track requests; GO_ON, or EXIT_FAIL. */
+static int resources_get(void)
+{
 	if (o_auth_file && nc_auth_read(o_auth_file, &g_auth) < 0) {
 		say("%s: %s", o_auth_file,
 		    errno == EACCES ? "others may read it (chmod o-rwx)" :
@@ -1063,7 +1061,12 @@ int main(int argc, char **argv)
 		say("out of memory");
 		return EXIT_FAIL;
 	}
+	return GO_ON;
+}
 
+/* Attach the table, with --budget and --ttl; GO_ON, or EXIT_FAIL. */
+static int table_attach(void)
+{
 	shf_init();
 	g_shf = shf_attach(o_dir, o_name, 0);
 	if (!g_shf) {
@@ -1076,6 +1079,18 @@ int main(int argc, char **argv)
 		say("setting the budget or TTL: %s", strerror(errno));
 		return EXIT_FAIL;
 	}
+	return GO_ON;
+}
+
+/*
+ * Open the sidecar and lock it (one daemon per table), and take its epoch
+ * over; GO_ON, EXIT_FAIL, or EXIT_RUNNING if another daemon holds it.
+ */
+static int sidecar_claim(void)
+{
+	uint64_t gen;
+	pid_t other;
+
 	if (nc_side_open(&g_map, o_dir, o_name, 1, 1) < 0) {
 		say("%s/%s%s: %s%s", o_dir, o_name, NC_SUFFIX, strerror(errno),
 		    errno == EBADMSG || errno == EPROTO ?
@@ -1102,6 +1117,39 @@ int main(int argc, char **argv)
 	if (NC_GEN_STATE(gen) != SHF_NC_DOWN && other > 0 && !o_quiet)
 		say("taking over from pid %ld, which did not stop cleanly",
 		    (long)other);
+	return GO_ON;
+}
+
+/* SIGTERM and SIGINT stop the daemon; SIGPIPE and SIGHUP are ignored. */
+static void signals_set(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal; /* no SA_RESTART: poll() returns */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+}
+
+/*
+ * Everything before the first session: the table, the sidecar (DOWN in a
+ * new epoch, the table emptied, this daemon and its options published),
+ * the track socket, the signals; GO_ON, or an exit status.
+ */
+static int start_up(void)
+{
+	int rc;
+
+	rc = resources_get();
+	if (rc == GO_ON)
+		rc = table_attach();
+	if (rc == GO_ON)
+		rc = sidecar_claim();
+	if (rc != GO_ON)
+		return rc;
 	/* DOWN in a new epoch before anything else, then empty. */
 	go_down();
 	nc_store(&S->start_time, nc_proc_start_time(getpid()));
@@ -1111,18 +1159,22 @@ int main(int argc, char **argv)
 		say("track socket: %s", strerror(errno));
 		return EXIT_FAIL;
 	}
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal; /* no SA_RESTART: poll() returns */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-
+	signals_set();
 	if (!o_quiet)
 		say("started, pid %ld, epoch %" PRIu64, (long)getpid(),
 		    g_epoch);
+	return GO_ON;
+}
+
+/*
+ * Sessions until SIGTERM or SIGINT.  After each loss: DOWN, the error
+ * recorded (and logged once), then a backoff with jitter.
+ */
+static void serve(void)
+{
+	uint32_t backoff = BACKOFF_MIN_MS;
+	int reconnect = 0;
+
 	while (!g_stop) {
 		if (session() == 0 && g_stop)
 			break;
@@ -1148,6 +1200,11 @@ int main(int argc, char **argv)
 		idle(backoff - backoff / 5 +
 		     (uint32_t)(nc_mono_ms() % (backoff / 5 * 2 + 1)));
 	}
+}
+
+/* Stopped: DOWN, connections closed, the table and sidecar let go. */
+static void clean_up(void)
+{
 	set_state(SHF_NC_DOWN);
 	session_end();
 	if (!o_quiet)
@@ -1156,5 +1213,24 @@ int main(int argc, char **argv)
 	nc_side_close(&g_map);
 	nc_auth_clear(&g_auth);
 	free(g_pend);
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cmd;
+	int rc;
+
+	rc = parse_args(argc, argv, &cmd);
+	if (rc != GO_ON)
+		return rc;
+	if (cmd.stat)
+		return stat_print(cmd.format);
+	rc = config_check();
+	if (rc == GO_ON)
+		rc = start_up();
+	if (rc != GO_ON)
+		return rc;
+	serve();
+	clean_up();
 	return 0;
 }

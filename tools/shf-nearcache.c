@@ -613,6 +613,69 @@ static int conn_write(struct conn *k)
 /* ------------------------------------------------------------ session */
 
 /*
+ * A connection's turn before poll(): no PONG in time is a loss, a PING
+ * due is queued, what is queued is written; *wake is lowered to its next
+ * deadline.  1 if output still waits, 0 if not, -1 on loss.
+ */
+static int conn_tick(struct conn *k, int is_sub, uint64_t now, uint64_t *wake)
+{
+	int rc;
+
+	if (k->ping_out && now - k->ping_sent >= o_timeout_ms)
+		return fail("no PONG within %u ms (%s)", o_timeout_ms,
+			    is_sub ? "subscriber" : "fetch connection");
+	if (!k->ping_out && now >= k->next_ping && ping(k, is_sub, now) < 0)
+		return -1;
+	if (k->ping_out && k->ping_sent + o_timeout_ms < *wake)
+		*wake = k->ping_sent + o_timeout_ms;
+	if (!k->ping_out && k->next_ping < *wake)
+		*wake = k->next_ping;
+	rc = conn_write(k);
+	if (rc < 0)
+		return -1;
+	return !rc;
+}
+
+/*
+ * Wait (until wake at the latest) for the connections k (and their
+ * output where want_out) and the track socket, and handle what came;
+ * -1 on loss.
+ */
+static int conn_poll(struct conn *const k[2], const int want_out[2],
+		     uint64_t wake)
+{
+	struct pollfd pfd[3];
+	uint64_t now;
+	int i, n = 0;
+
+	for (i = 0; i < 2; i++) {
+		if (!k[i])
+			continue;
+		pfd[n].fd = k[i]->c->fd;
+		pfd[n].events = POLLIN | (want_out[i] ? POLLOUT : 0);
+		pfd[n++].revents = 0;
+	}
+	pfd[n].fd = g_tfd;
+	pfd[n].events = POLLIN;
+	pfd[n++].revents = 0;
+	now = nc_mono_ms();
+	if (poll(pfd, (nfds_t)n, wake > now ? (int)(wake - now) : 0) < 0 &&
+	    errno != EINTR)
+		return fail("poll: %s", strerror(errno));
+	for (i = 0, n = 0; i < 2; i++) {
+		if (!k[i])
+			continue;
+		if ((pfd[n].revents & (POLLIN | POLLHUP | POLLERR)) &&
+		    conn_read(k[i], i ? on_fetch_reply : on_sub_reply) < 0)
+			return -1;
+		n++;
+	}
+	if ((pfd[n].revents & POLLIN) && track_requests() < 0)
+		return -1;
+	return 0;
+}
+
+/*
  * The loop of a connected session: PINGs, replies, track requests.
  * Returns 1 once the subscription is confirmed (with until_synced set),
  * 0 when told to stop, -1 on loss (g_err says why).
@@ -620,9 +683,8 @@ static int conn_write(struct conn *k)
 static int run_loop(int until_synced)
 {
 	struct conn *k[2] = { &g_sub, o_bcast ? NULL : &g_fetch };
-	struct pollfd pfd[3];
 	uint64_t now, wake, synced;
-	int i, n, rc, want_out[2] = { 0, 0 };
+	int i, rc, want_out[2] = { 0, 0 };
 
 	for (;;) {
 		if (g_stop)
@@ -633,51 +695,12 @@ static int run_loop(int until_synced)
 		for (i = 0; i < 2; i++) {
 			if (!k[i])
 				continue;
-			if (k[i]->ping_out &&
-			    now - k[i]->ping_sent >= o_timeout_ms)
-				return fail("no PONG within %u ms (%s)",
-					    o_timeout_ms,
-					    i ? "fetch connection" :
-						"subscriber");
-			if (!k[i]->ping_out && now >= k[i]->next_ping &&
-			    ping(k[i], i == 0, now) < 0)
-				return -1;
-			if (k[i]->ping_out &&
-			    k[i]->ping_sent + o_timeout_ms < wake)
-				wake = k[i]->ping_sent + o_timeout_ms;
-			if (!k[i]->ping_out && k[i]->next_ping < wake)
-				wake = k[i]->next_ping;
-			rc = conn_write(k[i]);
+			rc = conn_tick(k[i], i == 0, now, &wake);
 			if (rc < 0)
 				return -1;
-			want_out[i] = !rc;
+			want_out[i] = rc;
 		}
-		n = 0;
-		for (i = 0; i < 2; i++) {
-			if (!k[i])
-				continue;
-			pfd[n].fd = k[i]->c->fd;
-			pfd[n].events = POLLIN | (want_out[i] ? POLLOUT : 0);
-			pfd[n++].revents = 0;
-		}
-		pfd[n].fd = g_tfd;
-		pfd[n].events = POLLIN;
-		pfd[n++].revents = 0;
-		now = nc_mono_ms();
-		if (poll(pfd, (nfds_t)n, wake > now ? (int)(wake - now) : 0) <
-			    0 &&
-		    errno != EINTR)
-			return fail("poll: %s", strerror(errno));
-		for (i = 0, n = 0; i < 2; i++) {
-			if (!k[i])
-				continue;
-			if ((pfd[n].revents & (POLLIN | POLLHUP | POLLERR)) &&
-			    conn_read(k[i], i ? on_fetch_reply : on_sub_reply) <
-				    0)
-				return -1;
-			n++;
-		}
-		if ((pfd[n].revents & POLLIN) && track_requests() < 0)
+		if (conn_poll(k, want_out, wake) < 0)
 			return -1;
 		synced = g_sub.synced;
 		if (k[1] && g_fetch.synced < synced)

@@ -803,14 +803,11 @@ static int workers_start(uint64_t hot)
 	return 0;
 }
 
-int ncb_run(const struct ncb_cfg *cfg, volatile sig_atomic_t *stop,
-	    FILE *live, struct ncb_res *res, const char **what)
+/* The configuration (ops 0: keys) checked and kept, the results zeroed;
+ * 0, or -1 after fail(). */
+static int cfg_init(const struct ncb_cfg *cfg, volatile sig_atomic_t *stop,
+		    struct ncb_res *res, const char **what)
 {
-	struct shf_nc_stats st0, st1;
-	struct shf_stats ts;
-	uint64_t hot, per_rec, budget, err = 0, i;
-	double secs;
-
 	memset(res, 0, sizeof(*res));
 	memset(&g, 0, sizeof(g));
 	g.cfg_copy = *cfg;
@@ -827,8 +824,17 @@ int ncb_run(const struct ncb_cfg *cfg, volatile sig_atomic_t *stop,
 		return fail(what, "nearcache: 1 to 64 processes, keys of 8 to "
 				  "64 bytes");
 	}
-	hot = cfg->keys < NCB_HOT_MAX ? cfg->keys : NCB_HOT_MAX;
-	res->hot = hot;
+	res->hot = cfg->keys < NCB_HOT_MAX ? cfg->keys : NCB_HOT_MAX;
+	return 0;
+}
+
+/* Redis (--redis, or a redis-server of our own), the two tables named
+ * and removed, every key SET; 0, or -1 after fail(). */
+static int redis_init(FILE *live, struct ncb_res *res, const char **what)
+{
+	const struct ncb_cfg *cfg = g.cfg;
+	int i;
+
 	if (cfg->redis) {
 		if (strlen(cfg->redis) >= sizeof(g.addr)) {
 			errno = EINVAL;
@@ -850,6 +856,16 @@ int ncb_run(const struct ncb_cfg *cfg, volatile sig_atomic_t *stop,
 	g.ntables = 2;
 	if (redis_fill(live) < 0)
 		return fail(what, "nearcache: filling Redis");
+	return 0;
+}
+
+/* The shared memory, the daemon of the first table, the Zipf draws and
+ * the hot keys, then the workers; 0, or -1 after fail(). */
+static int workers_init(uint64_t hot, const char **what)
+{
+	const struct ncb_cfg *cfg = g.cfg;
+	uint64_t i;
+
 	g.shm_size = sizeof(struct shm) + sizeof(struct wstat) * cfg->procs;
 	g.shm = mmap(NULL, g.shm_size, PROT_READ | PROT_WRITE,
 		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -868,11 +884,20 @@ int ncb_run(const struct ncb_cfg *cfg, volatile sig_atomic_t *stop,
 		key_of(g_hot_keys + i * (cfg->klen + 1), i, cfg->klen);
 	if (workers_start(hot) < 0)
 		return fail(what, "nearcache: fork");
+	return 0;
+}
 
-	/* 1. hits against GETs */
+/* 1. The hot keys read once, then local hits against Redis GETs; 0, or
+ * -1 after fail(). */
+static int hits_vs_gets(FILE *live, struct ncb_res *res, const char **what)
+{
+	const struct ncb_cfg *cfg = g.cfg;
+	struct shf_nc_stats st0, st1;
+	uint64_t err = 0;
+
 	fprintf(live, "nearcache: %u processes read %" PRIu64 " hot keys "
 		      "once, then %.1f s each of local hits and of Redis "
-		      "GETs\n", cfg->procs, hot, cfg->secs);
+		      "GETs\n", cfg->procs, res->hot, cfg->secs);
 	fflush(live);
 	if (run_all(RUN_WARM) < 0)
 		return fail(what, "nearcache: a worker failed");
@@ -892,15 +917,45 @@ int ncb_run(const struct ncb_cfg *cfg, volatile sig_atomic_t *stop,
 	/* Reads of the hit run that were not served from the table. */
 	res->hit_not_local += (st1.misses - st0.misses) +
 			      (st1.bypassed - st0.bypassed);
+	return 0;
+}
 
-	/* 2. SET to removal */
-	if (invalidation_run(res, hot, live) < 0)
+/* 2. SET to removal, then the first table's daemon stopped and the table
+ * removed; 0, or -1 after fail(). */
+static int set_to_removal(FILE *live, struct ncb_res *res, const char **what)
+{
+	if (invalidation_run(res, res->hot, live) < 0)
 		return fail(what, "nearcache: the invalidation run failed");
 	if (daemon_stop() < 0)
 		return fail(what, "nearcache: the daemon did not stop cleanly");
 	table_remove(g.table[0]);
+	return 0;
+}
 
-	/* 3. Zipf, with a budget that holds 20% of the keys */
+/* The Zipf table's keys and bytes now into res. */
+static void zipf_table_stats(struct ncb_res *res)
+{
+	SHF *shf = shf_attach_existing(g.tdir, g.table[1]);
+	struct shf_stats ts;
+
+	memset(&ts, 0, sizeof(ts));
+	if (shf) {
+		shf_get_stats(shf, &ts, sizeof(ts));
+		shf_detach(shf);
+	}
+	res->z_keys = ts.keys;
+	res->z_bytes_cached = ts.bytes_cached;
+}
+
+/* 3. Zipf reads, with a budget that holds 20% of the keys; 0, or -1
+ * after fail(). */
+static int zipf_hit_ratio(FILE *live, struct ncb_res *res, const char **what)
+{
+	const struct ncb_cfg *cfg = g.cfg;
+	struct shf_nc_stats st0, st1;
+	uint64_t per_rec, budget;
+	double secs;
+
 	per_rec = ((uint64_t)cfg->klen + 8 + cfg->vlen + 6 + 3) / 4 * 4;
 	budget = (cfg->keys + 4) / 5 * per_rec;
 	res->z_budget = budget;
@@ -931,17 +986,16 @@ int ncb_run(const struct ncb_cfg *cfg, volatile sig_atomic_t *stop,
 	res->z_fills = st1.fills - st0.fills;
 	res->z_races = st1.fill_races - st0.fill_races;
 	res->errors += st1.errors;
-	{
-		SHF *shf = shf_attach_existing(g.tdir, g.table[1]);
+	zipf_table_stats(res);
+	return 0;
+}
 
-		memset(&ts, 0, sizeof(ts));
-		if (shf) {
-			shf_get_stats(shf, &ts, sizeof(ts));
-			shf_detach(shf);
-		}
-		res->z_keys = ts.keys;
-		res->z_bytes_cached = ts.bytes_cached;
-	}
+/* The workers told to end and reaped, the daemon stopped, the tables,
+ * Redis and memory let go; 0, or -1 after fail(). */
+static int teardown(const char **what)
+{
+	unsigned i;
+
 	run_all(RUN_END);
 	for (i = 0; i < g.nkids; i++)
 		if (g.kids[i] > 0) {
@@ -952,6 +1006,21 @@ int ncb_run(const struct ncb_cfg *cfg, volatile sig_atomic_t *stop,
 	if (daemon_stop() < 0)
 		return fail(what, "nearcache: the daemon did not stop cleanly");
 	ncb_abort(); /* tables, Redis, memory */
+	return 0;
+}
+
+/* The phase, step by step (see shf-bench-nearcache.h); what a failed
+ * step leaves, ncb_abort() cleans up (die() calls it). */
+int ncb_run(const struct ncb_cfg *cfg, volatile sig_atomic_t *stop,
+	    FILE *live, struct ncb_res *res, const char **what)
+{
+	if (cfg_init(cfg, stop, res, what) < 0 ||
+	    redis_init(live, res, what) < 0 || workers_init(res->hot, what) < 0)
+		return -1;
+	if (hits_vs_gets(live, res, what) < 0 ||
+	    set_to_removal(live, res, what) < 0 ||
+	    zipf_hit_ratio(live, res, what) < 0 || teardown(what) < 0)
+		return -1;
 	res->ran = 1;
 	return 0;
 }

@@ -707,80 +707,114 @@ static uint64_t gather(struct ncb_lat *l, uint64_t *errors,
 
 /* ---------------------------------------------------- invalidation */
 
-static int invalidation_run(struct ncb_res *res, uint64_t hot, FILE *live)
+/* What the invalidation run uses. */
+struct inv {
+	redisContext *c;  /* the writer */
+	SHF_NC *nc;       /* the reader that fills the table */
+	SHF *shf;         /* the table, watched */
+	char key[80], *val;
+	uint64_t *lat, nlat; /* ns from SET to removal */
+};
+
+/* Open what the run uses, for n SETs; 0, or -1 (inv_close() then). */
+static int inv_open(struct inv *iv, uint64_t n)
+{
+	memset(iv, 0, sizeof(*iv));
+	iv->val = malloc(g.cfg->vlen + 1);
+	iv->c = connect_redis();
+	iv->nc = nc_open(g.table[0]);
+	iv->shf = shf_attach_existing(g.tdir, g.table[0]);
+	iv->lat = malloc(sizeof(*iv->lat) * (n ? n : 1));
+	if (!iv->c || !iv->nc || !iv->shf || !iv->val || !iv->lat)
+		return -1;
+	return 0;
+}
+
+/* Let go of what inv_open() got, all or part of it. */
+static void inv_close(struct inv *iv)
+{
+	if (iv->c)
+		redisFree(iv->c);
+	shf_nc_close(iv->nc);
+	if (iv->shf)
+		shf_detach(iv->shf);
+	free(iv->val);
+	free(iv->lat);
+}
+
+/*
+ * SET number i, of key k, timed until the key leaves the table: its
+ * latency into iv->lat, or a timeout counted in res; -1 if the SET failed.
+ */
+static int inv_one(struct inv *iv, uint64_t i, uint64_t k, struct ncb_res *res)
 {
 	const struct ncb_cfg *cfg = g.cfg;
-	uint64_t n = cfg->writes, i, t0, t1, *lat, nlat = 0, k;
-	uint64_t keys = hot < 1000 ? hot : 1000;
-	char key[80], *val = malloc(cfg->vlen + 1);
-	redisContext *c = connect_redis();
-	SHF_NC *nc = nc_open(g.table[0]);
-	SHF *shf = shf_attach_existing(g.tdir, g.table[0]);
+	uint32_t kl = key_of(iv->key, k, cfg->klen), len;
+	uint64_t t0, t1;
 	const char *v;
-	uint32_t kl, len;
 	redisReply *r;
 	int tries;
 
-	lat = malloc(sizeof(*lat) * (n ? n : 1));
-	if (!c || !nc || !shf || !val || !lat) {
-		if (c)
-			redisFree(c);
-		shf_nc_close(nc);
-		if (shf)
-			shf_detach(shf);
-		free(val);
-		free(lat);
+	/* The table holds the key (a fill may race: try again). */
+	for (tries = 0; tries < 10; tries++) {
+		shf_nc_get(iv->nc, iv->key, kl, &v, &len);
+		shf_make_hash(iv->key, kl);
+		if (shf_get_key_val_copy(iv->shf) == SHF_RET_KEY_FOUND)
+			break;
+	}
+	val_of(iv->val, k, cfg->vlen, (uint32_t)i + 1);
+	t0 = now_ns();
+	r = redisCommand(iv->c, "SET %b %b", iv->key, (size_t)kl, iv->val,
+			 (size_t)cfg->vlen);
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		if (r)
+			freeReplyObject(r);
+		return -1;
+	}
+	freeReplyObject(r);
+	for (;;) {
+		shf_make_hash(iv->key, kl);
+		if (shf_get_key_val_copy(iv->shf) != SHF_RET_KEY_FOUND) {
+			t1 = now_ns();
+			iv->lat[iv->nlat++] = t1 - t0;
+			return 0;
+		}
+		if (now_ns() - t0 > INV_TIMEOUT_NS) {
+			res->inv_timeouts++;
+			return 0;
+		}
+		sched_yield();
+	}
+}
+
+/* --nc-writes SETs, each timed until its key (of the first 1000 hot ones)
+ * leaves the table; into res.  0, or -1 if what it needs failed. */
+static int invalidation_run(struct ncb_res *res, uint64_t hot, FILE *live)
+{
+	uint64_t n = g.cfg->writes, i;
+	uint64_t keys = hot < 1000 ? hot : 1000;
+	struct inv iv;
+
+	if (inv_open(&iv, n) < 0) {
+		inv_close(&iv);
 		return -1;
 	}
 	fprintf(live, "nearcache: %" PRIu64 " SETs, each timed until its key "
 		      "leaves the table\n", n);
 	fflush(live);
 	for (i = 0; i < n && !*g.stop; i++) {
-		k = i % keys;
-		kl = key_of(key, k, cfg->klen);
-		/* The table holds the key (a fill may race: try again). */
-		for (tries = 0; tries < 10; tries++) {
-			shf_nc_get(nc, key, kl, &v, &len);
-			shf_make_hash(key, kl);
-			if (shf_get_key_val_copy(shf) == SHF_RET_KEY_FOUND)
-				break;
-		}
-		val_of(val, k, cfg->vlen, (uint32_t)i + 1);
-		t0 = now_ns();
-		r = redisCommand(c, "SET %b %b", key, (size_t)kl, val,
-				 (size_t)cfg->vlen);
-		if (!r || r->type == REDIS_REPLY_ERROR) {
-			if (r)
-				freeReplyObject(r);
+		if (inv_one(&iv, i, i % keys, res) < 0) {
 			res->errors++;
 			break;
-		}
-		freeReplyObject(r);
-		for (;;) {
-			shf_make_hash(key, kl);
-			if (shf_get_key_val_copy(shf) != SHF_RET_KEY_FOUND) {
-				t1 = now_ns();
-				lat[nlat++] = t1 - t0;
-				break;
-			}
-			if (now_ns() - t0 > INV_TIMEOUT_NS) {
-				res->inv_timeouts++;
-				break;
-			}
-			sched_yield();
 		}
 		if (live != stdout && (i + 1) % 20000 == 0) {
 			fprintf(live, "nearcache: %" PRIu64 " SETs\n", i + 1);
 			fflush(live);
 		}
 	}
-	res->inv_writes = nlat + res->inv_timeouts;
-	lat_of(lat, nlat, &res->inv_lat);
-	redisFree(c);
-	shf_nc_close(nc);
-	shf_detach(shf);
-	free(val);
-	free(lat);
+	res->inv_writes = iv.nlat + res->inv_timeouts;
+	lat_of(iv.lat, iv.nlat, &res->inv_lat);
+	inv_close(&iv);
 	return 0;
 }
 

@@ -551,17 +551,81 @@ static void redis_gets(redisContext *c, struct wstat *w, uint64_t range,
 	}
 }
 
-static __attribute__((noreturn)) void worker(unsigned idx, uint64_t hot)
+/* RUN_WARM: worker idx reads its share of the hot keys once, through a
+ * handle of its own, closed after: its counters reach the sidecar before
+ * the hit run. */
+static void warm_reads(unsigned idx, uint64_t hot, struct wstat *w)
 {
 	const struct ncb_cfg *cfg = g.cfg;
-	struct wstat *w = (struct wstat *)((char *)g.shm->w +
-					   idx * sizeof(struct wstat));
-	uint64_t seed = 0x9e3779b97f4a7c15ULL * (idx + 1), i;
-	redisContext *c = NULL;
-	SHF_NC *nc = NULL;
+	SHF_NC *nc = nc_open(g.table[0]);
 	const char *v;
 	uint32_t len, kl;
 	char key[80];
+	uint64_t i;
+
+	if (!nc)
+		_exit(2);
+	for (i = idx; i < hot; i += cfg->procs) {
+		kl = key_of(key, i, cfg->klen);
+		if (shf_nc_get(nc, key, kl, &v, &len) & SHF_RET_ERROR)
+			w->errors++;
+		w->ops++;
+	}
+	shf_nc_close(nc);
+}
+
+/*
+ * Run run of worker idx, into w.  *nc, the hit run's handle, stays open
+ * through the GET run.  Exits at RUN_END, or if it cannot open a handle
+ * or connect.
+ */
+static void worker_run(uint32_t run, unsigned idx, uint64_t hot,
+		       struct wstat *w, SHF_NC **nc, uint64_t *seed)
+{
+	const struct ncb_cfg *cfg = g.cfg;
+	redisContext *c;
+
+	switch (run) {
+	case RUN_WARM: /* each its share of the hot keys */
+		warm_reads(idx, hot, w);
+		break;
+	case RUN_HIT:
+		*nc = nc_open(g.table[0]);
+		if (!*nc)
+			_exit(2);
+		nc_reads(*nc, w, hot, 0, cfg->secs, 0, seed);
+		break;
+	case RUN_GET:
+		c = connect_redis();
+		if (!c)
+			_exit(3);
+		redis_gets(c, w, hot, cfg->secs, seed);
+		redisFree(c);
+		shf_nc_close(*nc);
+		*nc = NULL;
+		break;
+	case RUN_ZWARM:
+	case RUN_ZIPF:
+		*nc = nc_open(g.table[1]);
+		if (!*nc)
+			_exit(4);
+		nc_reads(*nc, w, 0, cfg->ops / cfg->procs, 0, 1, seed);
+		shf_nc_close(*nc); /* its counters to the sidecar */
+		*nc = NULL;
+		break;
+	default:
+		_exit(0);
+	}
+}
+
+/* Worker idx (a forked process): each run the parent starts, done, its
+ * counts and latencies in its struct wstat, until RUN_END. */
+static __attribute__((noreturn)) void worker(unsigned idx, uint64_t hot)
+{
+	struct wstat *w = (struct wstat *)((char *)g.shm->w +
+					   idx * sizeof(struct wstat));
+	uint64_t seed = 0x9e3779b97f4a7c15ULL * (idx + 1);
+	SHF_NC *nc = NULL;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	shf_init();
@@ -573,49 +637,7 @@ static __attribute__((noreturn)) void worker(unsigned idx, uint64_t hot)
 		if (line(run) < 0)
 			_exit(1);
 		memset(w, 0, offsetof(struct wstat, lat));
-		switch (run) {
-		case RUN_WARM: /* each its share of the hot keys */
-			nc = nc_open(g.table[0]);
-			if (!nc)
-				_exit(2);
-			for (i = idx; i < hot; i += cfg->procs) {
-				kl = key_of(key, i, cfg->klen);
-				if (shf_nc_get(nc, key, kl, &v, &len) &
-				    SHF_RET_ERROR)
-					w->errors++;
-				w->ops++;
-			}
-			/* Its counters to the sidecar, before the hit run. */
-			shf_nc_close(nc);
-			nc = NULL;
-			break;
-		case RUN_HIT:
-			nc = nc_open(g.table[0]);
-			if (!nc)
-				_exit(2);
-			nc_reads(nc, w, hot, 0, cfg->secs, 0, &seed);
-			break;
-		case RUN_GET:
-			c = connect_redis();
-			if (!c)
-				_exit(3);
-			redis_gets(c, w, hot, cfg->secs, &seed);
-			redisFree(c);
-			shf_nc_close(nc);
-			nc = NULL;
-			break;
-		case RUN_ZWARM:
-		case RUN_ZIPF:
-			nc = nc_open(g.table[1]);
-			if (!nc)
-				_exit(4);
-			nc_reads(nc, w, 0, cfg->ops / cfg->procs, 0, 1, &seed);
-			shf_nc_close(nc); /* its counters to the sidecar */
-			nc = NULL;
-			break;
-		default:
-			_exit(0);
-		}
+		worker_run(run, idx, hot, w, &nc, &seed);
 		__atomic_add_fetch(&g.shm->done, 1, __ATOMIC_SEQ_CST);
 	}
 }

@@ -1,0 +1,838 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * check_hostile.c - whatever another process writes into a table's file,
+ * a process using the table gets errors or wrong answers, never a signal,
+ * an exit or a hang (libshf(7), SECURITY).
+ *
+ * Per trial: a table of one kind (small records, large records, fixed
+ * lengths, cache mode with a default TTL, a byte budget and leases, queues
+ * with items on them, the log's region) is copied from a template made at
+ * start-up; a child attaches it and runs a random mix of every call that
+ * kind has (gets, puts, deletes, adds, updates, UID gets, batched gets,
+ * shf_iterate(), shf_check(), shf_expire(), leases, queue pushes, pulls and
+ * flushes, log appends) for a while, then detaches and exits 0.  Damage is
+ * 1 to 8 bytes at a random offset of the file (random values, a quarter of
+ * them runs of 0x00 or 0xff), written with pwrite():
+ *  - cold: up to a few thousand such writes before the child attaches;
+ *  - live: one every ~200 us while the child runs.
+ * The child must exit normally with 0 within 10 s (times
+ * CK_TIMEOUT_MULTIPLIER); on a timeout it is SIGKILLed (after its stacks
+ * are printed, where gdb is installed) and the trial fails.  A failing
+ * trial prints its seed; SHF_HOSTILE_SEED=SEED CK_RUN_CASE=CASE
+ * SHF_HOSTILE_TRIALS=1 replays it (live damage depends on timing too).
+ *
+ * SHF_HOSTILE_TRIALS: trials per case (make check: 8; make soak sets
+ * SHF_SOAK_TRIALS, default 2000, spread over the 12 cases).  Each child may
+ * grow its file to SHF_HOSTILE_FILE_MAX bytes at most (RLIMIT_FSIZE,
+ * default 256 MiB); one trial's file exists at a time.
+ *
+ * A white-box test: the "findings" case includes lib/table.h to write the
+ * exact words of the regressions that this torture found.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "shf.h"
+#include "shf-test.h"
+
+/* ------------------------------------------------------------- kinds */
+
+enum kind { HK_SMALL, HK_LARGE, HK_FIXED, HK_CACHE, HK_QUEUE, HK_LOG, HK_NKINDS };
+static const char *const kind_names[HK_NKINDS] = {
+	"small", "large", "fixed", "cache", "queue", "log",
+};
+/* Keys of each kind's template. */
+static const uint32_t kind_keys[HK_NKINDS] = { 20000, 3000, 20000,
+					    20000, 5000,  5000 };
+
+#define KLEN 12 /* "k%011u" */
+#define FIXED_VLEN 8
+#define QS 4
+#define Q_ITEMS 2000
+#define Q_ITEM_SIZE 64
+#define LOG_SIZE 65536
+#define RUN_MS 250 /* how long a child works */
+#define OPS_MAX 40000
+#define FILE_MAX_DEFAULT (256ULL << 20)
+
+struct tmpl {
+	uint8_t *buf;
+	size_t len;
+};
+static struct tmpl tmpl[HK_NKINDS];
+
+static uint32_t trials_per_case = 8;
+static uint64_t seed_given, seed_base;
+static int have_seed;
+static uint64_t file_max = FILE_MAX_DEFAULT;
+
+/* ---------------------------------------------------------- randomness */
+
+static uint64_t mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s += 0x9e3779b97f4a7c15ULL;
+	return mix64(*s);
+}
+
+static uint32_t below(uint64_t *s, uint32_t n)
+{
+	return n ? (uint32_t)(rnd(s) % n) : 0;
+}
+
+/* -------------------------------------------------------- keys, values */
+
+static uint32_t key_of(char *buf, uint32_t i)
+{
+	return (uint32_t)sprintf(buf, "k%011u", i);
+}
+
+static uint32_t ckey_of(char *buf, uint32_t i)
+{
+	return (uint32_t)sprintf(buf, "c%011u", i);
+}
+
+/* Length of a value of kind k (seed r). */
+static uint32_t vlen_of(enum kind k, uint64_t r)
+{
+	switch (k) {
+	case HK_FIXED:
+		return FIXED_VLEN;
+	case HK_LARGE:
+		if (r % 97 == 0)
+			return 70000 + (uint32_t)(r % 5000);
+		return 1024 + (uint32_t)(r % 3072);
+	case HK_SMALL:
+		return 8;
+	default:
+		return 1 + (uint32_t)(r % 64);
+	}
+}
+
+static char vbuf[80000];
+
+/* ----------------------------------------------------------- templates */
+
+static int quiet_cb(const char *key, uint32_t key_len, const char *val,
+		    uint32_t val_len, uint32_t uid, void *arg)
+{
+	(void)key, (void)key_len, (void)val, (void)val_len, (void)uid;
+	++*(uint64_t *)arg;
+	return 0;
+}
+
+static void tmpl_fill(SHF *shf, enum kind k)
+{
+	uint64_t r = 0x7e3a11 + k;
+	char key[32];
+	uint32_t i, n = kind_keys[k];
+
+	for (i = 0; i < n; i++) {
+		uint32_t len = vlen_of(k, rnd(&r));
+
+		shf_test_pattern(vbuf, len, i);
+		shf_make_hash(key, key_of(key, i));
+		if (k == HK_CACHE && i % 7 == 0)
+			shf_put_key_val_ttl(shf, vbuf, len, i % 2 ? 1 : 600000);
+		else
+			shf_put_key_val(shf, vbuf, len);
+	}
+	for (i = 0; i < n; i += 10) { /* free lists */
+		shf_make_hash(key, key_of(key, i));
+		shf_del_key_val(shf);
+	}
+	for (i = 0; i < 200; i++) { /* counters */
+		shf_make_hash(key, ckey_of(key, i));
+		shf_add_key_val(shf, (long)i + 1);
+	}
+}
+
+/* Build the template of kind k into tmpl[k] (the file is then removed). */
+static void tmpl_make(enum kind k)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], tag[32], key[32];
+	struct stat st;
+	uint64_t n = 0;
+	SHF *shf;
+	int fd;
+
+	snprintf(tag, sizeof(tag), "tmpl-%s", kind_names[k]);
+	shf_test_name(name, sizeof(name), tag);
+	shf_test_file(path, sizeof(path), name);
+	unlink(path);
+	shf = shf_attach(shf_test_dir(), name, 0);
+	if (!shf) {
+		fprintf(stderr, "template %s: %s\n", name, strerror(errno));
+		exit(99);
+	}
+	if (k == HK_FIXED)
+		shf_set_is_fixed_len(shf, KLEN, FIXED_VLEN);
+	if (k == HK_CACHE) {
+		shf_set_ttl_default(shf, 600000);
+		/* about two thirds of what the keys need: eviction runs */
+		shf_set_byte_budget(shf, 20000ULL * 40);
+	}
+	if (k == HK_QUEUE) {
+		uint32_t q, i;
+
+		if (!shf_q_new(shf, QS, Q_ITEMS, Q_ITEM_SIZE, 2)) {
+			fprintf(stderr, "template queue: %s\n", strerror(errno));
+			exit(99);
+		}
+		shf_q_new_name(shf, "qid-a", 5);
+		for (i = 0; i < Q_ITEMS / 2; i++) { /* items on every queue */
+			uint32_t qiid = shf_q_pull_tail(shf, 0);
+
+			if (qiid == SHF_QIID_NONE)
+				break;
+			q = 1 + i % (QS - 1);
+			shf_q_push_head(shf, q, qiid);
+		}
+	}
+	if (k == HK_LOG) {
+		int dn = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		uint32_t i;
+
+		if (shf_log_thread_new(shf, LOG_SIZE, dn) != SHF_RET_OK) {
+			fprintf(stderr, "template log: %s\n", strerror(errno));
+			exit(99);
+		}
+		for (i = 0; i < 100; i++)
+			shf_log_append(shf, "template line\n", 14);
+		shf_log_thread_del(shf);
+		close(dn);
+	}
+	tmpl_fill(shf, k);
+	if (k == HK_CACHE) {
+		uint32_t i;
+
+		for (i = 0; i < 20; i++) { /* leases held by a live process */
+			shf_make_hash(key, (uint32_t)sprintf(key, "lease-%u", i));
+			shf_get_key_val_copy_or_lease(shf, 600000, 0);
+		}
+	}
+	shf_iterate(shf, quiet_cb, &n);
+	shf_detach(shf);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "template %s: %s\n", path, strerror(errno));
+		exit(99);
+	}
+	tmpl[k].len = (size_t)st.st_size;
+	tmpl[k].buf = malloc(tmpl[k].len);
+	if (!tmpl[k].buf || pread(fd, tmpl[k].buf, tmpl[k].len, 0) !=
+				    (ssize_t)tmpl[k].len) {
+		fprintf(stderr, "template %s: read failed\n", path);
+		exit(99);
+	}
+	close(fd);
+	unlink(path);
+}
+
+/* ---------------------------------------------------------------- damage */
+
+/*
+ * One damage: 1..8 bytes at a random offset below size; a quarter of them
+ * a run of 0x00 or 0xff, the others random.  Offsets: mostly anywhere,
+ * some in the first 1 MiB (header, shard descriptors, the first
+ * segments), where every word matters.
+ */
+static void damage_one(int fd, uint64_t size, uint64_t *rs)
+{
+	unsigned char b[8];
+	uint32_t len = 1 + below(rs, 8), i;
+	uint64_t off, r = rnd(rs);
+
+	if (size <= 8)
+		return;
+	if (r % 4 == 0)
+		memset(b, (r >> 8) & 1 ? 0xff : 0x00, len);
+	else
+		for (i = 0; i < len; i++)
+			b[i] = (unsigned char)rnd(rs);
+	if ((r >> 16) % 3 == 0 && size > (1u << 20))
+		off = rnd(rs) % (1u << 20);
+	else
+		off = rnd(rs) % (size - len);
+	if (pwrite(fd, b, len, (off_t)off) < 0)
+		return;
+}
+
+/* ----------------------------------------------------------- the child */
+
+struct child {
+	enum kind k;
+	int live;
+	uint64_t seed;
+	char name[SHF_TEST_NAME_MAX];
+};
+
+static uint32_t uids[64];
+
+static int walk_cb(const char *key, uint32_t key_len, const char *val,
+		   uint32_t val_len, uint32_t uid, void *arg)
+{
+	uint64_t *n = arg;
+	volatile char sink;
+
+	if (key_len)
+		sink = key[key_len - 1];
+	if (val_len)
+		sink = val[val_len - 1];
+	(void)sink;
+	if (uid != SHF_UID_NONE)
+		uids[*n % 64] = uid;
+	return ++*n > 100000;
+}
+
+static uint32_t upd_cb(const char *val, uint32_t val_len)
+{
+	if (val_len)
+		((char *)val)[0] ^= 1;
+	return SHF_RET_OK;
+}
+
+static void touch(const void *p, uint32_t len)
+{
+	volatile char sink;
+
+	if (p && len)
+		sink = ((const volatile char *)p)[len - 1];
+	(void)sink;
+}
+
+/* One key-value operation of the mix. */
+static void op_kv(SHF *shf, enum kind k, uint64_t *rs, uint32_t nkeys)
+{
+	char key[32], old[16];
+	uint32_t i = below(rs, nkeys + nkeys / 4), len, op = below(rs, 24);
+	uint32_t uid = uids[below(rs, 64)];
+
+	shf_make_hash(key, key_of(key, i));
+	len = vlen_of(k, rnd(rs));
+	switch (op) {
+	case 0: case 1: case 2: case 3:
+		shf_get_key_val_copy(shf);
+		if (shf_uid != SHF_UID_NONE)
+			uids[i % 64] = shf_uid;
+		break;
+	case 4:
+		shf_get_key_key_copy(shf);
+		break;
+	case 5:
+		if (shf_get_key_val_addr(shf) == SHF_RET_KEY_FOUND)
+			touch(shf_val_addr, shf_val_len);
+		break;
+	case 6: case 7: case 8:
+		shf_test_pattern(vbuf, len, i);
+		shf_put_key_val(shf, vbuf, len);
+		if (shf_uid != SHF_UID_NONE)
+			uids[i % 64] = shf_uid;
+		break;
+	case 9:
+		shf_put_key_val_if_absent(shf, vbuf, len);
+		break;
+	case 10:
+		shf_replace_key_val(shf, vbuf, len);
+		break;
+	case 11:
+		memset(old, 0, sizeof(old));
+		shf_cas_key_val(shf, old, k == HK_FIXED ? FIXED_VLEN : 4, vbuf,
+				len);
+		break;
+	case 12: case 13:
+		shf_del_key_val(shf);
+		break;
+	case 14:
+		shf_upd_callback_set(upd_cb);
+		shf_upd_key_val(shf);
+		break;
+	case 15: case 16:
+		shf_make_hash(key, ckey_of(key, below(rs, 256)));
+		if (below(rs, 2))
+			shf_add_key_val(shf, (long)below(rs, 7) - 3);
+		else
+			shf_add_key_val_atom(shf, 1);
+		break;
+	case 17:
+		shf_get_uid_val_copy(shf, uid);
+		break;
+	case 18:
+		shf_get_uid_key_copy(shf, uid);
+		break;
+	case 19:
+		if (shf_get_uid_val_addr(shf, uid) == SHF_RET_KEY_FOUND)
+			touch(shf_val_addr, shf_val_len);
+		break;
+	case 20:
+		shf_add_uid_val(shf, uid, 1);
+		break;
+	case 21:
+		shf_upd_callback_set(upd_cb);
+		shf_upd_uid_val(shf, uid);
+		break;
+	case 22:
+		if (below(rs, 8) == 0)
+			shf_del_uid_val(shf, uid);
+		else
+			shf_get_uid_val_copy(shf, (uint32_t)rnd(rs));
+		break;
+	default:
+		shf_ttl = below(rs, 2) ? 0x12345678u : 0; /* conditional */
+		shf_del_key_val(shf);
+		break;
+	}
+}
+
+/* Operations on the whole table: walks, batches, checks. */
+static void op_table(SHF *shf, uint64_t *rs, uint32_t nkeys)
+{
+	static char bkeys[16][32];
+	static const char *kp[16];
+	static uint32_t kl[16], lens[16], buids[16];
+	static uint64_t offs[16];
+	static char buf[1 << 16];
+	struct shf_stats st;
+	uint32_t i, win = below(rs, 256), tab = 0;
+	uint64_t n = 0;
+
+	switch (below(rs, 8)) {
+	case 0:
+		shf_iterate(shf, walk_cb, &n);
+		break;
+	case 1:
+		for (i = 0; i < 16; i++) {
+			kl[i] = key_of(bkeys[i], below(rs, nkeys));
+			kp[i] = bkeys[i];
+		}
+		shf_get_key_val_copy_batch(shf, 16, kp, kl, buf, sizeof(buf),
+					   offs, lens, buids);
+		break;
+	case 2:
+		shf_check(shf, 0, NULL, NULL);
+		break;
+	case 3:
+		shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+		break;
+	case 4:
+		shf_expire(shf, 1 + below(rs, 512));
+		break;
+	case 5:
+		shf_get_stats(shf, &st, sizeof(st));
+		shf_debug_get_garbage(shf);
+		break;
+	case 6:
+		shf_tab_copy_iterate(shf, &win, &tab);
+		break;
+	default:
+		shf_get_key_val_copy_batch(shf, 0, NULL, NULL, NULL, 0, NULL,
+					   NULL, NULL);
+		break;
+	}
+}
+
+/* Cache mode: TTLs, leases, budget. */
+static void op_cache(SHF *shf, uint64_t *rs, uint32_t nkeys)
+{
+	char key[32];
+	uint32_t i = below(rs, nkeys), len = vlen_of(HK_CACHE, rnd(rs));
+
+	shf_make_hash(key, key_of(key, i));
+	switch (below(rs, 7)) {
+	case 0:
+		shf_put_key_val_ttl(shf, vbuf, len, below(rs, 3) ? 60000 : 1);
+		break;
+	case 1:
+		shf_get_key_ttl(shf);
+		break;
+	case 2:
+		shf_make_hash(key, (uint32_t)sprintf(key, "lease-%u",
+						     below(rs, 40)));
+		if (shf_get_key_val_copy_or_lease(shf, 1 + below(rs, 50),
+						  below(rs, 3)) ==
+		    (SHF_RET_KEY_NONE | SHF_RET_LEASED) && below(rs, 2))
+			shf_put_key_val_if_leased(shf, vbuf, len, 60000);
+		break;
+	case 3:
+		shf_put_key_val_if_leased(shf, vbuf, len, 0);
+		break;
+	case 4:
+		if (below(rs, 16) == 0)
+			shf_set_byte_budget(shf, 400000 + below(rs, 800000));
+		break;
+	case 5:
+		if (below(rs, 16) == 0)
+			shf_set_ttl_default(shf, below(rs, 2) ? 600000 : 5);
+		break;
+	default:
+		shf_expire(shf, below(rs, 64));
+		break;
+	}
+}
+
+static void op_queue(SHF *shf, uint64_t *rs)
+{
+	uint32_t q = below(rs, 8) ? below(rs, QS) : (uint32_t)rnd(rs);
+	uint32_t qiid;
+
+	switch (below(rs, 8)) {
+	case 0:
+	case 1:
+		qiid = shf_q_pull_tail(shf, q);
+		if (qiid != SHF_QIID_NONE) {
+			touch(shf_qiid_addr, shf_qiid_addr_len);
+			shf_q_push_head(shf, below(rs, QS), qiid);
+		}
+		break;
+	case 2:
+		qiid = shf_q_pull_tail(shf, q);
+		if (qiid != SHF_QIID_NONE)
+			shf_q_push_head_pull_tail(shf, below(rs, QS), qiid,
+						  below(rs, QS));
+		break;
+	case 3:
+		shf_q_flush(shf, q);
+		break;
+	case 4:
+		qiid = shf_q_take_item(shf, below(rs, Q_ITEMS + 8));
+		if (qiid != SHF_QIID_NONE)
+			shf_q_push_head(shf, below(rs, QS), qiid);
+		break;
+	case 5:
+		shf_q_get_name(shf, "qid-a", 5);
+		shf_q_is_ready(shf);
+		break;
+	case 6:
+		shf_q_get(shf);
+		break;
+	default:
+		shf_q_push_head(shf, q, (uint32_t)rnd(rs) % (Q_ITEMS + 8));
+		break;
+	}
+}
+
+static void op_log(SHF *shf, uint64_t *rs)
+{
+	char line[160];
+	int n = snprintf(line, sizeof(line), "line %" PRIu64 " of a child\n",
+			 rnd(rs) % 100000);
+
+	if (below(rs, 8) == 0)
+		shf_log_fprintf(stdout, "fprintf %u\n", below(rs, 1000));
+	else
+		shf_log_append(shf, line, (uint32_t)n);
+}
+
+static double test_ms(void)
+{
+	return shf_test_now() * 1e3;
+}
+
+/* The child: attach, work for RUN_MS, detach; 0 unless the test broke. */
+static int child_run(const struct child *c)
+{
+	uint32_t nkeys = kind_keys[c->k], ops;
+	uint64_t rs = c->seed ^ 0xc411d;
+	struct rlimit rl = { file_max, file_max };
+	double end;
+	int dn = -1, logging = 0;
+	SHF *shf;
+
+	/* a table damaged to want more and more room gets EFBIG */
+	signal(SIGXFSZ, SIG_IGN);
+	setrlimit(RLIMIT_FSIZE, &rl);
+	shf_init();
+	shf = shf_attach_existing(shf_test_dir(), c->name);
+	if (!shf)
+		return 0; /* refused: an error is a fine answer */
+	if (c->k == HK_QUEUE)
+		shf_q_get(shf);
+	if (c->k == HK_LOG) {
+		dn = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		logging = shf_log_thread_new(shf, 0, dn) == SHF_RET_OK;
+		if (!logging)
+			shf_log_attach_existing(shf);
+	}
+	end = test_ms() + RUN_MS;
+	for (ops = 0; ops < OPS_MAX; ops++) {
+		uint32_t what = below(&rs, 100);
+
+		if ((ops & 31) == 0 && test_ms() > end)
+			break;
+		if (what < 3)
+			op_table(shf, &rs, nkeys);
+		else if (c->k == HK_CACHE && what < 30)
+			op_cache(shf, &rs, nkeys);
+		else if (c->k == HK_QUEUE && what < 40)
+			op_queue(shf, &rs);
+		else if (c->k == HK_LOG && what < 30)
+			op_log(shf, &rs);
+		else
+			op_kv(shf, c->k, &rs, nkeys);
+	}
+	if (logging)
+		shf_log_thread_del(shf);
+	else if (c->k == HK_LOG)
+		shf_log_detach_existing(shf);
+	shf_detach(shf);
+	if (dn >= 0)
+		close(dn);
+	return 0;
+}
+
+/* ----------------------------------------------------------- the parent */
+
+/* Print the stacks of a process that hangs (gdb, if installed). */
+static void show_stacks(pid_t pid)
+{
+	char cmd[256], path[64], buf[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = 0;
+			fprintf(stderr, "hung child %d waits in %s\n", (int)pid,
+				buf);
+		}
+		close(fd);
+	}
+	if (access("/usr/bin/gdb", X_OK) == 0) {
+		snprintf(cmd, sizeof(cmd),
+			 "/usr/bin/gdb -p %d -batch -nx -ex 'thread apply all "
+			 "bt' </dev/null 2>/dev/null | grep -v '^\\[' >&2",
+			 (int)pid);
+		if (system(cmd) < 0)
+			fprintf(stderr, "gdb: %s\n", strerror(errno));
+	}
+}
+
+static uint64_t trial_seed(int kase, uint32_t i)
+{
+	if (have_seed)
+		return i == 0 ? seed_given : mix64(seed_given + i);
+	return mix64(seed_base + (uint64_t)kase * 1000003u + i);
+}
+
+/* Write the template of kind k as the trial's table; its descriptor. */
+static int trial_file(enum kind k, const char *name)
+{
+	char path[SHF_TEST_PATH_MAX];
+	size_t done = 0;
+	int fd;
+
+	shf_test_file(path, sizeof(path), name);
+	unlink(path);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	while (done < tmpl[k].len) {
+		ssize_t n = write(fd, tmpl[k].buf + done, tmpl[k].len - done);
+
+		ck_assert_msg(n > 0, "write %s: %s", path, strerror(errno));
+		done += (size_t)n;
+	}
+	return fd;
+}
+
+static uint64_t file_size(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void trial(enum kind k, int live, uint32_t i)
+{
+	int kase = (int)k * 2 + live;
+	struct child c;
+	char path[SHF_TEST_PATH_MAX];
+	double limit = 10.0 * shf_test_multiplier(), t0, t;
+	uint64_t rs, size, writes = 0;
+	int fd, status = 0, done = 0;
+	pid_t pid;
+
+	memset(&c, 0, sizeof(c));
+	c.k = k;
+	c.live = live;
+	c.seed = trial_seed(kase, i);
+	rs = c.seed;
+	snprintf(path, sizeof(path), "%s-%s", kind_names[k],
+		 live ? "live" : "cold");
+	shf_test_name(c.name, sizeof(c.name), path);
+	fd = trial_file(k, c.name);
+	size = file_size(fd);
+	if (!live) {
+		/* from one write to a few thousand, most often a few hundred */
+		uint32_t nw = 1 + below(&rs, 1u << (1 + below(&rs, 12)));
+
+		for (; writes < nw; writes++)
+			damage_one(fd, size, &rs);
+	}
+	fflush(NULL);
+	t0 = shf_test_now();
+	pid = fork();
+	ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(fd);
+		_exit(child_run(&c));
+	}
+	while (!done) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		t = shf_test_now() - t0;
+		if (t > limit) {
+			show_stacks(pid);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			done = -1;
+			break;
+		}
+		if (live) {
+			if ((writes & 63) == 0)
+				size = file_size(fd);
+			damage_one(fd, size, &rs);
+			writes++;
+			usleep(200);
+		} else {
+			usleep(2000);
+		}
+	}
+	t = shf_test_now() - t0;
+	close(fd);
+	shf_test_file(path, sizeof(path), c.name);
+	unlink(path);
+	if (done < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fprintf(stderr,
+			"FAILED trial: kind %s, %s, %" PRIu64 " damage writes; "
+			"replay: SHF_HOSTILE_SEED=%#" PRIx64 " CK_RUN_CASE=%s-%s "
+			"SHF_HOSTILE_TRIALS=1\n",
+			kind_names[k], live ? "live" : "cold", writes, c.seed,
+			kind_names[k], live ? "live" : "cold");
+	ck_assert_msg(done == 0, "seed %#" PRIx64 ": child hung (killed after "
+		      "%.1f s)", c.seed, t);
+	ck_assert_msg(!WIFSIGNALED(status),
+		      "seed %#" PRIx64 ": child died of signal %d (%s)", c.seed,
+		      WTERMSIG(status), strsignal(WTERMSIG(status)));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "seed %#" PRIx64 ": child exited with %d", c.seed,
+		      WEXITSTATUS(status));
+}
+
+START_TEST(test_small_cold) { trial(HK_SMALL, 0, (uint32_t)_i); }
+END_TEST
+START_TEST(test_small_live) { trial(HK_SMALL, 1, (uint32_t)_i); }
+END_TEST
+START_TEST(test_large_cold) { trial(HK_LARGE, 0, (uint32_t)_i); }
+END_TEST
+START_TEST(test_large_live) { trial(HK_LARGE, 1, (uint32_t)_i); }
+END_TEST
+START_TEST(test_fixed_cold) { trial(HK_FIXED, 0, (uint32_t)_i); }
+END_TEST
+START_TEST(test_fixed_live) { trial(HK_FIXED, 1, (uint32_t)_i); }
+END_TEST
+START_TEST(test_cache_cold) { trial(HK_CACHE, 0, (uint32_t)_i); }
+END_TEST
+START_TEST(test_cache_live) { trial(HK_CACHE, 1, (uint32_t)_i); }
+END_TEST
+START_TEST(test_queue_cold) { trial(HK_QUEUE, 0, (uint32_t)_i); }
+END_TEST
+START_TEST(test_queue_live) { trial(HK_QUEUE, 1, (uint32_t)_i); }
+END_TEST
+START_TEST(test_log_cold) { trial(HK_LOG, 0, (uint32_t)_i); }
+END_TEST
+START_TEST(test_log_live) { trial(HK_LOG, 1, (uint32_t)_i); }
+END_TEST
+
+/* Does CK_RUN_CASE (if set) name a case of kind k? */
+static int kind_wanted(enum kind k)
+{
+	const char *c = getenv("CK_RUN_CASE");
+	size_t n = strlen(kind_names[k]);
+
+	return !c || !*c || (!strncmp(c, kind_names[k], n) && c[n] == '-');
+}
+
+/* A case of trials_per_case trials. */
+#define HOSTILE_CASE(s, name, test)                                      \
+	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0,        \
+			    (int)trials_per_case)
+
+static Suite *hostile_suite(void)
+{
+	Suite *s = suite_create("hostile");
+
+	HOSTILE_CASE(s, "small-cold", test_small_cold);
+	HOSTILE_CASE(s, "small-live", test_small_live);
+	HOSTILE_CASE(s, "large-cold", test_large_cold);
+	HOSTILE_CASE(s, "large-live", test_large_live);
+	HOSTILE_CASE(s, "fixed-cold", test_fixed_cold);
+	HOSTILE_CASE(s, "fixed-live", test_fixed_live);
+	HOSTILE_CASE(s, "cache-cold", test_cache_cold);
+	HOSTILE_CASE(s, "cache-live", test_cache_live);
+	HOSTILE_CASE(s, "queue-cold", test_queue_cold);
+	HOSTILE_CASE(s, "queue-live", test_queue_live);
+	HOSTILE_CASE(s, "log-cold", test_log_cold);
+	HOSTILE_CASE(s, "log-live", test_log_live);
+	return s;
+}
+
+int main(void)
+{
+	const char *e;
+	int k;
+
+	shf_test_init();
+	e = getenv("SHF_HOSTILE_TRIALS");
+	if (e && *e)
+		trials_per_case = (uint32_t)strtoul(e, NULL, 0);
+	e = getenv("SHF_HOSTILE_FILE_MAX");
+	if (e && *e)
+		file_max = strtoull(e, NULL, 0);
+	e = getenv("SHF_HOSTILE_SEED");
+	if (e && *e) {
+		seed_given = strtoull(e, NULL, 0);
+		have_seed = 1;
+	}
+	seed_base = mix64((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
+	printf("check_hostile: %u trial(s) per case, base seed %#" PRIx64
+	       "%s\n",
+	       trials_per_case, have_seed ? seed_given : seed_base,
+	       have_seed ? " (given)" : "");
+	fflush(stdout);
+	for (k = 0; k < HK_NKINDS; k++)
+		if (kind_wanted((enum kind)k))
+			tmpl_make((enum kind)k);
+	return shf_test_main(hostile_suite());
+}

@@ -136,7 +136,43 @@ static int tid_maps_file(pid_t tid, uint64_t dev, uint64_t ino)
 	return found;
 }
 
-/* Make a lock whose owner is gone (or never held it) look dead. */
+/* PF_KTHREAD of include/linux/sched.h: the flags of a kernel thread. */
+#define SHF_PF_KTHREAD 0x00200000u
+
+/*
+ * Is tid a kernel thread (its flags in /proc/TID/stat, which anybody may
+ * read)?  Kernel threads never hold a lock in a process's memory, and their
+ * maps are empty, which tid_maps_file() cannot tell from unreadable.
+ */
+static int tid_is_kthread(pid_t tid)
+{
+	char path[40], buf[512], *p;
+	unsigned int flags;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* "pid (comm) state ppid pgrp session tty tpgid flags ..." */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %u", &flags) != 1)
+		return 0;
+	return (flags & SHF_PF_KTHREAD) != 0;
+}
+
+/*
+ * Make a lock whose owner is gone (or never held it) look dead.  Never
+ * held it: a thread that provably does not map the lock's file, a kernel
+ * thread, or the very thread that waits (the library never takes a lock it
+ * holds): words that only another process's writes can have put there.
+ */
 static void mutex_release_stale(pthread_mutex_t *m,
 				const struct shf_lock_site *site)
 {
@@ -146,7 +182,8 @@ static void mutex_release_stale(pthread_mutex_t *m,
 
 	if (!tid || (v & FUTEX_OWNER_DIED))
 		return;
-	if (kill(tid, 0) == 0 || errno != ESRCH) {
+	if (tid != (pid_t)syscall(SYS_gettid) && !tid_is_kthread(tid) &&
+	    (kill(tid, 0) == 0 || errno != ESRCH)) {
 		/* alive: only a holder that maps the lock's file is real */
 		if (!site || !site->ino ||
 		    tid_maps_file(tid, site->dev, site->ino) != 0)

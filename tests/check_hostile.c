@@ -45,14 +45,19 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include <check.h>
 
 #include "shf.h"
 #include "shf-test.h"
+#include "table.h"
 
 /* ------------------------------------------------------------- kinds */
 
@@ -784,6 +789,120 @@ static int kind_wanted(enum kind k)
 	return !c || !*c || (!strncmp(c, kind_names[k], n) && c[n] == '-');
 }
 
+/* ------------------------------------------------------------ findings */
+
+/*
+ * Regressions of what the torture found, each with the exact words it
+ * damaged (white-box: lib/table.h).  A table of FIND_KEYS keys "k..." is
+ * made and detached; the test damages its file with pwrite() and uses it.
+ */
+#define FIND_KEYS 2000
+
+static void find_table(const char *tag, char *name, char *path)
+{
+	SHF *shf = shf_test_new(tag, name, SHF_TEST_NAME_MAX);
+	char key[32];
+	uint32_t i;
+
+	for (i = 0; i < FIND_KEYS; i++) {
+		shf_make_hash(key, key_of(key, i));
+		shf_assert_eq(shf_put_key_val(shf, "value", 5), SHF_RET_KEY_PUT);
+	}
+	shf_detach(shf);
+	shf_test_file(path, SHF_TEST_PATH_MAX, name);
+}
+
+static void poke(const char *path, uint64_t off, const void *p, size_t len)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, p, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+static uint64_t shard_at(uint32_t si)
+{
+	return SHARDS_OFF + (uint64_t)si * sizeof(struct shard);
+}
+
+/* The shard of key "k<i>" (the top 8 bits of its hash, see table.h). */
+static uint32_t shard_of_key(uint32_t i)
+{
+	static char key[256];
+	uint32_t len = key_of(key, i);
+
+	return (uint32_t)(XXH3_64bits(key, len) >> 56);
+}
+
+/* A kernel thread's id, or 0 if none can be seen (a pid namespace). */
+static pid_t kernel_thread(void)
+{
+	char path[64], buf[512], *p;
+	unsigned int flags;
+	pid_t tid;
+
+	for (tid = 2; tid < 4096; tid++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		p = fgets(buf, sizeof(buf), f);
+		fclose(f);
+		if (!p || !(p = strrchr(buf, ')')))
+			continue;
+		if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %u", &flags) == 1 &&
+		    (flags & 0x00200000u))
+			return tid;
+	}
+	return 0;
+}
+
+/*
+ * A shard's lock word naming a kernel thread (found by the live torture:
+ * a random byte made it name a kworker): its maps are empty, which the
+ * lock's wait took for "cannot tell" and waited 10 s for, then gave up
+ * with ETIMEDOUT.  A kernel thread holds no lock of ours: the put goes on
+ * at once.  The same for a word naming the waiting thread itself.
+ */
+START_TEST(test_lock_word_kernel_thread)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint32_t words[2], w, si = shard_of_key(7);
+	double t0;
+	SHF *shf;
+
+	words[0] = (uint32_t)kernel_thread();
+	words[1] = 0; /* this thread: set below */
+	find_table("kthread", name, path);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	words[1] = (uint32_t)syscall(SYS_gettid);
+	for (w = 0; w < 2; w++) {
+		uint32_t r;
+
+		if (!words[w]) {
+			printf("no kernel thread to be seen: skipped\n");
+			continue;
+		}
+		poke(path, shard_at(si), &words[w], 4);
+		shf_make_hash(key, key_of(key, 7));
+		t0 = shf_test_now();
+		errno = 0;
+		r = shf_put_key_val(shf, "new", 3);
+		ck_assert_msg(r == SHF_RET_KEY_PUT, "lock word %u: put %#x (%s)",
+			      words[w], r, strerror(errno));
+		ck_assert_msg(shf_test_now() - t0 < 2.0 * shf_test_multiplier(),
+			      "lock word %u held a put up for %.1f s", words[w],
+			      shf_test_now() - t0);
+	}
+	shf_test_check_sound(shf);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                                      \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0,        \
@@ -793,6 +912,7 @@ static Suite *hostile_suite(void)
 {
 	Suite *s = suite_create("hostile");
 
+	shf_test_add_tcase(s, "findings", 60, test_lock_word_kernel_thread);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

@@ -272,7 +272,7 @@ static void use(SHF *shf, const uint8_t *data, size_t size)
 		shf_get_key_key_copy(shf);
 		if (shf_get_key_val_addr(shf) == SHF_RET_KEY_FOUND &&
 		    shf_val_len) {
-			volatile char c = shf_val_addr[shf_val_len - 1];
+			volatile char c = ((const char *)shf_val_addr)[shf_val_len - 1];
 			(void)c;
 		}
 		shf_get_uid_val_copy(shf, uid);

@@ -18,15 +18,20 @@
 /* Is [off, off+len) inside the file?  Refreshes from fstat() when needed. */
 int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
 {
+	uint64_t claim = atomic_load_explicit(&h->h->file_size,
+					      memory_order_acquire), sz;
 	struct stat st;
-	uint64_t sz;
 
+	/* the file has not grown since the last look: no need to look */
+	if (claim == atomic_load_explicit(&h->claim_seen, memory_order_relaxed))
+		return 0;
 	if (fstat(h->fd, &st) < 0)
 		return 0;
 	sz = (uint64_t)st.st_size;
 	if (sz > h->map_size)
 		sz = h->map_size;
 	atomic_store(&h->valid, sz);
+	atomic_store_explicit(&h->claim_seen, claim, memory_order_relaxed);
 	return len <= sz && off <= sz - len;
 }
 
@@ -84,6 +89,7 @@ int file_reserve(SHF *h, uint64_t need)
 	}
 	atomic_store(&h->h->file_size, nsz);
 	atomic_store(&h->valid, nsz);
+	atomic_store(&h->claim_seen, nsz);
 	return 0;
 }
 

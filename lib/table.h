@@ -168,6 +168,13 @@ struct shf {
 	uint8_t *base;
 	uint64_t map_size;
 	_Atomic uint64_t valid; /* bytes known to be inside the file */
+	/*
+	 * The header's size claim when valid was last refreshed: the file
+	 * grows only by file_reserve(), which then raises the claim, so while
+	 * the claim is unchanged an offset past valid is not looked up again
+	 * (no fstat() per damaged offset).
+	 */
+	_Atomic uint64_t claim_seen;
 	uint64_t data_start; /* the header's, as checked at attach */
 	struct hdr *h;
 	struct shard *shards;

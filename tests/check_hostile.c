@@ -986,6 +986,70 @@ START_TEST(test_offsets_past_the_end)
 }
 END_TEST
 
+/*
+ * A put over the byte budget evicts from its shard, then from the others.
+ * With a count that no eviction brings down and directories that damage
+ * made deep (found by the cache torture: puts took seconds), each put
+ * walked two turns of every one of the 256 shards.  Now a put visits at
+ * most a fixed number of slots in all, then goes ahead over the budget.
+ */
+START_TEST(test_eviction_bounded)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	const uint32_t depth = 18;
+	uint64_t end, dir, seg, dw, huge = 1ULL << 60, *d;
+	uint32_t i, si;
+	double t0, t;
+	struct stat st;
+	SHF *shf;
+	int fd;
+
+	find_table("evict", name, path);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	ck_assert_uint_eq(shf_set_byte_budget(shf, 100000), SHF_RET_OK);
+	shf_detach(shf);
+	/* a deep directory of empty segments past the data, for every shard */
+	ck_assert_int_eq(stat(path, &st), 0);
+	end = ((uint64_t)st.st_size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+	dir = end;
+	seg = end + (8ULL << depth);
+	ck_assert_int_eq(truncate(path, (off_t)(seg + SEG_BYTES)), 0);
+	d = malloc(8ULL << depth);
+	ck_assert_ptr_nonnull(d);
+	for (i = 0; i < (1u << depth); i++)
+		d[i] = seg | depth;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, d, 8ULL << depth, (off_t)dir),
+			 (ssize_t)(8ULL << depth));
+	free(d);
+	dw = (dir << 6) | depth;
+	for (si = 0; si < NSHARDS; si++)
+		ck_assert_int_eq(pwrite(fd, &dw, 8,
+					(off_t)(shard_at(si) +
+						offsetof(struct shard,
+							 dir_word))), 8);
+	ck_assert_int_eq(pwrite(fd, &huge, 8,
+				(off_t)offsetof(struct hdr, cache_bytes)), 8);
+	close(fd);
+
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	t0 = shf_test_now();
+	for (i = 0; i < 3; i++) {
+		shf_make_hash(key, (uint32_t)sprintf(key, "new-%u", i));
+		shf_put_key_val(shf, "v", 1);
+	}
+	t = shf_test_now() - t0;
+	ck_assert_msg(t < 1.0 * shf_test_multiplier(),
+		      "3 puts over a budget that eviction cannot reach took "
+		      "%.2f s", t);
+	shf_detach(shf);
+	unlink(path);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                                      \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0,        \
@@ -996,7 +1060,7 @@ static Suite *hostile_suite(void)
 	Suite *s = suite_create("hostile");
 
 	shf_test_add_tcase(s, "findings", 60, test_lock_word_kernel_thread,
-			   test_offsets_past_the_end);
+			   test_offsets_past_the_end, test_eviction_bounded);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

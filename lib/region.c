@@ -23,7 +23,8 @@ void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 		errno = EINVAL;
 		return NULL;
 	}
-	if (shf_mutex_lock(&h->h->region_mx, &h->site) < 0)
+	if (shf_mutex_lock_saved(&h->h->region_mx, &h->site,
+				 &h->region_save) < 0)
 		return NULL;
 	for (i = 0; i < SHF_REGIONS_MAX; i++) {
 		r = &h->h->regions[i];
@@ -70,7 +71,7 @@ void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 			*size_out = size;
 	}
 done:
-	shf_mutex_unlock(&h->h->region_mx);
+	shf_mutex_unlock_saved(&h->h->region_mx, &h->region_save);
 	if (e) {
 		errno = e;
 		return NULL;
@@ -87,7 +88,8 @@ int shf_region_remove(SHF *h, const char *name)
 		errno = EINVAL;
 		return -1;
 	}
-	if (shf_mutex_lock(&h->h->region_mx, &h->site) < 0)
+	if (shf_mutex_lock_saved(&h->h->region_mx, &h->site,
+				 &h->region_save) < 0)
 		return -1;
 	errno = ENOENT;
 	for (i = 0; i < SHF_REGIONS_MAX; i++) {
@@ -100,6 +102,6 @@ int shf_region_remove(SHF *h, const char *name)
 			break;
 		}
 	}
-	shf_mutex_unlock(&h->h->region_mx);
+	shf_mutex_unlock_saved(&h->h->region_mx, &h->region_save);
 	return rc;
 }

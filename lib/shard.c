@@ -171,7 +171,8 @@ int shard_lock(SHF *h, struct shard *sh)
 	int rc = 0;
 
 	if (h->lockable) {
-		rc = shf_mutex_lock(&sh->mx, &h->site);
+		rc = shf_mutex_lock_saved(&sh->mx, &h->site,
+					  &h->mx_save[sh - h->shards]);
 		if (rc < 0)
 			return -1;
 	}
@@ -188,7 +189,8 @@ int shard_trylock(SHF *h, struct shard *sh)
 	int rc = 0;
 
 	if (h->lockable) {
-		rc = shf_mutex_trylock(&sh->mx, &h->site);
+		rc = shf_mutex_trylock_saved(&sh->mx, &h->site,
+					     &h->mx_save[sh - h->shards]);
 		if (rc < 0)
 			return -1;
 	}
@@ -203,7 +205,7 @@ void shard_unlock(SHF *h, struct shard *sh)
 						   memory_order_relaxed) + 1,
 			      memory_order_release);
 	if (h->lockable)
-		shf_mutex_unlock(&sh->mx);
+		shf_mutex_unlock_saved(&sh->mx, &h->mx_save[sh - h->shards]);
 }
 
 /* Lock every shard, in order; the number locked (NSHARDS: all). */

@@ -332,3 +332,82 @@ void shf_mutex_unlock(pthread_mutex_t *m)
 {
 	pthread_mutex_unlock(m);
 }
+
+/*
+ * glibc's robust mutexes on 64-bit: the thread's list of held robust
+ * mutexes runs through __data.__list of each (prev, next); unlocking one
+ * writes through both.  Elsewhere nothing is kept.
+ */
+#if defined(__GLIBC__) && defined(__x86_64__) || \
+	defined(__GLIBC__) && defined(__aarch64__)
+#define SHF_ROBUST_LIST 1
+#endif
+
+static void mutex_save(pthread_mutex_t *m, struct shf_mutex_save *sv)
+{
+#ifdef SHF_ROBUST_LIST
+	uint32_t v = __atomic_load_n((uint32_t *)&m->__data.__lock,
+				     __ATOMIC_RELAXED) & FUTEX_TID_MASK;
+
+	sv->prev = __atomic_load_n(&m->__data.__list.__prev, __ATOMIC_RELAXED);
+	sv->next = __atomic_load_n(&m->__data.__list.__next, __ATOMIC_RELAXED);
+	/* the lock word names the new holder: this thread */
+	if ((int)v != __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED))
+		v = (uint32_t)syscall(SYS_gettid);
+	sv->tid = v;
+#else
+	(void)m, (void)sv;
+#endif
+}
+
+/* Put back what a hostile write may have changed while the lock was held. */
+static void mutex_restore(pthread_mutex_t *m, const struct shf_mutex_save *sv)
+{
+#ifdef SHF_ROBUST_LIST
+	uint32_t *w = (uint32_t *)&m->__data.__lock;
+	uint32_t v = __atomic_load_n(w, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&m->__data.__list.__prev, sv->prev, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->__data.__list.__next, sv->next, __ATOMIC_RELAXED);
+	if (SHF_UNLIKELY(__atomic_load_n(&m->__data.__owner,
+					 __ATOMIC_RELAXED) != (int)sv->tid))
+		__atomic_store_n(&m->__data.__owner, (int)sv->tid,
+				 __ATOMIC_RELAXED);
+	if (SHF_UNLIKELY(!mutex_sane(m)))
+		__atomic_store_n(&m->__data.__kind, mutex_kind,
+				 __ATOMIC_RELAXED);
+	/* another holder named: glibc would refuse to unlock (EPERM) */
+	if (SHF_UNLIKELY((v & (FUTEX_TID_MASK | FUTEX_OWNER_DIED)) != sv->tid))
+		__atomic_store_n(w, sv->tid | FUTEX_WAITERS, __ATOMIC_RELAXED);
+#else
+	(void)m, (void)sv;
+#endif
+}
+
+int shf_mutex_lock_saved(pthread_mutex_t *m, const struct shf_lock_site *site,
+			 struct shf_mutex_save *sv)
+{
+	int rc = shf_mutex_lock(m, site);
+
+	if (rc >= 0)
+		mutex_save(m, sv);
+	return rc;
+}
+
+int shf_mutex_trylock_saved(pthread_mutex_t *m,
+			    const struct shf_lock_site *site,
+			    struct shf_mutex_save *sv)
+{
+	int rc = shf_mutex_trylock(m, site);
+
+	if (rc >= 0)
+		mutex_save(m, sv);
+	return rc;
+}
+
+void shf_mutex_unlock_saved(pthread_mutex_t *m,
+			    const struct shf_mutex_save *sv)
+{
+	mutex_restore(m, sv);
+	pthread_mutex_unlock(m);
+}

@@ -187,6 +187,9 @@ struct shf {
 	 * the other writers' locking keeps taking away) has arrived.
 	 */
 	_Atomic uint64_t dw_hint[NSHARDS];
+	/* the held locks' links (sync.c), kept where the file cannot reach */
+	struct shf_mutex_save mx_save[NSHARDS];
+	struct shf_mutex_save alloc_save, region_save;
 };
 
 /* The shard descriptors start on the first page after the header. */

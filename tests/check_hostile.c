@@ -1050,6 +1050,77 @@ START_TEST(test_eviction_bounded)
 }
 END_TEST
 
+/*
+ * glibc links the robust mutexes a thread holds through two words inside
+ * each, and unlocking one writes through them.  Another process that
+ * writes those words of a shard's lock while it is held (found by the live
+ * torture: SIGSEGV in pthread_mutex_unlock() under shf_check()) steered
+ * that write anywhere in the holder.  The holder now keeps them in its own
+ * memory and puts them back (with the owner words) before it unlocks.
+ * Here an update callback, which runs under the shard's lock, damages them.
+ */
+static char cb_path[SHF_TEST_PATH_MAX];
+static uint64_t cb_mutex;
+static uint32_t cb_calls;
+
+static uint32_t damage_lock_cb(const char *val, uint32_t val_len)
+{
+	unsigned char junk[40];
+	int fd = open(cb_path, O_RDWR | O_CLOEXEC);
+
+	(void)val, (void)val_len;
+	memset(junk, 0x41, sizeof(junk));
+	if (fd >= 0) {
+		/* the list's words; the second time the owner's too */
+		if (pwrite(fd, junk, 16, (off_t)(cb_mutex +
+			   offsetof(struct __pthread_mutex_s, __list))) < 0 ||
+		    (cb_calls++ == 1 && pwrite(fd, junk, 12, (off_t)cb_mutex) < 0))
+			_exit(20);
+		close(fd);
+	}
+	return SHF_RET_OK;
+}
+
+START_TEST(test_lock_links_damaged_while_held)
+{
+	char name[SHF_TEST_NAME_MAX], key[32];
+	uint32_t i, si = shard_of_key(11);
+	int status;
+	pid_t pid;
+
+	find_table("links", name, cb_path);
+	cb_mutex = shard_at(si) + offsetof(struct shard, mx);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		SHF *shf = shf_attach_existing(shf_test_dir(), name);
+
+		if (!shf)
+			_exit(2);
+		for (i = 0; i < 3; i++) {
+			shf_make_hash(key, key_of(key, 11));
+			shf_upd_callback_set(damage_lock_cb);
+			if (shf_upd_key_val(shf) != SHF_RET_KEY_FOUND)
+				_exit(3);
+			/* the lock is free again, for this process too */
+			shf_make_hash(key, key_of(key, 11));
+			if (shf_put_key_val(shf, "again", 5) != SHF_RET_KEY_PUT)
+				_exit(4);
+		}
+		shf_detach(shf);
+		_exit(0);
+	}
+	status = shf_test_waitpid(pid, 30);
+	ck_assert_msg(status != -1, "the child hung");
+	ck_assert_msg(!WIFSIGNALED(status), "the child died of signal %d",
+		      WTERMSIG(status));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the child exited with %d", WEXITSTATUS(status));
+	unlink(cb_path);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                                      \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0,        \
@@ -1060,7 +1131,8 @@ static Suite *hostile_suite(void)
 	Suite *s = suite_create("hostile");
 
 	shf_test_add_tcase(s, "findings", 60, test_lock_word_kernel_thread,
-			   test_offsets_past_the_end, test_eviction_bounded);
+			   test_offsets_past_the_end, test_eviction_bounded,
+			   test_lock_links_damaged_while_held);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

@@ -106,6 +106,12 @@ struct shf_lock_site {
 struct shf_mutex_save {
 	void *prev, *next;
 	uint32_t tid;
+	/*
+	 * The lock word a wait of this process gave up on (ETIMEDOUT): while
+	 * the lock still shows that very word, the next lockers give up at
+	 * once instead of waiting max_wait_ms again, each of them.
+	 */
+	uint32_t stuck;
 };
 /* A robust process-shared mutex; 0, or -1 with errno. */
 int shf_mutex_init(pthread_mutex_t *m);

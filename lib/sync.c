@@ -387,10 +387,27 @@ static void mutex_restore(pthread_mutex_t *m, const struct shf_mutex_save *sv)
 int shf_mutex_lock_saved(pthread_mutex_t *m, const struct shf_lock_site *site,
 			 struct shf_mutex_save *sv)
 {
-	int rc = shf_mutex_lock(m, site);
+	uint32_t *w = (uint32_t *)(void *)m;
+	uint32_t stuck = __atomic_load_n(&sv->stuck, __ATOMIC_RELAXED);
+	int rc;
 
-	if (rc >= 0)
+	/* a holder this process already waited for in vain: no new wait */
+	if (SHF_UNLIKELY(stuck) &&
+	    __atomic_load_n(w, __ATOMIC_RELAXED) == stuck) {
+		rc = shf_mutex_trylock(m, site);
+		if (rc < 0 && errno == EBUSY)
+			errno = ETIMEDOUT;
+	} else {
+		rc = shf_mutex_lock(m, site);
+	}
+	if (rc >= 0) {
+		if (SHF_UNLIKELY(stuck))
+			__atomic_store_n(&sv->stuck, 0, __ATOMIC_RELAXED);
 		mutex_save(m, sv);
+	} else if (errno == ETIMEDOUT) {
+		__atomic_store_n(&sv->stuck, __atomic_load_n(w, __ATOMIC_RELAXED),
+				 __ATOMIC_RELAXED);
+	}
 	return rc;
 }
 

@@ -63,9 +63,11 @@
  * cannot be shown not to map the table (another user's) before it gives
  * up with ETIMEDOUT: locks are held for microseconds, so only a holder
  * stopped (a debugger, SIGSTOP) or a lock word written by a hostile
- * process gets here.
+ * process gets here.  Once a wait gave up, the process's next lockers
+ * give up at once while the lock shows the same word (sync.c), so a
+ * damaged word costs one such wait, not one per call.
  */
-#define LOCK_WAIT_MAX_MS 10000u
+#define LOCK_WAIT_MAX_MS 2000u
 
 #define K_SMALL 0xa1u
 #define K_LARGE 0xa2u

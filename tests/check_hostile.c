@@ -1121,6 +1121,47 @@ START_TEST(test_lock_links_damaged_while_held)
 }
 END_TEST
 
+/*
+ * A lock word naming a live thread whose maps cannot be read (here init's
+ * threads; found by the cold and live torture: a byte made a shard's lock
+ * name one): each call that needed the lock waited the whole 10 s before
+ * ETIMEDOUT, so a process using the table hung in all but name.  Now the
+ * wait is 2 s, and the process's next calls give up at once while the
+ * lock shows the same word.  Where init's maps can be read (the holder is
+ * then seen not to map the table) the puts simply succeed.
+ */
+START_TEST(test_unexaminable_holder_once)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint32_t one = 1, si = shard_of_key(5), i, n = 0, r;
+	double t0, t;
+	SHF *shf;
+
+	find_table("unexaminable", name, path);
+	poke(path, shard_at(si), &one, 4);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	t0 = shf_test_now();
+	for (i = 0; i < FIND_KEYS && n < 6; i++) {
+		if (shard_of_key(i) != si)
+			continue;
+		n++;
+		shf_make_hash(key, key_of(key, i));
+		errno = 0;
+		r = shf_put_key_val(shf, "x", 1);
+		ck_assert_msg(r == SHF_RET_KEY_PUT ||
+				      (r == SHF_RET_ERROR && errno == ETIMEDOUT),
+			      "put: %#x (%s)", r, strerror(errno));
+	}
+	t = shf_test_now() - t0;
+	ck_assert_uint_eq(n, 6);
+	ck_assert_msg(t < 5.0 * shf_test_multiplier(),
+		      "6 puts in a shard whose lock names init took %.1f s", t);
+	shf_detach(shf);
+	unlink(path);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                                      \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0,        \
@@ -1130,9 +1171,10 @@ static Suite *hostile_suite(void)
 {
 	Suite *s = suite_create("hostile");
 
-	shf_test_add_tcase(s, "findings", 60, test_lock_word_kernel_thread,
+	shf_test_add_tcase(s, "findings", 120, test_lock_word_kernel_thread,
 			   test_offsets_past_the_end, test_eviction_bounded,
-			   test_lock_links_damaged_while_held);
+			   test_lock_links_damaged_while_held,
+			   test_unexaminable_holder_once);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

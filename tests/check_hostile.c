@@ -1162,6 +1162,69 @@ START_TEST(test_unexaminable_holder_once)
 }
 END_TEST
 
+/* Write the journal field at off (of struct journal) of shard si. */
+static void poke_journal(const char *path, uint32_t si, size_t off,
+			 const void *p, size_t len)
+{
+	poke(path, shard_at(si) + offsetof(struct shard, j) + off, p, len);
+}
+
+/*
+ * A journal the next locker replays, with words no writer wrote (found by
+ * review, then by the torture's sanitizer runs): a split whose range wraps
+ * around (start + length overflowing to a small number) made the replay
+ * write the directory entries at a wild address; a split depth over 23
+ * shifted by more than a word; a record offset off the 4-byte grid was
+ * read as a word.  A split that is not one of this directory is dropped
+ * now, and record offsets are checked for alignment first.
+ */
+START_TEST(test_journal_replay_damaged)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint64_t start = 0xf000000000000000ULL, len = (1ULL << 60) + 1;
+	uint64_t seg, off;
+	uint32_t one = 1, deep = 40, op = OP_NEW, si[3], i, k;
+	SHF *shf;
+
+	find_table("journal", name, path);
+	si[0] = shard_of_key(1);
+	for (k = 1, i = 2; k < 3; i++)
+		if (shard_of_key(i) != si[0] && (k == 1 || shard_of_key(i) != si[1]))
+			si[k++] = shard_of_key(i);
+	seg = first_segment(path, si[0]);
+	/* shard 0: a split range that wraps around */
+	poke_journal(path, si[0], offsetof(struct journal, split_seg), &seg, 8);
+	poke_journal(path, si[0], offsetof(struct journal, split_new), &seg, 8);
+	poke_journal(path, si[0], offsetof(struct journal, split_start), &start, 8);
+	poke_journal(path, si[0], offsetof(struct journal, split_len), &len, 8);
+	poke_journal(path, si[0], offsetof(struct journal, split_state), &one, 4);
+	/* shard 1: a split deeper than any tag */
+	seg = first_segment(path, si[1]);
+	start = 0;
+	len = 1;
+	poke_journal(path, si[1], offsetof(struct journal, split_seg), &seg, 8);
+	poke_journal(path, si[1], offsetof(struct journal, split_start), &start, 8);
+	poke_journal(path, si[1], offsetof(struct journal, split_len), &len, 8);
+	poke_journal(path, si[1], offsetof(struct journal, split_depth), &deep, 4);
+	poke_journal(path, si[1], offsetof(struct journal, split_state), &one, 4);
+	/* shard 2: a new record two bytes off the grid */
+	off = first_segment(path, si[2]) + 2;
+	poke_journal(path, si[2], offsetof(struct journal, rec_new), &off, 8);
+	poke_journal(path, si[2], offsetof(struct journal, op), &op, 4);
+
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	for (i = 0; i < FIND_KEYS; i++) { /* every shard is locked */
+		shf_make_hash(key, key_of(key, i));
+		shf_put_key_val(shf, "v2", 2);
+	}
+	shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+	shf_test_check_sound(shf);
+	shf_detach(shf);
+	unlink(path);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                                      \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0,        \
@@ -1174,7 +1237,8 @@ static Suite *hostile_suite(void)
 	shf_test_add_tcase(s, "findings", 120, test_lock_word_kernel_thread,
 			   test_offsets_past_the_end, test_eviction_bounded,
 			   test_lock_links_damaged_while_held,
-			   test_unexaminable_holder_once);
+			   test_unexaminable_holder_once,
+			   test_journal_replay_damaged);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

@@ -192,6 +192,7 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 	struct shard *sh = &h->shards[si];
 	uint32_t g, i;
 	uint64_t dw = atomic_load(&sh->dir_word), *dir = dir_get(h, dw, &g);
+	uint64_t segs = 0;
 	int len;
 
 	if (!dir) {
@@ -204,6 +205,12 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 	c->live = 0;
 	c->rbytes = 0;
 	for (i = 0; i < (1u << g); i += (uint32_t)len) {
+		/* more segments than the file has pages: some are named twice */
+		if (++segs > atomic_load(&h->valid) / SEG_BYTES) {
+			chk_report(c, "shard %u: the directory names more "
+				   "segments than the file holds", si);
+			return;
+		}
 		len = check_segment(h, si, dir, g, i, c, repair);
 		if (len < 0)
 			return;

@@ -1225,6 +1225,60 @@ START_TEST(test_journal_replay_damaged)
 }
 END_TEST
 
+/*
+ * A directory whose entries each claim a segment of their own, all the
+ * same one (found by review; the fuzzer's walks were slow on such
+ * inputs): shf_iterate() copied that segment's records once per entry and
+ * shf_check() checked them once per entry, up to millions of times.  A
+ * directory that names more segments than the file has pages is damaged:
+ * the walk says EBADMSG, and the check stops the shard at as many
+ * segments as the file could hold.
+ */
+START_TEST(test_directory_names_one_segment_often)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	const uint32_t depth = 14;
+	uint32_t si = shard_of_key(3), i, problems;
+	uint64_t end, seg, dw, *d, n = 0;
+	struct stat st;
+	uint32_t r;
+	SHF *shf;
+	int fd;
+
+	find_table("dirdup", name, path);
+	seg = first_segment(path, si);
+	ck_assert_int_eq(stat(path, &st), 0);
+	end = ((uint64_t)st.st_size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+	ck_assert_int_eq(truncate(path, (off_t)(end + (8ULL << depth))), 0);
+	d = malloc(8ULL << depth);
+	ck_assert_ptr_nonnull(d);
+	for (i = 0; i < (1u << depth); i++)
+		d[i] = seg | depth;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, d, 8ULL << depth, (off_t)end),
+			 (ssize_t)(8ULL << depth));
+	free(d);
+	close(fd);
+	dw = (end << 6) | depth;
+	poke(path, shard_at(si) + offsetof(struct shard, dir_word), &dw, 8);
+
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	errno = 0;
+	r = shf_iterate(shf, quiet_cb, &n);
+	ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
+		      "iterate: %#x (%s), %llu pairs", r, strerror(errno),
+		      (unsigned long long)n);
+	problems = shf_check(shf, 0, NULL, NULL);
+	/* each entry's slots once: 16384 x 8 and more; now the file's pages */
+	ck_assert_msg(problems >= 1 && problems < 40000,
+		      "shf_check: %u problems", problems);
+	shf_detach(shf);
+	unlink(path);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                                      \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0,        \
@@ -1238,7 +1292,8 @@ static Suite *hostile_suite(void)
 			   test_offsets_past_the_end, test_eviction_bounded,
 			   test_lock_links_damaged_while_held,
 			   test_unexaminable_holder_once,
-			   test_journal_replay_damaged);
+			   test_journal_replay_damaged,
+			   test_directory_names_one_segment_often);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

@@ -679,12 +679,14 @@ static inline int idx_find(SHF *h, struct shard *sh, uint64_t hash, const void *
 
 static inline uint64_t *uid_entry(SHF *h, struct shard *sh, uint32_t ul)
 {
+	/* each word once: the capacity checked is the one of the array */
+	uint32_t pi = ul / UID_PAGE_ENTRIES,
+		 cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_ACQUIRE);
 	uint64_t *dir, page;
-	uint32_t pi = ul / UID_PAGE_ENTRIES;
 
-	if (pi >= sh->uid_dir_cap)
+	if (pi >= cap)
 		return NULL;
-	dir = at(h, sh->uid_dir, (uint64_t)sh->uid_dir_cap * 8);
+	dir = at(h, ld64(&sh->uid_dir), (uint64_t)cap * 8);
 	if (!dir)
 		return NULL;
 	page = ld64(&dir[pi]);

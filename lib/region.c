@@ -27,20 +27,25 @@ void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 				 &h->region_save) < 0)
 		return NULL;
 	for (i = 0; i < SHF_REGIONS_MAX; i++) {
+		/* each word once: the size given out is the size checked */
+		uint64_t off, rsize;
+
 		r = &h->h->regions[i];
-		if (!r->off) {
+		off = ld64(&r->off);
+		rsize = ld64(&r->size);
+		if (!off) {
 			if (!fr)
 				fr = r;
 			continue;
 		}
 		if (strncmp(r->name, name, SHF_REGION_NAME_MAX))
 			continue;
-		if (create && r->size != size)
+		if (create && rsize != size)
 			e = EEXIST;
-		else if (!(p = at(h, r->off, r->size)))
+		else if (!(p = at(h, off, rsize)))
 			e = EBADMSG;
 		else if (size_out)
-			*size_out = r->size;
+			*size_out = rsize;
 		goto done;
 	}
 	if (!create) {

@@ -22,8 +22,9 @@
  * bytes of the table's mutexes are put back as they were in the template
  * unless SHF_FUZZ_LOCKS=1.
  *
- * SHF_FUZZ_SEEDS=DIR: write a seed corpus into DIR and exit (make fuzz
- * makes the corpus this way at build time: no binary seeds in git).
+ * SHF_FUZZ_SEEDS=DIR: write a seed corpus into DIR and exit ("make
+ * fuzz-seeds" keeps the small ones in tests/fuzz/corpus-attach/; the raw
+ * table is only made at run time).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

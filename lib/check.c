@@ -205,7 +205,7 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 	c->live = 0;
 	c->rbytes = 0;
 	for (i = 0; i < (1u << g); i += (uint32_t)len) {
-		/* more segments than the file has pages: some are named twice */
+		/* more segments than the file has pages: some named twice */
 		if (++segs > atomic_load(&h->valid) / SEG_BYTES) {
 			chk_report(c, "shard %u: the directory names more "
 				   "segments than the file holds", si);

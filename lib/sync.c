@@ -405,8 +405,9 @@ int shf_mutex_lock_saved(pthread_mutex_t *m, const struct shf_lock_site *site,
 			__atomic_store_n(&sv->stuck, 0, __ATOMIC_RELAXED);
 		mutex_save(m, sv);
 	} else if (errno == ETIMEDOUT) {
-		__atomic_store_n(&sv->stuck, __atomic_load_n(w, __ATOMIC_RELAXED),
-				 __ATOMIC_RELAXED);
+		uint32_t v = __atomic_load_n(w, __ATOMIC_RELAXED);
+
+		__atomic_store_n(&sv->stuck, v, __ATOMIC_RELAXED);
 	}
 	return rc;
 }

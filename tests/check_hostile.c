@@ -64,13 +64,21 @@
 
 /* ------------------------------------------------------------- kinds */
 
-enum kind { HK_SMALL, HK_LARGE, HK_FIXED, HK_CACHE, HK_QUEUE, HK_LOG, HK_NKINDS };
+enum kind {
+	HK_SMALL,
+	HK_LARGE,
+	HK_FIXED,
+	HK_CACHE,
+	HK_QUEUE,
+	HK_LOG,
+	HK_NKINDS
+};
 static const char *const kind_names[HK_NKINDS] = {
 	"small", "large", "fixed", "cache", "queue", "log",
 };
 /* Keys of each kind's template. */
 static const uint32_t kind_keys[HK_NKINDS] = { 20000, 3000, 20000,
-					    20000, 5000,  5000 };
+					       20000, 5000, 5000 };
 
 #define KLEN 12 /* "k%011u" */
 #define FIXED_VLEN 8
@@ -210,7 +218,8 @@ static void tmpl_make(enum kind k)
 		uint32_t q, i;
 
 		if (!shf_q_new(shf, QS, Q_ITEMS, Q_ITEM_SIZE, 2)) {
-			fprintf(stderr, "template queue: %s\n", strerror(errno));
+			fprintf(stderr, "template queue: %s\n",
+				strerror(errno));
 			exit(99);
 		}
 		shf_q_new_name(shf, "qid-a", 5);
@@ -241,7 +250,8 @@ static void tmpl_make(enum kind k)
 		uint32_t i;
 
 		for (i = 0; i < 20; i++) { /* leases held by a live process */
-			shf_make_hash(key, (uint32_t)sprintf(key, "lease-%u", i));
+			shf_make_hash(key,
+				      (uint32_t)sprintf(key, "lease-%u", i));
 			shf_get_key_val_copy_or_lease(shf, 600000, 0);
 		}
 	}
@@ -254,8 +264,8 @@ static void tmpl_make(enum kind k)
 	}
 	tmpl[k].len = (size_t)st.st_size;
 	tmpl[k].buf = malloc(tmpl[k].len);
-	if (!tmpl[k].buf || pread(fd, tmpl[k].buf, tmpl[k].len, 0) !=
-				    (ssize_t)tmpl[k].len) {
+	if (!tmpl[k].buf ||
+	    pread(fd, tmpl[k].buf, tmpl[k].len, 0) != (ssize_t)tmpl[k].len) {
 		fprintf(stderr, "template %s: read failed\n", path);
 		exit(99);
 	}
@@ -345,7 +355,10 @@ static void op_kv(SHF *shf, enum kind k, uint64_t *rs, uint32_t nkeys)
 	shf_make_hash(key, key_of(key, i));
 	len = vlen_of(k, rnd(rs));
 	switch (op) {
-	case 0: case 1: case 2: case 3:
+	case 0:
+	case 1:
+	case 2:
+	case 3:
 		shf_get_key_val_copy(shf);
 		if (shf_uid != SHF_UID_NONE)
 			uids[i % 64] = shf_uid;
@@ -357,7 +370,9 @@ static void op_kv(SHF *shf, enum kind k, uint64_t *rs, uint32_t nkeys)
 		if (shf_get_key_val_addr(shf) == SHF_RET_KEY_FOUND)
 			touch(shf_val_addr, shf_val_len);
 		break;
-	case 6: case 7: case 8:
+	case 6:
+	case 7:
+	case 8:
 		shf_test_pattern(vbuf, len, i);
 		shf_put_key_val(shf, vbuf, len);
 		if (shf_uid != SHF_UID_NONE)
@@ -374,14 +389,16 @@ static void op_kv(SHF *shf, enum kind k, uint64_t *rs, uint32_t nkeys)
 		shf_cas_key_val(shf, old, k == HK_FIXED ? FIXED_VLEN : 4, vbuf,
 				len);
 		break;
-	case 12: case 13:
+	case 12:
+	case 13:
 		shf_del_key_val(shf);
 		break;
 	case 14:
 		shf_upd_callback_set(upd_cb);
 		shf_upd_key_val(shf);
 		break;
-	case 15: case 16:
+	case 15:
+	case 16:
 		shf_make_hash(key, ckey_of(key, below(rs, 256)));
 		if (below(rs, 2))
 			shf_add_key_val(shf, (long)below(rs, 7) - 3);
@@ -484,7 +501,8 @@ static void op_cache(SHF *shf, uint64_t *rs, uint32_t nkeys)
 						     below(rs, 40)));
 		if (shf_get_key_val_copy_or_lease(shf, 1 + below(rs, 50),
 						  below(rs, 3)) ==
-		    (SHF_RET_KEY_NONE | SHF_RET_LEASED) && below(rs, 2))
+			    (SHF_RET_KEY_NONE | SHF_RET_LEASED) &&
+		    below(rs, 2))
 			shf_put_key_val_if_leased(shf, vbuf, len, 60000);
 		break;
 	case 3:
@@ -744,12 +762,15 @@ static void trial(enum kind k, int live, uint32_t i)
 	if (done < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		fprintf(stderr,
 			"FAILED trial: kind %s, %s, %" PRIu64 " damage writes; "
-			"replay: SHF_HOSTILE_SEED=%#" PRIx64 " CK_RUN_CASE=%s-%s "
+			"replay: SHF_HOSTILE_SEED=%#" PRIx64
+			" CK_RUN_CASE=%s-%s "
 			"SHF_HOSTILE_TRIALS=1\n",
 			kind_names[k], live ? "live" : "cold", writes, c.seed,
 			kind_names[k], live ? "live" : "cold");
-	ck_assert_msg(done == 0, "seed %#" PRIx64 ": child hung (killed after "
-		      "%.1f s)", c.seed, t);
+	ck_assert_msg(done == 0,
+		      "seed %#" PRIx64 ": child hung (killed after "
+		      "%.1f s)",
+		      c.seed, t);
 	ck_assert_msg(!WIFSIGNALED(status),
 		      "seed %#" PRIx64 ": child died of signal %d (%s)", c.seed,
 		      WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -758,29 +779,65 @@ static void trial(enum kind k, int live, uint32_t i)
 		      WEXITSTATUS(status));
 }
 
-START_TEST(test_small_cold) { trial(HK_SMALL, 0, (uint32_t)_i); }
+START_TEST(test_small_cold)
+{
+	trial(HK_SMALL, 0, (uint32_t)_i);
+}
 END_TEST
-START_TEST(test_small_live) { trial(HK_SMALL, 1, (uint32_t)_i); }
+START_TEST(test_small_live)
+{
+	trial(HK_SMALL, 1, (uint32_t)_i);
+}
 END_TEST
-START_TEST(test_large_cold) { trial(HK_LARGE, 0, (uint32_t)_i); }
+START_TEST(test_large_cold)
+{
+	trial(HK_LARGE, 0, (uint32_t)_i);
+}
 END_TEST
-START_TEST(test_large_live) { trial(HK_LARGE, 1, (uint32_t)_i); }
+START_TEST(test_large_live)
+{
+	trial(HK_LARGE, 1, (uint32_t)_i);
+}
 END_TEST
-START_TEST(test_fixed_cold) { trial(HK_FIXED, 0, (uint32_t)_i); }
+START_TEST(test_fixed_cold)
+{
+	trial(HK_FIXED, 0, (uint32_t)_i);
+}
 END_TEST
-START_TEST(test_fixed_live) { trial(HK_FIXED, 1, (uint32_t)_i); }
+START_TEST(test_fixed_live)
+{
+	trial(HK_FIXED, 1, (uint32_t)_i);
+}
 END_TEST
-START_TEST(test_cache_cold) { trial(HK_CACHE, 0, (uint32_t)_i); }
+START_TEST(test_cache_cold)
+{
+	trial(HK_CACHE, 0, (uint32_t)_i);
+}
 END_TEST
-START_TEST(test_cache_live) { trial(HK_CACHE, 1, (uint32_t)_i); }
+START_TEST(test_cache_live)
+{
+	trial(HK_CACHE, 1, (uint32_t)_i);
+}
 END_TEST
-START_TEST(test_queue_cold) { trial(HK_QUEUE, 0, (uint32_t)_i); }
+START_TEST(test_queue_cold)
+{
+	trial(HK_QUEUE, 0, (uint32_t)_i);
+}
 END_TEST
-START_TEST(test_queue_live) { trial(HK_QUEUE, 1, (uint32_t)_i); }
+START_TEST(test_queue_live)
+{
+	trial(HK_QUEUE, 1, (uint32_t)_i);
+}
 END_TEST
-START_TEST(test_log_cold) { trial(HK_LOG, 0, (uint32_t)_i); }
+START_TEST(test_log_cold)
+{
+	trial(HK_LOG, 0, (uint32_t)_i);
+}
 END_TEST
-START_TEST(test_log_live) { trial(HK_LOG, 1, (uint32_t)_i); }
+START_TEST(test_log_live)
+{
+	trial(HK_LOG, 1, (uint32_t)_i);
+}
 END_TEST
 
 /* Does CK_RUN_CASE (if set) name a case of kind k? */
@@ -809,7 +866,8 @@ static void find_table(const char *tag, char *name, char *path)
 
 	for (i = 0; i < FIND_KEYS; i++) {
 		shf_make_hash(key, key_of(key, i));
-		shf_assert_eq(shf_put_key_val(shf, "value", 5), SHF_RET_KEY_PUT);
+		shf_assert_eq(shf_put_key_val(shf, "value", 5),
+			      SHF_RET_KEY_PUT);
 	}
 	shf_detach(shf);
 	shf_test_file(path, SHF_TEST_PATH_MAX, name);
@@ -895,8 +953,9 @@ START_TEST(test_lock_word_kernel_thread)
 		t0 = shf_test_now();
 		errno = 0;
 		r = shf_put_key_val(shf, "new", 3);
-		ck_assert_msg(r == SHF_RET_KEY_PUT, "lock word %u: put %#x (%s)",
-			      words[w], r, strerror(errno));
+		ck_assert_msg(r == SHF_RET_KEY_PUT,
+			      "lock word %u: put %#x (%s)", words[w], r,
+			      strerror(errno));
 		ck_assert_msg(shf_test_now() - t0 < 2.0 * shf_test_multiplier(),
 			      "lock word %u held a put up for %.1f s", words[w],
 			      shf_test_now() - t0);
@@ -937,8 +996,8 @@ static uint64_t peek64(const char *path, uint64_t off)
 /* The offset of shard si's first segment. */
 static uint64_t first_segment(const char *path, uint32_t si)
 {
-	uint64_t dw = peek64(path, shard_at(si) + offsetof(struct shard,
-							     dir_word));
+	uint64_t dw =
+		peek64(path, shard_at(si) + offsetof(struct shard, dir_word));
 
 	return peek64(path, dw >> 6) & ~63ULL;
 }
@@ -1026,12 +1085,14 @@ START_TEST(test_eviction_bounded)
 	free(d);
 	dw = (dir << 6) | depth;
 	for (si = 0; si < NSHARDS; si++)
-		ck_assert_int_eq(pwrite(fd, &dw, 8,
-					(off_t)(shard_at(si) +
-						offsetof(struct shard,
-							 dir_word))), 8);
+		ck_assert_int_eq(
+			pwrite(fd, &dw, 8,
+			       (off_t)(shard_at(si) +
+				       offsetof(struct shard, dir_word))),
+			8);
 	ck_assert_int_eq(pwrite(fd, &huge, 8,
-				(off_t)offsetof(struct hdr, cache_bytes)), 8);
+				(off_t)offsetof(struct hdr, cache_bytes)),
+			 8);
 	close(fd);
 
 	shf = shf_attach_existing(shf_test_dir(), name);
@@ -1044,7 +1105,8 @@ START_TEST(test_eviction_bounded)
 	t = shf_test_now() - t0;
 	ck_assert_msg(t < 1.0 * shf_test_multiplier(),
 		      "3 puts over a budget that eviction cannot reach took "
-		      "%.2f s", t);
+		      "%.2f s",
+		      t);
 	shf_detach(shf);
 	unlink(path);
 }
@@ -1072,9 +1134,11 @@ static uint32_t damage_lock_cb(const char *val, uint32_t val_len)
 	memset(junk, 0x41, sizeof(junk));
 	if (fd >= 0) {
 		/* the list's words; the second time the owner's too */
-		if (pwrite(fd, junk, 16, (off_t)(cb_mutex +
-			   offsetof(struct __pthread_mutex_s, __list))) < 0 ||
-		    (cb_calls++ == 1 && pwrite(fd, junk, 12, (off_t)cb_mutex) < 0))
+		if (pwrite(fd, junk, 16,
+			   (off_t)(cb_mutex + offsetof(struct __pthread_mutex_s,
+						       __list))) < 0 ||
+		    (cb_calls++ == 1 &&
+		     pwrite(fd, junk, 12, (off_t)cb_mutex) < 0))
 			_exit(20);
 		close(fd);
 	}
@@ -1149,8 +1213,8 @@ START_TEST(test_unexaminable_holder_once)
 		shf_make_hash(key, key_of(key, i));
 		errno = 0;
 		r = shf_put_key_val(shf, "x", 1);
-		ck_assert_msg(r == SHF_RET_KEY_PUT ||
-				      (r == SHF_RET_ERROR && errno == ETIMEDOUT),
+		ck_assert_msg(r == SHF_RET_KEY_PUT || (r == SHF_RET_ERROR &&
+						       errno == ETIMEDOUT),
 			      "put: %#x (%s)", r, strerror(errno));
 	}
 	t = shf_test_now() - t0;
@@ -1189,24 +1253,30 @@ START_TEST(test_journal_replay_damaged)
 	find_table("journal", name, path);
 	si[0] = shard_of_key(1);
 	for (k = 1, i = 2; k < 3; i++)
-		if (shard_of_key(i) != si[0] && (k == 1 || shard_of_key(i) != si[1]))
+		if (shard_of_key(i) != si[0] &&
+		    (k == 1 || shard_of_key(i) != si[1]))
 			si[k++] = shard_of_key(i);
 	seg = first_segment(path, si[0]);
 	/* shard 0: a split range that wraps around */
 	poke_journal(path, si[0], offsetof(struct journal, split_seg), &seg, 8);
 	poke_journal(path, si[0], offsetof(struct journal, split_new), &seg, 8);
-	poke_journal(path, si[0], offsetof(struct journal, split_start), &start, 8);
+	poke_journal(path, si[0], offsetof(struct journal, split_start), &start,
+		     8);
 	poke_journal(path, si[0], offsetof(struct journal, split_len), &len, 8);
-	poke_journal(path, si[0], offsetof(struct journal, split_state), &one, 4);
+	poke_journal(path, si[0], offsetof(struct journal, split_state), &one,
+		     4);
 	/* shard 1: a split deeper than any tag */
 	seg = first_segment(path, si[1]);
 	start = 0;
 	len = 1;
 	poke_journal(path, si[1], offsetof(struct journal, split_seg), &seg, 8);
-	poke_journal(path, si[1], offsetof(struct journal, split_start), &start, 8);
+	poke_journal(path, si[1], offsetof(struct journal, split_start), &start,
+		     8);
 	poke_journal(path, si[1], offsetof(struct journal, split_len), &len, 8);
-	poke_journal(path, si[1], offsetof(struct journal, split_depth), &deep, 4);
-	poke_journal(path, si[1], offsetof(struct journal, split_state), &one, 4);
+	poke_journal(path, si[1], offsetof(struct journal, split_depth), &deep,
+		     4);
+	poke_journal(path, si[1], offsetof(struct journal, split_state), &one,
+		     4);
 	/* shard 2: a new record two bytes off the grid */
 	off = first_segment(path, si[2]) + 2;
 	poke_journal(path, si[2], offsetof(struct journal, rec_new), &off, 8);
@@ -1280,8 +1350,8 @@ START_TEST(test_directory_names_one_segment_often)
 END_TEST
 
 /* A case of trials_per_case trials. */
-#define HOSTILE_CASE(s, name, test)                                      \
-	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0,        \
+#define HOSTILE_CASE(s, name, test)                               \
+	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0, \
 			    (int)trials_per_case)
 
 static Suite *hostile_suite(void)

@@ -115,8 +115,8 @@ static enum shf_dump_status short_read(struct shf_dump_reader *r)
 		return SHF_DUMP_NOMEM;
 	if (errno)
 		return SHF_DUMP_READ_ERR;
-	snprintf(r->what, sizeof(r->what), "truncated after %" PRIu64 " records",
-		 r->records);
+	snprintf(r->what, sizeof(r->what),
+		 "truncated after %" PRIu64 " records", r->records);
 	return SHF_DUMP_CORRUPT;
 }
 
@@ -137,7 +137,8 @@ static enum shf_dump_status load_tail(struct shf_dump_reader *r)
 	}
 	if (count != r->records) {
 		snprintf(r->what, sizeof(r->what),
-			 "%" PRIu64 " records read, the end marker says %" PRIu64,
+			 "%" PRIu64
+			 " records read, the end marker says %" PRIu64,
 			 r->records, count);
 		return SHF_DUMP_CORRUPT;
 	}
@@ -201,7 +202,8 @@ enum shf_dump_status shf_dump_load(struct shf_dump_reader *r, SHF *shf,
 		 * nothing: they get the default.
 		 */
 		if (r->v2)
-			ret = shf_put_key_val_ttl(shf, r->buf + klen, vlen, ttl);
+			ret = shf_put_key_val_ttl(shf, r->buf + klen, vlen,
+						  ttl);
 		else
 			ret = shf_put_key_val(shf, r->buf + klen, vlen);
 		if (ret & SHF_RET_ERROR)

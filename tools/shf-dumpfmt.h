@@ -34,15 +34,15 @@ struct shf_dump_reader {
 	/* what shf_dump_load() found */
 	uint64_t records; /* records read */
 	uint64_t expired; /* of them, expired since the dump (not put) */
-	char what[128];   /* SHF_DUMP_CORRUPT: what is wrong */
+	char what[128]; /* SHF_DUMP_CORRUPT: what is wrong */
 };
 
 enum shf_dump_status {
-	SHF_DUMP_OK,       /* the whole dump is in the table */
+	SHF_DUMP_OK, /* the whole dump is in the table */
 	SHF_DUMP_NOT_DUMP, /* no magic (errno 0), or errno from reading */
 	SHF_DUMP_READ_ERR, /* errno: reading the stream failed */
-	SHF_DUMP_PUT_ERR,  /* errno: the table refused record ->records */
-	SHF_DUMP_CORRUPT,  /* ->what says why; records before it are in */
+	SHF_DUMP_PUT_ERR, /* errno: the table refused record ->records */
+	SHF_DUMP_CORRUPT, /* ->what says why; records before it are in */
 	SHF_DUMP_NOMEM,
 };
 

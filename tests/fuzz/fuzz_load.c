@@ -111,8 +111,12 @@ static void make_dump(struct out *o, int v, uint32_t n, uint32_t vmax)
 		out_u32(o, kl);
 		out_u32(o, vl);
 		if (v == 2) /* none, long ago, in an hour, in 2100 */
-			out_u64(o, i % 4 == 0 ? 0 : i % 4 == 1 ? 1000 :
-				i % 4 == 2 ? now + 3600000 : 4102444800000ULL, 1);
+			out_u64(o,
+				i % 4 == 0 ? 0 :
+				i % 4 == 1 ? 1000 :
+				i % 4 == 2 ? now + 3600000 :
+					     4102444800000ULL,
+				1);
 		out_bytes(o, key, kl, 1);
 		out_bytes(o, val, vl, 1);
 	}

@@ -190,7 +190,8 @@ static void tmpl_make(enum kind k)
 	}
 	if (k == FK_CACHE)
 		for (i = 0; i < 4; i++) {
-			shf_make_hash(key, (uint32_t)sprintf(key, "lease-%u", i));
+			shf_make_hash(key,
+				      (uint32_t)sprintf(key, "lease-%u", i));
 			shf_get_key_val_copy_or_lease(shf, 600000, 0);
 		}
 	shf_detach(shf);
@@ -210,14 +211,14 @@ static void write_seeds(const char *out)
 {
 	static const uint8_t calls[] = {
 		/* op, a, b, c */
-		0, 1, 2, 3,   1, 1, 0, 0,   2, 5, 0, 0,   3, 9, 0, 0,
-		4, 0, 0, 0,   5, 7, 0, 0,   7, 3, 200, 0, 8, 4, 0, 0,
-		9, 2, 0, 0,   10, 1, 0, 0,  11, 2, 3, 0,  12, 0, 0, 0,
-		13, 16, 0, 0, 14, 64, 0, 0, 15, 0, 0, 0,  16, 0, 0, 0,
-		17, 5, 0, 1,  18, 5, 0, 0,  19, 1, 9, 0,  20, 1, 9, 0,
-		21, 1, 0, 0,  23, 0, 0, 0,  24, 3, 0, 0,  25, 1, 2, 0,
-		26, 1, 2, 3,  27, 2, 0, 0,  28, 9, 0, 0,  29, 0, 0, 0,
-		30, 5, 0, 0,  31, 3, 0, 0,  32, 9, 40, 0, 6, 0, 0, 0,
+		0,  1,	2, 3, 1,  1,  0, 0, 2,	5, 0,	0, 3,  9, 0, 0,
+		4,  0,	0, 0, 5,  7,  0, 0, 7,	3, 200, 0, 8,  4, 0, 0,
+		9,  2,	0, 0, 10, 1,  0, 0, 11, 2, 3,	0, 12, 0, 0, 0,
+		13, 16, 0, 0, 14, 64, 0, 0, 15, 0, 0,	0, 16, 0, 0, 0,
+		17, 5,	0, 1, 18, 5,  0, 0, 19, 1, 9,	0, 20, 1, 9, 0,
+		21, 1,	0, 0, 23, 0,  0, 0, 24, 3, 0,	0, 25, 1, 2, 0,
+		26, 1,	2, 3, 27, 2,  0, 0, 28, 9, 0,	0, 29, 0, 0, 0,
+		30, 5,	0, 0, 31, 3,  0, 0, 32, 9, 40,	0, 6,  0, 0, 0,
 	};
 	uint8_t buf[512];
 	char path[4096];
@@ -327,8 +328,9 @@ static void call_batch(SHF *shf, uint32_t n, uint32_t first)
 		kl[i] = key_of(keys[i], first + i);
 		kp[i] = keys[i];
 	}
-	shf_get_key_val_copy_batch(shf, n, kp, kl, buf, first % 3 ? sizeof(buf) : 64,
-				   offs, lens, buids);
+	shf_get_key_val_copy_batch(shf, n, kp, kl, buf,
+				   first % 3 ? sizeof(buf) : 64, offs, lens,
+				   buids);
 }
 
 static void call(SHF *shf, enum kind k, const uint8_t *op)
@@ -468,7 +470,8 @@ static void call(SHF *shf, enum kind k, const uint8_t *op)
 	case 32:
 		/* a new key with a big value: chunk, extent, file growth */
 		shf_make_hash(key, (uint32_t)sprintf(key, "big-%u", a));
-		shf_put_key_val(shf, NULL, k == FK_FIXED ? FIXED_VLEN : b * 300);
+		shf_put_key_val(shf, NULL,
+				k == FK_FIXED ? FIXED_VLEN : b * 300);
 		break;
 	default:
 		shf_put_key_val(shf, NULL, 0);

@@ -1349,6 +1349,68 @@ START_TEST(test_directory_names_one_segment_often)
 }
 END_TEST
 
+/*
+ * A free list that loops back on itself in every class of every shard
+ * (found by review: each walk of shf_check() was bounded by the blocks the
+ * file could hold, but each of the 256 x 184 lists had that bound of its
+ * own: a file's worth of steps 47104 times).  The walks of one check now
+ * share one bound.
+ */
+START_TEST(test_free_list_cycles_everywhere)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	size_t nblk = (size_t)NSHARDS * NCLASS;
+	uint64_t end, heads[NCLASS];
+	uint32_t *blk, si, c;
+	struct stat st;
+	int fd, status;
+	pid_t pid;
+
+	find_table("freecycles", name, path);
+	ck_assert_int_eq(stat(path, &st), 0);
+	end = ((uint64_t)st.st_size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+	blk = calloc(nblk, REC_MIN);
+	ck_assert_ptr_nonnull(blk);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	for (si = 0; si < NSHARDS; si++) {
+		for (c = 0; c < NCLASS; c++) {
+			uint32_t *w = blk + ((size_t)si * NCLASS + c) * 4;
+			uint64_t off = end + ((uint64_t)si * NCLASS + c) * REC_MIN;
+
+			w[0] = K_FREE << 24;
+			w[1] = c;
+			memcpy(w + 2, &off, 8); /* itself: a cycle */
+			heads[c] = off;
+		}
+		ck_assert_int_eq(pwrite(fd, heads, sizeof(heads),
+					(off_t)(shard_at(si) +
+						offsetof(struct shard,
+							 free_head))),
+				 (ssize_t)sizeof(heads));
+	}
+	ck_assert_int_eq(pwrite(fd, blk, nblk * REC_MIN, (off_t)end),
+			 (ssize_t)(nblk * REC_MIN));
+	close(fd);
+	free(blk);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		SHF *shf = shf_attach_existing(shf_test_dir(), name);
+
+		if (!shf)
+			_exit(2);
+		_exit(shf_check(shf, 0, NULL, NULL) > 0 ? 0 : 3);
+	}
+	status = shf_test_waitpid(pid, 10);
+	unlink(path);
+	ck_assert_msg(status != -1, "shf_check walked the cycles for 10 s");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "shf_check: status %#x", status);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                               \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0, \
@@ -1363,7 +1425,8 @@ static Suite *hostile_suite(void)
 			   test_lock_links_damaged_while_held,
 			   test_unexaminable_holder_once,
 			   test_journal_replay_damaged,
-			   test_directory_names_one_segment_often);
+			   test_directory_names_one_segment_often,
+			   test_free_list_cycles_everywhere);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

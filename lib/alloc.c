@@ -18,15 +18,20 @@
 /* Is [off, off+len) inside the file?  Refreshes from fstat() when needed. */
 int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
 {
+	uint64_t claim = atomic_load_explicit(&h->h->file_size,
+					      memory_order_acquire), sz;
 	struct stat st;
-	uint64_t sz;
 
+	/* the file has not grown since the last look: no need to look */
+	if (claim == atomic_load_explicit(&h->claim_seen, memory_order_relaxed))
+		return 0;
 	if (fstat(h->fd, &st) < 0)
 		return 0;
 	sz = (uint64_t)st.st_size;
 	if (sz > h->map_size)
 		sz = h->map_size;
 	atomic_store(&h->valid, sz);
+	atomic_store_explicit(&h->claim_seen, claim, memory_order_relaxed);
 	return len <= sz && off <= sz - len;
 }
 
@@ -84,7 +89,18 @@ int file_reserve(SHF *h, uint64_t need)
 	}
 	atomic_store(&h->h->file_size, nsz);
 	atomic_store(&h->valid, nsz);
+	atomic_store(&h->claim_seen, nsz);
 	return 0;
+}
+
+static int alloc_lock(SHF *h)
+{
+	return shf_mutex_lock_saved(&h->h->alloc_mx, &h->site, &h->alloc_save);
+}
+
+static void alloc_unlock(SHF *h)
+{
+	shf_mutex_unlock_saved(&h->h->alloc_mx, &h->alloc_save);
 }
 
 /* Page-aligned extent of at least size bytes (size rounded to its class). */
@@ -98,7 +114,7 @@ uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 		errno = EOVERFLOW;
 		return 0;
 	}
-	rc = shf_mutex_lock(&h->h->alloc_mx, &h->site);
+	rc = alloc_lock(h);
 	if (rc < 0)
 		return 0;
 	CRASH(CP_ALLOC_LOCKED);
@@ -111,7 +127,7 @@ uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 			off = 0;
 		} else {
 			h->h->big_free[c] = ld64(p);
-			shf_mutex_unlock(&h->h->alloc_mx);
+			alloc_unlock(h);
 			if (zero)
 				memset(p, 0, b);
 			return off;
@@ -120,7 +136,7 @@ uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 	used = atomic_load(&h->h->file_used);
 	/* a damaged header: the bump pointer outside the file's data */
 	if (used < h->data_start || !range_ok(h, 0, used)) {
-		shf_mutex_unlock(&h->h->alloc_mx);
+		alloc_unlock(h);
 		errno = EBADMSG;
 		return 0;
 	}
@@ -128,12 +144,12 @@ uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 	if (file_reserve(h, used + b) < 0) {
 		int e = errno;
 
-		shf_mutex_unlock(&h->h->alloc_mx);
+		alloc_unlock(h);
 		errno = e;
 		return 0;
 	}
 	atomic_store(&h->h->file_used, used + b);
-	shf_mutex_unlock(&h->h->alloc_mx);
+	alloc_unlock(h);
 	(void)zero; /* fresh file space reads as zeroes */
 	return used;
 }
@@ -146,11 +162,11 @@ void big_free(SHF *h, uint64_t off, uint64_t size)
 
 	if (!p || c >= NBIG)
 		return;
-	if (shf_mutex_lock(&h->h->alloc_mx, &h->site) < 0)
+	if (alloc_lock(h) < 0)
 		return;
 	st64(p, h->h->big_free[c]);
 	h->h->big_free[c] = off;
-	shf_mutex_unlock(&h->h->alloc_mx);
+	alloc_unlock(h);
 }
 
 static inline int cls_floor(uint64_t size)

@@ -17,6 +17,13 @@ struct chk {
 	uint32_t problems;
 	/* what the shard's slots add up to */
 	uint64_t live, rbytes;
+	/*
+	 * Free blocks the walks of all free lists may still visit: no more
+	 * than the file has room for, all lists of all shards together (a
+	 * cycle in each list would otherwise cost a file's worth each).
+	 */
+	uint64_t free_left;
+	uint32_t free_left_out;
 };
 
 static void chk_report(struct chk *c, const char *fmt, ...)
@@ -173,6 +180,12 @@ static void check_free_lists(SHF *h, struct shard *sh, uint32_t si,
 		while (off) {
 			uint32_t *w = (off & 3) ? NULL : at(h, off, REC_MIN);
 
+			if (!c->free_left) {
+				if (c->free_left_out++ == 0)
+					chk_report(c, "free lists hold more blocks "
+						   "than the file: not all walked");
+				return;
+			}
 			if (!w || w[0] != K_FREE << 24 || w[1] != k || ++n > most) {
 				chk_report(c, "shard %u: free list %u broken at %#llx",
 					   si, k, (unsigned long long)off);
@@ -180,6 +193,7 @@ static void check_free_lists(SHF *h, struct shard *sh, uint32_t si,
 					stu64(prev, 0);
 				break;
 			}
+			c->free_left--;
 			prev = (uint64_t *)(w + 2);
 			off = ldu64(w + 2);
 		}
@@ -192,6 +206,7 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 	struct shard *sh = &h->shards[si];
 	uint32_t g, i;
 	uint64_t dw = atomic_load(&sh->dir_word), *dir = dir_get(h, dw, &g);
+	uint64_t segs = 0;
 	int len;
 
 	if (!dir) {
@@ -204,6 +219,12 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 	c->live = 0;
 	c->rbytes = 0;
 	for (i = 0; i < (1u << g); i += (uint32_t)len) {
+		/* more segments than the file has pages: some named twice */
+		if (++segs > atomic_load(&h->valid) / SEG_BYTES) {
+			chk_report(c, "shard %u: the directory names more "
+				   "segments than the file holds", si);
+			return;
+		}
 		len = check_segment(h, si, dir, g, i, c, repair);
 		if (len < 0)
 			return;
@@ -215,7 +236,8 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 SHF_EXPORT uint32_t shf_check(SHF *h, uint32_t flags, shf_check_cb_t cb,
 			      void *arg)
 {
-	struct chk c = { cb, arg, 0, 0, 0 };
+	struct chk c = { cb, arg, 0, 0, 0,
+			 atomic_load(&h->valid) / REC_MIN + 1, 0 };
 	uint32_t si;
 
 	if (!h || (flags & ~SHF_CHECK_REPAIR)) {

@@ -20,6 +20,13 @@ enum sweep { SW_EXPIRED, SW_EVICT };
  */
 #define SWEEP_EVICT_MAX (1u << 20)
 #define EVICT_MAX 4096u
+/*
+ * Slots one put's eviction visits in all, over every shard it looks at:
+ * without it a put could walk two turns of each of the 256 shards' (a
+ * damaged count that no eviction brings down, directories that a damaged
+ * word made deep), seconds of work.
+ */
+#define PUT_VISITS_MAX (2u * SWEEP_EVICT_MAX)
 
 /*
  * Move the hand over at most max slots, and at most one turn of the shard.
@@ -27,10 +34,12 @@ enum sweep { SW_EXPIRED, SW_EVICT };
  * SW_EVICT (max is then two turns): stop at the first victim — an
  * expired key, or one whose use mark is clear (marks met are cleared) —
  * never skip_rec nor a lease still running; returns 1, or 0 if none was
- * found.  Under sh's lock.
+ * found.  At most *left slots (left may be NULL), which it lowers.  Under
+ * sh's lock.
  */
 static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
-		      uint64_t max, uint64_t skip_rec, struct clk *c)
+		      uint64_t max, uint64_t skip_rec, struct clk *c,
+		      uint64_t *left)
 {
 	uint32_t depth, n = 0;
 	uint64_t i;
@@ -53,7 +62,11 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 								   SWEEP_EVICT_MAX;
 			else if (max > turn)
 				max = turn;
+			if (left && max > *left)
+				max = *left;
 		}
+		if (left)
+			--*left;
 		sv = ld64(sl);
 		if (!sv || slot_rec(sv) == skip_rec)
 			continue;
@@ -103,13 +116,14 @@ static void budget_reserve(SHF *h, struct shard *sh, uint64_t budget,
 			   int64_t need, uint64_t skip_rec, struct clk *c)
 {
 	uint32_t si = (uint32_t)(sh - h->shards), i, start, n = 0;
+	uint64_t left = PUT_VISITS_MAX;
 
 	atomic_fetch_add(&h->h->cache_bytes, (uint64_t)need);
 	while (atomic_load(&h->h->cache_bytes) > budget && n < EVICT_MAX &&
-	       sweep(h, sh, SW_EVICT, 1, skip_rec, c))
+	       left && sweep(h, sh, SW_EVICT, 1, skip_rec, c, &left))
 		n++;
 	start = ++evict_rot;
-	for (i = 0; i < NSHARDS - 1 && n < EVICT_MAX &&
+	for (i = 0; i < NSHARDS - 1 && n < EVICT_MAX && left &&
 		    atomic_load(&h->h->cache_bytes) > budget; i++) {
 		struct shard *t = &h->shards[(si + 1 + (start + i) %
 					      (NSHARDS - 1)) % NSHARDS];
@@ -117,7 +131,8 @@ static void budget_reserve(SHF *h, struct shard *sh, uint64_t budget,
 		if (!atomic_load(&t->nkeys) || shard_trylock(h, t) < 0)
 			continue;
 		while (atomic_load(&h->h->cache_bytes) > budget &&
-		       n < EVICT_MAX && sweep(h, t, SW_EVICT, 1, 0, c))
+		       n < EVICT_MAX && left &&
+		       sweep(h, t, SW_EVICT, 1, 0, c, &left))
 			n++;
 		shard_unlock(h, t);
 	}
@@ -188,7 +203,7 @@ int write_lock(SHF *h, struct shard *sh, struct clk *c)
 		return -1;
 	if (SHF_UNLIKELY(atomic_load_explicit(&h->h->ttl_used,
 					      memory_order_relaxed)))
-		sweep(h, sh, SW_EXPIRED, PUT_SWEEP, 0, c);
+		sweep(h, sh, SW_EXPIRED, PUT_SWEEP, 0, c, NULL);
 	return 0;
 }
 
@@ -244,7 +259,7 @@ SHF_EXPORT uint32_t shf_expire(SHF *h, uint32_t max_slots)
 			continue;
 		if (shard_lock(h, sh) < 0)
 			return UINT32_MAX;
-		n += sweep(h, sh, SW_EXPIRED, max_slots, 0, &c);
+		n += sweep(h, sh, SW_EXPIRED, max_slots, 0, &c, NULL);
 		shard_unlock(h, sh);
 	}
 	return n;

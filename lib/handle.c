@@ -202,6 +202,7 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 	h->base = m;
 	h->map_size = ms;
 	atomic_store(&h->valid, (uint64_t)st.st_size);
+	atomic_store(&h->claim_seen, atomic_load(&hd.file_size));
 	h->h = m;
 	h->data_start = hd.data_start;
 	h->shards = (struct shard *)(h->base + SHARDS_OFF);

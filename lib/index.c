@@ -42,14 +42,18 @@ static uint64_t *dir_double(SHF *h, struct shard *sh, uint64_t *dw,
 	return n;
 }
 
-/* Split the segment at directory index idx (under the lock). */
-static int seg_split(SHF *h, struct shard *sh, uint32_t idx)
+/*
+ * Split the segment at directory index idx of directory word dw, as the
+ * caller read it (under the lock): not read again, so that idx indexes the
+ * directory that was checked.
+ */
+static int seg_split(SHF *h, struct shard *sh, uint64_t dw, uint32_t idx)
 {
 	uint32_t g, l, start, len, i, bit;
-	uint64_t dw = atomic_load(&sh->dir_word), *dir = dir_get(h, dw, &g);
+	uint64_t *dir = dir_get(h, dw, &g);
 	uint64_t de, so, no, *seg, *nseg;
 
-	if (!dir)
+	if (!dir || idx >= (1u << g))
 		goto corrupt;
 	de = ld64(&dir[idx]);
 	l = (uint32_t)(de & 63);
@@ -118,7 +122,8 @@ uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 	uint32_t tag = tag_of(hash), idx, b[2], i, k, tries;
 
 	for (tries = 0; tries < 2 * MAX_DEPTH + 2; tries++) {
-		uint64_t so, *seg = seg_for(h, sh, tag, &so, &idx);
+		uint64_t so, dw = atomic_load(&sh->dir_word),
+			     *seg = seg_for_dw(h, dw, tag, &so, &idx);
 
 		if (!seg) {
 			errno = EBADMSG;
@@ -158,7 +163,7 @@ uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 				}
 			}
 		}
-		if (seg_split(h, sh, idx) < 0)
+		if (seg_split(h, sh, dw, idx) < 0)
 			return NULL;
 	}
 	errno = EOVERFLOW;

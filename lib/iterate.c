@@ -53,6 +53,12 @@ static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 	uint64_t *dir = dir_get(h, atomic_load_explicit(&sh->dir_word,
 							memory_order_acquire),
 				&g);
+	/*
+	 * A directory naming more segments than the file has pages for, or
+	 * records that add up to more than the file, names some twice: it
+	 * is damaged (else the walk could copy the same records for ever).
+	 */
+	uint64_t valid = atomic_load(&h->valid), segs = 0;
 
 	s->len = 0;
 	s->count = 0;
@@ -67,7 +73,7 @@ static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 		if (i & ((1u << (g - l)) - 1))
 			continue; /* not the first entry for this segment */
 		seg = at(h, de & ~63ULL, SEG_BYTES);
-		if (!seg)
+		if (!seg || ++segs > valid / SEG_BYTES)
 			return 1;
 		for (k = 0; k < SEG_BUCKETS * BUCKET_SLOTS; k++) {
 			uint64_t sv = ld64(&seg[k]);
@@ -79,6 +85,8 @@ static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 				return 1;
 			if (!rec_visible(&r, &c))
 				continue; /* expired, or a lease */
+			if (s->len + 12 + (uint64_t)r.klen + r.vlen > valid)
+				return 1;
 			if (snap_add(s, &r, uid_make(si, r.uid)) < 0)
 				return -1;
 		}

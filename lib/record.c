@@ -72,14 +72,21 @@ uint64_t rec_cost(uint64_t size)
 /* Double the shard's directory of UID pages; 0, or -1 with errno. */
 static int uid_dir_grow(SHF *h, struct shard *sh)
 {
-	uint32_t ocap = sh->uid_dir_cap, ncap = ocap ? ocap * 2 : 4;
-	uint64_t nd = shard_alloc_a(h, sh, (uint64_t)ncap * 8, 1), od;
+	/* each word read once: what is copied and freed is what was checked */
+	uint32_t ocap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED),
+		 ncap = ocap ? ocap * 2 : 4;
+	uint64_t od = ld64(&sh->uid_dir), nd;
 	uint64_t *n, *o;
 
+	if (ncap > UID_LOCAL_MAX / UID_PAGE_ENTRIES + 1) {
+		errno = EBADMSG; /* more pages than UIDs */
+		return -1;
+	}
+	nd = shard_alloc_a(h, sh, (uint64_t)ncap * 8, 1);
 	if (!nd)
 		return -1;
 	n = at(h, nd, (uint64_t)ncap * 8);
-	o = ocap ? at(h, sh->uid_dir, (uint64_t)ocap * 8) : NULL;
+	o = ocap ? at(h, od, (uint64_t)ocap * 8) : NULL;
 	if (!n) {
 		errno = EBADMSG;
 		return -1;
@@ -87,7 +94,6 @@ static int uid_dir_grow(SHF *h, struct shard *sh)
 	memset(n, 0, (uint64_t)ncap * 8);
 	if (o)
 		memcpy(n, o, (uint64_t)ocap * 8);
-	od = sh->uid_dir;
 	barrier();
 	/* cap is checked against dir size by readers: publish the bigger
 	 * array first, then its capacity */
@@ -103,14 +109,17 @@ static int uid_dir_grow(SHF *h, struct shard *sh)
 static int uid_page_add(SHF *h, struct shard *sh, uint32_t pi)
 {
 	uint64_t *dir, page;
+	uint32_t cap;
 
 	if (pi >= sh->uid_dir_cap && uid_dir_grow(h, sh) < 0)
 		return -1;
 	page = shard_alloc_a(h, sh, UID_PAGE_ENTRIES * 8, 1);
 	if (!page)
 		return -1;
-	dir = at(h, sh->uid_dir, (uint64_t)sh->uid_dir_cap * 8);
-	if (!dir || pi >= sh->uid_dir_cap ||
+	/* each word once: the index checked is checked against this array */
+	cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
+	dir = at(h, ld64(&sh->uid_dir), (uint64_t)cap * 8);
+	if (!dir || pi >= cap ||
 	    !at(h, page, UID_PAGE_ENTRIES * 8)) {
 		errno = EBADMSG;
 		return -1;

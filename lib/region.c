@@ -23,23 +23,29 @@ void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 		errno = EINVAL;
 		return NULL;
 	}
-	if (shf_mutex_lock(&h->h->region_mx, &h->site) < 0)
+	if (shf_mutex_lock_saved(&h->h->region_mx, &h->site,
+				 &h->region_save) < 0)
 		return NULL;
 	for (i = 0; i < SHF_REGIONS_MAX; i++) {
+		/* each word once: the size given out is the size checked */
+		uint64_t off, rsize;
+
 		r = &h->h->regions[i];
-		if (!r->off) {
+		off = ld64(&r->off);
+		rsize = ld64(&r->size);
+		if (!off) {
 			if (!fr)
 				fr = r;
 			continue;
 		}
 		if (strncmp(r->name, name, SHF_REGION_NAME_MAX))
 			continue;
-		if (create && r->size != size)
+		if (create && rsize != size)
 			e = EEXIST;
-		else if (!(p = at(h, r->off, r->size)))
+		else if (!(p = at(h, off, rsize)))
 			e = EBADMSG;
 		else if (size_out)
-			*size_out = r->size;
+			*size_out = rsize;
 		goto done;
 	}
 	if (!create) {
@@ -70,7 +76,7 @@ void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 			*size_out = size;
 	}
 done:
-	shf_mutex_unlock(&h->h->region_mx);
+	shf_mutex_unlock_saved(&h->h->region_mx, &h->region_save);
 	if (e) {
 		errno = e;
 		return NULL;
@@ -87,7 +93,8 @@ int shf_region_remove(SHF *h, const char *name)
 		errno = EINVAL;
 		return -1;
 	}
-	if (shf_mutex_lock(&h->h->region_mx, &h->site) < 0)
+	if (shf_mutex_lock_saved(&h->h->region_mx, &h->site,
+				 &h->region_save) < 0)
 		return -1;
 	errno = ENOENT;
 	for (i = 0; i < SHF_REGIONS_MAX; i++) {
@@ -100,6 +107,6 @@ int shf_region_remove(SHF *h, const char *name)
 			break;
 		}
 	}
-	shf_mutex_unlock(&h->h->region_mx);
+	shf_mutex_unlock_saved(&h->h->region_mx, &h->region_save);
 	return rc;
 }

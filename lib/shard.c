@@ -30,9 +30,10 @@ void cache_bytes_recount(SHF *h)
 /* Recovery may meet a record it freed before: free it only once. */
 static void rec_free_live(SHF *h, struct shard *sh, uint64_t off)
 {
-	const uint32_t *w = at(h, off, 8);
+	/* records are 4-aligned: a journal that says otherwise is damaged */
+	const uint32_t *w = (off & 3) ? NULL : at(h, off, 8);
 
-	if (w && (w[0] >> 24) != K_FREE)
+	if (w && (__atomic_load_n(w, __ATOMIC_RELAXED) >> 24) != K_FREE)
 		rec_free(h, sh, off);
 }
 
@@ -47,19 +48,25 @@ static void recover_kick(SHF *h, struct journal *j)
 	j->kick_from = 0;
 }
 
-/* A split whose entries were copied: finish it. */
+/*
+ * A split whose entries were copied: finish it.  The journal's words are
+ * read once and must describe a split of this directory (a range inside
+ * it, a depth below its own, segments on pages), else it is dropped.
+ */
 static void recover_split(SHF *h, struct shard *sh, struct journal *j)
 {
-	uint32_t g, i, bit = 23 - j->split_depth;
+	uint64_t so = ld64(&j->split_seg), no = ld64(&j->split_new);
+	uint64_t start = ld64(&j->split_start), len = ld64(&j->split_len);
+	uint32_t g, i, l = __atomic_load_n(&j->split_depth, __ATOMIC_RELAXED);
 	uint64_t *dir = dir_get(h, atomic_load(&sh->dir_word), &g);
-	uint64_t *seg = at(h, j->split_seg, SEG_BYTES);
+	uint64_t *seg = (so & (PAGE - 1)) ? NULL : at(h, so, SEG_BYTES);
+	uint32_t bit = 23 - l;
 
-	if (dir && seg && j->split_start + j->split_len <= (1ULL << g)) {
-		for (i = 0; i < j->split_len; i++)
-			st64(&dir[j->split_start + i],
-			     (i < j->split_len / 2 ? j->split_seg :
-						     j->split_new) |
-				     (j->split_depth + 1));
+	if (dir && seg && !(no & (PAGE - 1)) && l < g && start < (1ULL << g) &&
+	    len == (1ULL << (g - l)) && !(start & (len - 1))) {
+		for (i = 0; i < len; i++)
+			st64(&dir[start + i],
+			     (i < len / 2 ? so : no) | (l + 1));
 		for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++) {
 			uint64_t s = ld64(&seg[i]);
 
@@ -171,7 +178,8 @@ int shard_lock(SHF *h, struct shard *sh)
 	int rc = 0;
 
 	if (h->lockable) {
-		rc = shf_mutex_lock(&sh->mx, &h->site);
+		rc = shf_mutex_lock_saved(&sh->mx, &h->site,
+					  &h->mx_save[sh - h->shards]);
 		if (rc < 0)
 			return -1;
 	}
@@ -188,7 +196,8 @@ int shard_trylock(SHF *h, struct shard *sh)
 	int rc = 0;
 
 	if (h->lockable) {
-		rc = shf_mutex_trylock(&sh->mx, &h->site);
+		rc = shf_mutex_trylock_saved(&sh->mx, &h->site,
+					     &h->mx_save[sh - h->shards]);
 		if (rc < 0)
 			return -1;
 	}
@@ -203,7 +212,7 @@ void shard_unlock(SHF *h, struct shard *sh)
 						   memory_order_relaxed) + 1,
 			      memory_order_release);
 	if (h->lockable)
-		shf_mutex_unlock(&sh->mx);
+		shf_mutex_unlock_saved(&sh->mx, &h->mx_save[sh - h->shards]);
 }
 
 /* Lock every shard, in order; the number locked (NSHARDS: all). */

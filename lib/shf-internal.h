@@ -93,6 +93,26 @@ struct shf_lock_site {
 	uint64_t dev, ino;
 	uint32_t max_wait_ms;
 };
+/*
+ * What the holder of a mutex in a file that others write keeps of it in
+ * its own memory: glibc links the robust mutexes a thread holds through
+ * words inside them, and writes through those words when it unlocks, so a
+ * hostile process that changes them while the lock is held would steer
+ * that write anywhere in the holder.  shf_mutex_lock_saved() notes them,
+ * shf_mutex_unlock_saved() puts them back first (with the owner words).
+ * The place: memory of the handle, one per mutex (a lock has one holder).
+ * Locks taken this way are released in the reverse order of taking.
+ */
+struct shf_mutex_save {
+	void *prev, *next;
+	uint32_t tid;
+	/*
+	 * The lock word a wait of this process gave up on (ETIMEDOUT): while
+	 * the lock still shows that very word, the next lockers give up at
+	 * once instead of waiting max_wait_ms again, each of them.
+	 */
+	uint32_t stuck;
+};
 /* A robust process-shared mutex; 0, or -1 with errno. */
 int shf_mutex_init(pthread_mutex_t *m);
 /*
@@ -104,6 +124,14 @@ int shf_mutex_lock(pthread_mutex_t *m, const struct shf_lock_site *site);
 /* The same without waiting: -1 with EBUSY when it is held. */
 int shf_mutex_trylock(pthread_mutex_t *m, const struct shf_lock_site *site);
 void shf_mutex_unlock(pthread_mutex_t *m);
+/* The same, keeping the lock's links in sv while it is held. */
+int shf_mutex_lock_saved(pthread_mutex_t *m, const struct shf_lock_site *site,
+			 struct shf_mutex_save *sv);
+int shf_mutex_trylock_saved(pthread_mutex_t *m,
+			    const struct shf_lock_site *site,
+			    struct shf_mutex_save *sv);
+void shf_mutex_unlock_saved(pthread_mutex_t *m,
+			    const struct shf_mutex_save *sv);
 
 /* ============================================================ monitor.c */
 

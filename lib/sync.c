@@ -136,7 +136,43 @@ static int tid_maps_file(pid_t tid, uint64_t dev, uint64_t ino)
 	return found;
 }
 
-/* Make a lock whose owner is gone (or never held it) look dead. */
+/* PF_KTHREAD of include/linux/sched.h: the flags of a kernel thread. */
+#define SHF_PF_KTHREAD 0x00200000u
+
+/*
+ * Is tid a kernel thread (its flags in /proc/TID/stat, which anybody may
+ * read)?  Kernel threads never hold a lock in a process's memory, and their
+ * maps are empty, which tid_maps_file() cannot tell from unreadable.
+ */
+static int tid_is_kthread(pid_t tid)
+{
+	char path[40], buf[512], *p;
+	unsigned int flags;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* "pid (comm) state ppid pgrp session tty tpgid flags ..." */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %u", &flags) != 1)
+		return 0;
+	return (flags & SHF_PF_KTHREAD) != 0;
+}
+
+/*
+ * Make a lock whose owner is gone (or never held it) look dead.  Never
+ * held it: a thread that provably does not map the lock's file, a kernel
+ * thread, or the very thread that waits (the library never takes a lock it
+ * holds): words that only another process's writes can have put there.
+ */
 static void mutex_release_stale(pthread_mutex_t *m,
 				const struct shf_lock_site *site)
 {
@@ -146,7 +182,8 @@ static void mutex_release_stale(pthread_mutex_t *m,
 
 	if (!tid || (v & FUTEX_OWNER_DIED))
 		return;
-	if (kill(tid, 0) == 0 || errno != ESRCH) {
+	if (tid != (pid_t)syscall(SYS_gettid) && !tid_is_kthread(tid) &&
+	    (kill(tid, 0) == 0 || errno != ESRCH)) {
 		/* alive: only a holder that maps the lock's file is real */
 		if (!site || !site->ino ||
 		    tid_maps_file(tid, site->dev, site->ino) != 0)
@@ -293,5 +330,102 @@ int shf_mutex_trylock(pthread_mutex_t *m, const struct shf_lock_site *site)
 
 void shf_mutex_unlock(pthread_mutex_t *m)
 {
+	pthread_mutex_unlock(m);
+}
+
+/*
+ * glibc's robust mutexes on 64-bit: the thread's list of held robust
+ * mutexes runs through __data.__list of each (prev, next); unlocking one
+ * writes through both.  Elsewhere nothing is kept.
+ */
+#if defined(__GLIBC__) && defined(__x86_64__) || \
+	defined(__GLIBC__) && defined(__aarch64__)
+#define SHF_ROBUST_LIST 1
+#endif
+
+static void mutex_save(pthread_mutex_t *m, struct shf_mutex_save *sv)
+{
+#ifdef SHF_ROBUST_LIST
+	uint32_t v = __atomic_load_n((uint32_t *)&m->__data.__lock,
+				     __ATOMIC_RELAXED) & FUTEX_TID_MASK;
+
+	sv->prev = __atomic_load_n(&m->__data.__list.__prev, __ATOMIC_RELAXED);
+	sv->next = __atomic_load_n(&m->__data.__list.__next, __ATOMIC_RELAXED);
+	/* the lock word names the new holder: this thread */
+	if ((int)v != __atomic_load_n(&m->__data.__owner, __ATOMIC_RELAXED))
+		v = (uint32_t)syscall(SYS_gettid);
+	sv->tid = v;
+#else
+	(void)m, (void)sv;
+#endif
+}
+
+/* Put back what a hostile write may have changed while the lock was held. */
+static void mutex_restore(pthread_mutex_t *m, const struct shf_mutex_save *sv)
+{
+#ifdef SHF_ROBUST_LIST
+	uint32_t *w = (uint32_t *)&m->__data.__lock;
+	uint32_t v = __atomic_load_n(w, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&m->__data.__list.__prev, sv->prev, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->__data.__list.__next, sv->next, __ATOMIC_RELAXED);
+	if (SHF_UNLIKELY(__atomic_load_n(&m->__data.__owner,
+					 __ATOMIC_RELAXED) != (int)sv->tid))
+		__atomic_store_n(&m->__data.__owner, (int)sv->tid,
+				 __ATOMIC_RELAXED);
+	if (SHF_UNLIKELY(!mutex_sane(m)))
+		__atomic_store_n(&m->__data.__kind, mutex_kind,
+				 __ATOMIC_RELAXED);
+	/* another holder named: glibc would refuse to unlock (EPERM) */
+	if (SHF_UNLIKELY((v & (FUTEX_TID_MASK | FUTEX_OWNER_DIED)) != sv->tid))
+		__atomic_store_n(w, sv->tid | FUTEX_WAITERS, __ATOMIC_RELAXED);
+#else
+	(void)m, (void)sv;
+#endif
+}
+
+int shf_mutex_lock_saved(pthread_mutex_t *m, const struct shf_lock_site *site,
+			 struct shf_mutex_save *sv)
+{
+	uint32_t *w = (uint32_t *)(void *)m;
+	uint32_t stuck = __atomic_load_n(&sv->stuck, __ATOMIC_RELAXED);
+	int rc;
+
+	/* a holder this process already waited for in vain: no new wait */
+	if (SHF_UNLIKELY(stuck) &&
+	    __atomic_load_n(w, __ATOMIC_RELAXED) == stuck) {
+		rc = shf_mutex_trylock(m, site);
+		if (rc < 0 && errno == EBUSY)
+			errno = ETIMEDOUT;
+	} else {
+		rc = shf_mutex_lock(m, site);
+	}
+	if (rc >= 0) {
+		if (SHF_UNLIKELY(stuck))
+			__atomic_store_n(&sv->stuck, 0, __ATOMIC_RELAXED);
+		mutex_save(m, sv);
+	} else if (errno == ETIMEDOUT) {
+		uint32_t v = __atomic_load_n(w, __ATOMIC_RELAXED);
+
+		__atomic_store_n(&sv->stuck, v, __ATOMIC_RELAXED);
+	}
+	return rc;
+}
+
+int shf_mutex_trylock_saved(pthread_mutex_t *m,
+			    const struct shf_lock_site *site,
+			    struct shf_mutex_save *sv)
+{
+	int rc = shf_mutex_trylock(m, site);
+
+	if (rc >= 0)
+		mutex_save(m, sv);
+	return rc;
+}
+
+void shf_mutex_unlock_saved(pthread_mutex_t *m,
+			    const struct shf_mutex_save *sv)
+{
+	mutex_restore(m, sv);
 	pthread_mutex_unlock(m);
 }

@@ -63,9 +63,11 @@
  * cannot be shown not to map the table (another user's) before it gives
  * up with ETIMEDOUT: locks are held for microseconds, so only a holder
  * stopped (a debugger, SIGSTOP) or a lock word written by a hostile
- * process gets here.
+ * process gets here.  Once a wait gave up, the process's next lockers
+ * give up at once while the lock shows the same word (sync.c), so a
+ * damaged word costs one such wait, not one per call.
  */
-#define LOCK_WAIT_MAX_MS 10000u
+#define LOCK_WAIT_MAX_MS 2000u
 
 #define K_SMALL 0xa1u
 #define K_LARGE 0xa2u
@@ -168,6 +170,13 @@ struct shf {
 	uint8_t *base;
 	uint64_t map_size;
 	_Atomic uint64_t valid; /* bytes known to be inside the file */
+	/*
+	 * The header's size claim when valid was last refreshed: the file
+	 * grows only by file_reserve(), which then raises the claim, so while
+	 * the claim is unchanged an offset past valid is not looked up again
+	 * (no fstat() per damaged offset).
+	 */
+	_Atomic uint64_t claim_seen;
 	uint64_t data_start; /* the header's, as checked at attach */
 	struct hdr *h;
 	struct shard *shards;
@@ -180,6 +189,9 @@ struct shf {
 	 * the other writers' locking keeps taking away) has arrived.
 	 */
 	_Atomic uint64_t dw_hint[NSHARDS];
+	/* the held locks' links (sync.c), kept where the file cannot reach */
+	struct shf_mutex_save mx_save[NSHARDS];
+	struct shf_mutex_save alloc_save, region_save;
 };
 
 /* The shard descriptors start on the first page after the header. */
@@ -667,12 +679,14 @@ static inline int idx_find(SHF *h, struct shard *sh, uint64_t hash, const void *
 
 static inline uint64_t *uid_entry(SHF *h, struct shard *sh, uint32_t ul)
 {
+	/* each word once: the capacity checked is the one of the array */
+	uint32_t pi = ul / UID_PAGE_ENTRIES,
+		 cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_ACQUIRE);
 	uint64_t *dir, page;
-	uint32_t pi = ul / UID_PAGE_ENTRIES;
 
-	if (pi >= sh->uid_dir_cap)
+	if (pi >= cap)
 		return NULL;
-	dir = at(h, sh->uid_dir, (uint64_t)sh->uid_dir_cap * 8);
+	dir = at(h, ld64(&sh->uid_dir), (uint64_t)cap * 8);
 	if (!dir)
 		return NULL;
 	page = ld64(&dir[pi]);

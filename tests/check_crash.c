@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #define XXH_INLINE_ALL
@@ -52,7 +53,12 @@
 #define NSHARDS 256u
 #define FRESH 2000u
 #define RECOVERY_MAX_S 2.0
+/* Random kills in make check; make soak sets SHF_CRASH_KILLS (500). */
 #define KILLS 200
+/* What one table file may grow to (RLIMIT_FSIZE; the writers inherit it). */
+#define FILE_MAX (512ULL << 20)
+
+static uint32_t kills_wanted = KILLS;
 
 /* Crash points of lib/shf.c (enum crash_point), 1 .. CRASH_POINTS. */
 #define CRASH_POINTS 14
@@ -412,6 +418,7 @@ START_TEST(test_crash_point)
 	char name[SHF_TEST_NAME_MAX], tag[32], crash[32], what[64];
 	struct cc_shm *s;
 	int fd, crashed, again;
+	struct shf_stats st;
 	double t1, t2;
 	SHF *shf;
 
@@ -436,12 +443,13 @@ START_TEST(test_crash_point)
 	t2 = recover_and_verify(shf, s, 1, again ? point_strict[point] : EITHER,
 				2, what);
 
+	ck_assert_int_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
 	printf("crash point %2d %-13s N=%-5ld: %s, %s; recovery %.1f ms, "
-	       "%.1f ms\n",
+	       "%.1f ms; file %llu MiB\n",
 	       point, point_names[point], n,
 	       crashed ? "crashed" : "not reached",
 	       again ? "crashed again" : "not reached again", t1 * 1e3,
-	       t2 * 1e3);
+	       t2 * 1e3, (unsigned long long)(st.bytes_file >> 20));
 	fflush(stdout);
 	/* the workload passes every crash point at least a few times */
 	if (n <= 3)
@@ -458,7 +466,7 @@ START_TEST(test_random_kills)
 {
 	const uint32_t nw = 2;
 	char name[SHF_TEST_NAME_MAX];
-	uint64_t rs = 0x5eed, seed = 1, acked = 0;
+	uint64_t rs = 0x5eed, seed = 1, acked = 0, file0;
 	double worst = 0, sum = 0;
 	pid_t pid[2];
 	struct cc_shm *s;
@@ -468,11 +476,13 @@ START_TEST(test_random_kills)
 	SHF *shf;
 
 	shf = shf_test_new("random-kills", name, sizeof(name));
+	ck_assert_int_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	file0 = st.bytes_file;
 	s = shm_new(&fd);
 	for (w = 0; w < nw; w++)
 		pid[w] = spawn(name, fd, w, nw, "rand", seed++, 0, NULL);
 
-	while (kills < KILLS) {
+	while (kills < kills_wanted) {
 		double t0, t, end;
 
 		w = (uint32_t)(cc_rand(&rs) % nw);
@@ -523,14 +533,18 @@ START_TEST(test_random_kills)
 	printf("random kills: %u kills (%u before the writer's loop), "
 	       "recovery (a put in each of %u shards) worst %.2f ms, "
 	       "mean %.2f ms; library recoveries %llu, lock waits %llu, "
-	       "writes acknowledged %llu, keys %llu, splits %llu\n",
+	       "writes acknowledged %llu, keys %llu, splits %llu, file "
+	       "%llu MiB (grown from %llu MiB)\n",
 	       kills, early, NSHARDS, worst * 1e3, sum / kills * 1e3,
 	       (unsigned long long)st.recoveries,
 	       (unsigned long long)st.lock_waits, (unsigned long long)acked,
-	       (unsigned long long)st.keys, (unsigned long long)st.splits);
+	       (unsigned long long)st.keys, (unsigned long long)st.splits,
+	       (unsigned long long)(st.bytes_file >> 20),
+	       (unsigned long long)(file0 >> 20));
 	fflush(stdout);
 	ck_assert_msg(worst < RECOVERY_MAX_S, "worst recovery %.3f s", worst);
 	ck_assert_msg(st.recoveries > 0, "no lock was ever recovered");
+	ck_assert_msg(st.bytes_file > file0, "the file never grew");
 	shm_del(s, fd);
 	shf_test_del(shf, name);
 }
@@ -548,12 +562,22 @@ static Suite *crash_suite(void)
 	printf("check_crash: crash points skipped: configure "
 	       "--enable-test-hooks builds them\n");
 #endif
-	shf_test_add_tcase(s, "random-kills", 120, test_random_kills);
+	/* about 0.4 s a kill on a loaded machine, and room to spare */
+	shf_test_add_tcase(s, "random-kills", 120.0 * kills_wanted / KILLS,
+			   test_random_kills);
 	return s;
 }
 
 int main(void)
 {
+	const char *e = getenv("SHF_CRASH_KILLS");
+	struct rlimit rl = { FILE_MAX, FILE_MAX };
+
+	if (e && *e && strtoul(e, NULL, 0) > 0)
+		kills_wanted = (uint32_t)strtoul(e, NULL, 0);
+	/* /dev/shm: no table of this program or its writers grows past this */
+	signal(SIGXFSZ, SIG_IGN);
+	setrlimit(RLIMIT_FSIZE, &rl);
 	/* only the writers crash, never this program */
 	unsetenv("SHF_TEST_CRASH");
 	shf_test_init();

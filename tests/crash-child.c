@@ -182,10 +182,30 @@ static void op(uint32_t i, uint64_t r)
 		op_kv(i, r);
 }
 
+/*
+ * The writer's next growth key (its keys of the growth range, in order,
+ * then again from the first: replaced or deleted the second time round).
+ */
+static uint32_t growth_key(void)
+{
+	uint32_t first = (widx + nw - CC_GROW_FIRST % nw) % nw, g;
+
+	g = first + me->grow_next * nw;
+	if (g >= CC_GROW) {
+		me->grow_next = 0;
+		g = first;
+	}
+	me->grow_next++;
+	return CC_GROW_FIRST + g;
+}
+
 static uint32_t random_key(uint64_t *rs)
 {
 	uint32_t per = (CC_NKEYS + nw - 1) / nw, i;
+	uint64_t r = cc_rand(rs);
 
+	if (r % 8 == 0) /* keep the table growing */
+		return growth_key();
 	do
 		i = (uint32_t)(cc_rand(rs) % per) * nw + widx;
 	while (i >= CC_NKEYS);

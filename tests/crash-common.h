@@ -28,13 +28,19 @@
  * see check_crash.c), so that those shards split their index segments and
  * double their directories several times; SPREAD go everywhere (one in 101
  * is longer than 255 bytes, another record format); CNT are counters
- * (shf_add_key_val()).
+ * (shf_add_key_val()); GROW are put for the first time all along the run,
+ * with values of 1 to 17 KiB (one in 16 of 40 to 70 KiB: extents of
+ * their own), so that the table and its file keep growing while writers
+ * are killed.
  */
 #define CC_CONC 12000u
 #define CC_CONC_SHARDS 8u
 #define CC_SPREAD 4000u
+#define CC_GROW 3000u
 #define CC_CNT 600u
-#define CC_NKEYS (CC_CONC + CC_SPREAD + CC_CNT)
+#define CC_GROW_FIRST (CC_CONC + CC_SPREAD)
+#define CC_CNT_FIRST (CC_GROW_FIRST + CC_GROW)
+#define CC_NKEYS (CC_CNT_FIRST + CC_CNT)
 #define CC_WRITERS_MAX 4u
 #define CC_KEY_MAX 320u
 #define CC_VAL_MAX 70000u
@@ -48,6 +54,7 @@ struct cc_writer {
 	uint64_t ops; /* acknowledged operations */
 	uint32_t running; /* set by the child once it is in its loop */
 	uint32_t error; /* the child found a problem (msg) */
+	uint32_t grow_next; /* the writer's next growth key (its n-th) */
 	char msg[240];
 };
 
@@ -65,7 +72,12 @@ struct cc_shm {
 
 static inline int cc_is_counter(uint32_t i)
 {
-	return i >= CC_CONC + CC_SPREAD;
+	return i >= CC_CNT_FIRST;
+}
+
+static inline int cc_is_growth(uint32_t i)
+{
+	return i >= CC_GROW_FIRST && i < CC_CNT_FIRST;
 }
 
 /* The key of index i into buf (CC_KEY_MAX bytes); returns its length. */
@@ -85,7 +97,9 @@ static inline uint32_t cc_key(const struct cc_shm *s, uint32_t i, char *buf)
 		}
 		return (uint32_t)n;
 	}
-	return (uint32_t)sprintf(buf, "cnt-%u", i - CC_CONC - CC_SPREAD);
+	if (i < CC_CNT_FIRST)
+		return (uint32_t)sprintf(buf, "gk-%u", i - CC_GROW_FIRST);
+	return (uint32_t)sprintf(buf, "cnt-%u", i - CC_CNT_FIRST);
 }
 
 /* Length of the value of key i at version v (same for v and v + 4). */
@@ -94,6 +108,11 @@ static inline uint32_t cc_val_len(uint32_t i, int64_t v)
 	static const uint32_t big[4] = { 600, 3000, 20000, 70000 };
 	uint32_t q = (uint32_t)((uint64_t)v & 3);
 
+	if (cc_is_growth(i)) { /* large records, some beyond 64 KiB */
+		if ((i + q) % 16 == 0)
+			return 40000 + (i * 7919 + q * 4099) % 30000;
+		return 1024 + (i * 7919 + q * 4099) % 16384;
+	}
 	if (i % 53 == 0) /* several size classes, and beyond 64 KiB */
 		return big[(i / 53 + q) & 3];
 	return 1 + (i * 31 + q * 17) % 200;

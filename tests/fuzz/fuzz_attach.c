@@ -22,8 +22,9 @@
  * bytes of the table's mutexes are put back as they were in the template
  * unless SHF_FUZZ_LOCKS=1.
  *
- * SHF_FUZZ_SEEDS=DIR: write a seed corpus into DIR and exit (make fuzz
- * makes the corpus this way at build time: no binary seeds in git).
+ * SHF_FUZZ_SEEDS=DIR: write a seed corpus into DIR and exit ("make
+ * fuzz-seeds" keeps the small ones in tests/fuzz/corpus-attach/; the raw
+ * table is only made at run time).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -272,7 +273,7 @@ static void use(SHF *shf, const uint8_t *data, size_t size)
 		shf_get_key_key_copy(shf);
 		if (shf_get_key_val_addr(shf) == SHF_RET_KEY_FOUND &&
 		    shf_val_len) {
-			volatile char c = shf_val_addr[shf_val_len - 1];
+			volatile char c = ((const char *)shf_val_addr)[shf_val_len - 1];
 			(void)c;
 		}
 		shf_get_uid_val_copy(shf, uid);

@@ -1,0 +1,1472 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * check_hostile.c - whatever another process writes into a table's file,
+ * a process using the table gets errors or wrong answers, never a signal,
+ * an exit or a hang (libshf(7), SECURITY).
+ *
+ * Per trial: a table of one kind (small records, large records, fixed
+ * lengths, cache mode with a default TTL, a byte budget and leases, queues
+ * with items on them, the log's region) is copied from a template made at
+ * start-up; a child attaches it and runs a random mix of every call that
+ * kind has (gets, puts, deletes, adds, updates, UID gets, batched gets,
+ * shf_iterate(), shf_check(), shf_expire(), leases, queue pushes, pulls and
+ * flushes, log appends) for a while, then detaches and exits 0.  Damage is
+ * 1 to 8 bytes at a random offset of the file (random values, a quarter of
+ * them runs of 0x00 or 0xff), written with pwrite():
+ *  - cold: up to a few thousand such writes before the child attaches;
+ *  - live: one every ~200 us while the child runs.
+ * The child must exit normally with 0 within 10 s (times
+ * CK_TIMEOUT_MULTIPLIER); on a timeout it is SIGKILLed (after its stacks
+ * are printed, where gdb is installed) and the trial fails.  A failing
+ * trial prints its seed; SHF_HOSTILE_SEED=SEED CK_RUN_CASE=CASE
+ * SHF_HOSTILE_TRIALS=1 replays it (live damage depends on timing too).
+ *
+ * SHF_HOSTILE_TRIALS: trials per case (make check: 8; make soak sets
+ * SHF_SOAK_TRIALS, default 2000, spread over the 12 cases).  Each child may
+ * grow its file to SHF_HOSTILE_FILE_MAX bytes at most (RLIMIT_FSIZE,
+ * default 256 MiB); one trial's file exists at a time.
+ *
+ * A white-box test: the "findings" case includes lib/table.h to write the
+ * exact words of the regressions that this torture found.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "config.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <check.h>
+
+#include "shf.h"
+#include "shf-test.h"
+#include "table.h"
+
+/* ------------------------------------------------------------- kinds */
+
+enum kind {
+	HK_SMALL,
+	HK_LARGE,
+	HK_FIXED,
+	HK_CACHE,
+	HK_QUEUE,
+	HK_LOG,
+	HK_NKINDS
+};
+static const char *const kind_names[HK_NKINDS] = {
+	"small", "large", "fixed", "cache", "queue", "log",
+};
+/* Keys of each kind's template. */
+static const uint32_t kind_keys[HK_NKINDS] = { 20000, 3000, 20000,
+					       20000, 5000, 5000 };
+
+#define KLEN 12 /* "k%011u" */
+#define FIXED_VLEN 8
+#define QS 4
+#define Q_ITEMS 2000
+#define Q_ITEM_SIZE 64
+#define LOG_SIZE 65536
+#define RUN_MS 250 /* how long a child works */
+#define OPS_MAX 40000
+#define FILE_MAX_DEFAULT (256ULL << 20)
+
+struct tmpl {
+	uint8_t *buf;
+	size_t len;
+};
+static struct tmpl tmpl[HK_NKINDS];
+
+static uint32_t trials_per_case = 8;
+static uint64_t seed_given, seed_base;
+static int have_seed;
+static uint64_t file_max = FILE_MAX_DEFAULT;
+
+/* ---------------------------------------------------------- randomness */
+
+static uint64_t mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s += 0x9e3779b97f4a7c15ULL;
+	return mix64(*s);
+}
+
+static uint32_t below(uint64_t *s, uint32_t n)
+{
+	return n ? (uint32_t)(rnd(s) % n) : 0;
+}
+
+/* -------------------------------------------------------- keys, values */
+
+static uint32_t key_of(char *buf, uint32_t i)
+{
+	return (uint32_t)sprintf(buf, "k%011u", i);
+}
+
+static uint32_t ckey_of(char *buf, uint32_t i)
+{
+	return (uint32_t)sprintf(buf, "c%011u", i);
+}
+
+/* Length of a value of kind k (seed r). */
+static uint32_t vlen_of(enum kind k, uint64_t r)
+{
+	switch (k) {
+	case HK_FIXED:
+		return FIXED_VLEN;
+	case HK_LARGE:
+		if (r % 97 == 0)
+			return 70000 + (uint32_t)(r % 5000);
+		return 1024 + (uint32_t)(r % 3072);
+	case HK_SMALL:
+		return 8;
+	default:
+		return 1 + (uint32_t)(r % 64);
+	}
+}
+
+static char vbuf[80000];
+
+/* ----------------------------------------------------------- templates */
+
+static int quiet_cb(const char *key, uint32_t key_len, const char *val,
+		    uint32_t val_len, uint32_t uid, void *arg)
+{
+	(void)key, (void)key_len, (void)val, (void)val_len, (void)uid;
+	++*(uint64_t *)arg;
+	return 0;
+}
+
+static void tmpl_fill(SHF *shf, enum kind k)
+{
+	uint64_t r = 0x7e3a11 + k;
+	char key[32];
+	uint32_t i, n = kind_keys[k];
+
+	for (i = 0; i < n; i++) {
+		uint32_t len = vlen_of(k, rnd(&r));
+
+		shf_test_pattern(vbuf, len, i);
+		shf_make_hash(key, key_of(key, i));
+		if (k == HK_CACHE && i % 7 == 0)
+			shf_put_key_val_ttl(shf, vbuf, len, i % 2 ? 1 : 600000);
+		else
+			shf_put_key_val(shf, vbuf, len);
+	}
+	for (i = 0; i < n; i += 10) { /* free lists */
+		shf_make_hash(key, key_of(key, i));
+		shf_del_key_val(shf);
+	}
+	for (i = 0; i < 200; i++) { /* counters */
+		shf_make_hash(key, ckey_of(key, i));
+		shf_add_key_val(shf, (long)i + 1);
+	}
+}
+
+/* Build the template of kind k into tmpl[k] (the file is then removed). */
+static void tmpl_make(enum kind k)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], tag[32], key[32];
+	struct stat st;
+	uint64_t n = 0;
+	SHF *shf;
+	int fd;
+
+	snprintf(tag, sizeof(tag), "tmpl-%s", kind_names[k]);
+	shf_test_name(name, sizeof(name), tag);
+	shf_test_file(path, sizeof(path), name);
+	unlink(path);
+	shf = shf_attach(shf_test_dir(), name, 0);
+	if (!shf) {
+		fprintf(stderr, "template %s: %s\n", name, strerror(errno));
+		exit(99);
+	}
+	if (k == HK_FIXED)
+		shf_set_is_fixed_len(shf, KLEN, FIXED_VLEN);
+	if (k == HK_CACHE) {
+		shf_set_ttl_default(shf, 600000);
+		/* about two thirds of what the keys need: eviction runs */
+		shf_set_byte_budget(shf, 20000ULL * 40);
+	}
+	if (k == HK_QUEUE) {
+		uint32_t q, i;
+
+		if (!shf_q_new(shf, QS, Q_ITEMS, Q_ITEM_SIZE, 2)) {
+			fprintf(stderr, "template queue: %s\n",
+				strerror(errno));
+			exit(99);
+		}
+		shf_q_new_name(shf, "qid-a", 5);
+		for (i = 0; i < Q_ITEMS / 2; i++) { /* items on every queue */
+			uint32_t qiid = shf_q_pull_tail(shf, 0);
+
+			if (qiid == SHF_QIID_NONE)
+				break;
+			q = 1 + i % (QS - 1);
+			shf_q_push_head(shf, q, qiid);
+		}
+	}
+	if (k == HK_LOG) {
+		int dn = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		uint32_t i;
+
+		if (shf_log_thread_new(shf, LOG_SIZE, dn) != SHF_RET_OK) {
+			fprintf(stderr, "template log: %s\n", strerror(errno));
+			exit(99);
+		}
+		for (i = 0; i < 100; i++)
+			shf_log_append(shf, "template line\n", 14);
+		shf_log_thread_del(shf);
+		close(dn);
+	}
+	tmpl_fill(shf, k);
+	if (k == HK_CACHE) {
+		uint32_t i;
+
+		for (i = 0; i < 20; i++) { /* leases held by a live process */
+			shf_make_hash(key,
+				      (uint32_t)sprintf(key, "lease-%u", i));
+			shf_get_key_val_copy_or_lease(shf, 600000, 0);
+		}
+	}
+	shf_iterate(shf, quiet_cb, &n);
+	shf_detach(shf);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "template %s: %s\n", path, strerror(errno));
+		exit(99);
+	}
+	tmpl[k].len = (size_t)st.st_size;
+	tmpl[k].buf = malloc(tmpl[k].len);
+	if (!tmpl[k].buf ||
+	    pread(fd, tmpl[k].buf, tmpl[k].len, 0) != (ssize_t)tmpl[k].len) {
+		fprintf(stderr, "template %s: read failed\n", path);
+		exit(99);
+	}
+	close(fd);
+	unlink(path);
+}
+
+/* ---------------------------------------------------------------- damage */
+
+/*
+ * One damage: 1..8 bytes at a random offset below size; a quarter of them
+ * a run of 0x00 or 0xff, the others random.  Offsets: mostly anywhere,
+ * some in the first 1 MiB (header, shard descriptors, the first
+ * segments), where every word matters.
+ */
+static void damage_one(int fd, uint64_t size, uint64_t *rs)
+{
+	unsigned char b[8];
+	uint32_t len = 1 + below(rs, 8), i;
+	uint64_t off, r = rnd(rs);
+
+	if (size <= 8)
+		return;
+	if (r % 4 == 0)
+		memset(b, (r >> 8) & 1 ? 0xff : 0x00, len);
+	else
+		for (i = 0; i < len; i++)
+			b[i] = (unsigned char)rnd(rs);
+	if ((r >> 16) % 3 == 0 && size > (1u << 20))
+		off = rnd(rs) % (1u << 20);
+	else
+		off = rnd(rs) % (size - len);
+	if (pwrite(fd, b, len, (off_t)off) < 0)
+		return;
+}
+
+/* ----------------------------------------------------------- the child */
+
+struct child {
+	enum kind k;
+	int live;
+	uint64_t seed;
+	char name[SHF_TEST_NAME_MAX];
+};
+
+static uint32_t uids[64];
+
+static int walk_cb(const char *key, uint32_t key_len, const char *val,
+		   uint32_t val_len, uint32_t uid, void *arg)
+{
+	uint64_t *n = arg;
+	volatile char sink;
+
+	if (key_len)
+		sink = key[key_len - 1];
+	if (val_len)
+		sink = val[val_len - 1];
+	(void)sink;
+	if (uid != SHF_UID_NONE)
+		uids[*n % 64] = uid;
+	return ++*n > 100000;
+}
+
+static uint32_t upd_cb(const char *val, uint32_t val_len)
+{
+	if (val_len)
+		((char *)val)[0] ^= 1;
+	return SHF_RET_OK;
+}
+
+static void touch(const void *p, uint32_t len)
+{
+	volatile char sink;
+
+	if (p && len)
+		sink = ((const volatile char *)p)[len - 1];
+	(void)sink;
+}
+
+/* One key-value operation of the mix. */
+static void op_kv(SHF *shf, enum kind k, uint64_t *rs, uint32_t nkeys)
+{
+	char key[32], old[16];
+	uint32_t i = below(rs, nkeys + nkeys / 4), len, op = below(rs, 24);
+	uint32_t uid = uids[below(rs, 64)];
+
+	shf_make_hash(key, key_of(key, i));
+	len = vlen_of(k, rnd(rs));
+	switch (op) {
+	case 0:
+	case 1:
+	case 2:
+	case 3:
+		shf_get_key_val_copy(shf);
+		if (shf_uid != SHF_UID_NONE)
+			uids[i % 64] = shf_uid;
+		break;
+	case 4:
+		shf_get_key_key_copy(shf);
+		break;
+	case 5:
+		if (shf_get_key_val_addr(shf) == SHF_RET_KEY_FOUND)
+			touch(shf_val_addr, shf_val_len);
+		break;
+	case 6:
+	case 7:
+	case 8:
+		shf_test_pattern(vbuf, len, i);
+		shf_put_key_val(shf, vbuf, len);
+		if (shf_uid != SHF_UID_NONE)
+			uids[i % 64] = shf_uid;
+		break;
+	case 9:
+		shf_put_key_val_if_absent(shf, vbuf, len);
+		break;
+	case 10:
+		shf_replace_key_val(shf, vbuf, len);
+		break;
+	case 11:
+		memset(old, 0, sizeof(old));
+		shf_cas_key_val(shf, old, k == HK_FIXED ? FIXED_VLEN : 4, vbuf,
+				len);
+		break;
+	case 12:
+	case 13:
+		shf_del_key_val(shf);
+		break;
+	case 14:
+		shf_upd_callback_set(upd_cb);
+		shf_upd_key_val(shf);
+		break;
+	case 15:
+	case 16:
+		shf_make_hash(key, ckey_of(key, below(rs, 256)));
+		if (below(rs, 2))
+			shf_add_key_val(shf, (long)below(rs, 7) - 3);
+		else
+			shf_add_key_val_atom(shf, 1);
+		break;
+	case 17:
+		shf_get_uid_val_copy(shf, uid);
+		break;
+	case 18:
+		shf_get_uid_key_copy(shf, uid);
+		break;
+	case 19:
+		if (shf_get_uid_val_addr(shf, uid) == SHF_RET_KEY_FOUND)
+			touch(shf_val_addr, shf_val_len);
+		break;
+	case 20:
+		shf_add_uid_val(shf, uid, 1);
+		break;
+	case 21:
+		shf_upd_callback_set(upd_cb);
+		shf_upd_uid_val(shf, uid);
+		break;
+	case 22:
+		if (below(rs, 8) == 0)
+			shf_del_uid_val(shf, uid);
+		else
+			shf_get_uid_val_copy(shf, (uint32_t)rnd(rs));
+		break;
+	default:
+		shf_ttl = below(rs, 2) ? 0x12345678u : 0; /* conditional */
+		shf_del_key_val(shf);
+		break;
+	}
+}
+
+/* Operations on the whole table: walks, batches, checks. */
+static void op_table(SHF *shf, uint64_t *rs, uint32_t nkeys)
+{
+	static char bkeys[16][32];
+	static const char *kp[16];
+	static uint32_t kl[16], lens[16], buids[16];
+	static uint64_t offs[16];
+	static char buf[1 << 16];
+	struct shf_stats st;
+	uint32_t i, win = below(rs, 256), tab = 0;
+	uint64_t n = 0;
+
+	switch (below(rs, 8)) {
+	case 0:
+		shf_iterate(shf, walk_cb, &n);
+		break;
+	case 1:
+		for (i = 0; i < 16; i++) {
+			kl[i] = key_of(bkeys[i], below(rs, nkeys));
+			kp[i] = bkeys[i];
+		}
+		shf_get_key_val_copy_batch(shf, 16, kp, kl, buf, sizeof(buf),
+					   offs, lens, buids);
+		break;
+	case 2:
+		shf_check(shf, 0, NULL, NULL);
+		break;
+	case 3:
+		shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+		break;
+	case 4:
+		shf_expire(shf, 1 + below(rs, 512));
+		break;
+	case 5:
+		shf_get_stats(shf, &st, sizeof(st));
+		shf_debug_get_garbage(shf);
+		break;
+	case 6:
+		shf_tab_copy_iterate(shf, &win, &tab);
+		break;
+	default:
+		shf_get_key_val_copy_batch(shf, 0, NULL, NULL, NULL, 0, NULL,
+					   NULL, NULL);
+		break;
+	}
+}
+
+/* Cache mode: TTLs, leases, budget. */
+static void op_cache(SHF *shf, uint64_t *rs, uint32_t nkeys)
+{
+	char key[32];
+	uint32_t i = below(rs, nkeys), len = vlen_of(HK_CACHE, rnd(rs));
+
+	shf_make_hash(key, key_of(key, i));
+	switch (below(rs, 7)) {
+	case 0:
+		shf_put_key_val_ttl(shf, vbuf, len, below(rs, 3) ? 60000 : 1);
+		break;
+	case 1:
+		shf_get_key_ttl(shf);
+		break;
+	case 2:
+		shf_make_hash(key, (uint32_t)sprintf(key, "lease-%u",
+						     below(rs, 40)));
+		if (shf_get_key_val_copy_or_lease(shf, 1 + below(rs, 50),
+						  below(rs, 3)) ==
+			    (SHF_RET_KEY_NONE | SHF_RET_LEASED) &&
+		    below(rs, 2))
+			shf_put_key_val_if_leased(shf, vbuf, len, 60000);
+		break;
+	case 3:
+		shf_put_key_val_if_leased(shf, vbuf, len, 0);
+		break;
+	case 4:
+		if (below(rs, 16) == 0)
+			shf_set_byte_budget(shf, 400000 + below(rs, 800000));
+		break;
+	case 5:
+		if (below(rs, 16) == 0)
+			shf_set_ttl_default(shf, below(rs, 2) ? 600000 : 5);
+		break;
+	default:
+		shf_expire(shf, below(rs, 64));
+		break;
+	}
+}
+
+static void op_queue(SHF *shf, uint64_t *rs)
+{
+	uint32_t q = below(rs, 8) ? below(rs, QS) : (uint32_t)rnd(rs);
+	uint32_t qiid;
+
+	switch (below(rs, 8)) {
+	case 0:
+	case 1:
+		qiid = shf_q_pull_tail(shf, q);
+		if (qiid != SHF_QIID_NONE) {
+			touch(shf_qiid_addr, shf_qiid_addr_len);
+			shf_q_push_head(shf, below(rs, QS), qiid);
+		}
+		break;
+	case 2:
+		qiid = shf_q_pull_tail(shf, q);
+		if (qiid != SHF_QIID_NONE)
+			shf_q_push_head_pull_tail(shf, below(rs, QS), qiid,
+						  below(rs, QS));
+		break;
+	case 3:
+		shf_q_flush(shf, q);
+		break;
+	case 4:
+		qiid = shf_q_take_item(shf, below(rs, Q_ITEMS + 8));
+		if (qiid != SHF_QIID_NONE)
+			shf_q_push_head(shf, below(rs, QS), qiid);
+		break;
+	case 5:
+		shf_q_get_name(shf, "qid-a", 5);
+		shf_q_is_ready(shf);
+		break;
+	case 6:
+		shf_q_get(shf);
+		break;
+	default:
+		shf_q_push_head(shf, q, (uint32_t)rnd(rs) % (Q_ITEMS + 8));
+		break;
+	}
+}
+
+static void op_log(SHF *shf, uint64_t *rs)
+{
+	char line[160];
+	int n = snprintf(line, sizeof(line), "line %" PRIu64 " of a child\n",
+			 rnd(rs) % 100000);
+
+	if (below(rs, 8) == 0)
+		shf_log_fprintf(stdout, "fprintf %u\n", below(rs, 1000));
+	else
+		shf_log_append(shf, line, (uint32_t)n);
+}
+
+static double test_ms(void)
+{
+	return shf_test_now() * 1e3;
+}
+
+/* The child: attach, work for RUN_MS, detach; 0 unless the test broke. */
+static int child_run(const struct child *c)
+{
+	uint32_t nkeys = kind_keys[c->k], ops;
+	uint64_t rs = c->seed ^ 0xc411d;
+	struct rlimit rl = { file_max, file_max };
+	double end;
+	int dn = -1, logging = 0;
+	SHF *shf;
+
+	/* a table damaged to want more and more room gets EFBIG */
+	signal(SIGXFSZ, SIG_IGN);
+	setrlimit(RLIMIT_FSIZE, &rl);
+	shf_init();
+	shf = shf_attach_existing(shf_test_dir(), c->name);
+	if (!shf)
+		return 0; /* refused: an error is a fine answer */
+	if (c->k == HK_QUEUE)
+		shf_q_get(shf);
+	if (c->k == HK_LOG) {
+		dn = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		logging = shf_log_thread_new(shf, 0, dn) == SHF_RET_OK;
+		if (!logging)
+			shf_log_attach_existing(shf);
+	}
+	end = test_ms() + RUN_MS;
+	for (ops = 0; ops < OPS_MAX; ops++) {
+		uint32_t what = below(&rs, 100);
+
+		if ((ops & 31) == 0 && test_ms() > end)
+			break;
+		if (what < 3)
+			op_table(shf, &rs, nkeys);
+		else if (c->k == HK_CACHE && what < 30)
+			op_cache(shf, &rs, nkeys);
+		else if (c->k == HK_QUEUE && what < 40)
+			op_queue(shf, &rs);
+		else if (c->k == HK_LOG && what < 30)
+			op_log(shf, &rs);
+		else
+			op_kv(shf, c->k, &rs, nkeys);
+	}
+	if (logging)
+		shf_log_thread_del(shf);
+	else if (c->k == HK_LOG)
+		shf_log_detach_existing(shf);
+	shf_detach(shf);
+	if (dn >= 0)
+		close(dn);
+	return 0;
+}
+
+/* ----------------------------------------------------------- the parent */
+
+/* Print the stacks of a process that hangs (gdb, if installed). */
+static void show_stacks(pid_t pid)
+{
+	char cmd[256], path[64], buf[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = 0;
+			fprintf(stderr, "hung child %d waits in %s\n", (int)pid,
+				buf);
+		}
+		close(fd);
+	}
+	if (access("/usr/bin/gdb", X_OK) == 0) {
+		snprintf(cmd, sizeof(cmd),
+			 "/usr/bin/gdb -p %d -batch -nx -ex 'thread apply all "
+			 "bt' </dev/null 2>/dev/null | grep -v '^\\[' >&2",
+			 (int)pid);
+		if (system(cmd) < 0)
+			fprintf(stderr, "gdb: %s\n", strerror(errno));
+	}
+}
+
+static uint64_t trial_seed(int kase, uint32_t i)
+{
+	if (have_seed)
+		return i == 0 ? seed_given : mix64(seed_given + i);
+	return mix64(seed_base + (uint64_t)kase * 1000003u + i);
+}
+
+/* Write the template of kind k as the trial's table; its descriptor. */
+static int trial_file(enum kind k, const char *name)
+{
+	char path[SHF_TEST_PATH_MAX];
+	size_t done = 0;
+	int fd;
+
+	shf_test_file(path, sizeof(path), name);
+	unlink(path);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	while (done < tmpl[k].len) {
+		ssize_t n = write(fd, tmpl[k].buf + done, tmpl[k].len - done);
+
+		ck_assert_msg(n > 0, "write %s: %s", path, strerror(errno));
+		done += (size_t)n;
+	}
+	return fd;
+}
+
+static uint64_t file_size(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void trial(enum kind k, int live, uint32_t i)
+{
+	int kase = (int)k * 2 + live;
+	struct child c;
+	char path[SHF_TEST_PATH_MAX];
+	double limit = 10.0 * shf_test_multiplier(), t0, t;
+	uint64_t rs, size, writes = 0;
+	int fd, status = 0, done = 0;
+	pid_t pid;
+
+	memset(&c, 0, sizeof(c));
+	c.k = k;
+	c.live = live;
+	c.seed = trial_seed(kase, i);
+	rs = c.seed;
+	snprintf(path, sizeof(path), "%s-%s", kind_names[k],
+		 live ? "live" : "cold");
+	shf_test_name(c.name, sizeof(c.name), path);
+	fd = trial_file(k, c.name);
+	size = file_size(fd);
+	if (!live) {
+		/* from one write to a few thousand, most often a few hundred */
+		uint32_t nw = 1 + below(&rs, 1u << (1 + below(&rs, 12)));
+
+		for (; writes < nw; writes++)
+			damage_one(fd, size, &rs);
+	}
+	fflush(NULL);
+	t0 = shf_test_now();
+	pid = fork();
+	ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(fd);
+		_exit(child_run(&c));
+	}
+	while (!done) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		t = shf_test_now() - t0;
+		if (t > limit) {
+			show_stacks(pid);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			done = -1;
+			break;
+		}
+		if (live) {
+			if ((writes & 63) == 0)
+				size = file_size(fd);
+			damage_one(fd, size, &rs);
+			writes++;
+			usleep(200);
+		} else {
+			usleep(2000);
+		}
+	}
+	t = shf_test_now() - t0;
+	close(fd);
+	shf_test_file(path, sizeof(path), c.name);
+	unlink(path);
+	if (done < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fprintf(stderr,
+			"FAILED trial: kind %s, %s, %" PRIu64 " damage writes; "
+			"replay: SHF_HOSTILE_SEED=%#" PRIx64
+			" CK_RUN_CASE=%s-%s "
+			"SHF_HOSTILE_TRIALS=1\n",
+			kind_names[k], live ? "live" : "cold", writes, c.seed,
+			kind_names[k], live ? "live" : "cold");
+	ck_assert_msg(done == 0,
+		      "seed %#" PRIx64 ": child hung (killed after "
+		      "%.1f s)",
+		      c.seed, t);
+	ck_assert_msg(!WIFSIGNALED(status),
+		      "seed %#" PRIx64 ": child died of signal %d (%s)", c.seed,
+		      WTERMSIG(status), strsignal(WTERMSIG(status)));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "seed %#" PRIx64 ": child exited with %d", c.seed,
+		      WEXITSTATUS(status));
+}
+
+START_TEST(test_small_cold)
+{
+	trial(HK_SMALL, 0, (uint32_t)_i);
+}
+END_TEST
+START_TEST(test_small_live)
+{
+	trial(HK_SMALL, 1, (uint32_t)_i);
+}
+END_TEST
+START_TEST(test_large_cold)
+{
+	trial(HK_LARGE, 0, (uint32_t)_i);
+}
+END_TEST
+START_TEST(test_large_live)
+{
+	trial(HK_LARGE, 1, (uint32_t)_i);
+}
+END_TEST
+START_TEST(test_fixed_cold)
+{
+	trial(HK_FIXED, 0, (uint32_t)_i);
+}
+END_TEST
+START_TEST(test_fixed_live)
+{
+	trial(HK_FIXED, 1, (uint32_t)_i);
+}
+END_TEST
+START_TEST(test_cache_cold)
+{
+	trial(HK_CACHE, 0, (uint32_t)_i);
+}
+END_TEST
+START_TEST(test_cache_live)
+{
+	trial(HK_CACHE, 1, (uint32_t)_i);
+}
+END_TEST
+START_TEST(test_queue_cold)
+{
+	trial(HK_QUEUE, 0, (uint32_t)_i);
+}
+END_TEST
+START_TEST(test_queue_live)
+{
+	trial(HK_QUEUE, 1, (uint32_t)_i);
+}
+END_TEST
+START_TEST(test_log_cold)
+{
+	trial(HK_LOG, 0, (uint32_t)_i);
+}
+END_TEST
+START_TEST(test_log_live)
+{
+	trial(HK_LOG, 1, (uint32_t)_i);
+}
+END_TEST
+
+/* Does CK_RUN_CASE (if set) name a case of kind k? */
+static int kind_wanted(enum kind k)
+{
+	const char *c = getenv("CK_RUN_CASE");
+	size_t n = strlen(kind_names[k]);
+
+	return !c || !*c || (!strncmp(c, kind_names[k], n) && c[n] == '-');
+}
+
+/* ------------------------------------------------------------ findings */
+
+/*
+ * Regressions of what the torture found, each with the exact words it
+ * damaged (white-box: lib/table.h).  A table of FIND_KEYS keys "k..." is
+ * made and detached; the test damages its file with pwrite() and uses it.
+ */
+#define FIND_KEYS 2000
+
+static void find_table(const char *tag, char *name, char *path)
+{
+	SHF *shf = shf_test_new(tag, name, SHF_TEST_NAME_MAX);
+	char key[32];
+	uint32_t i;
+
+	for (i = 0; i < FIND_KEYS; i++) {
+		shf_make_hash(key, key_of(key, i));
+		shf_assert_eq(shf_put_key_val(shf, "value", 5),
+			      SHF_RET_KEY_PUT);
+	}
+	shf_detach(shf);
+	shf_test_file(path, SHF_TEST_PATH_MAX, name);
+}
+
+static void poke(const char *path, uint64_t off, const void *p, size_t len)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, p, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+static uint64_t shard_at(uint32_t si)
+{
+	return SHARDS_OFF + (uint64_t)si * sizeof(struct shard);
+}
+
+/* The shard of key "k<i>" (the top 8 bits of its hash, see table.h). */
+static uint32_t shard_of_key(uint32_t i)
+{
+	static char key[256];
+	uint32_t len = key_of(key, i);
+
+	return (uint32_t)(XXH3_64bits(key, len) >> 56);
+}
+
+/* A kernel thread's id, or 0 if none can be seen (a pid namespace). */
+static pid_t kernel_thread(void)
+{
+	char path[64], buf[512], *p;
+	unsigned int flags;
+	pid_t tid;
+
+	for (tid = 2; tid < 4096; tid++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		p = fgets(buf, sizeof(buf), f);
+		fclose(f);
+		if (!p || !(p = strrchr(buf, ')')))
+			continue;
+		if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %u", &flags) == 1 &&
+		    (flags & 0x00200000u))
+			return tid;
+	}
+	return 0;
+}
+
+/*
+ * A shard's lock word naming a kernel thread (found by the live torture:
+ * a random byte made it name a kworker): its maps are empty, which the
+ * lock's wait took for "cannot tell" and waited 10 s for, then gave up
+ * with ETIMEDOUT.  A kernel thread holds no lock of ours: the put goes on
+ * at once.  The same for a word naming the waiting thread itself.
+ */
+START_TEST(test_lock_word_kernel_thread)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint32_t words[2], w, si = shard_of_key(7);
+	double t0;
+	SHF *shf;
+
+	words[0] = (uint32_t)kernel_thread();
+	words[1] = 0; /* this thread: set below */
+	find_table("kthread", name, path);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	words[1] = (uint32_t)syscall(SYS_gettid);
+	for (w = 0; w < 2; w++) {
+		uint32_t r;
+
+		if (!words[w]) {
+			printf("no kernel thread to be seen: skipped\n");
+			continue;
+		}
+		poke(path, shard_at(si), &words[w], 4);
+		shf_make_hash(key, key_of(key, 7));
+		t0 = shf_test_now();
+		errno = 0;
+		r = shf_put_key_val(shf, "new", 3);
+		ck_assert_msg(r == SHF_RET_KEY_PUT,
+			      "lock word %u: put %#x (%s)", words[w], r,
+			      strerror(errno));
+		ck_assert_msg(shf_test_now() - t0 < 2.0 * shf_test_multiplier(),
+			      "lock word %u held a put up for %.1f s", words[w],
+			      shf_test_now() - t0);
+	}
+	shf_test_check_sound(shf);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * fstat() calls of this program, the library's included (the executable's
+ * definition comes first for libshf.so too): a damaged offset must not
+ * cost a system call each time it is met.
+ */
+static _Atomic unsigned long fstat_calls;
+
+__attribute__((visibility("default"))) int fstat(int fd, struct stat *st)
+{
+	static int (*real)(int, struct stat *);
+
+	if (!real)
+		real = (int (*)(int, struct stat *))dlsym(RTLD_NEXT, "fstat");
+	atomic_fetch_add(&fstat_calls, 1);
+	return real ? real(fd, st) : (int)syscall(SYS_fstat, fd, st);
+}
+
+static uint64_t peek64(const char *path, uint64_t off)
+{
+	uint64_t v = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &v, 8, (off_t)off), 8);
+	close(fd);
+	return v;
+}
+
+/* The offset of shard si's first segment. */
+static uint64_t first_segment(const char *path, uint32_t si)
+{
+	uint64_t dw =
+		peek64(path, shard_at(si) + offsetof(struct shard, dir_word));
+
+	return peek64(path, dw >> 6) & ~63ULL;
+}
+
+/*
+ * Index slots that point past the end of the file (found by the live
+ * torture: a run of 0xff in a slot): each one met made the library call
+ * fstat() to see whether the file had grown, so that a walk over a
+ * damaged segment cost a system call per slot, over and over.  The file
+ * grows only with its header's size claim: while that is unchanged, no
+ * new look.
+ */
+START_TEST(test_offsets_past_the_end)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	uint64_t seg, bad[SEG_BUCKETS * BUCKET_SLOTS];
+	unsigned long before;
+	uint32_t i;
+	SHF *shf;
+
+	find_table("pastend", name, path);
+	before = atomic_load(&fstat_calls);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	if (atomic_load(&fstat_calls) == before) {
+		printf("fstat() is not interposed here: skipped\n");
+		shf_detach(shf);
+		unlink(path);
+		return;
+	}
+	seg = first_segment(path, 3);
+	for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++)
+		bad[i] = ((uint64_t)i << 40) | ((1ULL << 38) - 1 - i);
+	poke(path, seg, bad, sizeof(bad));
+	before = atomic_load(&fstat_calls);
+	for (i = 0; i < 20; i++)
+		shf_check(shf, 0, NULL, NULL);
+	ck_assert_msg(atomic_load(&fstat_calls) - before < 10,
+		      "%lu fstat() calls for 20 checks of a damaged segment",
+		      atomic_load(&fstat_calls) - before);
+	shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+	shf_test_check_sound(shf);
+	shf_detach(shf);
+	unlink(path);
+}
+END_TEST
+
+/*
+ * A put over the byte budget evicts from its shard, then from the others.
+ * With a count that no eviction brings down and directories that damage
+ * made deep (found by the cache torture: puts took seconds), each put
+ * walked two turns of every one of the 256 shards.  Now a put visits at
+ * most a fixed number of slots in all, then goes ahead over the budget.
+ */
+START_TEST(test_eviction_bounded)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	const uint32_t depth = 18;
+	uint64_t end, dir, seg, dw, huge = 1ULL << 60, *d;
+	uint32_t i, si;
+	double t0, t;
+	struct stat st;
+	SHF *shf;
+	int fd;
+
+	find_table("evict", name, path);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	ck_assert_uint_eq(shf_set_byte_budget(shf, 100000), SHF_RET_OK);
+	shf_detach(shf);
+	/* a deep directory of empty segments past the data, for every shard */
+	ck_assert_int_eq(stat(path, &st), 0);
+	end = ((uint64_t)st.st_size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+	dir = end;
+	seg = end + (8ULL << depth);
+	ck_assert_int_eq(truncate(path, (off_t)(seg + SEG_BYTES)), 0);
+	d = malloc(8ULL << depth);
+	ck_assert_ptr_nonnull(d);
+	for (i = 0; i < (1u << depth); i++)
+		d[i] = seg | depth;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, d, 8ULL << depth, (off_t)dir),
+			 (ssize_t)(8ULL << depth));
+	free(d);
+	dw = (dir << 6) | depth;
+	for (si = 0; si < NSHARDS; si++)
+		ck_assert_int_eq(
+			pwrite(fd, &dw, 8,
+			       (off_t)(shard_at(si) +
+				       offsetof(struct shard, dir_word))),
+			8);
+	ck_assert_int_eq(pwrite(fd, &huge, 8,
+				(off_t)offsetof(struct hdr, cache_bytes)),
+			 8);
+	close(fd);
+
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	t0 = shf_test_now();
+	for (i = 0; i < 3; i++) {
+		shf_make_hash(key, (uint32_t)sprintf(key, "new-%u", i));
+		shf_put_key_val(shf, "v", 1);
+	}
+	t = shf_test_now() - t0;
+	ck_assert_msg(t < 1.0 * shf_test_multiplier(),
+		      "3 puts over a budget that eviction cannot reach took "
+		      "%.2f s",
+		      t);
+	shf_detach(shf);
+	unlink(path);
+}
+END_TEST
+
+/*
+ * glibc links the robust mutexes a thread holds through two words inside
+ * each, and unlocking one writes through them.  Another process that
+ * writes those words of a shard's lock while it is held (found by the live
+ * torture: SIGSEGV in pthread_mutex_unlock() under shf_check()) steered
+ * that write anywhere in the holder.  The holder now keeps them in its own
+ * memory and puts them back (with the owner words) before it unlocks.
+ * Here an update callback, which runs under the shard's lock, damages them.
+ */
+static char cb_path[SHF_TEST_PATH_MAX];
+static uint64_t cb_mutex;
+static uint32_t cb_calls;
+
+static uint32_t damage_lock_cb(const char *val, uint32_t val_len)
+{
+	unsigned char junk[40];
+	int fd = open(cb_path, O_RDWR | O_CLOEXEC);
+
+	(void)val, (void)val_len;
+	memset(junk, 0x41, sizeof(junk));
+	if (fd >= 0) {
+		/* the list's words; the second time the owner's too */
+		if (pwrite(fd, junk, 16,
+			   (off_t)(cb_mutex + offsetof(struct __pthread_mutex_s,
+						       __list))) < 0 ||
+		    (cb_calls++ == 1 &&
+		     pwrite(fd, junk, 12, (off_t)cb_mutex) < 0))
+			_exit(20);
+		close(fd);
+	}
+	return SHF_RET_OK;
+}
+
+START_TEST(test_lock_links_damaged_while_held)
+{
+	char name[SHF_TEST_NAME_MAX], key[32];
+	uint32_t i, si = shard_of_key(11);
+	int status;
+	pid_t pid;
+
+	find_table("links", name, cb_path);
+	cb_mutex = shard_at(si) + offsetof(struct shard, mx);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		SHF *shf = shf_attach_existing(shf_test_dir(), name);
+
+		if (!shf)
+			_exit(2);
+		for (i = 0; i < 3; i++) {
+			shf_make_hash(key, key_of(key, 11));
+			shf_upd_callback_set(damage_lock_cb);
+			if (shf_upd_key_val(shf) != SHF_RET_KEY_FOUND)
+				_exit(3);
+			/* the lock is free again, for this process too */
+			shf_make_hash(key, key_of(key, 11));
+			if (shf_put_key_val(shf, "again", 5) != SHF_RET_KEY_PUT)
+				_exit(4);
+		}
+		shf_detach(shf);
+		_exit(0);
+	}
+	status = shf_test_waitpid(pid, 30);
+	ck_assert_msg(status != -1, "the child hung");
+	ck_assert_msg(!WIFSIGNALED(status), "the child died of signal %d",
+		      WTERMSIG(status));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the child exited with %d", WEXITSTATUS(status));
+	unlink(cb_path);
+}
+END_TEST
+
+/*
+ * A lock word naming a live thread whose maps cannot be read (here init's
+ * threads; found by the cold and live torture: a byte made a shard's lock
+ * name one): each call that needed the lock waited the whole 10 s before
+ * ETIMEDOUT, so a process using the table hung in all but name.  Now the
+ * wait is 2 s, and the process's next calls give up at once while the
+ * lock shows the same word.  Where init's maps can be read (the holder is
+ * then seen not to map the table) the puts simply succeed.
+ */
+START_TEST(test_unexaminable_holder_once)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint32_t one = 1, si = shard_of_key(5), i, n = 0, r;
+	double t0, t;
+	SHF *shf;
+
+	find_table("unexaminable", name, path);
+	poke(path, shard_at(si), &one, 4);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	t0 = shf_test_now();
+	for (i = 0; i < FIND_KEYS && n < 6; i++) {
+		if (shard_of_key(i) != si)
+			continue;
+		n++;
+		shf_make_hash(key, key_of(key, i));
+		errno = 0;
+		r = shf_put_key_val(shf, "x", 1);
+		ck_assert_msg(r == SHF_RET_KEY_PUT || (r == SHF_RET_ERROR &&
+						       errno == ETIMEDOUT),
+			      "put: %#x (%s)", r, strerror(errno));
+	}
+	t = shf_test_now() - t0;
+	ck_assert_uint_eq(n, 6);
+	ck_assert_msg(t < 5.0 * shf_test_multiplier(),
+		      "6 puts in a shard whose lock names init took %.1f s", t);
+	shf_detach(shf);
+	unlink(path);
+}
+END_TEST
+
+/* Write the journal field at off (of struct journal) of shard si. */
+static void poke_journal(const char *path, uint32_t si, size_t off,
+			 const void *p, size_t len)
+{
+	poke(path, shard_at(si) + offsetof(struct shard, j) + off, p, len);
+}
+
+/*
+ * A journal the next locker replays, with words no writer wrote (found by
+ * review, then by the torture's sanitizer runs): a split whose range wraps
+ * around (start + length overflowing to a small number) made the replay
+ * write the directory entries at a wild address; a split depth over 23
+ * shifted by more than a word; a record offset off the 4-byte grid was
+ * read as a word.  A split that is not one of this directory is dropped
+ * now, and record offsets are checked for alignment first.
+ */
+START_TEST(test_journal_replay_damaged)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint64_t start = 0xf000000000000000ULL, len = (1ULL << 60) + 1;
+	uint64_t seg, off;
+	uint32_t one = 1, deep = 40, op = OP_NEW, si[3], i, k;
+	SHF *shf;
+
+	find_table("journal", name, path);
+	si[0] = shard_of_key(1);
+	for (k = 1, i = 2; k < 3; i++)
+		if (shard_of_key(i) != si[0] &&
+		    (k == 1 || shard_of_key(i) != si[1]))
+			si[k++] = shard_of_key(i);
+	seg = first_segment(path, si[0]);
+	/* shard 0: a split range that wraps around */
+	poke_journal(path, si[0], offsetof(struct journal, split_seg), &seg, 8);
+	poke_journal(path, si[0], offsetof(struct journal, split_new), &seg, 8);
+	poke_journal(path, si[0], offsetof(struct journal, split_start), &start,
+		     8);
+	poke_journal(path, si[0], offsetof(struct journal, split_len), &len, 8);
+	poke_journal(path, si[0], offsetof(struct journal, split_state), &one,
+		     4);
+	/* shard 1: a split deeper than any tag */
+	seg = first_segment(path, si[1]);
+	start = 0;
+	len = 1;
+	poke_journal(path, si[1], offsetof(struct journal, split_seg), &seg, 8);
+	poke_journal(path, si[1], offsetof(struct journal, split_start), &start,
+		     8);
+	poke_journal(path, si[1], offsetof(struct journal, split_len), &len, 8);
+	poke_journal(path, si[1], offsetof(struct journal, split_depth), &deep,
+		     4);
+	poke_journal(path, si[1], offsetof(struct journal, split_state), &one,
+		     4);
+	/* shard 2: a new record two bytes off the grid */
+	off = first_segment(path, si[2]) + 2;
+	poke_journal(path, si[2], offsetof(struct journal, rec_new), &off, 8);
+	poke_journal(path, si[2], offsetof(struct journal, op), &op, 4);
+
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	for (i = 0; i < FIND_KEYS; i++) { /* every shard is locked */
+		shf_make_hash(key, key_of(key, i));
+		shf_put_key_val(shf, "v2", 2);
+	}
+	shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+	shf_test_check_sound(shf);
+	shf_detach(shf);
+	unlink(path);
+}
+END_TEST
+
+/*
+ * A directory whose entries each claim a segment of their own, all the
+ * same one (found by review; the fuzzer's walks were slow on such
+ * inputs): shf_iterate() copied that segment's records once per entry and
+ * shf_check() checked them once per entry, up to millions of times.  A
+ * directory that names more segments than the file has pages is damaged:
+ * the walk says EBADMSG, and the check stops the shard at as many
+ * segments as the file could hold.
+ */
+START_TEST(test_directory_names_one_segment_often)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	const uint32_t depth = 14;
+	uint32_t si = shard_of_key(3), i, problems;
+	uint64_t end, seg, dw, *d, n = 0;
+	struct stat st;
+	uint32_t r;
+	SHF *shf;
+	int fd;
+
+	find_table("dirdup", name, path);
+	seg = first_segment(path, si);
+	ck_assert_int_eq(stat(path, &st), 0);
+	end = ((uint64_t)st.st_size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+	ck_assert_int_eq(truncate(path, (off_t)(end + (8ULL << depth))), 0);
+	d = malloc(8ULL << depth);
+	ck_assert_ptr_nonnull(d);
+	for (i = 0; i < (1u << depth); i++)
+		d[i] = seg | depth;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, d, 8ULL << depth, (off_t)end),
+			 (ssize_t)(8ULL << depth));
+	free(d);
+	close(fd);
+	dw = (end << 6) | depth;
+	poke(path, shard_at(si) + offsetof(struct shard, dir_word), &dw, 8);
+
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	errno = 0;
+	r = shf_iterate(shf, quiet_cb, &n);
+	ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
+		      "iterate: %#x (%s), %llu pairs", r, strerror(errno),
+		      (unsigned long long)n);
+	problems = shf_check(shf, 0, NULL, NULL);
+	/* each entry's slots once: 16384 x 8 and more; now the file's pages */
+	ck_assert_msg(problems >= 1 && problems < 40000,
+		      "shf_check: %u problems", problems);
+	shf_detach(shf);
+	unlink(path);
+}
+END_TEST
+
+/*
+ * A free list that loops back on itself in every class of every shard
+ * (found by review: each walk of shf_check() was bounded by the blocks the
+ * file could hold, but each of the 256 x 184 lists had that bound of its
+ * own: a file's worth of steps 47104 times).  The walks of one check now
+ * share one bound.
+ */
+START_TEST(test_free_list_cycles_everywhere)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	size_t nblk = (size_t)NSHARDS * NCLASS;
+	uint64_t end, heads[NCLASS];
+	uint32_t *blk, si, c;
+	struct stat st;
+	int fd, status;
+	pid_t pid;
+
+	find_table("freecycles", name, path);
+	ck_assert_int_eq(stat(path, &st), 0);
+	end = ((uint64_t)st.st_size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+	blk = calloc(nblk, REC_MIN);
+	ck_assert_ptr_nonnull(blk);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	for (si = 0; si < NSHARDS; si++) {
+		for (c = 0; c < NCLASS; c++) {
+			uint32_t *w = blk + ((size_t)si * NCLASS + c) * 4;
+			uint64_t off = end + ((uint64_t)si * NCLASS + c) * REC_MIN;
+
+			w[0] = K_FREE << 24;
+			w[1] = c;
+			memcpy(w + 2, &off, 8); /* itself: a cycle */
+			heads[c] = off;
+		}
+		ck_assert_int_eq(pwrite(fd, heads, sizeof(heads),
+					(off_t)(shard_at(si) +
+						offsetof(struct shard,
+							 free_head))),
+				 (ssize_t)sizeof(heads));
+	}
+	ck_assert_int_eq(pwrite(fd, blk, nblk * REC_MIN, (off_t)end),
+			 (ssize_t)(nblk * REC_MIN));
+	close(fd);
+	free(blk);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		SHF *shf = shf_attach_existing(shf_test_dir(), name);
+
+		if (!shf)
+			_exit(2);
+		_exit(shf_check(shf, 0, NULL, NULL) > 0 ? 0 : 3);
+	}
+	status = shf_test_waitpid(pid, 10);
+	unlink(path);
+	ck_assert_msg(status != -1, "shf_check walked the cycles for 10 s");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "shf_check: status %#x", status);
+}
+END_TEST
+
+/* A case of trials_per_case trials. */
+#define HOSTILE_CASE(s, name, test)                               \
+	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0, \
+			    (int)trials_per_case)
+
+static Suite *hostile_suite(void)
+{
+	Suite *s = suite_create("hostile");
+
+	shf_test_add_tcase(s, "findings", 120, test_lock_word_kernel_thread,
+			   test_offsets_past_the_end, test_eviction_bounded,
+			   test_lock_links_damaged_while_held,
+			   test_unexaminable_holder_once,
+			   test_journal_replay_damaged,
+			   test_directory_names_one_segment_often,
+			   test_free_list_cycles_everywhere);
+	HOSTILE_CASE(s, "small-cold", test_small_cold);
+	HOSTILE_CASE(s, "small-live", test_small_live);
+	HOSTILE_CASE(s, "large-cold", test_large_cold);
+	HOSTILE_CASE(s, "large-live", test_large_live);
+	HOSTILE_CASE(s, "fixed-cold", test_fixed_cold);
+	HOSTILE_CASE(s, "fixed-live", test_fixed_live);
+	HOSTILE_CASE(s, "cache-cold", test_cache_cold);
+	HOSTILE_CASE(s, "cache-live", test_cache_live);
+	HOSTILE_CASE(s, "queue-cold", test_queue_cold);
+	HOSTILE_CASE(s, "queue-live", test_queue_live);
+	HOSTILE_CASE(s, "log-cold", test_log_cold);
+	HOSTILE_CASE(s, "log-live", test_log_live);
+	return s;
+}
+
+int main(void)
+{
+	const char *e;
+	int k;
+
+	shf_test_init();
+	e = getenv("SHF_HOSTILE_TRIALS");
+	if (e && *e)
+		trials_per_case = (uint32_t)strtoul(e, NULL, 0);
+	e = getenv("SHF_HOSTILE_FILE_MAX");
+	if (e && *e)
+		file_max = strtoull(e, NULL, 0);
+	e = getenv("SHF_HOSTILE_SEED");
+	if (e && *e) {
+		seed_given = strtoull(e, NULL, 0);
+		have_seed = 1;
+	}
+	seed_base = mix64((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
+	printf("check_hostile: %u trial(s) per case, base seed %#" PRIx64
+	       "%s\n",
+	       trials_per_case, have_seed ? seed_given : seed_base,
+	       have_seed ? " (given)" : "");
+	fflush(stdout);
+	for (k = 0; k < HK_NKINDS; k++)
+		if (kind_wanted((enum kind)k))
+			tmpl_make((enum kind)k);
+	return shf_test_main(hostile_suite());
+}

@@ -14,16 +14,13 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "shf-dumpfmt.h"
 #include "shf-tool.h"
 
 /*
- * The dump stream (shf(1), DUMP FORMAT).  Version 2 gives each record its
- * expiry; load reads both versions.
+ * The dump stream (shf(1), DUMP FORMAT; see shf-dumpfmt.h).  Dump writes
+ * version 2, which gives each record its expiry; load reads both versions.
  */
-#define DUMP_MAGIC "SHFDUMP2"
-#define DUMP_MAGIC_V1 "SHFDUMP1"
-#define DUMP_MAGIC_LEN 8
-#define DUMP_END UINT32_MAX
 
 /* ---------------------------------------------------------------- dump */
 
@@ -39,17 +36,6 @@ static void put_u64le(unsigned char *p, uint64_t v)
 {
 	put_u32le(p, (uint32_t)v);
 	put_u32le(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t get_u32le(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64le(const unsigned char *p)
-{
-	return (uint64_t)get_u32le(p) | (uint64_t)get_u32le(p + 4) << 32;
 }
 
 struct dumper {
@@ -133,7 +119,7 @@ static int dump_walk(struct dumper *d, const char *name)
 	unsigned char tail[24];
 	int rc = 0;
 
-	if (dump_bytes(d, DUMP_MAGIC, DUMP_MAGIC_LEN) == 0) {
+	if (dump_bytes(d, SHF_DUMP_MAGIC, SHF_DUMP_MAGIC_LEN) == 0) {
 		errno = 0;
 		if (shf_iterate(d->shf, dump_cb, d) & SHF_RET_ERROR) {
 			progress_end(&d->pg);
@@ -143,8 +129,8 @@ static int dump_walk(struct dumper *d, const char *name)
 	}
 	progress_end(&d->pg);
 	if (!rc && !d->err) {
-		put_u32le(tail, DUMP_END);
-		put_u32le(tail + 4, DUMP_END);
+		put_u32le(tail, SHF_DUMP_END);
+		put_u32le(tail + 4, SHF_DUMP_END);
 		put_u64le(tail + 8, d->n);
 		if (dump_bytes(d, tail, 16) == 0) {
 			put_u64le(tail + 16, XXH3_64bits_digest(d->xs));
@@ -218,76 +204,32 @@ const struct shf_cmd shf_cmd_dump = {
 
 /* ---------------------------------------------------------------- load */
 
+/*
+ * The stream is read by tools/shf-dumpfmt.c, the code that the fuzz target
+ * tests/fuzz/fuzz_load.c runs; here are its messages.
+ */
 struct loader {
 	FILE *f;
-	const char *src;
+	const char *src; /* the dump, for messages */
 	int from_file;
-	XXH3_state_t *xs;
-	char *buf;
-	size_t cap;
-	int v2;			/* SHFDUMP2: records carry their expiry */
-	const char *name;	/* the table */
-	SHF *shf;
-	uint64_t n, expired;	/* records read, and expired of those */
+	const char *name; /* the table */
+	struct shf_dump_reader r;
 	struct progress pg;
-	char what[128];		/* what is corrupt */
 };
-
-/* What load_record() and load_trailer() found. */
-enum { LOAD_NEXT, LOAD_END, LOAD_TRUNCATED, LOAD_CORRUPT, LOAD_FAILED };
-
-/*
- * Read len bytes into l->buf + at, growing the buffer only as bytes
- * arrive (a damaged length cannot make us allocate gigabytes first).
- * 0, or -1 on a short read (errno 0: end of file).
- */
-static int load_read(struct loader *l, size_t at, size_t len, int hash)
-{
-	size_t have = 0;
-
-	while (have < len) {
-		size_t chunk = len - have, n;
-
-		if (chunk > (1u << 20))
-			chunk = 1u << 20;
-		if (at + have + chunk > l->cap) {
-			size_t nc = l->cap ? l->cap : 4096;
-			char *nb;
-
-			while (nc < at + have + chunk)
-				nc *= 2;
-			nb = realloc(l->buf, nc);
-			if (!nb)
-				return -1;
-			l->buf = nb;
-			l->cap = nc;
-		}
-		errno = 0;
-		n = fread(l->buf + at + have, 1, chunk, l->f);
-		have += n;
-		if (n < chunk) {
-			if (!ferror(l->f))
-				errno = 0;
-			return -1;
-		}
-	}
-	if (hash)
-		XXH3_64bits_update(l->xs, l->buf + at, len);
-	return 0;
-}
 
 static void load_close(struct loader *l)
 {
 	if (l->from_file)
 		fclose(l->f);
-	XXH3_freeState(l->xs);
-	free(l->buf);
+	shf_dump_close(&l->r);
 }
 
 /* Open the dump (in) and read its magic; -1 to go on, else the exit
  * status. */
 static int load_open(struct loader *l, const char *in)
 {
+	enum shf_dump_status st;
+
 	l->from_file = strcmp(in, "-") != 0;
 	l->src = l->from_file ? in : "standard input";
 	l->f = l->from_file ? fopen(in, "rbe") : stdin;
@@ -295,147 +237,54 @@ static int load_open(struct loader *l, const char *in)
 		say("%s: %s", in, strerror(errno));
 		return EXIT_ERR;
 	}
-	l->xs = XXH3_createState();
-	if (!l->xs || XXH3_64bits_reset(l->xs) == XXH_ERROR) {
+	st = shf_dump_open(&l->r, l->f);
+	if (st == SHF_DUMP_NOMEM) {
 		say("out of memory");
 		exit(EXIT_ERR);
 	}
-	if (load_read(l, 0, DUMP_MAGIC_LEN, 1) < 0 ||
-	    (memcmp(l->buf, DUMP_MAGIC, DUMP_MAGIC_LEN) &&
-	     memcmp(l->buf, DUMP_MAGIC_V1, DUMP_MAGIC_LEN))) {
+	if (st != SHF_DUMP_OK) {
 		if (errno)
 			say("%s: %s", l->src, strerror(errno));
 		else
 			say("%s: not a shf dump (no %s or %s magic)", l->src,
-			    DUMP_MAGIC, DUMP_MAGIC_V1);
+			    SHF_DUMP_MAGIC, SHF_DUMP_MAGIC_V1);
 		load_close(l);
 		return EXIT_ERR;
 	}
-	l->v2 = !memcmp(l->buf, DUMP_MAGIC, DUMP_MAGIC_LEN);
 	return -1;
 }
 
-/* Put the key of l->buf (klen bytes, then the value) with its expiry. */
-static int load_put(struct loader *l, uint32_t klen, uint32_t vlen,
-		    uint64_t expiry)
+static void load_progress(void *arg, uint64_t n)
 {
-	uint32_t ttl = 0, r;
-
-	if (expiry) {
-		uint64_t now = realtime_ms();
-
-		if (expiry <= now) {
-			l->expired++; /* it expired after the dump */
-			return LOAD_NEXT;
-		}
-		/* at most the longest TTL (clocks of two machines) */
-		ttl = expiry - now < UINT32_MAX - 1 ?
-			      (uint32_t)(expiry - now) :
-			      UINT32_MAX - 1;
-	}
-	shf_make_hash(l->buf, klen);
-	/*
-	 * A version 2 record without an expiry gets none here either (not
-	 * the table's default TTL); version 1 records say nothing: they get
-	 * the default.
-	 */
-	if (l->v2)
-		r = shf_put_key_val_ttl(l->shf, l->buf + klen, vlen, ttl);
-	else
-		r = shf_put_key_val(l->shf, l->buf + klen, vlen);
-	if (r & SHF_RET_ERROR) {
-		progress_end(&l->pg);
-		say("%s: cannot put record %" PRIu64 ": %s", l->name, l->n,
-		    strerror(errno));
-		return LOAD_FAILED;
-	}
-	return LOAD_NEXT;
+	progress(arg, n);
 }
 
-/* Read the next record and put it; LOAD_END at the end marker. */
-static int load_record(struct loader *l)
+/* Say how the load ended (st from shf_dump_load()); the exit status. */
+static int load_result(struct loader *l, enum shf_dump_status st)
 {
-	unsigned char hd[8];
-	uint32_t klen, vlen;
-	uint64_t expiry = 0;
+	const struct shf_dump_reader *r = &l->r;
 
-	if (load_read(l, 0, 8, 0) < 0)
-		return LOAD_TRUNCATED;
-	memcpy(hd, l->buf, 8);
-	XXH3_64bits_update(l->xs, hd, 8);
-	klen = get_u32le(hd);
-	vlen = get_u32le(hd + 4);
-	if (klen == DUMP_END && vlen == DUMP_END)
-		return LOAD_END;
-	if (klen == DUMP_END || vlen == DUMP_END) {
-		snprintf(l->what, sizeof(l->what),
-			 "record %" PRIu64 " has a bad length", l->n + 1);
-		return LOAD_CORRUPT;
-	}
-	if (l->v2) {
-		if (load_read(l, 0, 8, 1) < 0)
-			return LOAD_TRUNCATED;
-		expiry = get_u64le((unsigned char *)l->buf);
-	}
-	if (load_read(l, 0, (size_t)klen + vlen, 1) < 0)
-		return LOAD_TRUNCATED;
-	l->n++;
-	return load_put(l, klen, vlen, expiry);
-}
-
-/* After the end marker: the count, the checksum, and nothing more. */
-static int load_trailer(struct loader *l)
-{
-	uint64_t count, sum;
-
-	if (load_read(l, 0, 8, 1) < 0)
-		return LOAD_TRUNCATED;
-	count = get_u64le((unsigned char *)l->buf);
-	sum = XXH3_64bits_digest(l->xs);
-	if (load_read(l, 0, 8, 0) < 0)
-		return LOAD_TRUNCATED;
-	if (get_u64le((unsigned char *)l->buf) != sum) {
-		snprintf(l->what, sizeof(l->what), "checksum mismatch");
-		return LOAD_CORRUPT;
-	}
-	if (count != l->n) {
-		snprintf(l->what, sizeof(l->what),
-			 "%" PRIu64 " records read, the end marker says %" PRIu64,
-			 l->n, count);
-		return LOAD_CORRUPT;
-	}
-	if (fgetc(l->f) != EOF) {
-		snprintf(l->what, sizeof(l->what), "bytes after the checksum");
-		return LOAD_CORRUPT;
-	}
-	return LOAD_END;
-}
-
-/* Say how the load ended (r from above); the exit status. */
-static int load_result(struct loader *l, int r)
-{
-	if (r == LOAD_FAILED)
-		return EXIT_ERR;
-	if (r == LOAD_END) {
-		progress_end(&l->pg);
-		if (l->expired)
+	progress_end(&l->pg);
+	switch (st) {
+	case SHF_DUMP_OK:
+		if (r->expired)
 			say("%" PRIu64 " of %" PRIu64 " keys had expired since "
-			    "the dump and were not loaded", l->expired, l->n);
+			    "the dump and were not loaded",
+			    r->expired, r->records);
 		return 0;
-	}
-	if (r == LOAD_TRUNCATED && errno) {
-		progress_end(&l->pg);
+	case SHF_DUMP_PUT_ERR:
+		say("%s: cannot put record %" PRIu64 ": %s", l->name,
+		    r->records, strerror(errno));
+		return EXIT_ERR;
+	case SHF_DUMP_CORRUPT:
+		say("%s: corrupt dump: %s; %" PRIu64 " records before the "
+		    "damage were already loaded into table '%s'",
+		    l->src, r->what, r->records - r->expired, l->name);
+		return EXIT_NOTFOUND;
+	default: /* a read error, or no memory (errno ENOMEM) */
 		say("%s: %s", l->src, strerror(errno));
 		return EXIT_ERR;
 	}
-	if (r == LOAD_TRUNCATED)
-		snprintf(l->what, sizeof(l->what),
-			 "truncated after %" PRIu64 " records", l->n);
-	progress_end(&l->pg);
-	say("%s: corrupt dump: %s; %" PRIu64 " records before the damage were "
-	    "already loaded into table '%s'", l->src, l->what,
-	    l->n - l->expired, l->name);
-	return EXIT_NOTFOUND;
 }
 
 static int do_load(int argc, char **argv)
@@ -443,7 +292,8 @@ static int do_load(int argc, char **argv)
 	struct loader l = { .pg = { "load", 0, 0, 0 } };
 	const char *in;
 	char *name;
-	int r, rc;
+	SHF *shf;
+	int rc;
 
 	rc = name_file_args(argc, argv, &in);
 	if (rc >= 0)
@@ -452,14 +302,10 @@ static int do_load(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	l.name = name = table_name(argv[1]);
-	l.shf = table_open(name, 1);
-	while ((r = load_record(&l)) == LOAD_NEXT)
-		progress(&l.pg, l.n);
-	if (r == LOAD_END)
-		r = load_trailer(&l);
-	rc = load_result(&l, r);
+	shf = table_open(name, 1);
+	rc = load_result(&l, shf_dump_load(&l.r, shf, load_progress, &l.pg));
 	load_close(&l);
-	shf_detach(l.shf);
+	shf_detach(shf);
 	free(name);
 	return rc;
 }

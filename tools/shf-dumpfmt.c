@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * shf-dumpfmt.c - "shf load" without its messages: the dump stream read
- * into a table (see shf-dumpfmt.h).  Used by tools/shf.c and by the fuzz
- * target tests/fuzz/fuzz_load.c; only public libshf.
+ * into a table (see shf-dumpfmt.h).  Used by tools/shf-dump.c and by the
+ * fuzz target tests/fuzz/fuzz_load.c; only public libshf.
  */
 #include "config.h"
 

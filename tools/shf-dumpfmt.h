@@ -8,8 +8,8 @@
  * expiry); records of u32 key length, u32 value length, (version 2) u64
  * expiry in ms of CLOCK_REALTIME (0: none), key, value; an end marker of
  * two u32 0xffffffff and a u64 record count; the XXH3-64 of every byte
- * before it.  All numbers little-endian, as cmd_dump() in tools/shf.c
- * writes them.
+ * before it.  All numbers little-endian, as do_dump() in
+ * tools/shf-dump.c writes them.
  */
 #ifndef SHF_DUMPFMT_H
 #define SHF_DUMPFMT_H

@@ -85,7 +85,7 @@ static void out_u64(struct out *o, uint64_t v, int hash)
 	out_bytes(o, b, 8, hash);
 }
 
-/* A dump as cmd_dump() writes it: n records, version v. */
+/* A dump as do_dump() (tools/shf-dump.c) writes it: n records, version v. */
 static void make_dump(struct out *o, int v, uint32_t n, uint32_t vmax)
 {
 	char key[300], val[4096];

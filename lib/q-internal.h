@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * q-internal.h - what the two files of the zero-copy queues share; never
+ * q-internal.h - what the files of the zero-copy queues share; never
  * installed.  q-ring.c owns the queue set in the table (its region, the
- * rings, who holds which item, recovery); q.c the process's side (each
- * thread's pre-queues, the calls).
+ * rings, who holds which item, recovery); q-local.c each thread's state
+ * (its view of the set, its pre-queues, their end); q.c the calls and
+ * their fast path.
  *
  * One named region "q" holds a header, the process slots, one ring per
  * queue, an ownership word per item, the queues' names and the items.  A
@@ -152,5 +153,60 @@ int q_ring_unpull(struct q_set *s, uint32_t qid, const uint32_t *v,
 int q_ring_idle(struct q_set *s, uint32_t qid);
 /* Under the lock: take qiid out of the ring it is on, for slot: 0 or -1. */
 int q_ring_take(struct q_set *s, int slot, uint32_t qiid);
+
+/* =========================================================== q-local.c */
+
+/* A pre-queue: v[i .. n) waits (pull), v[0 .. n) waits (push). */
+struct q_pre {
+	uint32_t *v; /* nolock_max entries, allocated at first use */
+	uint32_t n, i;
+	uint32_t lim; /* a push's fast path while n < lim (0: no array) */
+};
+
+/* A thread's view of one handle's queue set. */
+struct q_local {
+	SHF *shf;
+	uint64_t reg_id;             /* the handle's registry id */
+	uint64_t gen;                /* registry generation last validated */
+	struct q_set set;
+	uint32_t slot;               /* this process's */
+	uint32_t push_pending;       /* items in all push pre-queues */
+	uint32_t own_push;           /* own[] of a pushed item, qid 0 */
+	struct q_pre *push;          /* [qs] */
+	struct q_pre *pull;          /* [qs] */
+	struct q_local *next;
+};
+
+/* The calling thread's state it used last (NULL: none). */
+extern __thread struct q_local *q_tls_last SHF_TLS_IE;
+
+/*
+ * The calling thread's state for shf's queue set, found in its list or
+ * made (bound to the set, its slot taken); states whose handle was
+ * detached, or whose set was deleted, are dropped on the way.  NULL with
+ * errno.
+ */
+struct q_local *q_local_slow(SHF *shf);
+/* Remove a state from the thread's list and free it. */
+void q_local_unlink(struct q_local *dead);
+/* Under the lock: every push pre-queue onto its ring. */
+void q_flush_all(struct q_local *l);
+/*
+ * Under the lock: every push pre-queue onto its ring, every item left in
+ * a pull pre-queue back to its ring's tail.
+ */
+void q_return_all(struct q_local *l);
+
+/* q_local_slow() behind the test of the hot path: the state used last. */
+static inline struct q_local *q_local_get(SHF *shf)
+{
+	struct q_local *l = q_tls_last;
+
+	if (SHF_LIKELY(l && l->shf == shf && l->gen == shf_reg_generation() &&
+		       __atomic_load_n(&l->set.hdr->state, __ATOMIC_RELAXED) ==
+			       Q_READY))
+		return l;
+	return q_local_slow(shf);
+}
 
 #endif /* SHF_Q_INTERNAL_H */

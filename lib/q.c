@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * q.c - zero-copy IPC queues (shf_q_*), the process's side: each thread's
- * pre-queues and the calls.  The queue set in the table is q-ring.c's
- * (see q-internal.h for the design).
+ * q.c - zero-copy IPC queues (shf_q_*): the calls and their fast path.
+ * Each thread's state (its pre-queues) is q-local.c's, the queue set in
+ * the table q-ring.c's (see q-internal.h for the design).
  *
  * A push only marks the item as pushed (its ownership word) and appends
  * its index to the thread's push pre-queue for that qid; a pull only
@@ -13,7 +13,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,241 +25,6 @@ SHF_EXPORT __thread uint32_t shf_qiid_addr_len SHF_TLS_IE;
 
 /* own[] >= 1 << 24 names a slot (< Q_SLOTS): the fast path's test. */
 _Static_assert(Q_SLOTS == 255u, "own[]: 8 bits of slot + 1");
-
-/* A pre-queue: v[i .. n) waits (pull), v[0 .. n) waits (push). */
-struct q_pre {
-	uint32_t *v; /* nolock_max entries, allocated at first use */
-	uint32_t n, i;
-	uint32_t lim; /* a push's fast path while n < lim (0: no array) */
-};
-
-/* A thread's view of one handle's queue set. */
-struct q_local {
-	SHF *shf;
-	uint64_t reg_id;             /* the handle's registry id */
-	uint64_t gen;                /* registry generation last validated */
-	struct q_set set;
-	uint32_t slot;               /* this process's */
-	uint32_t push_pending;       /* items in all push pre-queues */
-	uint32_t own_push;           /* own[] of a pushed item, qid 0 */
-	struct q_pre *push;          /* [qs] */
-	struct q_pre *pull;          /* [qs] */
-	struct q_local *next;
-};
-
-static __thread struct q_local *q_tls_list SHF_TLS_IE;
-static __thread struct q_local *q_tls_last SHF_TLS_IE;
-
-static pthread_once_t q_key_once = PTHREAD_ONCE_INIT;
-static pthread_key_t q_key;
-static int q_key_ok;
-
-static void q_local_free(struct q_local *l)
-{
-	for (uint32_t i = 0; l->push && i < l->set.qs; i++)
-		free(l->push[i].v);
-	for (uint32_t i = 0; l->pull && i < l->set.qs; i++)
-		free(l->pull[i].v);
-	free(l->push);
-	free(l->pull);
-	free(l);
-}
-
-/* Remove l from the thread's list and free it. */
-static void q_local_unlink(struct q_local *dead)
-{
-	struct q_local **pp;
-
-	for (pp = &q_tls_list; *pp; pp = &(*pp)->next) {
-		if (*pp == dead) {
-			*pp = dead->next;
-			break;
-		}
-	}
-	if (q_tls_last == dead)
-		q_tls_last = NULL;
-	q_local_free(dead);
-}
-
-static void q_flush_all(struct q_local *l);
-
-/*
- * Under the lock: every push pre-queue onto its ring, every item left in
- * a pull pre-queue back to its ring's tail.
- */
-static void q_return_all(struct q_local *l)
-{
-	q_flush_all(l);
-	for (uint32_t qid = 0; qid < l->set.qs; qid++) {
-		struct q_pre *p = &l->pull[qid];
-
-		if (p->i < p->n && q_ring_unpull(&l->set, qid, p->v + p->i,
-						 p->n - p->i) == 0)
-			p->i = p->n = 0;
-	}
-}
-
-/* The handle is still attached: give the thread's pre-queues back. */
-static void q_local_return(struct q_local *l)
-{
-	if (!shf_reg_alive(l->shf, l->reg_id) ||
-	    __atomic_load_n(&l->set.hdr->state, __ATOMIC_ACQUIRE) != Q_READY ||
-	    l->set.hdr->nonce != l->set.nonce)
-		return;
-	if (q_lock(&l->set, 0) < 0)
-		return; /* left to the reclaim when this process is gone */
-	q_return_all(l);
-	q_unlock(&l->set);
-}
-
-/* Thread exit: its pre-queued items go back, its states are freed. */
-static void q_thread_exit(void *arg)
-{
-	struct q_local *l, *n;
-
-	(void)arg;
-	for (l = q_tls_list; l; l = n) {
-		n = l->next;
-		q_local_return(l);
-		q_local_free(l);
-	}
-	q_tls_list = NULL;
-	q_tls_last = NULL;
-}
-
-/*
- * fork(): the child's copy of the forking thread's states lists the
- * parent's pre-queued items; they are the parent's, so the child lets go
- * of them (without touching shared memory) and starts afresh.
- */
-static void q_atfork_child(void)
-{
-	struct q_local *l, *n;
-
-	for (l = q_tls_list; l; l = n) {
-		n = l->next;
-		q_local_free(l);
-	}
-	q_tls_list = NULL;
-	q_tls_last = NULL;
-}
-
-/* shf_detach() of any handle: give back this thread's pre-queues on it. */
-static void q_forget(void *h)
-{
-	struct q_local *l, *n;
-
-	for (l = q_tls_list; l; l = n) {
-		n = l->next;
-		if (l->shf != h)
-			continue;
-		q_local_return(l);
-		q_local_unlink(l);
-	}
-}
-
-static void q_key_make(void)
-{
-	q_key_ok = pthread_key_create(&q_key, q_thread_exit) == 0;
-	pthread_atfork(NULL, NULL, q_atfork_child);
-	shf_reg_hook(q_forget);
-}
-
-/* Drop the thread's states whose handle was detached (elsewhere). */
-static void q_tls_sweep(uint64_t gen)
-{
-	struct q_local *l, *n;
-
-	for (l = q_tls_list; l; l = n) {
-		n = l->next;
-		if (l->gen == gen)
-			continue;
-		if (shf_reg_alive(l->shf, l->reg_id))
-			l->gen = gen;
-		else
-			q_local_unlink(l);
-	}
-}
-
-/* Map the thread's view of a ready queue set; NULL with errno. */
-static struct q_local *q_local_bind(SHF *shf, uint64_t gen)
-{
-	struct q_local *l;
-	struct q_hdr *h;
-	uint64_t size;
-	int slot;
-
-	h = shf_region(shf, Q_REGION, 0, 0, &size);
-	if (!h)
-		return NULL;
-	pthread_once(&q_key_once, q_key_make);
-	l = calloc(1, sizeof(*l));
-	if (!l)
-		return NULL;
-	if (q_set_bind(shf, h, size, &l->set) < 0 ||
-	    (slot = q_slot_get(&l->set)) < 0) {
-		free(l);
-		return NULL;
-	}
-	l->slot = (uint32_t)slot;
-	l->own_push = Q_OWN(l->slot, 0u) | Q_OWN_PUSH;
-	l->push = calloc(l->set.qs, sizeof(*l->push));
-	l->pull = calloc(l->set.qs, sizeof(*l->pull));
-	if (!l->push || !l->pull) {
-		q_local_free(l);
-		errno = ENOMEM;
-		return NULL;
-	}
-	l->shf = shf;
-	l->reg_id = shf_handle_reg_id(shf);
-	l->gen = gen;
-	if (q_key_ok)
-		pthread_setspecific(q_key, l);
-	l->next = q_tls_list;
-	q_tls_list = l;
-	return l;
-}
-
-/* The calling thread's state for shf's queue set; NULL with errno. */
-static struct q_local *q_local_slow(SHF *shf)
-{
-	uint64_t gen = shf_reg_generation();
-	struct q_local *l, *n;
-
-	if (!shf) {
-		errno = EINVAL;
-		return NULL;
-	}
-	q_tls_sweep(gen);
-	for (l = q_tls_list; l; l = n) {
-		n = l->next;
-		if (l->shf != shf)
-			continue;
-		if (__atomic_load_n(&l->set.hdr->state, __ATOMIC_ACQUIRE) ==
-			    Q_READY &&
-		    l->set.hdr->nonce == l->set.nonce) {
-			q_tls_last = l;
-			return l;
-		}
-		/* Deleted (shf_q_del()) since: its pre-queues are moot. */
-		q_local_unlink(l);
-	}
-	l = q_local_bind(shf, gen);
-	if (l)
-		q_tls_last = l;
-	return l;
-}
-
-static inline struct q_local *q_local_get(SHF *shf)
-{
-	struct q_local *l = q_tls_last;
-
-	if (SHF_LIKELY(l && l->shf == shf && l->gen == shf_reg_generation() &&
-		       __atomic_load_n(&l->set.hdr->state, __ATOMIC_RELAXED) ==
-			       Q_READY))
-		return l;
-	return q_local_slow(shf);
-}
 
 /* A pre-queue's array, made at its first use; -1 with ENOMEM. */
 static int q_pre_ready(struct q_local *l, struct q_pre *p)
@@ -275,19 +39,6 @@ static int q_pre_ready(struct q_local *l, struct q_pre *p)
 	/* a push that would fill it takes the slow path, which moves it */
 	p->lim = l->set.nolock_max - 1;
 	return 0;
-}
-
-/* Under the lock: every push pre-queue onto its ring. */
-static void q_flush_all(struct q_local *l)
-{
-	for (uint32_t qid = 0; qid < l->set.qs && l->push_pending; qid++) {
-		struct q_pre *p = &l->push[qid];
-
-		if (!p->n || q_ring_push(&l->set, qid, p->v, p->n) < 0)
-			continue; /* a damaged ring: they wait for the next */
-		l->push_pending -= p->n;
-		p->n = 0;
-	}
 }
 
 /* Under the lock: fill qid's pull pre-queue up to nolock_max. */
@@ -401,10 +152,9 @@ static int q_claim(struct q_hdr *h)
 			return -1;
 		}
 		/* The initialiser died (or has not written its pid yet). */
-		if (pid > 0 && __atomic_compare_exchange_n(&h->state, &st,
-							   Q_INIT, 0,
-							   __ATOMIC_ACQ_REL,
-							   __ATOMIC_ACQUIRE))
+		if (pid > 0 && __atomic_compare_exchange_n(
+				       &h->state, &st, Q_INIT, 0,
+				       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 			return 0;
 	}
 	errno = EBUSY;
@@ -442,8 +192,7 @@ SHF_EXPORT void *shf_q_new(SHF *shf, uint32_t qs, uint32_t q_items,
 		return NULL;
 	h->init_start = shf_proc_start_time(me);
 	__atomic_store_n(&h->init_pid, me, __ATOMIC_RELEASE);
-	if (q_set_init(shf, h, qs, q_items, q_item_size, qids_nolock_max) <
-	    0) {
+	if (q_set_init(shf, h, qs, q_items, q_item_size, qids_nolock_max) < 0) {
 		__atomic_store_n(&h->state, Q_FREE, __ATOMIC_RELEASE);
 		return NULL;
 	}
@@ -579,9 +328,10 @@ SHF_EXPORT uint32_t shf_q_pull_tail(SHF *shf, uint32_t qid)
 }
 
 /* shf_q_push_head_pull_tail() when its fast path cannot do it all. */
-static __attribute__((noinline)) uint32_t
-q_push_pull_slow(SHF *shf, uint32_t push_qid, uint32_t push_qiid,
-		 uint32_t pull_qid)
+static __attribute__((noinline)) uint32_t q_push_pull_slow(SHF *shf,
+							   uint32_t push_qid,
+							   uint32_t push_qiid,
+							   uint32_t pull_qid)
 {
 	struct q_local *l = q_local_get(shf);
 
@@ -629,11 +379,12 @@ SHF_EXPORT uint32_t shf_q_push_head_pull_tail(SHF *shf, uint32_t push_qid,
 		goto slow;
 	if (push_qiid != SHF_QIID_NONE) {
 		ps = &l->push[push_qid];
-		if (SHF_UNLIKELY(push_qiid >= l->set.q_items || ps->n >= ps->lim))
+		if (SHF_UNLIKELY(push_qiid >= l->set.q_items ||
+				 ps->n >= ps->lim))
 			goto slow;
 		own = &l->set.own[push_qiid];
 		w = __atomic_load_n(own, __ATOMIC_RELAXED);
-		/* held: some slot's mark (Q_OWN_SLOT() < Q_SLOTS), not pushed */
+		/* held: a slot's mark (Q_OWN_SLOT() < Q_SLOTS), not pushed */
 		if (SHF_UNLIKELY(w < (1u << 24) || (w & Q_OWN_PUSH)))
 			goto slow; /* an error: said by the slow path */
 		__atomic_store_n(own, l->own_push | push_qid, __ATOMIC_RELAXED);

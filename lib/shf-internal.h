@@ -205,8 +205,8 @@ int shf_reg_hook(void (*on_remove)(void *h));
 /* ============================================ handle.c, region.c: the face */
 
 /*
- * What the queue, race and log files (lib/q.c, lib/race.c, lib/log.c) may
- * use of a table.  Named regions: fixed-size blocks of shared memory
+ * What the queue, race and log files (lib/q*.c, lib/race.c, lib/log*.c)
+ * may use of a table.  Named regions: fixed-size blocks of shared memory
  * inside the table's file, found by name by every process that attaches.
  * The pointer stays valid until shf_detach().  Returns NULL with errno:
  * ENOENT (absent and !create), EEXIST (create with another size), ENOSPC,

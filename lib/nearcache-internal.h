@@ -7,7 +7,10 @@
  *  - nearcache-stats.c: shf_nc_stats() (libc only);
  *  - nearcache-redis.c: hiredis connections, addresses, auth files;
  *  - nearcache.c: the read API (shf_nc_open/get/close), over libshf's
- *    public API only.
+ *    public API only: the handle, its counters, a hit;
+ *  - nearcache-fill.c: a miss: the daemon's published view of an epoch,
+ *    track requests, the fill under a lease;
+ *  - nearcache-fetch.c: the handle's reads from Redis, bypassing reads.
  *
  * Coherence (the argument is in nearcache.c and libshf(7), NEAR-CACHE):
  * every stored value carries the epoch under which it was fetched; a
@@ -27,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include "shf-nearcache.h"
 
@@ -266,7 +270,6 @@ struct nc_rep {
 	uint64_t token[2];
 };
 
-struct sockaddr_un;
 /* The daemon's address for the sidecar open as fd: 0, or -1 with errno. */
 int nc_track_addr(int side_fd, struct sockaddr_un *sa, unsigned *len);
 
@@ -280,5 +283,84 @@ int nc_track_addr(int side_fd, struct sockaddr_un *sa, unsigned *len);
 #define NC_REC_HDR 8u
 #define NC_REC_ABSENT (1ULL << 63)
 #define NC_REC_BAD (3ULL << 61)
+
+/* ==== the library: nearcache.c, nearcache-fill.c, nearcache-fetch.c === */
+
+/* An SHF_NC handle. */
+struct shf_nc {
+	SHF *shf;
+	struct nc_map map;
+	struct nc_addr addr;
+	int addr_from_side; /* no address given: the daemon's */
+	struct nc_auth auth;
+	uint32_t timeout_ms, lease_ms, wait_ms, ttl_ms, flags;
+
+	/* This handle's Redis connection. */
+	struct redisContext *rc;
+	pid_t rc_pid; /* the process that made it */
+	char rc_run_id[NC_RUN_ID_LEN + 1]; /* "" until asked */
+
+	/* Track requests to the daemon. */
+	int tfd;
+	pid_t tfd_pid;
+	uint64_t tseq;
+	struct sockaddr_un taddr;
+	unsigned taddr_len;
+
+	/* What the daemon published for one epoch (nc_view_load()). */
+	uint64_t epoch; /* 0: nothing loaded */
+	uint64_t token[2];
+	uint32_t mode;
+	char run_id[NC_RUN_ID_LEN + 1];
+	uint32_t nprefix;
+	uint32_t prefix_len[NC_PREFIX_MAX];
+	char prefix[NC_PREFIX_MAX][NC_PREFIX_LEN];
+
+	uint64_t ctr[NC_CTR_N];
+	uint32_t ops;
+
+	char *out; /* the value returned */
+	size_t out_size;
+	char *rec; /* header + value, for a fill */
+	size_t rec_size;
+};
+
+/* Counted in the handle; nearcache.c adds them to the sidecar's. */
+static inline void nc_count(struct shf_nc *nc, unsigned c)
+{
+	nc->ctr[c]++;
+}
+
+/* ---- nearcache-fetch.c: reads from Redis */
+
+/* Grow a buffer to at least need bytes: 0, or -1 with ENOMEM. */
+int nc_grow(char **buf, size_t *size, size_t need);
+/* A copy of a value in nc->out as shf_nc_get() returns it. */
+uint32_t nc_give(struct shf_nc *nc, const char *v, size_t len, const char **val,
+		 uint32_t *val_len);
+/*
+ * GET key[, PTTL key] in one round trip on the handle's connection.  0
+ * with *get (a string or nil) and *pttl, or -1 with errno.
+ */
+int nc_redis_get(struct shf_nc *nc, const char *key, uint32_t key_len,
+		 int want_ttl, struct redisReply **get, long long *pttl);
+/* The answer of a GET as shf_nc_get()'s result. */
+uint32_t nc_answer(struct shf_nc *nc, const struct redisReply *r,
+		   const char **val, uint32_t *val_len);
+/* Read from Redis without the table (counted as bypassed). */
+uint32_t nc_bypass(struct shf_nc *nc, const char *key, uint32_t key_len,
+		   const char **val, uint32_t *val_len);
+
+/* ---- nearcache-fill.c: a miss */
+
+/* Copy what the daemon published for gen's epoch, checked; 0 or -1. */
+int nc_view_load(struct shf_nc *nc, uint64_t gen);
+/*
+ * The caller holds the key's lease, granted while gen was current: have
+ * the key tracked, fetch it from Redis, store it if the lease still holds,
+ * and return it (or read around the table if the epoch changed).
+ */
+uint32_t nc_fill(struct shf_nc *nc, const char *key, uint32_t key_len,
+		 uint64_t gen, const char **val, uint32_t *val_len);
 
 #endif /* SHF_NEARCACHE_INTERNAL_H */

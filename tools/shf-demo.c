@@ -504,7 +504,7 @@ static void demo_report(const struct demo *d, const struct demo_counts *c,
 	printf("  The table ends with %" PRIu64 " keys in a %s file.\n",
 	       st.keys, b);
 	printf("  Queue items moved %" PRIu64 " times from one process to "
-	       "the next, relinked, never\n"
+	       "the next, passed by index, never\n"
 	       "  copied; %" PRIu64 " of %u items are back on the queues "
 	       "and their hop counters add\n"
 	       "  up to %" PRIu64 " (%s).\n",

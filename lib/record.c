@@ -37,9 +37,14 @@ void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
 	default:
 		break;
 	}
-	memcpy(p + hlen, key, klen);
+	/*
+	 * memmove: key and val may be the old record's, in the file, and a
+	 * damaged free list can hand out a place that overlaps them (the
+	 * bytes are then wrong, as the file is, but nothing is undefined).
+	 */
+	memmove(p + hlen, key, klen);
 	if (val)
-		memcpy(p + hlen + klen, val, vlen);
+		memmove(p + hlen + klen, val, vlen);
 	else
 		memset(p + hlen + klen, 0, vlen);
 	barrier();
@@ -92,8 +97,8 @@ static int uid_dir_grow(SHF *h, struct shard *sh)
 		return -1;
 	}
 	memset(n, 0, (uint64_t)ncap * 8);
-	if (o)
-		memcpy(n, o, (uint64_t)ocap * 8);
+	if (o) /* memmove: a damaged file may give n over o */
+		memmove(n, o, (uint64_t)ocap * 8);
 	barrier();
 	/* cap is checked against dir size by readers: publish the bigger
 	 * array first, then its capacity */

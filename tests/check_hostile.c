@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -1411,6 +1412,79 @@ START_TEST(test_free_list_cycles_everywhere)
 }
 END_TEST
 
+/*
+ * A free block whose place overlaps the record a replace copies its key
+ * from (found by make soak: live damage made a shard's free list hand out
+ * such a block, and rec_write() memcpy()ed the key onto itself, which is
+ * undefined and stops an ASan build).  The free-list head of the class of
+ * the key's new record is pointed at a block that starts 16 to 23 bytes
+ * before the record; the put must end, whatever it returns.
+ */
+START_TEST(test_free_block_over_its_record)
+{
+	static const char key[] = "overlap-key-A-0123456789"; /* 24 bytes */
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	uint32_t klen = sizeof(key) - 1, si, c, w[4] = { K_FREE << 24 };
+	uint64_t b, rs, f;
+	struct stat st;
+	char *map, *k;
+	int fd, status;
+	pid_t pid;
+	SHF *shf;
+
+	shf = shf_test_new("overlap", name, sizeof(name));
+	shf_test_file(path, sizeof(path), name);
+	shf_make_hash(key, klen);
+	shf_assert_eq(shf_put_key_val(shf, "12345678", 8), SHF_RET_KEY_PUT);
+	shf_detach(shf);
+
+	/* where its record is: the key's bytes are in the file once */
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	ck_assert_ptr_ne(map, MAP_FAILED);
+	k = memmem(map, (size_t)st.st_size, key, klen);
+	ck_assert_ptr_nonnull(k);
+	rs = (uint64_t)(k - map) - 6; /* a tiny record's 6-byte header */
+	munmap(map, (size_t)st.st_size);
+
+	/* a "free" block of the new record's class, 16 to 23 bytes before */
+	c = cls_of(6 + klen + 8, &b);
+	f = (rs - 16) & ~(uint64_t)7;
+	w[1] = c;
+	ck_assert_int_eq(pwrite(fd, w, sizeof(w), (off_t)f),
+			 (ssize_t)sizeof(w));
+	si = (uint32_t)(XXH3_64bits(key, klen) >> 56);
+	ck_assert_int_eq(pwrite(fd, &f, 8,
+				(off_t)(shard_at(si) +
+					offsetof(struct shard, free_head) +
+					8 * (uint64_t)c)),
+			 8);
+	close(fd);
+
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		SHF *s = shf_attach_existing(shf_test_dir(), name);
+
+		if (!s)
+			_exit(2);
+		shf_make_hash(key, klen);
+		(void)shf_put_key_val(s, "87654321", 8);
+		(void)shf_check(s, 0, NULL, NULL);
+		shf_detach(s);
+		_exit(0);
+	}
+	status = shf_test_waitpid(pid, 10);
+	unlink(path);
+	ck_assert_msg(status != -1, "the put hung");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the put over its own record: status %#x", status);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                               \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0, \
@@ -1426,7 +1500,8 @@ static Suite *hostile_suite(void)
 			   test_unexaminable_holder_once,
 			   test_journal_replay_damaged,
 			   test_directory_names_one_segment_often,
-			   test_free_list_cycles_everywhere);
+			   test_free_list_cycles_everywhere,
+			   test_free_block_over_its_record);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

@@ -9,13 +9,31 @@
 #include "table.h"
 
 /*
- * Look the key up optimistically and copy its value to dst (cap bytes).
- * 1 found (*len set; copied if it fits), 0 absent, -1 corrupt.
+ * A key on its way through the pipeline: what the earlier stages worked
+ * out, so that the later ones need not work it out again.  The pointers
+ * only aim prefetches and the stage after; the lookup itself (get_into())
+ * reads the directory again under the shard's seqlock.  They stay valid
+ * within the call: the mapping never moves and the file never shrinks.
  */
-static int get_into(SHF *h, uint64_t hash, const char *key, uint32_t klen,
-		    char *dst, uint64_t cap, uint32_t *len, uint32_t *uid)
+struct bkey {
+	uint64_t hash;
+	struct shard *sh;
+	const uint64_t *dirent; /* the key's directory entry, or NULL */
+	const uint64_t *seg; /* its segment, or NULL */
+	uint32_t tag, b[2];
+	uint32_t hint; /* first slot of its tag in seg; UINT32_MAX: none */
+};
+
+/*
+ * Look the key up optimistically and copy its value to dst (cap bytes).
+ * 1 found (*len set; copied if it fits), 0 absent, -1 corrupt.  mark: the
+ * table is in cache mode (mark the slot found used).
+ */
+static int get_into(SHF *h, const struct bkey *bk, const char *key,
+		    uint32_t klen, char *dst, uint64_t cap, uint32_t *len,
+		    uint32_t *uid, int mark)
 {
-	struct shard *sh = shard_of(h, hash);
+	struct shard *sh = bk->sh;
 	struct found f;
 	struct clk c = { 0 };
 	uint32_t s, tries;
@@ -32,71 +50,84 @@ static int get_into(SHF *h, uint64_t hash, const char *key, uint32_t klen,
 			shf_cpu_relax();
 			continue;
 		}
-		rc = idx_find(h, sh, hash, key, klen, &f);
+		rc = idx_find_in(h, sh, bk->tag, bk->b, key, klen, &f, bk->seg,
+				 bk->hint);
 		if (rc == 1 && !rec_visible(&f.r, &c))
 			rc = 0;
 		if (rc == 1) {
 			*len = f.r.vlen;
-			*uid = uid_make((uint32_t)(sh - h->shards), f.r.uid);
+			*uid = f.r.uid;
 			if (f.r.vlen <= cap)
-				memcpy(dst, f.r.val, f.r.vlen);
+				copy_val(dst, f.r.val, f.r.vlen);
 		}
 		if (!locked && read_retry(sh, s))
 			continue;
 		if (locked)
 			shard_unlock(h, sh);
-		if (rc >= 0)
-			count_get(h, rc == 1);
-		if (rc == 1)
+		if (rc == 1 && mark)
 			slot_mark(h, f.slot, f.sval);
 		return rc;
 	}
 }
 
-/* Prefetch the two bucket lines of a key. */
-static inline void prefetch_buckets(SHF *h, uint64_t hash)
+/* Stage 1: hash the key and prefetch its directory entry. */
+static inline void stage_dir(SHF *h, struct bkey *bk, const char *key,
+			     uint32_t klen)
 {
-	struct shard *sh = shard_of(h, hash);
+	uint32_t d;
+	uint64_t *dir;
 
-	prefetch_buckets_dw(h,
-			    atomic_load_explicit(&sh->dir_word,
-						 memory_order_acquire),
-			    hash, 0);
+	bk->hash = shf_hash(key, klen);
+	bk->sh = shard_of(h, bk->hash);
+	bk->tag = tag_of(bk->hash);
+	buckets_of(bk->hash, bk->tag, bk->b);
+	dir = dir_get(h,
+		      atomic_load_explicit(&bk->sh->dir_word,
+					   memory_order_acquire),
+		      &d);
+	bk->dirent = dir ? &dir[d ? bk->tag >> (24 - d) : 0] : NULL;
+	if (bk->dirent)
+		__builtin_prefetch(bk->dirent);
 }
 
-/* Prefetch the record (klen: its key's) the first matching slot points at. */
-static inline void prefetch_record(SHF *h, uint64_t hash, uint32_t klen)
+/* Stage 2: find the key's segment and prefetch its two bucket lines. */
+static inline void stage_buckets(SHF *h, struct bkey *bk)
 {
-	uint32_t tag = tag_of(hash), idx, b[2], k, i;
-	uint64_t so, *seg = seg_for(h, shard_of(h, hash), tag, &so, &idx);
+	uint64_t so;
 
-	if (!seg)
+	bk->seg = NULL;
+	bk->hint = UINT32_MAX;
+	if (!bk->dirent)
 		return;
-	buckets_of(hash, tag, b);
+	so = ld64(bk->dirent) & ~63ULL;
+	if (so & (PAGE - 1))
+		return;
+	bk->seg = at(h, so, SEG_BYTES);
+	if (!bk->seg)
+		return;
+	__builtin_prefetch(bk->seg + bk->b[0] * BUCKET_SLOTS);
+	__builtin_prefetch(bk->seg + bk->b[1] * BUCKET_SLOTS);
+}
+
+/* Stage 3: prefetch the record (klen: its key's) of the first matching slot. */
+static inline void stage_record(SHF *h, struct bkey *bk, uint32_t klen)
+{
+	uint32_t k, i;
+
+	if (!bk->seg)
+		return;
 	for (k = 0; k < 2; k++)
 		for (i = 0; i < BUCKET_SLOTS; i++) {
-			uint64_t s = ld64(&seg[b[k] * BUCKET_SLOTS + i]);
+			uint64_t s = ld64(&bk->seg[bk->b[k] * BUCKET_SLOTS + i]);
 
-			if (s && slot_tag(s) == tag) {
-				if (range_ok(h, slot_rec(s), 64))
-					__builtin_prefetch(h->base + slot_rec(s));
+			if (s && slot_tag(s) == bk->tag) {
+				/* a prefetch never faults: no range check */
+				__builtin_prefetch(h->base + slot_rec(s));
 				rec_prefetch_tail(h, slot_rec(s), klen);
+				bk->hint = k * BUCKET_SLOTS + i;
 				return;
 			}
 		}
-}
-
-/* Prefetch the directory entry of a key's segment. */
-static inline void prefetch_dir(SHF *h, uint64_t hash)
-{
-	struct shard *sh = shard_of(h, hash);
-	uint32_t d;
-	uint64_t *dir = dir_get(h, atomic_load_explicit(&sh->dir_word,
-							memory_order_acquire),
-				&d);
-
-	if (dir)
-		__builtin_prefetch(&dir[d ? tag_of(hash) >> (24 - d) : 0]);
 }
 
 /*
@@ -115,9 +146,10 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 					       uint64_t *offs, uint32_t *lens,
 					       uint32_t *uids)
 {
-	uint64_t hashes[BATCH_RING], used = 0;
-	uint32_t found = 0, i, len = 0, uid = 0;
-	int nobufs = 0;
+	struct bkey ring[BATCH_RING];
+	uint64_t used = 0;
+	uint32_t found = 0, hits = 0, i, len = 0, uid = 0;
+	int nobufs = 0, mark;
 
 	if (!h || (n && (!keys || !key_lens || !offs || !lens)) ||
 	    (!buf && buf_size)) {
@@ -129,32 +161,38 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 			errno = EINVAL;
 			return UINT32_MAX;
 		}
+	/* cache mode, read once: a budget set meanwhile misses a few marks */
+	mark = atomic_load_explicit(&h->h->byte_budget,
+				    memory_order_relaxed) != 0;
 	for (i = 0; i < n + 3 * BATCH_LAG; i++) {
 		uint32_t k;
 		int rc;
 
-		if (i < n) {
-			hashes[i % BATCH_RING] = shf_hash(keys[i], key_lens[i]);
-			prefetch_dir(h, hashes[i % BATCH_RING]);
-		}
+		if (i < n)
+			stage_dir(h, &ring[i % BATCH_RING], keys[i],
+				  key_lens[i]);
 		if (i >= BATCH_LAG && i - BATCH_LAG < n)
-			prefetch_buckets(h, hashes[(i - BATCH_LAG) % BATCH_RING]);
+			stage_buckets(h, &ring[(i - BATCH_LAG) % BATCH_RING]);
 		if (i >= 2 * BATCH_LAG && i - 2 * BATCH_LAG < n)
-			prefetch_record(h,
-					hashes[(i - 2 * BATCH_LAG) % BATCH_RING],
-					key_lens[i - 2 * BATCH_LAG]);
+			stage_record(h, &ring[(i - 2 * BATCH_LAG) % BATCH_RING],
+				     key_lens[i - 2 * BATCH_LAG]);
 		if (i < 3 * BATCH_LAG || i - 3 * BATCH_LAG >= n)
 			continue;
 		k = i - 3 * BATCH_LAG;
-		rc = get_into(h, hashes[k % BATCH_RING], keys[k], key_lens[k],
+		rc = get_into(h, &ring[k % BATCH_RING], keys[k], key_lens[k],
 			      buf ? buf + used : NULL, buf_size - used, &len,
-			      &uid);
+			      &uid, mark);
 		if (rc < 0) {
+			count_gets(h, hits, k - hits);
 			errno = EBADMSG;
 			return UINT32_MAX;
 		}
+		hits += (uint32_t)rc;
 		if (uids)
-			uids[k] = rc ? uid : SHF_UID_NONE;
+			uids[k] = rc ? uid_make((uint32_t)(ring[k % BATCH_RING].sh -
+							   h->shards),
+						uid)
+				     : SHF_UID_NONE;
 		offs[k] = used;
 		if (!rc) {
 			lens[k] = UINT32_MAX;
@@ -169,6 +207,7 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 		used += len;
 		found++;
 	}
+	count_gets(h, hits, n - hits);
 	if (nobufs) {
 		errno = ENOBUFS;
 		return UINT32_MAX;

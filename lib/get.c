@@ -63,7 +63,8 @@ void getstat_flush_handle(SHF *h)
 	shf_getstat.h = NULL;
 }
 
-void count_get_slow(SHF *h, int hit)
+/* Make the thread's counts those of h (flushing another handle's). */
+static void getstat_for(SHF *h)
 {
 	if (shf_getstat.h != h || shf_getstat.id != h->reg_id) {
 		getstat_flush();
@@ -75,11 +76,33 @@ void count_get_slow(SHF *h, int hit)
 					pthread_setspecific(gs_key, &shf_getstat) == 0;
 		}
 	}
+}
+
+void count_get_slow(SHF *h, int hit)
+{
+	getstat_for(h);
 	if (hit)
 		shf_getstat.hits++;
 	else
 		shf_getstat.misses++;
 	if (SHF_UNLIKELY(shf_getstat.hits + shf_getstat.misses >= GETSTAT_BATCH))
+		getstat_flush();
+}
+
+void count_gets(SHF *h, uint32_t hits, uint32_t misses)
+{
+	getstat_for(h);
+	if (hits >= GETSTAT_BATCH || misses >= GETSTAT_BATCH) {
+		/* a big batch: straight to the table (h is the caller's) */
+		atomic_fetch_add_explicit(&h->h->hits, hits,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&h->h->misses, misses,
+					  memory_order_relaxed);
+		return;
+	}
+	shf_getstat.hits += hits;
+	shf_getstat.misses += misses;
+	if (shf_getstat.hits + shf_getstat.misses >= GETSTAT_BATCH)
 		getstat_flush();
 }
 

@@ -230,6 +230,36 @@ static inline void stu64(void *p, uint64_t v)
 }
 
 /*
+ * Key compare and value copy for the hot path: most keys and values are a
+ * few bytes, for which a call to memcmp()/memcpy() costs more than the
+ * work.  8 to 16 bytes are two (overlapping) 8-byte words.
+ */
+static inline int key_eq(const void *a, const void *b, uint32_t len)
+{
+	const char *x = a, *y = b;
+
+	if (len >= 8 && len <= 16)
+		return ldu64(x) == ldu64(y) &&
+		       ldu64(x + len - 8) == ldu64(y + len - 8);
+	return memcmp(x, y, len) == 0;
+}
+
+static inline void copy_val(void *dst, const void *src, uint32_t len)
+{
+	char *d = dst;
+	const char *s = src;
+
+	if (len >= 8 && len <= 16) {
+		uint64_t lo = ldu64(s), hi = ldu64(s + len - 8);
+
+		stu64(d, lo);
+		stu64(d + len - 8, hi);
+		return;
+	}
+	memcpy(d, s, len);
+}
+
+/*
  * Counters of a shard that only the holder of its lock changes: a plain
  * load and store (no locked instruction, which would wait for every store
  * still in flight — a record being written — in the middle of a put).
@@ -644,37 +674,59 @@ static inline void rec_prefetch_tail(SHF *h, uint64_t off, uint32_t klen)
 		__builtin_prefetch(h->base + end);
 }
 
-/* Find key in its shard; 1 found, 0 absent, -1 structure unreadable. */
-static inline int idx_find(SHF *h, struct shard *sh, uint64_t hash, const void *key,
-		    uint32_t klen, struct found *f)
+/*
+ * Find key in its shard, given its tag and buckets (tag_of(), buckets_of():
+ * a batch works them out once); 1 found, 0 absent, -1 structure unreadable.
+ */
+static inline int idx_find_in(SHF *h, struct shard *sh, uint32_t tag,
+			      const uint32_t b[2], const void *key,
+			      uint32_t klen, struct found *f,
+			      const uint64_t *hint_seg, uint32_t hint)
 {
-	uint32_t tag = tag_of(hash), idx, b[2], i, k;
+	uint32_t idx, n;
 	uint64_t so, *seg = seg_for(h, sh, tag, &so, &idx);
 
 	if (!seg)
 		return -1;
-	buckets_of(hash, tag, b);
+	/*
+	 * The 2 * BUCKET_SLOTS slots of the segment read now, each once, in
+	 * turn from hint: the slot (k * BUCKET_SLOTS + i) where a batch saw
+	 * the first slot of this tag in segment hint_seg, worth trying first
+	 * while the key is still in that segment.  The hint only orders the
+	 * look; what is found is what the slots hold now.
+	 */
+	if (hint_seg != seg || hint >= 2 * BUCKET_SLOTS)
+		hint = 0;
 	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS); /* overlap both misses */
-	for (k = 0; k < 2; k++) {
-		uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
+	for (n = 0; n < 2 * BUCKET_SLOTS; n++) {
+		uint32_t pos = (hint + n) % (2 * BUCKET_SLOTS);
+		uint64_t *sp = seg + b[pos / BUCKET_SLOTS] * BUCKET_SLOTS +
+			       pos % BUCKET_SLOTS;
+		uint64_t s = ld64(sp);
 
-		for (i = 0; i < BUCKET_SLOTS; i++) {
-			uint64_t s = ld64(&bk[i]);
-
-			if (!s || slot_tag(s) != tag)
-				continue;
-			rec_prefetch_tail(h, slot_rec(s), klen);
-			if (!rec_get(h, slot_rec(s), &f->r))
-				continue;
-			if (f->r.klen != klen || memcmp(f->r.key, key, klen))
-				continue;
-			f->slot = &bk[i];
-			f->sval = s;
-			f->rec_off = slot_rec(s);
-			return 1;
-		}
+		if (!s || slot_tag(s) != tag)
+			continue;
+		rec_prefetch_tail(h, slot_rec(s), klen);
+		if (!rec_get(h, slot_rec(s), &f->r))
+			continue;
+		if (f->r.klen != klen || !key_eq(f->r.key, key, klen))
+			continue;
+		f->slot = sp;
+		f->sval = s;
+		f->rec_off = slot_rec(s);
+		return 1;
 	}
 	return 0;
+}
+
+/* Find key in its shard; 1 found, 0 absent, -1 structure unreadable. */
+static inline int idx_find(SHF *h, struct shard *sh, uint64_t hash,
+			   const void *key, uint32_t klen, struct found *f)
+{
+	uint32_t tag = tag_of(hash), b[2];
+
+	buckets_of(hash, tag, b);
+	return idx_find_in(h, sh, tag, b, key, klen, f, NULL, 0);
 }
 
 static inline uint64_t *uid_entry(SHF *h, struct shard *sh, uint32_t ul)
@@ -829,6 +881,8 @@ struct getstat {
 };
 extern __thread struct getstat shf_getstat SHF_TLS_IE;
 void count_get_slow(SHF *h, int hit);
+/* Count the hits and misses of a batch of gets at once. */
+void count_gets(SHF *h, uint32_t hits, uint32_t misses);
 
 static inline void count_get(SHF *h, int hit)
 {

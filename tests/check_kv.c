@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <check.h>
 
@@ -1718,6 +1719,7 @@ START_TEST(test_batch_get)
 	static const char *keys[N];
 	static uint32_t klen[N], lens[N], uids[N];
 	static uint64_t offs[N];
+	struct shf_stats st0, st1;
 	uint32_t i, found;
 	SHF *shf = shf_test_new("batch", batch_name, sizeof(batch_name));
 
@@ -1728,10 +1730,15 @@ START_TEST(test_batch_get)
 	}
 	shf_make_hash("named", 5);
 	shf_assert_eq(shf_put_key_val(shf, "n", 1), SHF_RET_KEY_PUT);
+	shf_test_stats(shf, &st0);
 	shf_make_hash("named", 5); /* the batch must not disturb it */
 	found = shf_get_key_val_copy_batch(shf, N, keys, klen, buf, sizeof(buf),
 					   offs, lens, uids);
 	shf_assert_eq(found, 300);
+	/* counted as 300 hits and 40 misses */
+	shf_test_stats(shf, &st1);
+	shf_assert_eq(st1.hits - st0.hits, 300);
+	shf_assert_eq(st1.misses - st0.misses, 40);
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	shf_assert_eq(shf_val_len, 1);
 	ck_assert_mem_eq(shf_val, "n", 1);
@@ -1781,6 +1788,91 @@ START_TEST(test_batch_get)
 }
 END_TEST
 
+/*
+ * Batches while another process grows the table (segments split and the
+ * directory doubles, so keys move to other segments under the batch's
+ * pipeline) and gives the batch's keys values of other sizes (records
+ * move): every key is found, with a value that some writer gave it.
+ */
+enum { GB_KEYS = 4096, GB_NEW = 150000 }; /* GB_KEYS: batches of 64 */
+static char grow_name[SHF_TEST_NAME_MAX];
+
+static int kid_grow(int idx, void *arg)
+{
+	SHF *shf = shf_attach_existing(shf_test_dir(), grow_name);
+	char v[80];
+	uint64_t i;
+
+	(void)idx;
+	(void)arg;
+	if (!shf)
+		return 1;
+	for (i = 0; i < GB_NEW; i++) {
+		uint64_t old = i % GB_KEYS;
+
+		shf_test_hash(GB_KEYS + i);
+		if (shf_put_key_val(shf, v, shf_test_val(v, GB_KEYS + i, 0)) !=
+		    SHF_RET_KEY_PUT)
+			return 2;
+		shf_test_hash(old);
+		if (shf_put_key_val(shf, v,
+				    shf_test_val(v, old,
+						 1 + (uint32_t)(i & 1))) !=
+		    SHF_RET_KEY_PUT)
+			return 3;
+	}
+	shf_detach(shf);
+	return 0;
+}
+
+START_TEST(test_batch_get_while_growing)
+{
+	enum { B = 64 };
+	static char kb[GB_KEYS][32], buf[B * 80];
+	static const char *keys[GB_KEYS];
+	static uint32_t klen[GB_KEYS];
+	uint64_t offs[B];
+	uint32_t lens[B], i, j, w, batches = 0;
+	struct shf_test_kids kids;
+	SHF *shf = shf_test_new("batchgrow", grow_name, sizeof(grow_name));
+	int done = 0;
+
+	shf_test_fill(shf, 0, GB_KEYS, 0, NULL);
+	for (i = 0; i < GB_KEYS; i++) {
+		klen[i] = shf_test_key(kb[i], i);
+		keys[i] = kb[i];
+	}
+	shf_test_spawn(&kids, 1, kid_grow, NULL);
+	shf_test_go(&kids);
+	while (!done) {
+		siginfo_t si = { 0 };
+
+		/* has it ended?  (WNOWAIT: shf_test_wait() reaps it) */
+		shf_assert_eq(waitid(P_PID, (id_t)kids.pid[0], &si,
+				     WEXITED | WNOHANG | WNOWAIT),
+			      0);
+		done = si.si_pid != 0;
+		for (i = 0; i < GB_KEYS; i += B, batches++) {
+			shf_assert_eq(shf_get_key_val_copy_batch(
+					      shf, B, keys + i, klen + i, buf,
+					      sizeof(buf), offs, lens, NULL),
+				      B);
+			for (j = 0; j < B; j++)
+				ck_assert_msg(shf_test_val_ok(buf + offs[j],
+							      lens[j], i + j,
+							      3, &w),
+					      "key %u: a value it never had",
+					      i + j);
+		}
+	}
+	shf_assert_eq(shf_test_wait(&kids, 60), 0);
+	ck_assert_int_ge(batches, GB_KEYS / B);
+	shf_assert_eq(shf_test_keys(shf), GB_KEYS + GB_NEW);
+	shf_test_check_sound(shf);
+	shf_test_del(shf, grow_name);
+}
+END_TEST
+
 static Suite *kv_suite(void)
 {
 	Suite *s = suite_create("kv");
@@ -1816,7 +1908,7 @@ static Suite *kv_suite(void)
 			   test_iterate_callback_calls_library,
 			   test_tab_copy_iterate, test_stats,
 			   test_stats_short_size, test_garbage_grows, test_100k,
-			   test_batch_get);
+			   test_batch_get, test_batch_get_while_growing);
 
 	return s;
 }

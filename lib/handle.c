@@ -191,6 +191,16 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 		errno = ENOMEM;
 		return NULL;
 	}
+#ifdef MADV_HUGEPAGE
+	/*
+	 * 2 MiB pages: fewer page-table levels walked and TLB misses per get.
+	 * A tmpfs mounted huge=within_size (or always) gives them to the
+	 * space fallocate() reserves; on one mounted huge=advise this lets
+	 * khugepaged gather the reserved small pages into huge ones later.
+	 * huge=never ignores it.
+	 */
+	madvise(m, ms, MADV_HUGEPAGE);
+#endif
 	h = calloc(1, sizeof(*h));
 	if (!h) {
 		munmap(m, ms);

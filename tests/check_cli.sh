@@ -34,6 +34,7 @@ tmp=$(mktemp -d) || exit 99
 churn_pid=
 cleanup() {
 	[ -n "$churn_pid" ] && kill "$churn_pid" 2>/dev/null
+	umount "$tmp/hp" 2>/dev/null
 	rm -f "$dir/$p"-*.shf "$dir/.$p"-*
 	rm -rf "$tmp"
 }
@@ -138,6 +139,34 @@ else
 	fail "stat --prometheus"
 fi
 expect 1 "stat of an absent table" -- shf stat $p-none
+
+# ---- stat: 2 MiB pages
+expect 0 "stat (pages)" -- shf stat $t
+has "^bytes_huge  *[0-9][0-9]*$" "$tmp/out" &&
+	has "^huge_pages  *[0-9][0-9]*% of the file (.*)$" "$tmp/out" &&
+	ok "stat: bytes_huge and huge_pages" || fail "stat huge pages"
+# On a tmpfs mounted huge=within_size the whole file sits in 2 MiB pages
+# (needs root and a kernel with transparent huge pages on tmpfs).
+hp=$tmp/hp
+if mkdir "$hp" && mount -t tmpfs -o huge=within_size,size=64m tmpfs "$hp" \
+	2>/dev/null; then
+	expect 0 "put on a huge=within_size tmpfs" -- shf -d "$hp" put $p-hp k v
+	expect 0 "stat on it" -- shf -d "$hp" stat $p-hp
+	size=$(sed -n 's/^bytes_file  *//p' "$tmp/out")
+	se=/sys/kernel/mm/transparent_hugepage/shmem_enabled
+	if [ ! -r $se ] || grep -q '\[deny\]' $se; then
+		echo "# no huge pages on tmpfs in this kernel: not checked"
+	elif has "^huge_pages  *100% of the file (huge=within_size)$" \
+		"$tmp/out" && has "^bytes_huge  *$size$" "$tmp/out"; then
+		ok "stat: the whole file in 2 MiB pages, and why"
+	else
+		fail "stat: bytes_huge should be $size (huge=within_size)"
+		sed 's/^/	/' "$tmp/out"
+	fi
+	umount "$hp"
+else
+	echo "# cannot mount a tmpfs here: 2 MiB pages not checked"
+fi
 
 # ---- cache mode: put --ttl, ttl, set, expire, the new stat fields
 # ttl_left MAX WHAT: the last "shf ttl" printed 1 .. MAX milliseconds.

@@ -133,10 +133,10 @@ struct stat_field {
 	uint64_t v;
 };
 
-#define STAT_FIELDS 24
+#define STAT_FIELDS 25
 
 /* The fields of stat, in the order they are printed. */
-static void stat_fields(const struct shf_stats *st,
+static void stat_fields(const struct shf_stats *st, uint64_t huge,
 			struct stat_field f[STAT_FIELDS])
 {
 	const struct stat_field v[STAT_FIELDS] = {
@@ -183,6 +183,9 @@ static void stat_fields(const struct shf_stats *st,
 		  (uint64_t)st->owner_pid },
 		{ "owner_alive", "1 if the owner process still runs.", 0,
 		  st->owner_alive },
+		{ "bytes_huge",
+		  "Bytes of the file the file system holds in 2 MiB pages.", 0,
+		  huge },
 	};
 
 	memcpy(f, v, sizeof(v));
@@ -190,7 +193,7 @@ static void stat_fields(const struct shf_stats *st,
 
 static void stat_json(const char *name, const char *path,
 		      const struct stat_field *f, const char *state,
-		      const struct shf_nc_stats *nc)
+		      const char *pages, const struct shf_nc_stats *nc)
 {
 	size_t i;
 
@@ -204,6 +207,8 @@ static void stat_json(const char *name, const char *path,
 		printf(", \"nearcache\": ");
 		shf_nc_stats_print(stdout, name, nc, NC_PRINT_JSON);
 	}
+	printf(", \"huge_pages\": ");
+	shf_json_str(stdout, pages);
 	printf(", \"state\": \"%s\"}\n", state);
 }
 
@@ -228,7 +233,7 @@ static void stat_prom(const char *name, const struct stat_field *f,
 
 static void stat_text(const char *name, const char *path,
 		      const struct stat_field *f, const char *state,
-		      const struct shf_nc_stats *nc)
+		      const char *pages, const struct shf_nc_stats *nc)
 {
 	size_t i;
 
@@ -236,6 +241,7 @@ static void stat_text(const char *name, const char *path,
 	printf("%-14s %s\n", "path", shf_esc(path));
 	for (i = 0; i < STAT_FIELDS; i++)
 		printf("%-14s %" PRIu64 "\n", f[i].name, f[i].v);
+	printf("%-14s %s\n", "huge_pages", pages);
 	printf("%-14s %s\n", "state", state);
 	if (nc)
 		shf_nc_stats_print(stdout, name, nc, NC_PRINT_TEXT);
@@ -252,6 +258,8 @@ static int do_stat(int argc, char **argv)
 	int c, json = 0, prom = 0;
 	char *name, path[PATH_MAX + 8];
 	struct stat_field f[STAT_FIELDS];
+	char policy[128], pages[192];
+	uint64_t huge = 0, fsize = 0;
 	struct shf_stats st;
 	struct shf_nc_stats ncst;
 	const struct shf_nc_stats *nc = NULL;
@@ -278,16 +286,24 @@ static int do_stat(int argc, char **argv)
 		return EXIT_ERR;
 	}
 	snprintf(path, sizeof(path), "%s/%s.shf", cli_dir, name);
-	stat_fields(&st, f);
+	/* 2 MiB pages: how many, and the policy behind it */
+	shf_tool_huge_policy(cli_dir, policy, sizeof(policy));
+	if (shf_tool_huge_bytes(path, &huge, &fsize) == 0)
+		snprintf(pages, sizeof(pages), "%" PRIu64 "%% of the file (%s)",
+			 fsize ? huge * 100 / fsize : 0, policy);
+	else
+		snprintf(pages, sizeof(pages), "unknown: %s (%s)",
+			 strerror(errno), policy);
+	stat_fields(&st, huge, f);
 	/* A near-cache daemon's sidecar beside the table, if there is one. */
 	if (shf_nc_stats(cli_dir, name, &ncst, sizeof(ncst)) == SHF_RET_OK)
 		nc = &ncst;
 	if (json)
-		stat_json(name, path, f, owner_state(&st), nc);
+		stat_json(name, path, f, owner_state(&st), pages, nc);
 	else if (prom)
 		stat_prom(name, f, nc);
 	else
-		stat_text(name, path, f, owner_state(&st), nc);
+		stat_text(name, path, f, owner_state(&st), pages, nc);
 	shf_detach(shf);
 	free(name);
 	return stdout_check();

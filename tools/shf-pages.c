@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * shf-pages.c - does a table's file sit in 2 MiB pages?  A tmpfs gives a
+ * file huge pages when it is mounted huge=within_size (or always, or advise
+ * with madvise(MADV_HUGEPAGE), which libshf does), unless
+ * /sys/kernel/mm/transparent_hugepage/shmem_enabled says deny; each get
+ * then walks fewer page-table levels and misses the TLB less.
+ *
+ * The page cache does not tell an unprivileged process the size of a
+ * file's pages, so this maps the file read-only, touches one byte of each
+ * 2 MiB and reads back from /proc/self/smaps how much of that mapping the
+ * kernel mapped with 2 MiB entries (ShmemPmdMapped, FilePmdMapped): it
+ * can only do that for a part the file system holds in a 2 MiB page.
+ */
+#include "config.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "shf-tool.h"
+
+#define HUGE_2M (2ULL << 20)
+
+static sigjmp_buf bus_jmp;
+
+static void on_bus(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_jmp, 1);
+}
+
+/* kB of the "Name:" lines that end in PmdMapped of the mapping at start. */
+static int smaps_pmd_kb(uintptr_t start, uint64_t *kb)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+	int in = 0, seen = 0;
+
+	if (!f)
+		return -1;
+	*kb = 0;
+	while (fgets(line, sizeof(line), f)) {
+		uintptr_t a, b;
+		unsigned long long v;
+		char key[64];
+
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &a, &b) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = a == start;
+			seen |= in;
+			continue;
+		}
+		if (!in || sscanf(line, "%63[^:]: %llu kB", key, &v) != 2)
+			continue;
+		if (!strcmp(key, "ShmemPmdMapped") ||
+		    !strcmp(key, "FilePmdMapped"))
+			*kb += v;
+	}
+	fclose(f);
+	if (!seen) {
+		errno = ENOENT;
+		return -1;
+	}
+	return 0;
+}
+
+/* Read a byte of each 2 MiB of m; a touch past the end (the file may
+ * shrink meanwhile) ends it. */
+static __attribute__((noinline)) void touch_each_2m(const char *m,
+						    uint64_t size)
+{
+	struct sigaction sa, old;
+	volatile uint64_t off = 0;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_bus;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old);
+	if (!sigsetjmp(bus_jmp, 1))
+		for (; off < size; off += HUGE_2M)
+			(void)*(volatile const char *)(m + off);
+	sigaction(SIGBUS, &old, NULL);
+}
+
+int shf_tool_huge_bytes(const char *path, uint64_t *huge, uint64_t *size)
+{
+	struct stat st;
+	uint64_t len, kb;
+	char *m, *base;
+	int fd, rc = -1, e = 0;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		e = errno ? errno : EINVAL;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	*size = (uint64_t)st.st_size;
+	*huge = 0;
+	if (!*size) {
+		close(fd);
+		return 0;
+	}
+	/* a 2 MiB aligned place, so that 2 MiB entries can map it */
+	len = (*size + HUGE_2M - 1) & ~(HUGE_2M - 1);
+	base = mmap(NULL, len + HUGE_2M, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED) {
+		close(fd);
+		return -1;
+	}
+	m = (char *)(((uintptr_t)base + HUGE_2M - 1) & ~(HUGE_2M - 1));
+	if (mmap(m, len, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) ==
+	    MAP_FAILED) {
+		e = errno;
+		goto out;
+	}
+	touch_each_2m(m, *size);
+	if (smaps_pmd_kb((uintptr_t)m, &kb) < 0) {
+		e = errno;
+		goto out;
+	}
+	*huge = kb * 1024;
+	if (*huge > *size)
+		*huge = *size;
+	rc = 0;
+out:
+	munmap(base, len + HUGE_2M);
+	close(fd);
+	errno = e;
+	return rc;
+}
+
+/* The value of opt= in a comma-separated list of mount options, or NULL. */
+static const char *mount_opt(const char *opts, const char *opt, char *out,
+			     size_t n)
+{
+	size_t ol = strlen(opt);
+	const char *p = opts;
+
+	while (p && *p) {
+		const char *end = strchr(p, ',');
+		size_t l = end ? (size_t)(end - p) : strlen(p);
+
+		if (l > ol && !strncmp(p, opt, ol) && p[ol] == '=') {
+			l -= ol + 1;
+			if (l >= n)
+				l = n - 1;
+			memcpy(out, p + ol + 1, l);
+			out[l] = '\0';
+			return out;
+		}
+		p = end ? end + 1 : NULL;
+	}
+	return NULL;
+}
+
+const char *shf_tool_huge_policy(const char *path, char *out, size_t n)
+{
+	char line[4096], sys[64] = "", *p;
+	struct stat st;
+	FILE *f;
+
+	snprintf(out, n, "unknown");
+	f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
+	if (f) {
+		/* the choice is the one in brackets */
+		if (fgets(line, sizeof(line), f) && (p = strchr(line, '[')) &&
+		    sscanf(p + 1, "%63[^]]", sys) == 1 &&
+		    (!strcmp(sys, "deny") || !strcmp(sys, "force"))) {
+			fclose(f);
+			snprintf(out, n, "%s (shmem_enabled)", sys);
+			return out;
+		}
+		fclose(f);
+	}
+	if (stat(path, &st) < 0)
+		return out;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return out;
+	/* id parent major:minor root mountpoint opts ... - fstype source sopts */
+	while (fgets(line, sizeof(line), f)) {
+		unsigned int ma, mi;
+		char fstype[64], sopts[1024], val[64];
+		const char *dash = strstr(line, " - ");
+
+		if (sscanf(line, "%*s %*s %u:%u", &ma, &mi) != 2 || !dash ||
+		    makedev(ma, mi) != st.st_dev)
+			continue;
+		if (sscanf(dash + 3, "%63s %*s %1023s", fstype, sopts) != 2)
+			continue;
+		if (strcmp(fstype, "tmpfs"))
+			snprintf(out, n, "%s", fstype);
+		else if (mount_opt(sopts, "huge", val, sizeof(val)))
+			snprintf(out, n, "huge=%s", val);
+		else
+			snprintf(out, n, "huge=never");
+	}
+	fclose(f);
+	return out;
+}

@@ -121,8 +121,10 @@ static inline void stage_record(SHF *h, struct bkey *bk, uint32_t klen)
 			uint64_t s = ld64(&bk->seg[bk->b[k] * BUCKET_SLOTS + i]);
 
 			if (s && slot_tag(s) == bk->tag) {
-				/* a prefetch never faults: no range check */
-				__builtin_prefetch(h->base + slot_rec(s));
+				/* a prefetch never faults: the bound keeps the
+				 * address inside the mapping */
+				if (slot_rec(s) < h->map_size)
+					__builtin_prefetch(h->base + slot_rec(s));
 				rec_prefetch_tail(h, slot_rec(s), klen);
 				bk->hint = k * BUCKET_SLOTS + i;
 				return;
@@ -148,7 +150,8 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 {
 	struct bkey ring[BATCH_RING];
 	uint64_t used = 0;
-	uint32_t found = 0, hits = 0, i, len = 0, uid = 0;
+	uint32_t found = 0, hits = 0, len = 0, uid = 0;
+	uint64_t i; /* n + 3 * BATCH_LAG does not fit 32 bits for every n */
 	int nobufs = 0, mark;
 
 	if (!h || (n && (!keys || !key_lens || !offs || !lens)) ||
@@ -164,7 +167,7 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 	/* cache mode, read once: a budget set meanwhile misses a few marks */
 	mark = atomic_load_explicit(&h->h->byte_budget,
 				    memory_order_relaxed) != 0;
-	for (i = 0; i < n + 3 * BATCH_LAG; i++) {
+	for (i = 0; i < (uint64_t)n + 3 * BATCH_LAG; i++) {
 		uint32_t k;
 		int rc;
 
@@ -178,7 +181,7 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 				     key_lens[i - 2 * BATCH_LAG]);
 		if (i < 3 * BATCH_LAG || i - 3 * BATCH_LAG >= n)
 			continue;
-		k = i - 3 * BATCH_LAG;
+		k = (uint32_t)(i - 3 * BATCH_LAG);
 		rc = get_into(h, &ring[k % BATCH_RING], keys[k], key_lens[k],
 			      buf ? buf + used : NULL, buf_size - used, &len,
 			      &uid, mark);

@@ -91,15 +91,19 @@ void count_get_slow(SHF *h, int hit)
 
 void count_gets(SHF *h, uint32_t hits, uint32_t misses)
 {
-	getstat_for(h);
+	if (!hits && !misses)
+		return;
 	if (hits >= GETSTAT_BATCH || misses >= GETSTAT_BATCH) {
 		/* a big batch: straight to the table (h is the caller's) */
-		atomic_fetch_add_explicit(&h->h->hits, hits,
-					  memory_order_relaxed);
-		atomic_fetch_add_explicit(&h->h->misses, misses,
-					  memory_order_relaxed);
+		if (hits)
+			atomic_fetch_add_explicit(&h->h->hits, hits,
+						  memory_order_relaxed);
+		if (misses)
+			atomic_fetch_add_explicit(&h->h->misses, misses,
+						  memory_order_relaxed);
 		return;
 	}
+	getstat_for(h);
 	shf_getstat.hits += hits;
 	shf_getstat.misses += misses;
 	if (shf_getstat.hits + shf_getstat.misses >= GETSTAT_BATCH)

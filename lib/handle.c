@@ -195,7 +195,8 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 	/*
 	 * 2 MiB pages: fewer page-table levels walked and TLB misses per get.
 	 * A tmpfs mounted huge=within_size (or always) gives them to the
-	 * space fallocate() reserves; on one mounted huge=advise this lets
+	 * space fallocate() reserves (Linux 6.12 on; earlier kernels only
+	 * inside the file's old size); on one mounted huge=advise this lets
 	 * khugepaged gather the reserved small pages into huge ones later.
 	 * huge=never ignores it.
 	 */

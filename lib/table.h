@@ -683,38 +683,49 @@ static inline int idx_find_in(SHF *h, struct shard *sh, uint32_t tag,
 			      uint32_t klen, struct found *f,
 			      const uint64_t *hint_seg, uint32_t hint)
 {
-	uint32_t idx, n;
+	uint32_t idx, i, k;
 	uint64_t so, *seg = seg_for(h, sh, tag, &so, &idx);
 
 	if (!seg)
 		return -1;
 	/*
-	 * The 2 * BUCKET_SLOTS slots of the segment read now, each once, in
-	 * turn from hint: the slot (k * BUCKET_SLOTS + i) where a batch saw
-	 * the first slot of this tag in segment hint_seg, worth trying first
-	 * while the key is still in that segment.  The hint only orders the
-	 * look; what is found is what the slots hold now.
+	 * hint: the slot (k * BUCKET_SLOTS + i) where a batch saw the first
+	 * slot of this tag in segment hint_seg, worth trying first while the
+	 * key is still in that segment; then every slot of the segment read
+	 * now, as always.  The hint only orders the look.
 	 */
-	if (hint_seg != seg || hint >= 2 * BUCKET_SLOTS)
-		hint = 0;
-	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS); /* overlap both misses */
-	for (n = 0; n < 2 * BUCKET_SLOTS; n++) {
-		uint32_t pos = (hint + n) % (2 * BUCKET_SLOTS);
-		uint64_t *sp = seg + b[pos / BUCKET_SLOTS] * BUCKET_SLOTS +
-			       pos % BUCKET_SLOTS;
+	if (hint_seg == seg && hint < 2 * BUCKET_SLOTS) {
+		uint64_t *sp = seg + b[hint / BUCKET_SLOTS] * BUCKET_SLOTS +
+			       hint % BUCKET_SLOTS;
 		uint64_t s = ld64(sp);
 
-		if (!s || slot_tag(s) != tag)
-			continue;
-		rec_prefetch_tail(h, slot_rec(s), klen);
-		if (!rec_get(h, slot_rec(s), &f->r))
-			continue;
-		if (f->r.klen != klen || !key_eq(f->r.key, key, klen))
-			continue;
-		f->slot = sp;
-		f->sval = s;
-		f->rec_off = slot_rec(s);
-		return 1;
+		if (s && slot_tag(s) == tag && rec_get(h, slot_rec(s), &f->r) &&
+		    f->r.klen == klen && key_eq(f->r.key, key, klen)) {
+			f->slot = sp;
+			f->sval = s;
+			f->rec_off = slot_rec(s);
+			return 1;
+		}
+	}
+	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS); /* overlap both misses */
+	for (k = 0; k < 2; k++) {
+		uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
+
+		for (i = 0; i < BUCKET_SLOTS; i++) {
+			uint64_t s = ld64(&bk[i]);
+
+			if (!s || slot_tag(s) != tag)
+				continue;
+			rec_prefetch_tail(h, slot_rec(s), klen);
+			if (!rec_get(h, slot_rec(s), &f->r))
+				continue;
+			if (f->r.klen != klen || !key_eq(f->r.key, key, klen))
+				continue;
+			f->slot = &bk[i];
+			f->sval = s;
+			f->rec_off = slot_rec(s);
+			return 1;
+		}
 	}
 	return 0;
 }

@@ -183,6 +183,7 @@ static void stat_fields(const struct shf_stats *st, uint64_t huge,
 		  (uint64_t)st->owner_pid },
 		{ "owner_alive", "1 if the owner process still runs.", 0,
 		  st->owner_alive },
+		/* last: left out when it cannot be found out */
 		{ "bytes_huge",
 		  "Bytes of the file the file system holds in 2 MiB pages.", 0,
 		  huge },
@@ -192,7 +193,7 @@ static void stat_fields(const struct shf_stats *st, uint64_t huge,
 }
 
 static void stat_json(const char *name, const char *path,
-		      const struct stat_field *f, const char *state,
+		      const struct stat_field *f, size_t nf, const char *state,
 		      const char *pages, const struct shf_nc_stats *nc)
 {
 	size_t i;
@@ -201,7 +202,7 @@ static void stat_json(const char *name, const char *path,
 	shf_json_str(stdout, name);
 	printf(", \"path\": ");
 	shf_json_str(stdout, path);
-	for (i = 0; i < STAT_FIELDS; i++)
+	for (i = 0; i < nf; i++)
 		printf(", \"%s\": %" PRIu64, f[i].name, f[i].v);
 	if (nc) {
 		printf(", \"nearcache\": ");
@@ -213,11 +214,11 @@ static void stat_json(const char *name, const char *path,
 }
 
 static void stat_prom(const char *name, const struct stat_field *f,
-		      const struct shf_nc_stats *nc)
+		      size_t nf, const struct shf_nc_stats *nc)
 {
 	size_t i;
 
-	for (i = 0; i < STAT_FIELDS; i++) {
+	for (i = 0; i < nf; i++) {
 		const char *suf = f[i].counter ? "_total" : "";
 
 		printf("# HELP libshf_%s%s %s\n", f[i].name, suf, f[i].help);
@@ -232,14 +233,14 @@ static void stat_prom(const char *name, const struct stat_field *f,
 }
 
 static void stat_text(const char *name, const char *path,
-		      const struct stat_field *f, const char *state,
+		      const struct stat_field *f, size_t nf, const char *state,
 		      const char *pages, const struct shf_nc_stats *nc)
 {
 	size_t i;
 
 	printf("%-14s %s\n", "table", shf_esc(name));
 	printf("%-14s %s\n", "path", shf_esc(path));
-	for (i = 0; i < STAT_FIELDS; i++)
+	for (i = 0; i < nf; i++)
 		printf("%-14s %" PRIu64 "\n", f[i].name, f[i].v);
 	printf("%-14s %s\n", "huge_pages", pages);
 	printf("%-14s %s\n", "state", state);
@@ -260,6 +261,7 @@ static int do_stat(int argc, char **argv)
 	struct stat_field f[STAT_FIELDS];
 	char policy[128], pages[192];
 	uint64_t huge = 0, fsize = 0;
+	size_t nf = STAT_FIELDS;
 	struct shf_stats st;
 	struct shf_nc_stats ncst;
 	const struct shf_nc_stats *nc = NULL;
@@ -288,22 +290,25 @@ static int do_stat(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/%s.shf", cli_dir, name);
 	/* 2 MiB pages: how many, and the policy behind it */
 	shf_tool_huge_policy(cli_dir, policy, sizeof(policy));
-	if (shf_tool_huge_bytes(path, &huge, &fsize) == 0)
+	if (shf_tool_huge_bytes(path, &huge, &fsize) == 0) {
 		snprintf(pages, sizeof(pages), "%" PRIu64 "%% of the file (%s)",
 			 fsize ? huge * 100 / fsize : 0, policy);
-	else
+	} else {
+		/* not known: bytes_huge (the last field) is left out */
 		snprintf(pages, sizeof(pages), "unknown: %s (%s)",
 			 strerror(errno), policy);
+		nf = STAT_FIELDS - 1;
+	}
 	stat_fields(&st, huge, f);
 	/* A near-cache daemon's sidecar beside the table, if there is one. */
 	if (shf_nc_stats(cli_dir, name, &ncst, sizeof(ncst)) == SHF_RET_OK)
 		nc = &ncst;
 	if (json)
-		stat_json(name, path, f, owner_state(&st), pages, nc);
+		stat_json(name, path, f, nf, owner_state(&st), pages, nc);
 	else if (prom)
-		stat_prom(name, f, nc);
+		stat_prom(name, f, nf, nc);
 	else
-		stat_text(name, path, f, owner_state(&st), pages, nc);
+		stat_text(name, path, f, nf, owner_state(&st), pages, nc);
 	shf_detach(shf);
 	free(name);
 	return stdout_check();

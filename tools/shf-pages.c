@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * shf-pages.c - does a table's file sit in 2 MiB pages?  A tmpfs gives a
- * file huge pages when it is mounted huge=within_size (or always, or advise
- * with madvise(MADV_HUGEPAGE), which libshf does), unless
- * /sys/kernel/mm/transparent_hugepage/shmem_enabled says deny; each get
- * then walks fewer page-table levels and misses the TLB less.
+ * file's space huge pages when it is mounted huge=within_size or always
+ * (for space that fallocate() adds past the end of a file, from Linux
+ * 6.12 on), unless /sys/kernel/mm/transparent_hugepage/shmem_enabled says
+ * deny; each get then walks fewer page-table levels and misses the TLB
+ * less.
  *
  * The page cache does not tell an unprivileged process the size of a
  * file's pages, so this maps the file read-only, touches one byte of each
- * 2 MiB and reads back from /proc/self/smaps how much of that mapping the
- * kernel mapped with 2 MiB entries (ShmemPmdMapped, FilePmdMapped): it
- * can only do that for a part the file system holds in a 2 MiB page.
+ * 2 MiB that is already in memory (mincore(): a touch never makes a page,
+ * nor reads one from a disk) and reads back from /proc/self/smaps how much
+ * of that mapping the kernel mapped with 2 MiB entries (ShmemPmdMapped,
+ * FilePmdMapped): it can only do that for a part the file system holds in
+ * a 2 MiB page.
  */
 #include "config.h"
 #include <errno.h>
@@ -38,23 +41,26 @@ static void on_bus(int sig)
 	siglongjmp(bus_jmp, 1);
 }
 
-/* kB of the "Name:" lines that end in PmdMapped of the mapping at start. */
+/* kB of the "...PmdMapped:" lines of the mapping at start. */
 static int smaps_pmd_kb(uintptr_t start, uint64_t *kb)
 {
 	FILE *f = fopen("/proc/self/smaps", "re");
-	char line[512];
+	char *line = NULL;
+	size_t cap = 0;
 	int in = 0, seen = 0;
 
 	if (!f)
 		return -1;
 	*kb = 0;
-	while (fgets(line, sizeof(line), f)) {
-		uintptr_t a, b;
-		unsigned long long v;
-		char key[64];
+	while (getline(&line, &cap, f) > 0) {
+		unsigned long a, b, ino;
+		unsigned long long v, off;
+		unsigned int ma, mi;
+		char perm[8], key[64];
 
-		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &a, &b) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
+		/* a mapping's header: start-end perms offset dev inode [path] */
+		if (sscanf(line, "%lx-%lx %7s %llx %x:%x %lu", &a, &b, perm, &off,
+			   &ma, &mi, &ino) == 7) {
 			in = a == start;
 			seen |= in;
 			continue;
@@ -65,6 +71,7 @@ static int smaps_pmd_kb(uintptr_t start, uint64_t *kb)
 		    !strcmp(key, "FilePmdMapped"))
 			*kb += v;
 	}
+	free(line);
 	fclose(f);
 	if (!seen) {
 		errno = ENOENT;
@@ -73,13 +80,15 @@ static int smaps_pmd_kb(uintptr_t start, uint64_t *kb)
 	return 0;
 }
 
-/* Read a byte of each 2 MiB of m; a touch past the end (the file may
- * shrink meanwhile) ends it. */
-static __attribute__((noinline)) void touch_each_2m(const char *m,
-						    uint64_t size)
+/*
+ * Read a byte of each 2 MiB of m whose first page is in memory; a touch
+ * past the end (the file may shrink meanwhile) ends it.
+ */
+static __attribute__((noinline)) void touch_each_2m(char *m, uint64_t size)
 {
 	struct sigaction sa, old;
 	volatile uint64_t off = 0;
+	unsigned char in;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_bus;
@@ -87,7 +96,8 @@ static __attribute__((noinline)) void touch_each_2m(const char *m,
 	sigaction(SIGBUS, &sa, &old);
 	if (!sigsetjmp(bus_jmp, 1))
 		for (; off < size; off += HUGE_2M)
-			(void)*(volatile const char *)(m + off);
+			if (mincore(m + off, 1, &in) == 0 && (in & 1))
+				(void)*(volatile const char *)(m + off);
 	sigaction(SIGBUS, &old, NULL);
 }
 
@@ -98,11 +108,15 @@ int shf_tool_huge_bytes(const char *path, uint64_t *huge, uint64_t *size)
 	char *m, *base;
 	int fd, rc = -1, e = 0;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO put in the table's place does not hang here */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -1;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		e = errno ? errno : EINVAL;
+	if (fstat(fd, &st) < 0)
+		e = errno;
+	else if (!S_ISREG(st.st_mode))
+		e = EINVAL;
+	if (e) {
 		close(fd);
 		errno = e;
 		return -1;
@@ -169,7 +183,8 @@ static const char *mount_opt(const char *opts, const char *opt, char *out,
 
 const char *shf_tool_huge_policy(const char *path, char *out, size_t n)
 {
-	char line[4096], sys[64] = "", *p;
+	char sysl[256], sys[64] = "", *p, *line = NULL;
+	size_t cap = 0;
 	struct stat st;
 	FILE *f;
 
@@ -177,7 +192,7 @@ const char *shf_tool_huge_policy(const char *path, char *out, size_t n)
 	f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
 	if (f) {
 		/* the choice is the one in brackets */
-		if (fgets(line, sizeof(line), f) && (p = strchr(line, '[')) &&
+		if (fgets(sysl, sizeof(sysl), f) && (p = strchr(sysl, '[')) &&
 		    sscanf(p + 1, "%63[^]]", sys) == 1 &&
 		    (!strcmp(sys, "deny") || !strcmp(sys, "force"))) {
 			fclose(f);
@@ -192,7 +207,7 @@ const char *shf_tool_huge_policy(const char *path, char *out, size_t n)
 	if (!f)
 		return out;
 	/* id parent major:minor root mountpoint opts ... - fstype source sopts */
-	while (fgets(line, sizeof(line), f)) {
+	while (getline(&line, &cap, f) > 0) {
 		unsigned int ma, mi;
 		char fstype[64], sopts[1024], val[64];
 		const char *dash = strstr(line, " - ");
@@ -209,6 +224,7 @@ const char *shf_tool_huge_policy(const char *path, char *out, size_t n)
 		else
 			snprintf(out, n, "huge=never");
 	}
+	free(line);
 	fclose(f);
 	return out;
 }

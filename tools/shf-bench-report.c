@@ -212,6 +212,7 @@ struct host {
 	char cpu[128];
 	long cpus;
 	uint64_t l3_bytes;
+	const char *l3_from; /* "sysfs" or "cpuid" (glibc's, as a VM says) */
 };
 
 static void host_get(struct host *h)
@@ -241,6 +242,7 @@ static void host_get(struct host *h)
 
 		h->l3_bytes = (uint64_t)v * (c == 'K' ? 1024 : c == 'M' ?
 					     1048576 : 1);
+		h->l3_from = "sysfs";
 	}
 	if (f)
 		fclose(f);
@@ -248,6 +250,7 @@ static void host_get(struct host *h)
 		long s = sysconf(_SC_LEVEL3_CACHE_SIZE);
 
 		h->l3_bytes = s > 0 ? (uint64_t)s : 0;
+		h->l3_from = "cpuid";
 	}
 }
 
@@ -258,7 +261,8 @@ void print_host_text(void)
 	host_get(&h);
 	printf("\nhost: %s, %ld CPUs, L3 ", h.cpu, h.cpus);
 	if (h.l3_bytes)
-		printf("%.1f MiB\n", (double)h.l3_bytes / 1048576.0);
+		printf("%.1f MiB (%s)\n", (double)h.l3_bytes / 1048576.0,
+		       h.l3_from);
 	else
 		printf("unknown\n");
 }
@@ -273,8 +277,8 @@ static void print_host_json(void)
 	host_get(&h);
 	printf(",\"host\":{\"cpu\":\"");
 	json_chars(h.cpu);
-	printf("\",\"cpus\":%ld,\"l3_bytes\":%" PRIu64 "}", h.cpus,
-	       h.l3_bytes);
+	printf("\",\"cpus\":%ld,\"l3_bytes\":%" PRIu64 ",\"l3_from\":\"%s\"}",
+	       h.cpus, h.l3_bytes, h.l3_bytes ? h.l3_from : "none");
 }
 
 /* ------------------------------------------------------ summaries */

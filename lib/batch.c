@@ -74,18 +74,16 @@ static int get_into(SHF *h, const struct bkey *bk, const char *key,
 static inline void stage_dir(SHF *h, struct bkey *bk, const char *key,
 			     uint32_t klen)
 {
-	uint32_t d;
-	uint64_t *dir;
+	uint32_t idx;
 
 	bk->hash = shf_hash(key, klen);
 	bk->sh = shard_of(h, bk->hash);
 	bk->tag = tag_of(bk->hash);
 	buckets_of(bk->hash, bk->tag, bk->b);
-	dir = dir_get(h,
-		      atomic_load_explicit(&bk->sh->dir_word,
-					   memory_order_acquire),
-		      &d);
-	bk->dirent = dir ? &dir[d ? bk->tag >> (24 - d) : 0] : NULL;
+	bk->dirent = dir_entry(h,
+			       atomic_load_explicit(&bk->sh->dir_word,
+						    memory_order_acquire),
+			       bk->tag, &idx);
 	if (bk->dirent)
 		__builtin_prefetch(bk->dirent);
 }
@@ -95,14 +93,8 @@ static inline void stage_buckets(SHF *h, struct bkey *bk)
 {
 	uint64_t so;
 
-	bk->seg = NULL;
 	bk->hint = UINT32_MAX;
-	if (!bk->dirent)
-		return;
-	so = ld64(bk->dirent) & ~63ULL;
-	if (so & (PAGE - 1))
-		return;
-	bk->seg = at(h, so, SEG_BYTES);
+	bk->seg = bk->dirent ? seg_of_entry(h, bk->dirent, &so) : NULL;
 	if (!bk->seg)
 		return;
 	__builtin_prefetch(bk->seg + bk->b[0] * BUCKET_SLOTS);

@@ -30,9 +30,13 @@ static void gs_add(void *hv, void *arg)
 	SHF *h = hv;
 	struct getstat *g = arg;
 
-	atomic_fetch_add_explicit(&h->h->hits, g->hits, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->h->misses, g->misses,
-				  memory_order_relaxed);
+	/* no locked add of 0 on the table's shared line */
+	if (g->hits)
+		atomic_fetch_add_explicit(&h->h->hits, g->hits,
+					  memory_order_relaxed);
+	if (g->misses)
+		atomic_fetch_add_explicit(&h->h->misses, g->misses,
+					  memory_order_relaxed);
 }
 
 static void getstat_flush(void)
@@ -95,12 +99,9 @@ void count_gets(SHF *h, uint32_t hits, uint32_t misses)
 		return;
 	if (hits >= GETSTAT_BATCH || misses >= GETSTAT_BATCH) {
 		/* a big batch: straight to the table (h is the caller's) */
-		if (hits)
-			atomic_fetch_add_explicit(&h->h->hits, hits,
-						  memory_order_relaxed);
-		if (misses)
-			atomic_fetch_add_explicit(&h->h->misses, misses,
-						  memory_order_relaxed);
+		struct getstat g = { .hits = hits, .misses = misses };
+
+		gs_add(h, &g);
 		return;
 	}
 	getstat_for(h);

@@ -503,22 +503,43 @@ static inline uint64_t *dir_get(SHF *h, uint64_t dw, uint32_t *depth)
 	return at(h, dw >> 6, 8ULL << *depth);
 }
 
-/* The segment a tag belongs to, in the directory of dw. */
-static inline uint64_t *seg_for_dw(SHF *h, uint64_t dw, uint32_t tag,
-				   uint64_t *seg_off, uint32_t *idx)
+/*
+ * The directory entry (its index *idx) of a tag in the directory of dw.
+ * This and seg_of_entry() are seg_for_dw()'s two halves, which a batch
+ * takes one at a time; always inlined, so that the hot path's lookup
+ * stays as it was (a get took 7 instructions more without).
+ */
+static inline __attribute__((always_inline)) uint64_t *
+dir_entry(SHF *h, uint64_t dw, uint32_t tag, uint32_t *idx)
 {
 	uint32_t d;
 	uint64_t *dir = dir_get(h, dw, &d);
-	uint64_t de;
 
 	if (!dir)
 		return NULL;
 	*idx = d ? tag >> (24 - d) : 0;
-	de = ld64(&dir[*idx]);
-	*seg_off = de & ~63ULL;
+	return &dir[*idx];
+}
+
+/* The segment a directory entry names (its offset in *seg_off). */
+static inline __attribute__((always_inline)) uint64_t *
+seg_of_entry(SHF *h, const uint64_t *de, uint64_t *seg_off)
+{
+	*seg_off = ld64(de) & ~63ULL;
 	if (*seg_off & (PAGE - 1))
 		return NULL;
 	return at(h, *seg_off, SEG_BYTES);
+}
+
+/* The segment a tag belongs to, in the directory of dw. */
+static inline uint64_t *seg_for_dw(SHF *h, uint64_t dw, uint32_t tag,
+				   uint64_t *seg_off, uint32_t *idx)
+{
+	uint64_t *de = dir_entry(h, dw, tag, idx);
+
+	if (!de)
+		return NULL;
+	return seg_of_entry(h, de, seg_off);
 }
 
 static inline uint64_t *seg_for(SHF *h, struct shard *sh, uint32_t tag,

@@ -115,11 +115,13 @@ cat "$out"
 grep -q '^pingpong: 5000 items of 64 bytes going round between two processes, 40000 moves a side;$' "$out" ||
 	bad "pingpong: no summary"
 for run in 'libshf queues  *80000 ' 'pipe  *80000 ' 'eventfd ring  *80000 ' \
-	'libshf 1 -> 4  *40000 ' 'libshf 4 -> 1  *40000 '; do
+	'bare rings  *80000 ' 'libshf 1 -> 4  *40000 ' 'libshf 4 -> 1  *40000 '; do
 	grep -q "^pingpong $run *[0-9.]*  *[0-9.]*M  *[0-9]* " "$out" ||
 		bad "pingpong: no '$run' line"
 done
 grep -q '^ratio    libshf/pipe  *[0-9.]*x$' "$out" || bad "pingpong: no ratio"
+grep -q '^ratio    libshf/bare rings  *[0-9.]*x$' "$out" ||
+	bad "pingpong: no ratio to the bare rings"
 grep -q '^host: .*, [0-9]* CPUs, L3 \(unknown\|.* MiB (\(sysfs\|cpuid\))\)$' "$out" ||
 	bad "pingpong: no host line"
 grep -q '^pingpong errors: 0$' "$out" || bad "pingpong: errors reported"
@@ -129,7 +131,7 @@ leftovers
 rc=$?
 cat "$out"
 [ $rc -eq 0 ] || bad "pingpong --json: exit status $rc"
-grep -q '"pingpong":{"moves_per_side":40000,"q_items":5000,.*"errors":0,"runs":\[{"run":"libshf","items":80000,.*{"run":"libshf_fan_in","items":40000,.*"ratio":{"pipe":[0-9.]*,"eventfd_ring":[0-9.]*}}' "$out" ||
+grep -q '"pingpong":{"moves_per_side":40000,"q_items":5000,.*"errors":0,"runs":\[{"run":"libshf","items":80000,.*{"run":"bare_rings","items":80000,.*{"run":"libshf_fan_in","items":40000,.*"ratio":{"pipe":[0-9.]*,"eventfd_ring":[0-9.]*,"bare_rings":[0-9.]*}}' "$out" ||
 	bad "pingpong --json: no pingpong object"
 grep -q '"host":{"cpu":"[^"]*","cpus":[0-9]*,"l3_bytes":[0-9]*,"l3_from":"\(sysfs\|cpuid\|none\)"}' "$out" ||
 	bad "--json: no host object"

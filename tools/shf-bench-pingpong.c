@@ -12,7 +12,12 @@
  * when it pulled nothing, until each side has moved moves items.  The
  * same game through two pipes (as many items going round as a pipe holds)
  * and through two eventfd rings (q_items going round, copied: a ring
- * holds copies, not the items) is the baseline.
+ * holds copies, not the items) is the baseline.  Bare rings are the
+ * ceiling: the same items, passed by index through two single-producer,
+ * single-consumer rings with the libshf run's batches (nolock indexes
+ * at a time), inline, with no lock, no check of who holds an item and
+ * nothing a crash could be recovered from: what the game costs any
+ * zero-copy queue on this machine.
  *
  * Fan-out and fan-in: one producer to PP_FAN consumers and PP_FAN
  * producers to one consumer, through queues "free" and "work"; consumers
@@ -57,14 +62,32 @@ enum { F_FREE, F_WORK };         /* the fans' */
 #define PROCS_MAX (PP_FAN + 1)
 
 static const char *const pp_label[PP_N] = {
-	"libshf queues", "pipe", "eventfd ring",
+	"libshf queues", "pipe", "eventfd ring", "bare rings",
 	"libshf 1 -> 4", "libshf 4 -> 1"
 };
 static const char *const pp_opt[PP_N] = {
-	"libshf", "pipe", "ring", "fan-out", "fan-in"
+	"libshf", "pipe", "ring", "bare", "fan-out", "fan-in"
 };
 static const char *const pp_key[PP_N] = {
-	"libshf", "pipe", "eventfd_ring", "libshf_fan_out", "libshf_fan_in"
+	"libshf", "pipe", "eventfd_ring", "bare_rings", "libshf_fan_out",
+	"libshf_fan_in"
+};
+
+/*
+ * Bare rings: ring k's entries [tail, head) mod q_items are item indexes;
+ * each end on a line of its own, written by one side only.
+ */
+struct bare_ends {
+	uint64_t head __attribute__((aligned(64))); /* the pusher's */
+	uint64_t tail __attribute__((aligned(64))); /* the puller's */
+};
+
+struct bare {
+	void *map;
+	size_t len;
+	struct bare_ends *ends;   /* [2]: a2b, b2a */
+	uint32_t *e[2];           /* q_items entries each */
+	char *items;              /* q_items of size bytes */
 };
 
 /* What each child reports, in shared memory. */
@@ -90,6 +113,7 @@ static struct {
 	struct eq_view ring[2];    /* a2b, b2a */
 	void *ring_map;
 	size_t ring_len;
+	struct bare bare;          /* bare rings */
 	struct pp_proc *proc;      /* [PROCS_MAX], shared */
 	struct bench_kids kids;
 	int pmc[2];                /* cache misses, locked instructions */
@@ -479,6 +503,113 @@ static int pp_ring_side(unsigned me, struct pp_proc *out)
 	return 0;
 }
 
+/* ------------------------------------------------------ bare rings */
+
+static int bare_setup(void)
+{
+	size_t ends = 2 * sizeof(struct bare_ends),
+	       ents = ((size_t)g.c.q_items * 4 + 63) & ~(size_t)63;
+	char *p;
+
+	g.bare.len = ends + 2 * ents + (size_t)g.c.q_items * g.c.size;
+	p = mmap(NULL, g.bare.len, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	memset(p, 0, g.bare.len); /* no page fault timed */
+	g.bare.map = p;
+	g.bare.ends = (struct bare_ends *)p;
+	g.bare.e[0] = (uint32_t *)(p + ends);
+	g.bare.e[1] = (uint32_t *)(p + ends + ents);
+	g.bare.items = p + ends + 2 * ents;
+	/* every item on a2b, numbered 0, 1, ... */
+	for (uint32_t x = 0; x < g.c.q_items; x++) {
+		uint64_t seq = x;
+
+		memcpy(g.bare.items + (size_t)x * g.c.size, &seq, 8);
+		g.bare.e[0][x] = x;
+	}
+	g.bare.ends[0].head = g.c.q_items;
+	return 0;
+}
+
+/* Append v[0 .. *n) to ring k, with one store of its head. */
+static void bare_push(unsigned k, const uint32_t *v, uint32_t *n)
+{
+	struct bare_ends *r = &g.bare.ends[k];
+	uint64_t head = r->head;
+	uint32_t at = (uint32_t)(head % g.c.q_items);
+
+	for (uint32_t i = 0; i < *n; i++) {
+		g.bare.e[k][at] = v[i];
+		if (++at == g.c.q_items)
+			at = 0;
+	}
+	__atomic_store_n(&r->head, head + *n, __ATOMIC_RELEASE);
+	*n = 0;
+}
+
+/* Take up to max entries of ring k into v, with one store of its tail. */
+static uint32_t bare_pull(unsigned k, uint32_t *v, uint32_t max)
+{
+	struct bare_ends *r = &g.bare.ends[k];
+	uint64_t tail = r->tail, head = __atomic_load_n(&r->head,
+							__ATOMIC_ACQUIRE);
+	uint32_t n = head - tail < max ? (uint32_t)(head - tail) : max,
+		 at = (uint32_t)(tail % g.c.q_items);
+
+	for (uint32_t i = 0; i < n; i++) {
+		v[i] = g.bare.e[k][at];
+		if (++at == g.c.q_items)
+			at = 0;
+	}
+	__atomic_store_n(&r->tail, tail + n, __ATOMIC_RELEASE);
+	return n;
+}
+
+/* The libshf side's loop, every call inlined and no check but the item's. */
+static int pp_bare_side(unsigned me, struct pp_proc *out)
+{
+	unsigned in = me ? 0 : 1, to = me ? 1 : 0;
+	uint32_t nolock = g.c.nolock, pi = 0, pn = 0, qn = 0, x, spins = 0;
+	uint32_t *pull = malloc(sizeof(*pull) * nolock),
+		 *push = malloc(sizeof(*push) * nolock);
+	uint64_t next_in = 0, next_out = me ? 0 : g.c.q_items, *w;
+
+	if (!pull || !push)
+		return -1;
+	while (out->moved < g.c.moves) {
+		if (pi == pn) {
+			if (qn)
+				bare_push(to, push, &qn);
+			pn = bare_pull(in, pull, nolock);
+			pi = 0;
+			if (!pn) {
+				if (*g.stop)
+					return -1;
+				if (++spins % 64 == 0) /* one core: let go */
+					sched_yield();
+				continue;
+			}
+		}
+		x = pull[pi++];
+		if (x >= g.c.q_items)
+			return -1;
+		w = (uint64_t *)(g.bare.items + (size_t)x * g.c.size);
+		out->errors += *w != next_in++;
+		*w = next_out++;
+		push[qn++] = x;
+		if (qn == nolock)
+			bare_push(to, push, &qn);
+		out->moved++;
+	}
+	if (qn)
+		bare_push(to, push, &qn);
+	free(pull);
+	free(push);
+	return 0;
+}
+
 /* ------------------------------------------------------ one run */
 
 static unsigned run_procs(int run)
@@ -497,6 +628,8 @@ static int role(unsigned p, struct pp_proc *out)
 		return pp_pipe_side(p, out);
 	case PP_RING:
 		return pp_ring_side(p, out);
+	case PP_BARE:
+		return pp_bare_side(p, out);
 	case PP_FAN_OUT:
 		return p == 0 ? fan_produce(0, g.c.moves, PP_FAN, out) :
 				fan_consume(0, 1, 0, out);
@@ -583,6 +716,9 @@ static void run_teardown(void)
 	if (g.ring_map)
 		munmap(g.ring_map, g.ring_len);
 	g.ring_map = NULL;
+	if (g.bare.map)
+		munmap(g.bare.map, g.bare.len);
+	g.bare.map = NULL;
 	for (int k = 0; k < 2; k++)
 		if (g.pmc[k] >= 0) {
 			close(g.pmc[k]);
@@ -599,6 +735,8 @@ static int run_setup(int run)
 		return pipe_setup();
 	case PP_RING:
 		return ring_setup();
+	case PP_BARE:
+		return bare_setup();
 	default:
 		return fan_setup();
 	}
@@ -782,7 +920,7 @@ void pp_print_text(const struct pp_res *res, const char *dir)
 		       "\n", pp_label[run], r->items, r->secs,
 		       items_s(r) / 1e6, r->in_flight, cm, lk);
 	}
-	for (run = PP_PIPE; run <= PP_RING; run++)
+	for (run = PP_PIPE; run <= PP_BARE; run++)
 		if (shf->ran && res->run[run].ran)
 			printf("ratio    libshf/%-12s %9.2fx\n",
 			       pp_label[run],
@@ -824,7 +962,7 @@ void pp_print_json(const struct pp_res *res)
 		first = 0;
 	}
 	printf("],\"ratio\":{");
-	for (run = PP_PIPE, first = 1; run <= PP_RING; run++) {
+	for (run = PP_PIPE, first = 1; run <= PP_BARE; run++) {
 		if (!res->run[PP_SHF].ran || !res->run[run].ran)
 			continue;
 		printf("%s\"%s\":%.3f", first ? "" : ",", pp_key[run],

@@ -2,8 +2,9 @@
 /*
  * shf-bench-pingpong.h - the PINGPONG phase of shf-bench(1): items going
  * round between two processes through two libshf queues (SharedHashFile's
- * ping-pong), beside a pipe and an eventfd ring doing the same; then one
- * producer to four consumers, and four producers to one consumer.
+ * ping-pong), beside a pipe and an eventfd ring doing the same, and bare
+ * rings (what any zero-copy queue costs at the least on that game); then
+ * one producer to four consumers, and four producers to one consumer.
  */
 #ifndef SHF_BENCH_PINGPONG_H
 #define SHF_BENCH_PINGPONG_H
@@ -13,7 +14,7 @@
 #include <stdio.h>
 
 /* The runs, in the order they run and are reported. */
-enum { PP_SHF, PP_PIPE, PP_RING, PP_FAN_OUT, PP_FAN_IN, PP_N };
+enum { PP_SHF, PP_PIPE, PP_RING, PP_BARE, PP_FAN_OUT, PP_FAN_IN, PP_N };
 
 #define PP_MOVES_DEFAULT 10000000ULL /* a side */
 #define PP_ITEMS_DEFAULT 100000u
@@ -48,7 +49,7 @@ struct pp_cfg {
 	unsigned runs;        /* 1 << PP_SHF | ...: the runs to do */
 };
 
-/* The runs named in list ("libshf,pipe,ring,fan-out,fan-in"), as a mask
+/* The runs named in list ("libshf,pipe,ring,bare,fan-out,fan-in"), as a mask
  * for pp_cfg's runs; 0 if a name is unknown. */
 unsigned pp_runs_parse(const char *list);
 

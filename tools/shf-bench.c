@@ -270,8 +270,8 @@ static void usage(FILE *f)
 		"      --pp-items N      PINGPONG: items going round (default\n"
 		"                        100000)\n"
 		"      --pp-nolock N     PINGPONG: qids_nolock_max (default 1000)\n"
-		"      --pp-runs LIST    PINGPONG: from libshf,pipe,ring,fan-out,\n"
-		"                        fan-in (default all)\n"
+		"      --pp-runs LIST    PINGPONG: from libshf,pipe,ring,bare,\n"
+		"                        fan-out,fan-in (default all)\n"
 		"      --redis ADDRESS   NEARCACHE: unix:/PATH or HOST:PORT\n"
 		"                        (default: a redis-server of its own)\n"
 		"      --nc-keys N       NEARCACHE: keys in Redis (default 1000000)\n"
@@ -463,8 +463,8 @@ static int parse_extra_opt(int c)
 	case O_PP_RUNS:
 		opt_pp_runs = pp_runs_parse(optarg);
 		if (!opt_pp_runs)
-			bad_usage("--pp-runs: from libshf,pipe,ring,fan-out,"
-				  "fan-in");
+			bad_usage("--pp-runs: from libshf,pipe,ring,bare,"
+				  "fan-out,fan-in");
 		break;
 	case O_C_OPS:
 		if (parse_u64(optarg, 1, UINT64_MAX / 1024, &v))

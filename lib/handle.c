@@ -109,8 +109,7 @@ static int table_init(int fd)
 		uint64_t seg = data + (uint64_t)i * SEG_BYTES;
 		uint64_t dir = data + (uint64_t)NSHARDS * SEG_BYTES + i * 64ULL;
 
-		if (shf_mutex_init(&sh[i].mx))
-			goto fail;
+		sh[i].lk.w = 0; /* free */
 		*(uint64_t *)(m + dir) = seg; /* depth 0 */
 		atomic_store(&sh[i].dir_word, dir << 6);
 	}

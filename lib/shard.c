@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * shard.c - a shard's lock and its recovery.  Writers take the shard's
- * robust mutex and make its sequence odd while they change it (readers
- * retry on it: seqlock, inline in table.h).  A writer that died holding
- * the lock left its operation in the shard's journal: the next locker
- * finishes it when it committed and undoes it when it did not, so a
- * SIGKILL at any instruction leaves the old state or the new.
+ * lock (sync.c's own lock word) and make its sequence odd while they
+ * change it (readers retry on it: seqlock, inline in table.h).  A writer
+ * that died holding the lock (found gone by a waiter) left its operation
+ * in the shard's journal: the next locker finishes it when it committed
+ * and undoes it when it did not, so a SIGKILL at any instruction leaves
+ * the old state or the new.
  */
 #include "config.h"
 #include <errno.h>
@@ -178,8 +179,8 @@ int shard_lock(SHF *h, struct shard *sh)
 	int rc = 0;
 
 	if (h->lockable) {
-		rc = shf_mutex_lock_saved(&sh->mx, &h->site,
-					  &h->mx_save[sh - h->shards]);
+		rc = shf_lock_take(&sh->lk, &h->site,
+				   &h->lk_stuck[sh - h->shards]);
 		if (rc < 0)
 			return -1;
 	}
@@ -196,8 +197,7 @@ int shard_trylock(SHF *h, struct shard *sh)
 	int rc = 0;
 
 	if (h->lockable) {
-		rc = shf_mutex_trylock_saved(&sh->mx, &h->site,
-					     &h->mx_save[sh - h->shards]);
+		rc = shf_lock_try(&sh->lk);
 		if (rc < 0)
 			return -1;
 	}
@@ -212,7 +212,7 @@ void shard_unlock(SHF *h, struct shard *sh)
 						   memory_order_relaxed) + 1,
 			      memory_order_release);
 	if (h->lockable)
-		shf_mutex_unlock_saved(&sh->mx, &h->mx_save[sh - h->shards]);
+		shf_lock_release(&sh->lk);
 }
 
 /* Lock every shard, in order; the number locked (NSHARDS: all). */

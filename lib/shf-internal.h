@@ -9,6 +9,7 @@
 #ifndef SHF_INTERNAL_H
 #define SHF_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -113,6 +114,80 @@ struct shf_mutex_save {
 	 */
 	uint32_t stuck;
 };
+/*
+ * The library's own lock, for the locks taken on every write (a table's
+ * shards): one 64-bit word, 0 when free, else the holder's thread id
+ * (FUTEX_TID_MASK bits) | SHF_LOCK_WAITERS, with the low 32 bits of that
+ * thread's start time (/proc/TID/stat, clock ticks since boot) above, so
+ * that a thread id used again does not pass for the holder.  Taking it is
+ * one compare-and-swap, releasing it one exchange (and a futex wake when
+ * somebody waits): no robust list, nothing in the word that the holder
+ * writes through.  A holder that dies holding it is found by its waiters,
+ * which look at the holder when a futex wait of theirs times out (after
+ * 2 ms, then 20 ms, then every 200 ms): gone, another thread with its
+ * number, a kernel thread, the waiter itself, or a live thread that
+ * provably does not map the lock's file, and the lock is taken over and
+ * reported as such (1), as a robust mutex reports EOWNERDEAD.
+ */
+struct shf_lock {
+	uint64_t w;
+};
+#define SHF_LOCK_WAITERS 0x80000000u
+/* This thread's lock word (start time << 32 | tid); 0 until first made. */
+extern __thread uint64_t shf_lock_me SHF_TLS_IE;
+uint64_t shf_lock_me_slow(void);
+int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
+		  uint64_t *stuck);
+void shf_lock_wake(struct shf_lock *l);
+
+static inline uint64_t shf_lock_self(void)
+{
+	uint64_t me = shf_lock_me;
+
+	return SHF_LIKELY(me) ? me : shf_lock_me_slow();
+}
+
+/*
+ * Take l: 0 taken; 1 taken from a holder that died holding it (repair
+ * what it protects); -1 with errno (ETIMEDOUT: a live holder kept it
+ * site->max_wait_ms).  *stuck (the caller's memory, one per lock) keeps
+ * the word a wait gave up on: while the lock shows that word, the next
+ * takers give up at once instead of waiting again.
+ */
+static inline int shf_lock_take(struct shf_lock *l,
+				const struct shf_lock_site *site,
+				uint64_t *stuck)
+{
+	uint64_t v = 0;
+
+	if (SHF_LIKELY(__atomic_compare_exchange_n(&l->w, &v, shf_lock_self(),
+						   0, __ATOMIC_ACQUIRE,
+						   __ATOMIC_RELAXED)))
+		return 0;
+	return shf_lock_wait(l, site, stuck);
+}
+
+/* Take l only if it is free: 0, or -1 with EBUSY (no look at a holder). */
+static inline int shf_lock_try(struct shf_lock *l)
+{
+	uint64_t v = 0;
+
+	if (SHF_LIKELY(__atomic_compare_exchange_n(&l->w, &v, shf_lock_self(),
+						   0, __ATOMIC_ACQUIRE,
+						   __ATOMIC_RELAXED)))
+		return 0;
+	errno = EBUSY;
+	return -1;
+}
+
+static inline void shf_lock_release(struct shf_lock *l)
+{
+	uint64_t old = __atomic_exchange_n(&l->w, 0, __ATOMIC_RELEASE);
+
+	if (SHF_UNLIKELY(old & SHF_LOCK_WAITERS))
+		shf_lock_wake(l);
+}
+
 /* A robust process-shared mutex; 0, or -1 with errno. */
 int shf_mutex_init(pthread_mutex_t *m);
 /*

@@ -429,3 +429,185 @@ void shf_mutex_unlock_saved(pthread_mutex_t *m,
 	mutex_restore(m, sv);
 	pthread_mutex_unlock(m);
 }
+
+/* ======================================================= the own lock */
+
+__thread uint64_t shf_lock_me SHF_TLS_IE;
+
+/* A child of fork() runs as another thread: its word is made again. */
+static void lock_me_forget(void)
+{
+	shf_lock_me = 0;
+}
+
+static pthread_once_t lock_atfork_once = PTHREAD_ONCE_INIT;
+
+static void lock_atfork(void)
+{
+	pthread_atfork(NULL, NULL, lock_me_forget);
+}
+
+uint64_t shf_lock_me_slow(void)
+{
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	uint64_t start = shf_proc_start_time(tid);
+
+	pthread_once(&lock_atfork_once, lock_atfork);
+	shf_lock_me = (start << 32) | ((uint32_t)tid & FUTEX_TID_MASK);
+	return shf_lock_me;
+}
+
+/* The futex: the word's low 32 bits (tid | waiters). */
+static uint32_t *lock_futex(struct shf_lock *l)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return (uint32_t *)(void *)&l->w + 1;
+#else
+	return (uint32_t *)(void *)&l->w;
+#endif
+}
+
+void shf_lock_wake(struct shf_lock *l)
+{
+	shf_futex_wake(lock_futex(l), 1);
+}
+
+/*
+ * Is the holder that word v names gone (or never held the lock: a word
+ * that only another process's writes can have put there)?  Gone: no
+ * such thread, or one with another start time (its number used again),
+ * a kernel thread, the caller itself (the library never takes a lock it
+ * holds), or a live thread that provably does not map the lock's file.
+ */
+static int lock_holder_gone(uint64_t v, const struct shf_lock_site *site)
+{
+	pid_t tid = (pid_t)(v & FUTEX_TID_MASK);
+	char path[40], buf[1024], *p, state;
+	unsigned long long start;
+	unsigned int flags;
+	ssize_t n;
+	int fd;
+
+	if (tid <= 0 || (uint32_t)tid == (uint32_t)(shf_lock_self() &
+						     FUTEX_TID_MASK))
+		return 1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		/* no such thread, or no /proc to tell: ask the kernel */
+		return kill(tid, 0) < 0 && errno == ESRCH;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return kill(tid, 0) < 0 && errno == ESRCH;
+	buf[n] = 0;
+	/* "pid (comm) state ppid pgrp session tty tpgid flags" ... field 22 */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1,
+			 " %c %*d %*d %*d %*d %*d %u %*u %*u %*u %*u %*u %*u"
+			 " %*d %*d %*d %*d %*d %*d %llu",
+			 &state, &flags, &start) != 3)
+		return 0; /* cannot tell */
+	/*
+	 * Dead (a zombie until reaped), another thread with its number (a
+	 * start time of 0: the holder could not read its own, not told), or
+	 * a kernel thread.
+	 */
+	if (state == 'Z' || state == 'X' || (flags & SHF_PF_KTHREAD) ||
+	    ((uint32_t)(v >> 32) && (uint32_t)start != (uint32_t)(v >> 32)))
+		return 1;
+	/* alive: only a holder that maps the lock's file is real */
+	return site && site->ino &&
+	       tid_maps_file(tid, site->dev, site->ino) == 0;
+}
+
+/*
+ * The lock is busy: spin a little (holders hold it for microseconds),
+ * then sleep on the futex, marked as waiting, looking at the holder each
+ * time a sleep times out.
+ */
+int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
+		  uint64_t *stuck)
+{
+	static const long first_ms[] = { 2, 20 };
+	uint64_t me = shf_lock_self(), v, t0 = 0;
+	uint64_t was = __atomic_load_n(stuck, __ATOMIC_RELAXED);
+	unsigned polls = 0, spins = 0;
+
+	v = __atomic_load_n(&l->w, __ATOMIC_RELAXED);
+	if (SHF_UNLIKELY(was) && v == was) {
+		/*
+		 * A holder this process already waited for in vain: no new
+		 * wait, one look (its death leaves the word as it was).
+		 */
+		if (!lock_holder_gone(v, site)) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (__atomic_compare_exchange_n(&l->w, &v,
+						me | SHF_LOCK_WAITERS, 0,
+						__ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED)) {
+			__atomic_store_n(stuck, 0, __ATOMIC_RELAXED);
+			if (site && site->counts)
+				count(&site->counts->recoveries);
+			return 1;
+		}
+	}
+	if (was)
+		__atomic_store_n(stuck, 0, __ATOMIC_RELAXED);
+	if (site && site->counts)
+		count(&site->counts->lock_waits);
+	for (;;) {
+		v = __atomic_load_n(&l->w, __ATOMIC_RELAXED);
+		if (!(v & FUTEX_TID_MASK)) {
+			/* free (a stray waiters bit or start: any word
+			 * without a holder is free); others may wait still */
+			if (__atomic_compare_exchange_n(
+				    &l->w, &v, me | SHF_LOCK_WAITERS, 0,
+				    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+				return 0;
+			continue;
+		}
+		if (spins < 100) {
+			spins++;
+			shf_cpu_relax();
+			continue;
+		}
+		if (!(v & SHF_LOCK_WAITERS)) {
+			uint64_t nv = v | SHF_LOCK_WAITERS;
+
+			if (!__atomic_compare_exchange_n(&l->w, &v, nv, 0,
+							 __ATOMIC_RELAXED,
+							 __ATOMIC_RELAXED))
+				continue;
+			v = nv;
+		}
+		if (!t0)
+			t0 = shf_clock_ms(CLOCK_MONOTONIC);
+		if (shf_futex_wait(lock_futex(l), (uint32_t)v,
+				   polls < 2 ? (int)first_ms[polls] :
+					       LOCK_POLL_MS) == 0 ||
+		    errno != ETIMEDOUT)
+			continue; /* woken, or the word changed */
+		polls++;
+		v = __atomic_load_n(&l->w, __ATOMIC_RELAXED);
+		if (!(v & FUTEX_TID_MASK))
+			continue;
+		if (lock_holder_gone(v, site)) {
+			if (!__atomic_compare_exchange_n(
+				    &l->w, &v, me | SHF_LOCK_WAITERS, 0,
+				    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+				continue;
+			if (site && site->counts)
+				count(&site->counts->recoveries);
+			return 1;
+		}
+		if (site && site->max_wait_ms &&
+		    shf_clock_ms(CLOCK_MONOTONIC) - t0 >= site->max_wait_ms) {
+			__atomic_store_n(stuck, v, __ATOMIC_RELAXED);
+			errno = ETIMEDOUT;
+			return -1;
+		}
+	}
+}

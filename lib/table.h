@@ -14,8 +14,9 @@
  *
  * A key's XXH3-64 hash H picks its shard (top 8 bits) and its 24-bit tag
  * (the next 24 bits).  Each shard has:
- *  - a robust process-shared mutex for writers and a sequence counter that
- *    lets readers work without any lock or shared write (seqlock);
+ *  - a lock for writers (sync.c's own: holder thread and start time in
+ *    one word) and a sequence counter that lets readers work without any
+ *    lock or shared write (seqlock);
  *  - an extendible-hashing index: a directory of 4 KiB segments, each 64
  *    buckets of 8 slots; a slot is tag << 40 | record offset / 4.  A key
  *    may live in two buckets of its segment (b1 from H, b2 = b1 ^ alt(tag));
@@ -23,7 +24,7 @@
  *  - a UID table (pages of 512 offsets) so that UIDs survive moves;
  *  - per-size-class free lists of records;
  *  - a journal of the operation in flight, replayed by the next locker when
- *    a writer died holding the mutex (robust futex: EOWNERDEAD).
+ *    a writer died holding the lock (its waiters find the holder gone).
  */
 #ifndef SHF_TABLE_H
 #define SHF_TABLE_H
@@ -39,7 +40,7 @@
 /* ================================================================ layout */
 
 #define SHF_MAGIC 0x314c425446485342ULL /* "BSHFTBL1" */
-#define SHF_LAYOUT 3u
+#define SHF_LAYOUT 4u
 #define NSHARDS 256u
 #define PAGE 4096u
 #define SEG_BUCKETS 64u
@@ -136,7 +137,7 @@ struct journal {
 };
 
 struct shard {
-	pthread_mutex_t mx;
+	struct shf_lock lk; /* the writers' (sync.c: the library's own lock) */
 	_Atomic uint32_t seq;
 	uint32_t pad0;
 	_Atomic uint64_t dir_word; /* directory offset << 6 | global depth */
@@ -189,8 +190,9 @@ struct shf {
 	 * the other writers' locking keeps taking away) has arrived.
 	 */
 	_Atomic uint64_t dw_hint[NSHARDS];
-	/* the held locks' links (sync.c), kept where the file cannot reach */
-	struct shf_mutex_save mx_save[NSHARDS];
+	/* the lock words that this process's waits gave up on (sync.c) */
+	uint64_t lk_stuck[NSHARDS];
+	/* the held mutexes' links (sync.c), kept where the file cannot reach */
 	struct shf_mutex_save alloc_save, region_save;
 };
 

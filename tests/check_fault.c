@@ -310,7 +310,9 @@ START_TEST(test_layout_version)
 {
 	patched(LAYOUT_OFF, 1, e_proto, "layout version 1 (libshf 1.0)");
 	patched(LAYOUT_OFF, 2, e_proto, "layout version 2 (libshf 1.1)");
-	patched(LAYOUT_OFF, 4, e_proto, "layout version 4");
+	patched(LAYOUT_OFF, 3, e_proto,
+		"layout version 3 (libshf 1.2 with robust shard mutexes)");
+	patched(LAYOUT_OFF, 5, e_proto, "layout version 5");
 	patched(LAYOUT_OFF, 0, e_proto, "layout version 0");
 	patched(LAYOUT_OFF, 0xffffffffu, e_proto, "layout version ~0");
 	patched(SIG_OFF, 12345, e_proto, "size signature");
@@ -665,7 +667,7 @@ END_TEST
  */
 #define HDR_FILE_USED 56 /* magic, layout, sig, shards_off, data_start,
 			    nshards, fixed_*, file_size: then file_used */
-#define SHARD_CHUNK_CUR 88 /* mutex 40, seq, pad, dir_word, uid_dir,
+#define SHARD_CHUNK_CUR 56 /* lock 8, seq, pad, dir_word, uid_dir,
 			      uid_dir_cap, uid_next, uid_free, pad, nkeys */
 
 START_TEST(test_misaligned_alloc)

@@ -1113,40 +1113,177 @@ START_TEST(test_eviction_bounded)
 }
 END_TEST
 
+/* The start time of pid (/proc/PID/stat, field 22); 0 if unknown. */
+static uint64_t start_of(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	if (!p || !(p = strrchr(buf, ')')) ||
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u"
+			  " %*u %*d %*d %*d %*d %*d %*d %llu", &start) != 1)
+		return 0;
+	return start;
+}
+
+static uint64_t recoveries_of(SHF *shf)
+{
+	struct shf_stats st;
+
+	ck_assert_uint_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	return st.recoveries;
+}
+
 /*
- * glibc links the robust mutexes a thread holds through two words inside
- * each, and unlocking one writes through them.  Another process that
- * writes those words of a shard's lock while it is held (found by the live
- * torture: SIGSEGV in pthread_mutex_unlock() under shf_check()) steered
- * that write anywhere in the holder.  The holder now keeps them in its own
- * memory and puts them back (with the owner words) before it unlocks.
- * Here an update callback, which runs under the shard's lock, damages them.
+ * A shard's lock word names its holder by thread id and start time.  A
+ * word naming a live process that maps the table, with another start time
+ * (the holder died and its number went to that process), is taken over
+ * after one short wait; with that process's own start time the holder is
+ * real, and a put waits for it 2 s, then fails with ETIMEDOUT, and the
+ * next put at once.  Once that holder is killed (a zombie, not reaped
+ * yet; the word left as it was), the next put takes the lock over.
+ */
+START_TEST(test_lock_word_start_time)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32], b;
+	uint32_t si = shard_of_key(9), r;
+	uint64_t st, word, rec;
+	int fds[2], status;
+	double t0, t;
+	SHF *shf;
+	pid_t pid;
+
+	find_table("start", name, path);
+	ck_assert_int_eq(pipe(fds), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		SHF *s = shf_attach_existing(shf_test_dir(), name);
+
+		if (!s || write(fds[1], "r", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], &b, 1), 1);
+	close(fds[0]);
+	st = start_of(pid);
+	if (!st) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		printf("no start time in /proc: skipped\n");
+		unlink(path);
+		return;
+	}
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	rec = recoveries_of(shf);
+
+	/* another start time: the holder is gone */
+	word = (uint64_t)((uint32_t)(st + 1) ? (uint32_t)(st + 1) : 1u) << 32 |
+	       (uint32_t)pid;
+	poke(path, shard_at(si), &word, 8);
+	shf_make_hash(key, key_of(key, 9));
+	t0 = shf_test_now();
+	r = shf_put_key_val(shf, "a", 1);
+	t = shf_test_now() - t0;
+	ck_assert_msg(r == SHF_RET_KEY_PUT, "put: %#x (%s)", r,
+		      strerror(errno));
+	ck_assert_msg(t < 1.0 * shf_test_multiplier(),
+		      "a reused thread id held a put up for %.2f s", t);
+	ck_assert_uint_eq(recoveries_of(shf), rec + 1);
+
+	/* its own start time: a live holder that maps the table */
+	word = (uint64_t)(uint32_t)st << 32 | (uint32_t)pid;
+	poke(path, shard_at(si), &word, 8);
+	shf_make_hash(key, key_of(key, 9));
+	t0 = shf_test_now();
+	errno = 0;
+	r = shf_put_key_val(shf, "b", 1);
+	t = shf_test_now() - t0;
+	ck_assert_msg(r == SHF_RET_ERROR && errno == ETIMEDOUT,
+		      "put under a live holder: %#x (%s)", r, strerror(errno));
+	ck_assert_msg(t >= 1.5, "gave up after %.2f s", t);
+	shf_make_hash(key, key_of(key, 9));
+	t0 = shf_test_now();
+	r = shf_put_key_val(shf, "c", 1);
+	ck_assert_msg(r == SHF_RET_ERROR && errno == ETIMEDOUT &&
+			      shf_test_now() - t0 < 1.0 * shf_test_multiplier(),
+		      "second put under the same holder: %#x (%s) %.2f s", r,
+		      strerror(errno), shf_test_now() - t0);
+
+	/* the holder killed, not reaped: the word is the same */
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	for (int i = 0; i < 500; i++) {
+		char path2[64], s2[256];
+		FILE *f;
+
+		snprintf(path2, sizeof(path2), "/proc/%d/stat", (int)pid);
+		f = fopen(path2, "re");
+		if (!f || !fgets(s2, sizeof(s2), f) ||
+		    strstr(s2, ") Z ")) {
+			if (f)
+				fclose(f);
+			break;
+		}
+		fclose(f);
+		usleep(2000);
+	}
+	shf_make_hash(key, key_of(key, 9));
+	r = shf_put_key_val(shf, "d", 1);
+	ck_assert_msg(r == SHF_RET_KEY_PUT, "put after the holder died: %#x (%s)",
+		      r, strerror(errno));
+	ck_assert_uint_eq(recoveries_of(shf), rec + 2);
+	shf_make_hash(key, key_of(key, 9));
+	ck_assert_uint_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	ck_assert_uint_eq(shf_val_len, 1);
+	ck_assert_int_eq(shf_val[0], 'd');
+	waitpid(pid, &status, 0);
+	shf_test_check_sound(shf);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * Another process writes a shard's lock word while a writer holds it.
+ * With glibc's robust mutexes (found by the live torture: SIGSEGV in
+ * pthread_mutex_unlock() under shf_check()) the holder wrote through link
+ * words inside the lock when it unlocked; the library's own lock keeps no
+ * such words, and its release is an exchange with 0 whatever the word
+ * says.  Here an update callback, which runs under the shard's lock,
+ * writes junk over the word (naming no thread, then a free word, then
+ * this very thread with a start time of 0): every release leaves the lock
+ * free, so the next put takes it at once, and nobody counts a recovery.
  */
 static char cb_path[SHF_TEST_PATH_MAX];
-static uint64_t cb_mutex;
+static uint64_t cb_lock;
 static uint32_t cb_calls;
 
 static uint32_t damage_lock_cb(const char *val, uint32_t val_len)
 {
-	unsigned char junk[40];
+	uint64_t junk[3] = { 0x4141414141414141ULL, 0,
+			     (uint64_t)syscall(SYS_gettid) };
 	int fd = open(cb_path, O_RDWR | O_CLOEXEC);
 
 	(void)val, (void)val_len;
-	memset(junk, 0x41, sizeof(junk));
 	if (fd >= 0) {
-		/* the list's words; the second time the owner's too */
-		if (pwrite(fd, junk, 16,
-			   (off_t)(cb_mutex + offsetof(struct __pthread_mutex_s,
-						       __list))) < 0 ||
-		    (cb_calls++ == 1 &&
-		     pwrite(fd, junk, 12, (off_t)cb_mutex) < 0))
+		if (pwrite(fd, &junk[cb_calls++ % 3], 8, (off_t)cb_lock) != 8)
 			_exit(20);
 		close(fd);
 	}
 	return SHF_RET_OK;
 }
 
-START_TEST(test_lock_links_damaged_while_held)
+START_TEST(test_lock_word_damaged_while_held)
 {
 	char name[SHF_TEST_NAME_MAX], key[32];
 	uint32_t i, si = shard_of_key(11);
@@ -1154,12 +1291,14 @@ START_TEST(test_lock_links_damaged_while_held)
 	pid_t pid;
 
 	find_table("links", name, cb_path);
-	cb_mutex = shard_at(si) + offsetof(struct shard, mx);
+	cb_lock = shard_at(si) + offsetof(struct shard, lk);
 	fflush(NULL);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		SHF *shf = shf_attach_existing(shf_test_dir(), name);
+		struct shf_stats st;
+		double t0;
 
 		if (!shf)
 			_exit(2);
@@ -1168,11 +1307,18 @@ START_TEST(test_lock_links_damaged_while_held)
 			shf_upd_callback_set(damage_lock_cb);
 			if (shf_upd_key_val(shf) != SHF_RET_KEY_FOUND)
 				_exit(3);
-			/* the lock is free again, for this process too */
+			/* the lock is free again, at once */
+			t0 = shf_test_now();
 			shf_make_hash(key, key_of(key, 11));
 			if (shf_put_key_val(shf, "again", 5) != SHF_RET_KEY_PUT)
 				_exit(4);
+			if (shf_test_now() - t0 > 0.5 * shf_test_multiplier())
+				_exit(5);
 		}
+		if (cb_calls != 3 ||
+		    shf_get_stats(shf, &st, sizeof(st)) != SHF_RET_OK ||
+		    st.recoveries != 0)
+			_exit(6);
 		shf_detach(shf);
 		_exit(0);
 	}
@@ -1493,7 +1639,8 @@ static Suite *hostile_suite(void)
 
 	shf_test_add_tcase(s, "findings", 120, test_lock_word_kernel_thread,
 			   test_offsets_past_the_end, test_eviction_bounded,
-			   test_lock_links_damaged_while_held,
+			   test_lock_word_damaged_while_held,
+			   test_lock_word_start_time,
 			   test_unexaminable_holder_once,
 			   test_journal_replay_damaged,
 			   test_directory_names_one_segment_often,

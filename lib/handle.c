@@ -18,6 +18,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "table.h"
@@ -169,10 +170,15 @@ static int header_read(int fd, struct hdr *hd, struct stat *st)
 	return hdr_check(hd, (uint64_t)st->st_size);
 }
 
+/* TMPFS_MAGIC of <linux/magic.h>: the file systems whose growth is mapped
+ * at once (alloc.c) */
+#define SHF_TMPFS_MAGIC 0x01021994
+
 static SHF *attach_fd(int fd, const char *path, const char *name)
 {
 	struct hdr hd;
 	struct stat st;
+	struct statfs sfs;
 	SHF *h;
 	uint64_t ms;
 	void *m = MAP_FAILED;
@@ -211,6 +217,7 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 	h->lockable = 1;
 	h->base = m;
 	h->map_size = ms;
+	h->populate = fstatfs(fd, &sfs) == 0 && sfs.f_type == SHF_TMPFS_MAGIC;
 	atomic_store(&h->valid, (uint64_t)st.st_size);
 	atomic_store(&h->claim_seen, atomic_load(&hd.file_size));
 	h->h = m;

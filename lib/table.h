@@ -170,6 +170,7 @@ struct shf {
 	struct shf_lock_site site; /* of the table's mutexes */
 	uint8_t *base;
 	uint64_t map_size;
+	int populate; /* map grown space at once (tmpfs: see alloc.c) */
 	_Atomic uint64_t valid; /* bytes known to be inside the file */
 	/*
 	 * The header's size claim when valid was last refreshed: the file
@@ -392,6 +393,11 @@ static inline uint64_t big_bound(uint64_t size, uint32_t *cls)
 	return bp * PAGE;
 }
 
+/*
+ * Map [off, off + len) of the file into this process's page tables now
+ * (tmpfs tables only; growth past a bound is left to page faults).
+ */
+void file_populate(SHF *h, uint64_t off, uint64_t len);
 /* Reserve the file up to need bytes (fallocate); under alloc_mx. */
 int file_reserve(SHF *h, uint64_t need);
 /* Page-aligned extent of at least size bytes; 0 with errno. */

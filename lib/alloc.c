@@ -67,7 +67,16 @@ int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
 	sz = (uint64_t)st.st_size;
 	if (sz > h->map_size)
 		sz = h->map_size;
-	was = atomic_exchange(&h->valid, sz);
+	/*
+	 * Only ever raised: two threads that looked at different times must
+	 * not leave the older size (records in between would read as
+	 * outside the file); each maps what it raised it by.
+	 */
+	was = atomic_load(&h->valid);
+	while (sz > was && !atomic_compare_exchange_weak(&h->valid, &was, sz))
+		;
+	if (sz < was)
+		sz = was;
 	atomic_store_explicit(&h->claim_seen, claim, memory_order_relaxed);
 	if (sz > was) {
 		e = errno;
@@ -132,7 +141,6 @@ int file_reserve(SHF *h, uint64_t need)
 	atomic_store(&h->h->file_size, nsz);
 	atomic_store(&h->valid, nsz);
 	atomic_store(&h->claim_seen, nsz);
-	file_populate(h, sz, nsz - sz);
 	return 0;
 }
 
@@ -150,7 +158,7 @@ static void alloc_unlock(SHF *h)
 uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 {
 	uint32_t c;
-	uint64_t b = big_bound(size, &c), off, used;
+	uint64_t b = big_bound(size, &c), off, used, grown, end;
 	int rc;
 
 	if (c >= NBIG) {
@@ -184,6 +192,7 @@ uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 		return 0;
 	}
 	used = (used + PAGE - 1) & ~(uint64_t)(PAGE - 1); /* extents: pages */
+	grown = atomic_load(&h->h->file_size);
 	if (file_reserve(h, used + b) < 0) {
 		int e = errno;
 
@@ -192,7 +201,15 @@ uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 		return 0;
 	}
 	atomic_store(&h->h->file_used, used + b);
+	end = atomic_load(&h->h->file_size);
 	alloc_unlock(h);
+	/* what the file grew by, mapped here once the others may allocate */
+	if (end > grown) {
+		int e = errno;
+
+		file_populate(h, grown, end - grown);
+		errno = e;
+	}
 	(void)zero; /* fresh file space reads as zeroes */
 	return used;
 }

@@ -434,10 +434,14 @@ void shf_mutex_unlock_saved(pthread_mutex_t *m,
 
 __thread uint64_t shf_lock_me SHF_TLS_IE;
 
+/* 0 again in a child of fork() (see start_word()) */
+static _Atomic int boot_offset_known;
+
 /* A child of fork() runs as another thread: its word is made again. */
 static void lock_me_forget(void)
 {
 	shf_lock_me = 0;
+	atomic_store_explicit(&boot_offset_known, 0, memory_order_relaxed);
 }
 
 static pthread_once_t lock_atfork_once = PTHREAD_ONCE_INIT;
@@ -447,13 +451,57 @@ static void lock_atfork(void)
 	pthread_atfork(NULL, NULL, lock_me_forget);
 }
 
+/*
+ * The start times of /proc/TID/stat are shifted by the boot time offset
+ * of the reader's time namespace (time_namespaces(7)): a holder and a
+ * waiter in different ones would not agree on the holder's.  Lock words
+ * hold them without this process's offset, in clock ticks.
+ */
+static _Atomic int64_t boot_offset;
+
+static int64_t boot_offset_read(void)
+{
+	FILE *f = fopen("/proc/self/timens_offsets", "re");
+	long hz = sysconf(_SC_CLK_TCK);
+	long long sec, nsec;
+	int64_t off = 0;
+	char line[128];
+
+	if (!f)
+		return 0; /* no time namespaces: no offset */
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "boottime %lld %lld", &sec, &nsec) == 2 &&
+		    hz > 0 && hz <= 1000000000L)
+			off = (int64_t)(sec * hz + nsec / (1000000000LL / hz));
+	fclose(f);
+	return off;
+}
+
+/*
+ * A start time as /proc shows it here, without this namespace's offset
+ * (read once per process: a child of fork() may be in another namespace,
+ * after its parent's unshare(CLONE_NEWTIME)).
+ */
+static uint32_t start_word(uint64_t shown)
+{
+	if (!atomic_load_explicit(&boot_offset_known, memory_order_acquire)) {
+		atomic_store_explicit(&boot_offset, boot_offset_read(),
+				      memory_order_relaxed);
+		atomic_store_explicit(&boot_offset_known, 1,
+				      memory_order_release);
+	}
+	return (uint32_t)(shown - (uint64_t)atomic_load_explicit(
+					  &boot_offset, memory_order_relaxed));
+}
+
 uint64_t shf_lock_me_slow(void)
 {
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	uint64_t start = shf_proc_start_time(tid);
 
 	pthread_once(&lock_atfork_once, lock_atfork);
-	shf_lock_me = (start << 32) | ((uint32_t)tid & FUTEX_TID_MASK);
+	shf_lock_me = (start ? (uint64_t)start_word(start) << 32 : 0) |
+		      ((uint32_t)tid & FUTEX_TID_MASK);
 	return shf_lock_me;
 }
 
@@ -514,7 +562,7 @@ static int lock_holder_gone(uint64_t v, const struct shf_lock_site *site)
 	 * a kernel thread.
 	 */
 	if (state == 'Z' || state == 'X' || (flags & SHF_PF_KTHREAD) ||
-	    ((uint32_t)(v >> 32) && (uint32_t)start != (uint32_t)(v >> 32)))
+	    ((uint32_t)(v >> 32) && start_word(start) != (uint32_t)(v >> 32)))
 		return 1;
 	/* alive: only a holder that maps the lock's file is real */
 	return site && site->ino &&
@@ -530,7 +578,7 @@ int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 		  uint64_t *stuck)
 {
 	static const long first_ms[] = { 2, 20 };
-	uint64_t me = shf_lock_self(), v, t0 = 0;
+	uint64_t me = shf_lock_self(), v, t0 = 0, now, next = 0;
 	uint64_t was = __atomic_load_n(stuck, __ATOMIC_RELAXED);
 	unsigned polls = 0, spins = 0;
 
@@ -558,6 +606,12 @@ int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 		__atomic_store_n(stuck, 0, __ATOMIC_RELAXED);
 	if (site && site->counts)
 		count(&site->counts->lock_waits);
+	/*
+	 * The looks at the holder are due at times of their own (t0 + 2 ms,
+	 * then 20 ms later, then every 200 ms), checked on every turn: a
+	 * sleep cut short (a signal, a wake, a word that keeps changing)
+	 * neither puts a look off nor the end of the wait.
+	 */
 	for (;;) {
 		v = __atomic_load_n(&l->w, __ATOMIC_RELAXED);
 		if (!(v & FUTEX_TID_MASK)) {
@@ -574,6 +628,31 @@ int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 			shf_cpu_relax();
 			continue;
 		}
+		now = shf_clock_ms(CLOCK_MONOTONIC);
+		if (!t0) {
+			t0 = now;
+			next = now + first_ms[0];
+		}
+		if (now >= next) {
+			polls++;
+			next = now + (polls < 2 ? (uint64_t)first_ms[polls] :
+						  LOCK_POLL_MS);
+			if (lock_holder_gone(v, site)) {
+				if (!__atomic_compare_exchange_n(
+					    &l->w, &v, me | SHF_LOCK_WAITERS, 0,
+					    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+					continue;
+				if (site && site->counts)
+					count(&site->counts->recoveries);
+				return 1;
+			}
+			if (site && site->max_wait_ms &&
+			    now - t0 >= site->max_wait_ms) {
+				__atomic_store_n(stuck, v, __ATOMIC_RELAXED);
+				errno = ETIMEDOUT;
+				return -1;
+			}
+		}
 		if (!(v & SHF_LOCK_WAITERS)) {
 			uint64_t nv = v | SHF_LOCK_WAITERS;
 
@@ -583,31 +662,7 @@ int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 				continue;
 			v = nv;
 		}
-		if (!t0)
-			t0 = shf_clock_ms(CLOCK_MONOTONIC);
-		if (shf_futex_wait(lock_futex(l), (uint32_t)v,
-				   polls < 2 ? (int)first_ms[polls] :
-					       LOCK_POLL_MS) == 0 ||
-		    errno != ETIMEDOUT)
-			continue; /* woken, or the word changed */
-		polls++;
-		v = __atomic_load_n(&l->w, __ATOMIC_RELAXED);
-		if (!(v & FUTEX_TID_MASK))
-			continue;
-		if (lock_holder_gone(v, site)) {
-			if (!__atomic_compare_exchange_n(
-				    &l->w, &v, me | SHF_LOCK_WAITERS, 0,
-				    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-				continue;
-			if (site && site->counts)
-				count(&site->counts->recoveries);
-			return 1;
-		}
-		if (site && site->max_wait_ms &&
-		    shf_clock_ms(CLOCK_MONOTONIC) - t0 >= site->max_wait_ms) {
-			__atomic_store_n(stuck, v, __ATOMIC_RELAXED);
-			errno = ETIMEDOUT;
-			return -1;
-		}
+		/* woken, timed out, interrupted or changed: the loop says */
+		shf_futex_wait(lock_futex(l), (uint32_t)v, (int)(next - now));
 	}
 }

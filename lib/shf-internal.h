@@ -58,6 +58,13 @@ int shf_buf_grow(char **buf, uint64_t *cap, uint64_t len);
  * (ESRCH) if it does not exist or is a zombie.
  */
 uint64_t shf_proc_start_time(pid_t pid);
+/*
+ * Fields of /proc/PID/stat (PID may name any thread): its state (field
+ * 3), flags (9) and start time (22).  0, or -1 with errno: that of
+ * open() or read() (ENOENT: no such thread, or no /proc), or EIO when
+ * the line cannot be read as such.
+ */
+int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start);
 
 /* =============================================================== sync.c */
 
@@ -114,6 +121,19 @@ struct shf_mutex_save {
 	 */
 	uint32_t stuck;
 };
+/*
+ * Does thread tid map the file (dev, ino)?  1 yes, 0 provably not, -1 it
+ * cannot be told (its maps are not ours to read).  Reads /proc/TID/maps
+ * with a bound on the lines it looks at.
+ */
+int shf_tid_maps_file(pid_t tid, uint64_t dev, uint64_t ino);
+/* PF_KTHREAD of include/linux/sched.h: the flags of a kernel thread. */
+#define SHF_PF_KTHREAD 0x00200000u
+/* How often a waiter looks at a lock's holder, after its first looks. */
+#define SHF_LOCK_LOOK_MS 200
+
+/* =============================================================== lock.c */
+
 /*
  * The library's own lock, for the locks taken on every write (a table's
  * shards): one 64-bit word, 0 when free, else the holder's thread id

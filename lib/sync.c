@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * sync.c - process-shared synchronisation in memory that other processes
- * write: robust mutexes whose holder may die at any instruction, and the
- * library's only futex calls.  Knows nothing of tables; a lock's "site"
+ * write: robust mutexes whose holder may die at any instruction, the
+ * library's only futex calls, and the looks at a lock's holder that
+ * lock.c's own lock shares.  Knows nothing of tables; a lock's "site"
  * says which file it lives in and where to count waits and recoveries.
  * See shf-internal.h, section sync.c.
  */
@@ -68,12 +69,11 @@ int shf_mutex_init(pthread_mutex_t *m)
  * the kernel never saw it hold the lock (a table file copied, or kept on a
  * disk across a reboot, while a writer held it), or a live thread that
  * never held it (a word another process wrote).  Waiters look at the owner
- * every LOCK_POLL_MS: when that thread no longer exists, or provably does
+ * every SHF_LOCK_LOOK_MS: when that thread no longer exists, or provably does
  * not map the lock's file, they mark the lock as the kernel would, so that
  * the next locker gets EOWNERDEAD and repairs.  (glibc keeps the futex
  * word, owner tid | flags, first in the mutex.)
  */
-#define LOCK_POLL_MS 200
 
 /*
  * ThreadSanitizer's pthread_mutex_timedlock() does not count a lock taken
@@ -97,12 +97,7 @@ int shf_mutex_init(pthread_mutex_t *m)
 #define TSAN_OWNERDEAD_LOCKED(m) ((void)0)
 #endif
 
-/*
- * Does thread tid map the file (dev, ino)?  1 yes, 0 provably not, -1 it
- * cannot be told (its maps are not ours to read).  Reads /proc/TID/maps
- * with a bound on the lines it looks at.
- */
-static int tid_maps_file(pid_t tid, uint64_t dev, uint64_t ino)
+int shf_tid_maps_file(pid_t tid, uint64_t dev, uint64_t ino)
 {
 	char path[40], line[512];
 	unsigned int maj, min;
@@ -136,35 +131,19 @@ static int tid_maps_file(pid_t tid, uint64_t dev, uint64_t ino)
 	return found;
 }
 
-/* PF_KTHREAD of include/linux/sched.h: the flags of a kernel thread. */
-#define SHF_PF_KTHREAD 0x00200000u
-
 /*
  * Is tid a kernel thread (its flags in /proc/TID/stat, which anybody may
  * read)?  Kernel threads never hold a lock in a process's memory, and their
- * maps are empty, which tid_maps_file() cannot tell from unreadable.
+ * maps are empty, which shf_tid_maps_file() cannot tell from unreadable.
  */
 static int tid_is_kthread(pid_t tid)
 {
-	char path[40], buf[512], *p;
-	unsigned int flags;
-	ssize_t n;
-	int fd;
+	uint64_t start;
+	uint32_t flags;
+	char state;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	/* "pid (comm) state ppid pgrp session tty tpgid flags ..." */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %u", &flags) != 1)
-		return 0;
-	return (flags & SHF_PF_KTHREAD) != 0;
+	return shf_proc_stat(tid, &state, &flags, &start) == 0 &&
+	       (flags & SHF_PF_KTHREAD);
 }
 
 /*
@@ -186,7 +165,7 @@ static void mutex_release_stale(pthread_mutex_t *m,
 	    (kill(tid, 0) == 0 || errno != ESRCH)) {
 		/* alive: only a holder that maps the lock's file is real */
 		if (!site || !site->ino ||
-		    tid_maps_file(tid, site->dev, site->ino) != 0)
+		    shf_tid_maps_file(tid, site->dev, site->ino) != 0)
 			return;
 	}
 	nv = (v & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
@@ -239,7 +218,7 @@ static void count(_Atomic uint64_t *c)
 /*
  * Wait for a busy mutex, looking at its owner now and then: soon after
  * the wait begins (locks are held for microseconds, so a wait of
- * milliseconds is already suspect), then every LOCK_POLL_MS.
+ * milliseconds is already suspect), then every SHF_LOCK_LOOK_MS.
  */
 static int mutex_wait(pthread_mutex_t *m, const struct shf_lock_site *site)
 {
@@ -251,7 +230,7 @@ static int mutex_wait(pthread_mutex_t *m, const struct shf_lock_site *site)
 	if (site && site->counts)
 		count(&site->counts->lock_waits);
 	for (;;) {
-		long ms = polls < 2 ? first_ms[polls] : LOCK_POLL_MS;
+		long ms = polls < 2 ? first_ms[polls] : SHF_LOCK_LOOK_MS;
 		struct timespec ts;
 
 		polls++;
@@ -428,241 +407,4 @@ void shf_mutex_unlock_saved(pthread_mutex_t *m,
 {
 	mutex_restore(m, sv);
 	pthread_mutex_unlock(m);
-}
-
-/* ======================================================= the own lock */
-
-__thread uint64_t shf_lock_me SHF_TLS_IE;
-
-/* 0 again in a child of fork() (see start_word()) */
-static _Atomic int boot_offset_known;
-
-/* A child of fork() runs as another thread: its word is made again. */
-static void lock_me_forget(void)
-{
-	shf_lock_me = 0;
-	atomic_store_explicit(&boot_offset_known, 0, memory_order_relaxed);
-}
-
-static pthread_once_t lock_atfork_once = PTHREAD_ONCE_INIT;
-
-static void lock_atfork(void)
-{
-	pthread_atfork(NULL, NULL, lock_me_forget);
-}
-
-/*
- * The start times of /proc/TID/stat are shifted by the boot time offset
- * of the reader's time namespace (time_namespaces(7)): a holder and a
- * waiter in different ones would not agree on the holder's.  Lock words
- * hold them without this process's offset, in clock ticks.
- */
-static _Atomic int64_t boot_offset;
-
-static int64_t boot_offset_read(void)
-{
-	FILE *f = fopen("/proc/self/timens_offsets", "re");
-	long hz = sysconf(_SC_CLK_TCK);
-	long long sec, nsec;
-	int64_t off = 0;
-	char line[128];
-
-	if (!f)
-		return 0; /* no time namespaces: no offset */
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "boottime %lld %lld", &sec, &nsec) == 2 &&
-		    hz > 0 && hz <= 1000000000L)
-			off = (int64_t)(sec * hz + nsec / (1000000000LL / hz));
-	fclose(f);
-	return off;
-}
-
-/*
- * A start time as /proc shows it here, without this namespace's offset
- * (read once per process: a child of fork() may be in another namespace,
- * after its parent's unshare(CLONE_NEWTIME)).
- */
-static uint32_t start_word(uint64_t shown)
-{
-	if (!atomic_load_explicit(&boot_offset_known, memory_order_acquire)) {
-		atomic_store_explicit(&boot_offset, boot_offset_read(),
-				      memory_order_relaxed);
-		atomic_store_explicit(&boot_offset_known, 1,
-				      memory_order_release);
-	}
-	return (uint32_t)(shown - (uint64_t)atomic_load_explicit(
-					  &boot_offset, memory_order_relaxed));
-}
-
-uint64_t shf_lock_me_slow(void)
-{
-	pid_t tid = (pid_t)syscall(SYS_gettid);
-	uint64_t start = shf_proc_start_time(tid);
-
-	pthread_once(&lock_atfork_once, lock_atfork);
-	shf_lock_me = (start ? (uint64_t)start_word(start) << 32 : 0) |
-		      ((uint32_t)tid & FUTEX_TID_MASK);
-	return shf_lock_me;
-}
-
-/* The futex: the word's low 32 bits (tid | waiters). */
-static uint32_t *lock_futex(struct shf_lock *l)
-{
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-	return (uint32_t *)(void *)&l->w + 1;
-#else
-	return (uint32_t *)(void *)&l->w;
-#endif
-}
-
-void shf_lock_wake(struct shf_lock *l)
-{
-	shf_futex_wake(lock_futex(l), 1);
-}
-
-/*
- * Is the holder that word v names gone (or never held the lock: a word
- * that only another process's writes can have put there)?  Gone: no
- * such thread, or one with another start time (its number used again),
- * a kernel thread, the caller itself (the library never takes a lock it
- * holds), or a live thread that provably does not map the lock's file.
- */
-static int lock_holder_gone(uint64_t v, const struct shf_lock_site *site)
-{
-	pid_t tid = (pid_t)(v & FUTEX_TID_MASK);
-	char path[40], buf[1024], *p, state;
-	unsigned long long start;
-	unsigned int flags;
-	ssize_t n;
-	int fd;
-
-	if (tid <= 0 || (uint32_t)tid == (uint32_t)(shf_lock_self() &
-						     FUTEX_TID_MASK))
-		return 1;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		/* no such thread, or no /proc to tell: ask the kernel */
-		return kill(tid, 0) < 0 && errno == ESRCH;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return kill(tid, 0) < 0 && errno == ESRCH;
-	buf[n] = 0;
-	/* "pid (comm) state ppid pgrp session tty tpgid flags" ... field 22 */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1,
-			 " %c %*d %*d %*d %*d %*d %u %*u %*u %*u %*u %*u %*u"
-			 " %*d %*d %*d %*d %*d %*d %llu",
-			 &state, &flags, &start) != 3)
-		return 0; /* cannot tell */
-	/*
-	 * Dead (a zombie until reaped), another thread with its number (a
-	 * start time of 0: the holder could not read its own, not told), or
-	 * a kernel thread.
-	 */
-	if (state == 'Z' || state == 'X' || (flags & SHF_PF_KTHREAD) ||
-	    ((uint32_t)(v >> 32) && start_word(start) != (uint32_t)(v >> 32)))
-		return 1;
-	/* alive: only a holder that maps the lock's file is real */
-	return site && site->ino &&
-	       tid_maps_file(tid, site->dev, site->ino) == 0;
-}
-
-/*
- * The lock is busy: spin a little (holders hold it for microseconds),
- * then sleep on the futex, marked as waiting, looking at the holder each
- * time a sleep times out.
- */
-int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
-		  uint64_t *stuck)
-{
-	static const long first_ms[] = { 2, 20 };
-	uint64_t me = shf_lock_self(), v, t0 = 0, now, next = 0;
-	uint64_t was = __atomic_load_n(stuck, __ATOMIC_RELAXED);
-	unsigned polls = 0, spins = 0;
-
-	v = __atomic_load_n(&l->w, __ATOMIC_RELAXED);
-	if (SHF_UNLIKELY(was) && v == was) {
-		/*
-		 * A holder this process already waited for in vain: no new
-		 * wait, one look (its death leaves the word as it was).
-		 */
-		if (!lock_holder_gone(v, site)) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		if (__atomic_compare_exchange_n(&l->w, &v,
-						me | SHF_LOCK_WAITERS, 0,
-						__ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED)) {
-			__atomic_store_n(stuck, 0, __ATOMIC_RELAXED);
-			if (site && site->counts)
-				count(&site->counts->recoveries);
-			return 1;
-		}
-	}
-	if (was)
-		__atomic_store_n(stuck, 0, __ATOMIC_RELAXED);
-	if (site && site->counts)
-		count(&site->counts->lock_waits);
-	/*
-	 * The looks at the holder are due at times of their own (t0 + 2 ms,
-	 * then 20 ms later, then every 200 ms), checked on every turn: a
-	 * sleep cut short (a signal, a wake, a word that keeps changing)
-	 * neither puts a look off nor the end of the wait.
-	 */
-	for (;;) {
-		v = __atomic_load_n(&l->w, __ATOMIC_RELAXED);
-		if (!(v & FUTEX_TID_MASK)) {
-			/* free (a stray waiters bit or start: any word
-			 * without a holder is free); others may wait still */
-			if (__atomic_compare_exchange_n(
-				    &l->w, &v, me | SHF_LOCK_WAITERS, 0,
-				    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-				return 0;
-			continue;
-		}
-		if (spins < 100) {
-			spins++;
-			shf_cpu_relax();
-			continue;
-		}
-		now = shf_clock_ms(CLOCK_MONOTONIC);
-		if (!t0) {
-			t0 = now;
-			next = now + first_ms[0];
-		}
-		if (now >= next) {
-			polls++;
-			next = now + (polls < 2 ? (uint64_t)first_ms[polls] :
-						  LOCK_POLL_MS);
-			if (lock_holder_gone(v, site)) {
-				if (!__atomic_compare_exchange_n(
-					    &l->w, &v, me | SHF_LOCK_WAITERS, 0,
-					    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-					continue;
-				if (site && site->counts)
-					count(&site->counts->recoveries);
-				return 1;
-			}
-			if (site && site->max_wait_ms &&
-			    now - t0 >= site->max_wait_ms) {
-				__atomic_store_n(stuck, v, __ATOMIC_RELAXED);
-				errno = ETIMEDOUT;
-				return -1;
-			}
-		}
-		if (!(v & SHF_LOCK_WAITERS)) {
-			uint64_t nv = v | SHF_LOCK_WAITERS;
-
-			if (!__atomic_compare_exchange_n(&l->w, &v, nv, 0,
-							 __ATOMIC_RELAXED,
-							 __ATOMIC_RELAXED))
-				continue;
-			v = nv;
-		}
-		/* woken, timed out, interrupted or changed: the loop says */
-		shf_futex_wait(lock_futex(l), (uint32_t)v, (int)(next - now));
-	}
 }

@@ -141,26 +141,22 @@ int shf_buf_grow(char **buf, uint64_t *cap, uint64_t len)
 	return 0;
 }
 
-uint64_t shf_proc_start_time(pid_t pid)
+int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start)
 {
 	char path[32], buf[1024], *p, *end;
-	unsigned long long start;
-	int fd, field, saved_errno = errno;
+	unsigned long long v;
+	int fd, field;
 	size_t len = 0;
 	ssize_t n;
 
 	if (pid <= 0) {
 		errno = EINVAL;
-		return 0;
+		return -1;
 	}
-
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			errno = ESRCH;
-		return 0;
-	}
+	if (fd < 0)
+		return -1;
 	while (len < sizeof(buf) - 1) {
 		n = read(fd, buf + len, sizeof(buf) - 1 - len);
 		if (n < 0 && errno == EINTR)
@@ -171,7 +167,7 @@ uint64_t shf_proc_start_time(pid_t pid)
 
 			close(fd);
 			errno = saved;
-			return 0;
+			return -1;
 		}
 		if (n == 0)
 			break;
@@ -182,38 +178,61 @@ uint64_t shf_proc_start_time(pid_t pid)
 
 	/*
 	 * "pid (comm) state ppid ...": comm may hold spaces and ')', so the
-	 * fields start after the last ')'.  Field 3 (state) comes first;
-	 * starttime is field 22.
+	 * fields start after the last ')'.  Field 3 (state) comes first,
+	 * flags are field 9, starttime is field 22.
 	 */
 	p = strrchr(buf, ')');
 	if (!p) {
 		errno = EIO;
-		return 0;
+		return -1;
 	}
 	p++;
-	/* a zombie (or a dying process) will never act again: gone */
-	while (*p == ' ')
-		p++;
-	if (*p == 'Z' || *p == 'X') {
-		errno = ESRCH;
-		return 0;
-	}
-	for (field = 3; field < 22; field++) {
+	for (field = 3; field <= 22; field++) {
 		while (*p == ' ')
-			p++;
-		while (*p && *p != ' ')
 			p++;
 		if (!*p) {
 			errno = EIO;
-			return 0;
+			return -1;
 		}
+		if (field == 3) {
+			*state = *p;
+		} else if (field == 9 || field == 22) {
+			errno = 0;
+			v = strtoull(p, &end, 10);
+			if (end == p || errno ||
+			    (*end != ' ' && *end != '\n' && *end) ||
+			    (field == 9 && v > UINT32_MAX)) {
+				errno = EIO;
+				return -1;
+			}
+			if (field == 9)
+				*flags = (uint32_t)v;
+			else
+				*start = (uint64_t)v;
+		}
+		while (*p && *p != ' ')
+			p++;
 	}
-	errno = 0;
-	start = strtoull(p, &end, 10);
-	if (end == p || errno || (*end != ' ' && *end != '\n' && *end)) {
-		errno = EIO;
+	return 0;
+}
+
+uint64_t shf_proc_start_time(pid_t pid)
+{
+	int saved_errno = errno;
+	uint64_t start;
+	uint32_t flags;
+	char state;
+
+	if (shf_proc_stat(pid, &state, &flags, &start) < 0) {
+		if (errno == ENOENT)
+			errno = ESRCH;
+		return 0;
+	}
+	/* a zombie (or a dying process) will never act again: gone */
+	if (state == 'Z' || state == 'X') {
+		errno = ESRCH;
 		return 0;
 	}
 	errno = saved_errno;
-	return (uint64_t)start;
+	return start;
 }

@@ -899,28 +899,42 @@ static uint32_t shard_of_key(uint32_t i)
 	return (uint32_t)(XXH3_64bits(key, len) >> 56);
 }
 
+/*
+ * State (field 3), flags (9) and start time (22) of /proc/PID/stat; 0, or
+ * -1 if there is no such line to read.
+ */
+static int stat_of(pid_t pid, char *state, unsigned int *flags,
+		   unsigned long long *start)
+{
+	char path[64], buf[1024], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	if (!p || !(p = strrchr(buf, ')')) ||
+	    sscanf(p + 1, " %c %*d %*d %*d %*d %*d %u %*u %*u %*u %*u %*u %*u"
+			  " %*d %*d %*d %*d %*d %*d %llu",
+		   state, flags, start) != 3)
+		return -1;
+	return 0;
+}
+
 /* A kernel thread's id, or 0 if none can be seen (a pid namespace). */
 static pid_t kernel_thread(void)
 {
-	char path[64], buf[512], *p;
+	unsigned long long start;
 	unsigned int flags;
+	char state;
 	pid_t tid;
 
-	for (tid = 2; tid < 4096; tid++) {
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		p = fgets(buf, sizeof(buf), f);
-		fclose(f);
-		if (!p || !(p = strrchr(buf, ')')))
-			continue;
-		if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %u", &flags) == 1 &&
+	for (tid = 2; tid < 4096; tid++)
+		if (stat_of(tid, &state, &flags, &start) == 0 &&
 		    (flags & 0x00200000u))
 			return tid;
-	}
 	return 0;
 }
 
@@ -1118,21 +1132,11 @@ END_TEST
 /* The start time of pid (/proc/PID/stat, field 22); 0 if unknown. */
 static uint64_t start_of(pid_t pid)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long start = 0;
-	FILE *f;
+	unsigned long long start;
+	unsigned int flags;
+	char state;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	p = fgets(buf, sizeof(buf), f);
-	fclose(f);
-	if (!p || !(p = strrchr(buf, ')')) ||
-	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u"
-			  " %*u %*d %*d %*d %*d %*d %*d %llu", &start) != 1)
-		return 0;
-	return start;
+	return stat_of(pid, &state, &flags, &start) == 0 ? start : 0;
 }
 
 static uint64_t recoveries_of(SHF *shf)
@@ -1251,18 +1255,12 @@ START_TEST(test_lock_word_start_time)
 	/* the holder killed, not reaped: the word is the same */
 	ck_assert_int_eq(kill(pid, SIGKILL), 0);
 	for (int i = 0; i < 500; i++) {
-		char path2[64], s2[256];
-		FILE *f;
+		unsigned long long zs;
+		unsigned int zf;
+		char state;
 
-		snprintf(path2, sizeof(path2), "/proc/%d/stat", (int)pid);
-		f = fopen(path2, "re");
-		if (!f || !fgets(s2, sizeof(s2), f) ||
-		    strstr(s2, ") Z ")) {
-			if (f)
-				fclose(f);
+		if (stat_of(pid, &state, &zf, &zs) < 0 || state == 'Z')
 			break;
-		}
-		fclose(f);
 		usleep(2000);
 	}
 	shf_make_hash(key, key_of(key, 9));

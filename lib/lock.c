@@ -163,6 +163,21 @@ static int lock_take_over(struct shf_lock *l, uint64_t v, uint64_t me,
 }
 
 /*
+ * The lock shows word v, which a wait of this process gave up on: no new
+ * wait, one look (a holder's death leaves the word as it was).  1 taken
+ * over, -1 with ETIMEDOUT, 0 the word changed meanwhile (wait for it).
+ */
+static int lock_stuck_look(struct shf_lock *l, uint64_t v, uint64_t me,
+			   const struct shf_lock_site *site)
+{
+	if (!lock_holder_gone(v, site)) {
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	return lock_take_over(l, v, me, site);
+}
+
+/*
  * The lock is busy: spin a little (holders hold it for microseconds),
  * then sleep on the futex, marked as waiting, looking at the holder each
  * time a sleep times out.
@@ -176,22 +191,15 @@ int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 	unsigned polls = 0, spins = 0;
 
 	v = __atomic_load_n(&l->w, __ATOMIC_RELAXED);
-	if (SHF_UNLIKELY(was) && v == was) {
-		/*
-		 * A holder this process already waited for in vain: no new
-		 * wait, one look (its death leaves the word as it was).
-		 */
-		if (!lock_holder_gone(v, site)) {
-			errno = ETIMEDOUT;
+	if (SHF_UNLIKELY(was)) {
+		int rc = v == was ? lock_stuck_look(l, v, me, site) : 0;
+
+		if (rc < 0)
 			return -1;
-		}
-		if (lock_take_over(l, v, me, site)) {
-			__atomic_store_n(stuck, 0, __ATOMIC_RELAXED);
-			return 1;
-		}
-	}
-	if (was)
 		__atomic_store_n(stuck, 0, __ATOMIC_RELAXED);
+		if (rc)
+			return 1;
+	}
 	if (site && site->counts)
 		atomic_fetch_add_explicit(&site->counts->lock_waits, 1,
 					  memory_order_relaxed);

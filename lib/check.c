@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * check.c - shf_check(): every shard, under its lock, against what its
- * index, records, UID table, counters and free lists must say; with
+ * index, records, UID cells, counters and free lists must say; with
  * SHF_CHECK_REPAIR, what is broken is dropped and counters are fixed.
  */
 #include "config.h"
@@ -62,7 +62,7 @@ static void shard_reset(SHF *h, struct shard *sh)
 	sh->uid_dir = 0;
 	sh->uid_dir_cap = 0;
 	sh->uid_next = 0;
-	sh->uid_free = 0;
+	memset(sh->cell_free, 0, sizeof(sh->cell_free));
 	sh->hand = 0;
 	ctr_set(&sh->rbytes, 0);
 	dir = shard_alloc_a(h, sh, 8, 1);
@@ -79,22 +79,26 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 			      uint64_t sv, uint32_t b, uint32_t start,
 			      uint32_t l, uint32_t g, struct rec *r)
 {
-	uint32_t tag = slot_tag(sv), bb[2];
-	uint64_t hash, *e;
+	uint32_t tag = slot_tag(sv), bb[2], hc;
+	uint64_t hash, home, bnd;
+	int bad;
 
 	if (!rec_get(h, slot_rec(sv), r))
 		return "record unreadable";
 	hash = shf_hash(r->key, r->klen);
 	buckets_of(hash, tag, bb);
-	e = uid_entry(h, sh, r->uid);
 	if ((hash >> 56) != si || tag_of(hash) != tag)
 		return "hash does not match the key";
 	if (l && (tag >> (24 - l)) != (start >> (g - l)))
 		return "key in the wrong segment";
 	if (b != bb[0] && b != bb[1])
 		return "key in the wrong bucket";
-	if (!e || ld64(e) != slot_rec(sv))
-		return "UID table does not point at the record";
+	if (uid_rec(h, sh, r->uid, &bad) != slot_rec(sv))
+		return "the key's UID does not lead to the record";
+	home = cell_of(h, sh, r->uid, &hc);
+	if (home == slot_rec(sv) &&
+	    cls_of(r->size < REC_MIN ? REC_MIN : r->size, &bnd) != hc)
+		return "record of another size than its cell";
 	return NULL;
 }
 
@@ -200,6 +204,35 @@ static void check_free_lists(SHF *h, struct shard *sh, uint32_t si,
 	}
 }
 
+/* The lists of free cells: a broken one is cut where it breaks. */
+static void check_cell_lists(SHF *h, struct shard *sh, uint32_t si,
+			     struct chk *c, int repair)
+{
+	uint32_t k;
+
+	for (k = 0; k < CELL_CLASSES; k++) {
+		uint32_t *prev = &sh->cell_free[k], n = 0, hc;
+		uint32_t ul = *prev;
+
+		while (ul) {
+			uint64_t off = ul - 1 <= UID_LOCAL_MAX ?
+					       cell_of(h, sh, ul - 1, &hc) : 0;
+			uint32_t *w = off ? (uint32_t *)(h->base + off) : NULL;
+
+			if (!w || hc != k || w[0] != CELL_FREE ||
+			    ++n > sh->uid_next) {
+				chk_report(c, "shard %u: free cells of class %u "
+					   "broken at UID %u", si, k, ul - 1);
+				if (repair)
+					*prev = 0;
+				break;
+			}
+			prev = &w[1];
+			ul = w[1];
+		}
+	}
+}
+
 /* Verify one shard under its lock; repair what can be repaired safely. */
 static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 {
@@ -231,6 +264,7 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 	}
 	check_counters(sh, si, c, repair);
 	check_free_lists(h, sh, si, c, repair);
+	check_cell_lists(h, sh, si, c, repair);
 }
 
 SHF_EXPORT uint32_t shf_check(SHF *h, uint32_t flags, shf_check_cb_t cb,

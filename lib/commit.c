@@ -2,30 +2,136 @@
 /*
  * commit.c - the three changes a writer makes to a shard it holds locked:
  * a new key, a replaced record, a deleted key.  Each writes its new record
- * first, notes the operation in the shard's journal, commits with one
- * store into the index slot and then tidies up (UID entry, old record,
- * counters); shard.c replays or undoes a journal left by a writer that
- * died anywhere in between.
+ * first (into a copy of the cell it overwrites, kept in the journal, when
+ * it goes into the key's own cell), notes the operation in the shard's
+ * journal, commits with one store into the index slot (or, in place, by
+ * ending the operation) and then tidies up (the cell's forward, the old
+ * record, counters); shard.c replays or undoes a journal left by a writer
+ * that died anywhere in between.
  */
 #include "config.h"
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 
 #include "table.h"
 
+/* The journal's counts and the slot before and after, for key f. */
+static void journal_note(SHF *h, struct shard *sh, const struct found *f,
+			 uint64_t rec_new, uint64_t cost_new)
+{
+	sh->j.uid = f->r.uid;
+	sh->j.slot_off = (uint64_t)((uint8_t *)f->slot - h->base);
+	sh->j.slot_old = f->sval;
+	sh->j.slot_new = slot_make(slot_tag(f->sval), rec_new);
+	sh->j.rec_old = f->rec_off;
+	sh->j.rec_new = rec_new;
+	sh->j.nkeys_before = atomic_load(&sh->nkeys);
+	sh->j.rbytes_before = atomic_load(&sh->rbytes);
+	sh->j.rbytes_after = sh->j.rbytes_before + cost_new -
+			     rec_cost(f->r.size);
+}
+
+/* After a replace: the found key as it is now, waking a lease's waiters. */
+static void replaced(SHF *h, struct shard *sh, struct found *f,
+		     uint64_t ro, uint32_t was_lease)
+{
+	ctr_set(&sh->rbytes, sh->j.rbytes_after);
+	barrier();
+	sh->j.op = OP_NONE;
+	f->rec_off = ro;
+	f->sval = ld64(f->slot);
+	rec_get(h, ro, &f->r);
+	if (was_lease)
+		lease_end(sh);
+}
+
+/*
+ * The new record goes into the key's own cell (home, of the new record's
+ * class): over the old record (OP_INPLACE), or over the forward to it
+ * (OP_REPLACE, committed by the slot's store).  Either way what the cell
+ * held is copied into the journal first, and put back if the writer dies
+ * before the end or cb refuses.
+ */
+static int replace_home(SHF *h, struct shard *sh, struct found *f,
+			uint64_t home, uint64_t bound, const void *val,
+			uint32_t vlen, int from_old, rec_edit_fn cb,
+			void *cb_arg, uint32_t *cb_ret, uint32_t kind,
+			uint32_t hlen, uint64_t size, uint64_t expiry)
+{
+	struct journal *j = &sh->j;
+	uint64_t old = f->rec_off;
+	int inplace = old == home;
+	uint32_t keep = inplace ? (uint32_t)f->r.size : 12;
+	const uint8_t *cell = h->base + home, *key = f->r.key, *v = val;
+
+	if (keep > bound || keep > CELL_MAX) {
+		errno = EBADMSG;
+		return -1;
+	}
+	memcpy(j->undo, cell, keep);
+	j->undo_len = keep;
+	journal_note(h, sh, f, home, rec_cost(size));
+	if (from_old)
+		v = f->r.val;
+	/* what is read from the cell itself is read from its copy */
+	if (inplace) {
+		key = j->undo + (key - cell);
+		if (from_old)
+			v = j->undo + (v - cell);
+	}
+	if (v && (uintptr_t)v >= (uintptr_t)cell &&
+	    (uintptr_t)v < (uintptr_t)cell + keep)
+		v = j->undo + ((uintptr_t)v - (uintptr_t)cell);
+	barrier();
+	j->op = inplace ? OP_INPLACE : OP_REPLACE;
+	barrier();
+	rec_write(h, home, kind, f->r.uid, key, f->r.klen, v, vlen, hlen,
+		  expiry);
+	CRASH(CP_INPLACE);
+	if (cb) {
+		*cb_ret = cb(cb_arg, (char *)h->base + home + hlen + f->r.klen,
+			     vlen);
+		if (*cb_ret != SHF_RET_OK) {
+			/* the value stays as it was */
+			memcpy(h->base + home, j->undo, keep);
+			barrier();
+			j->op = OP_NONE;
+			return 1;
+		}
+	}
+	if (!inplace) {
+		CRASH(CP_REPL_WRITTEN);
+		st64(f->slot, j->slot_new); /* commit */
+		CRASH(CP_REPL_COMMITTED);
+		rec_free(h, sh, old);
+	}
+	replaced(h, sh, f, home, f->r.flags & KF_LEASE);
+	return 0;
+}
+
 /*
  * Write a new record for the found key with value (val, vlen) — or, when
- * cb is set, a copy of the old value passed through cb — and commit it with
- * one store into the slot.  kflags (KF_*) and expiry are the new record's.
+ * cb is set, a copy of the old value passed through cb — and commit it:
+ * in the key's cell when the new record is of its class, else elsewhere
+ * with the cell forwarding to it.  kflags (KF_*) and expiry are the new
+ * record's.
  */
 int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 		uint32_t vlen, int from_old, rec_edit_fn cb, void *cb_arg,
 		uint32_t *cb_ret, uint32_t kflags, uint64_t expiry)
 {
-	uint32_t hlen, kind, was_lease = f->r.flags & KF_LEASE;
+	uint32_t hlen, kind, hc, was_lease = f->r.flags & KF_LEASE;
 	uint64_t size = rec_size_for(h, f->r.klen, vlen, kflags, &hlen, &kind),
-		 ro;
+		 home = cell_of(h, sh, f->r.uid, &hc), ro, b;
 
+	if (!home) {
+		errno = EBADMSG;
+		return -1;
+	}
+	if (size <= CELL_MAX && cls_of(size < REC_MIN ? REC_MIN : size, &b) == hc)
+		return replace_home(h, sh, f, home, b, val, vlen, from_old, cb,
+				    cb_arg, cb_ret, kind, hlen, size, expiry);
 	ro = shard_alloc(h, sh, size);
 	if (!ro)
 		return -1;
@@ -40,38 +146,18 @@ int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 			return 1;
 		}
 	}
-	sh->j.uid = f->r.uid;
-	sh->j.slot_off = (uint64_t)((uint8_t *)f->slot - h->base);
-	sh->j.slot_old = f->sval;
-	sh->j.slot_new = slot_make(slot_tag(f->sval), ro);
-	sh->j.rec_old = f->rec_off;
-	sh->j.rec_new = ro;
-	sh->j.nkeys_before = atomic_load(&sh->nkeys);
-	sh->j.rbytes_before = atomic_load(&sh->rbytes);
-	sh->j.rbytes_after = sh->j.rbytes_before + rec_cost(size) -
-			     rec_cost(f->r.size);
+	journal_note(h, sh, f, ro, rec_cost(size));
 	barrier();
 	sh->j.op = OP_REPLACE;
 	barrier();
 	CRASH(CP_REPL_WRITTEN);
 	st64(f->slot, sh->j.slot_new); /* commit */
 	CRASH(CP_REPL_COMMITTED);
-	{
-		uint64_t *e = uid_entry(h, sh, f->r.uid);
-
-		if (e)
-			st64(e, ro);
-	}
+	cell_forward(h, home, f->r.uid, ro);
 	CRASH(CP_REPL_UID);
-	rec_free(h, sh, f->rec_off);
-	ctr_set(&sh->rbytes, sh->j.rbytes_after);
-	barrier();
-	sh->j.op = OP_NONE;
-	f->rec_off = ro;
-	f->sval = sh->j.slot_new;
-	rec_get(h, ro, &f->r);
-	if (was_lease)
-		lease_end(sh);
+	if (f->rec_off != home)
+		rec_free(h, sh, f->rec_off);
+	replaced(h, sh, f, ro, was_lease);
 	return 0;
 }
 
@@ -82,20 +168,25 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 {
 	uint32_t hlen, kind, ul;
 	uint64_t size = rec_size_for(h, klen, vlen, kflags, &hlen, &kind), ro,
-		 *slot;
+		 home, *slot;
 
-	ro = shard_alloc(h, sh, size);
-	if (!ro)
+	ul = cell_alloc(h, sh, cell_class(size), &home);
+	if (ul == UINT32_MAX)
 		return -1;
-	ul = uid_alloc(h, sh, ro);
-	if (ul == UINT32_MAX) {
-		int e = errno;
+	ro = home;
+	if (size > CELL_MAX) {
+		ro = shard_alloc(h, sh, size);
+		if (!ro) {
+			int e = errno;
 
-		shard_free(h, sh, ro, size);
-		errno = e;
-		return -1;
+			cell_release(h, sh, ul);
+			errno = e;
+			return -1;
+		}
 	}
 	rec_write(h, ro, kind, ul, key, klen, val, vlen, hlen, expiry);
+	if (ro != home)
+		cell_forward(h, home, ul, ro);
 	sh->j.uid = ul;
 	sh->j.rec_new = ro;
 	sh->j.nkeys_before = atomic_load(&sh->nkeys);
@@ -109,8 +200,9 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 	if (!slot) {
 		int e = errno;
 
-		uid_release(h, sh, ul);
-		shard_free(h, sh, ro, size);
+		if (ro != home)
+			shard_free(h, sh, ro, size);
+		cell_release(h, sh, ul);
 		sh->j.op = OP_NONE;
 		errno = e;
 		return -1;
@@ -127,7 +219,8 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 
 void delete_found(SHF *h, struct shard *sh, struct found *f)
 {
-	uint64_t cost = rec_cost(f->r.size);
+	uint64_t cost = rec_cost(f->r.size), home;
+	uint32_t hc;
 
 	sh->j.uid = f->r.uid;
 	sh->j.slot_off = (uint64_t)((uint8_t *)f->slot - h->base);
@@ -141,9 +234,11 @@ void delete_found(SHF *h, struct shard *sh, struct found *f)
 	barrier();
 	st64(f->slot, 0); /* commit */
 	CRASH(CP_DEL_COMMITTED);
-	uid_release(h, sh, f->r.uid);
+	home = cell_of(h, sh, f->r.uid, &hc);
+	if (home && f->rec_off != home)
+		rec_free(h, sh, f->rec_off);
 	CRASH(CP_DEL_UID);
-	rec_free(h, sh, f->rec_off);
+	cell_release(h, sh, f->r.uid);
 	ctr_set(&sh->nkeys, sh->j.nkeys_before - 1);
 	ctr_set(&sh->rbytes, sh->j.rbytes_after);
 	barrier();

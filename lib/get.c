@@ -157,14 +157,14 @@ uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 			continue;
 		}
 		if (by_uid) {
-			uint64_t *e = uid_entry(h, sh, ul), ro;
+			int bad;
+			uint64_t ro = uid_rec(h, sh, ul, &bad);
 
 			rc = 0;
 			f.slot = NULL;
-			if (e && ((ro = ld64(e)) & 1) == 0 && ro &&
-			    rec_get(h, ro, &f.r) && f.r.uid == ul)
+			if (ro && rec_get(h, ro, &f.r) && f.r.uid == ul)
 				rc = 1;
-			else if (!e && ul < sh->uid_next)
+			else if (bad && ul < sh->uid_next)
 				rc = -1;
 		} else {
 			rc = idx_find(h, sh, shf_tls.hash, shf_tls.key, shf_tls.key_len, &f);

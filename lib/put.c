@@ -12,33 +12,28 @@
 #include "table.h"
 
 /*
- * Start fetching, for writing, the place a record of size bytes would take
- * (its class's free list head, or the chunk), so that its miss overlaps the
- * index lookup's.  A hint: sh's lock need not be held (a prefetch never
- * faults).
+ * Start fetching, for writing, the place a new key's record of size bytes
+ * would take (the head of its class's free cells; for a record too big
+ * for a cell, also its class's free list head or the chunk), so that its
+ * miss overlaps the index lookup's.  A hint: sh's lock need not be held
+ * (a prefetch never faults).
  */
 static inline void prefetch_alloc(SHF *h, struct shard *sh, uint64_t size)
 {
+	uint32_t c = cell_class(size), hc,
+		 ul = __atomic_load_n(&sh->cell_free[c], __ATOMIC_RELAXED);
 	uint64_t b, off;
 
-	if (size > CLASS_MAX_SHARD)
+	if (ul && ul - 1 <= UID_LOCAL_MAX &&
+	    (off = cell_of(h, sh, ul - 1, &hc)) != 0)
+		__builtin_prefetch(h->base + off, 1);
+	if (size <= CELL_MAX || size > CLASS_MAX_SHARD)
 		return;
-	off = ld64(&sh->free_head[cls_of(size < REC_MIN ? REC_MIN : size, &b)]);
+	off = ld64(&sh->free_head[cls_of(size, &b)]);
 	if (!off)
 		off = ld64(&sh->chunk_cur);
 	if (off < h->map_size)
 		__builtin_prefetch(h->base + off, 1);
-}
-
-/* The same for the UID entry that a new key would take. */
-static inline void prefetch_uid(SHF *h, struct shard *sh)
-{
-	uint32_t ul = __atomic_load_n(&sh->uid_free, __ATOMIC_RELAXED);
-	uint64_t *e;
-
-	ul = ul ? ul - 1 : __atomic_load_n(&sh->uid_next, __ATOMIC_RELAXED);
-	if (ul <= UID_LOCAL_MAX && (e = uid_entry(h, sh, ul)) != NULL)
-		__builtin_prefetch(e, 1);
 }
 
 /*
@@ -162,7 +157,6 @@ uint32_t do_put(SHF *h, const char *val, uint32_t vlen, enum put_mode mode,
 	prefetch_put(h, sh, hash);
 	prefetch_alloc(h, sh, rec_size_for(h, shf_tls.key_len, vlen, 0,
 					   &kflags, &ul));
-	prefetch_uid(h, sh);
 	if (write_lock(h, sh, &c) < 0)
 		return SHF_RET_ERROR;
 	rc = idx_find(h, sh, hash, shf_tls.key, shf_tls.key_len, &f);
@@ -233,10 +227,11 @@ static int locked_find(SHF *h, struct shard *sh, int by_uid, uint32_t ul,
 		return idx_find(h, sh, shf_tls.hash, shf_tls.key, shf_tls.key_len, f);
 	}
 	{
-		uint64_t *e = uid_entry(h, sh, ul), ro;
+		int bad;
+		uint64_t ro = uid_rec(h, sh, ul, &bad);
 		struct rec r;
 
-		if (!e || ((ro = ld64(e)) & 1) || !ro)
+		if (!ro)
 			return 0;
 		if (!rec_get(h, ro, &r) || r.uid != ul)
 			return -1;

@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * record.c - records and UIDs.  A record is a header (kind and local UID
- * in one word, then the lengths), an optional expiry, the key and the
- * value, 4-aligned; the word with the kind is written last, so a record is
- * either whole or not one.  A UID names an entry of the shard's UID table
- * that points at the key's record wherever it moves; free entries form a
- * list through the table.  rec_get() is inline in table.h.
+ * record.c - records and the cells UIDs name.  A record is a header (kind
+ * and local UID in one word, then the lengths), an optional expiry, the
+ * key and the value, 4-aligned; the word with the kind is written last, so
+ * a record is either whole or not one.  A UID names a cell: UIDs come in
+ * slabs of SLAB_CELLS, each the cells of one size class side by side (the
+ * shard's slab directory says where and which class), and a key's record
+ * lives in its UID's cell, or elsewhere with the cell forwarding to it
+ * (K_FWD) when it outgrew the cell's class.  Free cells form a list per
+ * class through their first two words.  rec_get(), cell_of() and uid_rec()
+ * are inline in table.h.
  */
 #include "config.h"
 #include <errno.h>
@@ -74,7 +78,7 @@ uint64_t rec_cost(uint64_t size)
 	return b;
 }
 
-/* Double the shard's directory of UID pages; 0, or -1 with errno. */
+/* Double the shard's slab directory; 0, or -1 with errno. */
 static int uid_dir_grow(SHF *h, struct shard *sh)
 {
 	/* each word read once: what is copied and freed is what was checked */
@@ -83,8 +87,8 @@ static int uid_dir_grow(SHF *h, struct shard *sh)
 	uint64_t od = ld64(&sh->uid_dir), nd;
 	uint64_t *n, *o;
 
-	if (ncap > UID_LOCAL_MAX / UID_PAGE_ENTRIES + 1) {
-		errno = EBADMSG; /* more pages than UIDs */
+	if (ncap > UID_LOCAL_MAX / SLAB_CELLS + 1) {
+		errno = EBADMSG; /* more slabs than UIDs */
 		return -1;
 	}
 	nd = shard_alloc_a(h, sh, (uint64_t)ncap * 8, 1);
@@ -110,76 +114,118 @@ static int uid_dir_grow(SHF *h, struct shard *sh)
 	return 0;
 }
 
-/* Give UID page pi (new) a page of entries; 0, or -1 with errno. */
-static int uid_page_add(SHF *h, struct shard *sh, uint32_t pi)
+/*
+ * A new slab of class c for the shard's next SLAB_CELLS UIDs, its cells
+ * on the class's (empty) list; 0, or -1 with errno.  A writer that dies
+ * in here leaves UIDs unused, nothing pointing wrong.
+ */
+static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 {
-	uint64_t *dir, page;
-	uint32_t cap;
+	uint32_t first = sh->uid_next, si, cap, i, n;
+	uint64_t b = cls_bound(c), slab, *dir;
+	uint8_t *p;
 
-	if (pi >= sh->uid_dir_cap && uid_dir_grow(h, sh) < 0)
+	if (first % SLAB_CELLS)
+		first += SLAB_CELLS - first % SLAB_CELLS; /* a damaged count */
+	if (first > UID_LOCAL_MAX) {
+		errno = EOVERFLOW;
 		return -1;
-	page = shard_alloc_a(h, sh, UID_PAGE_ENTRIES * 8, 1);
-	if (!page)
+	}
+	si = first / SLAB_CELLS;
+	if (si >= sh->uid_dir_cap && uid_dir_grow(h, sh) < 0)
+		return -1;
+	slab = shard_alloc_a(h, sh, SLAB_CELLS * b, 1);
+	if (!slab)
 		return -1;
 	/* each word once: the index checked is checked against this array */
 	cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
 	dir = at(h, ld64(&sh->uid_dir), (uint64_t)cap * 8);
-	if (!dir || pi >= cap ||
-	    !at(h, page, UID_PAGE_ENTRIES * 8)) {
+	p = at(h, slab, SLAB_CELLS * b);
+	if (!dir || si >= cap || !p || slab >= (1ULL << 48)) {
 		errno = EBADMSG;
 		return -1;
 	}
-	memset(h->base + page, 0, UID_PAGE_ENTRIES * 8);
+	n = UID_LOCAL_MAX + 1 - first < SLAB_CELLS ? UID_LOCAL_MAX + 1 - first
+						    : SLAB_CELLS;
+	for (i = 0; i < n; i++) {
+		uint32_t *w = (uint32_t *)(p + i * b);
+
+		w[1] = i + 1 < n ? first + i + 2 : 0;
+		w[0] = CELL_FREE;
+	}
 	barrier();
-	st64(&dir[pi], page);
+	st64(&dir[si], slab | (uint64_t)(c + 1) << 48);
+	barrier();
+	sh->uid_next = first + SLAB_CELLS;
+	sh->cell_free[c] = first + 1;
+	/* the slab's cells are free space until handed out */
+	ctr_sub(&sh->bytes_used, n * b);
+	ctr_add(&sh->bytes_free, n * b);
 	return 0;
 }
 
-/* A free uid_local, its entry pointing at rec; UINT32_MAX + errno if none */
-uint32_t uid_alloc(SHF *h, struct shard *sh, uint64_t rec)
+/* Pop the head of class c's list: its UID, or UINT32_MAX (empty or bad). */
+static uint32_t cell_pop(SHF *h, struct shard *sh, uint32_t c, uint64_t *off)
 {
-	uint64_t *e;
-	uint32_t ul;
+	uint32_t ul, hc, nx, *w;
 
-	if (sh->uid_free) {
-		ul = sh->uid_free - 1;
-		e = uid_entry(h, sh, ul);
-		if (e && (ld64(e) & 1)) {
-			uint64_t nx = ld64(e) >> 1;
-
-			sh->uid_free = nx <= UID_LOCAL_MAX + 1 ? (uint32_t)nx : 0;
-			st64(e, rec);
-			return ul;
-		}
-		sh->uid_free = 0; /* corrupt list: abandon it */
-	}
-	ul = sh->uid_next;
-	if (ul > UID_LOCAL_MAX) {
-		errno = EOVERFLOW;
+	if (!sh->cell_free[c])
+		return UINT32_MAX;
+	ul = sh->cell_free[c] - 1;
+	*off = ul <= UID_LOCAL_MAX ? cell_of(h, sh, ul, &hc) : 0;
+	w = *off ? (uint32_t *)(h->base + *off) : NULL;
+	if (!w || hc != c || __atomic_load_n(w, __ATOMIC_RELAXED) != CELL_FREE) {
+		sh->cell_free[c] = 0; /* a damaged list: abandon it */
 		return UINT32_MAX;
 	}
-	if ((ul / UID_PAGE_ENTRIES >= sh->uid_dir_cap ||
-	     !uid_entry(h, sh, ul)) &&
-	    uid_page_add(h, sh, ul / UID_PAGE_ENTRIES) < 0)
-		return UINT32_MAX;
-	e = uid_entry(h, sh, ul);
-	if (!e) {
-		errno = EBADMSG;
-		return UINT32_MAX;
-	}
-	st64(e, rec);
-	barrier();
-	sh->uid_next = ul + 1;
+	nx = w[1];
+	sh->cell_free[c] = nx <= UID_LOCAL_MAX + 1 ? nx : 0;
+	/* neither free nor a record: cell_release() takes it back */
+	__atomic_store_n(w, 0, __ATOMIC_RELAXED);
+	ctr_sub(&sh->bytes_free, cls_bound(c));
+	ctr_add(&sh->bytes_used, cls_bound(c));
 	return ul;
 }
 
-void uid_release(SHF *h, struct shard *sh, uint32_t ul)
+uint32_t cell_alloc(SHF *h, struct shard *sh, uint32_t c, uint64_t *off)
 {
-	uint64_t *e = uid_entry(h, sh, ul);
+	uint32_t ul = cell_pop(h, sh, c, off);
 
-	if (!e || sh->uid_free == ul + 1)
+	if (ul != UINT32_MAX)
+		return ul;
+	if (slab_add(h, sh, c) < 0)
+		return UINT32_MAX;
+	ul = cell_pop(h, sh, c, off);
+	if (ul == UINT32_MAX)
+		errno = EBADMSG;
+	return ul;
+}
+
+void cell_release(SHF *h, struct shard *sh, uint32_t ul)
+{
+	uint32_t c, *w;
+	uint64_t off = ul <= UID_LOCAL_MAX ? cell_of(h, sh, ul, &c) : 0;
+
+	if (!off)
 		return;
-	st64(e, ((uint64_t)sh->uid_free << 1) | 1);
+	w = (uint32_t *)(h->base + off);
+	if (__atomic_load_n(w, __ATOMIC_RELAXED) == CELL_FREE ||
+	    sh->cell_free[c] == ul + 1)
+		return;
+	w[1] = sh->cell_free[c];
 	barrier();
-	sh->uid_free = ul + 1;
+	__atomic_store_n(w, CELL_FREE, __ATOMIC_RELEASE);
+	barrier();
+	sh->cell_free[c] = ul + 1;
+	ctr_sub(&sh->bytes_used, cls_bound(c));
+	ctr_add(&sh->bytes_free, cls_bound(c));
+}
+
+void cell_forward(SHF *h, uint64_t off, uint32_t ul, uint64_t rec)
+{
+	uint32_t *w = (uint32_t *)(h->base + off);
+
+	memcpy(w + 1, &rec, 8);
+	barrier();
+	__atomic_store_n(w, (K_FWD << 24) | ul, __ATOMIC_RELEASE);
 }

@@ -78,10 +78,49 @@ static void recover_split(SHF *h, struct shard *sh, struct journal *j)
 	j->split_state = 0;
 }
 
+/*
+ * The cell of the journal's UID, if it is the one the journal names (else
+ * 0: nothing is written on the journal's word alone).
+ */
+static uint64_t journal_home(SHF *h, struct shard *sh, struct journal *j,
+			     uint32_t *cls)
+{
+	uint32_t ul = __atomic_load_n(&j->uid, __ATOMIC_RELAXED);
+
+	return ul <= UID_LOCAL_MAX ? cell_of(h, sh, ul, cls) : 0;
+}
+
+/* Put back what the journal's copy says the record's cell held. */
+static void undo_cell(SHF *h, struct shard *sh, struct journal *j)
+{
+	uint32_t c, len = __atomic_load_n(&j->undo_len, __ATOMIC_RELAXED);
+	uint64_t home = journal_home(h, sh, j, &c);
+
+	if (home && home == ld64(&j->rec_new) && len <= cls_bound(c) &&
+	    len <= CELL_MAX)
+		memcpy(h->base + home, j->undo, len);
+}
+
+/* A replace that committed: the cell forwards, the old record goes. */
+static void replace_done(SHF *h, struct shard *sh, struct journal *j)
+{
+	uint32_t c;
+	uint64_t home = journal_home(h, sh, j, &c);
+	uint64_t ro = ld64(&j->rec_new), old = ld64(&j->rec_old);
+
+	if (!home)
+		return; /* the cell is not the journal's: leave it */
+	if (ro != home)
+		cell_forward(h, home, j->uid, ro);
+	if (old != home)
+		rec_free_live(h, sh, old);
+}
+
 /* The operation in the journal: done if committed, else undone. */
 static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 {
-	uint64_t *p, *e;
+	uint64_t *p, home;
+	uint32_t c;
 
 	switch (j->op) {
 	case OP_NEW:
@@ -90,25 +129,32 @@ static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 			ctr_set(&sh->rbytes, j->rbytes_after);
 			break;
 		}
-		e = uid_entry(h, sh, j->uid);
-		if (e && ld64(e) == j->rec_new)
-			uid_release(h, sh, j->uid);
-		rec_free_live(h, sh, j->rec_new);
+		home = journal_home(h, sh, j, &c);
+		if (home) {
+			if (ld64(&j->rec_new) != home)
+				rec_free_live(h, sh, j->rec_new);
+			cell_release(h, sh, j->uid);
+		}
 		ctr_set(&sh->nkeys, j->nkeys_before);
+		ctr_set(&sh->rbytes, j->rbytes_before);
+		break;
+	case OP_INPLACE:
+		undo_cell(h, sh, j);
 		ctr_set(&sh->rbytes, j->rbytes_before);
 		break;
 	case OP_REPLACE:
 		p = at(h, j->slot_off, 8);
 		if (!p || !slot_same(ld64(p), j->slot_new)) {
-			rec_free_live(h, sh, j->rec_new);
+			home = journal_home(h, sh, j, &c);
+			if (home && home == ld64(&j->rec_new))
+				undo_cell(h, sh, j);
+			else
+				rec_free_live(h, sh, j->rec_new);
 			ctr_set(&sh->rbytes, j->rbytes_before);
 			break;
 		}
-		e = uid_entry(h, sh, j->uid); /* committed */
-		if (e)
-			st64(e, j->rec_new);
+		replace_done(h, sh, j); /* committed */
 		j->rec_new = 0; /* keep it */
-		rec_free_live(h, sh, j->rec_old);
 		ctr_set(&sh->rbytes, j->rbytes_after);
 		break;
 	case OP_DEL:
@@ -118,10 +164,12 @@ static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 			ctr_set(&sh->rbytes, j->rbytes_before);
 			break;
 		}
-		e = uid_entry(h, sh, j->uid); /* committed */
-		if (e && ld64(e) == j->rec_old)
-			uid_release(h, sh, j->uid);
-		rec_free_live(h, sh, j->rec_old);
+		home = journal_home(h, sh, j, &c); /* committed */
+		if (home) {
+			if (ld64(&j->rec_old) != home)
+				rec_free_live(h, sh, j->rec_old);
+			cell_release(h, sh, j->uid);
+		}
 		ctr_set(&sh->nkeys, j->nkeys_before - 1);
 		ctr_set(&sh->rbytes, j->rbytes_after);
 		break;

@@ -21,8 +21,12 @@
  *    buckets of 8 slots; a slot is tag << 40 | record offset / 4.  A key
  *    may live in two buckets of its segment (b1 from H, b2 = b1 ^ alt(tag));
  *    a full segment splits in two by the next tag bit, without rehashing;
- *  - a UID table (pages of 512 offsets) so that UIDs survive moves;
- *  - per-size-class free lists of records;
+ *  - record cells: a UID names a cell of one of the shard's slabs (64
+ *    cells of one size class each, found through the shard's slab
+ *    directory), where the key's record lives for the key's life:
+ *    replaced in place under the journal's undo copy while its size class
+ *    stays, else the cell forwards to a record elsewhere (K_FWD);
+ *  - per-size-class free lists of cells and of other records;
  *  - a journal of the operation in flight, replayed by the next locker when
  *    a writer died holding the lock (its waiters find the holder gone).
  */
@@ -40,16 +44,20 @@
 /* ================================================================ layout */
 
 #define SHF_MAGIC 0x314c425446485342ULL /* "BSHFTBL1" */
-#define SHF_LAYOUT 4u
+#define SHF_LAYOUT 5u
 #define NSHARDS 256u
 #define PAGE 4096u
 #define SEG_BUCKETS 64u
 #define BUCKET_SLOTS 8u
 #define SEG_BYTES (SEG_BUCKETS * BUCKET_SLOTS * 8u) /* 4096 */
 #define MAX_DEPTH 22u                               /* of 24 tag bits */
-#define UID_PAGE_ENTRIES 512u
 #define UID_LOCAL_MAX 0xfffffeu
 #define SMALL_CLASSES 128u     /* 4..512 by 4 */
+/* A slab: the cells of SLAB_CELLS consecutive UIDs, of one size class. */
+#define SLAB_CELLS 64u
+/* Records of up to CELL_MAX bytes live in their cell (classes below it). */
+#define CELL_MAX 512u
+#define CELL_CLASSES SMALL_CLASSES
 #define CLASS_MAX_SHARD 65536u /* larger records: global extents */
 #define SUB 8u                 /* sub-classes per doubling */
 #define NCLASS (SMALL_CLASSES + 7u * SUB)        /* up to 64 KiB */
@@ -74,7 +82,10 @@
 #define K_LARGE 0xa2u
 #define K_FIXED 0xa3u
 #define K_TINY 0xa4u
+#define K_FWD 0xa5u  /* a cell whose record is elsewhere: u64 offset at +4 */
 #define K_FREE 0xfeu
+/* The first word of a free cell (a record's UID is never 0xffffff). */
+#define CELL_FREE ((K_FREE << 24) | 0xffffffu)
 /* flags of a record's kind byte (a base kind above, or-ed with these) */
 #define KF_TTL 0x10u   /* an expiry time (u64 ms, CLOCK_REALTIME) follows */
 #define KF_LEASE 0x40u /* a lease placeholder: no value yet */
@@ -84,6 +95,7 @@
 #define OP_NEW 1u
 #define OP_REPLACE 2u
 #define OP_DEL 3u
+#define OP_INPLACE 4u /* a record rewritten in its cell: undone if met */
 
 struct region {
 	char name[SHF_REGION_NAME_MAX];
@@ -134,6 +146,10 @@ struct journal {
 	uint64_t kick_from, kick_to, kick_val;
 	uint64_t split_seg, split_new, split_start, split_len;
 	uint32_t split_depth, split_state;
+	/* what a record's cell held before the operation wrote into it */
+	uint32_t undo_len;
+	uint32_t pad0;
+	uint8_t undo[CELL_MAX];
 };
 
 struct shard {
@@ -141,10 +157,11 @@ struct shard {
 	_Atomic uint32_t seq;
 	uint32_t pad0;
 	_Atomic uint64_t dir_word; /* directory offset << 6 | global depth */
-	uint64_t uid_dir;          /* offset of u64[uid_dir_cap] page offsets */
+	/* the slab directory: u64[uid_dir_cap], slab offset | class + 1 << 48 */
+	uint64_t uid_dir;
 	uint32_t uid_dir_cap;
-	uint32_t uid_next;  /* never used uid_local */
-	uint32_t uid_free;  /* free list head + 1; 0: empty */
+	uint32_t uid_next;  /* the first UID of the next slab */
+	uint32_t pad3;
 	uint32_t pad1;
 	_Atomic uint64_t nkeys;
 	/*
@@ -160,8 +177,10 @@ struct shard {
 	uint64_t hand; /* CLOCK hand: directory index << 9 | slot */
 	_Atomic uint32_t lease_seq; /* futex word: bumped when a lease ends */
 	uint32_t pad2;
-	struct journal j;
 	uint64_t free_head[NCLASS];
+	/* free cells of each class: a list by UID + 1 (0: empty) */
+	uint32_t cell_free[CELL_CLASSES];
+	struct journal j;
 } __attribute__((aligned(64)));
 
 struct shf {
@@ -298,10 +317,10 @@ enum crash_point {
 	CP_NEW_WRITTEN = 1,  /* new record written, not yet in the index */
 	CP_NEW_COMMITTED,    /* in the index, counters not yet updated */
 	CP_REPL_WRITTEN,     /* replacement written, not committed */
-	CP_REPL_COMMITTED,   /* committed, UID table not yet updated */
-	CP_REPL_UID,         /* UID updated, old record not yet freed */
-	CP_DEL_COMMITTED,    /* slot cleared, UID not yet released */
-	CP_DEL_UID,          /* UID released, record not yet freed */
+	CP_REPL_COMMITTED,   /* committed, the cell not yet forwarding */
+	CP_REPL_UID,         /* the cell forwards, old record not yet freed */
+	CP_DEL_COMMITTED,    /* slot cleared, record not yet freed */
+	CP_DEL_UID,          /* record freed, cell not yet released */
 	CP_SPLIT_COPIED,     /* split: entries copied, directory unchanged */
 	CP_SPLIT_DIR,        /* split: directory half updated */
 	CP_KICK,             /* displacement: entry in both buckets */
@@ -309,6 +328,7 @@ enum crash_point {
 	CP_CHUNK,            /* chunk switch in progress */
 	CP_FREE_PUSH,        /* free-list push half done */
 	CP_ALLOC_LOCKED,     /* holding the allocator's lock */
+	CP_INPLACE,          /* a record half rewritten in its cell */
 	CP_MAX
 };
 #ifdef SHF_TEST_HOOKS
@@ -459,9 +479,15 @@ void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
 void rec_free(SHF *h, struct shard *sh, uint64_t off);
 /* Bytes a record of size bytes counts for in the budget (its class). */
 uint64_t rec_cost(uint64_t size);
-/* A free uid_local, its entry pointing at rec; UINT32_MAX + errno if none */
-uint32_t uid_alloc(SHF *h, struct shard *sh, uint64_t rec);
-void uid_release(SHF *h, struct shard *sh, uint32_t ul);
+/*
+ * A free cell of class c (its offset in *off, its first word 0): its local
+ * UID, or UINT32_MAX with errno (EOVERFLOW: the shard's UIDs are spent).
+ */
+uint32_t cell_alloc(SHF *h, struct shard *sh, uint32_t c, uint64_t *off);
+/* Put UID ul's cell back on its class's list (once: a free cell stays). */
+void cell_release(SHF *h, struct shard *sh, uint32_t ul);
+/* Make the cell at off forward UID ul to the record at rec. */
+void cell_forward(SHF *h, uint64_t off, uint32_t ul, uint64_t rec);
 
 static inline uint32_t tag_of(uint64_t hash)
 {
@@ -769,22 +795,66 @@ static inline int idx_find(SHF *h, struct shard *sh, uint64_t hash,
 	return idx_find_in(h, sh, tag, b, key, klen, f, NULL, 0);
 }
 
-static inline uint64_t *uid_entry(SHF *h, struct shard *sh, uint32_t ul)
+/* The class of the cell that holds (or forwards) a record of size bytes. */
+static inline uint32_t cell_class(uint64_t size)
+{
+	uint64_t b;
+
+	return cls_of(size <= CELL_MAX ? (size < REC_MIN ? REC_MIN : size)
+				       : REC_MIN, &b);
+}
+
+/*
+ * The cell of local UID ul: its offset (0 if the shard has none such, or
+ * its slab is not inside the file) and class.
+ */
+static inline uint64_t cell_of(SHF *h, struct shard *sh, uint32_t ul,
+			       uint32_t *cls)
 {
 	/* each word once: the capacity checked is the one of the array */
-	uint32_t pi = ul / UID_PAGE_ENTRIES,
+	uint32_t si = ul / SLAB_CELLS, c,
 		 cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_ACQUIRE);
-	uint64_t *dir, page;
+	uint64_t *dir, e, off;
 
-	if (pi >= cap)
-		return NULL;
+	if (si >= cap)
+		return 0;
 	dir = at(h, ld64(&sh->uid_dir), (uint64_t)cap * 8);
 	if (!dir)
-		return NULL;
-	page = ld64(&dir[pi]);
-	if (!page || (page & 7))
-		return NULL; /* pages are 8-aligned */
-	return at(h, page + (uint64_t)(ul % UID_PAGE_ENTRIES) * 8, 8);
+		return 0;
+	e = ld64(&dir[si]);
+	c = (uint32_t)(e >> 48);
+	if (!c || c > CELL_CLASSES)
+		return 0;
+	*cls = --c;
+	off = (e & ((1ULL << 48) - 1)) +
+	      (uint64_t)(ul % SLAB_CELLS) * cls_bound(c);
+	if ((off & 3) || !at(h, off, cls_bound(c)))
+		return 0;
+	return off;
+}
+
+/*
+ * Where UID ul's record is, following its cell's forward: 0 if the UID
+ * names no record (*bad set if it names no cell at all).  A hint: the
+ * caller checks the record (rec_get(), its UID).
+ */
+static inline uint64_t uid_rec(SHF *h, struct shard *sh, uint32_t ul,
+			       int *bad)
+{
+	uint32_t c, w0;
+	uint64_t off = cell_of(h, sh, ul, &c), to;
+
+	*bad = !off;
+	if (!off)
+		return 0;
+	w0 = __atomic_load_n((const uint32_t *)(h->base + off),
+			     __ATOMIC_ACQUIRE);
+	if ((w0 & 0xffffff) != ul)
+		return 0;
+	if ((w0 >> 24) != K_FWD)
+		return off;
+	memcpy(&to, h->base + off + 4, 8);
+	return to;
 }
 
 /*

@@ -61,7 +61,7 @@
 static uint32_t kills_wanted = KILLS;
 
 /* Crash points of lib/shf.c (enum crash_point), 1 .. CRASH_POINTS. */
-#define CRASH_POINTS 14
+#define CRASH_POINTS 15
 static const char *const point_names[CRASH_POINTS + 1] = {
 	"",
 	"NEW_WRITTEN",
@@ -78,12 +78,13 @@ static const char *const point_names[CRASH_POINTS + 1] = {
 	"CHUNK",
 	"FREE_PUSH",
 	"ALLOC_LOCKED",
+	"INPLACE",
 };
 /* What the write in flight must show after recovery at that point. */
 enum { EITHER, OLD, NEW };
 static const int point_strict[CRASH_POINTS + 1] = {
 	EITHER, OLD,	NEW,	OLD,	NEW,	NEW,	NEW,	NEW,
-	EITHER, EITHER, EITHER, EITHER, EITHER, EITHER, EITHER,
+	EITHER, EITHER, EITHER, EITHER, EITHER, EITHER, EITHER, OLD,
 };
 static const long crash_ns[] = { 1, 3, 12, 60, 400, 3000 };
 #define NNS ((int)(sizeof(crash_ns) / sizeof(crash_ns[0])))

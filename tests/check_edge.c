@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -141,6 +142,100 @@ START_TEST(test_uids_stable_growth)
 		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 		shf_assert_eq(shf_uid, uid[i]);
 	}
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * A UID names its key's record cell (layout 5).  Values whose records
+ * change size class, pass 512 bytes (the cell forwards) and come back keep
+ * the key's UID; a value of the same class is rewritten in its cell (its
+ * address stays); another process finds every value by UID; a deleted
+ * key's UID finds nothing.
+ */
+static const uint32_t cell_lens[] = { 8, 100, 600, 9, 70000, 4, 500, 12, 0, 513 };
+#define CELL_LENS (sizeof(cell_lens) / sizeof(cell_lens[0]))
+#define CELL_KEYS 300u
+
+static int cell_val_ok(const char *val, uint32_t len, uint32_t i, uint32_t s)
+{
+	char c = (char)('a' + (i + s) % 26);
+
+	return len == cell_lens[(s + i) % CELL_LENS] &&
+	       (!len || (val[0] == c && val[len / 2] == c && val[len - 1] == c));
+}
+
+START_TEST(test_uid_cells_across_classes)
+{
+	SHF_TEST_NEW("uidcells");
+	static char v[70000];
+	uint32_t uid[CELL_KEYS], i, s, len;
+	const char *a;
+	pid_t pid;
+	int status;
+
+	for (s = 0; s < CELL_LENS; s++) {
+		for (i = 0; i < CELL_KEYS; i++) {
+			len = cell_lens[(s + i) % CELL_LENS];
+			memset(v, 'a' + (i + s) % 26, len);
+			shf_test_hash(i);
+			shf_assert(shf_put_key_val(shf, v, len) &
+				   SHF_RET_KEY_PUT);
+			if (s == 0)
+				uid[i] = shf_uid;
+			shf_assert_eq(shf_uid, uid[i]);
+		}
+		for (i = 0; i < CELL_KEYS; i++) {
+			shf_assert_eq(shf_get_uid_val_copy(shf, uid[i]),
+				      SHF_RET_KEY_FOUND);
+			shf_assert(cell_val_ok(shf_val, shf_val_len, i, s));
+		}
+		shf_test_check_sound(shf);
+	}
+	s = CELL_LENS - 1;
+
+	/* another process, by UID */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		SHF *two = shf_attach_existing(shf_test_dir(), name);
+
+		if (!two)
+			_exit(2);
+		for (i = 0; i < CELL_KEYS; i++)
+			if (shf_get_uid_val_copy(two, uid[i]) !=
+				    SHF_RET_KEY_FOUND ||
+			    !cell_val_ok(shf_val, shf_val_len, i, s))
+				_exit(3);
+		shf_detach(two);
+		_exit(0);
+	}
+	status = shf_test_waitpid(pid, 30);
+	ck_assert_msg(status != -1 && WIFEXITED(status) &&
+			      WEXITSTATUS(status) == 0,
+		      "the other process's gets by UID: status %#x", status);
+
+	/* the same class: rewritten where it is */
+	shf_test_hash(CELL_KEYS);
+	shf_assert_eq(shf_put_key_val(shf, "12345678", 8), SHF_RET_KEY_PUT);
+	shf_assert_eq(shf_get_key_val_addr(shf), SHF_RET_KEY_FOUND);
+	a = shf_val_addr;
+	shf_assert_eq(shf_put_key_val(shf, "abcdefgh", 8), SHF_RET_KEY_PUT);
+	shf_assert_eq(shf_get_key_val_addr(shf), SHF_RET_KEY_FOUND);
+	ck_assert_ptr_eq(shf_val_addr, a);
+	ck_assert_mem_eq(a, "abcdefgh", 8);
+
+	for (i = 0; i < CELL_KEYS / 2; i++) {
+		shf_assert_eq(shf_del_uid_val(shf, uid[i]), SHF_RET_KEY_FOUND);
+		shf_assert_eq(shf_get_uid_val_copy(shf, uid[i]),
+			      SHF_RET_KEY_NONE);
+	}
+	for (i = CELL_KEYS / 2; i < CELL_KEYS; i++) {
+		shf_assert_eq(shf_get_uid_val_copy(shf, uid[i]),
+			      SHF_RET_KEY_FOUND);
+		shf_assert(cell_val_ok(shf_val, shf_val_len, i, s));
+	}
+	shf_test_check_sound(shf);
 	shf_test_del(shf, name);
 }
 END_TEST
@@ -576,7 +671,7 @@ static Suite *edge_suite(void)
 	Suite *s = suite_create("edge");
 
 	shf_test_add_tcase(s, "size", 120, test_value_200mib, test_growth_1m,
-			   test_uids_stable_growth,
+			   test_uids_stable_growth, test_uid_cells_across_classes,
 			   test_val_addr_survives_growth, test_name_200_bytes);
 
 	shf_test_add_tcase(s, "files", 60, test_not_a_table,

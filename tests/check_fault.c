@@ -312,7 +312,9 @@ START_TEST(test_layout_version)
 	patched(LAYOUT_OFF, 2, e_proto, "layout version 2 (libshf 1.1)");
 	patched(LAYOUT_OFF, 3, e_proto,
 		"layout version 3 (libshf 1.2 with robust shard mutexes)");
-	patched(LAYOUT_OFF, 5, e_proto, "layout version 5");
+	patched(LAYOUT_OFF, 4, e_proto,
+		"layout version 4 (libshf 1.2 with a UID table)");
+	patched(LAYOUT_OFF, 6, e_proto, "layout version 6");
 	patched(LAYOUT_OFF, 0, e_proto, "layout version 0");
 	patched(LAYOUT_OFF, 0xffffffffu, e_proto, "layout version ~0");
 	patched(SIG_OFF, 12345, e_proto, "size signature");

@@ -1682,6 +1682,81 @@ START_TEST(test_free_list_cycles_everywhere)
 END_TEST
 
 /*
+ * The cells that UIDs name (layout 5), damaged: lists of free cells whose
+ * heads name a live cell or a UID the shard never handed out, and a slab
+ * directory entry that puts a slab outside the file or gives it no class.
+ * New keys go in (a damaged list is dropped, a new slab taken), a get by
+ * the UID says EBADMSG, a replace of the key an error, and shf_check()
+ * finds the damage and repairs the lists.
+ */
+START_TEST(test_cells_damaged)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint32_t si = shard_of_key(5), c, i, n, r, uid, ul,
+		 list[CELL_CLASSES];
+	uint64_t dir, e, bad;
+	SHF *shf;
+	int w;
+
+	find_table("cells", name, path);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	shf_make_hash(key, key_of(key, 5));
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	uid = shf_uid;
+	ul = uid & 0xffffff;
+	shf_detach(shf);
+	dir = peek64(path, shard_at(si) + offsetof(struct shard, uid_dir));
+	e = peek64(path, dir + 8ULL * (ul / SLAB_CELLS));
+	ck_assert_uint_ne(e >> 48, 0);
+
+	for (c = 0; c < CELL_CLASSES; c++)
+		list[c] = c & 1 ? ul + 1 : 0xfffff0u;
+	poke(path, shard_at(si) + offsetof(struct shard, cell_free), list,
+	     sizeof(list));
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	for (i = FIND_KEYS, n = 0; n < 20 && i < FIND_KEYS + 200000; i++) {
+		if (shard_of_key(i) != si)
+			continue;
+		shf_make_hash(key, key_of(key, i));
+		r = shf_put_key_val(shf, "vv", 1 + n % 3);
+		ck_assert_msg(r == SHF_RET_KEY_PUT, "put %u: %#x (%s)", n, r,
+			      strerror(errno));
+		n++;
+	}
+	ck_assert_uint_eq(n, 20);
+	shf_make_hash(key, key_of(key, 5));
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	shf_assert_eq(shf_uid, uid);
+	ck_assert_uint_gt(shf_check(shf, 0, NULL, NULL), 0);
+	shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+
+	for (w = 0; w < 2; w++) {
+		bad = w == 0 ? (e & ~((1ULL << 48) - 1)) | (1ULL << 44)
+			     : e & ((1ULL << 48) - 1);
+		poke(path, dir + 8ULL * (ul / SLAB_CELLS), &bad, 8);
+		errno = 0;
+		r = shf_get_uid_val_copy(shf, uid);
+		ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
+			      "get by UID: %#x (%s)", r, strerror(errno));
+		shf_make_hash(key, key_of(key, 5));
+		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+		r = shf_put_key_val(shf, "other", 5);
+		ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
+			      "replace: %#x (%s)", r, strerror(errno));
+		ck_assert_uint_gt(shf_check(shf, 0, NULL, NULL), 0);
+		poke(path, dir + 8ULL * (ul / SLAB_CELLS), &e, 8);
+	}
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+	shf_assert_eq(shf_get_uid_val_copy(shf, uid), SHF_RET_KEY_FOUND);
+	ck_assert_mem_eq(shf_val, "value", 5);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * A free block whose place overlaps the record a replace copies its key
  * from (found by make soak: live damage made a shard's free list hand out
  * such a block, and rec_write() memcpy()ed the key onto itself, which is
@@ -1880,7 +1955,7 @@ static Suite *hostile_suite(void)
 			   test_journal_replay_damaged,
 			   test_directory_names_one_segment_often,
 			   test_free_list_cycles_everywhere,
-			   test_free_block_over_its_record);
+			   test_free_block_over_its_record, test_cells_damaged);
 	shf_test_add_tcase(s, "growth", 60, test_growth_mapped_at_once);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);

@@ -173,11 +173,11 @@ uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 	if (off) {
 		uint64_t *p = at(h, off, b);
 
-		if (!p || (off & (PAGE - 1))) { /* corrupt: drop the list */
-			h->h->big_free[c] = 0;
+		if (!p || (off & (PAGE - 1)) || ld64(p) != K_FREE << 24) {
+			h->h->big_free[c] = 0; /* corrupt: drop the list */
 			off = 0;
 		} else {
-			h->h->big_free[c] = ld64(p);
+			h->h->big_free[c] = ld64(p + 1);
 			alloc_unlock(h);
 			if (zero)
 				memset(p, 0, b);
@@ -224,7 +224,9 @@ void big_free(SHF *h, uint64_t off, uint64_t size)
 		return;
 	if (alloc_lock(h) < 0)
 		return;
-	st64(p, h->h->big_free[c]);
+	/* marked free like a shard's free block: recovery frees it once */
+	st64(p + 1, h->h->big_free[c]);
+	st64(p, K_FREE << 24);
 	h->h->big_free[c] = off;
 	alloc_unlock(h);
 }

@@ -80,7 +80,7 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 			      uint32_t l, uint32_t g, struct rec *r)
 {
 	uint32_t tag = slot_tag(sv), bb[2], hc;
-	uint64_t hash, home, bnd;
+	uint64_t hash, home, bnd, lim;
 	int bad;
 
 	if (!rec_get(h, slot_rec(sv), r))
@@ -93,7 +93,7 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 		return "key in the wrong segment";
 	if (b != bb[0] && b != bb[1])
 		return "key in the wrong bucket";
-	if (uid_rec(h, sh, r->uid, &bad) != slot_rec(sv))
+	if (uid_rec(h, sh, r->uid, &bad, &lim) != slot_rec(sv))
 		return "the key's UID does not lead to the record";
 	home = cell_of(h, sh, r->uid, &hc);
 	if (home == slot_rec(sv) &&
@@ -219,8 +219,15 @@ static void check_cell_lists(SHF *h, struct shard *sh, uint32_t si,
 					       cell_of(h, sh, ul - 1, &hc) : 0;
 			uint32_t *w = off ? (uint32_t *)(h->base + off) : NULL;
 
+			if (!c->free_left) {
+				if (c->free_left_out++ == 0)
+					chk_report(c, "free lists hold more blocks "
+						   "than the file: not all walked");
+				return;
+			}
+			c->free_left--;
 			if (!w || hc != k || w[0] != CELL_FREE ||
-			    ++n > sh->uid_next) {
+			    ++n > UID_LOCAL_MAX + 1) {
 				chk_report(c, "shard %u: free cells of class %u "
 					   "broken at UID %u", si, k, ul - 1);
 				if (repair)

@@ -62,13 +62,14 @@ static int replace_home(SHF *h, struct shard *sh, struct found *f,
 	struct journal *j = &sh->j;
 	uint64_t old = f->rec_off;
 	int inplace = old == home;
-	uint32_t keep = inplace ? (uint32_t)f->r.size : 12;
+	uint32_t keep;
 	const uint8_t *cell = h->base + home, *key = f->r.key, *v = val;
 
-	if (keep > bound || keep > CELL_MAX) {
+	if (inplace && (f->r.size > bound || f->r.size > CELL_MAX)) {
 		errno = EBADMSG;
 		return -1;
 	}
+	keep = inplace ? (uint32_t)f->r.size : 12;
 	memcpy(j->undo, cell, keep);
 	j->undo_len = keep;
 	journal_note(h, sh, f, home, rec_cost(size));
@@ -123,13 +124,26 @@ int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 {
 	uint32_t hlen, kind, hc, was_lease = f->r.flags & KF_LEASE;
 	uint64_t size = rec_size_for(h, f->r.klen, vlen, kflags, &hlen, &kind),
-		 home = cell_of(h, sh, f->r.uid, &hc), ro, b;
+		 home = cell_of(h, sh, f->r.uid, &hc), ro, b, to = 0;
+	int holds = home ? cell_holds(h, home, f->r.uid, &to) : 0;
 
-	if (!home) {
+	/*
+	 * The key's cell must hold its record (where found) or forward to
+	 * it: anything else is a damaged slab directory, not to be written.
+	 */
+	if (!(holds == 1 && home == f->rec_off) &&
+	    !(holds == 2 && to == f->rec_off)) {
 		errno = EBADMSG;
 		return -1;
 	}
-	if (size <= CELL_MAX && cls_of(size < REC_MIN ? REC_MIN : size, &b) == hc)
+	/*
+	 * Home when of the cell's class; over the record itself only with the
+	 * same header (a reader that meets the rewrite half done must read
+	 * the same lengths' layout, so no length it decodes passes the cell).
+	 */
+	if (size <= CELL_MAX &&
+	    cls_of(size < REC_MIN ? REC_MIN : size, &b) == hc &&
+	    (holds == 2 || kind == (f->r.kind | f->r.flags)))
 		return replace_home(h, sh, f, home, b, val, vlen, from_old, cb,
 				    cb_arg, cb_ret, kind, hlen, size, expiry);
 	ro = shard_alloc(h, sh, size);
@@ -183,10 +197,9 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 			errno = e;
 			return -1;
 		}
+		rec_write(h, ro, kind, ul, key, klen, val, vlen, hlen, expiry);
 	}
-	rec_write(h, ro, kind, ul, key, klen, val, vlen, hlen, expiry);
-	if (ro != home)
-		cell_forward(h, home, ul, ro);
+	/* noted before the cell is written: recovery takes the cell back */
 	sh->j.uid = ul;
 	sh->j.rec_new = ro;
 	sh->j.nkeys_before = atomic_load(&sh->nkeys);
@@ -195,6 +208,10 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 	barrier();
 	sh->j.op = OP_NEW;
 	barrier();
+	if (ro != home)
+		cell_forward(h, home, ul, ro);
+	else
+		rec_write(h, ro, kind, ul, key, klen, val, vlen, hlen, expiry);
 	CRASH(CP_NEW_WRITTEN);
 	slot = idx_insert(h, sh, hash);
 	if (!slot) {
@@ -219,8 +236,9 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 
 void delete_found(SHF *h, struct shard *sh, struct found *f)
 {
-	uint64_t cost = rec_cost(f->r.size), home;
+	uint64_t cost = rec_cost(f->r.size), home, to = 0;
 	uint32_t hc;
+	int holds;
 
 	sh->j.uid = f->r.uid;
 	sh->j.slot_off = (uint64_t)((uint8_t *)f->slot - h->base);
@@ -234,8 +252,11 @@ void delete_found(SHF *h, struct shard *sh, struct found *f)
 	barrier();
 	st64(f->slot, 0); /* commit */
 	CRASH(CP_DEL_COMMITTED);
+	/* a record elsewhere is freed only when the key's cell forwards to
+	 * it (else a damaged directory could free a cell as a record) */
 	home = cell_of(h, sh, f->r.uid, &hc);
-	if (home && f->rec_off != home)
+	holds = home ? cell_holds(h, home, f->r.uid, &to) : 0;
+	if (holds == 2 && to == f->rec_off)
 		rec_free(h, sh, f->rec_off);
 	CRASH(CP_DEL_UID);
 	cell_release(h, sh, f->r.uid);

@@ -228,7 +228,7 @@ static int locked_find(SHF *h, struct shard *sh, int by_uid, uint32_t ul,
 	}
 	{
 		int bad;
-		uint64_t ro = uid_rec(h, sh, ul, &bad);
+		uint64_t lim, ro = uid_rec(h, sh, ul, &bad, &lim);
 		struct rec r;
 
 		if (!ro)

@@ -95,7 +95,8 @@ static int uid_dir_grow(SHF *h, struct shard *sh)
 	if (!nd)
 		return -1;
 	n = at(h, nd, (uint64_t)ncap * 8);
-	o = ocap ? at(h, od, (uint64_t)ocap * 8) : NULL;
+	/* an array that is not 8-aligned is not one: neither copied nor freed */
+	o = ocap && !(od & 7) ? at(h, od, (uint64_t)ocap * 8) : NULL;
 	if (!n) {
 		errno = EBADMSG;
 		return -1;
@@ -121,43 +122,65 @@ static int uid_dir_grow(SHF *h, struct shard *sh)
  */
 static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 {
-	uint32_t first = sh->uid_next, si, cap, i, n;
-	uint64_t b = cls_bound(c), slab, *dir;
+	uint64_t first = sh->uid_next, b = cls_bound(c), slab, *dir;
+	uint32_t si, cap, i, n;
 	uint8_t *p;
 
-	if (first % SLAB_CELLS)
-		first += SLAB_CELLS - first % SLAB_CELLS; /* a damaged count */
+	/* a count past the directory's end is damaged: go on from there */
+	cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
+	if (first > (uint64_t)cap * SLAB_CELLS)
+		first = (uint64_t)cap * SLAB_CELLS;
+	first = (first + SLAB_CELLS - 1) / SLAB_CELLS * SLAB_CELLS;
 	if (first > UID_LOCAL_MAX) {
 		errno = EOVERFLOW;
 		return -1;
 	}
-	si = first / SLAB_CELLS;
+	si = (uint32_t)(first / SLAB_CELLS);
 	if (si >= sh->uid_dir_cap && uid_dir_grow(h, sh) < 0)
-		return -1;
-	slab = shard_alloc_a(h, sh, SLAB_CELLS * b, 1);
-	if (!slab)
 		return -1;
 	/* each word once: the index checked is checked against this array */
 	cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
-	dir = at(h, ld64(&sh->uid_dir), (uint64_t)cap * 8);
-	p = at(h, slab, SLAB_CELLS * b);
-	if (!dir || si >= cap || !p || slab >= (1ULL << 48)) {
+	slab = ld64(&sh->uid_dir); /* the directory's offset, read once */
+	dir = slab & 7 ? NULL : at(h, slab, (uint64_t)cap * 8);
+	if (!dir || si >= cap) {
 		errno = EBADMSG;
 		return -1;
 	}
-	n = UID_LOCAL_MAX + 1 - first < SLAB_CELLS ? UID_LOCAL_MAX + 1 - first
-						    : SLAB_CELLS;
+	/* a count damaged below the slabs in use: never reuse one */
+	while (si < cap && ld64(&dir[si]))
+		si++;
+	if (si >= cap) { /* the count fixed, the next call grows */
+		sh->uid_next = (uint64_t)cap * SLAB_CELLS > UID_LOCAL_MAX ?
+				       UID_LOCAL_MAX + 1 : cap * SLAB_CELLS;
+		errno = EBADMSG;
+		return -1;
+	}
+	first = (uint64_t)si * SLAB_CELLS;
+	if (first > UID_LOCAL_MAX) {
+		errno = EOVERFLOW;
+		return -1;
+	}
+	slab = shard_alloc_a(h, sh, SLAB_CELLS * b, 1);
+	if (!slab)
+		return -1;
+	p = at(h, slab, SLAB_CELLS * b);
+	if (!p || slab >= (1ULL << 48)) {
+		errno = EBADMSG;
+		return -1;
+	}
+	n = UID_LOCAL_MAX + 1 - first < SLAB_CELLS ?
+		    (uint32_t)(UID_LOCAL_MAX + 1 - first) : SLAB_CELLS;
 	for (i = 0; i < n; i++) {
 		uint32_t *w = (uint32_t *)(p + i * b);
 
-		w[1] = i + 1 < n ? first + i + 2 : 0;
+		w[1] = i + 1 < n ? (uint32_t)first + i + 2 : 0;
 		w[0] = CELL_FREE;
 	}
 	barrier();
 	st64(&dir[si], slab | (uint64_t)(c + 1) << 48);
 	barrier();
-	sh->uid_next = first + SLAB_CELLS;
-	sh->cell_free[c] = first + 1;
+	sh->uid_next = (uint32_t)first + SLAB_CELLS;
+	sh->cell_free[c] = (uint32_t)first + 1;
 	/* the slab's cells are free space until handed out */
 	ctr_sub(&sh->bytes_used, n * b);
 	ctr_add(&sh->bytes_free, n * b);
@@ -204,14 +227,19 @@ uint32_t cell_alloc(SHF *h, struct shard *sh, uint32_t c, uint64_t *off)
 void cell_release(SHF *h, struct shard *sh, uint32_t ul)
 {
 	uint32_t c, *w;
-	uint64_t off = ul <= UID_LOCAL_MAX ? cell_of(h, sh, ul, &c) : 0;
+	uint64_t off = ul <= UID_LOCAL_MAX ? cell_of(h, sh, ul, &c) : 0, to;
 
 	if (!off)
 		return;
 	w = (uint32_t *)(h->base + off);
-	if (__atomic_load_n(w, __ATOMIC_RELAXED) == CELL_FREE ||
-	    sh->cell_free[c] == ul + 1)
+	if (__atomic_load_n(w, __ATOMIC_RELAXED) == CELL_FREE) {
+		/* a push that a dead writer left half done: finish it */
+		if (w[1] == sh->cell_free[c] && sh->cell_free[c] != ul + 1)
+			sh->cell_free[c] = ul + 1;
 		return;
+	}
+	if (!cell_holds(h, off, ul, &to) || sh->cell_free[c] == ul + 1)
+		return; /* another UID's (a damaged directory): leave it */
 	w[1] = sh->cell_free[c];
 	barrier();
 	__atomic_store_n(w, CELL_FREE, __ATOMIC_RELEASE);
@@ -221,11 +249,15 @@ void cell_release(SHF *h, struct shard *sh, uint32_t ul)
 	ctr_add(&sh->bytes_free, cls_bound(c));
 }
 
-void cell_forward(SHF *h, uint64_t off, uint32_t ul, uint64_t rec)
+int cell_forward(SHF *h, uint64_t off, uint32_t ul, uint64_t rec)
 {
 	uint32_t *w = (uint32_t *)(h->base + off);
+	uint64_t to;
 
+	if (!cell_holds(h, off, ul, &to))
+		return -1;
 	memcpy(w + 1, &rec, 8);
 	barrier();
 	__atomic_store_n(w, (K_FWD << 24) | ul, __ATOMIC_RELEASE);
+	return 0;
 }

@@ -201,17 +201,23 @@ static void shard_recover(SHF *h, struct shard *sh)
 
 /*
  * The shard's lock is held (owner_died: its previous holder died holding
- * it): finish or undo what an interrupted writer left, then make the
- * sequence odd.
+ * it): make the sequence odd, then finish or undo what an interrupted
+ * writer left.  The sequence stays odd while recovery writes (it may put
+ * a record's old bytes back into a cell that readers reach), so a reader
+ * that met any of it retries.
  */
 static void shard_enter(SHF *h, struct shard *sh, int owner_died)
 {
 	if (h->lockable &&
 	    (owner_died || (atomic_load(&sh->seq) & 1) || sh->j.op ||
 	     sh->j.kick_from || sh->j.split_state)) {
-		if (atomic_load(&sh->seq) & 1)
+		if (!(atomic_load(&sh->seq) & 1)) {
 			atomic_fetch_add(&sh->seq, 1);
+			atomic_thread_fence(memory_order_release);
+		}
 		shard_recover(h, sh);
+		atomic_thread_fence(memory_order_release);
+		return;
 	}
 	/* only the lock holder writes seq: no locked instruction needed */
 	atomic_store_explicit(&sh->seq,

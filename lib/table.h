@@ -486,8 +486,11 @@ uint64_t rec_cost(uint64_t size);
 uint32_t cell_alloc(SHF *h, struct shard *sh, uint32_t c, uint64_t *off);
 /* Put UID ul's cell back on its class's list (once: a free cell stays). */
 void cell_release(SHF *h, struct shard *sh, uint32_t ul);
-/* Make the cell at off forward UID ul to the record at rec. */
-void cell_forward(SHF *h, uint64_t off, uint32_t ul, uint64_t rec);
+/*
+ * Make the cell at off forward UID ul to the record at rec, if the cell is
+ * ul's (cell_holds() 1 to 3); 0, or -1 (another's: left as it is).
+ */
+int cell_forward(SHF *h, uint64_t off, uint32_t ul, uint64_t rec);
 
 static inline uint32_t tag_of(uint64_t hash)
 {
@@ -814,16 +817,17 @@ static inline uint64_t cell_of(SHF *h, struct shard *sh, uint32_t ul,
 	/* each word once: the capacity checked is the one of the array */
 	uint32_t si = ul / SLAB_CELLS, c,
 		 cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_ACQUIRE);
-	uint64_t *dir, e, off;
+	uint64_t *dir, e, off, d = ld64(&sh->uid_dir);
 
-	if (si >= cap)
+	if (si >= cap || (d & 7))
 		return 0;
-	dir = at(h, ld64(&sh->uid_dir), (uint64_t)cap * 8);
+	dir = at(h, d, (uint64_t)cap * 8);
 	if (!dir)
 		return 0;
 	e = ld64(&dir[si]);
 	c = (uint32_t)(e >> 48);
-	if (!c || c > CELL_CLASSES)
+	/* cells hold at least a forward (12 bytes) or a free cell's link */
+	if (c < REC_MIN / 4 || c > CELL_CLASSES)
 		return 0;
 	*cls = --c;
 	off = (e & ((1ULL << 48) - 1)) +
@@ -835,26 +839,51 @@ static inline uint64_t cell_of(SHF *h, struct shard *sh, uint32_t ul,
 
 /*
  * Where UID ul's record is, following its cell's forward: 0 if the UID
- * names no record (*bad set if it names no cell at all).  A hint: the
+ * names no record (*bad set if it names no cell at all).  *lim: how long
+ * the record can be (its cell's size when it lives there).  A hint: the
  * caller checks the record (rec_get(), its UID).
  */
 static inline uint64_t uid_rec(SHF *h, struct shard *sh, uint32_t ul,
-			       int *bad)
+			       int *bad, uint64_t *lim)
 {
 	uint32_t c, w0;
 	uint64_t off = cell_of(h, sh, ul, &c), to;
 
 	*bad = !off;
+	*lim = UINT64_MAX;
 	if (!off)
 		return 0;
 	w0 = __atomic_load_n((const uint32_t *)(h->base + off),
 			     __ATOMIC_ACQUIRE);
-	if ((w0 & 0xffffff) != ul)
+	/* a free cell, or one taken and not yet written (word 0 is 0) */
+	if ((w0 & 0xffffff) != ul || !(w0 >> 24))
 		return 0;
-	if ((w0 >> 24) != K_FWD)
+	if ((w0 >> 24) != K_FWD) {
+		*lim = cls_bound(c);
 		return off;
+	}
 	memcpy(&to, h->base + off + 4, 8);
 	return to;
+}
+
+/*
+ * What the cell at off holds for UID ul: 1 its record, 2 a forward (to
+ * *to), 3 nothing yet (taken, word 0 is 0), 0 something else (free, or
+ * another UID's: a damaged slab directory), where it must not be written.
+ */
+static inline int cell_holds(SHF *h, uint64_t off, uint32_t ul, uint64_t *to)
+{
+	uint32_t w0 = __atomic_load_n((const uint32_t *)(h->base + off),
+				      __ATOMIC_RELAXED);
+
+	if (!w0)
+		return 3;
+	if ((w0 & 0xffffff) != ul || w0 == CELL_FREE)
+		return 0;
+	if ((w0 >> 24) != K_FWD)
+		return 1;
+	memcpy(to, h->base + off + 4, 8);
+	return 2;
 }
 
 /*

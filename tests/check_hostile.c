@@ -1757,6 +1757,96 @@ START_TEST(test_cells_damaged)
 END_TEST
 
 /*
+ * Cells again (found by review): a slab count damaged below the slabs in
+ * use (or past the end of the directory) made the next slab take an entry
+ * of the directory in use, so that two keys had one UID and a put of one
+ * overwrote the other; and a directory entry moved by one cell made a
+ * delete free another key's cell.  Now a slab never takes an entry in
+ * use, and a cell is written, forwarded or freed only for the UID it
+ * carries.
+ */
+START_TEST(test_cells_damaged_counts)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint32_t si = shard_of_key(5), i, j, n = 0, w, r, next, ul;
+	uint32_t idx[200], uid[200], x = UINT32_MAX, y = UINT32_MAX;
+	uint64_t dir, e, moved, b;
+	SHF *shf;
+
+	find_table("cellcount", name, path);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	for (i = 0; i < FIND_KEYS; i++) {
+		if (shard_of_key(i) != si)
+			continue;
+		shf_make_hash(key, key_of(key, i));
+		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+		idx[n] = i;
+		uid[n++] = shf_uid;
+	}
+	ck_assert_uint_ge(n, 2);
+	for (w = 0; w < 2; w++) {
+		next = w ? 0xffffffc1u : 0;
+		poke(path, shard_at(si) + offsetof(struct shard, uid_next),
+		     &next, 4);
+		/* enough new keys of a class of their own for a new slab */
+		for (i = FIND_KEYS + w * 100000, j = 0; j < 70 && n < 200; i++) {
+			if (shard_of_key(i) != si)
+				continue;
+			shf_make_hash(key, key_of(key, i));
+			r = shf_put_key_val(shf, "a-longer-value-of-its-own", 25);
+			ck_assert_msg(r == SHF_RET_KEY_PUT, "put: %#x (%s)", r,
+				      strerror(errno));
+			idx[n] = i;
+			uid[n++] = shf_uid;
+			j++;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < i; j++)
+			ck_assert_msg(uid[i] != uid[j], "keys %u and %u: UID %#x",
+				      idx[i], idx[j], uid[i]);
+		shf_make_hash(key, key_of(key, idx[i]));
+		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+		ck_assert_mem_eq(shf_val, idx[i] < FIND_KEYS ? "value" :
+				 "a-longer-value-of-its-own", shf_val_len);
+		shf_assert_eq(shf_get_uid_key_copy(shf, uid[i]),
+			      SHF_RET_KEY_FOUND);
+		ck_assert_mem_eq(shf_key, key, shf_key_len);
+	}
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+
+	/* two keys in neighbouring cells: X's entry moved onto Y's cell */
+	for (i = 0; i < n && x == UINT32_MAX; i++)
+		for (j = 0; j < n; j++)
+			if (uid[j] == uid[i] + 1 && (uid[i] + 1) % SLAB_CELLS) {
+				x = i;
+				y = j;
+				break;
+			}
+	ck_assert_uint_ne(x, UINT32_MAX);
+	ul = uid[x] & 0xffffff;
+	dir = peek64(path, shard_at(si) + offsetof(struct shard, uid_dir));
+	e = peek64(path, dir + 8ULL * (ul / SLAB_CELLS));
+	b = cls_bound((uint32_t)(e >> 48) - 1);
+	moved = e + b;
+	poke(path, dir + 8ULL * (ul / SLAB_CELLS), &moved, 8);
+	shf_make_hash(key, key_of(key, idx[x]));
+	r = shf_del_key_val(shf);
+	ck_assert_msg(r == SHF_RET_KEY_FOUND, "del: %#x (%s)", r,
+		      strerror(errno));
+	poke(path, dir + 8ULL * (ul / SLAB_CELLS), &e, 8);
+	shf_make_hash(key, key_of(key, idx[y]));
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	shf_assert_eq(shf_uid, uid[y]);
+	shf_assert_eq(shf_get_uid_val_copy(shf, uid[y]), SHF_RET_KEY_FOUND);
+	/* X's cell is lost, not freed twice: the check finds nothing else */
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * A free block whose place overlaps the record a replace copies its key
  * from (found by make soak: live damage made a shard's free list hand out
  * such a block, and rec_write() memcpy()ed the key onto itself, which is
@@ -1955,7 +2045,8 @@ static Suite *hostile_suite(void)
 			   test_journal_replay_damaged,
 			   test_directory_names_one_segment_often,
 			   test_free_list_cycles_everywhere,
-			   test_free_block_over_its_record, test_cells_damaged);
+			   test_free_block_over_its_record, test_cells_damaged,
+			   test_cells_damaged_counts);
 	shf_test_add_tcase(s, "growth", 60, test_growth_mapped_at_once);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);

@@ -398,7 +398,7 @@ typedef void (*shf_check_cb_t)(const char *problem, void *arg);
 #define SHF_CHECK_REPAIR 1u /**< drop what is broken, fix counters */
 /**
  * Verify the table's structure shard by shard (each under its lock): index,
- * records, UID table, counters, free lists.  With SHF_CHECK_REPAIR, entries
+ * records, UID cells, counters, free lists.  With SHF_CHECK_REPAIR, entries
  * that point at unreadable records are dropped and counters fixed.
  * @return the number of problems found (0: sound), or UINT32_MAX with errno.
  */

@@ -80,8 +80,8 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 			      uint32_t l, uint32_t g, struct rec *r)
 {
 	uint32_t tag = slot_tag(sv), bb[2], hc;
-	uint64_t hash, home, bnd, lim;
-	int bad;
+	uint64_t hash, home, bnd, to;
+	int holds;
 
 	if (!rec_get(h, slot_rec(sv), r))
 		return "record unreadable";
@@ -93,10 +93,11 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 		return "key in the wrong segment";
 	if (b != bb[0] && b != bb[1])
 		return "key in the wrong bucket";
-	if (uid_rec(h, sh, r->uid, &bad, &lim) != slot_rec(sv))
+	holds = key_cell(h, sh, r->uid, &home, &hc, &to);
+	if (!(holds == 1 && home == slot_rec(sv)) &&
+	    !(holds == 2 && to == slot_rec(sv)))
 		return "the key's UID does not lead to the record";
-	home = cell_of(h, sh, r->uid, &hc);
-	if (home == slot_rec(sv) &&
+	if (holds == 1 &&
 	    cls_of(r->size < REC_MIN ? REC_MIN : r->size, &bnd) != hc)
 		return "record of another size than its cell";
 	return NULL;
@@ -170,6 +171,21 @@ static void check_counters(struct shard *sh, uint32_t si, struct chk *c,
 	}
 }
 
+/*
+ * May the walks of free lists go on?  Not past as many blocks as the file
+ * has room for, all lists of all shards together (a cycle in each list
+ * would otherwise cost a file's worth each); said once.
+ */
+static int walk_left(struct chk *c)
+{
+	if (c->free_left)
+		return 1;
+	if (c->free_left_out++ == 0)
+		chk_report(c, "free lists hold more blocks than the file: "
+			   "not all walked");
+	return 0;
+}
+
 /* Every free list of a shard: a broken one is cut where it breaks. */
 static void check_free_lists(SHF *h, struct shard *sh, uint32_t si,
 			     struct chk *c, int repair)
@@ -184,12 +200,8 @@ static void check_free_lists(SHF *h, struct shard *sh, uint32_t si,
 		while (off) {
 			uint32_t *w = (off & 3) ? NULL : at(h, off, REC_MIN);
 
-			if (!c->free_left) {
-				if (c->free_left_out++ == 0)
-					chk_report(c, "free lists hold more blocks "
-						   "than the file: not all walked");
+			if (!walk_left(c))
 				return;
-			}
 			if (!w || w[0] != K_FREE << 24 || w[1] != k || ++n > most) {
 				chk_report(c, "shard %u: free list %u broken at %#llx",
 					   si, k, (unsigned long long)off);
@@ -215,16 +227,11 @@ static void check_cell_lists(SHF *h, struct shard *sh, uint32_t si,
 		uint32_t ul = *prev;
 
 		while (ul) {
-			uint64_t off = ul - 1 <= UID_LOCAL_MAX ?
-					       cell_of(h, sh, ul - 1, &hc) : 0;
+			uint64_t off = cell_of(h, sh, ul - 1, &hc);
 			uint32_t *w = off ? (uint32_t *)(h->base + off) : NULL;
 
-			if (!c->free_left) {
-				if (c->free_left_out++ == 0)
-					chk_report(c, "free lists hold more blocks "
-						   "than the file: not all walked");
+			if (!walk_left(c))
 				return;
-			}
 			c->free_left--;
 			if (!w || hc != k || w[0] != CELL_FREE ||
 			    ++n > UID_LOCAL_MAX + 1) {

@@ -46,6 +46,15 @@ static void replaced(SHF *h, struct shard *sh, struct found *f,
 		lease_end(sh);
 }
 
+/* p, or where it lies in copy when it lies in [cell, cell + len). */
+static const uint8_t *in_copy(const void *p, const uint8_t *cell,
+			      uint32_t len, const uint8_t *copy)
+{
+	uintptr_t a = (uintptr_t)p, c = (uintptr_t)cell;
+
+	return a >= c && a < c + len ? copy + (a - c) : p;
+}
+
 /*
  * The new record goes into the key's own cell (home, of the new record's
  * class): over the old record (OP_INPLACE), or over the forward to it
@@ -63,7 +72,7 @@ static int replace_home(SHF *h, struct shard *sh, struct found *f,
 	uint64_t old = f->rec_off;
 	int inplace = old == home;
 	uint32_t keep;
-	const uint8_t *cell = h->base + home, *key = f->r.key, *v = val;
+	const uint8_t *cell = h->base + home, *key, *v;
 
 	if (inplace && (f->r.size > bound || f->r.size > CELL_MAX)) {
 		errno = EBADMSG;
@@ -73,17 +82,10 @@ static int replace_home(SHF *h, struct shard *sh, struct found *f,
 	memcpy(j->undo, cell, keep);
 	j->undo_len = keep;
 	journal_note(h, sh, f, home, rec_cost(size));
-	if (from_old)
-		v = f->r.val;
-	/* what is read from the cell itself is read from its copy */
-	if (inplace) {
-		key = j->undo + (key - cell);
-		if (from_old)
-			v = j->undo + (v - cell);
-	}
-	if (v && (uintptr_t)v >= (uintptr_t)cell &&
-	    (uintptr_t)v < (uintptr_t)cell + keep)
-		v = j->undo + ((uintptr_t)v - (uintptr_t)cell);
+	/* what is read from the cell itself (the old key and value, or a
+	 * value the caller took from it) is read from its copy */
+	key = in_copy(f->r.key, cell, keep, j->undo);
+	v = in_copy(from_old ? f->r.val : val, cell, keep, j->undo);
 	barrier();
 	j->op = inplace ? OP_INPLACE : OP_REPLACE;
 	barrier();
@@ -124,8 +126,8 @@ int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 {
 	uint32_t hlen, kind, hc, was_lease = f->r.flags & KF_LEASE;
 	uint64_t size = rec_size_for(h, f->r.klen, vlen, kflags, &hlen, &kind),
-		 home = cell_of(h, sh, f->r.uid, &hc), ro, b, to = 0;
-	int holds = home ? cell_holds(h, home, f->r.uid, &to) : 0;
+		 home, ro, b, to = 0;
+	int holds = key_cell(h, sh, f->r.uid, &home, &hc, &to);
 
 	/*
 	 * The key's cell must hold its record (where found) or forward to
@@ -238,7 +240,6 @@ void delete_found(SHF *h, struct shard *sh, struct found *f)
 {
 	uint64_t cost = rec_cost(f->r.size), home, to = 0;
 	uint32_t hc;
-	int holds;
 
 	sh->j.uid = f->r.uid;
 	sh->j.slot_off = (uint64_t)((uint8_t *)f->slot - h->base);
@@ -254,9 +255,8 @@ void delete_found(SHF *h, struct shard *sh, struct found *f)
 	CRASH(CP_DEL_COMMITTED);
 	/* a record elsewhere is freed only when the key's cell forwards to
 	 * it (else a damaged directory could free a cell as a record) */
-	home = cell_of(h, sh, f->r.uid, &hc);
-	holds = home ? cell_holds(h, home, f->r.uid, &to) : 0;
-	if (holds == 2 && to == f->rec_off)
+	if (key_cell(h, sh, f->r.uid, &home, &hc, &to) == 2 &&
+	    to == f->rec_off)
 		rec_free(h, sh, f->rec_off);
 	CRASH(CP_DEL_UID);
 	cell_release(h, sh, f->r.uid);

@@ -24,8 +24,7 @@ static inline void prefetch_alloc(SHF *h, struct shard *sh, uint64_t size)
 		 ul = __atomic_load_n(&sh->cell_free[c], __ATOMIC_RELAXED);
 	uint64_t b, off;
 
-	if (ul && ul - 1 <= UID_LOCAL_MAX &&
-	    (off = cell_of(h, sh, ul - 1, &hc)) != 0)
+	if (ul && (off = cell_of(h, sh, ul - 1, &hc)) != 0)
 		__builtin_prefetch(h->base + off, 1);
 	if (size <= CELL_MAX || size > CLASS_MAX_SHARD)
 		return;

@@ -122,7 +122,7 @@ static int uid_dir_grow(SHF *h, struct shard *sh)
  */
 static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 {
-	uint64_t first = sh->uid_next, b = cls_bound(c), slab, *dir;
+	uint64_t first = sh->uid_next, b = cls_bound(c), doff, slab, *dir;
 	uint32_t si, cap, i, n;
 	uint8_t *p;
 
@@ -140,8 +140,8 @@ static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 		return -1;
 	/* each word once: the index checked is checked against this array */
 	cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
-	slab = ld64(&sh->uid_dir); /* the directory's offset, read once */
-	dir = slab & 7 ? NULL : at(h, slab, (uint64_t)cap * 8);
+	doff = ld64(&sh->uid_dir); /* the directory's offset, read once */
+	dir = doff & 7 ? NULL : at(h, doff, (uint64_t)cap * 8);
 	if (!dir || si >= cap) {
 		errno = EBADMSG;
 		return -1;
@@ -195,7 +195,7 @@ static uint32_t cell_pop(SHF *h, struct shard *sh, uint32_t c, uint64_t *off)
 	if (!sh->cell_free[c])
 		return UINT32_MAX;
 	ul = sh->cell_free[c] - 1;
-	*off = ul <= UID_LOCAL_MAX ? cell_of(h, sh, ul, &hc) : 0;
+	*off = cell_of(h, sh, ul, &hc);
 	w = *off ? (uint32_t *)(h->base + *off) : NULL;
 	if (!w || hc != c || __atomic_load_n(w, __ATOMIC_RELAXED) != CELL_FREE) {
 		sh->cell_free[c] = 0; /* a damaged list: abandon it */
@@ -227,7 +227,7 @@ uint32_t cell_alloc(SHF *h, struct shard *sh, uint32_t c, uint64_t *off)
 void cell_release(SHF *h, struct shard *sh, uint32_t ul)
 {
 	uint32_t c, *w;
-	uint64_t off = ul <= UID_LOCAL_MAX ? cell_of(h, sh, ul, &c) : 0, to;
+	uint64_t off = cell_of(h, sh, ul, &c), to;
 
 	if (!off)
 		return;

@@ -85,9 +85,7 @@ static void recover_split(SHF *h, struct shard *sh, struct journal *j)
 static uint64_t journal_home(SHF *h, struct shard *sh, struct journal *j,
 			     uint32_t *cls)
 {
-	uint32_t ul = __atomic_load_n(&j->uid, __ATOMIC_RELAXED);
-
-	return ul <= UID_LOCAL_MAX ? cell_of(h, sh, ul, cls) : 0;
+	return cell_of(h, sh, __atomic_load_n(&j->uid, __ATOMIC_RELAXED), cls);
 }
 
 /* Put back what the journal's copy says the record's cell held. */
@@ -116,6 +114,24 @@ static void replace_done(SHF *h, struct shard *sh, struct journal *j)
 		rec_free_live(h, sh, old);
 }
 
+/*
+ * The journal's key has no record any more (a new key not committed, a
+ * deletion committed): its record rec goes, if it lived elsewhere, and its
+ * cell goes back to its list.
+ */
+static void key_gone(SHF *h, struct shard *sh, struct journal *j,
+		     uint64_t rec)
+{
+	uint32_t c;
+	uint64_t home = journal_home(h, sh, j, &c);
+
+	if (!home)
+		return; /* the cell is not the journal's: leave it */
+	if (rec != home)
+		rec_free_live(h, sh, rec);
+	cell_release(h, sh, j->uid);
+}
+
 /* The operation in the journal: done if committed, else undone. */
 static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 {
@@ -129,12 +145,7 @@ static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 			ctr_set(&sh->rbytes, j->rbytes_after);
 			break;
 		}
-		home = journal_home(h, sh, j, &c);
-		if (home) {
-			if (ld64(&j->rec_new) != home)
-				rec_free_live(h, sh, j->rec_new);
-			cell_release(h, sh, j->uid);
-		}
+		key_gone(h, sh, j, ld64(&j->rec_new));
 		ctr_set(&sh->nkeys, j->nkeys_before);
 		ctr_set(&sh->rbytes, j->rbytes_before);
 		break;
@@ -164,12 +175,7 @@ static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 			ctr_set(&sh->rbytes, j->rbytes_before);
 			break;
 		}
-		home = journal_home(h, sh, j, &c); /* committed */
-		if (home) {
-			if (ld64(&j->rec_old) != home)
-				rec_free_live(h, sh, j->rec_old);
-			cell_release(h, sh, j->uid);
-		}
+		key_gone(h, sh, j, ld64(&j->rec_old)); /* committed */
 		ctr_set(&sh->nkeys, j->nkeys_before - 1);
 		ctr_set(&sh->rbytes, j->rbytes_after);
 		break;

@@ -819,7 +819,7 @@ static inline uint64_t cell_of(SHF *h, struct shard *sh, uint32_t ul,
 		 cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_ACQUIRE);
 	uint64_t *dir, e, off, d = ld64(&sh->uid_dir);
 
-	if (si >= cap || (d & 7))
+	if (ul > UID_LOCAL_MAX || si >= cap || (d & 7))
 		return 0;
 	dir = at(h, d, (uint64_t)cap * 8);
 	if (!dir)
@@ -838,35 +838,6 @@ static inline uint64_t cell_of(SHF *h, struct shard *sh, uint32_t ul,
 }
 
 /*
- * Where UID ul's record is, following its cell's forward: 0 if the UID
- * names no record (*bad set if it names no cell at all).  *lim: how long
- * the record can be (its cell's size when it lives there).  A hint: the
- * caller checks the record (rec_get(), its UID).
- */
-static inline uint64_t uid_rec(SHF *h, struct shard *sh, uint32_t ul,
-			       int *bad, uint64_t *lim)
-{
-	uint32_t c, w0;
-	uint64_t off = cell_of(h, sh, ul, &c), to;
-
-	*bad = !off;
-	*lim = UINT64_MAX;
-	if (!off)
-		return 0;
-	w0 = __atomic_load_n((const uint32_t *)(h->base + off),
-			     __ATOMIC_ACQUIRE);
-	/* a free cell, or one taken and not yet written (word 0 is 0) */
-	if ((w0 & 0xffffff) != ul || !(w0 >> 24))
-		return 0;
-	if ((w0 >> 24) != K_FWD) {
-		*lim = cls_bound(c);
-		return off;
-	}
-	memcpy(&to, h->base + off + 4, 8);
-	return to;
-}
-
-/*
  * What the cell at off holds for UID ul: 1 its record, 2 a forward (to
  * *to), 3 nothing yet (taken, word 0 is 0), 0 something else (free, or
  * another UID's: a damaged slab directory), where it must not be written.
@@ -874,7 +845,7 @@ static inline uint64_t uid_rec(SHF *h, struct shard *sh, uint32_t ul,
 static inline int cell_holds(SHF *h, uint64_t off, uint32_t ul, uint64_t *to)
 {
 	uint32_t w0 = __atomic_load_n((const uint32_t *)(h->base + off),
-				      __ATOMIC_RELAXED);
+				      __ATOMIC_ACQUIRE);
 
 	if (!w0)
 		return 3;
@@ -884,6 +855,32 @@ static inline int cell_holds(SHF *h, uint64_t off, uint32_t ul, uint64_t *to)
 		return 1;
 	memcpy(to, h->base + off + 4, 8);
 	return 2;
+}
+
+/* UID ul's cell (*home; 0 if none, and so 0 returned) and cell_holds(). */
+static inline int key_cell(SHF *h, struct shard *sh, uint32_t ul,
+			   uint64_t *home, uint32_t *cls, uint64_t *to)
+{
+	*home = cell_of(h, sh, ul, cls);
+	return *home ? cell_holds(h, *home, ul, to) : 0;
+}
+
+/*
+ * Where UID ul's record is, following its cell's forward: 0 if the UID
+ * names no record (*bad set if it names no cell at all).  *lim: how long
+ * the record can be (its cell's size when it lives there).  A hint: the
+ * caller checks the record (rec_get(), its UID).
+ */
+static inline uint64_t uid_rec(SHF *h, struct shard *sh, uint32_t ul,
+			       int *bad, uint64_t *lim)
+{
+	uint32_t c;
+	uint64_t home, to;
+	int holds = key_cell(h, sh, ul, &home, &c, &to);
+
+	*bad = !home;
+	*lim = holds == 1 ? cls_bound(c) : UINT64_MAX;
+	return holds == 1 ? home : holds == 2 ? to : 0;
 }
 
 /*

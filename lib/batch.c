@@ -108,9 +108,12 @@ static inline void stage_record(SHF *h, struct bkey *bk, uint32_t klen)
 
 	if (!bk->seg)
 		return;
-	for (k = 0; k < 2; k++)
-		for (i = 0; i < BUCKET_SLOTS; i++) {
-			uint64_t s = ld64(&bk->seg[bk->b[k] * BUCKET_SLOTS + i]);
+	for (k = 0; k < 2; k++) {
+		const uint64_t *b = bk->seg + bk->b[k] * BUCKET_SLOTS;
+		uint64_t m;
+
+		for (m = bucket_match(b, bk->tag); m; m &= m - 1) {
+			uint64_t s = ld64(&b[i = match_slot(m)]);
 
 			if (s && slot_tag(s) == bk->tag) {
 				/* a prefetch never faults: the bound keeps the
@@ -122,6 +125,7 @@ static inline void stage_record(SHF *h, struct bkey *bk, uint32_t klen)
 				return;
 			}
 		}
+	}
 }
 
 /*

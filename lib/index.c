@@ -131,11 +131,11 @@ uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 		}
 		buckets_of(hash, tag, b);
 		for (k = 0; k < 2; k++) {
-			uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
+			uint64_t *bk = seg + b[k] * BUCKET_SLOTS,
+				 m = bucket_empty(bk);
 
-			for (i = 0; i < BUCKET_SLOTS; i++)
-				if (!ld64(&bk[i]))
-					return &bk[i];
+			if (m)
+				return &bk[match_slot(m)];
 		}
 		/* one level of cuckoo displacement */
 		for (k = 0; k < 2; k++) {
@@ -144,11 +144,11 @@ uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 			for (i = 0; i < BUCKET_SLOTS; i++) {
 				uint64_t s = ld64(&bk[i]);
 				uint32_t ob = b[k] ^ alt_of(slot_tag(s)), m;
-				uint64_t *obk = seg + ob * BUCKET_SLOTS;
+				uint64_t *obk = seg + ob * BUCKET_SLOTS,
+					 e = bucket_empty(obk);
 
-				for (m = 0; m < BUCKET_SLOTS; m++) {
-					if (ld64(&obk[m]))
-						continue;
+				if (e) {
+					m = match_slot(e);
 					sh->j.kick_to = (uint64_t)((uint8_t *)&obk[m] - h->base);
 					sh->j.kick_val = s;
 					barrier();

@@ -116,6 +116,12 @@ static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
 		return -1;
 	}
 	len = 1u << (g - l);
+	/* a range starts on its own boundary, so it ends inside the array */
+	if (start & (len - 1)) {
+		chk_report(c, "shard %u: dir[%u] starts no range of depth %u",
+			   si, start, l);
+		return -1;
+	}
 	for (k = start; k < start + len; k++)
 		if (ld64(&dir[k]) != de) {
 			chk_report(c, "shard %u: dir[%u] breaks the range of dir[%u]",
@@ -284,14 +290,14 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 SHF_EXPORT uint32_t shf_check(SHF *h, uint32_t flags, shf_check_cb_t cb,
 			      void *arg)
 {
-	struct chk c = { cb, arg, 0, 0, 0,
-			 atomic_load(&h->valid) / REC_MIN + 1, 0 };
+	struct chk c = { cb, arg, 0, 0, 0, 0, 0 };
 	uint32_t si;
 
 	if (!h || (flags & ~SHF_CHECK_REPAIR)) {
 		errno = EINVAL;
 		return UINT32_MAX;
 	}
+	c.free_left = atomic_load(&h->valid) / REC_MIN + 1;
 	for (si = 0; si < NSHARDS; si++) {
 		struct shard *sh = &h->shards[si];
 

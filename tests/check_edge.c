@@ -552,6 +552,9 @@ START_TEST(test_bad_arguments)
 	errno = 0;
 	shf_assert_eq(shf_iterate(NULL, dummy_cb, NULL), SHF_RET_ERROR);
 	ck_assert_int_eq(errno, EINVAL);
+	errno = 0; /* it read the handle before checking it (review) */
+	shf_assert_eq(shf_check(NULL, 0, NULL, NULL), UINT32_MAX);
+	ck_assert_int_eq(errno, EINVAL);
 	errno = 0;
 	shf_assert_eq(shf_get_stats(shf, NULL, sizeof(st)), SHF_RET_ERROR);
 	ck_assert_int_eq(errno, EINVAL);

@@ -1620,6 +1620,46 @@ START_TEST(test_directory_names_one_segment_often)
 END_TEST
 
 /*
+ * A directory range that does not start on its own boundary (found by
+ * review): entry 0 of depth 2, entries 1-3 of depth 0, a range of four
+ * from entry 1.  shf_check() read entry 4, past the directory: here the
+ * directory ends the file, and that read was a SIGBUS.
+ */
+START_TEST(test_directory_range_off_its_boundary)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	uint32_t si = shard_of_key(5), problems;
+	uint64_t end, d[4], dw;
+	struct stat st;
+	SHF *shf;
+	int fd;
+
+	find_table("dirrange", name, path);
+	d[0] = first_segment(path, si) | 2;
+	d[1] = d[2] = d[3] = 0;
+	ck_assert_int_eq(stat(path, &st), 0);
+	end = ((uint64_t)st.st_size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+	/* the directory's end is the file's, on a page boundary */
+	ck_assert_int_eq(truncate(path, (off_t)(end + PAGE)), 0);
+	end += PAGE - sizeof(d);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, d, sizeof(d), (off_t)end),
+			 (ssize_t)sizeof(d));
+	close(fd);
+	dw = (end << 6) | 2;
+	poke(path, shard_at(si) + offsetof(struct shard, dir_word), &dw, 8);
+
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	problems = shf_check(shf, 0, NULL, NULL);
+	ck_assert_msg(problems >= 1, "shf_check: %u problems", problems);
+	shf_detach(shf);
+	unlink(path);
+}
+END_TEST
+
+/*
  * A free list that loops back on itself in every class of every shard
  * (found by review: each walk of shf_check() was bounded by the blocks the
  * file could hold, but each of the 256 x 184 lists had that bound of its
@@ -2044,6 +2084,7 @@ static Suite *hostile_suite(void)
 			   test_unexaminable_holder_once,
 			   test_journal_replay_damaged,
 			   test_directory_names_one_segment_often,
+			   test_directory_range_off_its_boundary,
 			   test_free_list_cycles_everywhere,
 			   test_free_block_over_its_record, test_cells_damaged,
 			   test_cells_damaged_counts);

@@ -262,6 +262,27 @@ static void cls_push(SHF *h, struct shard *sh, uint32_t c, uint64_t off)
 }
 
 /*
+ * The block at off, marked free: if a push of it onto its class's list
+ * stopped half way (a writer killed at CP_FREE_PUSH; the shard locked by
+ * its recovery), finish it.  Not for class 0: a freed extent (big_free())
+ * looks like a block of class 0 whose list was empty.
+ */
+void shard_free_finish(SHF *h, struct shard *sh, uint64_t off)
+{
+	uint32_t *w = (off & 3) ? NULL : at(h, off, REC_MIN), c;
+
+	if (!w || w[0] != K_FREE << 24)
+		return;
+	c = w[1];
+	if (c == 0 || c >= NCLASS || off == ld64(&sh->free_head[c]) ||
+	    ldu64(w + 2) != ld64(&sh->free_head[c]))
+		return;
+	st64(&sh->free_head[c], off);
+	ctr_sub(&sh->bytes_used, cls_bound(c));
+	ctr_add(&sh->bytes_free, cls_bound(c));
+}
+
+/*
  * Take a block of class c (bound b) from the shard's free list: its
  * offset, or 0 if there is none (8-aligned with align8).  A head that is
  * not a free block of that class inside the data area (another process

@@ -186,9 +186,10 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 	uint64_t size = rec_size_for(h, klen, vlen, kflags, &hlen, &kind), ro,
 		 home, *slot;
 
-	ul = cell_alloc(h, sh, cell_class(size), &home);
+	ul = cell_alloc(h, sh, cell_class(size), &home); /* OP_TAKE */
 	if (ul == UINT32_MAX)
 		return -1;
+	CRASH(CP_CELL_TAKEN);
 	ro = home;
 	if (size > CELL_MAX) {
 		ro = shard_alloc(h, sh, size);
@@ -196,6 +197,8 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 			int e = errno;
 
 			cell_release(h, sh, ul);
+			barrier();
+			sh->j.op = OP_NONE;
 			errno = e;
 			return -1;
 		}

@@ -202,6 +202,12 @@ static uint32_t cell_pop(SHF *h, struct shard *sh, uint32_t c, uint64_t *off)
 		return UINT32_MAX;
 	}
 	nx = w[1];
+	/* named first: recovery puts it back (cell_release() also finishes
+	 * a pop that stopped half way) */
+	sh->j.uid = ul;
+	barrier();
+	sh->j.op = OP_TAKE;
+	barrier();
 	sh->cell_free[c] = nx <= UID_LOCAL_MAX + 1 ? nx : 0;
 	/* neither free nor a record: cell_release() takes it back */
 	__atomic_store_n(w, 0, __ATOMIC_RELAXED);

@@ -28,20 +28,39 @@ void cache_bytes_recount(SHF *h)
 	atomic_store(&h->h->cache_bytes, sum);
 }
 
-/* Recovery may meet a record it freed before: free it only once. */
-static void rec_free_live(SHF *h, struct shard *sh, uint64_t off)
+/*
+ * Free the record at off of the journal's key, if it still is one.
+ * Recovery may meet a record that it or the dead writer freed already
+ * (marked K_FREE), and an extent freed to the table's list (records over
+ * CLASS_MAX_SHARD bytes) may hold another shard's record by then, which
+ * must not be freed again: so only a record of this shard's key with the
+ * journal's UID goes.
+ */
+static void rec_free_live(SHF *h, struct shard *sh, struct journal *j,
+			  uint64_t off)
 {
-	/* records are 4-aligned: a journal that says otherwise is damaged */
-	const uint32_t *w = (off & 3) ? NULL : at(h, off, 8);
+	struct rec r;
 
-	if (w && (__atomic_load_n(w, __ATOMIC_RELAXED) >> 24) != K_FREE)
-		rec_free(h, sh, off);
+	/* records are 4-aligned: a journal that says otherwise is damaged */
+	if (off & 3)
+		return;
+	if (rec_get(h, off, &r)) {
+		if (r.uid == __atomic_load_n(&j->uid, __ATOMIC_RELAXED) &&
+		    shard_of(h, shf_hash(r.key, r.klen)) == sh)
+			rec_free(h, sh, off);
+		return;
+	}
+	/* freed already: finish the push to its free list if it stopped */
+	shard_free_finish(h, sh, off);
 }
 
 /* A displacement: the entry must end up in one place (the new one). */
 static void recover_kick(SHF *h, struct journal *j)
 {
-	uint64_t *p = at(h, j->kick_from, 8), *q = at(h, j->kick_to, 8);
+	uint64_t from = ld64(&j->kick_from), to = ld64(&j->kick_to);
+	/* two slots: 8-aligned and apart (else nothing is written) */
+	uint64_t *p = ((from | to) & 7) || from == to ? NULL : at(h, from, 8),
+		 *q = p ? at(h, to, 8) : NULL;
 
 	if (p && q && slot_same(ld64(q), j->kick_val) &&
 	    slot_same(ld64(p), j->kick_val))
@@ -111,7 +130,7 @@ static void replace_done(SHF *h, struct shard *sh, struct journal *j)
 	if (ro != home)
 		cell_forward(h, home, j->uid, ro);
 	if (old != home)
-		rec_free_live(h, sh, old);
+		rec_free_live(h, sh, j, old);
 }
 
 /*
@@ -128,7 +147,7 @@ static void key_gone(SHF *h, struct shard *sh, struct journal *j,
 	if (!home)
 		return; /* the cell is not the journal's: leave it */
 	if (rec != home)
-		rec_free_live(h, sh, rec);
+		rec_free_live(h, sh, j, rec);
 	cell_release(h, sh, j->uid);
 }
 
@@ -149,6 +168,10 @@ static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 		ctr_set(&sh->nkeys, j->nkeys_before);
 		ctr_set(&sh->rbytes, j->rbytes_before);
 		break;
+	case OP_TAKE: /* a new key's cell off its list, nothing written */
+		if (journal_home(h, sh, j, &c))
+			cell_release(h, sh, j->uid);
+		break;
 	case OP_INPLACE:
 		undo_cell(h, sh, j);
 		ctr_set(&sh->rbytes, j->rbytes_before);
@@ -160,7 +183,7 @@ static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 			if (home && home == ld64(&j->rec_new))
 				undo_cell(h, sh, j);
 			else
-				rec_free_live(h, sh, j->rec_new);
+				rec_free_live(h, sh, j, j->rec_new);
 			ctr_set(&sh->rbytes, j->rbytes_before);
 			break;
 		}

@@ -96,6 +96,7 @@
 #define OP_REPLACE 2u
 #define OP_DEL 3u
 #define OP_INPLACE 4u /* a record rewritten in its cell: undone if met */
+#define OP_TAKE 5u    /* a new key's cell taken off its list: put back */
 
 struct region {
 	char name[SHF_REGION_NAME_MAX];
@@ -329,6 +330,7 @@ enum crash_point {
 	CP_FREE_PUSH,        /* free-list push half done */
 	CP_ALLOC_LOCKED,     /* holding the allocator's lock */
 	CP_INPLACE,          /* a record half rewritten in its cell */
+	CP_CELL_TAKEN,       /* a new key's cell taken, nothing written */
 	CP_MAX
 };
 #ifdef SHF_TEST_HOOKS
@@ -426,6 +428,8 @@ void big_free(SHF *h, uint64_t off, uint64_t size);
 /* size bytes, 4-aligned (8 with align8), for shard sh (locked); 0 + errno */
 uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size, int align8);
 void shard_free(SHF *h, struct shard *sh, uint64_t off, uint64_t size);
+/* Finish a push of the free block at off that a dead writer left half done */
+void shard_free_finish(SHF *h, struct shard *sh, uint64_t off);
 
 static inline uint64_t shard_alloc(SHF *h, struct shard *sh, uint64_t size)
 {
@@ -482,6 +486,8 @@ uint64_t rec_cost(uint64_t size);
 /*
  * A free cell of class c (its offset in *off, its first word 0): its local
  * UID, or UINT32_MAX with errno (EOVERFLOW: the shard's UIDs are spent).
+ * The shard's journal names it (OP_TAKE) before it leaves its list, so
+ * that a writer killed before its record is written loses no cell.
  */
 uint32_t cell_alloc(SHF *h, struct shard *sh, uint32_t c, uint64_t *off);
 /* Put UID ul's cell back on its class's list (once: a free cell stays). */

@@ -61,7 +61,7 @@
 static uint32_t kills_wanted = KILLS;
 
 /* Crash points of lib/shf.c (enum crash_point), 1 .. CRASH_POINTS. */
-#define CRASH_POINTS 15
+#define CRASH_POINTS 16
 static const char *const point_names[CRASH_POINTS + 1] = {
 	"",
 	"NEW_WRITTEN",
@@ -79,12 +79,14 @@ static const char *const point_names[CRASH_POINTS + 1] = {
 	"FREE_PUSH",
 	"ALLOC_LOCKED",
 	"INPLACE",
+	"CELL_TAKEN",
 };
 /* What the write in flight must show after recovery at that point. */
 enum { EITHER, OLD, NEW };
 static const int point_strict[CRASH_POINTS + 1] = {
 	EITHER, OLD,	NEW,	OLD,	NEW,	NEW,	NEW,	NEW,
 	EITHER, EITHER, EITHER, EITHER, EITHER, EITHER, EITHER, OLD,
+	OLD,
 };
 static const long crash_ns[] = { 1, 3, 12, 60, 400, 3000 };
 #define NNS ((int)(sizeof(crash_ns) / sizeof(crash_ns[0])))
@@ -551,6 +553,126 @@ START_TEST(test_random_kills)
 }
 END_TEST
 
+#ifdef SHF_TEST_HOOKS
+/*
+ * One write by the shf command, killed at crash point POINT:1 (the
+ * command is a writer like any other; $abs_top_builddir, set by make
+ * check, says where it is).  0, or -1 where the command is not at hand.
+ */
+static int cli_killed(const char *name, const char *point, const char *cmd,
+		      const char *key, const char *val)
+{
+	const char *top = getenv("abs_top_builddir");
+	char tool[PATH_MAX];
+	pid_t pid;
+	int st;
+
+	if (!top || !*top)
+		return -1;
+	snprintf(tool, sizeof(tool), "%s/tools/shf", top);
+	if (access(tool, X_OK) != 0)
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		setenv("SHF_TEST_CRASH", point, 1);
+		execl(tool, "shf", "-d", shf_test_dir(), cmd, name, key, val,
+		      (char *)NULL);
+		_exit(127);
+	}
+	st = shf_test_waitpid(pid, 30.0); /* -1: it hung (killed) */
+	ck_assert_msg(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+		      "shf %s %s at %s: status %#x", cmd, key, point, st);
+	return 0;
+}
+
+/* The n-th key (from *from on) of shard si, in buf. */
+static const char *key_in(char *buf, uint32_t si, uint32_t *from)
+{
+	for (;; (*from)++) {
+		int len = sprintf(buf, "lk-%06u", *from);
+
+		if (shard_of(buf, (size_t)len) == si) {
+			(*from)++;
+			return buf;
+		}
+	}
+}
+
+static void put_s(SHF *shf, const char *key, const char *val, uint32_t len)
+{
+	shf_make_hash(key, (uint32_t)strlen(key));
+	ck_assert_uint_eq(shf_put_key_val(shf, val, len), SHF_RET_KEY_PUT);
+}
+
+/*
+ * What a killed write took or freed comes back once, never twice: a new
+ * key's cell (killed after taking it: the next key of its class gets it);
+ * a block freed to its shard's list (killed half way through the push:
+ * the next record of its size reuses it); and an extent freed to the
+ * table's list (killed before the delete ended, the extent taken by
+ * another shard's put meanwhile: recovery must not free it again, which
+ * gave it to a third put over the second's value).
+ */
+START_TEST(test_crash_frees_once)
+{
+	static char big[100000], got[100000];
+	char name[SHF_TEST_NAME_MAX], k1[16], kx[16], ky[16], kz[16], kb[16];
+	uint32_t from = 0, u1;
+	const void *addr;
+	SHF *shf = shf_test_new("frees-once", name, sizeof(name));
+
+	/* a cell */
+	put_s(shf, key_in(k1, 7, &from), "1", 1);
+	u1 = shf_uid;
+	if (cli_killed(name, "16:1", "put", key_in(kx, 7, &from), "2") < 0) {
+		printf("check_crash: frees-once skipped: no tools/shf\n");
+		shf_test_del(shf, name);
+		return;
+	}
+	put_s(shf, key_in(k1, 7, &from), "3", 1);
+	ck_assert_msg(shf_uid == u1 + 1, "the killed put's cell %#x was not "
+		      "given back (the next key got %#x)", u1 + 1, shf_uid);
+
+	/* a block of the shard's free list: 1000 bytes, outside a cell */
+	memset(big, 'b', 1000);
+	put_s(shf, key_in(kx, 9, &from), big, 1000);
+	shf_make_hash(kx, (uint32_t)strlen(kx));
+	ck_assert_uint_eq(shf_get_key_val_addr(shf), SHF_RET_KEY_FOUND);
+	addr = shf_val_addr;
+	ck_assert_int_eq(cli_killed(name, "13:1", "del", kx, NULL), 0);
+	put_s(shf, key_in(kb, 9, &from), "r", 1); /* recovery */
+	put_s(shf, key_in(ky, 9, &from), big, 1000);
+	shf_make_hash(ky, (uint32_t)strlen(ky));
+	ck_assert_uint_eq(shf_get_key_val_addr(shf), SHF_RET_KEY_FOUND);
+	ck_assert_msg(shf_val_addr == addr, "the block freed half way was "
+		      "lost (a new record at %p, not %p)", shf_val_addr, addr);
+
+	/* an extent of the table's list */
+	memset(big, 'x', sizeof(big));
+	put_s(shf, key_in(kx, 20, &from), big, sizeof(big));
+	ck_assert_int_eq(cli_killed(name, "7:1", "del", kx, NULL), 0);
+	memset(big, 'y', sizeof(big));
+	put_s(shf, key_in(ky, 21, &from), big, sizeof(big));
+	put_s(shf, key_in(kb, 20, &from), "r", 1); /* recovery */
+	memset(big, 'z', sizeof(big));
+	put_s(shf, key_in(kz, 22, &from), big, sizeof(big));
+	shf_make_hash(ky, (uint32_t)strlen(ky));
+	ck_assert_uint_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	ck_assert_uint_eq(shf_val_len, sizeof(big));
+	memset(big, 'y', sizeof(big));
+	memcpy(got, shf_val, sizeof(got));
+	ck_assert_msg(!memcmp(got, big, sizeof(big)), "an acknowledged value "
+		      "was written over (an extent freed twice)");
+	shf_make_hash(kx, (uint32_t)strlen(kx));
+	ck_assert_uint_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_NONE);
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+	shf_test_del(shf, name);
+}
+END_TEST
+#endif
+
 static Suite *crash_suite(void)
 {
 	Suite *s = suite_create("crash");
@@ -558,6 +680,7 @@ static Suite *crash_suite(void)
 #ifdef SHF_TEST_HOOKS
 	tcase_add_loop_test(shf_test_tcase(s, "points", 60), test_crash_point,
 			    0, CRASH_POINTS * NNS);
+	shf_test_add_tcase(s, "frees-once", 60, test_crash_frees_once);
 #else
 	/* A release build has no crash points (lib/crash.c). */
 	printf("check_crash: crash points skipped: configure "

@@ -262,19 +262,18 @@ static void cls_push(SHF *h, struct shard *sh, uint32_t c, uint64_t off)
 }
 
 /*
- * The block at off, marked free: if a push of it onto its class's list
- * stopped half way (a writer killed at CP_FREE_PUSH; the shard locked by
- * its recovery), finish it.  Not for class 0: a freed extent (big_free())
- * looks like a block of class 0 whose list was empty.
+ * The block at off, marked free, that a dead writer was pushing onto its
+ * shard's list of class cls1 - 1 (its journal said so: no other block,
+ * such as an extent the table handed to another shard meanwhile, is ever
+ * linked here): if the push stopped half way (CP_FREE_PUSH; the shard
+ * locked by its recovery), finish it.
  */
-void shard_free_finish(SHF *h, struct shard *sh, uint64_t off)
+void shard_free_finish(SHF *h, struct shard *sh, uint64_t off, uint32_t cls1)
 {
-	uint32_t *w = (off & 3) ? NULL : at(h, off, REC_MIN), c;
+	uint32_t *w = (off & 3) ? NULL : at(h, off, REC_MIN), c = cls1 - 1;
 
-	if (!w || w[0] != K_FREE << 24)
-		return;
-	c = w[1];
-	if (c == 0 || c >= NCLASS || off == ld64(&sh->free_head[c]) ||
+	if (!w || !cls1 || cls1 > NCLASS || w[0] != K_FREE << 24 ||
+	    w[1] != c || off == ld64(&sh->free_head[c]) ||
 	    ldu64(w + 2) != ld64(&sh->free_head[c]))
 		return;
 	st64(&sh->free_head[c], off);
@@ -429,18 +428,16 @@ uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size, int align8)
 
 void shard_free(SHF *h, struct shard *sh, uint64_t off, uint64_t size)
 {
-	uint64_t b;
-	uint32_t c;
+	int c = free_class(size);
 
 	if (size < REC_MIN)
 		size = REC_MIN;
-	if (size > CLASS_MAX_SHARD || !(size & (PAGE - 1))) {
+	if (c < 0) {
 		big_free(h, off, size);
 		ctr_sub(&sh->bytes_used, size);
 		return;
 	}
-	c = cls_of(size, &b);
-	cls_push(h, sh, c, off);
-	ctr_sub(&sh->bytes_used, b);
-	ctr_add(&sh->bytes_free, b);
+	cls_push(h, sh, (uint32_t)c, off);
+	ctr_sub(&sh->bytes_used, cls_bound((uint32_t)c));
+	ctr_add(&sh->bytes_free, cls_bound((uint32_t)c));
 }

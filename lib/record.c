@@ -58,10 +58,17 @@ void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
 void rec_free(SHF *h, struct shard *sh, uint64_t off)
 {
 	struct rec r;
+	int c;
 
 	if (!rec_get(h, off, &r))
 		return;
+	/* a push onto the shard's own list is noted: recovery may finish it */
+	c = free_class(r.size);
+	sh->j.free_cls = c < 0 ? 0 : (uint32_t)c + 1;
+	barrier();
 	shard_free(h, sh, off, r.size);
+	barrier();
+	sh->j.free_cls = 0;
 }
 
 /* Bytes a record of size bytes counts for in the budget (its class). */

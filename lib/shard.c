@@ -51,7 +51,8 @@ static void rec_free_live(SHF *h, struct shard *sh, struct journal *j,
 		return;
 	}
 	/* freed already: finish the push to its free list if it stopped */
-	shard_free_finish(h, sh, off);
+	shard_free_finish(h, sh, off,
+			  __atomic_load_n(&j->free_cls, __ATOMIC_RELAXED));
 }
 
 /* A displacement: the entry must end up in one place (the new one). */
@@ -219,6 +220,7 @@ static void shard_recover(SHF *h, struct shard *sh)
 	/* a record written for an operation that did not commit is leaked
 	 * space, not damage: its bytes are unreachable */
 	j->op = OP_NONE;
+	j->free_cls = 0;
 	/*
 	 * The dead writer may have raised the table's count of record bytes
 	 * without applying it (or applied a change without lowering it):

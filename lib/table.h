@@ -149,7 +149,8 @@ struct journal {
 	uint32_t split_depth, split_state;
 	/* what a record's cell held before the operation wrote into it */
 	uint32_t undo_len;
-	uint32_t pad0;
+	/* a record being freed onto the shard's list of class free_cls - 1 */
+	uint32_t free_cls;
 	uint8_t undo[CELL_MAX];
 };
 
@@ -428,8 +429,26 @@ void big_free(SHF *h, uint64_t off, uint64_t size);
 /* size bytes, 4-aligned (8 with align8), for shard sh (locked); 0 + errno */
 uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size, int align8);
 void shard_free(SHF *h, struct shard *sh, uint64_t off, uint64_t size);
-/* Finish a push of the free block at off that a dead writer left half done */
-void shard_free_finish(SHF *h, struct shard *sh, uint64_t off);
+/*
+ * The class of the shard's free list that shard_free() puts size bytes
+ * on, or -1 where they go back to the table (an extent of whole pages).
+ */
+static inline int free_class(uint64_t size)
+{
+	uint64_t b;
+
+	if (size < REC_MIN)
+		size = REC_MIN;
+	if (size > CLASS_MAX_SHARD || !(size & (PAGE - 1)))
+		return -1;
+	return (int)cls_of(size, &b);
+}
+/*
+ * The free block at off, which a dead writer was pushing onto the list of
+ * class cls1 - 1 (the journal's free_cls): finish the push if it stopped
+ * half way.
+ */
+void shard_free_finish(SHF *h, struct shard *sh, uint64_t off, uint32_t cls1);
 
 static inline uint64_t shard_alloc(SHF *h, struct shard *sh, uint64_t size)
 {

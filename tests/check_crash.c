@@ -567,9 +567,18 @@ static int cli_killed(const char *name, const char *point, const char *cmd,
 	pid_t pid;
 	int st;
 
-	if (!top || !*top)
-		return -1;
-	snprintf(tool, sizeof(tool), "%s/tools/shf", top);
+	/* else beside this program's directory (tests/ or tests/.libs/) */
+	snprintf(tool, sizeof(tool), "%s/tools/shf", top && *top ? top : ".");
+	if (!top || !*top) {
+		char *slash = strrchr(child, '/');
+
+		snprintf(tool, sizeof(tool), "%.*s/../tools/shf",
+			 slash ? (int)(slash - child) : 1, slash ? child : ".");
+		if (access(tool, X_OK) != 0)
+			snprintf(tool, sizeof(tool), "%.*s/../../tools/shf",
+				 slash ? (int)(slash - child) : 1,
+				 slash ? child : ".");
+	}
 	if (access(tool, X_OK) != 0)
 		return -1;
 	fflush(NULL);

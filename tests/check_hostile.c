@@ -1659,6 +1659,80 @@ START_TEST(test_directory_range_off_its_boundary)
 }
 END_TEST
 
+#ifdef SHF_TEST_HOOKS
+/*
+ * An extent (a record of two pages) freed by a delete that was killed
+ * before it ended, then handed by the table to another shard as its first
+ * chunk, whose slab directory, outgrown, goes onto that shard's list of
+ * 32-byte blocks (found by review of the mend that finishes half-done
+ * pushes): recovery must not link it into the first shard's list as well,
+ * where two writers could take it at once.
+ */
+START_TEST(test_extent_not_linked_twice)
+{
+	static char big[8192 - 8 - 12];
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	char tool[4096];
+	const char *top = getenv("abs_top_builddir");
+	uint32_t ka[2], kb[5], na = 0, nb = 0, i, A = shard_of_key(0), B = 0;
+	const uint64_t fh7 = offsetof(struct shard, free_head) + 7 * 8;
+	uint64_t ha, hb;
+	pid_t pid;
+	int st;
+	SHF *shf;
+
+	if (!top || !*top) {
+		printf("check_hostile: extent test skipped: no tools/shf\n");
+		return;
+	}
+	snprintf(tool, sizeof(tool), "%s/tools/shf", top);
+	for (i = 0; na < 2 || nb < 5; i++) {
+		uint32_t si = shard_of_key(i);
+
+		if (si == A && na < 2)
+			ka[na++] = i;
+		else if (si != A && nb < 5 && (!nb || si == B)) {
+			B = si;
+			kb[nb++] = i;
+		}
+	}
+	shf = shf_test_new("extent", name, sizeof(name));
+	memset(big, 'K', sizeof(big));
+	shf_make_hash(key, key_of(key, ka[0]));
+	shf_assert_eq(shf_put_key_val(shf, big, sizeof(big)), SHF_RET_KEY_PUT);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) { /* the shf command, killed after freeing the extent */
+		setenv("SHF_TEST_CRASH", "7:1", 1);
+		execl(tool, "shf", "-d", shf_test_dir(), "del", name, key,
+		      (char *)NULL);
+		_exit(127);
+	}
+	st = shf_test_waitpid(pid, 30.0);
+	ck_assert_msg(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+		      "shf del: status %#x", st);
+	/* five cell classes: five slabs, the directory grows past 32 bytes */
+	for (i = 0; i < 5; i++) {
+		shf_make_hash(key, key_of(key, kb[i]));
+		shf_assert_eq(shf_put_key_val(shf, big, 2 + 4 * i),
+			      SHF_RET_KEY_PUT);
+	}
+	shf_make_hash(key, key_of(key, ka[1])); /* recovery of shard A */
+	shf_assert_eq(shf_put_key_val(shf, "a", 1), SHF_RET_KEY_PUT);
+	shf_test_file(path, sizeof(path), name);
+	ha = peek64(path, shard_at(A) + fh7);
+	hb = peek64(path, shard_at(B) + fh7);
+	ck_assert_msg(hb, "setup: shard %u has no free 32-byte block", B);
+	/* A never freed a block of 32 bytes: any on its list is another's */
+	ck_assert_msg(!ha, "block %#" PRIx64 " of shard %u's 32-byte list "
+		      "on shard %u's list too", ha, B, A);
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+	shf_test_del(shf, name);
+}
+END_TEST
+#endif
+
 /*
  * A free list that loops back on itself in every class of every shard
  * (found by review: each walk of shf_check() was bounded by the blocks the
@@ -2088,6 +2162,9 @@ static Suite *hostile_suite(void)
 			   test_free_list_cycles_everywhere,
 			   test_free_block_over_its_record, test_cells_damaged,
 			   test_cells_damaged_counts);
+#ifdef SHF_TEST_HOOKS
+	shf_test_add_tcase(s, "extent", 60, test_extent_not_linked_twice);
+#endif
 	shf_test_add_tcase(s, "growth", 60, test_growth_mapped_at_once);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);

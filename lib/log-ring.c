@@ -133,7 +133,9 @@ int log_open(SHF *shf, uint32_t size, int create, struct log_ref *ref)
 		h = shf_region(shf, LOG_REGION, 0, 0, &got);
 	if (!h)
 		return -1;
-	if (got < LOG_HDR_SIZE + LOG_SIZE_MIN) {
+	/* a damaged region table may name any offset; a log's is aligned */
+	if (((uintptr_t)h & (_Alignof(struct log_hdr) - 1)) ||
+	    got < LOG_HDR_SIZE + LOG_SIZE_MIN) {
 		errno = EBADMSG;
 		return -1;
 	}

@@ -271,10 +271,12 @@ static void cls_push(SHF *h, struct shard *sh, uint32_t c, uint64_t off)
 void shard_free_finish(SHF *h, struct shard *sh, uint64_t off, uint32_t cls1)
 {
 	uint32_t *w = (off & 3) ? NULL : at(h, off, REC_MIN), c = cls1 - 1;
+	uint64_t head;
 
-	if (!w || !cls1 || cls1 > NCLASS || w[0] != K_FREE << 24 ||
-	    w[1] != c || off == ld64(&sh->free_head[c]) ||
-	    ldu64(w + 2) != ld64(&sh->free_head[c]))
+	if (!w || !cls1 || cls1 > NCLASS || w[0] != K_FREE << 24 || w[1] != c)
+		return;
+	head = ld64(&sh->free_head[c]);
+	if (off == head || ldu64(w + 2) != head)
 		return;
 	st64(&sh->free_head[c], off);
 	ctr_sub(&sh->bytes_used, cls_bound(c));
@@ -430,9 +432,7 @@ void shard_free(SHF *h, struct shard *sh, uint64_t off, uint64_t size)
 {
 	int c = free_class(size);
 
-	if (size < REC_MIN)
-		size = REC_MIN;
-	if (c < 0) {
+	if (c < 0) { /* whole pages */
 		big_free(h, off, size);
 		ctr_sub(&sh->bytes_used, size);
 		return;

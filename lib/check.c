@@ -94,8 +94,7 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 	if (b != bb[0] && b != bb[1])
 		return "key in the wrong bucket";
 	holds = key_cell(h, sh, r->uid, &home, &hc, &to);
-	if (!(holds == 1 && home == slot_rec(sv)) &&
-	    !(holds == 2 && to == slot_rec(sv)))
+	if (cell_record(holds, home, to) != slot_rec(sv))
 		return "the key's UID does not lead to the record";
 	if (holds == 1 &&
 	    cls_of(r->size < REC_MIN ? REC_MIN : r->size, &bnd) != hc)

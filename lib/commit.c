@@ -133,8 +133,7 @@ int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 	 * The key's cell must hold its record (where found) or forward to
 	 * it: anything else is a damaged slab directory, not to be written.
 	 */
-	if (!(holds == 1 && home == f->rec_off) &&
-	    !(holds == 2 && to == f->rec_off)) {
+	if (cell_record(holds, home, to) != f->rec_off) {
 		errno = EBADMSG;
 		return -1;
 	}

@@ -170,8 +170,7 @@ static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 		ctr_set(&sh->rbytes, j->rbytes_before);
 		break;
 	case OP_TAKE: /* a new key's cell off its list, nothing written */
-		if (journal_home(h, sh, j, &c))
-			cell_release(h, sh, j->uid);
+		cell_release(h, sh, j->uid);
 		break;
 	case OP_INPLACE:
 		undo_cell(h, sh, j);

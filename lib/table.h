@@ -575,58 +575,53 @@ static inline uint32_t slot_tag(uint64_t s)
 #include <emmintrin.h>
 #endif
 
-static inline uint64_t bucket_match(const uint64_t *bk, uint32_t tag)
+/*
+ * The slots s of the bucket at bk with (s & mask) == val: bit 8 * i + 7
+ * set for slot i.  Two slots an instruction with SSE2: a slot's byte 3
+ * (low half) and byte 7 (high half) are 0xff where its halves compare
+ * equal.
+ */
+#ifdef SHF_SLOT_SIMD
+/* The byte mask of the 32-bit halves of slots p[0], p[1] that compare. */
+static inline uint64_t pair_eq(const uint64_t *p, __m128i m, __m128i v)
+{
+	return (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi32(
+		_mm_and_si128(_mm_loadu_si128((const __m128i *)p), m), v));
+}
+#endif
+
+static inline uint64_t bucket_eq(const uint64_t *bk, uint64_t mask,
+				 uint64_t val)
 {
 	uint64_t r = 0;
-	uint32_t i;
 #ifdef SHF_SLOT_SIMD
-	const __m128i m = _mm_set1_epi64x((long long)(0xffffffULL << 40));
-	const __m128i t = _mm_set1_epi64x((long long)((uint64_t)tag << 40));
+	const __m128i m = _mm_set1_epi64x((long long)mask);
+	const __m128i v = _mm_set1_epi64x((long long)val);
 
-	/* the low halves compare equal (masked out), the high ones iff the
-	 * tag is the same: a slot's byte 7 is 0xff if its tag matched */
-#define SHF_MATCH2(i)                                                        \
-	((uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi32(              \
-		 _mm_and_si128(_mm_loadu_si128((const __m128i *)(bk + 2 * (i))), \
-			       m),                                            \
-		 t))                                                          \
-	 << (16 * (i)))
 	_Static_assert(BUCKET_SLOTS == 8, "four pairs of slots");
-	(void)i;
-	r = SHF_MATCH2(0) | SHF_MATCH2(1) | SHF_MATCH2(2) | SHF_MATCH2(3);
-#undef SHF_MATCH2
-	return r & 0x8080808080808080ULL;
+	r = pair_eq(bk, m, v) | pair_eq(bk + 2, m, v) << 16 |
+	    pair_eq(bk + 4, m, v) << 32 | pair_eq(bk + 6, m, v) << 48;
+	return r & (r << 4) & 0x8080808080808080ULL;
 #else
+	uint32_t i;
+
 	for (i = 0; i < BUCKET_SLOTS; i++)
-		if (slot_tag(ld64(&bk[i])) == tag)
+		if ((ld64(&bk[i]) & mask) == val)
 			r |= 0x80ULL << (8 * i);
 	return r;
 #endif
 }
 
+/* The slots of the bucket at bk whose tag is tag (see above). */
+static inline uint64_t bucket_match(const uint64_t *bk, uint32_t tag)
+{
+	return bucket_eq(bk, 0xffffffULL << 40, (uint64_t)tag << 40);
+}
+
 /* The empty slots (0) of the bucket at bk, as bucket_match() gives them. */
 static inline uint64_t bucket_empty(const uint64_t *bk)
 {
-	uint64_t r = 0;
-	uint32_t i;
-#ifdef SHF_SLOT_SIMD
-	const __m128i z = _mm_setzero_si128();
-
-#define SHF_ZERO2(i)                                                         \
-	((uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi32(              \
-		 _mm_loadu_si128((const __m128i *)(bk + 2 * (i))), z))        \
-	 << (16 * (i)))
-	(void)i;
-	r = SHF_ZERO2(0) | SHF_ZERO2(1) | SHF_ZERO2(2) | SHF_ZERO2(3);
-#undef SHF_ZERO2
-	/* both halves of the slot zero: its bytes 3 and 7 */
-	return r & (r << 4) & 0x8080808080808080ULL;
-#else
-	for (i = 0; i < BUCKET_SLOTS; i++)
-		if (!ld64(&bk[i]))
-			r |= 0x80ULL << (8 * i);
-	return r;
-#endif
+	return bucket_eq(bk, ~0ULL, 0);
 }
 
 /* The slot a bucket_match() bit names. */
@@ -965,6 +960,12 @@ static inline int cell_holds(SHF *h, uint64_t off, uint32_t ul, uint64_t *to)
 	return 2;
 }
 
+/* Where a cell that cell_holds() said holds leads: its record, or 0. */
+static inline uint64_t cell_record(int holds, uint64_t home, uint64_t to)
+{
+	return holds == 1 ? home : holds == 2 ? to : 0;
+}
+
 /* UID ul's cell (*home; 0 if none, and so 0 returned) and cell_holds(). */
 static inline int key_cell(SHF *h, struct shard *sh, uint32_t ul,
 			   uint64_t *home, uint32_t *cls, uint64_t *to)
@@ -988,7 +989,7 @@ static inline uint64_t uid_rec(SHF *h, struct shard *sh, uint32_t ul,
 
 	*bad = !home;
 	*lim = holds == 1 ? cls_bound(c) : UINT64_MAX;
-	return holds == 1 ? home : holds == 2 ? to : 0;
+	return cell_record(holds, home, to);
 }
 
 /*

@@ -31,6 +31,56 @@ struct nc_field {
 	int64_t v;
 };
 
+/* JSON: "state" as a word; the number is for Prometheus. */
+static void print_json(FILE *f, const struct shf_nc_stats *st,
+		       const struct nc_field *fl, size_t n)
+{
+	size_t i;
+
+	fprintf(f, "{\"state\": \"%s\"", shf_nc_state_name(st->state));
+	for (i = 0; i < n; i++)
+		if (strcmp(fl[i].name, "state"))
+			fprintf(f, ", \"%s\": %" PRId64, fl[i].name, fl[i].v);
+	fprintf(f, ", \"redis\": ");
+	shf_json_str(f, st->redis);
+	fprintf(f, ", \"last_error\": ");
+	shf_json_str(f, st->last_error);
+	fputc('}', f);
+}
+
+static void print_prometheus(FILE *f, const char *table,
+			     const struct nc_field *fl, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const char *suf = fl[i].counter ? "_total" : "";
+
+		fprintf(f, "# HELP libshf_nc_%s%s %s\n", fl[i].name, suf,
+			fl[i].help);
+		fprintf(f, "# TYPE libshf_nc_%s%s %s\n", fl[i].name, suf,
+			fl[i].counter ? "counter" : "gauge");
+		fprintf(f, "libshf_nc_%s%s{table=\"", fl[i].name, suf);
+		shf_prom_label(f, table);
+		fprintf(f, "\"} %" PRId64 "\n", fl[i].v);
+	}
+}
+
+/* Text: the state as a word, then the fields after "up" and "state". */
+static void print_text(FILE *f, const struct shf_nc_stats *st,
+		       const struct nc_field *fl, size_t n)
+{
+	size_t i;
+
+	fprintf(f, "%-14s %s\n", "nc_state", shf_nc_state_name(st->state));
+	for (i = 2; i < n; i++)
+		fprintf(f, "nc_%-11s %" PRId64 "\n", fl[i].name, fl[i].v);
+	fprintf(f, "%-14s %s\n", "nc_redis", shf_esc(st->redis));
+	if (st->last_error[0])
+		fprintf(f, "%-14s %s\n", "nc_last_error",
+			shf_esc(st->last_error));
+}
+
 void shf_nc_stats_print(FILE *f, const char *table,
 			const struct shf_nc_stats *st, int format)
 {
@@ -74,41 +124,12 @@ void shf_nc_stats_print(FILE *f, const char *table,
 		{ "errors", "Failed reads and daemon connection errors.", 1,
 		  (int64_t)st->errors },
 	};
-	size_t i, n = sizeof(fl) / sizeof(fl[0]);
+	size_t n = sizeof(fl) / sizeof(fl[0]);
 
-	if (format == NC_PRINT_JSON) {
-		/* "state" as a word; the number is for Prometheus. */
-		fprintf(f, "{\"state\": \"%s\"", shf_nc_state_name(st->state));
-		for (i = 0; i < n; i++)
-			if (strcmp(fl[i].name, "state"))
-				fprintf(f, ", \"%s\": %" PRId64, fl[i].name,
-					fl[i].v);
-		fprintf(f, ", \"redis\": ");
-		shf_json_str(f, st->redis);
-		fprintf(f, ", \"last_error\": ");
-		shf_json_str(f, st->last_error);
-		fputc('}', f);
-		return;
-	}
-	if (format == NC_PRINT_PROMETHEUS) {
-		for (i = 0; i < n; i++) {
-			const char *suf = fl[i].counter ? "_total" : "";
-
-			fprintf(f, "# HELP libshf_nc_%s%s %s\n", fl[i].name,
-				suf, fl[i].help);
-			fprintf(f, "# TYPE libshf_nc_%s%s %s\n", fl[i].name,
-				suf, fl[i].counter ? "counter" : "gauge");
-			fprintf(f, "libshf_nc_%s%s{table=\"", fl[i].name, suf);
-			shf_prom_label(f, table);
-			fprintf(f, "\"} %" PRId64 "\n", fl[i].v);
-		}
-		return;
-	}
-	fprintf(f, "%-14s %s\n", "nc_state", shf_nc_state_name(st->state));
-	for (i = 2; i < n; i++)
-		fprintf(f, "nc_%-11s %" PRId64 "\n", fl[i].name, fl[i].v);
-	fprintf(f, "%-14s %s\n", "nc_redis", shf_esc(st->redis));
-	if (st->last_error[0])
-		fprintf(f, "%-14s %s\n", "nc_last_error",
-			shf_esc(st->last_error));
+	if (format == NC_PRINT_JSON)
+		print_json(f, st, fl, n);
+	else if (format == NC_PRINT_PROMETHEUS)
+		print_prometheus(f, table, fl, n);
+	else
+		print_text(f, st, fl, n);
 }

@@ -124,7 +124,7 @@ int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 		uint32_t vlen, int from_old, rec_edit_fn cb, void *cb_arg,
 		uint32_t *cb_ret, uint32_t kflags, uint64_t expiry)
 {
-	uint32_t hlen, kind, hc, was_lease = f->r.flags & KF_LEASE;
+	uint32_t hlen, kind, hc = 0, was_lease = f->r.flags & KF_LEASE;
 	uint64_t size = rec_size_for(h, f->r.klen, vlen, kflags, &hlen, &kind),
 		 home, ro, b, to = 0;
 	int holds = key_cell(h, sh, f->r.uid, &home, &hc, &to);

@@ -522,9 +522,16 @@ static inline uint32_t tag_of(uint64_t hash)
 	return (uint32_t)(hash >> 32) & 0xffffff;
 }
 
+/*
+ * 1..63: ((tag * 0x9e3779b1) >> 26) % 63 + 1, the layout's, with no
+ * division (for y = x + 1 in 1..64, (y & 63) + (y >> 6) is y, or 1 for
+ * 64); tests/check_layout compares the two for every tag.
+ */
 static inline uint32_t alt_of(uint32_t tag)
 {
-	return ((tag * 0x9e3779b1u) >> 26) % 63u + 1u; /* 1..63 */
+	uint32_t y = ((tag * 0x9e3779b1u) >> 26) + 1u;
+
+	return (y & 63u) + (y >> 6);
 }
 
 static inline uint64_t slot_make(uint32_t tag, uint64_t rec)

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * check_layout.c - the arithmetic of a table's layout (lib/table.h) against
+ * plain reference formulas: which bucket a key's second choice is, what a
+ * slot holds, which size class a record takes.  A faster spelling of any
+ * of them must give the same answers for every input, or tables written
+ * before it would be read wrong after it.  White-box: includes table.h.
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <check.h>
+
+#include "shf-test.h"
+#include "table.h"
+
+/* alt_of() as layout 5 defined it. */
+static uint32_t alt_ref(uint32_t tag)
+{
+	return ((tag * 0x9e3779b1u) >> 26) % 63u + 1u;
+}
+
+START_TEST(test_alt_of_every_tag)
+{
+	uint32_t tag;
+
+	for (tag = 0; tag <= 0xffffffu; tag++)
+		if (alt_of(tag) != alt_ref(tag))
+			ck_abort_msg("alt_of(%#x) is %u, layout 5 says %u", tag,
+				     alt_of(tag), alt_ref(tag));
+	/* a key's two buckets always differ */
+	ck_assert_uint_ge(alt_of(0), 1);
+	ck_assert_uint_le(alt_of(0xffffff), SEG_BUCKETS - 1);
+}
+END_TEST
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* bucket_eq() one slot at a time. */
+static uint64_t bucket_eq_ref(const uint64_t *bk, uint64_t mask, uint64_t val)
+{
+	uint64_t r = 0;
+	uint32_t i;
+
+	for (i = 0; i < BUCKET_SLOTS; i++)
+		if ((bk[i] & mask) == val)
+			r |= 0x80ULL << (8 * i);
+	return r;
+}
+
+START_TEST(test_bucket_compare)
+{
+	uint64_t s = 0x9e3779b97f4a7c15ULL, bk[BUCKET_SLOTS];
+	uint32_t n, i;
+
+	for (n = 0; n < 200000; n++) {
+		uint32_t tag = (uint32_t)rnd(&s) & 0xffffff;
+
+		for (i = 0; i < BUCKET_SLOTS; i++) {
+			uint64_t r = rnd(&s), t = r % 4 ? tag : (uint32_t)(r >> 8);
+
+			/* empty, the tag (marked or not), a tag one bit off,
+			 * another tag, halves that match alone */
+			switch ((r >> 40) % 7) {
+			case 0:
+				bk[i] = 0;
+				break;
+			case 1:
+				bk[i] = slot_make(tag, (r >> 20) << 2) |
+					(r & 1 ? SLOT_REF : 0);
+				break;
+			case 2:
+				bk[i] = slot_make(tag ^ (1u << (r % 24)), 64);
+				break;
+			case 3:
+				bk[i] = (uint64_t)(t & 0xffffff) << 40 | (r & 0xfff);
+				break;
+			case 4: /* a high half alone, a low half alone */
+				bk[i] = (uint64_t)tag << 40 & 0xffffffff00000000ULL;
+				break;
+			case 5:
+				bk[i] = (r & 0xffffffffULL) | 1;
+				break;
+			default:
+				bk[i] = r;
+				break;
+			}
+		}
+		ck_assert_uint_eq(bucket_match(bk, tag),
+				  bucket_eq_ref(bk, 0xffffffULL << 40,
+						(uint64_t)tag << 40));
+		ck_assert_uint_eq(bucket_empty(bk), bucket_eq_ref(bk, ~0ULL, 0));
+	}
+}
+END_TEST
+
+START_TEST(test_slot_fields)
+{
+	uint64_t s = 12345, n;
+
+	for (n = 0; n < 100000; n++) {
+		uint32_t tag = (uint32_t)rnd(&s) & 0xffffff;
+		uint64_t rec = (rnd(&s) % MAP_MAX) & ~3ULL,
+			 sl = slot_make(tag, rec);
+
+		ck_assert_uint_eq(slot_tag(sl), tag);
+		ck_assert_uint_eq(slot_rec(sl), rec);
+		ck_assert(slot_same(sl, sl | SLOT_REF));
+		ck_assert(!slot_same(sl, sl ^ 4));
+		ck_assert_uint_eq(slot_rec(sl | SLOT_REF), rec);
+	}
+}
+END_TEST
+
+/* Size classes: every size has a class whose bound holds it, classes
+ * grow with the size, and the bound is the class's own. */
+START_TEST(test_size_classes)
+{
+	uint64_t size, b, prev_b = 0;
+	uint32_t c, prev_c = 0;
+
+	for (size = 1; size <= CLASS_MAX_SHARD; size++) {
+		c = cls_of(size, &b);
+		ck_assert_uint_lt(c, NCLASS);
+		ck_assert_uint_ge(b, size < REC_MIN ? REC_MIN : size);
+		ck_assert_uint_eq(cls_bound(c), b);
+		ck_assert_uint_ge(c, prev_c);
+		ck_assert_uint_ge(b, prev_b);
+		/* no more than an eighth (or 4 bytes) of slack */
+		ck_assert_uint_le(b - size, size / 8 + 4 > REC_MIN ?
+						    size / 8 + 4 : REC_MIN);
+		if (size & (PAGE - 1))
+			ck_assert_int_eq(free_class(size), (int)c);
+		else
+			ck_assert_int_eq(free_class(size), -1);
+		prev_c = c;
+		prev_b = b;
+	}
+	for (size = 1; size <= (1ULL << 34); size += size / 3 + 1) {
+		b = big_bound(size, &c);
+		ck_assert_uint_ge(b, size);
+		ck_assert_uint_eq(b % PAGE, 0);
+		ck_assert_uint_lt(c, NBIG);
+	}
+	ck_assert_uint_eq(cell_class(CELL_MAX), CELL_CLASSES - 1);
+	ck_assert_uint_eq(cell_class(CELL_MAX + 1), REC_MIN / 4 - 1);
+}
+END_TEST
+
+static Suite *layout_suite(void)
+{
+	Suite *s = suite_create("layout");
+
+	shf_test_add_tcase(s, "arithmetic", 60, test_alt_of_every_tag,
+			   test_bucket_compare, test_slot_fields,
+			   test_size_classes);
+	return s;
+}
+
+int main(void)
+{
+	shf_test_init();
+	return shf_test_main(layout_suite());
+}

@@ -18,11 +18,32 @@
 struct bkey {
 	uint64_t hash;
 	struct shard *sh;
+	uint64_t dw; /* the shard's dir_word that dirent was found in */
 	const uint64_t *dirent; /* the key's directory entry, or NULL */
-	const uint64_t *seg; /* its segment, or NULL */
+	uint64_t seg_off; /* the segment the entry named then */
+	uint64_t *seg; /* that segment, or NULL */
 	uint32_t tag, b[2];
 	uint32_t hint; /* first slot of its tag in seg; UINT32_MAX: none */
 };
+
+/*
+ * The key's segment, read now (under the caller's seqlock): the one the
+ * stages found and checked while the shard's directory word and the key's
+ * entry are what they were then, which saves walking the directory again.
+ * The directory a word names is always at the same place, so its entry for
+ * the key is too, even if the word was freed and came back meanwhile.
+ */
+static inline uint64_t *batch_seg(SHF *h, const struct bkey *bk)
+{
+	uint64_t dw = atomic_load_explicit(&bk->sh->dir_word,
+					   memory_order_acquire), so;
+	uint32_t idx;
+
+	if (bk->seg && dw == bk->dw &&
+	    (ld64(bk->dirent) & ~63ULL) == bk->seg_off)
+		return bk->seg;
+	return seg_for_dw(h, dw, bk->tag, &so, &idx);
+}
 
 /*
  * Look the key up optimistically and copy its value to dst (cap bytes).
@@ -36,6 +57,7 @@ static int get_into(SHF *h, const struct bkey *bk, const char *key,
 	struct shard *sh = bk->sh;
 	struct found f;
 	struct clk c = { 0 };
+	uint64_t *seg;
 	uint32_t s, tries;
 	int rc, locked = 0;
 
@@ -50,8 +72,10 @@ static int get_into(SHF *h, const struct bkey *bk, const char *key,
 			shf_cpu_relax();
 			continue;
 		}
-		rc = idx_find_in(h, sh, bk->tag, bk->b, key, klen, &f, bk->seg,
-				 bk->hint);
+		seg = batch_seg(h, bk);
+		rc = !seg ? -1 :
+		     idx_find_seg(h, seg, bk->tag, bk->b, key, klen, &f,
+				  seg == bk->seg ? bk->hint : UINT32_MAX);
 		if (rc == 1 && !rec_visible(&f.r, &c))
 			rc = 0;
 		if (rc == 1) {
@@ -80,10 +104,8 @@ static inline void stage_dir(SHF *h, struct bkey *bk, const char *key,
 	bk->sh = shard_of(h, bk->hash);
 	bk->tag = tag_of(bk->hash);
 	buckets_of(bk->hash, bk->tag, bk->b);
-	bk->dirent = dir_entry(h,
-			       atomic_load_explicit(&bk->sh->dir_word,
-						    memory_order_acquire),
-			       bk->tag, &idx);
+	bk->dw = atomic_load_explicit(&bk->sh->dir_word, memory_order_acquire);
+	bk->dirent = dir_entry(h, bk->dw, bk->tag, &idx);
 	if (bk->dirent)
 		__builtin_prefetch(bk->dirent);
 }
@@ -91,10 +113,9 @@ static inline void stage_dir(SHF *h, struct bkey *bk, const char *key,
 /* Stage 2: find the key's segment and prefetch its two bucket lines. */
 static inline void stage_buckets(SHF *h, struct bkey *bk)
 {
-	uint64_t so;
-
 	bk->hint = UINT32_MAX;
-	bk->seg = bk->dirent ? seg_of_entry(h, bk->dirent, &so) : NULL;
+	bk->seg = bk->dirent ? seg_of_entry(h, bk->dirent, &bk->seg_off) :
+			       NULL;
 	if (!bk->seg)
 		return;
 	__builtin_prefetch(bk->seg + bk->b[0] * BUCKET_SLOTS);

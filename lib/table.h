@@ -841,26 +841,20 @@ static inline void rec_prefetch_tail(SHF *h, uint64_t off, uint32_t klen)
 }
 
 /*
- * Find key in its shard, given its tag and buckets (tag_of(), buckets_of():
- * a batch works them out once); 1 found, 0 absent, -1 structure unreadable.
+ * Find key in segment seg, given its tag and buckets (tag_of(),
+ * buckets_of(): a batch works them out once); 1 found, 0 absent.  hint:
+ * the slot (k * BUCKET_SLOTS + i) where a batch saw the first slot of this
+ * tag in this segment, worth trying first; then every slot of the two
+ * buckets read now, as always (UINT32_MAX: none).  The hint only orders
+ * the look.
  */
-static inline int idx_find_in(SHF *h, struct shard *sh, uint32_t tag,
-			      const uint32_t b[2], const void *key,
-			      uint32_t klen, struct found *f,
-			      const uint64_t *hint_seg, uint32_t hint)
+static inline int idx_find_seg(SHF *h, uint64_t *seg, uint32_t tag,
+			       const uint32_t b[2], const void *key,
+			       uint32_t klen, struct found *f, uint32_t hint)
 {
-	uint32_t idx, i, k;
-	uint64_t so, *seg = seg_for(h, sh, tag, &so, &idx);
+	uint32_t i, k;
 
-	if (!seg)
-		return -1;
-	/*
-	 * hint: the slot (k * BUCKET_SLOTS + i) where a batch saw the first
-	 * slot of this tag in segment hint_seg, worth trying first while the
-	 * key is still in that segment; then every slot of the segment read
-	 * now, as always.  The hint only orders the look.
-	 */
-	if (hint_seg == seg && hint < 2 * BUCKET_SLOTS) {
+	if (hint < 2 * BUCKET_SLOTS) {
 		uint64_t *sp = seg + b[hint / BUCKET_SLOTS] * BUCKET_SLOTS +
 			       hint % BUCKET_SLOTS;
 		uint64_t s = ld64(sp);
@@ -902,10 +896,13 @@ static inline int idx_find_in(SHF *h, struct shard *sh, uint32_t tag,
 static inline int idx_find(SHF *h, struct shard *sh, uint64_t hash,
 			   const void *key, uint32_t klen, struct found *f)
 {
-	uint32_t tag = tag_of(hash), b[2];
+	uint32_t tag = tag_of(hash), b[2], idx;
+	uint64_t so, *seg = seg_for(h, sh, tag, &so, &idx);
 
+	if (!seg)
+		return -1;
 	buckets_of(hash, tag, b);
-	return idx_find_in(h, sh, tag, b, key, klen, f, NULL, 0);
+	return idx_find_seg(h, seg, tag, b, key, klen, f, UINT32_MAX);
 }
 
 /* The class of the cell that holds (or forwards) a record of size bytes. */

@@ -41,22 +41,44 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 		      uint64_t max, uint64_t skip_rec, struct clk *c,
 		      uint64_t *left)
 {
-	uint32_t depth, n = 0;
-	uint64_t i;
+	uint32_t depth, n = 0, rounds = 0;
+	uint64_t i, first = 0;
 
 	if (mode == SW_EXPIRED && !atomic_load(&h->h->ttl_used))
 		return 0;
 	for (i = 0; i < max; i++) {
-		uint64_t *sl = hand_next(h, sh, &depth), sv;
+		uint64_t *sl, sv;
 		struct found f;
 		int exp;
 
+		/*
+		 * The hand is back where this sweep's first step left it: a
+		 * turn, however deep the directory says the shard is (a
+		 * damaged depth would make its count of a turn billions).
+		 */
+		if (i > 1 && sh->hand == first &&
+		    ++rounds >= (mode == SW_EVICT ? 2u : 1u))
+			break;
+		sl = hand_next(h, sh, &depth);
 		if (!sl)
 			break;
 		if (i == 0) {
+			/*
+			 * A turn, and at most one slot for each 8 bytes of
+			 * the file (a directory whose entries name one
+			 * segment over and over is walked as often as it
+			 * says); the file's size brought up to date first.
+			 */
 			uint64_t turn = ((1ULL << depth) + 1) * SEG_BUCKETS *
-					BUCKET_SLOTS;
+					BUCKET_SLOTS, fmax;
 
+			range_ok(h, 0, UINT64_MAX);
+			fmax = atomic_load_explicit(&h->valid,
+						    memory_order_relaxed) / 8 +
+			       SEG_BUCKETS * BUCKET_SLOTS;
+			first = sh->hand;
+			if (turn > fmax)
+				turn = fmax;
 			if (mode == SW_EVICT)
 				max = 2 * turn < SWEEP_EVICT_MAX ? 2 * turn :
 								   SWEEP_EVICT_MAX;

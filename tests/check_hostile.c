@@ -1129,6 +1129,110 @@ START_TEST(test_eviction_bounded)
 }
 END_TEST
 
+/*
+ * shf_expire() walks one turn of each shard's CLOCK hand, and took the
+ * length of a turn from the directory's depth (found by review): one byte
+ * that made a one-segment shard's depth the deepest the file allows sent
+ * the hand round that segment 2^depth times, about a second a shard under
+ * its lock.  A directory of that depth whose entries all name one segment
+ * was walked as often.  Now a turn ends where it began, and is at most a
+ * slot for each 8 bytes of the file.
+ */
+static void deepen(const char *path, uint32_t si, uint64_t fsz, int fd)
+{
+	uint64_t dw = peek64(path, shard_at(si) + offsetof(struct shard,
+							 dir_word)),
+		 off = dw >> 6;
+	uint32_t depth = MAX_DEPTH;
+
+	while (depth && off + (8ULL << depth) > fsz)
+		depth--;
+	dw = (off << 6) | depth;
+	ck_assert_int_eq(pwrite(fd, &dw, 8,
+				(off_t)(shard_at(si) +
+					offsetof(struct shard, dir_word))),
+			 8);
+}
+
+static double expire_time(const char *name)
+{
+	SHF *shf = shf_attach_existing(shf_test_dir(), name);
+	double t0;
+
+	ck_assert_ptr_nonnull(shf);
+	t0 = shf_test_now();
+	shf_expire(shf, UINT32_MAX);
+	t0 = shf_test_now() - t0;
+	shf_detach(shf);
+	return t0;
+}
+
+START_TEST(test_expire_bounded)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	const uint32_t depth = 18, nbad = 8;
+	uint64_t end, seg, dw, *d;
+	struct stat st;
+	uint32_t i;
+	double t;
+	SHF *shf;
+	int fd;
+
+	find_table("expire", name, path);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	for (i = 0; i < 100; i++) { /* expired at once: shf_expire() walks */
+		shf_make_hash(key, (uint32_t)sprintf(key, "ttl-%u", i));
+		ck_assert_uint_eq(shf_put_key_val_ttl(shf, "v", 1, 1),
+				  SHF_RET_KEY_PUT);
+	}
+	shf_detach(shf);
+	/* 2000 keys: every shard has one segment; make nbad of them deep */
+	ck_assert_int_eq(stat(path, &st), 0);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	for (i = 0; i < nbad; i++)
+		deepen(path, i, (uint64_t)st.st_size, fd);
+	close(fd);
+	t = expire_time(name);
+	ck_assert_msg(t < 1.0 * shf_test_multiplier(),
+		      "shf_expire() over %u shards of a damaged depth took "
+		      "%.2f s", nbad, t);
+
+	/* nbad / 2 shards' directories of 2^18 entries naming one segment */
+	ck_assert_int_eq(stat(path, &st), 0);
+	end = ((uint64_t)st.st_size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+	ck_assert_int_eq(truncate(path, (off_t)(end + nbad / 2 * (8ULL << depth))),
+			 0);
+	d = malloc(8ULL << depth);
+	ck_assert_ptr_nonnull(d);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	for (i = 0; i < nbad / 2; i++) {
+		uint64_t k, dir = end + i * (8ULL << depth);
+
+		seg = first_segment(path, nbad + i);
+		for (k = 0; k < (1u << depth); k++)
+			d[k] = seg | depth;
+		ck_assert_int_eq(pwrite(fd, d, 8ULL << depth, (off_t)dir),
+				 (ssize_t)(8ULL << depth));
+		dw = (dir << 6) | depth;
+		ck_assert_int_eq(pwrite(fd, &dw, 8,
+					(off_t)(shard_at(nbad + i) +
+						offsetof(struct shard,
+							 dir_word))),
+				 8);
+	}
+	free(d);
+	close(fd);
+	t = expire_time(name);
+	ck_assert_msg(t < 1.0 * shf_test_multiplier(),
+		      "shf_expire() over %u directories naming one segment "
+		      "took %.2f s", nbad / 2, t);
+	unlink(path);
+}
+END_TEST
+
 /* The start time of pid (/proc/PID/stat, field 22); 0 if unknown. */
 static uint64_t start_of(pid_t pid)
 {
@@ -2152,6 +2256,7 @@ static Suite *hostile_suite(void)
 
 	shf_test_add_tcase(s, "findings", 120, test_lock_word_kernel_thread,
 			   test_offsets_past_the_end, test_eviction_bounded,
+			   test_expire_bounded,
 			   test_lock_word_damaged_while_held,
 			   test_lock_word_start_time,
 			   test_lock_holder_other_time_namespace,

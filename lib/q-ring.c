@@ -187,16 +187,20 @@ static void q_scan_rings(struct q_set *s, uint8_t *on)
 	}
 }
 
-/* Room for one more entry on ring qid, compacting its tombstones. */
-static int q_ring_room(struct q_set *s, uint32_t qid)
+/*
+ * Room for n more entries on ring qid, its tombstones (items taken out of
+ * the middle by shf_q_take_item()) compacted away if that makes it: the
+ * gaps are closed from the head down, then the tail moves up (a writer
+ * killed half way leaves items twice, which q_scan_rings() drops).
+ */
+static int q_ring_room_for(struct q_set *s, uint32_t qid, uint32_t n)
 {
 	uint64_t head, tail, pos, out;
 
 	if (!q_ring_ends(s, qid, &head, &tail))
 		return 0;
-	if (head - tail < s->q_items)
+	if (head - tail + n <= s->q_items)
 		return 1;
-	/* full of tombstones and items: close the gaps from the head down */
 	for (pos = out = head; pos != tail; pos--) {
 		uint32_t x = *q_ring_entry(s, qid, pos - 1);
 
@@ -205,7 +209,13 @@ static int q_ring_room(struct q_set *s, uint32_t qid)
 		*q_ring_entry(s, qid, --out) = x;
 	}
 	__atomic_store_n(&s->rings[qid].tail, out, __ATOMIC_RELEASE);
-	return head - out < s->q_items;
+	return head - out + n <= s->q_items;
+}
+
+/* Room for one more entry on ring qid (see q_ring_room_for()). */
+static int q_ring_room(struct q_set *s, uint32_t qid)
+{
+	return q_ring_room_for(s, qid, 1);
 }
 
 /* Put item x (on no ring) back: as pushed to its qid, or pulled from it. */
@@ -412,20 +422,19 @@ int q_ring_push(struct q_set *s, uint32_t qid, const uint32_t *v, uint32_t n)
 {
 	uint64_t head, tail;
 
-	if (!q_ring_ends(s, qid, &head, &tail) ||
-	    head - tail + n > s->q_items) {
+	if (!q_ring_room_for(s, qid, n)) {
 		uint8_t dead[Q_SLOTS] = { 0 };
 
-		/* only damage (or tombstones) fills a ring: mend, look again */
+		/* only damage fills a ring past its tombstones: mend, retry */
 		q_reclaim(s, dead);
-		for (uint32_t i = 0; i < n; i++)
-			if (!q_ring_room(s, qid))
-				break;
-		if (!q_ring_ends(s, qid, &head, &tail) ||
-		    head - tail + n > s->q_items) {
+		if (!q_ring_room_for(s, qid, n)) {
 			errno = EBADMSG;
 			return -1;
 		}
+	}
+	if (!q_ring_ends(s, qid, &head, &tail)) {
+		errno = EBADMSG;
+		return -1;
 	}
 	/* two copies at most: up to the ring's end, then from its start */
 	{
@@ -491,8 +500,7 @@ int q_ring_unpull(struct q_set *s, uint32_t qid, const uint32_t *v,
 {
 	uint64_t head, tail;
 
-	if (!q_ring_ends(s, qid, &head, &tail) ||
-	    head - tail + n > s->q_items) {
+	if (!q_ring_room_for(s, qid, n) || !q_ring_ends(s, qid, &head, &tail)) {
 		errno = EBADMSG;
 		return -1;
 	}

@@ -87,7 +87,9 @@ static inline uint32_t q_take(struct q_local *l, uint32_t qid)
 
 /*
  * Add an item the caller holds to the push pre-queue; -1 with EINVAL if
- * nobody holds it (it is on a queue, or pushed already).
+ * nobody holds it (it is on a queue, or pushed already), with ENOBUFS if
+ * the pre-queue is full: its ring would not take it (damage, or the
+ * lock's wait gave up), and the item stays the caller's.
  */
 static inline int q_push_priv(struct q_local *l, uint32_t qid, uint32_t qiid)
 {
@@ -101,6 +103,10 @@ static inline int q_push_priv(struct q_local *l, uint32_t qid, uint32_t qiid)
 		goto bad;
 	if (SHF_UNLIKELY(q_pre_ready(l, p) < 0))
 		return -1;
+	if (SHF_UNLIKELY(p->n >= l->set.nolock_max)) {
+		errno = ENOBUFS;
+		return -1;
+	}
 	__atomic_store_n(&l->set.own[qiid], Q_OWN(l->slot, qid) | Q_OWN_PUSH,
 			 __ATOMIC_RELAXED);
 	p->v[p->n++] = qiid;
@@ -301,6 +307,8 @@ SHF_EXPORT void shf_q_push_head(SHF *shf, uint32_t qid, uint32_t qiid)
 	}
 	if (qiid == SHF_QIID_NONE)
 		return;
+	if (l->push[qid].n >= l->set.nolock_max) /* a move that failed */
+		q_exchange(l, SHF_QID_NONE);
 	if (q_push_priv(l, qid, qiid) < 0)
 		return;
 	if (l->push[qid].n >= l->set.nolock_max)
@@ -344,6 +352,9 @@ static __attribute__((noinline)) uint32_t q_push_pull_slow(SHF *shf,
 		errno = EINVAL;
 		return SHF_QIID_NONE;
 	}
+	if (push_qiid != SHF_QIID_NONE &&
+	    l->push[push_qid].n >= l->set.nolock_max) /* a move that failed */
+		q_exchange(l, SHF_QID_NONE);
 	if (push_qiid != SHF_QIID_NONE &&
 	    SHF_UNLIKELY(q_push_priv(l, push_qid, push_qiid) < 0)) {
 		q_set_none();

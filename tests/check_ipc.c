@@ -8,8 +8,10 @@
 #endif
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +273,116 @@ START_TEST(test_q_ring_wrap)
 	}
 	ck_assert_uint_eq(n_want, 10);
 	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * Items taken out of a ring's middle (shf_q_take_item()) leave tombstones
+ * there, which a push of a whole pre-queue must compact when the ring
+ * would not take it otherwise (found by review: only a ring exactly full
+ * was compacted, so the pushed items stayed in the pusher's pre-queue,
+ * unseen by other processes, and the next pushes wrote past the
+ * pre-queue's array).  Another process then sees every item.
+ */
+enum { TQ_ITEMS = 4096, TQ_BATCH = 2048, TQ_TAKEN = 2100 };
+static char tq_name[SHF_TEST_NAME_MAX];
+
+/* Do the queues hold every item?  0, or 1 + the percentage they hold. */
+static int kid_count_items(int idx, void *arg)
+{
+	SHF *shf = shf_attach_existing(shf_test_dir(), tq_name);
+	uint32_t n = 0, q;
+
+	(void)idx;
+	(void)arg;
+	if (!shf || !shf_q_get(shf))
+		return 255;
+	for (q = 0; q < 2; q++)
+		while (shf_q_pull_tail(shf, q) != SHF_QIID_NONE)
+			n++;
+	/* dies holding them: they come back */
+	return n == TQ_ITEMS ? 0 : 1 + (int)(n * 100 / TQ_ITEMS);
+}
+
+START_TEST(test_q_push_over_tombstones)
+{
+	static uint32_t held[TQ_TAKEN];
+	SHF *shf = shf_test_new("q-tomb", tq_name, sizeof(tq_name));
+	struct shf_test_kids kids;
+	uint32_t i, x;
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, TQ_ITEMS, 8, TQ_BATCH));
+	for (i = 0; i < TQ_TAKEN; i++) {
+		held[i] = shf_q_pull_tail(shf, 0);
+		ck_assert_uint_ne(held[i], SHF_QIID_NONE);
+		shf_q_push_head(shf, 1, held[i]);
+	}
+	shf_q_flush(shf, SHF_QID_NONE);
+	for (i = 0; i < TQ_TAKEN; i++) /* TQ_TAKEN tombstones on queue 1 */
+		ck_assert_uint_eq(shf_q_take_item(shf, held[i]), held[i]);
+	for (i = 0; i < TQ_TAKEN; i++) /* TQ_BATCH at a time onto queue 1 */
+		shf_q_push_head(shf, 1, held[i]);
+	while ((x = shf_q_pull_tail(shf, 0)) != SHF_QIID_NONE)
+		shf_q_push_head(shf, 1, x);
+	shf_q_flush(shf, SHF_QID_NONE);
+	/* every item is on a queue, for anyone to pull */
+	shf_test_spawn(&kids, 1, kid_count_items, NULL);
+	shf_test_go(&kids);
+	shf_test_wait(&kids, 30);
+	ck_assert_msg(WIFEXITED(kids.status[0]) &&
+			      WEXITSTATUS(kids.status[0]) == 0,
+		      "another process saw %d%% of the items (status %#x)",
+		      WIFEXITED(kids.status[0]) ?
+			      WEXITSTATUS(kids.status[0]) - 1 : -1,
+		      kids.status[0]);
+	shf_test_del(shf, tq_name);
+}
+END_TEST
+
+/*
+ * Items a thread pulled into its pre-queue and did not take go back to
+ * their ring when it flushes or exits, tombstones or not (found by
+ * review: the give-back refused a ring whose tombstones left no room, and
+ * the items were lost with the thread).
+ */
+static SHF *unpull_shf;
+
+static void *unpull_worker(void *arg)
+{
+	uint32_t a, b, c;
+
+	(void)arg;
+	a = shf_q_pull_tail(unpull_shf, 0); /* its pre-queue: 0 and 1 */
+	b = shf_q_take_item(unpull_shf, 2); /* queue 0: a tombstone, 3 */
+	c = shf_q_take_item(unpull_shf, 3); /* queue 0: two tombstones */
+	shf_q_push_head(unpull_shf, 0, a);
+	shf_q_push_head(unpull_shf, 0, b);
+	shf_q_push_head(unpull_shf, 1, c);
+	shf_q_flush(unpull_shf, SHF_QID_NONE); /* 1 goes back */
+	return (void *)(uintptr_t)(a == 0 && b == 2 && c == 3);
+}
+
+START_TEST(test_q_unpull_over_tombstones)
+{
+	char name[SHF_TEST_NAME_MAX];
+	uint32_t n = 0, q, seen = 0, x;
+	pthread_t t;
+	void *ok;
+
+	unpull_shf = shf_test_new("q-unpull", name, sizeof(name));
+	ck_assert_ptr_nonnull(shf_q_new(unpull_shf, 2, 4, 8, 2));
+	ck_assert_int_eq(pthread_create(&t, NULL, unpull_worker, NULL), 0);
+	ck_assert_int_eq(pthread_join(t, &ok), 0);
+	ck_assert_ptr_eq(ok, (void *)1);
+	for (q = 0; q < 2; q++)
+		while ((x = shf_q_pull_tail(unpull_shf, q)) != SHF_QIID_NONE) {
+			ck_assert_uint_lt(x, 4);
+			ck_assert(!(seen & (1u << x)));
+			seen |= 1u << x;
+			n++;
+		}
+	ck_assert_uint_eq(n, 4);
+	shf_test_del(unpull_shf, name);
 }
 END_TEST
 
@@ -980,7 +1092,8 @@ static Suite *ipc_suite(void)
 			   test_q_bad, test_q_and_kv, test_q_two_procs,
 			   test_q_many_procs, test_q_push_head_pull_tail,
 			   test_q_pingpong, test_q_kill,
-			   test_q_kill_no_loss);
+			   test_q_kill_no_loss, test_q_push_over_tombstones,
+			   test_q_unpull_over_tombstones);
 
 	shf_test_add_tcase(s, "race", 20, test_race_start);
 

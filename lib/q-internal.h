@@ -40,7 +40,8 @@
 #include "shf-internal.h"
 
 #define Q_REGION "q"
-#define Q_MAGIC 0x3230515f464853ULL /* "SHF_Q02" */
+/* "SHF_Q03": 03, the library's own lock word (02 had a glibc mutex) */
+#define Q_MAGIC 0x3330515f464853ULL
 #define Q_NONE SHF_QIID_NONE
 #define Q_TOMB (SHF_QIID_NONE - 1) /* a ring entry taken from the middle */
 #define Q_NAME_MAX 60
@@ -85,8 +86,11 @@ struct q_hdr {
 	uint64_t nonce;              /* tells one queue set from the next */
 	uint32_t qs, q_items, q_item_size, nolock_max;
 	uint64_t off_rings, off_entries, off_own, off_names, off_items;
-	/* Under the lock. */
-	pthread_mutex_t lock __attribute__((aligned(Q_ALIGN)));
+	/*
+	 * Under the lock: the library's own (shf-internal.h), which keeps
+	 * nothing that its holder writes through, whatever others write.
+	 */
+	struct shf_lock lk __attribute__((aligned(Q_ALIGN)));
 	uint32_t names_used;
 	uint32_t pad;
 	uint64_t recoveries;         /* dead processes' items given back */
@@ -109,6 +113,8 @@ struct q_set {
 	uint64_t nonce;
 	uint32_t qs, q_items, item_size, nolock_max;
 	const struct shf_lock_site *site;
+	/* the lock word a wait of this thread gave up on (shf_lock_take()) */
+	uint64_t stuck;
 };
 
 /* ============================================================ q-ring.c */

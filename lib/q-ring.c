@@ -66,8 +66,7 @@ int q_set_init(SHF *shf, struct q_hdr *h, uint32_t qs, uint32_t q_items,
 	if (!q_layout(qs, q_items, item_size, &rings, &entries, &own, &names,
 		      &items))
 		return -1;
-	if (shf_mutex_init(&h->lock) < 0)
-		return -1;
+	__atomic_store_n(&h->lk.w, 0, __ATOMIC_RELAXED);
 	h->magic = Q_MAGIC;
 	h->qs = qs;
 	h->q_items = q_items;
@@ -293,7 +292,7 @@ static void q_reap(struct q_set *s, int always)
 
 int q_lock(struct q_set *s, int look_for_dead)
 {
-	int r = shf_mutex_lock(&s->hdr->lock, s->site);
+	int r = shf_lock_take(&s->hdr->lk, s->site, &s->stuck);
 
 	if (r < 0)
 		return -1;
@@ -308,7 +307,7 @@ int q_lock(struct q_set *s, int look_for_dead)
 
 void q_unlock(struct q_set *s)
 {
-	shf_mutex_unlock(&s->hdr->lock);
+	shf_lock_release(&s->hdr->lk);
 }
 
 /* ------------------------------------------------------------- slots */

@@ -64,6 +64,7 @@
 #include "shf.h"
 #include "shf-test.h"
 #include "table.h"
+#include "q-internal.h"
 
 /* ------------------------------------------------------------- kinds */
 
@@ -1491,6 +1492,81 @@ END_TEST
  * this very thread with a start time of 0): every release leaves the lock
  * free, so the next put takes it at once, and nobody counts a recovery.
  */
+/*
+ * Another process writes junk over the queues' lock while a thread holds
+ * it (found by review): the lock was a glibc robust mutex, whose unlock
+ * writes through link words inside it, a SIGSEGV in the holder (and the
+ * holder's putting them back first, as the table's allocator lock does,
+ * only narrows the window: a writer that keeps writing wins it).  The
+ * queues now have the library's own lock word, which keeps nothing its
+ * holder writes through.  Here one child takes and pushes an item over and
+ * over (each call locks: a pre-queue of one) while another writes a junk
+ * pointer where the mutex's links were (bytes 24 to 39 of the lock's
+ * line); the first must finish, not crash.
+ */
+START_TEST(test_queue_lock_links_damaged_while_held)
+{
+	char name[SHF_TEST_NAME_MAX];
+	const uint32_t items = 1u << 16;
+	uint64_t *lw = NULL;
+	SHF *shf = shf_test_new("qlinks", name, sizeof(name));
+	pid_t victim, hostile;
+	int status, i;
+	char c;
+	int pfd[2];
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 1, items, 8, 1));
+	for (i = 0; i < SHF_REGIONS_MAX; i++)
+		if (!strcmp(shf->h->regions[i].name, Q_REGION))
+			lw = (uint64_t *)(shf->base + shf->h->regions[i].off +
+					  offsetof(struct q_hdr, lk));
+	ck_assert_ptr_nonnull(lw);
+	ck_assert_int_eq(pipe(pfd), 0);
+	fflush(NULL);
+	victim = fork();
+	ck_assert_int_ge(victim, 0);
+	if (victim == 0) {
+		double end;
+		uint32_t x;
+
+		close(pfd[0]);
+		shf_q_push_head(shf, 0, shf_q_take_item(shf, items - 1));
+		if (write(pfd[1], "x", 1) != 1)
+			_exit(2);
+		end = shf_test_now() + 2.0;
+		while (shf_test_now() < end) {
+			x = shf_q_take_item(shf, items - 1);
+			if (x != SHF_QIID_NONE)
+				shf_q_push_head(shf, 0, x);
+		}
+		_exit(0);
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	close(pfd[0]);
+	hostile = fork();
+	ck_assert_int_ge(hostile, 0);
+	if (hostile == 0) {
+		double end = shf_test_now() + 2.0;
+
+		while (shf_test_now() < end)
+			for (i = 0; i < 5000; i++) /* the links */
+				__atomic_store_n(&lw[3 + i % 2], 0x10,
+						 __ATOMIC_RELAXED);
+		_exit(0);
+	}
+	status = shf_test_waitpid(victim, 30);
+	kill(hostile, SIGKILL);
+	shf_test_waitpid(hostile, 30);
+	ck_assert_msg(status != -1, "the taker hung");
+	ck_assert_msg(!WIFSIGNALED(status), "the taker died of signal %d",
+		      WTERMSIG(status));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the taker exited with %d", WEXITSTATUS(status));
+	shf_test_del(shf, name);
+}
+END_TEST
+
 static char cb_path[SHF_TEST_PATH_MAX];
 static uint64_t cb_lock;
 static uint32_t cb_calls;
@@ -2258,6 +2334,7 @@ static Suite *hostile_suite(void)
 			   test_offsets_past_the_end, test_eviction_bounded,
 			   test_expire_bounded,
 			   test_lock_word_damaged_while_held,
+			   test_queue_lock_links_damaged_while_held,
 			   test_lock_word_start_time,
 			   test_lock_holder_other_time_namespace,
 			   test_unexaminable_holder_once,

@@ -82,7 +82,7 @@ struct q_hdr {
 	uint64_t magic;
 	uint32_t state;              /* Q_FREE, Q_INIT, Q_READY, Q_DEAD */
 	int32_t init_pid;            /* who is initialising (Q_INIT) */
-	uint64_t init_start;         /* its start time */
+	uint64_t init_start;         /* its claim: pid | start time << 22 */
 	uint64_t nonce;              /* tells one queue set from the next */
 	uint32_t qs, q_items, q_item_size, nolock_max;
 	uint64_t off_rings, off_entries, off_own, off_names, off_items;

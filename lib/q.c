@@ -136,35 +136,61 @@ static int q_exchange(struct q_local *l, uint32_t pull_qid)
 	return 0;
 }
 
-/* Take over a region that a dead process left half initialised. */
-static int q_claim(struct q_hdr *h)
-{
-	uint32_t st = Q_FREE;
-	int32_t pid;
-	uint64_t start;
+/*
+ * Who makes the queues (shf_q_new()), in one word (init_start): pid | its
+ * start time << Q_CLAIM_PID_BITS.  A claim is a compare-and-swap of the
+ * word, so that it names its claimant at the instant it is made: a
+ * claimant killed at any point after it is seen to be gone, and its claim
+ * is taken over by exactly one other.
+ */
+#define Q_CLAIM_PID_BITS 22 /* PID_MAX_LIMIT is 2^22 */
 
-	if (__atomic_compare_exchange_n(&h->state, &st, Q_INIT, 0,
-					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+static uint64_t q_claim_word(pid_t pid)
+{
+	uint64_t start = shf_proc_start_time(pid);
+
+	if ((uint64_t)pid >> Q_CLAIM_PID_BITS || !start)
 		return 0;
+	return (uint64_t)pid | start << Q_CLAIM_PID_BITS;
+}
+
+static int q_claimant_alive(uint64_t w)
+{
+	pid_t pid = (pid_t)(w & ((1u << Q_CLAIM_PID_BITS) - 1));
+
+	return pid > 0 && q_claim_word(pid) == w;
+}
+
+/*
+ * Claim a region to make the queues in: a new one, or one whose claimant
+ * died before it was ready.  0, or -1 with errno (EEXIST: ready; EBUSY:
+ * a live process is making them, or the region is being removed).
+ */
+static int q_claim(struct q_hdr *h, pid_t me)
+{
+	uint64_t mine = q_claim_word(me), w;
+	uint32_t st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
+
 	if (st == Q_READY) {
 		errno = EEXIST;
 		return -1;
 	}
-	if (st == Q_INIT) {
-		pid = __atomic_load_n(&h->init_pid, __ATOMIC_ACQUIRE);
-		start = h->init_start;
-		if (pid > 0 && start && shf_proc_start_time(pid) == start) {
-			errno = EBUSY;
-			return -1;
-		}
-		/* The initialiser died (or has not written its pid yet). */
-		if (pid > 0 && __atomic_compare_exchange_n(
-				       &h->state, &st, Q_INIT, 0,
-				       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-			return 0;
+	w = __atomic_load_n(&h->init_start, __ATOMIC_ACQUIRE);
+	if (!mine || (st != Q_FREE && st != Q_INIT) ||
+	    (w && q_claimant_alive(w)) ||
+	    !__atomic_compare_exchange_n(&h->init_start, &w, mine, 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		errno = EBUSY;
+		return -1;
 	}
-	errno = EBUSY;
-	return -1;
+	/* ours; made ready meanwhile by a claimant since gone: not again */
+	if (!__atomic_compare_exchange_n(&h->state, &st, Q_INIT, 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		errno = st == Q_READY ? EEXIST : EBUSY;
+		return -1;
+	}
+	__atomic_store_n(&h->init_pid, me, __ATOMIC_RELEASE); /* to read */
+	return 0;
 }
 
 /* The whole items array, as shf_q_new() and shf_q_get() report it. */
@@ -194,12 +220,14 @@ SHF_EXPORT void *shf_q_new(SHF *shf, uint32_t qs, uint32_t q_items,
 	if (!size)
 		return NULL;
 	h = shf_region(shf, Q_REGION, size, 1, NULL);
-	if (!h || q_claim(h) < 0)
+	if (!h || q_claim(h, me) < 0)
 		return NULL;
-	h->init_start = shf_proc_start_time(me);
-	__atomic_store_n(&h->init_pid, me, __ATOMIC_RELEASE);
 	if (q_set_init(shf, h, qs, q_items, q_item_size, qids_nolock_max) < 0) {
+		int e = errno;
+
 		__atomic_store_n(&h->state, Q_FREE, __ATOMIC_RELEASE);
+		__atomic_store_n(&h->init_start, 0, __ATOMIC_RELEASE);
+		errno = e;
 		return NULL;
 	}
 	l = q_local_get(shf);

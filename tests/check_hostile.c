@@ -1567,6 +1567,86 @@ START_TEST(test_queue_lock_links_damaged_while_held)
 }
 END_TEST
 
+/*
+ * shf_q_new() claims the queues' region in one word that names the
+ * claimant (pid and start time), so that one killed at any instant while
+ * making them is seen to be gone and its claim taken over (found by
+ * review: a claimant killed between marking the region as being made and
+ * writing its pid left pid 0, which every later shf_q_new() took for a
+ * claimant not written yet: EBUSY for ever).  A live claimant's region is
+ * EBUSY; once it is dead, the next shf_q_new() makes the queues.
+ */
+static char qclaim_name[SHF_TEST_NAME_MAX];
+
+static int kid_q_new(int idx, void *arg)
+{
+	SHF *shf = shf_attach_existing(shf_test_dir(), qclaim_name);
+	void *p;
+
+	(void)idx;
+	if (!shf)
+		return 2;
+	p = shf_q_new(shf, 2, 64, 16, 1);
+	if (arg) /* expect a live claimant */
+		return !p && errno == EBUSY ? 0 : 3;
+	return p && shf_q_get(shf) ? 0 : 4;
+}
+
+static struct q_hdr *q_hdr_of(SHF *shf)
+{
+	int i;
+
+	for (i = 0; i < SHF_REGIONS_MAX; i++)
+		if (!strcmp(shf->h->regions[i].name, Q_REGION))
+			return (struct q_hdr *)(shf->base +
+						shf->h->regions[i].off);
+	return NULL;
+}
+
+START_TEST(test_queue_claim_of_the_dead)
+{
+	SHF *shf = shf_test_new("qclaim", qclaim_name, sizeof(qclaim_name));
+	struct q_hdr *qh;
+	int pfd[2], status;
+	uint64_t start;
+	char c = 0;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, 64, 16, 1));
+	qh = q_hdr_of(shf);
+	ck_assert_ptr_nonnull(qh);
+	/* being made, by nobody named (the old window, or damage) */
+	__atomic_store_n(&qh->state, Q_INIT, __ATOMIC_RELEASE);
+	__atomic_store_n(&qh->init_pid, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&qh->init_start, 0, __ATOMIC_RELEASE);
+	shf_assert_eq(shf_test_run(1, kid_q_new, NULL, 30), 0);
+	/* being made by a live process, then by that process dead */
+	ck_assert_int_eq(pipe(pfd), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(pfd[1]);
+		if (read(pfd[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(pfd[0]);
+	start = start_of(pid);
+	ck_assert_uint_ne(start, 0);
+	__atomic_store_n(&qh->state, Q_INIT, __ATOMIC_RELEASE);
+	__atomic_store_n(&qh->init_pid, pid, __ATOMIC_RELEASE);
+	__atomic_store_n(&qh->init_start, (uint64_t)pid | start << 22,
+			 __ATOMIC_RELEASE);
+	shf_assert_eq(shf_test_run(1, kid_q_new, (void *)1, 30), 0);
+	close(pfd[1]);
+	status = shf_test_waitpid(pid, 30);
+	ck_assert(WIFEXITED(status));
+	shf_assert_eq(shf_test_run(1, kid_q_new, NULL, 30), 0);
+	shf_test_del(shf, qclaim_name);
+}
+END_TEST
+
 static char cb_path[SHF_TEST_PATH_MAX];
 static uint64_t cb_lock;
 static uint32_t cb_calls;
@@ -2334,7 +2414,6 @@ static Suite *hostile_suite(void)
 			   test_offsets_past_the_end, test_eviction_bounded,
 			   test_expire_bounded,
 			   test_lock_word_damaged_while_held,
-			   test_queue_lock_links_damaged_while_held,
 			   test_lock_word_start_time,
 			   test_lock_holder_other_time_namespace,
 			   test_unexaminable_holder_once,
@@ -2348,6 +2427,9 @@ static Suite *hostile_suite(void)
 	shf_test_add_tcase(s, "extent", 60, test_extent_not_linked_twice);
 #endif
 	shf_test_add_tcase(s, "growth", 60, test_growth_mapped_at_once);
+	shf_test_add_tcase(s, "queue-findings", 60,
+			   test_queue_lock_links_damaged_while_held,
+			   test_queue_claim_of_the_dead);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

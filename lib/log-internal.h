@@ -30,7 +30,8 @@
 #include "shf-internal.h"
 
 #define LOG_REGION "log"
-#define LOG_MAGIC 0x31474f4c5f464853ULL /* "SHF_LOG1" */
+/* "SHF_LOG2": 2, the library's own lock word (1 had a glibc mutex) */
+#define LOG_MAGIC 0x32474f4c5f464853ULL
 #define LOG_HDR_SIZE 4096u
 #define LOG_SIZE_DEFAULT (1u << 20)
 #define LOG_SIZE_MIN 4096u
@@ -48,7 +49,9 @@ struct log_hdr {
 	uint32_t size;               /* ring bytes, a power of two */
 	uint64_t t0_ns;              /* CLOCK_MONOTONIC at creation */
 	uint64_t lines;              /* lines published */
-	pthread_mutex_t lock __attribute__((aligned(64)));
+	/* the library's own lock (shf-internal.h): nothing in it that
+	 * its holder writes through, whatever others write */
+	struct shf_lock lk __attribute__((aligned(64)));
 	/* Written by writers under the lock. */
 	uint64_t write_pos __attribute__((aligned(64)));
 	uint32_t write_seq;          /* futex: bumped per published line */

@@ -82,16 +82,17 @@ uint32_t log_line_max(uint32_t size)
 }
 
 /*
- * The log's mutex: writers wait for room holding it while the drain
+ * The log's lock: writers wait for room holding it while the drain
  * thread writes out (to a slow disk, maybe), so a waiter never gives up
  * on a live holder that maps the table.
  */
 static int log_lock(const struct log_ref *r)
 {
 	struct shf_lock_site site = *shf_handle_lock_site(r->shf);
+	uint64_t stuck = 0; /* never kept: a wait here never gives up */
 
 	site.max_wait_ms = 0;
-	return shf_mutex_lock(&r->h->lock, &site);
+	return shf_lock_take(&r->h->lk, &site, &stuck);
 }
 
 /* Make the region a log, if nobody did (create); 0 or -1. */
@@ -102,10 +103,7 @@ static int log_init(struct log_hdr *h, uint64_t got)
 	if (!__atomic_compare_exchange_n(&h->state, &st, LOG_INIT, 0,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return 0;
-	if (shf_mutex_init(&h->lock) < 0) {
-		__atomic_store_n(&h->state, LOG_FREE, __ATOMIC_RELEASE);
-		return -1;
-	}
+	__atomic_store_n(&h->lk.w, 0, __ATOMIC_RELAXED);
 	h->magic = LOG_MAGIC;
 	size = (uint32_t)(got - LOG_HDR_SIZE);
 	while (size & (size - 1))
@@ -262,7 +260,7 @@ int log_put(const struct log_ref *r, const char *text, uint32_t len,
 	rlen = (uint32_t)((sizeof(*rec) + plen + len + nl + 7) & ~7ull);
 	w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
 	if (log_room(r, &w, rlen) < 0) {
-		shf_mutex_unlock(&h->lock);
+		shf_lock_release(&h->lk);
 		return -1;
 	}
 	off = (uint32_t)(w & (size - 1));
@@ -285,7 +283,7 @@ int log_put(const struct log_ref *r, const char *text, uint32_t len,
 	__atomic_add_fetch(&h->write_seq, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&h->reader_waiting, __ATOMIC_SEQ_CST))
 		shf_futex_wake(&h->write_seq, 1);
-	shf_mutex_unlock(&h->lock);
+	shf_lock_release(&h->lk);
 	return 0;
 }
 
@@ -449,14 +447,14 @@ static int log_claim_reader(const struct log_ref *r)
 	if (log_lock(r) < 0)
 		return -1;
 	if (log_reader_alive(h, 1) && h->reader_pid != me) {
-		shf_mutex_unlock(&h->lock);
+		shf_lock_release(&h->lk);
 		errno = EBUSY;
 		return -1;
 	}
 	h->reader_start = shf_proc_start_time(me);
 	__atomic_store_n(&h->reader_pid, me, __ATOMIC_RELEASE);
 	__atomic_store_n(&h->reader_dead, 0, __ATOMIC_RELEASE);
-	shf_mutex_unlock(&h->lock);
+	shf_lock_release(&h->lk);
 	return 0;
 }
 

@@ -65,6 +65,7 @@
 #include "shf-test.h"
 #include "table.h"
 #include "q-internal.h"
+#include "log-internal.h"
 
 /* ------------------------------------------------------------- kinds */
 
@@ -1568,6 +1569,62 @@ START_TEST(test_queue_lock_links_damaged_while_held)
 END_TEST
 
 /*
+ * The same for the log's lock (found by reading, after the queues'): it
+ * was a glibc robust mutex too, unlocked plainly.  One child appends lines
+ * while another writes a junk pointer where the mutex's links were.
+ */
+START_TEST(test_log_lock_links_damaged_while_held)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("loglinks", name, sizeof(name));
+	uint64_t *lw = NULL;
+	pid_t writer, hostile;
+	int i, status, null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(null, 0);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 1u << 16, null), SHF_RET_OK);
+	for (i = 0; i < SHF_REGIONS_MAX; i++)
+		if (!strcmp(shf->h->regions[i].name, LOG_REGION))
+			lw = (uint64_t *)(shf->base + shf->h->regions[i].off +
+					  offsetof(struct log_hdr, lk));
+	ck_assert_ptr_nonnull(lw);
+	fflush(NULL);
+	writer = fork();
+	ck_assert_int_ge(writer, 0);
+	if (writer == 0) {
+		double end = shf_test_now() + 2.0;
+
+		while (shf_test_now() < end)
+			if (shf_log_append(shf, "a line\n", 7) != SHF_RET_OK)
+				_exit(2);
+		_exit(0);
+	}
+	hostile = fork();
+	ck_assert_int_ge(hostile, 0);
+	if (hostile == 0) {
+		double end = shf_test_now() + 2.0;
+
+		while (shf_test_now() < end)
+			for (i = 0; i < 5000; i++) /* the links */
+				__atomic_store_n(&lw[3 + i % 2], 0x10,
+						 __ATOMIC_RELAXED);
+		_exit(0);
+	}
+	status = shf_test_waitpid(writer, 30);
+	kill(hostile, SIGKILL);
+	shf_test_waitpid(hostile, 30);
+	ck_assert_msg(status != -1, "the writer hung");
+	ck_assert_msg(!WIFSIGNALED(status), "the writer died of signal %d",
+		      WTERMSIG(status));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the writer exited with %d", WEXITSTATUS(status));
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	close(null);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * shf_q_new() claims the queues' region in one word that names the
  * claimant (pid and start time), so that one killed at any instant while
  * making them is seen to be gone and its claim taken over (found by
@@ -2427,9 +2484,10 @@ static Suite *hostile_suite(void)
 	shf_test_add_tcase(s, "extent", 60, test_extent_not_linked_twice);
 #endif
 	shf_test_add_tcase(s, "growth", 60, test_growth_mapped_at_once);
-	shf_test_add_tcase(s, "queue-findings", 60,
+	shf_test_add_tcase(s, "ipc-findings", 60,
 			   test_queue_lock_links_damaged_while_held,
-			   test_queue_claim_of_the_dead);
+			   test_queue_claim_of_the_dead,
+			   test_log_lock_links_damaged_while_held);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

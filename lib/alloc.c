@@ -87,7 +87,7 @@ int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
 }
 
 /*
- * Grow the file so that `need` bytes are reserved.  Under alloc_mx.  The
+ * Grow the file so that `need` bytes are reserved.  Under alloc_lk.  The
  * header's size is a claim: space it claims that the file does not have
  * (a damaged or truncated file) is EBADMSG, never a SIGBUS later.
  */
@@ -146,12 +146,12 @@ int file_reserve(SHF *h, uint64_t need)
 
 static int alloc_lock(SHF *h)
 {
-	return shf_mutex_lock_saved(&h->h->alloc_mx, &h->site, &h->alloc_save);
+	return shf_lock_take(&h->h->alloc_lk, &h->site, &h->alloc_stuck);
 }
 
 static void alloc_unlock(SHF *h)
 {
-	shf_mutex_unlock_saved(&h->h->alloc_mx, &h->alloc_save);
+	shf_lock_release(&h->h->alloc_lk);
 }
 
 /* Page-aligned extent of at least size bytes (size rounded to its class). */

@@ -103,8 +103,8 @@ static int table_init(int fd)
 	hd->data_start = data;
 	hd->nshards = NSHARDS;
 	atomic_store(&hd->file_size, size);
-	if (shf_mutex_init(&hd->alloc_mx) || shf_mutex_init(&hd->region_mx))
-		goto fail;
+	hd->alloc_lk.w = 0; /* free */
+	hd->region_lk.w = 0;
 	sh = (struct shard *)(m + SHARDS_OFF);
 	for (i = 0; i < NSHARDS; i++) {
 		uint64_t seg = data + (uint64_t)i * SEG_BYTES;
@@ -119,9 +119,6 @@ static int table_init(int fd)
 	hd->magic = SHF_MAGIC;
 	munmap(m, size);
 	return 0;
-fail:
-	munmap(m, size);
-	return -1;
 }
 
 static _Atomic unsigned allow_shared;

@@ -6,13 +6,13 @@
  * shf_log_f*() calls go to, lines pieced together per thread, the API).
  *
  * The named region "log" holds a header and a ring of records.  Writers
- * (any thread of any process) take the robust mutex, wait for room, copy
+ * (any thread of any process) take the log's lock, wait for room, copy
  * the text (as given, or "<seconds> <pid> <text>" when the log was asked
  * for a prefix) into the ring and publish it by moving write_pos.  One
  * draining thread, started by shf_log_thread_new() in one process, copies
  * records out, moves read_pos and writes them to its fd.
  *
- * A writer that dies while holding the mutex has published nothing (the
+ * A writer that dies while holding the lock has published nothing (the
  * write_pos store is the commit), so the next locker has nothing to
  * repair.  A full ring makes writers wait; if the draining process is
  * gone (its pid and start time no longer match), a writer drops its line

@@ -23,8 +23,7 @@ void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 		errno = EINVAL;
 		return NULL;
 	}
-	if (shf_mutex_lock_saved(&h->h->region_mx, &h->site,
-				 &h->region_save) < 0)
+	if (shf_lock_take(&h->h->region_lk, &h->site, &h->region_stuck) < 0)
 		return NULL;
 	for (i = 0; i < SHF_REGIONS_MAX; i++) {
 		/* each word once: the size given out is the size checked */
@@ -76,7 +75,7 @@ void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 			*size_out = size;
 	}
 done:
-	shf_mutex_unlock_saved(&h->h->region_mx, &h->region_save);
+	shf_lock_release(&h->h->region_lk);
 	if (e) {
 		errno = e;
 		return NULL;
@@ -93,8 +92,7 @@ int shf_region_remove(SHF *h, const char *name)
 		errno = EINVAL;
 		return -1;
 	}
-	if (shf_mutex_lock_saved(&h->h->region_mx, &h->site,
-				 &h->region_save) < 0)
+	if (shf_lock_take(&h->h->region_lk, &h->site, &h->region_stuck) < 0)
 		return -1;
 	errno = ENOENT;
 	for (i = 0; i < SHF_REGIONS_MAX; i++) {
@@ -107,6 +105,6 @@ int shf_region_remove(SHF *h, const char *name)
 			break;
 		}
 	}
-	shf_mutex_unlock_saved(&h->h->region_mx, &h->region_save);
+	shf_lock_release(&h->h->region_lk);
 	return rc;
 }

@@ -91,7 +91,7 @@ struct shf_lock_counts {
 	_Atomic uint64_t lock_waits; /* acquisitions that had to wait */
 };
 /*
- * Where a mutex lives: its file (a holder must map it: a lock word naming
+ * Where a lock lives: its file (a holder must map it: a lock word naming
  * a live thread that does not is taken over; dev/ino 0: not checked),
  * where to count, and how long a waiter waits for a live holder before it
  * gives up with ETIMEDOUT (0: as long as it takes).
@@ -100,26 +100,6 @@ struct shf_lock_site {
 	struct shf_lock_counts *counts;
 	uint64_t dev, ino;
 	uint32_t max_wait_ms;
-};
-/*
- * What the holder of a mutex in a file that others write keeps of it in
- * its own memory: glibc links the robust mutexes a thread holds through
- * words inside them, and writes through those words when it unlocks, so a
- * hostile process that changes them while the lock is held would steer
- * that write anywhere in the holder.  shf_mutex_lock_saved() notes them,
- * shf_mutex_unlock_saved() puts them back first (with the owner words).
- * The place: memory of the handle, one per mutex (a lock has one holder).
- * Locks taken this way are released in the reverse order of taking.
- */
-struct shf_mutex_save {
-	void *prev, *next;
-	uint32_t tid;
-	/*
-	 * The lock word a wait of this process gave up on (ETIMEDOUT): while
-	 * the lock still shows that very word, the next lockers give up at
-	 * once instead of waiting max_wait_ms again, each of them.
-	 */
-	uint32_t stuck;
 };
 /*
  * Does thread tid map the file (dev, ino)?  1 yes, 0 provably not, -1 it
@@ -208,26 +188,6 @@ static inline void shf_lock_release(struct shf_lock *l)
 		shf_lock_wake(l);
 }
 
-/* A robust process-shared mutex; 0, or -1 with errno. */
-int shf_mutex_init(pthread_mutex_t *m);
-/*
- * Lock: 0 held; 1 held and its previous owner died holding it (the caller
- * must repair what it protects; the mutex is already marked consistent);
- * -1 with errno (ETIMEDOUT: see max_wait_ms).  site may be NULL.
- */
-int shf_mutex_lock(pthread_mutex_t *m, const struct shf_lock_site *site);
-/* The same without waiting: -1 with EBUSY when it is held. */
-int shf_mutex_trylock(pthread_mutex_t *m, const struct shf_lock_site *site);
-void shf_mutex_unlock(pthread_mutex_t *m);
-/* The same, keeping the lock's links in sv while it is held. */
-int shf_mutex_lock_saved(pthread_mutex_t *m, const struct shf_lock_site *site,
-			 struct shf_mutex_save *sv);
-int shf_mutex_trylock_saved(pthread_mutex_t *m,
-			    const struct shf_lock_site *site,
-			    struct shf_mutex_save *sv);
-void shf_mutex_unlock_saved(pthread_mutex_t *m,
-			    const struct shf_mutex_save *sv);
-
 /* ============================================================ monitor.c */
 
 /*
@@ -315,7 +275,7 @@ void *shf_region(SHF *shf, const char *name, uint64_t size, int create,
 		 uint64_t *size_out);
 /* Remove a named region's entry (its space is not reused). 0 or -1/errno. */
 int shf_region_remove(SHF *shf, const char *name);
-/* The lock site of the table's mutexes (for mutexes in its regions). */
+/* The lock site of the table's locks (for locks in its regions). */
 const struct shf_lock_site *shf_handle_lock_site(SHF *shf);
 /* The handle's id in the registry. */
 uint64_t shf_handle_reg_id(SHF *shf);

@@ -44,7 +44,7 @@
 /* ================================================================ layout */
 
 #define SHF_MAGIC 0x314c425446485342ULL /* "BSHFTBL1" */
-#define SHF_LAYOUT 5u
+#define SHF_LAYOUT 6u
 #define NSHARDS 256u
 #define PAGE 4096u
 #define SEG_BUCKETS 64u
@@ -120,9 +120,10 @@ struct hdr {
 	uint32_t pad0;
 	_Atomic uint64_t owner_start;
 	struct shf_lock_counts locks; /* recoveries, lock_waits */
-	pthread_mutex_t alloc_mx;
+	/* the library's own locks (shf-internal.h), as a shard's */
+	struct shf_lock alloc_lk;
 	uint64_t big_free[NBIG];
-	pthread_mutex_t region_mx;
+	struct shf_lock region_lk;
 	struct region regions[SHF_REGIONS_MAX];
 	/* cache mode */
 	_Atomic uint32_t ttl_default; /* ms; 0 none */
@@ -188,7 +189,7 @@ struct shard {
 struct shf {
 	int fd;
 	int lockable;
-	struct shf_lock_site site; /* of the table's mutexes */
+	struct shf_lock_site site; /* of the table's locks */
 	uint8_t *base;
 	uint64_t map_size;
 	int populate; /* map grown space at once (tmpfs: see alloc.c) */
@@ -214,8 +215,8 @@ struct shf {
 	_Atomic uint64_t dw_hint[NSHARDS];
 	/* the lock words that this process's waits gave up on (sync.c) */
 	uint64_t lk_stuck[NSHARDS];
-	/* the held mutexes' links (sync.c), kept where the file cannot reach */
-	struct shf_mutex_save alloc_save, region_save;
+	/* the words that waits for those two locks gave up on (sync.c) */
+	uint64_t alloc_stuck, region_stuck;
 };
 
 /* The shard descriptors start on the first page after the header. */
@@ -421,7 +422,7 @@ static inline uint64_t big_bound(uint64_t size, uint32_t *cls)
  * (tmpfs tables only; growth past a bound is left to page faults).
  */
 void file_populate(SHF *h, uint64_t off, uint64_t len);
-/* Reserve the file up to need bytes (fallocate); under alloc_mx. */
+/* Reserve the file up to need bytes (fallocate); under alloc_lk. */
 int file_reserve(SHF *h, uint64_t need);
 /* Page-aligned extent of at least size bytes; 0 with errno. */
 uint64_t big_alloc(SHF *h, uint64_t size, int zero);

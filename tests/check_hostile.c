@@ -1569,6 +1569,63 @@ START_TEST(test_queue_lock_links_damaged_while_held)
 END_TEST
 
 /*
+ * The same for the table's allocator lock (found by reading, after the
+ * queues'): a glibc robust mutex until layout 6, whose link words the
+ * holder put back before unlocking, which only narrowed the window.  One
+ * child puts and deletes a value of 100 KiB (an extent: the allocator's
+ * lock each time) while another writes a junk pointer where the mutex's
+ * links were (now two heads of the table's extent lists, which a damaged
+ * value only makes it drop).
+ */
+START_TEST(test_alloc_lock_links_damaged_while_held)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("alloclinks", name, sizeof(name));
+	uint64_t *lw = (uint64_t *)((char *)shf->h +
+				    offsetof(struct hdr, alloc_lk));
+	pid_t writer, hostile;
+	int i, status;
+
+	fflush(NULL);
+	writer = fork();
+	ck_assert_int_ge(writer, 0);
+	if (writer == 0) {
+		static char big[100 << 10];
+		double end = shf_test_now() + 2.0;
+
+		while (shf_test_now() < end) {
+			shf_make_hash("big", 3);
+			if (shf_put_key_val(shf, big, sizeof(big)) & SHF_RET_ERROR)
+				_exit(2);
+			shf_make_hash("big", 3);
+			shf_del_key_val(shf);
+		}
+		_exit(0);
+	}
+	hostile = fork();
+	ck_assert_int_ge(hostile, 0);
+	if (hostile == 0) {
+		double end = shf_test_now() + 2.0;
+
+		while (shf_test_now() < end)
+			for (i = 0; i < 5000; i++) /* the links */
+				__atomic_store_n(&lw[3 + i % 2], 0x10,
+						 __ATOMIC_RELAXED);
+		_exit(0);
+	}
+	status = shf_test_waitpid(writer, 30);
+	kill(hostile, SIGKILL);
+	shf_test_waitpid(hostile, 30);
+	ck_assert_msg(status != -1, "the writer hung");
+	ck_assert_msg(!WIFSIGNALED(status), "the writer died of signal %d",
+		      WTERMSIG(status));
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the writer exited with %d", WEXITSTATUS(status));
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * The same for the log's lock (found by reading, after the queues'): it
  * was a glibc robust mutex too, unlocked plainly.  One child appends lines
  * while another writes a junk pointer where the mutex's links were.
@@ -2484,7 +2541,8 @@ static Suite *hostile_suite(void)
 	shf_test_add_tcase(s, "extent", 60, test_extent_not_linked_twice);
 #endif
 	shf_test_add_tcase(s, "growth", 60, test_growth_mapped_at_once);
-	shf_test_add_tcase(s, "ipc-findings", 60,
+	shf_test_add_tcase(s, "lock-findings", 60,
+			   test_alloc_lock_links_damaged_while_held,
 			   test_queue_lock_links_damaged_while_held,
 			   test_queue_claim_of_the_dead,
 			   test_log_lock_links_damaged_while_held);

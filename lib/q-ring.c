@@ -152,7 +152,7 @@ static int q_slot_alive(const struct q_slot *sl)
 {
 	pid_t pid = __atomic_load_n(&sl->pid, __ATOMIC_RELAXED);
 
-	return pid > 0 && shf_proc_start_time(pid) == sl->start;
+	return pid > 0 && shf_proc_group_start_time(pid) == sl->start;
 }
 
 /*
@@ -316,7 +316,7 @@ void q_unlock(struct q_set *s)
 static int q_slot_take(struct q_set *s)
 {
 	pid_t me = getpid();
-	uint64_t start = shf_proc_start_time(me);
+	uint64_t start = shf_proc_group_start_time(me);
 
 	for (int pass = 0; pass < 2; pass++) {
 		for (uint32_t i = 0; i < Q_SLOTS; i++) {

@@ -147,7 +147,7 @@ static int q_exchange(struct q_local *l, uint32_t pull_qid)
 
 static uint64_t q_claim_word(pid_t pid)
 {
-	uint64_t start = shf_proc_start_time(pid);
+	uint64_t start = shf_proc_group_start_time(pid);
 
 	if ((uint64_t)pid >> Q_CLAIM_PID_BITS || !start)
 		return 0;

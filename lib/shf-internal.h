@@ -59,6 +59,12 @@ int shf_buf_grow(char **buf, uint64_t *cap, uint64_t len);
  */
 uint64_t shf_proc_start_time(pid_t pid);
 /*
+ * The same for a process as a whole: its start time while any of its
+ * threads lives, even once its first thread called pthread_exit() (whose
+ * entry then shows a zombie).
+ */
+uint64_t shf_proc_group_start_time(pid_t pid);
+/*
  * Fields of /proc/PID/stat (PID may name any thread): its state (field
  * 3), flags (9) and start time (22).  0, or -1 with errno: that of
  * open() or read() (ENOENT: no such thread, or no /proc), or EIO when

@@ -216,6 +216,53 @@ int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start)
 	return 0;
 }
 
+/* Threads: of /proc/PID/status, 0 if unknown (at most 4 KiB read). */
+static unsigned long proc_threads(pid_t pid)
+{
+	char path[40], buf[4096], *p;
+	unsigned long n = 0;
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (len <= 0)
+		return 0;
+	buf[len] = '\0';
+	p = strstr(buf, "\nThreads:");
+	if (p)
+		n = strtoul(p + 9, NULL, 10);
+	return n;
+}
+
+uint64_t shf_proc_group_start_time(pid_t pid)
+{
+	int saved_errno = errno;
+	uint64_t start;
+	uint32_t flags;
+	char state;
+
+	if (shf_proc_stat(pid, &state, &flags, &start) < 0) {
+		if (errno == ENOENT)
+			errno = ESRCH;
+		return 0;
+	}
+	/*
+	 * A leader that called pthread_exit() shows 'Z' while the process's
+	 * other threads go on: alive while it has more threads than itself.
+	 */
+	if (state == 'X' || (state == 'Z' && proc_threads(pid) < 2)) {
+		errno = ESRCH;
+		return 0;
+	}
+	errno = saved_errno;
+	return start;
+}
+
 uint64_t shf_proc_start_time(pid_t pid)
 {
 	int saved_errno = errno;

@@ -386,6 +386,72 @@ START_TEST(test_q_unpull_over_tombstones)
 }
 END_TEST
 
+/*
+ * A process whose first thread called pthread_exit() lives on in its
+ * other threads, though /proc shows its entry as a zombie (found by
+ * review: the queues took it for dead, reaped its slot and gave the item
+ * its worker held to another process as well).  Here the worker holds the
+ * only item for a while: nobody else may pull it meanwhile; it is back
+ * once the worker pushed it and the process ended.
+ */
+static SHF *lead_shf;
+static int lead_pipe[2];
+
+static void *lead_worker(void *arg)
+{
+	uint32_t x = shf_q_pull_tail(lead_shf, 0);
+
+	(void)arg;
+	if (x == SHF_QIID_NONE || write(lead_pipe[1], "x", 1) != 1)
+		_exit(3);
+	usleep(1000000);
+	shf_q_push_head(lead_shf, 0, x);
+	shf_q_flush(lead_shf, SHF_QID_NONE);
+	_exit(0); /* the process's last thread: no exit handlers */
+}
+
+START_TEST(test_q_leader_exited)
+{
+	char name[SHF_TEST_NAME_MAX], c;
+	uint32_t i, got = 0;
+	int status;
+	pid_t pid;
+
+	lead_shf = shf_test_new("q-leader", name, sizeof(name));
+	ck_assert_ptr_nonnull(shf_q_new(lead_shf, 1, 1, 8, 1));
+	ck_assert_int_eq(pipe(lead_pipe), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pthread_t t;
+
+		if (!shf_q_get(lead_shf) ||
+		    pthread_create(&t, NULL, lead_worker, NULL))
+			_exit(2);
+		pthread_exit(NULL); /* the process goes on in its worker */
+	}
+	ck_assert_int_eq(read(lead_pipe[0], &c, 1), 1);
+	for (i = 0; i < 20; i++) { /* 0.6 s while the worker holds it */
+		ck_assert_msg(shf_q_pull_tail(lead_shf, 0) == SHF_QIID_NONE,
+			      "pulled the item that another process holds");
+		usleep(30000);
+	}
+	status = shf_test_waitpid(pid, 30);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the holder: status %#x", status);
+	for (i = 0; i < 100 && !got; i++) {
+		got = shf_q_pull_tail(lead_shf, 0) != SHF_QIID_NONE;
+		if (!got)
+			usleep(10000);
+	}
+	ck_assert_msg(got, "the item did not come back");
+	close(lead_pipe[0]);
+	close(lead_pipe[1]);
+	shf_test_del(lead_shf, name);
+}
+END_TEST
+
 /* Queues and keys in the same table at the same time. */
 START_TEST(test_q_and_kv)
 {
@@ -1093,7 +1159,7 @@ static Suite *ipc_suite(void)
 			   test_q_many_procs, test_q_push_head_pull_tail,
 			   test_q_pingpong, test_q_kill,
 			   test_q_kill_no_loss, test_q_push_over_tombstones,
-			   test_q_unpull_over_tombstones);
+			   test_q_unpull_over_tombstones, test_q_leader_exited);
 
 	shf_test_add_tcase(s, "race", 20, test_race_start);
 

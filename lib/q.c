@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -149,8 +150,9 @@ static uint64_t q_claim_word(pid_t pid)
 {
 	uint64_t start = shf_proc_group_start_time(pid);
 
-	if ((uint64_t)pid >> Q_CLAIM_PID_BITS || !start)
+	if ((uint64_t)pid >> Q_CLAIM_PID_BITS)
 		return 0;
+	/* without /proc (no start time): the pid alone, judged by kill() */
 	return (uint64_t)pid | start << Q_CLAIM_PID_BITS;
 }
 
@@ -158,7 +160,11 @@ static int q_claimant_alive(uint64_t w)
 {
 	pid_t pid = (pid_t)(w & ((1u << Q_CLAIM_PID_BITS) - 1));
 
-	return pid > 0 && q_claim_word(pid) == w;
+	if (pid <= 0)
+		return 0;
+	if (!(w >> Q_CLAIM_PID_BITS))
+		return kill(pid, 0) == 0 || errno == EPERM;
+	return q_claim_word(pid) == w;
 }
 
 /*
@@ -170,27 +176,40 @@ static int q_claim(struct q_hdr *h, pid_t me)
 {
 	uint64_t mine = q_claim_word(me), w;
 	uint32_t st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
+	int tries;
 
 	if (st == Q_READY) {
 		errno = EEXIST;
 		return -1;
 	}
 	w = __atomic_load_n(&h->init_start, __ATOMIC_ACQUIRE);
-	if (!mine || (st != Q_FREE && st != Q_INIT) ||
-	    (w && q_claimant_alive(w)) ||
+	if (!mine || (w && q_claimant_alive(w)) ||
 	    !__atomic_compare_exchange_n(&h->init_start, &w, mine, 0,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
 		errno = EBUSY;
 		return -1;
 	}
-	/* ours; made ready meanwhile by a claimant since gone: not again */
-	if (!__atomic_compare_exchange_n(&h->state, &st, Q_INIT, 0,
-					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-		errno = st == Q_READY ? EEXIST : EBUSY;
-		return -1;
+	/*
+	 * Ours.  The state as it is now (a claimant since gone may have moved
+	 * it to INIT, or made the queues ready: then not again).
+	 */
+	st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
+	for (tries = 0; tries < 8; tries++) {
+		if (st != Q_FREE && st != Q_INIT)
+			break;
+		if (__atomic_compare_exchange_n(&h->state, &st, Q_INIT, 0,
+						__ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			__atomic_store_n(&h->init_pid, me, __ATOMIC_RELEASE);
+			return 0;
+		}
 	}
-	__atomic_store_n(&h->init_pid, me, __ATOMIC_RELEASE); /* to read */
-	return 0;
+	/* let go of the claim, so that nobody waits for us */
+	w = mine;
+	__atomic_compare_exchange_n(&h->init_start, &w, 0, 0, __ATOMIC_ACQ_REL,
+				    __ATOMIC_ACQUIRE);
+	errno = st == Q_READY ? EEXIST : EBUSY;
+	return -1;
 }
 
 /* The whole items array, as shf_q_new() and shf_q_get() report it. */

@@ -1688,7 +1688,8 @@ END_TEST
  * review: a claimant killed between marking the region as being made and
  * writing its pid left pid 0, which every later shf_q_new() took for a
  * claimant not written yet: EBUSY for ever).  A live claimant's region is
- * EBUSY; once it is dead, the next shf_q_new() makes the queues.
+ * EBUSY; once it is dead, the next shf_q_new() makes the queues; the same
+ * for a claim by the pid alone, which a process without /proc makes.
  */
 static char qclaim_name[SHF_TEST_NAME_MAX];
 
@@ -1753,9 +1754,16 @@ START_TEST(test_queue_claim_of_the_dead)
 	__atomic_store_n(&qh->init_start, (uint64_t)pid | start << 22,
 			 __ATOMIC_RELEASE);
 	shf_assert_eq(shf_test_run(1, kid_q_new, (void *)1, 30), 0);
+	/* a claim by the pid alone (its maker could not read /proc) */
+	__atomic_store_n(&qh->init_start, (uint64_t)pid, __ATOMIC_RELEASE);
+	shf_assert_eq(shf_test_run(1, kid_q_new, (void *)1, 30), 0);
 	close(pfd[1]);
 	status = shf_test_waitpid(pid, 30);
 	ck_assert(WIFEXITED(status));
+	shf_assert_eq(shf_test_run(1, kid_q_new, NULL, 30), 0);
+	/* the same, dead */
+	__atomic_store_n(&qh->state, Q_INIT, __ATOMIC_RELEASE);
+	__atomic_store_n(&qh->init_start, (uint64_t)pid, __ATOMIC_RELEASE);
 	shf_assert_eq(shf_test_run(1, kid_q_new, NULL, 30), 0);
 	shf_test_del(shf, qclaim_name);
 }

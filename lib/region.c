@@ -41,8 +41,8 @@ void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 			continue;
 		if (create && rsize != size)
 			e = EEXIST;
-		else if (!(p = at(h, off, rsize)))
-			e = EBADMSG;
+		else if (rsize < size || !(p = at(h, off, rsize)))
+			e = EBADMSG; /* smaller than asked: a damaged entry */
 		else if (size_out)
 			*size_out = rsize;
 		goto done;

@@ -1626,6 +1626,36 @@ START_TEST(test_alloc_lock_links_damaged_while_held)
 END_TEST
 
 /*
+ * A region entry smaller than what its user needs (found by review): a
+ * race line opened by name took the entry's size on trust, and an entry
+ * of 0 bytes at the file's end made shf_race_start_timeout() add to a
+ * word past the end: SIGBUS.  Now an entry smaller than asked is damage
+ * (EBADMSG).
+ */
+START_TEST(test_region_smaller_than_asked)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("region", name, sizeof(name));
+	struct stat st;
+	int i, n = 0;
+
+	shf_race_init(shf, "r", 1);
+	ck_assert_int_eq(fstat(shf->fd, &st), 0);
+	for (i = 0; i < SHF_REGIONS_MAX; i++)
+		if (!strcmp(shf->h->regions[i].name, "race:r")) {
+			shf->h->regions[i].size = 0;
+			shf->h->regions[i].off = (uint64_t)st.st_size;
+			n++;
+		}
+	ck_assert_int_eq(n, 1);
+	errno = 0;
+	shf_race_start_timeout(shf, "r", 1, 2, 100);
+	ck_assert_int_eq(errno, EBADMSG);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * The same for the log's lock (found by reading, after the queues'): it
  * was a glibc robust mutex too, unlocked plainly.  One child appends lines
  * while another writes a junk pointer where the mutex's links were.
@@ -2553,7 +2583,8 @@ static Suite *hostile_suite(void)
 			   test_alloc_lock_links_damaged_while_held,
 			   test_queue_lock_links_damaged_while_held,
 			   test_queue_claim_of_the_dead,
-			   test_log_lock_links_damaged_while_held);
+			   test_log_lock_links_damaged_while_held,
+			   test_region_smaller_than_asked);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

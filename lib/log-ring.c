@@ -216,10 +216,14 @@ static int log_room(const struct log_ref *r, uint64_t *w, uint32_t rlen)
 		uint64_t rd = __atomic_load_n(&h->read_pos, __ATOMIC_ACQUIRE);
 		uint32_t seq;
 
-		if (*w - rd > size) {
-			/* Corrupt positions: start again empty. */
-			__atomic_store_n(&h->write_pos, rd, __ATOMIC_RELEASE);
-			*w = rd;
+		if (*w - rd > size || ((*w | rd) & 7)) {
+			/*
+			 * Corrupt positions (apart, or off the 8-byte grid
+			 * every record keeps, whose header would then cross
+			 * the ring's end): start again empty, on the grid.
+			 */
+			*w = (rd + 7) & ~7ull;
+			__atomic_store_n(&h->write_pos, *w, __ATOMIC_RELEASE);
 		}
 		room = size - (uint32_t)(*w & (size - 1));
 		need = rlen + (room < rlen ? room : 0);
@@ -364,9 +368,16 @@ static uint64_t drain_copy(const struct log_ref *r, uint64_t rd, uint64_t w,
 	if (w - rd > size)
 		rd = w - size; /* corrupt: keep what may be valid */
 	while (rd != w && d->len < LOG_BATCH && d->nlines < LOG_BATCH_LINES) {
-		uint32_t off = (uint32_t)(rd & mask);
+		uint32_t off = (uint32_t)(rd & mask), rlen, tlen;
 		struct log_rec *rec = (struct log_rec *)(log_data(r->h) + off);
-		uint32_t rlen = rec->len, tlen = rec->text_len;
+
+		if (rd & 7) { /* off the grid: its header may cross the end */
+			__atomic_add_fetch(&r->h->dropped, 1,
+					   __ATOMIC_RELAXED);
+			return w;
+		}
+		rlen = rec->len;
+		tlen = rec->text_len;
 
 		if (rlen < sizeof(*rec) || (rlen & 7) || rlen > w - rd ||
 		    rlen > size - off ||

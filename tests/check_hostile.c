@@ -1626,6 +1626,50 @@ START_TEST(test_alloc_lock_links_damaged_while_held)
 END_TEST
 
 /*
+ * Log positions off the 8-byte grid that every record keeps (found by
+ * review): a writer at 4 bytes from the ring's end wrote its padding
+ * record's header across the end, into whatever the file holds next.
+ * Now such positions are corrupt: the writer starts again on the grid,
+ * the drain drops what it cannot read.
+ */
+START_TEST(test_log_positions_off_the_grid)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("loggrid", name, sizeof(name));
+	int i, null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	struct log_hdr *lh = NULL;
+	uint32_t *next;
+
+	ck_assert_int_ge(null, 0);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	for (i = 0; i < SHF_REGIONS_MAX; i++)
+		if (!strcmp(shf->h->regions[i].name, LOG_REGION))
+			lh = (struct log_hdr *)(shf->base +
+						shf->h->regions[i].off);
+	ck_assert_ptr_nonnull(lh);
+	ck_assert_uint_eq(lh->size, 4096);
+	/* the next thing in the file: a race line's region, right after */
+	shf_race_init(shf, "n", 1);
+	next = NULL;
+	for (i = 0; i < SHF_REGIONS_MAX; i++)
+		if (!strcmp(shf->h->regions[i].name, "race:n"))
+			next = (uint32_t *)(shf->base +
+					    shf->h->regions[i].off);
+	ck_assert_ptr_eq((char *)next, (char *)lh + LOG_HDR_SIZE + 4096);
+	next[0] = 0x11111111;
+	lh->read_pos = lh->write_pos = 4092; /* empty, off the grid */
+	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_append(shf, "hello\n", 6), SHF_RET_OK);
+	ck_assert_uint_eq(next[0], 0x11111111);
+	ck_assert_uint_eq(lh->write_pos & 7, 0);
+	ck_assert_uint_eq(shf_log_detach_existing(shf), SHF_RET_OK);
+	close(null);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * A region entry smaller than what its user needs (found by review): a
  * race line opened by name took the entry's size on trust, and an entry
  * of 0 bytes at the file's end made shf_race_start_timeout() add to a
@@ -2584,7 +2628,8 @@ static Suite *hostile_suite(void)
 			   test_queue_lock_links_damaged_while_held,
 			   test_queue_claim_of_the_dead,
 			   test_log_lock_links_damaged_while_held,
-			   test_region_smaller_than_asked);
+			   test_region_smaller_than_asked,
+			   test_log_positions_off_the_grid);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

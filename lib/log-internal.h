@@ -49,6 +49,7 @@ struct log_hdr {
 	uint32_t size;               /* ring bytes, a power of two */
 	uint64_t t0_ns;              /* CLOCK_MONOTONIC at creation */
 	uint64_t lines;              /* lines published */
+	uint64_t init_claim;         /* who sets it up (shf_claim_word()) */
 	/* the library's own lock (shf-internal.h): nothing in it that
 	 * its holder writes through, whatever others write */
 	struct shf_lock lk __attribute__((aligned(64)));

@@ -95,23 +95,47 @@ static int log_lock(const struct log_ref *r)
 	return shf_lock_take(&r->h->lk, &site, &stuck);
 }
 
-/* Make the region a log, if nobody did (create); 0 or -1. */
-static int log_init(struct log_hdr *h, uint64_t got)
+/*
+ * Make the region a log, unless it is one or a live process is making it:
+ * the maker claims it first with a word that names it (shf_claim_word()),
+ * so that a maker killed half way is seen to be gone and exactly one
+ * other process sets the log up again (the set-up depends only on the
+ * region's size).
+ */
+static void log_init(struct log_hdr *h, uint64_t got)
 {
-	uint32_t st = LOG_FREE, size;
+	uint64_t mine = shf_claim_word(getpid()), w;
+	uint32_t st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE), size;
+	int tries;
 
-	if (!__atomic_compare_exchange_n(&h->state, &st, LOG_INIT, 0,
+	if (st == LOG_READY)
+		return;
+	w = __atomic_load_n(&h->init_claim, __ATOMIC_ACQUIRE);
+	if (!mine || (w && shf_claim_alive(w)) ||
+	    !__atomic_compare_exchange_n(&h->init_claim, &w, mine, 0,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		return 0;
-	__atomic_store_n(&h->lk.w, 0, __ATOMIC_RELAXED);
-	h->magic = LOG_MAGIC;
-	size = (uint32_t)(got - LOG_HDR_SIZE);
-	while (size & (size - 1))
-		size &= size - 1; /* round down to a power of 2 */
-	h->size = size;
-	h->t0_ns = log_now_ns();
-	__atomic_store_n(&h->state, LOG_READY, __ATOMIC_RELEASE);
-	return 0;
+		return;
+	st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
+	for (tries = 0; tries < 8; tries++) {
+		if (st != LOG_FREE && st != LOG_INIT)
+			break;
+		if (!__atomic_compare_exchange_n(&h->state, &st, LOG_INIT, 0,
+						 __ATOMIC_ACQ_REL,
+						 __ATOMIC_ACQUIRE))
+			continue;
+		__atomic_store_n(&h->lk.w, 0, __ATOMIC_RELAXED);
+		h->magic = LOG_MAGIC;
+		size = (uint32_t)(got - LOG_HDR_SIZE);
+		while (size & (size - 1))
+			size &= size - 1; /* round down to a power of 2 */
+		h->size = size;
+		h->t0_ns = log_now_ns();
+		__atomic_store_n(&h->state, LOG_READY, __ATOMIC_RELEASE);
+		return;
+	}
+	w = mine; /* let go, so that nobody waits for us */
+	__atomic_compare_exchange_n(&h->init_claim, &w, 0, 0, __ATOMIC_ACQ_REL,
+				    __ATOMIC_ACQUIRE);
 }
 
 int log_open(SHF *shf, uint32_t size, int create, struct log_ref *ref)
@@ -137,12 +161,17 @@ int log_open(SHF *shf, uint32_t size, int create, struct log_ref *ref)
 		errno = EBADMSG;
 		return -1;
 	}
-	if (create && log_init(h, got) < 0)
-		return -1;
-	/* Another process may be initialising it right now: give it 1 s. */
+	if (create)
+		log_init(h, got);
+	/*
+	 * Another process may be setting it up right now: give it 1 s, and
+	 * now and then set it up in its place if it is gone.
+	 */
 	for (int i = 0; i < 1000; i++) {
 		if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == LOG_READY)
 			break;
+		if (i % 50 == 49)
+			log_init(h, got);
 		usleep(1000);
 	}
 	if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != LOG_READY) {

@@ -138,34 +138,11 @@ static int q_exchange(struct q_local *l, uint32_t pull_qid)
 }
 
 /*
- * Who makes the queues (shf_q_new()), in one word (init_start): pid | its
- * start time << Q_CLAIM_PID_BITS.  A claim is a compare-and-swap of the
- * word, so that it names its claimant at the instant it is made: a
- * claimant killed at any point after it is seen to be gone, and its claim
- * is taken over by exactly one other.
+ * Who makes the queues (shf_q_new()): a claim word in init_start
+ * (shf_claim_word()), taken with a compare-and-swap, so that it names its
+ * claimant at the instant it is made: a claimant killed at any point after
+ * it is seen to be gone, and its claim is taken over by exactly one other.
  */
-#define Q_CLAIM_PID_BITS 22 /* PID_MAX_LIMIT is 2^22 */
-
-static uint64_t q_claim_word(pid_t pid)
-{
-	uint64_t start = shf_proc_group_start_time(pid);
-
-	if ((uint64_t)pid >> Q_CLAIM_PID_BITS)
-		return 0;
-	/* without /proc (no start time): the pid alone, judged by kill() */
-	return (uint64_t)pid | start << Q_CLAIM_PID_BITS;
-}
-
-static int q_claimant_alive(uint64_t w)
-{
-	pid_t pid = (pid_t)(w & ((1u << Q_CLAIM_PID_BITS) - 1));
-
-	if (pid <= 0)
-		return 0;
-	if (!(w >> Q_CLAIM_PID_BITS))
-		return kill(pid, 0) == 0 || errno == EPERM;
-	return q_claim_word(pid) == w;
-}
 
 /*
  * Claim a region to make the queues in: a new one, or one whose claimant
@@ -174,7 +151,7 @@ static int q_claimant_alive(uint64_t w)
  */
 static int q_claim(struct q_hdr *h, pid_t me)
 {
-	uint64_t mine = q_claim_word(me), w;
+	uint64_t mine = shf_claim_word(me), w;
 	uint32_t st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
 	int tries;
 
@@ -183,7 +160,7 @@ static int q_claim(struct q_hdr *h, pid_t me)
 		return -1;
 	}
 	w = __atomic_load_n(&h->init_start, __ATOMIC_ACQUIRE);
-	if (!mine || (w && q_claimant_alive(w)) ||
+	if (!mine || (w && shf_claim_alive(w)) ||
 	    !__atomic_compare_exchange_n(&h->init_start, &w, mine, 0,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
 		errno = EBUSY;

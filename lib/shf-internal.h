@@ -65,6 +65,15 @@ uint64_t shf_proc_start_time(pid_t pid);
  */
 uint64_t shf_proc_group_start_time(pid_t pid);
 /*
+ * A claim (of a region to set up) that names its claimant in one word,
+ * for a compare-and-swap: pid | its start time << SHF_CLAIM_PID_BITS, or
+ * the pid alone where /proc cannot tell the start time; 0 if pid does not
+ * fit.  shf_claim_alive(): is the claimant of w still there?
+ */
+#define SHF_CLAIM_PID_BITS 22 /* PID_MAX_LIMIT is 2^22 */
+uint64_t shf_claim_word(pid_t pid);
+int shf_claim_alive(uint64_t w);
+/*
  * Fields of /proc/PID/stat (PID may name any thread): its state (field
  * 3), flags (9) and start time (22).  0, or -1 with errno: that of
  * open() or read() (ENOENT: no such thread, or no /proc), or EIO when

@@ -263,6 +263,26 @@ uint64_t shf_proc_group_start_time(pid_t pid)
 	return start;
 }
 
+uint64_t shf_claim_word(pid_t pid)
+{
+	uint64_t start = shf_proc_group_start_time(pid);
+
+	if (pid <= 0 || (uint64_t)pid >> SHF_CLAIM_PID_BITS)
+		return 0;
+	return (uint64_t)pid | start << SHF_CLAIM_PID_BITS;
+}
+
+int shf_claim_alive(uint64_t w)
+{
+	pid_t pid = (pid_t)(w & ((1u << SHF_CLAIM_PID_BITS) - 1));
+
+	if (pid <= 0)
+		return 0;
+	if (!(w >> SHF_CLAIM_PID_BITS)) /* no start time: ask the kernel */
+		return kill(pid, 0) == 0 || errno == EPERM;
+	return shf_claim_word(pid) == w;
+}
+
 uint64_t shf_proc_start_time(pid_t pid)
 {
 	int saved_errno = errno;

@@ -1670,6 +1670,43 @@ START_TEST(test_log_positions_off_the_grid)
 END_TEST
 
 /*
+ * A log whose maker was killed while setting it up (found by review): its
+ * state stayed INIT and every later open waited 1 s and failed with EBUSY,
+ * for ever.  Now the maker's claim names it, and an opener that finds the
+ * maker gone sets the log up in its place.
+ */
+START_TEST(test_log_maker_killed)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("logmaker", name, sizeof(name));
+	int i, null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	struct log_hdr *lh = NULL;
+	pid_t pid;
+
+	ck_assert_int_ge(null, 0);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	for (i = 0; i < SHF_REGIONS_MAX; i++)
+		if (!strcmp(shf->h->regions[i].name, LOG_REGION))
+			lh = (struct log_hdr *)(shf->base +
+						shf->h->regions[i].off);
+	ck_assert_ptr_nonnull(lh);
+	pid = fork(); /* a maker that is gone */
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(0);
+	ck_assert_int_ne(shf_test_waitpid(pid, 30), -1);
+	lh->init_claim = (uint64_t)pid;
+	lh->state = LOG_INIT;
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_append(shf, "again\n", 6), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	close(null);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * A region entry smaller than what its user needs (found by review): a
  * race line opened by name took the entry's size on trust, and an entry
  * of 0 bytes at the file's end made shf_race_start_timeout() add to a
@@ -2629,7 +2666,7 @@ static Suite *hostile_suite(void)
 			   test_queue_claim_of_the_dead,
 			   test_log_lock_links_damaged_while_held,
 			   test_region_smaller_than_asked,
-			   test_log_positions_off_the_grid);
+			   test_log_positions_off_the_grid, test_log_maker_killed);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

@@ -82,17 +82,15 @@ uint32_t log_line_max(uint32_t size)
 }
 
 /*
- * The log's lock: writers wait for room holding it while the drain
- * thread writes out (to a slow disk, maybe), so a waiter never gives up
- * on a live holder that maps the table.
+ * The log's lock: held only while a record is copied in (writers wait for
+ * room without it), so a waiter gives up on a live holder after the
+ * table's bound (ETIMEDOUT), as for a shard.
  */
 static int log_lock(const struct log_ref *r)
 {
-	struct shf_lock_site site = *shf_handle_lock_site(r->shf);
-	uint64_t stuck = 0; /* never kept: a wait here never gives up */
+	uint64_t stuck = 0; /* not kept: each wait may last the bound */
 
-	site.max_wait_ms = 0;
-	return shf_lock_take(&r->h->lk, &site, &stuck);
+	return shf_lock_take(&r->h->lk, shf_handle_lock_site(r->shf), &stuck);
 }
 
 /*
@@ -192,13 +190,19 @@ int log_open(SHF *shf, uint32_t size, int create, struct log_ref *ref)
 }
 
 /* 1 if a draining thread is (still) there. */
-static int log_reader_alive(struct log_hdr *h, int check_proc)
+static int log_reader_alive(const struct log_ref *r, int check_proc)
 {
+	struct log_hdr *h = r->h;
+	const struct shf_lock_site *site = shf_handle_lock_site(r->shf);
 	pid_t pid = __atomic_load_n(&h->reader_pid, __ATOMIC_ACQUIRE);
 
 	if (pid <= 0 || __atomic_load_n(&h->reader_dead, __ATOMIC_ACQUIRE))
 		return 0;
-	if (check_proc && shf_proc_start_time(pid) != h->reader_start) {
+	/* gone, or no longer mapping the table (it called execve(), or the
+	 * word names a stranger): no drain will come */
+	if (check_proc && (shf_proc_start_time(pid) != h->reader_start ||
+			   (site->ino && shf_tid_maps_file(pid, site->dev,
+							   site->ino) == 0))) {
 		__atomic_store_n(&h->reader_dead, 1, __ATOMIC_RELEASE);
 		return 0;
 	}
@@ -231,8 +235,11 @@ void log_prefix_set(const struct log_ref *r, uint32_t prefix)
 
 /*
  * Under the lock: wait until rlen bytes (plus the padding to the ring's
- * end, if the record does not fit before it) are free at *w.  0, or -1
- * with errno EPIPE (no reader: the line is dropped and counted).
+ * end, if the record does not fit before it) are free at *w (the write
+ * position, read again after each wait).  The lock is let go while it
+ * sleeps, so that a drain that stalls stalls no other lock taker.  0 (the
+ * lock held); -1 with errno EPIPE (no reader: the line is dropped and
+ * counted; the lock held); -2 with the lock's errno (not held).
  */
 static int log_room(const struct log_ref *r, uint64_t *w, uint32_t rlen)
 {
@@ -258,7 +265,7 @@ static int log_room(const struct log_ref *r, uint64_t *w, uint32_t rlen)
 		need = rlen + (room < rlen ? room : 0);
 		if (size - (*w - rd) >= need)
 			return 0;
-		if (!log_reader_alive(h, waited)) {
+		if (!log_reader_alive(r, waited)) {
 			__atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
 			errno = EPIPE;
 			return -1;
@@ -267,8 +274,12 @@ static int log_room(const struct log_ref *r, uint64_t *w, uint32_t rlen)
 		__atomic_store_n(&h->writers_waiting, 1, __ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&h->read_pos, __ATOMIC_SEQ_CST) != rd)
 			continue;
+		shf_lock_release(&h->lk);
 		shf_futex_wait(&h->read_seq, seq, LOG_WAIT_MS);
 		waited = 1;
+		if (log_lock(r) < 0)
+			return -2;
+		*w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
 	}
 }
 
@@ -280,6 +291,7 @@ int log_put(const struct log_ref *r, const char *text, uint32_t len,
 	uint32_t size = r->size, nl, plen, rlen, off;
 	struct log_rec *rec;
 	uint64_t w;
+	int rc;
 
 	if (len > log_line_max(size)) {
 		errno = EMSGSIZE;
@@ -292,8 +304,10 @@ int log_put(const struct log_ref *r, const char *text, uint32_t len,
 	plen = log_prefix(h, prefix, sizeof(prefix));
 	rlen = (uint32_t)((sizeof(*rec) + plen + len + nl + 7) & ~7ull);
 	w = __atomic_load_n(&h->write_pos, __ATOMIC_RELAXED);
-	if (log_room(r, &w, rlen) < 0) {
-		shf_lock_release(&h->lk);
+	rc = log_room(r, &w, rlen);
+	if (rc < 0) {
+		if (rc == -1)
+			shf_lock_release(&h->lk);
 		return -1;
 	}
 	off = (uint32_t)(w & (size - 1));
@@ -486,7 +500,7 @@ static int log_claim_reader(const struct log_ref *r)
 
 	if (log_lock(r) < 0)
 		return -1;
-	if (log_reader_alive(h, 1) && h->reader_pid != me) {
+	if (log_reader_alive(r, 1) && h->reader_pid != me) {
 		shf_lock_release(&h->lk);
 		errno = EBUSY;
 		return -1;

@@ -1707,6 +1707,105 @@ START_TEST(test_log_maker_killed)
 END_TEST
 
 /*
+ * Log writers that wait for a drain nobody will do, or for a lock word
+ * that names a live process (found by review): a writer waited for room
+ * holding the log's lock, and the lock never gave up on a live holder, so
+ * a reader_pid naming a live stranger (here a process that became
+ * sleep(1) by execve(), as a drainer may) with a full ring, or a
+ * lock word naming a live process that maps the table, stopped every
+ * append for good.  Now writers wait for room without the lock, the lock
+ * gives up after the table's bound (ETIMEDOUT), and a reader that does not
+ * map the table is no reader (EPIPE).
+ */
+START_TEST(test_log_waits_have_a_way_out)
+{
+	char name[SHF_TEST_NAME_MAX], c;
+	SHF *shf = shf_test_new("logwait", name, sizeof(name));
+	int i, null = open("/dev/null", O_WRONLY | O_CLOEXEC), pfd[2];
+	struct log_hdr *lh = NULL;
+	uint64_t start;
+	uint32_t rc = SHF_RET_OK;
+	double t0;
+	pid_t pid, sleeper;
+
+	ck_assert_int_ge(null, 0);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	for (i = 0; i < SHF_REGIONS_MAX; i++)
+		if (!strcmp(shf->h->regions[i].name, LOG_REGION))
+			lh = (struct log_hdr *)(shf->base +
+						shf->h->regions[i].off);
+	ck_assert_ptr_nonnull(lh);
+	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
+	/* a reader that lives on in another program (as after execve()) */
+	fflush(NULL);
+	sleeper = fork();
+	ck_assert_int_ge(sleeper, 0);
+	if (sleeper == 0) {
+		execlp("sleep", "sleep", "60", (char *)NULL);
+		_exit(127);
+	}
+	for (i = 0; i < 500; i++) { /* until it is sleep(1) */
+		char comm[64] = "", path[64];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)sleeper);
+		f = fopen(path, "re");
+		if (f) {
+			if (!fgets(comm, sizeof(comm), f))
+				comm[0] = 0;
+			fclose(f);
+		}
+		if (!strcmp(comm, "sleep\n"))
+			break;
+		usleep(10000);
+	}
+	start = start_of(sleeper);
+	ck_assert_uint_ne(start, 0);
+	lh->reader_start = start;
+	lh->reader_dead = 0;
+	lh->reader_pid = sleeper;
+	t0 = shf_test_now();
+	for (i = 0; i < 1000 && rc == SHF_RET_OK; i++)
+		rc = shf_log_append(shf, "a line of the log\n", 18);
+	kill(sleeper, SIGKILL);
+	shf_test_waitpid(sleeper, 30);
+	ck_assert_uint_eq(rc, SHF_RET_ERROR);
+	ck_assert_int_eq(errno, EPIPE);
+	ck_assert(shf_test_now() - t0 < 5.0 * shf_test_multiplier());
+	/* the lock word of a live process that maps the table */
+	ck_assert_int_eq(pipe(pfd), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(pfd[1]);
+		if (read(pfd[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(pfd[0]);
+	start = start_of(pid);
+	ck_assert_uint_ne(start, 0);
+	lh->reader_pid = 0;
+	lh->read_pos = lh->write_pos;
+	__atomic_store_n(&lh->lk.w, (start & 0xffffffffULL) << 32 | (uint32_t)pid,
+			 __ATOMIC_RELEASE);
+	t0 = shf_test_now();
+	rc = shf_log_append(shf, "blocked?\n", 9);
+	ck_assert_uint_eq(rc, SHF_RET_ERROR);
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	ck_assert(shf_test_now() - t0 < 10.0 * shf_test_multiplier());
+	close(pfd[1]);
+	shf_test_waitpid(pid, 30);
+	__atomic_store_n(&lh->lk.w, 0, __ATOMIC_RELEASE);
+	ck_assert_uint_eq(shf_log_detach_existing(shf), SHF_RET_OK);
+	close(null);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * A region entry smaller than what its user needs (found by review): a
  * race line opened by name took the entry's size on trust, and an entry
  * of 0 bytes at the file's end made shf_race_start_timeout() add to a
@@ -2666,7 +2765,8 @@ static Suite *hostile_suite(void)
 			   test_queue_claim_of_the_dead,
 			   test_log_lock_links_damaged_while_held,
 			   test_region_smaller_than_asked,
-			   test_log_positions_off_the_grid, test_log_maker_killed);
+			   test_log_positions_off_the_grid, test_log_maker_killed,
+			   test_log_waits_have_a_way_out);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

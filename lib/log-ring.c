@@ -100,40 +100,22 @@ static int log_lock(const struct log_ref *r)
  * other process sets the log up again (the set-up depends only on the
  * region's size).
  */
+_Static_assert(LOG_FREE == SHF_CLAIM_FREE && LOG_INIT == SHF_CLAIM_INIT,
+	       "the log's states are a claim's");
 static void log_init(struct log_hdr *h, uint64_t got)
 {
-	uint64_t mine = shf_claim_word(getpid()), w;
-	uint32_t st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE), size;
-	int tries;
+	uint32_t st, size;
 
-	if (st == LOG_READY)
+	if (shf_claim_take(&h->init_claim, &h->state, &st) < 0)
 		return;
-	w = __atomic_load_n(&h->init_claim, __ATOMIC_ACQUIRE);
-	if (!mine || (w && shf_claim_alive(w)) ||
-	    !__atomic_compare_exchange_n(&h->init_claim, &w, mine, 0,
-					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		return;
-	st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
-	for (tries = 0; tries < 8; tries++) {
-		if (st != LOG_FREE && st != LOG_INIT)
-			break;
-		if (!__atomic_compare_exchange_n(&h->state, &st, LOG_INIT, 0,
-						 __ATOMIC_ACQ_REL,
-						 __ATOMIC_ACQUIRE))
-			continue;
-		__atomic_store_n(&h->lk.w, 0, __ATOMIC_RELAXED);
-		h->magic = LOG_MAGIC;
-		size = (uint32_t)(got - LOG_HDR_SIZE);
-		while (size & (size - 1))
-			size &= size - 1; /* round down to a power of 2 */
-		h->size = size;
-		h->t0_ns = log_now_ns();
-		__atomic_store_n(&h->state, LOG_READY, __ATOMIC_RELEASE);
-		return;
-	}
-	w = mine; /* let go, so that nobody waits for us */
-	__atomic_compare_exchange_n(&h->init_claim, &w, 0, 0, __ATOMIC_ACQ_REL,
-				    __ATOMIC_ACQUIRE);
+	__atomic_store_n(&h->lk.w, 0, __ATOMIC_RELAXED);
+	h->magic = LOG_MAGIC;
+	size = (uint32_t)(got - LOG_HDR_SIZE);
+	while (size & (size - 1))
+		size &= size - 1; /* round down to a power of 2 */
+	h->size = size;
+	h->t0_ns = log_now_ns();
+	__atomic_store_n(&h->state, LOG_READY, __ATOMIC_RELEASE);
 }
 
 int log_open(SHF *shf, uint32_t size, int create, struct log_ref *ref)

@@ -138,55 +138,23 @@ static int q_exchange(struct q_local *l, uint32_t pull_qid)
 }
 
 /*
- * Who makes the queues (shf_q_new()): a claim word in init_start
- * (shf_claim_word()), taken with a compare-and-swap, so that it names its
- * claimant at the instant it is made: a claimant killed at any point after
- * it is seen to be gone, and its claim is taken over by exactly one other.
- */
-
-/*
  * Claim a region to make the queues in: a new one, or one whose claimant
- * died before it was ready.  0, or -1 with errno (EEXIST: ready; EBUSY:
- * a live process is making them, or the region is being removed).
+ * died before it was ready (shf_claim_take(), its word in init_start).
+ * 0, or -1 with errno (EEXIST: ready; EBUSY: a live process is making
+ * them, or the region is being removed).
  */
+_Static_assert(Q_FREE == SHF_CLAIM_FREE && Q_INIT == SHF_CLAIM_INIT,
+	       "the queues' states are a claim's");
 static int q_claim(struct q_hdr *h, pid_t me)
 {
-	uint64_t mine = shf_claim_word(me), w;
-	uint32_t st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
-	int tries;
+	uint32_t st;
 
-	if (st == Q_READY) {
-		errno = EEXIST;
+	if (shf_claim_take(&h->init_start, &h->state, &st) < 0) {
+		errno = st == Q_READY ? EEXIST : EBUSY;
 		return -1;
 	}
-	w = __atomic_load_n(&h->init_start, __ATOMIC_ACQUIRE);
-	if (!mine || (w && shf_claim_alive(w)) ||
-	    !__atomic_compare_exchange_n(&h->init_start, &w, mine, 0,
-					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-		errno = EBUSY;
-		return -1;
-	}
-	/*
-	 * Ours.  The state as it is now (a claimant since gone may have moved
-	 * it to INIT, or made the queues ready: then not again).
-	 */
-	st = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
-	for (tries = 0; tries < 8; tries++) {
-		if (st != Q_FREE && st != Q_INIT)
-			break;
-		if (__atomic_compare_exchange_n(&h->state, &st, Q_INIT, 0,
-						__ATOMIC_ACQ_REL,
-						__ATOMIC_ACQUIRE)) {
-			__atomic_store_n(&h->init_pid, me, __ATOMIC_RELEASE);
-			return 0;
-		}
-	}
-	/* let go of the claim, so that nobody waits for us */
-	w = mine;
-	__atomic_compare_exchange_n(&h->init_start, &w, 0, 0, __ATOMIC_ACQ_REL,
-				    __ATOMIC_ACQUIRE);
-	errno = st == Q_READY ? EEXIST : EBUSY;
-	return -1;
+	__atomic_store_n(&h->init_pid, me, __ATOMIC_RELEASE); /* to read */
+	return 0;
 }
 
 /* The whole items array, as shf_q_new() and shf_q_get() report it. */

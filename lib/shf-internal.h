@@ -74,6 +74,15 @@ uint64_t shf_proc_group_start_time(pid_t pid);
 uint64_t shf_claim_word(pid_t pid);
 int shf_claim_alive(uint64_t w);
 /*
+ * Claim a region to set up, whose state word goes SHF_CLAIM_FREE -> _INIT
+ * -> anything above (set up, or going away): the claim word first (unless
+ * it names a live claimant), then the state to INIT from FREE or INIT.  0
+ * ours; -1 not: *st is the state seen (above INIT: nothing to set up).
+ */
+#define SHF_CLAIM_FREE 0u
+#define SHF_CLAIM_INIT 1u
+int shf_claim_take(uint64_t *claim, uint32_t *state, uint32_t *st);
+/*
  * Fields of /proc/PID/stat (PID may name any thread): its state (field
  * 3), flags (9) and start time (22).  0, or -1 with errno: that of
  * open() or read() (ENOENT: no such thread, or no /proc), or EIO when

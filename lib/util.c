@@ -239,7 +239,12 @@ static unsigned long proc_threads(pid_t pid)
 	return n;
 }
 
-uint64_t shf_proc_group_start_time(pid_t pid)
+/*
+ * Start time of pid (see shf_proc_start_time()); group: a leader that
+ * called pthread_exit() shows 'Z' while the process's other threads go
+ * on, and counts as alive while it has more threads than itself.
+ */
+static uint64_t proc_start(pid_t pid, int group)
 {
 	int saved_errno = errno;
 	uint64_t start;
@@ -251,16 +256,19 @@ uint64_t shf_proc_group_start_time(pid_t pid)
 			errno = ESRCH;
 		return 0;
 	}
-	/*
-	 * A leader that called pthread_exit() shows 'Z' while the process's
-	 * other threads go on: alive while it has more threads than itself.
-	 */
-	if (state == 'X' || (state == 'Z' && proc_threads(pid) < 2)) {
+	/* a zombie (or a dying process) will never act again: gone */
+	if (state == 'X' ||
+	    (state == 'Z' && (!group || proc_threads(pid) < 2))) {
 		errno = ESRCH;
 		return 0;
 	}
 	errno = saved_errno;
 	return start;
+}
+
+uint64_t shf_proc_group_start_time(pid_t pid)
+{
+	return proc_start(pid, 1);
 }
 
 uint64_t shf_claim_word(pid_t pid)
@@ -283,23 +291,36 @@ int shf_claim_alive(uint64_t w)
 	return shf_claim_word(pid) == w;
 }
 
+int shf_claim_take(uint64_t *claim, uint32_t *state, uint32_t *st)
+{
+	uint64_t mine = shf_claim_word(getpid()), w;
+	int tries;
+
+	*st = __atomic_load_n(state, __ATOMIC_ACQUIRE);
+	if (*st > SHF_CLAIM_INIT)
+		return -1;
+	w = __atomic_load_n(claim, __ATOMIC_ACQUIRE);
+	if (!mine || (w && shf_claim_alive(w)) ||
+	    !__atomic_compare_exchange_n(claim, &w, mine, 0, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return -1;
+	/*
+	 * Ours.  The state as it is now (a claimant since gone may have moved
+	 * it to INIT, or finished: then not again).
+	 */
+	*st = __atomic_load_n(state, __ATOMIC_ACQUIRE);
+	for (tries = 0; tries < 8 && *st <= SHF_CLAIM_INIT; tries++)
+		if (__atomic_compare_exchange_n(state, st, SHF_CLAIM_INIT, 0,
+						__ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return 0;
+	w = mine; /* let go of the claim, so that nobody waits for us */
+	__atomic_compare_exchange_n(claim, &w, 0, 0, __ATOMIC_ACQ_REL,
+				    __ATOMIC_ACQUIRE);
+	return -1;
+}
+
 uint64_t shf_proc_start_time(pid_t pid)
 {
-	int saved_errno = errno;
-	uint64_t start;
-	uint32_t flags;
-	char state;
-
-	if (shf_proc_stat(pid, &state, &flags, &start) < 0) {
-		if (errno == ENOENT)
-			errno = ESRCH;
-		return 0;
-	}
-	/* a zombie (or a dying process) will never act again: gone */
-	if (state == 'Z' || state == 'X') {
-		errno = ESRCH;
-		return 0;
-	}
-	errno = saved_errno;
-	return start;
+	return proc_start(pid, 0);
 }

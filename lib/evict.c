@@ -29,6 +29,23 @@ enum sweep { SW_EXPIRED, SW_EVICT };
 #define PUT_VISITS_MAX (2u * SWEEP_EVICT_MAX)
 
 /*
+ * The slots of a turn of a shard's hand in a directory of that depth, and
+ * at most one for each 8 bytes of the file (a directory whose entries
+ * name one segment over and over is walked as often as it says); the
+ * file's size brought up to date first.
+ */
+static uint64_t sweep_turn(SHF *h, uint32_t depth)
+{
+	uint64_t turn = ((1ULL << depth) + 1) * SEG_BUCKETS * BUCKET_SLOTS,
+		 fmax;
+
+	range_ok(h, 0, UINT64_MAX);
+	fmax = atomic_load_explicit(&h->valid, memory_order_relaxed) / 8 +
+	       SEG_BUCKETS * BUCKET_SLOTS;
+	return turn < fmax ? turn : fmax;
+}
+
+/*
  * Move the hand over at most max slots, and at most one turn of the shard.
  * SW_EXPIRED: reclaim every expired key met; returns how many.
  * SW_EVICT (max is then two turns): stop at the first victim — an
@@ -63,22 +80,9 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 		if (!sl)
 			break;
 		if (i == 0) {
-			/*
-			 * A turn, and at most one slot for each 8 bytes of
-			 * the file (a directory whose entries name one
-			 * segment over and over is walked as often as it
-			 * says); the file's size brought up to date first.
-			 */
-			uint64_t turn = ((1ULL << depth) + 1) * SEG_BUCKETS *
-					BUCKET_SLOTS, fmax;
+			uint64_t turn = sweep_turn(h, depth);
 
-			range_ok(h, 0, UINT64_MAX);
-			fmax = atomic_load_explicit(&h->valid,
-						    memory_order_relaxed) / 8 +
-			       SEG_BUCKETS * BUCKET_SLOTS;
 			first = sh->hand;
-			if (turn > fmax)
-				turn = fmax;
 			if (mode == SW_EVICT)
 				max = 2 * turn < SWEEP_EVICT_MAX ? 2 * turn :
 								   SWEEP_EVICT_MAX;

@@ -1505,42 +1505,44 @@ END_TEST
  * pointer where the mutex's links were (bytes 24 to 39 of the lock's
  * line); the first must finish, not crash.
  */
-START_TEST(test_queue_lock_links_damaged_while_held)
+/* Where region name of the table starts in this mapping; NULL if none. */
+static char *region_at(SHF *shf, const char *name)
 {
-	char name[SHF_TEST_NAME_MAX];
-	const uint32_t items = 1u << 16;
-	uint64_t *lw = NULL;
-	SHF *shf = shf_test_new("qlinks", name, sizeof(name));
-	pid_t victim, hostile;
-	int status, i;
-	char c;
-	int pfd[2];
+	int i;
 
-	ck_assert_ptr_nonnull(shf_q_new(shf, 1, items, 8, 1));
 	for (i = 0; i < SHF_REGIONS_MAX; i++)
-		if (!strcmp(shf->h->regions[i].name, Q_REGION))
-			lw = (uint64_t *)(shf->base + shf->h->regions[i].off +
-					  offsetof(struct q_hdr, lk));
+		if (!strcmp(shf->h->regions[i].name, name))
+			return (char *)shf->base + shf->h->regions[i].off;
+	return NULL;
+}
+
+/*
+ * The lock users of the "links damaged while held" tests: setting up in
+ * a child, a byte to ready_fd, then 2 s of calls that take the lock; 0, or
+ * what failed.
+ */
+typedef int (*lock_user_fn)(SHF *shf, int ready_fd);
+
+/*
+ * Run user in one child while another writes a junk pointer into words 3
+ * and 4 at lw (where a glibc mutex kept its links); the user must finish,
+ * not crash or hang.
+ */
+static void links_damaged_while(SHF *shf, uint64_t *lw, lock_user_fn user,
+				const char *who)
+{
+	pid_t upid, hostile;
+	int status, i, pfd[2];
+	char c;
+
 	ck_assert_ptr_nonnull(lw);
 	ck_assert_int_eq(pipe(pfd), 0);
 	fflush(NULL);
-	victim = fork();
-	ck_assert_int_ge(victim, 0);
-	if (victim == 0) {
-		double end;
-		uint32_t x;
-
+	upid = fork();
+	ck_assert_int_ge(upid, 0);
+	if (upid == 0) {
 		close(pfd[0]);
-		shf_q_push_head(shf, 0, shf_q_take_item(shf, items - 1));
-		if (write(pfd[1], "x", 1) != 1)
-			_exit(2);
-		end = shf_test_now() + 2.0;
-		while (shf_test_now() < end) {
-			x = shf_q_take_item(shf, items - 1);
-			if (x != SHF_QIID_NONE)
-				shf_q_push_head(shf, 0, x);
-		}
-		_exit(0);
+		_exit(user(shf, pfd[1]));
 	}
 	close(pfd[1]);
 	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
@@ -1556,14 +1558,47 @@ START_TEST(test_queue_lock_links_damaged_while_held)
 						 __ATOMIC_RELAXED);
 		_exit(0);
 	}
-	status = shf_test_waitpid(victim, 30);
+	status = shf_test_waitpid(upid, 30);
 	kill(hostile, SIGKILL);
 	shf_test_waitpid(hostile, 30);
-	ck_assert_msg(status != -1, "the taker hung");
-	ck_assert_msg(!WIFSIGNALED(status), "the taker died of signal %d",
+	ck_assert_msg(status != -1, "the %s hung", who);
+	ck_assert_msg(!WIFSIGNALED(status), "the %s died of signal %d", who,
 		      WTERMSIG(status));
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "the taker exited with %d", WEXITSTATUS(status));
+		      "the %s exited with %d", who, WEXITSTATUS(status));
+}
+
+enum { QL_ITEMS = 1 << 16 };
+
+static int qlinks_user(SHF *shf, int ready_fd)
+{
+	double end;
+	uint32_t x;
+
+	shf_q_push_head(shf, 0, shf_q_take_item(shf, QL_ITEMS - 1));
+	if (write(ready_fd, "x", 1) != 1)
+		return 2;
+	end = shf_test_now() + 2.0;
+	while (shf_test_now() < end) {
+		x = shf_q_take_item(shf, QL_ITEMS - 1);
+		if (x != SHF_QIID_NONE)
+			shf_q_push_head(shf, 0, x);
+	}
+	return 0;
+}
+
+START_TEST(test_queue_lock_links_damaged_while_held)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("qlinks", name, sizeof(name));
+	char *q;
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 1, QL_ITEMS, 8, 1));
+	q = region_at(shf, Q_REGION);
+	ck_assert_ptr_nonnull(q);
+	links_damaged_while(shf,
+			    (uint64_t *)(q + offsetof(struct q_hdr, lk)),
+			    qlinks_user, "taker");
 	shf_test_del(shf, name);
 }
 END_TEST
@@ -1577,50 +1612,32 @@ END_TEST
  * links were (now two heads of the table's extent lists, which a damaged
  * value only makes it drop).
  */
+static int alloclinks_user(SHF *shf, int ready_fd)
+{
+	static char big[100 << 10];
+	double end = shf_test_now() + 2.0;
+
+	if (write(ready_fd, "x", 1) != 1)
+		return 3;
+	while (shf_test_now() < end) {
+		shf_make_hash("big", 3);
+		if (shf_put_key_val(shf, big, sizeof(big)) & SHF_RET_ERROR)
+			return 2;
+		shf_make_hash("big", 3);
+		shf_del_key_val(shf);
+	}
+	return 0;
+}
+
 START_TEST(test_alloc_lock_links_damaged_while_held)
 {
 	char name[SHF_TEST_NAME_MAX];
 	SHF *shf = shf_test_new("alloclinks", name, sizeof(name));
-	uint64_t *lw = (uint64_t *)((char *)shf->h +
-				    offsetof(struct hdr, alloc_lk));
-	pid_t writer, hostile;
-	int i, status;
 
-	fflush(NULL);
-	writer = fork();
-	ck_assert_int_ge(writer, 0);
-	if (writer == 0) {
-		static char big[100 << 10];
-		double end = shf_test_now() + 2.0;
-
-		while (shf_test_now() < end) {
-			shf_make_hash("big", 3);
-			if (shf_put_key_val(shf, big, sizeof(big)) & SHF_RET_ERROR)
-				_exit(2);
-			shf_make_hash("big", 3);
-			shf_del_key_val(shf);
-		}
-		_exit(0);
-	}
-	hostile = fork();
-	ck_assert_int_ge(hostile, 0);
-	if (hostile == 0) {
-		double end = shf_test_now() + 2.0;
-
-		while (shf_test_now() < end)
-			for (i = 0; i < 5000; i++) /* the links */
-				__atomic_store_n(&lw[3 + i % 2], 0x10,
-						 __ATOMIC_RELAXED);
-		_exit(0);
-	}
-	status = shf_test_waitpid(writer, 30);
-	kill(hostile, SIGKILL);
-	shf_test_waitpid(hostile, 30);
-	ck_assert_msg(status != -1, "the writer hung");
-	ck_assert_msg(!WIFSIGNALED(status), "the writer died of signal %d",
-		      WTERMSIG(status));
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "the writer exited with %d", WEXITSTATUS(status));
+	links_damaged_while(shf,
+			    (uint64_t *)((char *)shf->h +
+					 offsetof(struct hdr, alloc_lk)),
+			    alloclinks_user, "writer");
 	shf_test_del(shf, name);
 }
 END_TEST
@@ -1636,26 +1653,19 @@ START_TEST(test_log_positions_off_the_grid)
 {
 	char name[SHF_TEST_NAME_MAX];
 	SHF *shf = shf_test_new("loggrid", name, sizeof(name));
-	int i, null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	struct log_hdr *lh = NULL;
 	uint32_t *next;
 
 	ck_assert_int_ge(null, 0);
 	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	for (i = 0; i < SHF_REGIONS_MAX; i++)
-		if (!strcmp(shf->h->regions[i].name, LOG_REGION))
-			lh = (struct log_hdr *)(shf->base +
-						shf->h->regions[i].off);
+	lh = (struct log_hdr *)region_at(shf, LOG_REGION);
 	ck_assert_ptr_nonnull(lh);
 	ck_assert_uint_eq(lh->size, 4096);
 	/* the next thing in the file: a race line's region, right after */
 	shf_race_init(shf, "n", 1);
-	next = NULL;
-	for (i = 0; i < SHF_REGIONS_MAX; i++)
-		if (!strcmp(shf->h->regions[i].name, "race:n"))
-			next = (uint32_t *)(shf->base +
-					    shf->h->regions[i].off);
+	next = (uint32_t *)region_at(shf, "race:n");
 	ck_assert_ptr_eq((char *)next, (char *)lh + LOG_HDR_SIZE + 4096);
 	next[0] = 0x11111111;
 	lh->read_pos = lh->write_pos = 4092; /* empty, off the grid */
@@ -1679,17 +1689,14 @@ START_TEST(test_log_maker_killed)
 {
 	char name[SHF_TEST_NAME_MAX];
 	SHF *shf = shf_test_new("logmaker", name, sizeof(name));
-	int i, null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	struct log_hdr *lh = NULL;
 	pid_t pid;
 
 	ck_assert_int_ge(null, 0);
 	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	for (i = 0; i < SHF_REGIONS_MAX; i++)
-		if (!strcmp(shf->h->regions[i].name, LOG_REGION))
-			lh = (struct log_hdr *)(shf->base +
-						shf->h->regions[i].off);
+	lh = (struct log_hdr *)region_at(shf, LOG_REGION);
 	ck_assert_ptr_nonnull(lh);
 	pid = fork(); /* a maker that is gone */
 	ck_assert_int_ge(pid, 0);
@@ -1731,10 +1738,7 @@ START_TEST(test_log_waits_have_a_way_out)
 	ck_assert_int_ge(null, 0);
 	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	for (i = 0; i < SHF_REGIONS_MAX; i++)
-		if (!strcmp(shf->h->regions[i].name, LOG_REGION))
-			lh = (struct log_hdr *)(shf->base +
-						shf->h->regions[i].off);
+	lh = (struct log_hdr *)region_at(shf, LOG_REGION);
 	ck_assert_ptr_nonnull(lh);
 	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
 	/* a reader that lives on in another program (as after execve()) */
@@ -1840,51 +1844,32 @@ END_TEST
  * was a glibc robust mutex too, unlocked plainly.  One child appends lines
  * while another writes a junk pointer where the mutex's links were.
  */
+static int loglinks_user(SHF *shf, int ready_fd)
+{
+	double end = shf_test_now() + 2.0;
+
+	if (write(ready_fd, "x", 1) != 1)
+		return 3;
+	while (shf_test_now() < end)
+		if (shf_log_append(shf, "a line\n", 7) != SHF_RET_OK)
+			return 2;
+	return 0;
+}
+
 START_TEST(test_log_lock_links_damaged_while_held)
 {
 	char name[SHF_TEST_NAME_MAX];
 	SHF *shf = shf_test_new("loglinks", name, sizeof(name));
-	uint64_t *lw = NULL;
-	pid_t writer, hostile;
-	int i, status, null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	char *log;
 
 	ck_assert_int_ge(null, 0);
 	ck_assert_uint_eq(shf_log_thread_new(shf, 1u << 16, null), SHF_RET_OK);
-	for (i = 0; i < SHF_REGIONS_MAX; i++)
-		if (!strcmp(shf->h->regions[i].name, LOG_REGION))
-			lw = (uint64_t *)(shf->base + shf->h->regions[i].off +
-					  offsetof(struct log_hdr, lk));
-	ck_assert_ptr_nonnull(lw);
-	fflush(NULL);
-	writer = fork();
-	ck_assert_int_ge(writer, 0);
-	if (writer == 0) {
-		double end = shf_test_now() + 2.0;
-
-		while (shf_test_now() < end)
-			if (shf_log_append(shf, "a line\n", 7) != SHF_RET_OK)
-				_exit(2);
-		_exit(0);
-	}
-	hostile = fork();
-	ck_assert_int_ge(hostile, 0);
-	if (hostile == 0) {
-		double end = shf_test_now() + 2.0;
-
-		while (shf_test_now() < end)
-			for (i = 0; i < 5000; i++) /* the links */
-				__atomic_store_n(&lw[3 + i % 2], 0x10,
-						 __ATOMIC_RELAXED);
-		_exit(0);
-	}
-	status = shf_test_waitpid(writer, 30);
-	kill(hostile, SIGKILL);
-	shf_test_waitpid(hostile, 30);
-	ck_assert_msg(status != -1, "the writer hung");
-	ck_assert_msg(!WIFSIGNALED(status), "the writer died of signal %d",
-		      WTERMSIG(status));
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "the writer exited with %d", WEXITSTATUS(status));
+	log = region_at(shf, LOG_REGION);
+	ck_assert_ptr_nonnull(log);
+	links_damaged_while(shf,
+			    (uint64_t *)(log + offsetof(struct log_hdr, lk)),
+			    loglinks_user, "writer");
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
 	close(null);
 	shf_test_del(shf, name);
@@ -1917,17 +1902,6 @@ static int kid_q_new(int idx, void *arg)
 	return p && shf_q_get(shf) ? 0 : 4;
 }
 
-static struct q_hdr *q_hdr_of(SHF *shf)
-{
-	int i;
-
-	for (i = 0; i < SHF_REGIONS_MAX; i++)
-		if (!strcmp(shf->h->regions[i].name, Q_REGION))
-			return (struct q_hdr *)(shf->base +
-						shf->h->regions[i].off);
-	return NULL;
-}
-
 START_TEST(test_queue_claim_of_the_dead)
 {
 	SHF *shf = shf_test_new("qclaim", qclaim_name, sizeof(qclaim_name));
@@ -1938,7 +1912,7 @@ START_TEST(test_queue_claim_of_the_dead)
 	pid_t pid;
 
 	ck_assert_ptr_nonnull(shf_q_new(shf, 2, 64, 16, 1));
-	qh = q_hdr_of(shf);
+	qh = (struct q_hdr *)region_at(shf, Q_REGION);
 	ck_assert_ptr_nonnull(qh);
 	/* being made, by nobody named (the old window, or damage) */
 	__atomic_store_n(&qh->state, Q_INIT, __ATOMIC_RELEASE);

@@ -312,7 +312,7 @@ struct shf_stats {
 	uint64_t lease_waits;   /**< get-or-lease calls that waited for a lease */
 	/* Since 1.2: the owner (shf_attach() with delete_upon_process_exit). */
 	int64_t owner_pid;      /**< 0: none (the table persists) */
-	uint64_t owner_start;   /**< its start time (/proc/PID/stat field 22) */
+	uint64_t owner_start;   /**< its start time (see shf_get_stats(3)) */
 	uint32_t owner_alive;   /**< 1: that very process still runs */
 	uint32_t pad0;
 };

@@ -14,7 +14,6 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,14 +22,10 @@
 
 __thread uint64_t shf_lock_me SHF_TLS_IE;
 
-/* 0 again in a child of fork() (see start_word()) */
-static _Atomic int boot_offset_known;
-
 /* A child of fork() runs as another thread: its word is made again. */
 static void lock_me_forget(void)
 {
 	shf_lock_me = 0;
-	atomic_store_explicit(&boot_offset_known, 0, memory_order_relaxed);
 }
 
 static pthread_once_t lock_atfork_once = PTHREAD_ONCE_INIT;
@@ -40,56 +35,13 @@ static void lock_atfork(void)
 	pthread_atfork(NULL, NULL, lock_me_forget);
 }
 
-/*
- * The start times of /proc/TID/stat are shifted by the boot time offset
- * of the reader's time namespace (time_namespaces(7)): a holder and a
- * waiter in different ones would not agree on the holder's.  Lock words
- * hold them without this process's offset, in clock ticks.
- */
-static _Atomic int64_t boot_offset;
-
-static int64_t boot_offset_read(void)
-{
-	FILE *f = fopen("/proc/self/timens_offsets", "re");
-	long hz = sysconf(_SC_CLK_TCK);
-	long long sec, nsec;
-	int64_t off = 0;
-	char line[128];
-
-	if (!f)
-		return 0; /* no time namespaces: no offset */
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "boottime %lld %lld", &sec, &nsec) == 2 &&
-		    hz > 0 && hz <= 1000000000L)
-			off = (int64_t)(sec * hz + nsec / (1000000000LL / hz));
-	fclose(f);
-	return off;
-}
-
-/*
- * A start time as /proc shows it here, without this namespace's offset
- * (read once per process: a child of fork() may be in another namespace,
- * after its parent's unshare(CLONE_NEWTIME)).
- */
-static uint32_t start_word(uint64_t shown)
-{
-	if (!atomic_load_explicit(&boot_offset_known, memory_order_acquire)) {
-		atomic_store_explicit(&boot_offset, boot_offset_read(),
-				      memory_order_relaxed);
-		atomic_store_explicit(&boot_offset_known, 1,
-				      memory_order_release);
-	}
-	return (uint32_t)(shown - (uint64_t)atomic_load_explicit(
-					  &boot_offset, memory_order_relaxed));
-}
-
 uint64_t shf_lock_me_slow(void)
 {
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	uint64_t start = shf_proc_start_time(tid);
 
 	pthread_once(&lock_atfork_once, lock_atfork);
-	shf_lock_me = (start ? (uint64_t)start_word(start) << 32 : 0) |
+	shf_lock_me = ((uint64_t)(uint32_t)start << 32) |
 		      ((uint32_t)tid & FUTEX_TID_MASK);
 	return shf_lock_me;
 }
@@ -138,7 +90,7 @@ static int lock_holder_gone(uint64_t v, const struct shf_lock_site *site)
 	 * a kernel thread.
 	 */
 	if (state == 'Z' || state == 'X' || (flags & SHF_PF_KTHREAD) ||
-	    ((uint32_t)(v >> 32) && start_word(start) != (uint32_t)(v >> 32)))
+	    ((uint32_t)(v >> 32) && (uint32_t)start != (uint32_t)(v >> 32)))
 		return 1;
 	/* alive: only a holder that maps the lock's file is real */
 	return site && site->ino &&

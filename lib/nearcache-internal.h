@@ -139,8 +139,12 @@ uint64_t nc_mono_ms(void);
  */
 uint64_t nc_mono_late_ms(void);
 uint64_t nc_real_ms(void);
-/* Field 22 of /proc/PID/stat, 0 if the process is gone (or a zombie). */
-uint64_t nc_proc_start_time(pid_t pid);
+/*
+ * A process's start time is lib/proc.c's shf_proc_start_time() (compiled
+ * into this side too): the daemon's, as its users judge it, compares
+ * across time namespaces.
+ */
+uint64_t shf_proc_start_time(pid_t pid);
 /* Copy a string of shared memory, bounded and NUL-terminated. */
 void nc_str_copy(char *dst, size_t dsize, const char *src, size_t ssize);
 /* Set a string of shared memory (truncated, NUL-terminated). */

@@ -121,52 +121,6 @@ void nc_str_set(char *dst, size_t dsize, const char *src)
 		__atomic_store_n(&dst[i], 0, __ATOMIC_RELAXED);
 }
 
-uint64_t nc_proc_start_time(pid_t pid)
-{
-	char path[32], buf[1024], *p, *end;
-	unsigned long long v;
-	size_t len = 0;
-	ssize_t n;
-	int fd, field;
-
-	if (pid <= 0)
-		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	while (len < sizeof(buf) - 1) {
-		n = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
-	/* "pid (comm) state ...": comm may hold ')' and spaces. */
-	p = strrchr(buf, ')');
-	if (!p)
-		return 0;
-	p++;
-	while (*p == ' ')
-		p++;
-	if (*p == 'Z' || *p == 'X')
-		return 0;
-	for (field = 3; field < 22; field++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return 0;
-		p++;
-	}
-	errno = 0;
-	v = strtoull(p, &end, 10);
-	if (errno || end == p)
-		return 0;
-	return v;
-}
-
 /* Mode of new sidecars: the table's, so that whoever may use the table may
  * use its near-cache; owner read and write always. */
 static mode_t side_mode(const char *dir, const char *name)

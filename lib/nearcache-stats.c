@@ -48,7 +48,7 @@ NC_EXPORT uint32_t shf_nc_stats(const char *dir, const char *name,
 	if (pid > 0) {
 		out.daemon_pid = pid;
 		start = nc_load(&s->start_time);
-		out.daemon_alive = start && nc_proc_start_time(pid) == start;
+		out.daemon_alive = start && shf_proc_start_time(pid) == start;
 	}
 	now = nc_mono_ms();
 	out.beat_age_ms = age_of(nc_load(&s->beat_ms), now);

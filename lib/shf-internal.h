@@ -27,6 +27,35 @@
 #define SHF_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SHF_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* =============================================================== proc.c */
+
+/*
+ * Start times are clock ticks since boot as /proc/PID/stat (field 22)
+ * shows them in the initial time namespace: each reader's boot time
+ * offset (time_namespaces(7)) taken away, so that processes in different
+ * namespaces agree on a third's.  shf_proc_start_normal(): a start time
+ * as /proc shows it here, so given (never 0).
+ */
+uint64_t shf_proc_start_normal(uint64_t shown);
+/*
+ * Fields of /proc/PID/stat (PID may name any thread): its state (field
+ * 3), flags (9) and start time (22, as above).  0, or -1 with errno: that
+ * of open() or read() (ENOENT: no such thread, or no /proc), or EIO when
+ * the line cannot be read as such.
+ */
+int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start);
+/*
+ * Start time of a process (as above), to tell it from a later one with
+ * the same pid; 0 with errno (ESRCH) if it does not exist or is a zombie.
+ */
+uint64_t shf_proc_start_time(pid_t pid);
+/*
+ * The same for a process as a whole: its start time while any of its
+ * threads lives, even once its first thread called pthread_exit() (whose
+ * entry then shows a zombie).
+ */
+uint64_t shf_proc_group_start_time(pid_t pid);
+
 /* =============================================================== util.c */
 
 /* Nanoseconds of a clock (CLOCK_MONOTONIC, CLOCK_REALTIME; a vDSO read). */
@@ -53,18 +82,6 @@ int shf_reap(pid_t pid, int64_t deadline_ms);
 /* Grow a malloc()ed buffer to at least len bytes; 0 or -1/ENOMEM. */
 int shf_buf_grow(char **buf, uint64_t *cap, uint64_t len);
 /*
- * Start time of a process (field 22 of /proc/PID/stat, clock ticks since
- * boot), to tell it from a later one with the same pid; 0 with errno
- * (ESRCH) if it does not exist or is a zombie.
- */
-uint64_t shf_proc_start_time(pid_t pid);
-/*
- * The same for a process as a whole: its start time while any of its
- * threads lives, even once its first thread called pthread_exit() (whose
- * entry then shows a zombie).
- */
-uint64_t shf_proc_group_start_time(pid_t pid);
-/*
  * A claim (of a region to set up) that names its claimant in one word,
  * for a compare-and-swap: pid | its start time << SHF_CLAIM_PID_BITS, or
  * the pid alone where /proc cannot tell the start time; 0 if pid does not
@@ -82,13 +99,6 @@ int shf_claim_alive(uint64_t w);
 #define SHF_CLAIM_FREE 0u
 #define SHF_CLAIM_INIT 1u
 int shf_claim_take(uint64_t *claim, uint32_t *state, uint32_t *st);
-/*
- * Fields of /proc/PID/stat (PID may name any thread): its state (field
- * 3), flags (9) and start time (22).  0, or -1 with errno: that of
- * open() or read() (ENOENT: no such thread, or no /proc), or EIO when
- * the line cannot be read as such.
- */
-int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start);
 
 /* =============================================================== sync.c */
 

@@ -2,8 +2,9 @@
 /*
  * util.c - the library's small helpers that know nothing of tables: one
  * clock, one way to start and to reap a child process, one buffer growth,
- * and a process's start time from /proc.  None of them prints, exits or
- * aborts.  See shf-internal.h, section util.c.
+ * and the claim of a region to set up (which names its claimant by its
+ * start time, proc.c).  None of them prints, exits or aborts.  See
+ * shf-internal.h, section util.c.
  */
 #include "config.h"
 
@@ -141,136 +142,6 @@ int shf_buf_grow(char **buf, uint64_t *cap, uint64_t len)
 	return 0;
 }
 
-int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start)
-{
-	char path[32], buf[1024], *p, *end;
-	unsigned long long v;
-	int fd, field;
-	size_t len = 0;
-	ssize_t n;
-
-	if (pid <= 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	while (len < sizeof(buf) - 1) {
-		n = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			/* ESRCH: the process went away after open(). */
-			int saved = errno;
-
-			close(fd);
-			errno = saved;
-			return -1;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
-
-	/*
-	 * "pid (comm) state ppid ...": comm may hold spaces and ')', so the
-	 * fields start after the last ')'.  Field 3 (state) comes first,
-	 * flags are field 9, starttime is field 22.
-	 */
-	p = strrchr(buf, ')');
-	if (!p) {
-		errno = EIO;
-		return -1;
-	}
-	p++;
-	for (field = 3; field <= 22; field++) {
-		while (*p == ' ')
-			p++;
-		if (!*p) {
-			errno = EIO;
-			return -1;
-		}
-		if (field == 3) {
-			*state = *p;
-		} else if (field == 9 || field == 22) {
-			errno = 0;
-			v = strtoull(p, &end, 10);
-			if (end == p || errno ||
-			    (*end != ' ' && *end != '\n' && *end) ||
-			    (field == 9 && v > UINT32_MAX)) {
-				errno = EIO;
-				return -1;
-			}
-			if (field == 9)
-				*flags = (uint32_t)v;
-			else
-				*start = (uint64_t)v;
-		}
-		while (*p && *p != ' ')
-			p++;
-	}
-	return 0;
-}
-
-/* Threads: of /proc/PID/status, 0 if unknown (at most 4 KiB read). */
-static unsigned long proc_threads(pid_t pid)
-{
-	char path[40], buf[4096], *p;
-	unsigned long n = 0;
-	ssize_t len;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	len = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (len <= 0)
-		return 0;
-	buf[len] = '\0';
-	p = strstr(buf, "\nThreads:");
-	if (p)
-		n = strtoul(p + 9, NULL, 10);
-	return n;
-}
-
-/*
- * Start time of pid (see shf_proc_start_time()); group: a leader that
- * called pthread_exit() shows 'Z' while the process's other threads go
- * on, and counts as alive while it has more threads than itself.
- */
-static uint64_t proc_start(pid_t pid, int group)
-{
-	int saved_errno = errno;
-	uint64_t start;
-	uint32_t flags;
-	char state;
-
-	if (shf_proc_stat(pid, &state, &flags, &start) < 0) {
-		if (errno == ENOENT)
-			errno = ESRCH;
-		return 0;
-	}
-	/* a zombie (or a dying process) will never act again: gone */
-	if (state == 'X' ||
-	    (state == 'Z' && (!group || proc_threads(pid) < 2))) {
-		errno = ESRCH;
-		return 0;
-	}
-	errno = saved_errno;
-	return start;
-}
-
-uint64_t shf_proc_group_start_time(pid_t pid)
-{
-	return proc_start(pid, 1);
-}
-
 uint64_t shf_claim_word(pid_t pid)
 {
 	uint64_t start = shf_proc_group_start_time(pid);
@@ -318,9 +189,4 @@ int shf_claim_take(uint64_t *claim, uint32_t *state, uint32_t *st)
 	__atomic_compare_exchange_n(claim, &w, 0, 0, __ATOMIC_ACQ_REL,
 				    __ATOMIC_ACQUIRE);
 	return -1;
-}
-
-uint64_t shf_proc_start_time(pid_t pid)
-{
-	return proc_start(pid, 0);
 }

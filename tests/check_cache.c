@@ -1831,6 +1831,62 @@ static int kid_lease_timeout(int idx, void *arg)
 	return 0;
 }
 
+/*
+ * A lease held by a live process in another time namespace, whose /proc
+ * start times are shifted by its boot time offset: still its (found by
+ * review: the start time it recorded did not match the one read here, so
+ * the lease was taken over from a live holder at once).
+ */
+static SHF *tns_shf;
+static uint32_t *tns_step;
+
+static int tns_lease_holder(void *arg)
+{
+	uint64_t v = 42;
+
+	(void)arg;
+	hash_str("tns");
+	if (shf_get_key_val_copy_or_lease(tns_shf, 60000, 0) != LEASED)
+		return 3;
+	shf_test_add_u32(tns_step, 1);
+	if (shf_test_wait_u32(tns_step, 2, 30) < 0)
+		return 4;
+	hash_str("tns");
+	return shf_put_key_val(tns_shf, (const char *)&v, 8) ==
+			       SHF_RET_KEY_PUT ? 0 : 5;
+}
+
+START_TEST(test_lease_other_time_namespace)
+{
+	char name[SHF_TEST_NAME_MAX];
+	int status;
+	pid_t pid;
+
+	tns_shf = shf_test_new("lease-timens", name, sizeof(name));
+	tns_step = shf_test_shared(sizeof(*tns_step));
+	pid = shf_test_timens_run(tns_lease_holder, NULL);
+	if (pid > 0) {
+		ck_assert_int_eq(shf_test_wait_u32(tns_step, 1, 30), 0);
+		/* the holder lives: no takeover, only the wait's end */
+		hash_str("tns");
+		errno = 0;
+		shf_assert_eq(shf_get_key_val_copy_or_lease(tns_shf, 1000,
+							    300),
+			      SHF_RET_KEY_NONE | SHF_RET_ERROR);
+		ck_assert_int_eq(errno, ETIMEDOUT);
+		shf_test_add_u32(tns_step, 1);
+		status = shf_test_waitpid(pid, 30);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "the holder: status %#x", status);
+		hash_str("tns");
+		shf_assert_eq(shf_get_key_val_copy(tns_shf),
+			      SHF_RET_KEY_FOUND);
+	}
+	shf_test_unshared(tns_step, sizeof(*tns_step));
+	shf_test_del(tns_shf, name);
+}
+END_TEST
+
 START_TEST(test_lease_wait_timeout)
 {
 	SHF *shf;
@@ -2401,7 +2457,8 @@ static Suite *cache_suite(void)
 			   test_lease_holder_killed,
 			   test_lease_expires_alive_holder,
 			   test_lease_wait_timeout, test_lease_give_up,
-			   test_fill_if_leased);
+			   test_fill_if_leased,
+			   test_lease_other_time_namespace);
 
 	shf_test_add_tcase(s, "stats", 60, test_hits_misses_counted,
 			   test_stats_fields);

@@ -452,6 +452,70 @@ START_TEST(test_q_leader_exited)
 }
 END_TEST
 
+/*
+ * A process in another time namespace (a container, a restored
+ * checkpoint) sees every /proc start time shifted by its boot time offset
+ * (found by review: the queues compared start times as each process's
+ * /proc shows them, so the item such a live process held was reaped and
+ * pulled by another process as well).  Here it holds the only item: nobody
+ * else may pull it meanwhile; it is back once that process pushed it.
+ */
+static SHF *tns_shf;
+static uint32_t *tns_step;
+
+static int tns_holder(void *arg)
+{
+	uint32_t x;
+
+	(void)arg;
+	x = shf_q_pull_tail(tns_shf, 0);
+	if (x == SHF_QIID_NONE)
+		return 3;
+	shf_test_add_u32(tns_step, 1);
+	if (shf_test_wait_u32(tns_step, 2, 30) < 0)
+		return 4;
+	shf_q_push_head(tns_shf, 0, x);
+	shf_q_flush(tns_shf, SHF_QID_NONE);
+	return 0;
+}
+
+START_TEST(test_q_other_time_namespace)
+{
+	char name[SHF_TEST_NAME_MAX];
+	uint32_t i, got = 0;
+	int status;
+	pid_t pid;
+
+	tns_shf = shf_test_new("q-timens", name, sizeof(name));
+	tns_step = shf_test_shared(sizeof(*tns_step));
+	ck_assert_ptr_nonnull(shf_q_new(tns_shf, 1, 1, 8, 1));
+	pid = shf_test_timens_run(tns_holder, NULL);
+	if (pid > 0) {
+		ck_assert_msg(shf_test_wait_u32(tns_step, 1, 30) == 0,
+			      "the holder did not pull the item");
+		for (i = 0; i < 20; i++) { /* 0.6 s while it holds it */
+			ck_assert_msg(shf_q_pull_tail(tns_shf, 0) ==
+					      SHF_QIID_NONE,
+				      "pulled the item that a live process "
+				      "in another time namespace holds");
+			usleep(30000);
+		}
+		shf_test_add_u32(tns_step, 1);
+		status = shf_test_waitpid(pid, 30);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "the holder: status %#x", status);
+		for (i = 0; i < 100 && !got; i++) {
+			got = shf_q_pull_tail(tns_shf, 0) != SHF_QIID_NONE;
+			if (!got)
+				usleep(10000);
+		}
+		ck_assert_msg(got, "the item did not come back");
+	}
+	shf_test_unshared(tns_step, sizeof(*tns_step));
+	shf_test_del(tns_shf, name);
+}
+END_TEST
+
 /* Queues and keys in the same table at the same time. */
 START_TEST(test_q_and_kv)
 {
@@ -1159,7 +1223,8 @@ static Suite *ipc_suite(void)
 			   test_q_many_procs, test_q_push_head_pull_tail,
 			   test_q_pingpong, test_q_kill,
 			   test_q_kill_no_loss, test_q_push_over_tombstones,
-			   test_q_unpull_over_tombstones, test_q_leader_exited);
+			   test_q_unpull_over_tombstones, test_q_leader_exited,
+			   test_q_other_time_namespace);
 
 	shf_test_add_tcase(s, "race", 20, test_race_start);
 

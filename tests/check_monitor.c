@@ -585,6 +585,67 @@ START_TEST(test_monitor_killed)
 END_TEST
 
 /*
+ * An owner in another time namespace (a container, a restored
+ * checkpoint), whose /proc start times are shifted by its boot time
+ * offset: alive to shf_get_stats() and to a sweep from outside it, and
+ * its table removed once it is gone (found by review: the start time the
+ * owner recorded did not match the one read here, so a sweep removed a
+ * live owner's table).
+ */
+static char tns_name[64];
+static uint32_t *tns_step;
+
+static int tns_owner(void *arg)
+{
+	SHF *shf;
+
+	(void)arg;
+	shf = shf_attach(priv_dir, tns_name, 1);
+	if (!shf)
+		return 3;
+	shf_test_add_u32(tns_step, 1);
+	return shf_test_wait_u32(tns_step, 2, 30) < 0 ? 4 : 0;
+}
+
+START_TEST(test_owner_other_time_namespace)
+{
+	char file[PATH_MAX], out[4096];
+	struct shf_stats st;
+	int status;
+	pid_t pid;
+	SHF *shf;
+
+	make_priv_dir("tns");
+	shf_test_name(tns_name, sizeof(tns_name), "tns");
+	table_file(file, sizeof(file), priv_dir, tns_name);
+	tns_step = shf_test_shared(sizeof(*tns_step));
+	pid = shf_test_timens_run(tns_owner, NULL);
+	if (pid > 0) {
+		ck_assert_int_eq(shf_test_wait_u32(tns_step, 1, 30), 0);
+		shf = shf_attach_existing(priv_dir, tns_name);
+		ck_assert_ptr_nonnull(shf);
+		ck_assert_uint_eq(shf_get_stats(shf, &st, sizeof(st)),
+				  SHF_RET_OK);
+		ck_assert_uint_eq(st.owner_alive, 1);
+		shf_detach(shf);
+		status = run_sweep(priv_dir, out, sizeof(out));
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		ck_assert_msg(!strcmp(out, ""), "sweep said: %s", out);
+		shf_test_msleep(200);
+		ck_assert_msg(exists(file), "a live owner's table removed");
+		shf_test_add_u32(tns_step, 1);
+		status = shf_test_waitpid(pid, 30);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "the owner: status %#x", status);
+		ck_assert_msg(gone_after(file, now_ms(),
+					 2000 * (long)shf_test_multiplier()) >= 0,
+			      "%s still there after its owner", file);
+	}
+	shf_test_unshared(tns_step, sizeof(*tns_step));
+}
+END_TEST
+
+/*
  * Owner A's table is removed and recreated by owner B under the same name;
  * when A dies, its monitor must leave B's table alone.  A's monitor is
  * stopped while the name changes hands so that it sees A's death first.
@@ -901,7 +962,7 @@ static Suite *monitor_suite(void)
 			   test_del_monitor_exits, test_owner_in_stats,
 			   test_relative_dir, test_monitor_killed,
 			   test_recreated_name, test_replaced_monitor_exits,
-			   test_sweep);
+			   test_sweep, test_owner_other_time_namespace);
 
 	shf_test_add_tests(fixture_tcase(s, "errors"), test_no_monitor,
 			   test_sigchld_ignored, test_sigchld_handler,

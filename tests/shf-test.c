@@ -8,6 +8,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,6 +353,73 @@ int shf_test_waitpid(pid_t pid, double timeout_s)
 		}
 		shf_test_msleep(5);
 	}
+}
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+/* In a child: a new time namespace, 100000 s later, for its children. */
+static int timens_enter(void)
+{
+	static const char off[] = "boottime 100000 0";
+	int fd;
+
+	if (unshare(CLONE_NEWTIME) < 0)
+		return -1;
+	fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (write(fd, off, sizeof(off) - 1) != (ssize_t)sizeof(off) - 1) {
+		close(fd);
+		return -1;
+	}
+	return close(fd);
+}
+
+pid_t shf_test_timens_run(int (*fn)(void *), void *arg)
+{
+	int p[2], status;
+	pid_t pid, g;
+	char c = 'n';
+
+	if (pipe(p) < 0)
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		close(p[0]);
+		if (timens_enter() < 0) {
+			c = 'n';
+			if (write(p[1], &c, 1) < 0)
+				_exit(1);
+			_exit(0);
+		}
+		g = fork(); /* the first process of the new namespace */
+		if (g == 0) {
+			close(p[1]);
+			_exit(fn(arg));
+		}
+		c = g > 0 ? 'y' : 'n';
+		if (write(p[1], &c, 1) < 0 || g < 0)
+			_exit(1);
+		close(p[1]);
+		while (waitpid(g, &status, 0) < 0)
+			if (errno != EINTR)
+				_exit(1);
+		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 100);
+	}
+	close(p[1]);
+	if (read(p[0], &c, 1) != 1)
+		c = 'n';
+	close(p[0]);
+	if (c == 'y')
+		return pid;
+	waitpid(pid, &status, 0);
+	fprintf(stderr, "note: no time namespace can be made here: skipped\n");
+	return -1;
 }
 
 int shf_test_wait(struct shf_test_kids *k, double timeout_s)

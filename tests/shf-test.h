@@ -190,6 +190,15 @@ int shf_test_wait(struct shf_test_kids *k, double timeout_s);
 int shf_test_run(int n, shf_test_kid_fn fn, void *arg, double timeout_s);
 /* waitpid() one process within timeout_s; its status, or -1 (killed). */
 int shf_test_waitpid(pid_t pid, double timeout_s);
+/*
+ * Run fn(arg) in a process of a new time namespace whose boot clock is
+ * 100000 s ahead of this one's (time_namespaces(7)), as a container or a
+ * restored checkpoint may be: its /proc start times differ from those
+ * seen here.  The pid to reap with shf_test_waitpid() (its exit status is
+ * fn's), or -1 where this kernel or user cannot make one (a note on
+ * stderr; the caller skips).
+ */
+pid_t shf_test_timens_run(int (*fn)(void *), void *arg);
 
 /* Keys and values derived from numbers, checkable by any process. */
 /* "key-<i>" into buf (at least 32 bytes); returns its length. */

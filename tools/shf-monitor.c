@@ -7,9 +7,10 @@
  * removes every table in a directory whose recorded owner is dead.
  * See shf-monitor(1).
  *
- * Only the public API is used: the owner recorded in a table comes with
- * shf_get_stats(); whether that process still runs is read here, from
- * /proc (proc_stat()), the same way in both modes.
+ * The owner recorded in a table comes with shf_get_stats(); whether that
+ * process still runs is read from /proc by the library's own reader
+ * (lib/proc.c, linked in: start times compare across time namespaces),
+ * the same way in both modes.
  */
 #include "config.h"
 
@@ -33,6 +34,7 @@
 
 #include "shf.h"
 #include "shf-escape.h"
+#include "shf-internal.h"
 
 #define EXIT_USAGE 2
 
@@ -71,42 +73,18 @@ static int parse_u64(const char *s, uint64_t *v)
 }
 
 /*
- * Start time (field 22 of /proc/PID/stat, clock ticks since boot) and
- * state of a process.  0, or -1 with errno (ESRCH where it is gone).
+ * Start time and state of a process (lib/proc.c: the start time without
+ * this namespace's boot time offset, as the library records it).  0, or
+ * -1 with errno (ESRCH where it is gone).
  */
 static int proc_stat(pid_t pid, uint64_t *start, char *state)
 {
-	char path[40], buf[1024], *p, *tok, *save = NULL;
-	ssize_t n;
-	int fd, i;
+	uint32_t flags;
 
-	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? (errno = ESRCH, -1) : -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return n == 0 || errno == ESRCH ? (errno = ESRCH, -1) : -1;
-	buf[n] = '\0';
-	/* The command name may hold spaces and parentheses: skip to the
-	 * last ')'. */
-	p = strrchr(buf, ')');
-	if (!p) {
-		errno = EIO;
-		return -1;
-	}
-	p++;
-	for (i = 3, tok = strtok_r(p, " ", &save); tok;
-	     i++, tok = strtok_r(NULL, " ", &save)) {
-		if (i == 3)
-			*state = tok[0];
-		if (i == 22 && parse_u64(tok, start) < 0)
-			break;
-		if (i == 22)
-			return 0;
-	}
-	errno = EIO;
+	if (shf_proc_stat(pid, state, &flags, start) == 0)
+		return 0;
+	if (errno == ENOENT)
+		errno = ESRCH;
 	return -1;
 }
 

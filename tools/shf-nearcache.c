@@ -1175,7 +1175,7 @@ static int start_up(void)
 		return rc;
 	/* DOWN in a new epoch before anything else, then empty. */
 	go_down();
-	nc_store(&S->start_time, nc_proc_start_time(getpid()));
+	nc_store(&S->start_time, shf_proc_start_time(getpid()));
 	__atomic_store_n(&S->pid, (int32_t)getpid(), __ATOMIC_RELEASE);
 	publish_config();
 	if (track_socket() < 0) {

@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * proc.c - what /proc tells of another process: its state, flags and
+ * start time (to tell it from a later one with the same pid), read the
+ * same way by every part of libshf that judges whether a process it
+ * names in shared memory is still there (lock words, claims, queue slots,
+ * the log's reader, leases, a table's owner, shf-monitor, the near-cache
+ * daemon).  Start times are given without the boot time offset of the
+ * reader's time namespace (time_namespaces(7)), so that two processes in
+ * different namespaces agree on a third's.  Calls nothing else of
+ * libshf's.  See shf-internal.h, section proc.c.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "shf-internal.h"
+
+/*
+ * This process's boot time offset in clock ticks, read once (and again
+ * in a child of fork(): after its parent's unshare(CLONE_NEWTIME) a child
+ * lives in the new namespace, while the parent stays where it was).
+ */
+static _Atomic int64_t boot_offset;
+static _Atomic int boot_offset_known;
+static pthread_once_t boot_atfork_once = PTHREAD_ONCE_INIT;
+
+static void boot_offset_forget(void)
+{
+	atomic_store_explicit(&boot_offset_known, 0, memory_order_relaxed);
+}
+
+static void boot_atfork(void)
+{
+	pthread_atfork(NULL, NULL, boot_offset_forget);
+}
+
+static int64_t boot_offset_read(void)
+{
+	FILE *f = fopen("/proc/self/timens_offsets", "re");
+	long hz = sysconf(_SC_CLK_TCK);
+	long long sec, nsec;
+	int64_t off = 0;
+	char line[128];
+
+	if (!f)
+		return 0; /* no time namespaces: no offset */
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "boottime %lld %lld", &sec, &nsec) == 2 &&
+		    hz > 0 && hz <= 1000000000L)
+			off = (int64_t)(sec * hz + nsec / (1000000000LL / hz));
+	fclose(f);
+	return off;
+}
+
+uint64_t shf_proc_start_normal(uint64_t shown)
+{
+	int64_t r;
+
+	if (!atomic_load_explicit(&boot_offset_known, memory_order_acquire)) {
+		int saved_errno = errno;
+
+		pthread_once(&boot_atfork_once, boot_atfork);
+		atomic_store_explicit(&boot_offset, boot_offset_read(),
+				      memory_order_relaxed);
+		atomic_store_explicit(&boot_offset_known, 1,
+				      memory_order_release);
+		errno = saved_errno;
+	}
+	r = (int64_t)shown -
+	    atomic_load_explicit(&boot_offset, memory_order_relaxed);
+	/* never 0, which the callers read as "not known" */
+	return r > 0 ? (uint64_t)r : 1;
+}
+
+int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start)
+{
+	char path[32], buf[1024], *p, *end;
+	unsigned long long v;
+	int fd, field;
+	size_t len = 0;
+	ssize_t n;
+
+	if (pid <= 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	while (len < sizeof(buf) - 1) {
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			/* ESRCH: the process went away after open(). */
+			int saved = errno;
+
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+
+	/*
+	 * "pid (comm) state ppid ...": comm may hold spaces and ')', so the
+	 * fields start after the last ')'.  Field 3 (state) comes first,
+	 * flags are field 9, starttime is field 22.
+	 */
+	p = strrchr(buf, ')');
+	if (!p) {
+		errno = EIO;
+		return -1;
+	}
+	p++;
+	for (field = 3; field <= 22; field++) {
+		while (*p == ' ')
+			p++;
+		if (!*p) {
+			errno = EIO;
+			return -1;
+		}
+		if (field == 3) {
+			*state = *p;
+		} else if (field == 9 || field == 22) {
+			errno = 0;
+			v = strtoull(p, &end, 10);
+			if (end == p || errno ||
+			    (*end != ' ' && *end != '\n' && *end) ||
+			    (field == 9 && v > UINT32_MAX)) {
+				errno = EIO;
+				return -1;
+			}
+			if (field == 9)
+				*flags = (uint32_t)v;
+			else
+				*start = shf_proc_start_normal((uint64_t)v);
+		}
+		while (*p && *p != ' ')
+			p++;
+	}
+	return 0;
+}
+
+/* Threads: of /proc/PID/status, 0 if unknown (at most 4 KiB read). */
+static unsigned long proc_threads(pid_t pid)
+{
+	char path[40], buf[4096], *p;
+	unsigned long n = 0;
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (len <= 0)
+		return 0;
+	buf[len] = '\0';
+	p = strstr(buf, "\nThreads:");
+	if (p)
+		n = strtoul(p + 9, NULL, 10);
+	return n;
+}
+
+/*
+ * Start time of pid (see shf_proc_start_time()); group: a leader that
+ * called pthread_exit() shows 'Z' while the process's other threads go
+ * on, and counts as alive while it has more threads than itself.
+ */
+static uint64_t proc_start(pid_t pid, int group)
+{
+	int saved_errno = errno;
+	uint64_t start;
+	uint32_t flags;
+	char state;
+
+	if (shf_proc_stat(pid, &state, &flags, &start) < 0) {
+		if (errno == ENOENT)
+			errno = ESRCH;
+		return 0;
+	}
+	/* a zombie (or a dying process) will never act again: gone */
+	if (state == 'X' ||
+	    (state == 'Z' && (!group || proc_threads(pid) < 2))) {
+		errno = ESRCH;
+		return 0;
+	}
+	errno = saved_errno;
+	return start;
+}
+
+uint64_t shf_proc_group_start_time(pid_t pid)
+{
+	return proc_start(pid, 1);
+}
+
+uint64_t shf_proc_start_time(pid_t pid)
+{
+	return proc_start(pid, 0);
+}

@@ -386,6 +386,21 @@ uint32_t shf_get_key_val_copy_or_lease(SHF *shf, uint32_t lease_ms,
 uint32_t shf_put_key_val_if_leased(SHF *shf, const char *val,
 				   uint32_t val_len, uint32_t ttl_ms);
 /**
+ * The lease that shf_get_key_val_copy_or_lease() last granted the calling
+ * thread, while the thread has not filled it: a number, never 0, that no
+ * other grant of the process has; 0 if none.  With shf_lease_adopt(), a
+ * lease granted in one thread is filled in another.  (Since 1.2.)
+ */
+uint32_t shf_lease_grant(void);
+/**
+ * Make grant (from shf_lease_grant(), in any thread of this process) the
+ * lease that the calling thread's next shf_put_key_val_if_leased() fills,
+ * for the key this thread named last with shf_make_hash() (call it after).
+ * A grant that ended, or that is another key's, fills nothing (KEY_NONE).
+ * 0 forgets the thread's grant.  (Since 1.2.)
+ */
+void shf_lease_adopt(uint32_t grant);
+/**
  * Reclaim the space of expired keys: visits up to max_slots index slots of
  * each shard (holding that shard's lock only for those), going on from
  * where the previous visit of that shard stopped.

@@ -474,7 +474,7 @@ SHF_EXPORT void shf_set_is_fixed_len(SHF *h, uint32_t key_len,
 				     uint32_t val_len)
 {
 	uint32_t i, n;
-	int busy = 0;
+	int busy = 0, saved_errno = errno, lock_errno = 0;
 
 	if (!h || !key_len || !val_len || key_len > (1u << 30) ||
 	    val_len > (1u << 30)) {
@@ -484,6 +484,7 @@ SHF_EXPORT void shf_set_is_fixed_len(SHF *h, uint32_t key_len,
 	n = lock_all(h);
 	if (n < NSHARDS) {
 		busy = -1;
+		lock_errno = errno;
 	} else if (h->h->fixed_set) {
 		if (h->h->fixed_klen != key_len || h->h->fixed_vlen != val_len)
 			busy = 1;
@@ -499,6 +500,9 @@ SHF_EXPORT void shf_set_is_fixed_len(SHF *h, uint32_t key_len,
 		}
 	}
 	unlock_all(h, n);
-	if (busy > 0)
-		errno = EBUSY;
+	/*
+	 * errno is the only result: a success leaves it as the caller set
+	 * it (a wait for a busy shard's lock may have changed it).
+	 */
+	errno = busy > 0 ? EBUSY : busy < 0 ? (lock_errno ? lock_errno : EBADMSG) : saved_errno;
 }

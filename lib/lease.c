@@ -246,3 +246,16 @@ SHF_EXPORT uint32_t shf_put_key_val_if_leased(SHF *h, const char *val,
 		granted.nonce = 0; /* the lease ended */
 	return r;
 }
+
+SHF_EXPORT uint32_t shf_lease_grant(void)
+{
+	return granted.nonce;
+}
+
+SHF_EXPORT void shf_lease_adopt(uint32_t grant)
+{
+	/* for the key named last: a grant of another key's lease, or one
+	 * that ended, matches no lease record, and so fills nothing */
+	granted.hash = shf_tls.hash;
+	granted.nonce = grant;
+}

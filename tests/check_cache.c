@@ -22,6 +22,7 @@
 #endif
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1887,6 +1888,95 @@ START_TEST(test_lease_other_time_namespace)
 }
 END_TEST
 
+/*
+ * shf_lease_grant() and shf_lease_adopt(): two leases held at once by one
+ * thread, each filled with its own grant, one of them from another
+ * thread; grants that ended, of another key, or of another process fill
+ * nothing.
+ */
+struct adopt_arg {
+	SHF *shf;
+	uint32_t grant, ret;
+};
+
+static void *adopt_filler(void *p)
+{
+	struct adopt_arg *a = p;
+
+	hash_str("adopt2");
+	shf_lease_adopt(a->grant);
+	a->ret = shf_put_key_val_if_leased(a->shf, "two", 3, 0);
+	return NULL;
+}
+
+START_TEST(test_lease_adopt)
+{
+	char name[SHF_TEST_NAME_MAX];
+	struct adopt_arg a;
+	uint32_t g1, g2;
+	pthread_t t;
+	int status;
+	pid_t pid;
+	SHF *shf = shf_test_new("lease-adopt", name, sizeof(name));
+
+	ck_assert_uint_eq(shf_lease_grant(), 0);
+	hash_str("adopt1");
+	shf_assert_eq(shf_get_key_val_copy_or_lease(shf, 60000, 0), LEASED);
+	g1 = shf_lease_grant();
+	hash_str("adopt2");
+	shf_assert_eq(shf_get_key_val_copy_or_lease(shf, 60000, 0), LEASED);
+	g2 = shf_lease_grant();
+	ck_assert_uint_ne(g1, 0);
+	ck_assert_uint_ne(g2, 0);
+	ck_assert_uint_ne(g1, g2);
+	/* another key's grant fills nothing */
+	hash_str("adopt1");
+	shf_lease_adopt(g2);
+	shf_assert_eq(shf_put_key_val_if_leased(shf, "one", 3, 0),
+		      SHF_RET_KEY_NONE);
+	/* nor in a child: the lease is the parent's */
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		hash_str("adopt1");
+		shf_lease_adopt(g1);
+		_exit(shf_put_key_val_if_leased(shf, "kid", 3, 0) ==
+			      SHF_RET_KEY_NONE ? 0 : 1);
+	}
+	status = shf_test_waitpid(pid, 30);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "a child filled its parent's lease: %#x", status);
+	/* the first lease, though the thread was granted another since */
+	hash_str("adopt1");
+	shf_lease_adopt(g1);
+	shf_assert_eq(shf_put_key_val_if_leased(shf, "one", 3, 0),
+		      SHF_RET_KEY_PUT);
+	ck_assert_uint_eq(shf_lease_grant(), 0);
+	/* ended: the same grant again fills nothing */
+	hash_str("adopt1");
+	shf_lease_adopt(g1);
+	shf_assert_eq(shf_put_key_val_if_leased(shf, "ONE", 3, 0),
+		      SHF_RET_KEY_FOUND);
+	/* the second, from another thread */
+	a.shf = shf;
+	a.grant = g2;
+	a.ret = 0;
+	ck_assert_int_eq(pthread_create(&t, NULL, adopt_filler, &a), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	shf_assert_eq(a.ret, SHF_RET_KEY_PUT);
+	hash_str("adopt1");
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	ck_assert_mem_eq(shf_val, "one", 3);
+	hash_str("adopt2");
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	ck_assert_mem_eq(shf_val, "two", 3);
+	shf_lease_adopt(0);
+	ck_assert_uint_eq(shf_lease_grant(), 0);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 START_TEST(test_lease_wait_timeout)
 {
 	SHF *shf;
@@ -2457,7 +2547,7 @@ static Suite *cache_suite(void)
 			   test_lease_holder_killed,
 			   test_lease_expires_alive_holder,
 			   test_lease_wait_timeout, test_lease_give_up,
-			   test_fill_if_leased,
+			   test_fill_if_leased, test_lease_adopt,
 			   test_lease_other_time_namespace);
 
 	shf_test_add_tcase(s, "stats", 60, test_hits_misses_counted,

@@ -1239,6 +1239,60 @@ START_TEST(test_fixed_len_busy)
 }
 END_TEST
 
+/*
+ * shf_set_is_fixed_len() tells its result only by errno, so a success
+ * must leave errno as the caller set it, even when it waited for a
+ * shard's lock (found by review: the wait left ETIMEDOUT or EAGAIN
+ * there, and callers that set errno to 0 first took success for failure).
+ * Here a child holds the key's shard lock (a slow update callback) while
+ * the lengths, already those of the table, are set again.
+ */
+static uint32_t *slow_step;
+
+static uint32_t slow_cb(const char *val, uint32_t len)
+{
+	(void)val;
+	(void)len;
+	shf_test_add_u32(slow_step, 1);
+	shf_test_msleep(150);
+	return SHF_RET_OK;
+}
+
+START_TEST(test_fixed_len_errno_kept)
+{
+	SHF_TEST_NEW("fixederrno");
+	int status;
+	pid_t pid;
+
+	slow_step = shf_test_shared(sizeof(*slow_step));
+	errno = 0;
+	shf_set_is_fixed_len(shf, 4, 4);
+	ck_assert_int_eq(errno, 0);
+	shf_assert_eq(put_str(shf, "abcd", "efgh"), SHF_RET_KEY_PUT);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		shf_make_hash("abcd", 4);
+		shf_upd_callback_set(slow_cb);
+		_exit(shf_upd_key_val(shf) == SHF_RET_KEY_FOUND ? 0 : 1);
+	}
+	ck_assert_int_eq(shf_test_wait_u32(slow_step, 1, 30), 0);
+	/* not 0, which the look at the lock's holder happened to leave */
+	errno = ENOTTY;
+	shf_set_is_fixed_len(shf, 4, 4); /* waits for the child's lock */
+	ck_assert_msg(errno == ENOTTY, "a success left errno %d (%s)", errno,
+		      strerror(errno));
+	status = shf_test_waitpid(pid, 30);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	errno = 0;
+	shf_set_is_fixed_len(shf, 4, 8);
+	ck_assert_int_eq(errno, EBUSY);
+	shf_test_unshared(slow_step, sizeof(*slow_step));
+	shf_test_del(shf, name);
+}
+END_TEST
+
 START_TEST(test_fixed_len_change_busy)
 {
 	SHF_TEST_NEW("fixedchange");
@@ -1900,8 +1954,9 @@ static Suite *kv_suite(void)
 
 	shf_test_add_tcase(s, "settings", 60, test_not_lockable, test_fixed_len,
 			   test_fixed_len_wrong_len, test_fixed_len_persists,
-			   test_fixed_len_busy, test_fixed_len_change_busy,
-			   test_fixed_len_reuse, test_data_need_factor);
+			   test_fixed_len_busy, test_fixed_len_errno_kept,
+			   test_fixed_len_change_busy, test_fixed_len_reuse,
+			   test_data_need_factor);
 
 	shf_test_add_tcase(s, "iterate_stats", 60, test_iterate_all,
 			   test_iterate_stop, test_iterate_empty,

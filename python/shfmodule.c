@@ -67,19 +67,11 @@ typedef struct {
 	int found; /* the key had a value */
 	int leased; /* this process holds the lease, not yet ended */
 	int stored; /* the value given was stored */
-	unsigned long thread; /* the thread granted the lease */
-	uint64_t grant; /* which of that thread's grants */
+	uint32_t grant; /* libshf's number of the grant (shf_lease_grant()) */
 } LeaseObject;
 
 static PyTypeObject Table_Type;
 static PyTypeObject Lease_Type;
-
-/*
- * libshf remembers one grant per thread (shf_put_key_val_if_leased()); this
- * counts the grants of each thread, so that a Lease knows whether it is
- * still the thread's latest.
- */
-static __thread uint64_t thread_grants;
 
 /* ------------------------------------------------------------ helpers */
 
@@ -1200,7 +1192,12 @@ static PyObject *Table_cas(TableObject *t, PyObject *const *args,
 	Py_END_ALLOW_THREADS
 	leave(t);
 	if (r & SHF_RET_ERROR) {
-		set_errno(e);
+		if (r & SHF_RET_BAD_VAL)
+			PyErr_SetString(PyExc_ValueError,
+					"the table has fixed lengths; this key "
+					"or value has another");
+		else
+			set_errno(e);
 		r = UINT32_MAX;
 	}
 out:
@@ -2166,16 +2163,6 @@ static uint32_t lease_rearm(LeaseObject *l, const char *k, uint32_t klen,
 	return r;
 }
 
-/* The table's count of leases granted (no GIL needed). */
-static uint64_t leases_granted(SHF *shf)
-{
-	struct shf_stats st;
-
-	memset(&st, 0, sizeof(st));
-	shf_get_stats(shf, &st, sizeof(st));
-	return st.leases;
-}
-
 /*
  * Give the lease up so that a waiter takes it over at once.  Only a lease
  * that is still this process's is deleted: a value stored meanwhile, or
@@ -2203,7 +2190,6 @@ static int lease_release(LeaseObject *l)
 		r = SHF_RET_OK; /* another process holds it now */
 	}
 	Py_END_ALLOW_THREADS
-	thread_grants++; /* the rearm may have been a grant */
 	leave(t);
 	if (r & SHF_RET_ERROR) {
 		set_errno(e);
@@ -2212,14 +2198,19 @@ static int lease_release(LeaseObject *l)
 	return 0;
 }
 
-/* Store v as the leased key's value; 1 stored, 0 not, -1 error. */
+/*
+ * Store v as the leased key's value; 1 stored, 0 not, -1 error.  The
+ * grant is named (shf_lease_adopt()), so any thread fills it, whatever
+ * leases it was given since.  A fill that fails gives the lease up, so
+ * that nobody waits for it.
+ */
 static int lease_fill(LeaseObject *l, PyObject *v, uint32_t ttl)
 {
 	TableObject *t = l->table;
 	const char *k = PyBytes_AS_STRING(l->key);
 	uint32_t klen = (uint32_t)PyBytes_GET_SIZE(l->key), r = 0;
 	struct buf vb;
-	int e = 0, mine;
+	int e = 0;
 
 	if (!l->leased) {
 		PyErr_SetString(PyExc_ValueError,
@@ -2242,46 +2233,29 @@ static int lease_fill(LeaseObject *l, PyObject *v, uint32_t ttl)
 		buf_release(&vb);
 		return -1;
 	}
-	mine = l->thread == PyThread_get_thread_ident() &&
-	       l->grant == thread_grants;
 	Py_BEGIN_ALLOW_THREADS
-	if (!mine) {
-		/*
-		 * Another grant came since, in this thread, or the lease is
-		 * filled from another thread: take it again.  A lease granted
-		 * anew (the count of grants moved: maybe ours was deleted,
-		 * and this is a fresh one) is given up rather than filled
-		 * with a value computed before.
-		 */
-		uint64_t before = leases_granted(t->shf);
-
-		r = lease_rearm(l, k, klen, &e);
-		if ((r & SHF_RET_ERROR) && e == ETIMEDOUT)
-			r = SHF_RET_KEY_NONE;
-		if (r == (SHF_RET_KEY_NONE | SHF_RET_LEASED) &&
-		    leases_granted(t->shf) != before) {
-			shf_make_hash(k, klen);
-			r = shf_del_key_val(t->shf);
-			e = errno;
-			if (!(r & SHF_RET_ERROR))
-				r = SHF_RET_KEY_NONE;
-		}
-	}
-	if (mine || r == (SHF_RET_KEY_NONE | SHF_RET_LEASED)) {
-		shf_make_hash(k, klen);
-		r = shf_put_key_val_if_leased(t->shf, vb.p, vb.len, ttl);
-		e = errno;
-	}
+	shf_make_hash(k, klen);
+	shf_lease_adopt(l->grant);
+	r = shf_put_key_val_if_leased(t->shf, vb.p, vb.len, ttl);
+	e = errno;
 	Py_END_ALLOW_THREADS
-	if (!mine)
-		thread_grants++; /* the rearm was a grant of this thread */
 	leave(t);
 	buf_release(&vb);
-	l->leased = 0;
 	if (r & SHF_RET_ERROR) {
+		/* the lease is still held: give it up, then say why */
+		if (lease_release(l) < 0)
+			PyErr_Clear();
+		l->leased = 0;
+		if (r & SHF_RET_BAD_VAL) {
+			PyErr_SetString(PyExc_ValueError,
+					"the table has fixed lengths; this "
+					"value has another");
+			return -1;
+		}
 		set_errno(e);
 		return -1;
 	}
+	l->leased = 0;
 	if (r & SHF_RET_KEY_PUT) {
 		l->stored = 1;
 		l->uid = shf_uid;
@@ -2323,7 +2297,7 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
 					     "wait",  "wait_ms", "ttl",
 					     "ttl_ms" };
 	PyObject *a[7], *key;
-	uint32_t lease_ms = 60000, wait = 0, ttl = UINT32_MAX, r, uid;
+	uint32_t lease_ms = 60000, wait = 0, ttl = UINT32_MAX, r, uid, grant = 0;
 	int wait_given, given, e = 0, forever;
 	struct buf k;
 	LeaseObject *l;
@@ -2366,6 +2340,7 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
 		r = shf_get_key_val_copy_or_lease(t->shf, lease_ms, slice);
 		e = errno;
 		uid = shf_uid;
+		grant = shf_lease_grant();
 		Py_END_ALLOW_THREADS
 		if (!((r & SHF_RET_ERROR) && e == ETIMEDOUT))
 			break;
@@ -2383,9 +2358,15 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
 	if (r & SHF_RET_ERROR) {
 		leave(t);
 		Py_DECREF(key);
+		if (r & SHF_RET_BAD_VAL) {
+			PyErr_SetString(PyExc_ValueError,
+					"the table has fixed lengths; this key "
+					"has another");
+			return NULL;
+		}
 		return set_errno(e);
 	}
-	l = PyObject_New(LeaseObject, &Lease_Type);
+	l = PyObject_GC_New(LeaseObject, &Lease_Type);
 	if (!l) {
 		leave(t);
 		Py_DECREF(key);
@@ -2401,14 +2382,13 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
 	l->found = 0;
 	l->leased = 0;
 	l->stored = 0;
-	l->thread = PyThread_get_thread_ident();
 	l->grant = 0;
 	if (r & SHF_RET_KEY_FOUND) {
 		l->found = 1;
 		l->value = PyBytes_FromStringAndSize(shf_val, shf_val_len);
 	} else if (r == (SHF_RET_KEY_NONE | SHF_RET_LEASED)) {
 		l->leased = 1;
-		l->grant = ++thread_grants;
+		l->grant = grant;
 	}
 	leave(t);
 	if (l->found && !l->value) {
@@ -2419,12 +2399,13 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
 		Py_INCREF(Py_None);
 		l->value = Py_None;
 	}
+	PyObject_GC_Track(l);
 	return (PyObject *)l;
 }
 
-static void Lease_dealloc(LeaseObject *l)
+/* A lease never filled nor released: give it up. */
+static void lease_drop(LeaseObject *l)
 {
-	/* a lease never filled nor released: give it up */
 	if (l->leased && l->table && l->table->shf && !l->table->closing) {
 		PyObject *type, *val, *tb;
 
@@ -2433,10 +2414,36 @@ static void Lease_dealloc(LeaseObject *l)
 			PyErr_WriteUnraisable((PyObject *)l);
 		PyErr_Restore(type, val, tb);
 	}
+}
+
+/*
+ * A Lease refers to its Table, which a subclass's instance (with a
+ * __dict__) may refer back to: the collector finds such cycles.
+ */
+static int Lease_traverse(LeaseObject *l, visitproc visit, void *arg)
+{
+	Py_VISIT(l->table);
+	Py_VISIT(l->value);
+	return 0;
+}
+
+static int Lease_clear(LeaseObject *l)
+{
+	lease_drop(l); /* while the table is still there */
+	l->leased = 0;
+	Py_CLEAR(l->table);
+	Py_CLEAR(l->value);
+	return 0;
+}
+
+static void Lease_dealloc(LeaseObject *l)
+{
+	PyObject_GC_UnTrack(l);
+	lease_drop(l);
 	Py_XDECREF(l->table);
 	Py_XDECREF(l->key);
 	Py_XDECREF(l->value);
-	PyObject_Free(l);
+	PyObject_GC_Del(l);
 }
 
 static PyObject *Lease_enter(LeaseObject *l, PyObject *unused)
@@ -2453,7 +2460,7 @@ static PyObject *Lease_exit(LeaseObject *l, PyObject *args)
 
 	if (!l->leased)
 		Py_RETURN_FALSE;
-	if (!l->table->shf || l->table->closing) {
+	if (!l->table || !l->table->shf || l->table->closing) {
 		l->leased = 0; /* closed inside the body: nothing to do */
 		Py_RETURN_FALSE;
 	}
@@ -2523,7 +2530,7 @@ PyDoc_STRVAR(lease_release_doc,
 static PyObject *Lease_release_m(LeaseObject *l, PyObject *unused)
 {
 	(void)unused;
-	if (l->leased && (!l->table->shf || l->table->closing))
+	if (l->leased && (!l->table || !l->table->shf || l->table->closing))
 		return closed_error();
 	if (lease_release(l) < 0)
 		return NULL;
@@ -2533,6 +2540,8 @@ static PyObject *Lease_release_m(LeaseObject *l, PyObject *unused)
 static PyObject *Lease_get_value(LeaseObject *l, void *c)
 {
 	(void)c;
+	if (!l->value) /* cleared by the collector */
+		Py_RETURN_NONE;
 	Py_INCREF(l->value);
 	return l->value;
 }
@@ -2738,7 +2747,9 @@ static PyTypeObject Lease_Type = {
 	.tp_basicsize = sizeof(LeaseObject),
 	.tp_dealloc = (destructor)Lease_dealloc,
 	.tp_repr = (reprfunc)Lease_repr,
-	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.tp_traverse = (traverseproc)Lease_traverse,
+	.tp_clear = (inquiry)Lease_clear,
 	.tp_doc = Lease_doc,
 	.tp_methods = Lease_methods,
 	.tp_getset = Lease_getset,

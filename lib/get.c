@@ -5,7 +5,8 @@
  * copies what it found into the thread's buffer and reads the sequence
  * again; a writer in between (an odd or changed sequence) makes it try
  * again, and after READ_TRIES tries it takes the lock.  Hit and miss
- * counts go to the table in batches.
+ * counts go to the table in batches (a TTL query counts as neither, and
+ * does not mark the key used).
  */
 #include "config.h"
 #include <errno.h>
@@ -185,10 +186,12 @@ uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 			errno = EBADMSG;
 			return SHF_RET_ERROR;
 		}
-		count_get(h, rc == 1);
+		/* a TTL query is no use of the key (Redis's TTL neither) */
+		if (w != W_TTL)
+			count_get(h, rc == 1);
 		if (rc == 0)
 			return SHF_RET_KEY_NONE;
-		if (f.slot)
+		if (f.slot && w != W_TTL)
 			slot_mark(h, f.slot, f.sval);
 		if (w == W_TTL)
 			shf_val_long = (f.r.flags & KF_TTL) ?

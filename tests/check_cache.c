@@ -555,6 +555,42 @@ static int kid_ttl_default(int idx, void *arg)
 	return 0;
 }
 
+/*
+ * A TTL query is no use of the key: no hit or miss counted (found by
+ * review: shf dump asks each key's TTL, and so counted every key as a
+ * hit and marked it used, which made eviction forget which keys were).
+ */
+START_TEST(test_ttl_query_is_no_use)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("ttlquery", name, sizeof(name));
+	struct shf_stats st;
+	int i;
+
+	hash_str("k");
+	shf_assert_eq(shf_put_key_val_ttl(shf, "v", 1, 60000),
+		      SHF_RET_KEY_PUT);
+	for (i = 0; i < 3; i++) {
+		hash_str("k");
+		shf_assert_eq(shf_get_key_ttl(shf), SHF_RET_KEY_FOUND);
+		ck_assert_int_gt(shf_val_long, 0);
+		hash_str("absent");
+		shf_assert_eq(shf_get_key_ttl(shf), SHF_RET_KEY_NONE);
+	}
+	shf_test_stats(shf, &st);
+	ck_assert_uint_eq(st.hits, 0);
+	ck_assert_uint_eq(st.misses, 0);
+	hash_str("k");
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	hash_str("absent");
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_NONE);
+	shf_test_stats(shf, &st);
+	ck_assert_uint_eq(st.hits, 1);
+	ck_assert_uint_eq(st.misses, 1);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 START_TEST(test_ttl_default_shared)
 {
 	SHF *shf;
@@ -2537,7 +2573,7 @@ static Suite *cache_suite(void)
 
 	shf_test_add_tcase(s, "ttl", 60, test_ttl_visible_then_gone,
 			   test_ttl_default_shared, test_expired_semantics,
-			   test_expired_reclaimed);
+			   test_expired_reclaimed, test_ttl_query_is_no_use);
 
 	shf_test_add_tcase(s, "budget", 60, test_budget_never_exceeded,
 			   test_eviction_with_readers,

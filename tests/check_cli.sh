@@ -318,6 +318,32 @@ expect 0 "load it again" -- shf load $p-copy2 - <"$tmp/d2"
 shf dump $p-copy2 - >"$tmp/d3" 2>/dev/null
 [ "$(wc -c <"$tmp/d2")" = "$(wc -c <"$tmp/d3")" ] && ok "dumps of equal tables are as long" ||
 	fail "dump lengths differ"
+# A dump that fails or is cut short leaves FILE as it was (found by
+# review: it emptied an earlier dump at once and removed it on failure).
+printf 'an earlier dump' >"$tmp/keep"
+expect 2 "a dump whose writes fail (EFBIG)" -- \
+	sh -c 'ulimit -f 1; trap "" XFSZ; exec "$@"' sh "$shf_bin" -d "$dir" dump $src "$tmp/keep"
+has "too large" "$tmp/err" && ok "the write error is reported" || fail "EFBIG report"
+(sh -c 'ulimit -f 1; exec "$@"' sh "$shf_bin" -d "$dir" dump $src "$tmp/keep"
+ exit $?) 2>/dev/null
+got=$?
+[ $got -gt 128 ] && ok "a dump killed by a signal (SIGXFSZ) dies of it" ||
+	fail "dump under SIGXFSZ: exit $got"
+[ "$(cat "$tmp/keep")" = "an earlier dump" ] &&
+	ok "the earlier dump is kept, whole" || fail "the earlier dump was changed"
+left=$(ls "$tmp" | grep -c 'shf-dump-')
+[ "$left" = 0 ] && ok "no temporary file left" || fail "$left temporary files left"
+expect 0 "dump over the earlier one" -- shf dump $src "$tmp/keep"
+head -c 8 "$tmp/keep" | grep -q SHFDUMP2 && ok "replaced once whole" ||
+	fail "not replaced"
+ln -s keep "$tmp/keep-link"
+expect 0 "dump through a symbolic link" -- shf dump $src "$tmp/keep-link"
+[ -L "$tmp/keep-link" ] && cmp -s "$tmp/keep" "$tmp/d2" &&
+	ok "the file it names is written, the link kept" || fail "link replaced"
+if mknod "$tmp/full" c 1 7 2>/dev/null; then # as /dev/full (root only)
+	expect 2 "a dump to a full device fails" -- shf dump $src "$tmp/full"
+	[ -c "$tmp/full" ] && ok "a device is never removed" || fail "the device node is gone"
+fi
 expect 1 "dump of an absent table" -- shf dump $p-none "$tmp/dn"
 [ ! -e "$tmp/dn" ] && ok "no file for a failed dump" || fail "file left by a failed dump"
 
@@ -411,6 +437,12 @@ has "^table  *$p-forged\\\\nrow$" "$tmp/out" && ok "stat escapes the name" ||
 expect 1 "error about a hostile name" -- shf get "$esc_name" nokey
 [ "$(wc -l <"$tmp/err" | tr -d ' ')" = 1 ] && ! grep -q "$(printf '\033')" "$tmp/err" &&
 	ok "error line escapes the name" || fail "error line: $(cat "$tmp/err")"
+expect 0 "rm of a hostile name" -- shf rm "$nl_name"
+[ "$(wc -l <"$tmp/out" | tr -d ' ')" = 1 ] && ! grep -q '^row' "$tmp/out" &&
+	ok "rm escapes the name" || fail "rm printed: $(cat "$tmp/out")"
+expect 0 "rm of a name with an escape" -- shf rm "$esc_name"
+! grep -q "$(printf '\033')" "$tmp/out" && ok "rm sends no escape" ||
+	fail "rm sent an escape"
 rm -f "$dir/$nl_name.shf" "$dir/$esc_name.shf"
 
 # A table that others may write is refused unless --allow-shared.

@@ -111,7 +111,8 @@ static int do_rm(int argc, char **argv)
 		free(name);
 		return EXIT_ERR;
 	}
-	printf("%s\n", msg);
+	/* the message holds the table's name: no raw control bytes */
+	printf("%s\n", shf_esc(msg));
 	free(msg);
 	free(name);
 	return 0;

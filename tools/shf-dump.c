@@ -6,10 +6,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -122,8 +125,10 @@ static int dump_walk(struct dumper *d, const char *name)
 	if (dump_bytes(d, SHF_DUMP_MAGIC, SHF_DUMP_MAGIC_LEN) == 0) {
 		errno = 0;
 		if (shf_iterate(d->shf, dump_cb, d) & SHF_RET_ERROR) {
+			int e = errno;
+
 			progress_end(&d->pg);
-			say("%s: reading the table: %s", name, strerror(errno));
+			say("%s: reading the table: %s", name, strerror(e));
 			rc = EXIT_ERR;
 		}
 	}
@@ -141,25 +146,91 @@ static int dump_walk(struct dumper *d, const char *name)
 	return rc;
 }
 
+/*
+ * Where a dump goes.  A regular file (or none yet) is written under a
+ * temporary name beside it and renamed over it once whole, so that a dump
+ * that fails or is interrupted leaves FILE as it was (an earlier dump
+ * stays) and nothing half written under its name.  Anything else (a
+ * device, a FIFO, a terminal refused before) is written as it is, and
+ * never removed.
+ */
+struct dump_out {
+	const char *name; /* as given, for messages */
+	char *final;      /* the regular file to rename over, or NULL */
+	char *tmp;        /* the temporary file, or NULL */
+};
+
+static FILE *dump_open(const char *out, struct dump_out *o)
+{
+	struct stat st;
+	mode_t mask;
+	size_t n;
+	FILE *f;
+	int fd;
+
+	o->name = out;
+	o->final = o->tmp = NULL;
+	if (stat(out, &st) == 0 && !S_ISREG(st.st_mode))
+		return fopen(out, "we");
+	/* through a link, the file it names is replaced, not the link */
+	o->final = realpath(out, NULL);
+	if (!o->final && errno == ENOENT)
+		o->final = strdup(out);
+	if (!o->final)
+		return NULL;
+	n = strlen(o->final) + sizeof(".shf-dump-XXXXXX");
+	o->tmp = malloc(n);
+	if (!o->tmp)
+		return NULL;
+	snprintf(o->tmp, n, "%s.shf-dump-XXXXXX", o->final);
+	fd = mkostemp(o->tmp, O_CLOEXEC);
+	if (fd < 0) {
+		free(o->tmp);
+		o->tmp = NULL;
+		return NULL;
+	}
+	cli_tmp_path = o->tmp;
+	/* the mode a file made by fopen() gets, or the old file's */
+	mask = umask(0);
+	umask(mask);
+	if (fchmod(fd, stat(o->final, &st) == 0 ? st.st_mode & 07777 :
+						      0666 & ~mask) < 0 ||
+	    !(f = fdopen(fd, "wb"))) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	return f;
+}
+
 /* Close the output; no half dump is left to be mistaken for a whole. */
-static int dump_close(struct dumper *d, const char *out, int to_file, int rc)
+static int dump_close(struct dumper *d, struct dump_out *o, int to_file,
+		      int rc)
 {
 	if ((fflush(d->f) == EOF || ferror(d->f)) && !d->err)
 		d->err = errno ? errno : EIO;
+	if (o->tmp && !rc && !d->err && fsync(fileno(d->f)) < 0)
+		d->err = errno;
 	if (to_file && fclose(d->f) == EOF && !d->err)
 		d->err = errno ? errno : EIO;
+	if (o->tmp && !rc && !d->err && rename(o->tmp, o->final) < 0)
+		d->err = errno;
 	if (d->err && !rc) {
-		say("%s: %s", to_file ? out : "standard output",
+		say("%s: %s", to_file ? o->name : "standard output",
 		    strerror(d->err));
 		rc = EXIT_ERR;
 	}
-	if (rc && to_file)
-		unlink(out);
+	if (rc && o->tmp)
+		unlink(o->tmp);
+	cli_tmp_path = NULL;
 	return rc;
 }
 
 static int do_dump(int argc, char **argv)
 {
+	struct dump_out o = { 0 };
 	struct dumper d = { 0 };
 	struct shf_stats st;
 	const char *out;
@@ -180,16 +251,21 @@ static int do_dump(int argc, char **argv)
 		say("out of memory");
 		exit(EXIT_ERR);
 	}
-	d.f = to_file ? fopen(out, "wbe") : stdout;
+	d.f = to_file ? dump_open(out, &o) : stdout;
 	if (!d.f) {
 		say("%s: %s", out, strerror(errno));
+		if (o.tmp)
+			unlink(o.tmp);
+		cli_tmp_path = NULL;
 		rc = EXIT_ERR;
 	} else {
 		d.pg.what = "dump";
 		if (!(shf_get_stats(d.shf, &st, sizeof(st)) & SHF_RET_ERROR))
 			d.pg.total = st.keys;
-		rc = dump_close(&d, out, to_file, dump_walk(&d, name));
+		rc = dump_close(&d, &o, to_file, dump_walk(&d, name));
 	}
+	free(o.final);
+	free(o.tmp);
 	XXH3_freeState(d.xs);
 	shf_detach(d.shf);
 	free(name);
@@ -263,8 +339,10 @@ static void load_progress(void *arg, uint64_t n)
 static int load_result(struct loader *l, enum shf_dump_status st)
 {
 	const struct shf_dump_reader *r = &l->r;
+	int e = errno; /* progress_end() may write to a terminal */
 
 	progress_end(&l->pg);
+	errno = e;
 	switch (st) {
 	case SHF_DUMP_OK:
 		if (r->expired)

@@ -44,6 +44,12 @@ extern const char *cli_dir;	/* -d DIR, else /dev/shm */
 extern int cli_dir_set;		/* -d given */
 extern const char *cli_cmd;	/* the command running, for messages */
 extern int cli_sigbus_status;	/* exit status if a table's file is cut */
+/*
+ * A file being written under a temporary name (shf dump), which a bus
+ * error, SIGINT, SIGTERM, SIGHUP or SIGXFSZ removes before the program
+ * ends.
+ */
+extern char *volatile cli_tmp_path;
 
 /* "shf --help" (tools/shf.c). */
 void usage(FILE *f);

@@ -28,6 +28,7 @@ const char *cli_dir = "/dev/shm";
 int cli_dir_set;
 const char *cli_cmd = "";
 int cli_sigbus_status = EXIT_ERR;
+char *volatile cli_tmp_path;
 
 static const struct shf_cmd *const cmds[] = {
 	&shf_cmd_ls,	 &shf_cmd_stat,	 &shf_cmd_get,	 &shf_cmd_put,
@@ -70,9 +71,18 @@ static void put_err(const char *s)
 	}
 }
 
+static void tmp_remove(void)
+{
+	char *p = cli_tmp_path;
+
+	if (p)
+		unlink(p);
+}
+
 static void on_sigbus(int sig)
 {
 	(void)sig;
+	tmp_remove();
 	put_err("shf: ");
 	put_err(cli_cmd);
 	put_err(": the table's file is shorter than its mapping: another "
@@ -80,14 +90,34 @@ static void on_sigbus(int sig)
 	_exit(cli_sigbus_status);
 }
 
+/* Ended by a signal: no half-written file is left under its own name. */
+static void on_stop(int sig)
+{
+	tmp_remove();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 static void sigbus_guard(void)
 {
+	static const int stops[] = { SIGINT, SIGTERM, SIGHUP, SIGXFSZ };
 	struct sigaction sa;
+	size_t i;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigbus;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, NULL);
+	sa.sa_handler = on_stop;
+	for (i = 0; i < sizeof(stops) / sizeof(stops[0]); i++) {
+		struct sigaction old;
+
+		/* a signal ignored by whoever started us stays ignored */
+		if (sigaction(stops[i], NULL, &old) == 0 &&
+		    old.sa_handler == SIG_IGN)
+			continue;
+		sigaction(stops[i], &sa, NULL);
+	}
 }
 
 int main(int argc, char **argv)

@@ -72,7 +72,9 @@ static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 			return 1;
 		if (i & ((1u << (g - l)) - 1))
 			continue; /* not the first entry for this segment */
-		seg = at(h, de & ~63ULL, SEG_BYTES);
+		/* segments are whole pages (as the lookup and check expect) */
+		seg = (de & ~63ULL & (PAGE - 1)) ? NULL :
+						   at(h, de & ~63ULL, SEG_BYTES);
 		if (!seg || ++segs > valid / SEG_BYTES)
 			return 1;
 		for (k = 0; k < SEG_BUCKETS * BUCKET_SLOTS; k++) {

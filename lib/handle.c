@@ -464,6 +464,13 @@ uint64_t shf_handle_reg_id(SHF *h)
 	return h->reg_id;
 }
 
+int shf_handle_removed(SHF *h)
+{
+	struct stat st;
+
+	return fstat(h->fd, &st) == 0 && st.st_nlink == 0;
+}
+
 SHF_EXPORT void shf_set_is_lockable(SHF *h, uint32_t is_lockable)
 {
 	if (h)

@@ -17,7 +17,10 @@
  * repair.  A full ring makes writers wait; if the draining process is
  * gone (its pid and start time no longer match), a writer drops its line
  * instead and counts it; the next draining thread writes the count as a
- * line of its own.  Every position and length read from the ring is
+ * line of its own.  Lines the drain cannot write to its fd (an error,
+ * or a nonblocking fd without room for LOG_WRITE_WAIT_MS) are counted
+ * too, and a note of the same form goes out before the next line that can
+ * be written.  Every position and length read from the ring is
  * checked against the ring's size as this process found it when it
  * opened the log (a size word another process rewrites is not believed).
  */
@@ -39,6 +42,8 @@
 #define LOG_LINE_MAX (1u << 20)
 #define LOG_REC_PAD UINT32_MAX
 #define LOG_WAIT_MS 50
+/* How long the drain waits for room in a nonblocking fd (EAGAIN). */
+#define LOG_WRITE_WAIT_MS 2000
 #define LOG_PREFIX_MAX 48
 
 enum { LOG_FREE = 0, LOG_INIT = 1, LOG_READY = 2 };
@@ -103,6 +108,12 @@ void log_prefix_set(const struct log_ref *r, uint32_t prefix);
 int log_thread_start(const struct log_ref *r, int fd);
 /* Stop it if it drains shf's log: 0, or -1 with ENOENT. */
 int log_thread_stop(SHF *shf);
+/*
+ * The lines this process's drain thread, the last one started, could not
+ * write to its fd (a write error, or no room for LOG_WRITE_WAIT_MS), and
+ * the errno of the last of them; exact once it has stopped.
+ */
+void log_thread_lost(uint64_t *lines, int *err);
 /* Where drained lines go instead of the fd (NULL: the fd). */
 void log_output_store(void (*output)(char *line, uint32_t len));
 void (*log_output_load(void))(char *line, uint32_t len);

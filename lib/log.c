@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "log-internal.h"
+#include "log-tool.h"
 
 /* The log this process's shf_log_f*() calls and SHF_*() macros go to. */
 static pthread_rwlock_t log_cur_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -332,4 +333,25 @@ SHF_EXPORT int shf_log_fputc(int c, FILE *stream)
 	char ch = (char)c;
 
 	return log_string(stream, &ch, 1) < 0 ? EOF : (unsigned char)ch;
+}
+
+/* ------------------------------------------- for shf-log(1): log-tool.h */
+
+uint32_t shf_log_tool_line_max(SHF *shf)
+{
+	struct log_ref ref;
+
+	if (log_get(shf, 0, 0, &ref) < 0)
+		return 0;
+	return log_line_max(ref.size);
+}
+
+void shf_log_tool_lost(uint64_t *lines, int *err)
+{
+	log_thread_lost(lines, err);
+}
+
+int shf_log_tool_removed(SHF *shf)
+{
+	return shf && shf_handle_removed(shf);
 }

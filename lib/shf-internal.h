@@ -313,5 +313,7 @@ int shf_region_remove(SHF *shf, const char *name);
 const struct shf_lock_site *shf_handle_lock_site(SHF *shf);
 /* The handle's id in the registry. */
 uint64_t shf_handle_reg_id(SHF *shf);
+/* 1 if the handle's file has been removed (no directory names it). */
+int shf_handle_removed(SHF *shf);
 
 #endif /* SHF_INTERNAL_H */

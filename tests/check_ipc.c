@@ -8,6 +8,8 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -1182,6 +1184,163 @@ START_TEST(test_log_dead_reader)
 }
 END_TEST
 
+/*
+ * The drain's fd fails (ENOSPC) and then works again: every line is
+ * either written or counted in a note that comes before the first line
+ * written after the failure.  A 4 KiB ring: once lines of more than two
+ * rings have gone in, the drain has tried to write the first batch (it
+ * takes a batch out only after writing the one before).
+ */
+#define LOG_WLINES 500
+
+START_TEST(test_log_write_errors)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("log-werr", name, sizeof(name));
+	FILE *out = tmpfile();
+	int full = open("/dev/full", O_WRONLY | O_CLOEXEC), fd, got = 0;
+	int last = -1, notes = 0;
+	unsigned long long lost = 0;
+	char *text, *l, *nl, line[64];
+
+	ck_assert_ptr_nonnull(out);
+	ck_assert_int_ge(full, 0);
+	fd = dup(full);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, fd), SHF_RET_OK);
+	for (int i = 0; i < LOG_WLINES + 10; i++) {
+		int n = snprintf(line, sizeof(line), "line %04d of a full disk\n",
+				 i);
+
+		if (i == LOG_WLINES) /* the output works again */
+			ck_assert_int_eq(dup2(fileno(out), fd), fd);
+		ck_assert_uint_eq(shf_log_append(shf, line, (uint32_t)n),
+				  SHF_RET_OK);
+	}
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	text = shf_test_slurp(out, NULL);
+	for (l = text; *l; l = nl + 1) {
+		unsigned long long k;
+		int i, used = 0;
+
+		nl = strchr(l, '\n');
+		ck_assert_ptr_nonnull(nl);
+		*nl = '\0';
+		if (sscanf(l, "shf-log: %llu lines dropped while the output "
+			      "could not be written (No space left on "
+			      "device)%n", &k, &used) == 1 &&
+		    used == (int)strlen(l)) {
+			ck_assert_msg(got == 0, "note after a line: '%s'", l);
+			lost += k;
+			notes++;
+			continue;
+		}
+		ck_assert_msg(sscanf(l, "line %d of a full disk%n", &i, &used) ==
+				      1 && used == (int)strlen(l),
+			      "line '%s'", l);
+		ck_assert_int_gt(i, last);
+		last = i;
+		got++;
+	}
+	ck_assert_int_eq(notes, 1);
+	ck_assert_uint_ge(lost, 1);
+	ck_assert_uint_eq(lost + (unsigned long long)got, LOG_WLINES + 10);
+	ck_assert_int_eq(last, LOG_WLINES + 9);
+	free(text);
+	fclose(out);
+	close(fd);
+	close(full);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/* A pipe made full, nonblocking; the bytes it took. */
+static size_t log_full_pipe(int p[2])
+{
+	char junk[4096];
+	size_t filled = 0;
+	ssize_t n;
+
+	memset(junk, 'x', sizeof(junk));
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	while ((n = write(p[1], junk, sizeof(junk))) > 0 ||
+	       (n < 0 && errno == EINTR))
+		filled += n > 0 ? (size_t)n : 0;
+	ck_assert_int_eq(errno, EAGAIN);
+	return filled;
+}
+
+/*
+ * A nonblocking fd without room (EAGAIN): the drain waits for room, here
+ * 0.3 s, rather than losing the lines.
+ */
+START_TEST(test_log_write_waits_for_room)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("log-room", name, sizeof(name));
+	static char buf[1 << 17];
+	const char *want = "room 0\nroom 1\nroom 2\nroom 3\nroom 4\n";
+	size_t filled, len = 0;
+	int p[2];
+	double t0;
+
+	filled = log_full_pipe(p);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 0, p[1]), SHF_RET_OK);
+	for (int i = 0; i < 5; i++) {
+		char line[16];
+		int n = snprintf(line, sizeof(line), "room %d\n", i);
+
+		ck_assert_uint_eq(shf_log_append(shf, line, (uint32_t)n),
+				  SHF_RET_OK);
+	}
+	usleep(300000);
+	/* Read until the lines are there, or 10 s. */
+	t0 = shf_test_now();
+	while (len < filled + strlen(want) && shf_test_now() - t0 < 10.0) {
+		struct pollfd pf = { .fd = p[0], .events = POLLIN };
+		ssize_t n;
+
+		poll(&pf, 1, 100);
+		n = read(p[0], buf + len, sizeof(buf) - 1 - len);
+		if (n > 0)
+			len += (size_t)n;
+		ck_assert_uint_lt(len, sizeof(buf) - 1);
+	}
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	buf[len] = '\0';
+	ck_assert_uint_ge(len, filled);
+	ck_assert_str_eq(buf + filled, want);
+	close(p[0]);
+	close(p[1]);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * Nobody makes room: the drain gives up after LOG_WRITE_WAIT_MS (2 s),
+ * so that shf_log_thread_del() returns; the lines are lost.
+ */
+START_TEST(test_log_write_gives_up)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("log-stuck", name, sizeof(name));
+	double t0 = shf_test_now(), took;
+	int p[2];
+
+	log_full_pipe(p);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 0, p[1]), SHF_RET_OK);
+	for (int i = 0; i < 100; i++)
+		ck_assert_uint_eq(shf_log_append(shf, "stuck\n", 6),
+				  SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	took = shf_test_now() - t0;
+	ck_assert_msg(took >= 1.9 && took < 10.0, "took %.3f s", took);
+	close(p[0]);
+	close(p[1]);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* The output callback takes the drained lines. */
 static int cb_lines;
 static void cb_output(char *line, uint32_t len)
@@ -1229,7 +1388,9 @@ static Suite *ipc_suite(void)
 	shf_test_add_tcase(s, "race", 20, test_race_start);
 
 	shf_test_add_tcase(s, "log", 30, test_log_basic, test_log_writers,
-			   test_log_dead_reader, test_log_output_set);
+			   test_log_dead_reader, test_log_output_set,
+			   test_log_write_errors, test_log_write_waits_for_room,
+			   test_log_write_gives_up);
 	return s;
 }
 

@@ -3,7 +3,9 @@
 # check_log_tool.sh - shf-log(1): a collector (-c) drains the lines that
 # writers (-w) copy from their standard input, tags (-t) included, in
 # order; a last line without a newline gets one; -x removes the table at
-# the end; usage errors exit 2.  Table: shf-test-<pid>-logtool.
+# the end; usage errors exit 2; a collector that cannot write OUTFILE
+# says how many lines it lost and exits 1.  Tables:
+# shf-test-<pid>-logtool and shf-test-<pid>-logtool-<what>.
 set -u
 
 : "${top_builddir:=.}"
@@ -19,7 +21,7 @@ tmp=$(mktemp -d) || exit 99
 cpid=
 cleanup() {
 	[ -n "$cpid" ] && kill "$cpid" 2>/dev/null
-	rm -f "$dir/$name.shf"
+	rm -f "$dir/$name.shf" "$dir/$name"-*.shf
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -29,6 +31,26 @@ fails=0
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 fail() { n=$((n + 1)); echo "FAIL $n - $*"; fails=$((fails + 1)); }
+
+# collect TABLE OUTFILE ERRFILE: a collector (-x) in the background,
+# $cpid; returns once a writer's line "first" reached its log (up to 10 s).
+collect() {
+	"$bin" -d "$dir" -x -c "$1" "$2" 2>"$3" &
+	cpid=$!
+	i=0
+	until printf 'first\n' | "$bin" -d "$dir" -w "$1" 2>"$tmp/err"; do
+		i=$((i + 1))
+		[ $i -ge 100 ] && return 1
+		sleep 0.1
+	done
+}
+# stop: SIGTERM to the collector; its exit status in $rc.
+stop() {
+	kill -TERM "$cpid"
+	wait "$cpid"
+	rc=$?
+	cpid=
+}
 
 "$bin" -d "$dir" -x -c "$name" "$tmp/out" &
 cpid=$!
@@ -60,6 +82,23 @@ fi
 [ ! -e "$dir/$name.shf" ] && ok "-x removed the table" || fail "table left"
 "$bin" -w >/dev/null 2>&1
 [ $? -eq 2 ] && ok "usage error: exit 2" || fail "usage error"
+
+# OUTFILE cannot be written: the lines are counted, said, exit 1.
+if [ -c /dev/full ] && [ -w /dev/full ]; then
+	if collect "$name-full" /dev/full "$tmp/full-err"; then
+		printf 'two\nthree\n' | "$bin" -d "$dir" -w "$name-full"
+		stop
+		if [ $rc -eq 1 ] && grep -qx 'shf-log: /dev/full: 3 lines lost: No space left on device' "$tmp/full-err"; then
+			ok "a collector that cannot write OUTFILE says so, exit 1"
+		else
+			fail "collector on /dev/full: exit $rc, stderr: $(cat "$tmp/full-err")"
+		fi
+	else
+		fail "no log: $(cat "$tmp/err")"
+	fi
+else
+	echo "# no /dev/full: write errors not checked"
+fi
 
 echo "check_log_tool: $n checks, $fails failed"
 [ "$fails" -eq 0 ]

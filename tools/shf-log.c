@@ -21,6 +21,7 @@
 
 #include "shf.h"
 #include "shf-escape.h"
+#include "log-tool.h"
 
 static volatile sig_atomic_t stop;
 
@@ -51,8 +52,9 @@ static int drain(const char *dir, const char *name, const char *file,
 		 uint32_t size, int del)
 {
 	struct sigaction sa;
+	uint64_t lost;
+	int fd, err, rc = 0;
 	SHF *shf;
-	int fd;
 
 	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0) {
@@ -80,12 +82,25 @@ static int drain(const char *dir, const char *name, const char *file,
 	while (!stop)
 		pause();
 	shf_log_thread_del(shf);
+	/* Lines the drain could not write: said in OUTFILE, if it could
+	 * write again, and here. */
+	shf_log_tool_lost(&lost, &err);
+	if (lost) {
+		fprintf(stderr, "shf-log: %s: %llu lines lost: %s\n",
+			shf_esc(file), (unsigned long long)lost,
+			strerror(err));
+		rc = 1;
+	}
 	if (del)
 		free(shf_del(shf));
 	else
 		shf_detach(shf);
-	close(fd);
-	return 0;
+	if (close(fd) < 0) {
+		fprintf(stderr, "shf-log: %s: %s\n", shf_esc(file),
+			strerror(errno));
+		rc = 1;
+	}
+	return rc;
 }
 
 static int copy(const char *dir, const char *name, const char *tag)

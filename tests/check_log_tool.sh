@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # check_log_tool.sh - shf-log(1): a collector (-c) drains the lines that
 # writers (-w) copy from their standard input, tags (-t) included, in
-# order; a last line without a newline gets one; -x removes the table at
+# order; a last line without a newline gets one; a line longer than the
+# log takes is skipped, and never held whole; -x removes the table at
 # the end; usage errors exit 2; a collector that cannot write OUTFILE
 # says how many lines it lost and exits 1.  Tables:
 # shf-test-<pid>-logtool and shf-test-<pid>-logtool-<what>.
@@ -67,12 +68,45 @@ printf 'a\nb' | "$bin" -d "$dir" -w "$name" &&
 	ok "a last line without a newline" || fail "writer 2"
 printf 'c\n' | "$bin" -d "$dir" -t tagged -w "$name" &&
 	ok "a tagged writer" || fail "writer 3"
+# The log's lines (1 MiB ring): 262080 bytes at most, newline included.
+head -c 262079 /dev/zero | tr '\0' y >"$tmp/max"
+echo >>"$tmp/max"
+"$bin" -d "$dir" -w "$name" <"$tmp/max" &&
+	ok "a line as long as the log takes" || fail "a line of 262080 bytes"
+# A longer one (128 MiB) is skipped, with a message and exit 1, and the
+# writer's peak memory stays far below it (under 96 MiB, room for a
+# sanitizer's own; holding the line takes 128 MiB or more).
+mkfifo "$tmp/in" || exit 99
+"$bin" -d "$dir" -w "$name" <"$tmp/in" 2>"$tmp/long-err" &
+wpid=$!
+exec 3>"$tmp/in"
+printf 'before\n' >&3
+head -c 134217728 /dev/zero >&3
+hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$wpid/status" 2>/dev/null)
+printf '\nafter\n' >&3
+exec 3>&-
+wait "$wpid"
+rc=$?
+if [ $rc -eq 1 ] && grep -qx 'shf-log: line 2: longer than the log takes (262080 bytes): skipped' "$tmp/long-err"; then
+	ok "a line longer than the log takes is skipped, exit 1"
+else
+	fail "long line: exit $rc, stderr: $(cat "$tmp/long-err")"
+fi
+if [ -z "$hwm" ]; then
+	echo "# no /proc/$wpid/status: memory not checked"
+elif [ "$hwm" -lt 98304 ]; then
+	ok "reading a 128 MiB line took $hwm KiB"
+else
+	fail "reading a 128 MiB line took $hwm KiB"
+fi
 kill -TERM "$cpid"
 wait "$cpid"
 rc=$?
 cpid=
 [ $rc -eq 0 ] && ok "the collector stops on SIGTERM" || fail "collector exit $rc"
 printf 'first\na\nb\ntagged c\n' >"$tmp/want"
+cat "$tmp/max" >>"$tmp/want"
+printf 'before\nafter\n' >>"$tmp/want"
 if cmp -s "$tmp/want" "$tmp/out"; then
 	ok "every line, in order, each ending in a newline"
 else

@@ -103,13 +103,64 @@ static int drain(const char *dir, const char *name, const char *file,
 	return rc;
 }
 
+/* Standard input, read in blocks: no line is held whole. */
+struct input {
+	size_t pos, end;
+	char buf[64 << 10];
+};
+
+/*
+ * The next line of in, its newline included, into line if it has at most
+ * max bytes: 1 and its length in *len (more than max: too long, read to
+ * its end but not kept); 0 at the end of the input; -1 with errno.
+ */
+static int read_line(struct input *in, char *line, size_t max, size_t *len)
+{
+	size_t n = 0;
+
+	for (;;) {
+		const char *s, *nl;
+		size_t take;
+
+		if (in->pos == in->end) {
+			ssize_t r = read(STDIN_FILENO, in->buf,
+					 sizeof(in->buf));
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				return -1;
+			if (r == 0) {
+				*len = n;
+				return n ? 1 : 0;
+			}
+			in->pos = 0;
+			in->end = (size_t)r;
+		}
+		s = in->buf + in->pos;
+		nl = memchr(s, '\n', in->end - in->pos);
+		take = nl ? (size_t)(nl - s) + 1 : in->end - in->pos;
+		if (n + take <= max)
+			memcpy(line + n, s, take);
+		/* a too long line is only counted, up to SIZE_MAX */
+		n = n + take < n ? SIZE_MAX : n + take;
+		in->pos += take;
+		if (nl) {
+			*len = n;
+			return 1;
+		}
+	}
+}
+
 static int copy(const char *dir, const char *name, const char *tag)
 {
-	char *line = NULL, *buf = NULL;
-	size_t cap = 0, bcap = 0;
-	ssize_t n;
+	size_t tl = tag ? strlen(tag) + 1 : 0, max, len;
+	unsigned long long lineno = 0;
+	struct input *in = NULL;
+	char *buf = NULL;
+	uint32_t lmax;
 	SHF *shf;
-	int rc = 0;
+	int rc = 0, r;
 
 	shf = shf_attach_existing(dir, name);
 	if (!shf) {
@@ -117,44 +168,62 @@ static int copy(const char *dir, const char *name, const char *tag)
 			shf_esc(name), strerror(errno));
 		return 1;
 	}
-	while ((n = getline(&line, &cap, stdin)) >= 0) {
-		const char *out = line;
-		size_t len = (size_t)n;
+	/* The longest line the log takes, tag and newline included. */
+	lmax = shf_log_tool_line_max(shf);
+	if (!lmax) {
+		fprintf(stderr, "shf-log: log of %s/%s: %s\n", shf_esc(dir),
+			shf_esc(name), strerror(errno));
+		shf_detach(shf);
+		return 1;
+	}
+	if (tl >= lmax) {
+		fprintf(stderr, "shf-log: the tag is longer than the log's "
+			"lines (%lu bytes)\n", (unsigned long)lmax);
+		shf_detach(shf);
+		return 1;
+	}
+	max = lmax - tl;
+	buf = malloc(lmax);
+	in = malloc(sizeof(*in));
+	if (!buf || !in) {
+		fprintf(stderr, "shf-log: %s\n", strerror(errno));
+		rc = 1;
+		goto out;
+	}
+	in->pos = in->end = 0;
+	if (tag) {
+		memcpy(buf, tag, tl - 1);
+		buf[tl - 1] = ' ';
+	}
+	while ((r = read_line(in, buf + tl, max, &len)) > 0) {
 		/* The last line may lack its newline: the log's lines all end
 		 * in one, or the next writer's line would join it. */
-		int nl = !len || line[len - 1] != '\n';
+		int nl = len <= max && buf[tl + len - 1] != '\n';
 
-		if (tag || nl) {
-			size_t tl = tag ? strlen(tag) + 1 : 0;
-			size_t need = tl + len + (size_t)nl;
-
-			if (need > bcap) {
-				char *p = realloc(buf, need);
-
-				if (!p) {
-					rc = 1;
-					break;
-				}
-				buf = p;
-				bcap = need;
-			}
-			if (tag) {
-				memcpy(buf, tag, tl - 1);
-				buf[tl - 1] = ' ';
-			}
-			memcpy(buf + tl, line, len);
-			if (nl)
-				buf[tl + len] = '\n';
-			out = buf;
-			len = need;
+		lineno++;
+		if (len + (size_t)nl > max) {
+			fprintf(stderr, "shf-log: line %llu: longer than the "
+				"log takes (%lu bytes): skipped\n", lineno,
+				(unsigned long)max);
+			rc = 1;
+			continue;
 		}
-		if (shf_log_append(shf, out, (uint32_t)len) != SHF_RET_OK) {
+		if (nl)
+			buf[tl + len] = '\n';
+		if (shf_log_append(shf, buf, (uint32_t)(tl + len + nl)) !=
+		    SHF_RET_OK) {
 			fprintf(stderr, "shf-log: append: %s\n",
 				strerror(errno));
 			rc = 1;
 		}
 	}
-	free(line);
+	if (r < 0) {
+		fprintf(stderr, "shf-log: standard input: %s\n",
+			strerror(errno));
+		rc = 1;
+	}
+out:
+	free(in);
 	free(buf);
 	shf_detach(shf);
 	return rc;

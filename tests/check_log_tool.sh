@@ -5,7 +5,8 @@
 # order; a last line without a newline gets one; a line longer than the
 # log takes is skipped, and never held whole; -x removes the table at
 # the end; usage errors exit 2; a collector that cannot write OUTFILE
-# says how many lines it lost and exits 1.  Tables:
+# says how many lines it lost and exits 1; a writer says a run of lines
+# it cannot append once, with a count, and stops when the log is gone.  Tables:
 # shf-test-<pid>-logtool and shf-test-<pid>-logtool-<what>.
 set -u
 
@@ -35,11 +36,12 @@ fail() { n=$((n + 1)); echo "FAIL $n - $*"; fails=$((fails + 1)); }
 
 # collect TABLE OUTFILE ERRFILE: a collector (-x) in the background,
 # $cpid; returns once a writer's line "first" reached its log (up to 10 s).
+# Neither holds fd 3, a writer's input below.
 collect() {
-	"$bin" -d "$dir" -x -c "$1" "$2" 2>"$3" &
+	"$bin" -d "$dir" -x -c "$1" "$2" 2>"$3" 3>&- &
 	cpid=$!
 	i=0
-	until printf 'first\n' | "$bin" -d "$dir" -w "$1" 2>"$tmp/err"; do
+	until printf 'first\n' | "$bin" -d "$dir" -w "$1" 2>"$tmp/err" 3>&-; do
 		i=$((i + 1))
 		[ $i -ge 100 ] && return 1
 		sleep 0.1
@@ -132,6 +134,87 @@ if [ -c /dev/full ] && [ -w /dev/full ]; then
 	fi
 else
 	echo "# no /dev/full: write errors not checked"
+fi
+
+# lines: the number of lines of a file.
+lines() { wc -l <"$1" | tr -d ' '; }
+
+# The drain dies (SIGKILL): a writer says so once, counts the lines it
+# cannot append, and says so again when a new drain takes them; that
+# drain's note counts the same lines.
+mkfifo "$tmp/run-in" || exit 99
+if collect "$name-run" "$tmp/run-out1" /dev/null; then
+	"$bin" -d "$dir" -w "$name-run" <"$tmp/run-in" 2>"$tmp/run-err" &
+	wpid=$!
+	exec 3>"$tmp/run-in"
+	kill -KILL "$cpid"
+	wait "$cpid"
+	cpid=
+	# 100000 lines of 16 bytes a record: more than the 1 MiB ring
+	seq 1 100000 >&3
+	i=0
+	until [ -s "$tmp/run-err" ] || [ $i -ge 100 ]; do
+		i=$((i + 1))
+		sleep 0.1
+	done
+	# a new drain, that appends nothing (the drop count would be off):
+	# it is there once its note of the dropped lines is
+	"$bin" -d "$dir" -x -c "$name-run" "$tmp/run-out2" 2>/dev/null 3>&- &
+	cpid=$!
+	i=0
+	until grep -q 'lines dropped' "$tmp/run-out2" 2>/dev/null ||
+		[ $i -ge 100 ]; do
+		i=$((i + 1))
+		sleep 0.1
+	done
+	echo back >&3
+	exec 3>&-
+	wait "$wpid"
+	wrc=$?
+	stop
+	dropped=$(sed -n 's/^shf-log: \([0-9]*\) lines dropped while no thread drained the log$/\1/p' "$tmp/run-out2")
+	if [ $wrc -eq 1 ] && [ "$(lines "$tmp/run-err")" -eq 2 ] &&
+		grep -qx 'shf-log: line [0-9]*: append: Broken pipe (no process drains the log; lines are dropped until one does)' "$tmp/run-err" &&
+		grep -qx "shf-log: line [0-9]*: appending again; $dropped lines not appended since line [0-9]* (Broken pipe)" "$tmp/run-err" &&
+		grep -qx back "$tmp/run-out2"; then
+		ok "a run of $dropped dropped lines is said twice, exit 1"
+	else
+		fail "dropped lines: exit $wrc, $(lines "$tmp/run-err") lines on stderr ($dropped dropped):"
+		head -5 "$tmp/run-err" | sed 's/^/	/'
+	fi
+else
+	fail "no log: $(cat "$tmp/err")"
+fi
+
+# The drain stopped and removed the table (-x): the log is gone for good,
+# and a writer stops at the first line it cannot append.
+mkfifo "$tmp/gone-in" || exit 99
+if collect "$name-gone" "$tmp/gone-out" /dev/null; then
+	"$bin" -d "$dir" -w "$name-gone" <"$tmp/gone-in" 2>"$tmp/gone-err" &
+	wpid=$!
+	exec 3>"$tmp/gone-in"
+	# the writer is there once its line is
+	echo one >&3
+	i=0
+	until grep -qx one "$tmp/gone-out" || [ $i -ge 100 ]; do
+		i=$((i + 1))
+		sleep 0.1
+	done
+	stop
+	# seq gets EPIPE (or SIGPIPE) once the writer stops
+	seq 1 300000 >&3 2>/dev/null
+	exec 3>&-
+	wait "$wpid"
+	rc=$?
+	if [ $rc -eq 1 ] && [ "$(lines "$tmp/gone-err")" -eq 1 ] &&
+		grep -qx "shf-log: line [0-9]*: $dir/$name-gone was removed and nothing drains its log: stopped" "$tmp/gone-err"; then
+		ok "a writer stops when the log is gone for good, exit 1"
+	else
+		fail "log gone: exit $rc, $(lines "$tmp/gone-err") lines on stderr:"
+		head -3 "$tmp/gone-err" | sed 's/^/	/'
+	fi
+else
+	fail "no log: $(cat "$tmp/err")"
 fi
 
 echo "check_log_tool: $n checks, $fails failed"

@@ -152,9 +152,65 @@ static int read_line(struct input *in, char *line, size_t max, size_t *len)
 	}
 }
 
+/*
+ * Lines that could not be appended, one reason after another: each run of
+ * them is said once, at its first line, and counted; when it ends (a line
+ * goes in again, another reason, the end) its count is said, unless it was
+ * one line too long, which the first message said all about.
+ */
+struct fails {
+	int err; /* of the run; 0: none */
+	unsigned long long first, count;
+	size_t max; /* the longest line (EMSGSIZE) */
+};
+
+static void fails_end(struct fails *f, unsigned long long lineno, int again)
+{
+	const char *why = f->err == EMSGSIZE ? "longer than the log takes" :
+					       strerror(f->err);
+
+	if (!f->err)
+		return;
+	if (f->count > 1 || f->err != EMSGSIZE) {
+		if (again)
+			fprintf(stderr, "shf-log: line %llu: appending again; "
+				"%llu lines not appended since line %llu "
+				"(%s)\n", lineno, f->count, f->first, why);
+		else
+			fprintf(stderr, "shf-log: %llu lines not appended "
+				"since line %llu (%s)\n", f->count, f->first,
+				why);
+	}
+	f->err = 0;
+	f->count = 0;
+}
+
+static void fails_add(struct fails *f, unsigned long long lineno, int err)
+{
+	if (f->err == err) {
+		f->count++;
+		return;
+	}
+	fails_end(f, lineno, 0);
+	f->err = err;
+	f->first = lineno;
+	f->count = 1;
+	if (err == EMSGSIZE)
+		fprintf(stderr, "shf-log: line %llu: longer than the log takes "
+			"(%lu bytes): skipped\n", lineno, (unsigned long)f->max);
+	else if (err == EPIPE)
+		fprintf(stderr, "shf-log: line %llu: append: %s (no process "
+			"drains the log; lines are dropped until one does)\n",
+			lineno, strerror(err));
+	else
+		fprintf(stderr, "shf-log: line %llu: append: %s\n", lineno,
+			strerror(err));
+}
+
 static int copy(const char *dir, const char *name, const char *tag)
 {
 	size_t tl = tag ? strlen(tag) + 1 : 0, max, len;
+	struct fails f = { 0 };
 	unsigned long long lineno = 0;
 	struct input *in = NULL;
 	char *buf = NULL;
@@ -183,6 +239,7 @@ static int copy(const char *dir, const char *name, const char *tag)
 		return 1;
 	}
 	max = lmax - tl;
+	f.max = max;
 	buf = malloc(lmax);
 	in = malloc(sizeof(*in));
 	if (!buf || !in) {
@@ -202,21 +259,29 @@ static int copy(const char *dir, const char *name, const char *tag)
 
 		lineno++;
 		if (len + (size_t)nl > max) {
-			fprintf(stderr, "shf-log: line %llu: longer than the "
-				"log takes (%lu bytes): skipped\n", lineno,
-				(unsigned long)max);
+			fails_add(&f, lineno, EMSGSIZE);
 			rc = 1;
 			continue;
 		}
 		if (nl)
 			buf[tl + len] = '\n';
-		if (shf_log_append(shf, buf, (uint32_t)(tl + len + nl)) !=
+		if (shf_log_append(shf, buf, (uint32_t)(tl + len + nl)) ==
 		    SHF_RET_OK) {
-			fprintf(stderr, "shf-log: append: %s\n",
-				strerror(errno));
-			rc = 1;
+			fails_end(&f, lineno, 1);
+			continue;
 		}
+		rc = 1;
+		/* No drain, and none can come: the table is gone. */
+		if (errno == EPIPE && shf_log_tool_removed(shf)) {
+			fails_end(&f, lineno, 0);
+			fprintf(stderr, "shf-log: line %llu: %s/%s was removed "
+				"and nothing drains its log: stopped\n",
+				lineno, shf_esc(dir), shf_esc(name));
+			goto out;
+		}
+		fails_add(&f, lineno, errno);
 	}
+	fails_end(&f, lineno, 0);
 	if (r < 0) {
 		fprintf(stderr, "shf-log: standard input: %s\n",
 			strerror(errno));

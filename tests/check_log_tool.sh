@@ -6,7 +6,8 @@
 # log takes is skipped, and never held whole; -x removes the table at
 # the end; usage errors exit 2; a collector that cannot write OUTFILE
 # says how many lines it lost and exits 1; a writer says a run of lines
-# it cannot append once, with a count, and stops when the log is gone.  Tables:
+# it cannot append once, with a count, and stops when the log is gone;
+# a SIGTERM just before the collector waits is not lost.  Tables:
 # shf-test-<pid>-logtool and shf-test-<pid>-logtool-<what>.
 set -u
 
@@ -215,6 +216,71 @@ if collect "$name-gone" "$tmp/gone-out" /dev/null; then
 	fi
 else
 	fail "no log: $(cat "$tmp/err")"
+fi
+
+# A SIGTERM that comes between the collector's look at its flag and its
+# wait is not lost.  A shim (LD_PRELOAD) makes the collector sleep 2 s
+# before its first wait (pause() or sigsuspend()), saying so in a file;
+# the signal comes in that sleep.  A watchdog kills it after 8 s.
+cat >"$tmp/shim.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static void before_wait(void)
+{
+	static int done;
+	const char *mark = getenv("SHF_TEST_SHIM_MARK");
+	struct timespec ts = { 2, 0 };
+
+	if (done++ || !mark)
+		return;
+	close(open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+	while (nanosleep(&ts, &ts) < 0)
+		;
+}
+
+int pause(void)
+{
+	before_wait();
+	return ((int (*)(void))dlsym(RTLD_NEXT, "pause"))();
+}
+
+int sigsuspend(const sigset_t *mask)
+{
+	before_wait();
+	return ((int (*)(const sigset_t *))dlsym(RTLD_NEXT, "sigsuspend"))(mask);
+}
+EOF
+if ${CC:-cc} -shared -fPIC -o "$tmp/shim.so" "$tmp/shim.c" -ldl \
+	>"$tmp/shim.log" 2>&1; then
+	SHF_TEST_SHIM_MARK=$tmp/waiting LD_PRELOAD=$tmp/shim.so \
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+		"$bin" -d "$dir" -x -c "$name-sig" "$tmp/sig-out" 3>&- &
+	cpid=$!
+	i=0
+	until [ -e "$tmp/waiting" ] || [ $i -ge 100 ]; do
+		i=$((i + 1))
+		sleep 0.1
+	done
+	(sleep 8; kill -KILL "$cpid") >/dev/null 2>&1 3>&- &
+	wd=$!
+	kill -TERM "$cpid"
+	wait "$cpid"
+	rc=$?
+	cpid=
+	kill "$wd" 2>/dev/null
+	if [ $rc -eq 0 ] && [ ! -e "$dir/$name-sig.shf" ]; then
+		ok "a SIGTERM before the collector's wait stops it"
+	else
+		fail "SIGTERM before the wait: exit $rc (137: lost, killed after 8 s)"
+	fi
+else
+	echo "# no shim ($(head -1 "$tmp/shim.log")): signal race not checked"
 fi
 
 echo "check_log_tool: $n checks, $fails failed"

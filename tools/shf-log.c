@@ -51,11 +51,29 @@ static void usage(FILE *f)
 static int drain(const char *dir, const char *name, const char *file,
 		 uint32_t size, int del)
 {
+	sigset_t stops, old, waitset;
 	struct sigaction sa;
 	uint64_t lost;
 	int fd, err, rc = 0;
 	SHF *shf;
 
+	/*
+	 * SIGINT and SIGTERM stay blocked but while the drain waits for them
+	 * (sigsuspend()): one that comes before, even before the handler is
+	 * there, is kept until then, not lost between the look at stop and
+	 * the wait.
+	 */
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGTERM);
+	sigprocmask(SIG_BLOCK, &stops, &old);
+	waitset = old;
+	sigdelset(&waitset, SIGINT);
+	sigdelset(&waitset, SIGTERM);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		fprintf(stderr, "shf-log: %s: %s\n", shf_esc(file),
@@ -68,10 +86,6 @@ static int drain(const char *dir, const char *name, const char *file,
 			shf_esc(name), strerror(errno));
 		return 1;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	if (shf_log_thread_new(shf, size, fd) != SHF_RET_OK) {
 		fprintf(stderr, "shf-log: log of %s/%s: %s\n",
 			shf_esc(dir), shf_esc(name), strerror(errno));
@@ -80,7 +94,8 @@ static int drain(const char *dir, const char *name, const char *file,
 	}
 	/* Drain until SIGINT or SIGTERM; then what is left goes out too. */
 	while (!stop)
-		pause();
+		sigsuspend(&waitset);
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	shf_log_thread_del(shf);
 	/* Lines the drain could not write: said in OUTFILE, if it could
 	 * write again, and here. */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * log-internal.h - what the two files of the multiplexed log share; never
- * installed.  log-ring.c owns the ring in the table (its region, writing a
+ * log-internal.h - what the files of the multiplexed log share; never
+ * installed.  log-out.c writes what the drain takes out (and a line's
+ * prefix); log-ring.c owns the ring in the table (its region, writing a
  * record, the drain thread); log.c the process's side (the log its
  * shf_log_f*() calls go to, lines pieced together per thread, the API).
  *
@@ -85,6 +86,36 @@ struct log_ref {
 	uint32_t size; /* of the ring: a power of two, inside the region */
 };
 
+static inline uint64_t log_now_ns(void)
+{
+	return shf_clock_ns(CLOCK_MONOTONIC);
+}
+
+/* ============================================================ log-out.c */
+
+/* "<seconds> <pid> " into buf if h's log asks for it; its length. */
+uint32_t log_prefix(struct log_hdr *h, char *buf, size_t size);
+/* Where drained lines go instead of the fd (NULL: the fd). */
+void log_output_store(void (*output)(char *line, uint32_t len));
+void (*log_output_load(void))(char *line, uint32_t len);
+/* The drain thread starts: nothing lost yet. */
+void log_out_start(void);
+/*
+ * Hand out a batch of lines (lens[] of each, in buf): the function of
+ * shf_log_output_set() line by line, or one write to fd, after the note of
+ * the lines that could not be written before, if any.
+ */
+void log_out_emit(struct log_hdr *h, int fd, char *buf, size_t len,
+		  const uint32_t *lens, uint32_t nlines);
+/* The drain thread stops: the last try at that note. */
+void log_out_stop(struct log_hdr *h, int fd);
+/*
+ * The lines this process's drain thread, the last one started, could not
+ * write to its fd (a write error, or no room for LOG_WRITE_WAIT_MS), and
+ * the errno of the last of them; exact once it has stopped.
+ */
+void log_thread_lost(uint64_t *lines, int *err);
+
 /* =========================================================== log-ring.c */
 
 /* Open shf's log, creating it (ring of size bytes) if asked; 0 or -1. */
@@ -108,14 +139,5 @@ void log_prefix_set(const struct log_ref *r, uint32_t prefix);
 int log_thread_start(const struct log_ref *r, int fd);
 /* Stop it if it drains shf's log: 0, or -1 with ENOENT. */
 int log_thread_stop(SHF *shf);
-/*
- * The lines this process's drain thread, the last one started, could not
- * write to its fd (a write error, or no room for LOG_WRITE_WAIT_MS), and
- * the errno of the last of them; exact once it has stopped.
- */
-void log_thread_lost(uint64_t *lines, int *err);
-/* Where drained lines go instead of the fd (NULL: the fd). */
-void log_output_store(void (*output)(char *line, uint32_t len));
-void (*log_output_load(void))(char *line, uint32_t len);
 
 #endif /* SHF_LOG_INTERNAL_H */

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * log-ring.c - the log's ring in a table: its region, writing a record,
- * and this process's drain thread.  See log-internal.h.
+ * and this process's drain thread (whose output is log-out.c's).  See
+ * log-internal.h.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,33 +25,8 @@ static struct {
 	int fd;
 	int running;
 	uint32_t stop;
-	/*
-	 * Writing to fd: lines that could not be written since the last
-	 * note (written before the next line that can be, see log_emit()),
-	 * all of them since the thread started, the errno of the last, a
-	 * wait for room that gave up (the next ones do not wait until a
-	 * write works again), and whether the last byte that reached fd
-	 * ended a line.  The drain thread's; log_thread_lost() reads the
-	 * total and the errno.
-	 */
-	uint64_t wlost, wlost_all;
-	int werr;
-	int wstuck;
-	int midline;
 } log_thr;
 static pthread_once_t log_thr_once = PTHREAD_ONCE_INIT;
-
-static void (*log_output)(char *line, uint32_t len);
-
-void log_output_store(void (*output)(char *line, uint32_t len))
-{
-	__atomic_store_n(&log_output, output, __ATOMIC_RELEASE);
-}
-
-void (*log_output_load(void))(char *line, uint32_t len)
-{
-	return __atomic_load_n(&log_output, __ATOMIC_ACQUIRE);
-}
 
 /* fork(): the drain thread stays in the parent; the child has none. */
 static void log_atfork_child(void)
@@ -63,11 +38,6 @@ static void log_atfork_child(void)
 static void log_thr_init(void)
 {
 	pthread_atfork(NULL, NULL, log_atfork_child);
-}
-
-static uint64_t log_now_ns(void)
-{
-	return shf_clock_ns(CLOCK_MONOTONIC);
 }
 
 static inline char *log_data(struct log_hdr *h)
@@ -205,25 +175,6 @@ static int log_reader_alive(const struct log_ref *r, int check_proc)
 	return 1;
 }
 
-/* "<seconds> <pid> " into buf if the log asks for it; its length. */
-static uint32_t log_prefix(struct log_hdr *h, char *buf, size_t size)
-{
-	uint64_t ns;
-	int n;
-
-	if (__atomic_load_n(&h->prefix, __ATOMIC_RELAXED) !=
-	    SHF_LOG_PREFIX_TIME_PID)
-		return 0;
-	ns = log_now_ns() - h->t0_ns;
-	n = snprintf(buf, size, "%llu.%06llu %ld ",
-		     (unsigned long long)(ns / 1000000000ull),
-		     (unsigned long long)(ns % 1000000000ull) / 1000ull,
-		     (long)getpid());
-	if (n < 0)
-		return 0;
-	return (uint32_t)n >= size ? (uint32_t)size - 1 : (uint32_t)n;
-}
-
 void log_prefix_set(const struct log_ref *r, uint32_t prefix)
 {
 	__atomic_store_n(&r->h->prefix, prefix, __ATOMIC_RELAXED);
@@ -328,127 +279,6 @@ int log_put(const struct log_ref *r, const char *text, uint32_t len,
 		shf_futex_wake(&h->write_seq, 1);
 	shf_lock_release(&h->lk);
 	return 0;
-}
-
-/*
- * Write len bytes to fd: again after EINTR, and after EAGAIN once poll()
- * says there is room, for at most LOG_WRITE_WAIT_MS without progress (not
- * at all after a wait that gave up, until a write works again).  The
- * bytes written; fewer than len with errno set.
- */
-static size_t log_write_all(int fd, const char *buf, size_t len)
-{
-	uint64_t until = 0;
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = write(fd, buf + done, len - done);
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		uint64_t now;
-
-		if (n > 0) {
-			done += (size_t)n;
-			until = 0;
-			log_thr.wstuck = 0;
-			continue;
-		}
-		if (n == 0)
-			errno = EIO; /* no progress and no reason: give up */
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) ||
-		    log_thr.wstuck)
-			return done;
-		now = log_now_ns();
-		if (!until)
-			until = now + LOG_WRITE_WAIT_MS * 1000000ull;
-		if (now >= until) {
-			log_thr.wstuck = 1;
-			errno = EAGAIN;
-			return done;
-		}
-		if (poll(&p, 1, (int)((until - now + 999999) / 1000000)) < 0 &&
-		    errno != EINTR)
-			return done;
-	}
-	return done;
-}
-
-/*
- * A batch that could not be written whole: count the lines that did not
- * get out whole (one cut short included) and remember why.
- */
-static void log_write_failed(const char *buf, size_t done,
-			     const uint32_t *lens, uint32_t nlines, int err)
-{
-	size_t at = 0;
-	uint32_t whole = 0;
-
-	while (whole < nlines && at + lens[whole] <= done)
-		at += lens[whole++];
-	log_thr.wlost += nlines - whole;
-	__atomic_add_fetch(&log_thr.wlost_all, nlines - whole,
-			   __ATOMIC_RELAXED);
-	__atomic_store_n(&log_thr.werr, err, __ATOMIC_RELAXED);
-	if (done)
-		log_thr.midline = buf[done - 1] != '\n';
-}
-
-/*
- * Before anything else goes to fd: the count of the lines that could not
- * be written, as a line of its own (after a newline if a line was cut
- * short), in the form of the dropped lines' note.  1 if none is left to
- * write.
- */
-static int log_write_note(struct log_hdr *h, int fd)
-{
-	char note[256 + LOG_PREFIX_MAX], pre[LOG_PREFIX_MAX];
-	uint32_t plen;
-	size_t done;
-	int n;
-
-	if (!log_thr.wlost)
-		return 1;
-	plen = log_prefix(h, pre, sizeof(pre));
-	n = snprintf(note, sizeof(note),
-		     "%s%.*sshf-log: %llu lines dropped while the output could "
-		     "not be written (%s)\n",
-		     log_thr.midline ? "\n" : "", (int)plen, pre,
-		     (unsigned long long)log_thr.wlost, strerror(log_thr.werr));
-	if (n <= 0 || (size_t)n >= sizeof(note))
-		return 0;
-	done = log_write_all(fd, note, (size_t)n);
-	if (done)
-		log_thr.midline = note[done - 1] != '\n';
-	if (done < (size_t)n)
-		return 0;
-	log_thr.wlost = 0;
-	return 1;
-}
-
-/* Hand out a batch of lines: the callback line by line, or one write. */
-static void log_emit(struct log_hdr *h, int fd, char *buf, size_t len,
-		     const uint32_t *lens, uint32_t nlines)
-{
-	void (*out)(char *, uint32_t) = log_output_load();
-
-	if (!out) {
-		size_t done;
-
-		log_write_note(h, fd);
-		if (!len)
-			return;
-		done = log_write_all(fd, buf, len);
-		if (done < len)
-			log_write_failed(buf, done, lens, nlines, errno);
-		else
-			log_thr.midline = buf[len - 1] != '\n';
-		return;
-	}
-	for (uint32_t i = 0; i < nlines; i++) {
-		out(buf, lens[i]);
-		buf += lens[i];
-	}
 }
 
 #define LOG_BATCH (256u << 10)
@@ -558,9 +388,7 @@ static void *log_drain(void *arg)
 		drain_dropped(h, &d);
 		if (rd == w && !d.len) {
 			if (__atomic_load_n(&log_thr.stop, __ATOMIC_ACQUIRE)) {
-				/* the last try at saying what was lost */
-				if (!log_output_load())
-					log_write_note(h, log_thr.fd);
+				log_out_stop(h, log_thr.fd);
 				break;
 			}
 			drain_wait(h, rd);
@@ -575,7 +403,7 @@ static void *log_drain(void *arg)
 					 __ATOMIC_SEQ_CST);
 			shf_futex_wake(&h->read_seq, INT_MAX);
 		}
-		log_emit(h, log_thr.fd, d.buf, d.len, d.lens, d.nlines);
+		log_out_emit(h, log_thr.fd, d.buf, d.len, d.lens, d.nlines);
 	}
 out:
 	free(d.buf);
@@ -622,9 +450,7 @@ int log_thread_start(const struct log_ref *r, int fd)
 	log_thr.ref = *r;
 	log_thr.fd = fd;
 	log_thr.stop = 0;
-	log_thr.wlost = log_thr.wlost_all = 0;
-	log_thr.werr = 0;
-	log_thr.wstuck = log_thr.midline = 0;
+	log_out_start();
 	/* The drain thread takes no signals: they belong to the program. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -662,12 +488,4 @@ int log_thread_stop(SHF *shf)
 		__atomic_store_n(&h->reader_pid, 0, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&log_thr_lock);
 	return 0;
-}
-
-void log_thread_lost(uint64_t *lines, int *err)
-{
-	pthread_mutex_lock(&log_thr_lock);
-	*lines = __atomic_load_n(&log_thr.wlost_all, __ATOMIC_RELAXED);
-	*err = __atomic_load_n(&log_thr.werr, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&log_thr_lock);
 }

@@ -222,6 +222,37 @@ static void fails_add(struct fails *f, unsigned long long lineno, int err)
 			strerror(err));
 }
 
+/*
+ * Attach to the table of an existing log, for lines with a tag of tl
+ * bytes (its space included); the longest line the log takes, tag and
+ * newline included, in *lmax.  NULL (said) if there is none or no room.
+ */
+static SHF *copy_attach(const char *dir, const char *name, size_t tl,
+			uint32_t *lmax)
+{
+	SHF *shf = shf_attach_existing(dir, name);
+
+	if (!shf) {
+		fprintf(stderr, "shf-log: %s/%s: %s\n", shf_esc(dir),
+			shf_esc(name), strerror(errno));
+		return NULL;
+	}
+	*lmax = shf_log_tool_line_max(shf);
+	if (!*lmax) {
+		fprintf(stderr, "shf-log: log of %s/%s: %s\n", shf_esc(dir),
+			shf_esc(name), strerror(errno));
+		shf_detach(shf);
+		return NULL;
+	}
+	if (tl >= *lmax) {
+		fprintf(stderr, "shf-log: the tag is longer than the log's "
+			"lines (%lu bytes)\n", (unsigned long)*lmax);
+		shf_detach(shf);
+		return NULL;
+	}
+	return shf;
+}
+
 static int copy(const char *dir, const char *name, const char *tag)
 {
 	size_t tl = tag ? strlen(tag) + 1 : 0, max, len;
@@ -233,26 +264,9 @@ static int copy(const char *dir, const char *name, const char *tag)
 	SHF *shf;
 	int rc = 0, r;
 
-	shf = shf_attach_existing(dir, name);
-	if (!shf) {
-		fprintf(stderr, "shf-log: %s/%s: %s\n", shf_esc(dir),
-			shf_esc(name), strerror(errno));
+	shf = copy_attach(dir, name, tl, &lmax);
+	if (!shf)
 		return 1;
-	}
-	/* The longest line the log takes, tag and newline included. */
-	lmax = shf_log_tool_line_max(shf);
-	if (!lmax) {
-		fprintf(stderr, "shf-log: log of %s/%s: %s\n", shf_esc(dir),
-			shf_esc(name), strerror(errno));
-		shf_detach(shf);
-		return 1;
-	}
-	if (tl >= lmax) {
-		fprintf(stderr, "shf-log: the tag is longer than the log's "
-			"lines (%lu bytes)\n", (unsigned long)lmax);
-		shf_detach(shf);
-		return 1;
-	}
 	max = lmax - tl;
 	f.max = max;
 	buf = malloc(lmax);

@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * log-out.c - what the log writes: the prefix of a line, and the drain
+ * thread's output (its fd, or the function shf_log_output_set() gave),
+ * with the count of the lines that could not be written.  See
+ * log-internal.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log-internal.h"
+
+static void (*log_output)(char *line, uint32_t len);
+
+void log_output_store(void (*output)(char *line, uint32_t len))
+{
+	__atomic_store_n(&log_output, output, __ATOMIC_RELEASE);
+}
+
+void (*log_output_load(void))(char *line, uint32_t len)
+{
+	return __atomic_load_n(&log_output, __ATOMIC_ACQUIRE);
+}
+
+/* "<seconds> <pid> " into buf if the log asks for it; its length. */
+uint32_t log_prefix(struct log_hdr *h, char *buf, size_t size)
+{
+	uint64_t ns;
+	int n;
+
+	if (__atomic_load_n(&h->prefix, __ATOMIC_RELAXED) !=
+	    SHF_LOG_PREFIX_TIME_PID)
+		return 0;
+	ns = log_now_ns() - h->t0_ns;
+	n = snprintf(buf, size, "%llu.%06llu %ld ",
+		     (unsigned long long)(ns / 1000000000ull),
+		     (unsigned long long)(ns % 1000000000ull) / 1000ull,
+		     (long)getpid());
+	if (n < 0)
+		return 0;
+	return (uint32_t)n >= size ? (uint32_t)size - 1 : (uint32_t)n;
+}
+
+/*
+ * The drain thread's writing to its fd: lines that could not be written
+ * since the last note (written before the next line that can be, see
+ * log_out_emit()), all of them since the thread started, the errno of the
+ * last, a wait for room that gave up (the next ones do not wait until a
+ * write works again), and whether the last byte that reached fd ended a
+ * line.  Only the drain thread writes them (log_out_start() runs before
+ * it is made); log_thread_lost() reads the total and the errno.
+ */
+static struct {
+	uint64_t wlost, wlost_all;
+	int werr;
+	int wstuck;
+	int midline;
+} log_out;
+
+void log_out_start(void)
+{
+	memset(&log_out, 0, sizeof(log_out));
+}
+
+/*
+ * Write len bytes to fd: again after EINTR, and after EAGAIN once poll()
+ * says there is room, for at most LOG_WRITE_WAIT_MS without progress (not
+ * at all after a wait that gave up, until a write works again).  The
+ * bytes written; fewer than len with errno set.
+ */
+static size_t log_write_all(int fd, const char *buf, size_t len)
+{
+	uint64_t until = 0;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = write(fd, buf + done, len - done);
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		uint64_t now;
+
+		if (n > 0) {
+			done += (size_t)n;
+			until = 0;
+			log_out.wstuck = 0;
+			continue;
+		}
+		if (n == 0)
+			errno = EIO; /* no progress and no reason: give up */
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) ||
+		    log_out.wstuck)
+			return done;
+		now = log_now_ns();
+		if (!until)
+			until = now + LOG_WRITE_WAIT_MS * 1000000ull;
+		if (now >= until) {
+			log_out.wstuck = 1;
+			errno = EAGAIN;
+			return done;
+		}
+		if (poll(&p, 1, (int)((until - now + 999999) / 1000000)) < 0 &&
+		    errno != EINTR)
+			return done;
+	}
+	return done;
+}
+
+/*
+ * A batch that could not be written whole: count the lines that did not
+ * get out whole (one cut short included) and remember why.
+ */
+static void log_write_failed(const char *buf, size_t done,
+			     const uint32_t *lens, uint32_t nlines, int err)
+{
+	size_t at = 0;
+	uint32_t whole = 0;
+
+	while (whole < nlines && at + lens[whole] <= done)
+		at += lens[whole++];
+	log_out.wlost += nlines - whole;
+	__atomic_add_fetch(&log_out.wlost_all, nlines - whole,
+			   __ATOMIC_RELAXED);
+	__atomic_store_n(&log_out.werr, err, __ATOMIC_RELAXED);
+	if (done)
+		log_out.midline = buf[done - 1] != '\n';
+}
+
+/*
+ * Before anything else goes to fd: the count of the lines that could not
+ * be written, as a line of its own (after a newline if a line was cut
+ * short), in the form of the dropped lines' note.  1 if none is left to
+ * write.
+ */
+static int log_write_note(struct log_hdr *h, int fd)
+{
+	char note[256 + LOG_PREFIX_MAX], pre[LOG_PREFIX_MAX];
+	uint32_t plen;
+	size_t done;
+	int n;
+
+	if (!log_out.wlost)
+		return 1;
+	plen = log_prefix(h, pre, sizeof(pre));
+	n = snprintf(note, sizeof(note),
+		     "%s%.*sshf-log: %llu lines dropped while the output could "
+		     "not be written (%s)\n",
+		     log_out.midline ? "\n" : "", (int)plen, pre,
+		     (unsigned long long)log_out.wlost, strerror(log_out.werr));
+	if (n <= 0 || (size_t)n >= sizeof(note))
+		return 0;
+	done = log_write_all(fd, note, (size_t)n);
+	if (done)
+		log_out.midline = note[done - 1] != '\n';
+	if (done < (size_t)n)
+		return 0;
+	log_out.wlost = 0;
+	return 1;
+}
+
+void log_out_emit(struct log_hdr *h, int fd, char *buf, size_t len,
+		  const uint32_t *lens, uint32_t nlines)
+{
+	void (*out)(char *, uint32_t) = log_output_load();
+
+	if (!out) {
+		size_t done;
+
+		log_write_note(h, fd);
+		if (!len)
+			return;
+		done = log_write_all(fd, buf, len);
+		if (done < len)
+			log_write_failed(buf, done, lens, nlines, errno);
+		else
+			log_out.midline = buf[len - 1] != '\n';
+		return;
+	}
+	for (uint32_t i = 0; i < nlines; i++) {
+		out(buf, lens[i]);
+		buf += lens[i];
+	}
+}
+
+void log_out_stop(struct log_hdr *h, int fd)
+{
+	/* the last try at saying what was lost */
+	if (!log_output_load())
+		log_write_note(h, fd);
+}
+
+void log_thread_lost(uint64_t *lines, int *err)
+{
+	*lines = __atomic_load_n(&log_out.wlost_all, __ATOMIC_RELAXED);
+	*err = __atomic_load_n(&log_out.werr, __ATOMIC_RELAXED);
+}

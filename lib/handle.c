@@ -35,6 +35,8 @@ static void do_init(void)
 SHF_EXPORT void shf_init(void)
 {
 	pthread_once(&init_once, do_init);
+	/* before a later unshare(CLONE_NEWTIME) could hide it (proc.c) */
+	shf_proc_init();
 }
 
 static int name_ok(const char *name)

@@ -14,70 +14,93 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include "shf-internal.h"
 
 /*
- * This process's boot time offset in clock ticks, read once (and again
- * in a child of fork(): after its parent's unshare(CLONE_NEWTIME) a child
- * lives in the new namespace, while the parent stays where it was).
+ * The boot time offset of this process's time namespace, in clock ticks.
+ * /proc/self/timens_offsets shows those of the namespace its children
+ * get (ns/time_for_children): its own, unless it called
+ * unshare(CLONE_NEWTIME) since.  So the file is read only while the two
+ * are one namespace, and what it said is kept with that namespace's
+ * inode: a process that unshares later keeps its own offset (shf_init()
+ * reads it first), and a child of fork() living in the new namespace, or
+ * a process moved by setns(), finds another inode and reads again.
+ * Threads of a process share their time namespace (setns() into one
+ * needs a single thread), so whoever stores stores the same pair.
  */
-static _Atomic int64_t boot_offset;
-static _Atomic int boot_offset_known;
-static pthread_once_t boot_atfork_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t off_ns; /* inode of off_val's namespace; 0 none */
+static _Atomic int64_t off_val;
 
-static void boot_offset_forget(void)
+static uint64_t ns_inode(const char *path)
 {
-	atomic_store_explicit(&boot_offset_known, 0, memory_order_relaxed);
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
-static void boot_atfork(void)
-{
-	pthread_atfork(NULL, NULL, boot_offset_forget);
-}
-
-static int64_t boot_offset_read(void)
+/* The offsets file's boottime line: 0 and *off, or -1 (not known). */
+static int boot_offset_read(int64_t *off)
 {
 	FILE *f = fopen("/proc/self/timens_offsets", "re");
 	long hz = sysconf(_SC_CLK_TCK);
 	long long sec, nsec;
-	int64_t off = 0;
 	char line[128];
 
+	*off = 0;
 	if (!f)
-		return 0; /* no time namespaces: no offset */
+		return errno == ENOENT ? 0 : -1; /* ENOENT: no offsets */
 	while (fgets(line, sizeof(line), f))
 		if (sscanf(line, "boottime %lld %lld", &sec, &nsec) == 2 &&
 		    hz > 0 && hz <= 1000000000L)
-			off = (int64_t)(sec * hz + nsec / (1000000000LL / hz));
+			*off = (int64_t)(sec * hz + nsec / (1000000000LL / hz));
 	fclose(f);
+	return 0;
+}
+
+static int64_t boot_offset(void)
+{
+	uint64_t self = ns_inode("/proc/self/ns/time");
+	int64_t off;
+
+	if (!self)
+		return 0; /* no time namespaces (or no /proc): no offset */
+	if (atomic_load_explicit(&off_ns, memory_order_acquire) == self)
+		return atomic_load_explicit(&off_val, memory_order_relaxed);
+	/*
+	 * Unshared since, with nothing read before: this namespace's offsets
+	 * cannot be read; 0, as in the initial namespace (not kept).
+	 */
+	if (ns_inode("/proc/self/ns/time_for_children") != self ||
+	    boot_offset_read(&off) < 0)
+		return 0;
+	atomic_store_explicit(&off_val, off, memory_order_relaxed);
+	atomic_store_explicit(&off_ns, self, memory_order_release);
 	return off;
+}
+
+void shf_proc_init(void)
+{
+	int saved_errno = errno;
+
+	boot_offset();
+	errno = saved_errno;
 }
 
 uint64_t shf_proc_start_normal(uint64_t shown)
 {
-	int64_t r;
+	int saved_errno = errno;
+	int64_t r = (int64_t)shown - boot_offset();
 
-	if (!atomic_load_explicit(&boot_offset_known, memory_order_acquire)) {
-		int saved_errno = errno;
-
-		pthread_once(&boot_atfork_once, boot_atfork);
-		atomic_store_explicit(&boot_offset, boot_offset_read(),
-				      memory_order_relaxed);
-		atomic_store_explicit(&boot_offset_known, 1,
-				      memory_order_release);
-		errno = saved_errno;
-	}
-	r = (int64_t)shown -
-	    atomic_load_explicit(&boot_offset, memory_order_relaxed);
+	errno = saved_errno;
 	/* never 0, which the callers read as "not known" */
 	return r > 0 ? (uint64_t)r : 1;
 }

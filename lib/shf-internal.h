@@ -37,6 +37,8 @@
  * as /proc shows it here, so given (never 0).
  */
 uint64_t shf_proc_start_normal(uint64_t shown);
+/* Read this process's time namespace offset now (shf_init()). */
+void shf_proc_init(void);
 /*
  * Fields of /proc/PID/stat (PID may name any thread): its state (field
  * 3), flags (9) and start time (22, as above).  0, or -1 with errno: that

@@ -1925,6 +1925,39 @@ START_TEST(test_lease_other_time_namespace)
 END_TEST
 
 /*
+ * The same lease held by a process that unshared a time namespace
+ * itself: it stays in its own, while /proc/self/timens_offsets shows it
+ * the new one's offsets (found by review: taken away from its start
+ * times, they made it look dead, and its lease was taken over).
+ */
+START_TEST(test_lease_after_unshare)
+{
+	char name[SHF_TEST_NAME_MAX];
+	int status;
+	pid_t pid;
+
+	tns_shf = shf_test_new("lease-unshare", name, sizeof(name));
+	tns_step = shf_test_shared(sizeof(*tns_step));
+	pid = shf_test_timens_unshare_run(tns_lease_holder, NULL);
+	if (pid > 0) {
+		ck_assert_int_eq(shf_test_wait_u32(tns_step, 1, 30), 0);
+		hash_str("tns");
+		errno = 0;
+		shf_assert_eq(shf_get_key_val_copy_or_lease(tns_shf, 1000,
+							    300),
+			      SHF_RET_KEY_NONE | SHF_RET_ERROR);
+		ck_assert_int_eq(errno, ETIMEDOUT);
+		shf_test_add_u32(tns_step, 1);
+		status = shf_test_waitpid(pid, 30);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "the holder: status %#x", status);
+	}
+	shf_test_unshared(tns_step, sizeof(*tns_step));
+	shf_test_del(tns_shf, name);
+}
+END_TEST
+
+/*
  * shf_lease_grant() and shf_lease_adopt(): two leases held at once by one
  * thread, each filled with its own grant, one of them from another
  * thread; grants that ended, of another key, or of another process fill
@@ -2584,7 +2617,8 @@ static Suite *cache_suite(void)
 			   test_lease_expires_alive_holder,
 			   test_lease_wait_timeout, test_lease_give_up,
 			   test_fill_if_leased, test_lease_adopt,
-			   test_lease_other_time_namespace);
+			   test_lease_other_time_namespace,
+			   test_lease_after_unshare);
 
 	shf_test_add_tcase(s, "stats", 60, test_hits_misses_counted,
 			   test_stats_fields);

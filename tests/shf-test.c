@@ -377,7 +377,7 @@ static int timens_enter(void)
 	return close(fd);
 }
 
-pid_t shf_test_timens_run(int (*fn)(void *), void *arg)
+static pid_t timens_run(int (*fn)(void *), void *arg, int self)
 {
 	int p[2], status;
 	pid_t pid, g;
@@ -396,6 +396,13 @@ pid_t shf_test_timens_run(int (*fn)(void *), void *arg)
 			if (write(p[1], &c, 1) < 0)
 				_exit(1);
 			_exit(0);
+		}
+		if (self) { /* stays where it was: only its children move */
+			c = 'y';
+			if (write(p[1], &c, 1) < 0)
+				_exit(1);
+			close(p[1]);
+			_exit(fn(arg));
 		}
 		g = fork(); /* the first process of the new namespace */
 		if (g == 0) {
@@ -420,6 +427,16 @@ pid_t shf_test_timens_run(int (*fn)(void *), void *arg)
 	waitpid(pid, &status, 0);
 	fprintf(stderr, "note: no time namespace can be made here: skipped\n");
 	return -1;
+}
+
+pid_t shf_test_timens_run(int (*fn)(void *), void *arg)
+{
+	return timens_run(fn, arg, 0);
+}
+
+pid_t shf_test_timens_unshare_run(int (*fn)(void *), void *arg)
+{
+	return timens_run(fn, arg, 1);
 }
 
 int shf_test_wait(struct shf_test_kids *k, double timeout_s)

@@ -199,6 +199,12 @@ int shf_test_waitpid(pid_t pid, double timeout_s);
  * stderr; the caller skips).
  */
 pid_t shf_test_timens_run(int (*fn)(void *), void *arg);
+/*
+ * The same, but fn runs in the process that made the namespace: it stays
+ * in this one (only its children would enter the new one), though
+ * /proc/self/timens_offsets shows it the new one's offsets.
+ */
+pid_t shf_test_timens_unshare_run(int (*fn)(void *), void *arg);
 
 /* Keys and values derived from numbers, checkable by any process. */
 /* "key-<i>" into buf (at least 32 bytes); returns its length. */

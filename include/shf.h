@@ -401,6 +401,15 @@ uint32_t shf_lease_grant(void);
  */
 void shf_lease_adopt(uint32_t grant);
 /**
+ * Give up the lease of the key named by shf_make_hash() that the calling
+ * thread's grant names (as granted, or as shf_lease_adopt() set it): its
+ * placeholder is deleted and the waiters take the lease over at once, only
+ * if the key still holds that very lease.  @return KEY_FOUND (given up),
+ * KEY_NONE (no such lease: nothing deleted), or ERROR with errno (EINVAL:
+ * NULL shf or no key named; EBADMSG, ETIMEDOUT).  (Since 1.2.)
+ */
+uint32_t shf_del_key_val_if_leased(SHF *shf);
+/**
  * Reclaim the space of expired keys: visits up to max_slots index slots of
  * each shard (holding that shard's lock only for those), going on from
  * where the previous visit of that shard stopped.

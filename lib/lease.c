@@ -259,3 +259,31 @@ SHF_EXPORT void shf_lease_adopt(uint32_t grant)
 	granted.hash = shf_tls.hash;
 	granted.nonce = grant;
 }
+
+SHF_EXPORT uint32_t shf_del_key_val_if_leased(SHF *h)
+{
+	struct clk c = { 0 };
+	struct shard *sh;
+	struct found f;
+	uint64_t hash;
+	int rc, vis;
+
+	if (!h || !shf_tls.have_key) {
+		shf_uid = SHF_UID_NONE;
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	if (!granted.nonce || granted.hash != shf_tls.hash) {
+		shf_uid = SHF_UID_NONE;
+		return SHF_RET_KEY_NONE; /* no lease of this thread's */
+	}
+	sh = lock_find(h, 0, 0, &f, &hash, &rc, &vis, &c);
+	if (rc == -2)
+		return SHF_RET_ERROR;
+	/* only that very grant's lease, still running, is given up */
+	if (rc == 0 || !lease_is_mine(&f.r, &c))
+		return unlock_ret(h, sh, SHF_RET_KEY_NONE);
+	delete_found(h, sh, &f); /* wakes the waiters (lease_end()) */
+	granted.nonce = 0;
+	return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
+}

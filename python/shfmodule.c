@@ -2152,21 +2152,11 @@ static int Table_set_byte_budget(TableObject *t, PyObject *v, void *c)
  * back at once.  KEY_NONE|LEASED when the lease (still, or again) is
  * this process's.
  */
-static uint32_t lease_rearm(LeaseObject *l, const char *k, uint32_t klen,
-			    int *e)
-{
-	uint32_t r;
-
-	shf_make_hash(k, klen);
-	r = shf_get_key_val_copy_or_lease(l->table->shf, l->lease_ms, 0);
-	*e = errno;
-	return r;
-}
-
 /*
- * Give the lease up so that a waiter takes it over at once.  Only a lease
- * that is still this process's is deleted: a value stored meanwhile, or
- * another process's lease, is left alone.
+ * Give the lease up so that a waiter takes it over at once.  Only this
+ * Lease's own grant is deleted (shf_del_key_val_if_leased()): a value
+ * stored meanwhile, a lease granted anew since (even to this process), or
+ * another process's lease is left alone.
  */
 static int lease_release(LeaseObject *l)
 {
@@ -2181,14 +2171,10 @@ static int lease_release(LeaseObject *l)
 	if (enter(t) < 0)
 		return -1;
 	Py_BEGIN_ALLOW_THREADS
-	r = lease_rearm(l, k, klen, &e);
-	if (r == (SHF_RET_KEY_NONE | SHF_RET_LEASED)) {
-		shf_make_hash(k, klen);
-		r = shf_del_key_val(t->shf);
-		e = errno;
-	} else if ((r & SHF_RET_ERROR) && e == ETIMEDOUT) {
-		r = SHF_RET_OK; /* another process holds it now */
-	}
+	shf_make_hash(k, klen);
+	shf_lease_adopt(l->grant);
+	r = shf_del_key_val_if_leased(t->shf);
+	e = errno;
 	Py_END_ALLOW_THREADS
 	leave(t);
 	if (r & SHF_RET_ERROR) {

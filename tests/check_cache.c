@@ -2042,6 +2042,26 @@ START_TEST(test_lease_adopt)
 	ck_assert_mem_eq(shf_val, "two", 3);
 	shf_lease_adopt(0);
 	ck_assert_uint_eq(shf_lease_grant(), 0);
+	/* giving up: that very grant's lease only */
+	hash_str("adopt3");
+	shf_assert_eq(shf_get_key_val_copy_or_lease(shf, 50, 0), LEASED);
+	g1 = shf_lease_grant();
+	shf_test_msleep(120); /* it expires; a new grant of this process */
+	hash_str("adopt3");
+	shf_assert_eq(shf_get_key_val_copy_or_lease(shf, 60000, 0), LEASED);
+	g2 = shf_lease_grant();
+	ck_assert_uint_ne(g1, g2);
+	hash_str("adopt3");
+	shf_lease_adopt(g1);
+	shf_assert_eq(shf_del_key_val_if_leased(shf), SHF_RET_KEY_NONE);
+	hash_str("adopt3");
+	shf_lease_adopt(g2);
+	shf_assert_eq(shf_del_key_val_if_leased(shf), SHF_RET_KEY_FOUND);
+	shf_assert_eq(shf_del_key_val_if_leased(shf), SHF_RET_KEY_NONE);
+	shf_assert_eq(shf_del_key_val_if_leased(NULL), SHF_RET_ERROR);
+	hash_str("adopt3");
+	shf_assert_eq(shf_get_key_val_copy_or_lease(shf, 60000, 0), LEASED);
+	shf_assert_eq(shf_del_key_val_if_leased(shf), SHF_RET_KEY_FOUND);
 	shf_test_del(shf, name);
 }
 END_TEST

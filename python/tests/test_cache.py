@@ -313,3 +313,20 @@ def test_fixed_lengths_are_value_errors(name):
     with pytest.raises(ValueError):
         t.get_or_lease(b"abc")
     t.close()
+
+
+def test_release_leaves_a_newer_lease(table):
+    import threading
+
+    t = table
+    a = t.get_or_lease(b"k", lease_ms=100)
+    time.sleep(0.2)  # a's lease runs out
+    box = {}
+    th = threading.Thread(
+        target=lambda: box.setdefault("b", t.get_or_lease(b"k")))
+    th.start()
+    th.join(10)
+    b = box["b"]
+    assert b.leased
+    a.release()  # gives up a's grant only: b's stays
+    assert b.put(b"from-b") is True and t[b"k"] == b"from-b"

@@ -7,7 +7,8 @@
 # the end; usage errors exit 2; a collector that cannot write OUTFILE
 # says how many lines it lost and exits 1; a writer says a run of lines
 # it cannot append once, with a count, and stops when the log is gone;
-# a SIGTERM just before the collector waits is not lost.  Tables:
+# a SIGTERM just before the collector waits is not lost, and one while
+# it waits to open a FIFO that nobody reads stops it.  Tables:
 # shf-test-<pid>-logtool and shf-test-<pid>-logtool-<what>.
 set -u
 
@@ -282,6 +283,35 @@ if ${CC:-cc} -shared -fPIC -o "$tmp/shim.so" "$tmp/shim.c" -ldl \
 else
 	echo "# no shim ($(head -1 "$tmp/shim.log")): signal race not checked"
 fi
+
+# OUTFILE is a FIFO that nobody reads: open() waits for a reader, and a
+# SIGTERM there stops the collector, exit 0, without a table.  It is
+# signalled once it waits in open() (its wchan says so; else after 1 s);
+# a watchdog kills it after 3 s.
+mkfifo "$tmp/fifo-out" || exit 99
+"$bin" -d "$dir" -x -c "$name-fifo" "$tmp/fifo-out" 2>"$tmp/fifo-err" 3>&- &
+cpid=$!
+i=0
+until grep -qE 'wait_for_partner|fifo_open' "/proc/$cpid/wchan" 2>/dev/null ||
+	[ $i -ge 100 ]; do
+	i=$((i + 1))
+	sleep 0.1
+done
+[ $i -ge 100 ] && sleep 1
+(sleep 3; kill -KILL "$cpid") >/dev/null 2>&1 3>&- &
+wd=$!
+kill -TERM "$cpid"
+wait "$cpid"
+rc=$?
+cpid=
+kill "$wd" 2>/dev/null
+if [ $rc -eq 0 ] && [ ! -s "$tmp/fifo-err" ] &&
+	[ ! -e "$dir/$name-fifo.shf" ]; then
+	ok "a SIGTERM while the collector opens a FIFO nobody reads stops it"
+else
+	fail "SIGTERM in open() of a FIFO: exit $rc (137: ignored, killed after 3 s), stderr: $(cat "$tmp/fifo-err")"
+fi
+rm -f "$tmp/fifo-out"
 
 echo "check_log_tool: $n checks, $fails failed"
 [ "$fails" -eq 0 ]

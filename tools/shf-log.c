@@ -58,23 +58,22 @@ static int drain(const char *dir, const char *name, const char *file,
 	SHF *shf;
 
 	/*
-	 * SIGINT and SIGTERM stay blocked but while the drain waits for them
-	 * (sigsuspend()): one that comes before, even before the handler is
-	 * there, is kept until then, not lost between the look at stop and
-	 * the wait.
+	 * The handler, without SA_RESTART, is there before OUTFILE is opened:
+	 * open() of a FIFO that no process reads waits for one, for ever,
+	 * and SIGINT or SIGTERM there must stop it (open() fails with EINTR).
+	 * A signal that comes before the drain runs sets stop, and the drain
+	 * stops as soon as it runs.
 	 */
-	sigemptyset(&stops);
-	sigaddset(&stops, SIGINT);
-	sigaddset(&stops, SIGTERM);
-	sigprocmask(SIG_BLOCK, &stops, &old);
-	waitset = old;
-	sigdelset(&waitset, SIGINT);
-	sigdelset(&waitset, SIGTERM);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* Stopped before OUTFILE is open: exit 0, as stopped, nothing made. */
+	if (stop)
+		return 0;
 	fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0 && errno == EINTR && stop)
+		return 0;
 	if (fd < 0) {
 		fprintf(stderr, "shf-log: %s: %s\n", shf_esc(file),
 			strerror(errno));
@@ -92,6 +91,18 @@ static int drain(const char *dir, const char *name, const char *file,
 		shf_detach(shf);
 		return 1;
 	}
+	/*
+	 * SIGINT and SIGTERM are blocked from here but while the drain waits
+	 * for them (sigsuspend()): one that comes between the look at stop
+	 * and the wait is kept until then, not lost.
+	 */
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGTERM);
+	sigprocmask(SIG_BLOCK, &stops, &old);
+	waitset = old;
+	sigdelset(&waitset, SIGINT);
+	sigdelset(&waitset, SIGTERM);
 	/* Drain until SIGINT or SIGTERM; then what is left goes out too. */
 	while (!stop)
 		sigsuspend(&waitset);

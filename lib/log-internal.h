@@ -103,7 +103,9 @@ void log_out_start(void);
 /*
  * Hand out a batch of lines (lens[] of each, in buf): the function of
  * shf_log_output_set() line by line, or one write to fd, after the note of
- * the lines that could not be written before, if any.
+ * the lines that could not be written before, if any (if that note does
+ * not go out whole, the batch is not written: its lines are counted in
+ * the next one).
  */
 void log_out_emit(struct log_hdr *h, int fd, char *buf, size_t len,
 		  const uint32_t *lens, uint32_t nlines);

@@ -135,7 +135,7 @@ static void log_write_failed(const char *buf, size_t done,
  * Before anything else goes to fd: the count of the lines that could not
  * be written, as a line of its own (after a newline if a line was cut
  * short), in the form of the dropped lines' note.  1 if none is left to
- * write.
+ * write; 0 with errno if it did not go out whole.
  */
 static int log_write_note(struct log_hdr *h, int fd)
 {
@@ -152,8 +152,10 @@ static int log_write_note(struct log_hdr *h, int fd)
 		     "not be written (%s)\n",
 		     log_out.midline ? "\n" : "", (int)plen, pre,
 		     (unsigned long long)log_out.wlost, strerror(log_out.werr));
-	if (n <= 0 || (size_t)n >= sizeof(note))
+	if (n <= 0 || (size_t)n >= sizeof(note)) {
+		errno = EOVERFLOW;
 		return 0;
+	}
 	done = log_write_all(fd, note, (size_t)n);
 	if (done)
 		log_out.midline = note[done - 1] != '\n';
@@ -171,7 +173,16 @@ void log_out_emit(struct log_hdr *h, int fd, char *buf, size_t len,
 	if (!out) {
 		size_t done;
 
-		log_write_note(h, fd);
+		if (!log_write_note(h, fd)) {
+			/*
+			 * The note did not go out whole: nor does the batch,
+			 * counted as lost, so that no line joins a cut note
+			 * and the next note still comes before the next line.
+			 */
+			if (len)
+				log_write_failed(buf, 0, lens, nlines, errno);
+			return;
+		}
 		if (!len)
 			return;
 		done = log_write_all(fd, buf, len);

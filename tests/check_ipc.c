@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1254,6 +1255,141 @@ START_TEST(test_log_write_errors)
 }
 END_TEST
 
+/*
+ * The writes to one fd (log_fault.fd; -1: none) fail as a test asks:
+ * every batch with a "drop " line (ENOSPC, its lines counted in drops);
+ * the first note of the lines lost is cut short: its first 12 bytes go
+ * out, the rest fails (ENOSPC; cut is 1, then 2).  This write() takes the
+ * library's calls; other fds, and the same fd after, write as usual.
+ */
+static struct {
+	int fd;
+	int drops;
+	int cut;
+} log_fault = { -1, 0, 0 };
+
+__attribute__((visibility("default")))
+ssize_t write(int fd, const void *buf, size_t n)
+{
+	const char *b = buf;
+
+	if (fd < 0 || fd != __atomic_load_n(&log_fault.fd, __ATOMIC_ACQUIRE))
+		return syscall(SYS_write, fd, buf, n);
+	if (memmem(b, n, "drop ", 5)) {
+		int lines = 0;
+
+		for (size_t i = 0; i < n; i++)
+			lines += b[i] == '\n';
+		__atomic_add_fetch(&log_fault.drops, lines, __ATOMIC_RELEASE);
+		errno = ENOSPC;
+		return -1;
+	}
+	if (!log_fault.cut && n > 12 && !memcmp(b, "shf-log: ", 9)) {
+		ssize_t done = syscall(SYS_write, fd, buf, 12);
+
+		__atomic_store_n(&log_fault.cut, 1, __ATOMIC_RELEASE);
+		return done;
+	}
+	if (log_fault.cut == 1 && memmem(b, n, "dropped while", 13)) {
+		__atomic_store_n(&log_fault.cut, 2, __ATOMIC_RELEASE);
+		errno = ENOSPC;
+		return -1;
+	}
+	return syscall(SYS_write, fd, buf, n);
+}
+
+/* Until *v is at least want, up to 10 s. */
+static void log_wait_for(int *v, int want)
+{
+	double t0 = shf_test_now();
+
+	while (__atomic_load_n(v, __ATOMIC_ACQUIRE) < want &&
+	       shf_test_now() - t0 < 10.0)
+		usleep(1000);
+	ck_assert_int_ge(__atomic_load_n(v, __ATOMIC_ACQUIRE), want);
+}
+
+/*
+ * The note of lost lines is cut short by a write error: the batch of the
+ * same turn is lost too (counted), not written after the cut note, which
+ * it would join; the next note, whole and on a line of its own, counts
+ * it and comes before the next line written.  5 lines fail, then the
+ * note is cut in the turn of "keep 0", then "keep 1" to "keep 9" go out.
+ */
+START_TEST(test_log_write_note_cut)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("log-cut", name, sizeof(name));
+	FILE *out = tmpfile();
+	int fd, got = 0, last = 0, notes = 0;
+	unsigned long long lost = 0;
+	char *text, *l, *nl, line[32];
+
+	ck_assert_ptr_nonnull(out);
+	fd = dup(fileno(out));
+	ck_assert_int_ge(fd, 0);
+	__atomic_store_n(&log_fault.fd, fd, __ATOMIC_RELEASE);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, fd), SHF_RET_OK);
+	for (int i = 0; i < 5; i++) {
+		int n = snprintf(line, sizeof(line), "drop %d\n", i);
+
+		ck_assert_uint_eq(shf_log_append(shf, line, (uint32_t)n),
+				  SHF_RET_OK);
+	}
+	log_wait_for(&log_fault.drops, 5);
+	ck_assert_uint_eq(shf_log_append(shf, "keep 0\n", 7), SHF_RET_OK);
+	/* the drain has taken "keep 0" out: the next lines are a new batch */
+	log_wait_for(&log_fault.cut, 2);
+	for (int i = 1; i < 10; i++) {
+		int n = snprintf(line, sizeof(line), "keep %d\n", i);
+
+		ck_assert_uint_eq(shf_log_append(shf, line, (uint32_t)n),
+				  SHF_RET_OK);
+	}
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	__atomic_store_n(&log_fault.fd, -1, __ATOMIC_RELEASE);
+	text = shf_test_slurp(out, NULL);
+	for (l = text; *l; l = nl + 1) {
+		unsigned long long k;
+		int i, used = 0;
+
+		nl = strchr(l, '\n');
+		ck_assert_ptr_nonnull(nl);
+		*nl = '\0';
+		if (sscanf(l, "shf-log: %llu lines dropped while the output "
+			      "could not be written (No space left on "
+			      "device)%n", &k, &used) == 1 &&
+		    used == (int)strlen(l)) {
+			ck_assert_msg(got == 0, "note after a line: '%s'", l);
+			lost += k;
+			notes++;
+			continue;
+		}
+		if (!strncmp(l, "shf-log: ", 9)) {
+			/* the cut note, on a line of its own */
+			ck_assert_msg(!strstr(l, "keep") && notes == 0 &&
+					      got == 0,
+				      "cut note '%s'", l);
+			continue;
+		}
+		ck_assert_msg(sscanf(l, "keep %d%n", &i, &used) == 1 &&
+				      used == (int)strlen(l),
+			      "line '%s'", l);
+		ck_assert_int_gt(i, last);
+		last = i;
+		got++;
+	}
+	ck_assert_int_eq(notes, 1);
+	ck_assert_uint_eq(lost, 6);
+	ck_assert_int_eq(got, 9);
+	ck_assert_int_eq(last, 9);
+	free(text);
+	fclose(out);
+	close(fd);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* A pipe made full, nonblocking; the bytes it took. */
 static size_t log_full_pipe(int p[2])
 {
@@ -1390,7 +1526,7 @@ static Suite *ipc_suite(void)
 	shf_test_add_tcase(s, "log", 30, test_log_basic, test_log_writers,
 			   test_log_dead_reader, test_log_output_set,
 			   test_log_write_errors, test_log_write_waits_for_room,
-			   test_log_write_gives_up);
+			   test_log_write_gives_up, test_log_write_note_cut);
 	return s;
 }
 

@@ -340,6 +340,15 @@ ln -s keep "$tmp/keep-link"
 expect 0 "dump through a symbolic link" -- shf dump $src "$tmp/keep-link"
 [ -L "$tmp/keep-link" ] && cmp -s "$tmp/keep" "$tmp/d2" &&
 	ok "the file it names is written, the link kept" || fail "link replaced"
+ln -s made-by-dump "$tmp/dangling"
+expect 0 "dump through a link to no file yet" -- shf dump $src "$tmp/dangling"
+[ -L "$tmp/dangling" ] && cmp -s "$tmp/made-by-dump" "$tmp/d2" &&
+	ok "the file it names is made, the link kept" || fail "dangling link replaced"
+ln "$tmp/keep" "$tmp/keep-hard"
+printf 'x' >"$tmp/keep"
+expect 0 "dump to a file with another hard link" -- shf dump $src "$tmp/keep"
+cmp -s "$tmp/keep-hard" "$tmp/d2" && [ "$(stat -c %h "$tmp/keep")" = 2 ] &&
+	ok "written in place: the hard link sees it" || fail "hard link broken"
 if mknod "$tmp/full" c 1 7 2>/dev/null; then # as /dev/full (root only)
 	expect 2 "a dump to a full device fails" -- shf dump $src "$tmp/full"
 	[ -c "$tmp/full" ] && ok "a device is never removed" || fail "the device node is gone"

@@ -147,18 +147,48 @@ static int dump_walk(struct dumper *d, const char *name)
 }
 
 /*
- * Where a dump goes.  A regular file (or none yet) is written under a
- * temporary name beside it and renamed over it once whole, so that a dump
- * that fails or is interrupted leaves FILE as it was (an earlier dump
- * stays) and nothing half written under its name.  Anything else (a
- * device, a FIFO, a terminal refused before) is written as it is, and
- * never removed.
+ * Where a dump goes.  A new file, or a regular file that only its one
+ * name links to, is written under a temporary name beside it (through a
+ * symbolic link: beside the file it names) and renamed over it once
+ * whole, so that a dump that fails or is interrupted leaves FILE as it
+ * was (an earlier dump stays) and nothing half written under its name.
+ * Where that cannot be (a device, a FIFO, a dangling link, a link to a
+ * deleted file such as /dev/stdout on one, a file with other hard links,
+ * a folder the caller may not write to, a name too long for the
+ * temporary one), FILE is written in place as it is, and never removed;
+ * a bind-mounted FILE, which rename() cannot replace, gets the temporary
+ * file's bytes copied in.
  */
 struct dump_out {
 	const char *name; /* as given, for messages */
 	char *final;      /* the regular file to rename over, or NULL */
 	char *tmp;        /* the temporary file, or NULL */
 };
+
+/* Is out a file that a temporary one beside *final can replace? */
+static int dump_replaceable(const char *out, struct dump_out *o,
+			    struct stat *st)
+{
+	struct stat l, f;
+
+	if (lstat(out, &l) < 0) {
+		if (errno != ENOENT)
+			return 0;
+		o->final = strdup(out); /* a new file */
+		st->st_mode = 0;
+		return o->final != NULL;
+	}
+	if (stat(out, st) < 0 || !S_ISREG(st->st_mode) || st->st_nlink != 1)
+		return 0;
+	o->final = realpath(out, NULL);
+	if (!o->final || stat(o->final, &f) < 0 || f.st_dev != st->st_dev ||
+	    f.st_ino != st->st_ino) {
+		free(o->final);
+		o->final = NULL;
+		return 0;
+	}
+	return 1;
+}
 
 static FILE *dump_open(const char *out, struct dump_out *o)
 {
@@ -170,31 +200,29 @@ static FILE *dump_open(const char *out, struct dump_out *o)
 
 	o->name = out;
 	o->final = o->tmp = NULL;
-	if (stat(out, &st) == 0 && !S_ISREG(st.st_mode))
-		return fopen(out, "we");
-	/* through a link, the file it names is replaced, not the link */
-	o->final = realpath(out, NULL);
-	if (!o->final && errno == ENOENT)
-		o->final = strdup(out);
-	if (!o->final)
-		return NULL;
+	if (!dump_replaceable(out, o, &st))
+		goto in_place;
 	n = strlen(o->final) + sizeof(".shf-dump-XXXXXX");
 	o->tmp = malloc(n);
 	if (!o->tmp)
-		return NULL;
+		goto in_place;
 	snprintf(o->tmp, n, "%s.shf-dump-XXXXXX", o->final);
 	fd = mkostemp(o->tmp, O_CLOEXEC);
-	if (fd < 0) {
-		free(o->tmp);
-		o->tmp = NULL;
-		return NULL;
-	}
+	if (fd < 0)
+		goto in_place; /* a folder not ours, a name too long */
 	cli_tmp_path = o->tmp;
-	/* the mode a file made by fopen() gets, or the old file's */
+	/* the mode (and owner, where we may) of the old file, or fopen()'s */
 	mask = umask(0);
 	umask(mask);
-	if (fchmod(fd, stat(o->final, &st) == 0 ? st.st_mode & 07777 :
-						      0666 & ~mask) < 0 ||
+	if (st.st_mode && fchown(fd, st.st_uid, st.st_gid) < 0 &&
+	    errno != EPERM) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	if (fchmod(fd, st.st_mode ? st.st_mode & 07777 : 0666 & ~mask) < 0 ||
 	    !(f = fdopen(fd, "wb"))) {
 		int e = errno;
 
@@ -203,6 +231,40 @@ static FILE *dump_open(const char *out, struct dump_out *o)
 		return NULL;
 	}
 	return f;
+in_place:
+	if (o->tmp) {
+		free(o->tmp);
+		o->tmp = NULL;
+	}
+	free(o->final);
+	o->final = NULL;
+	return fopen(out, "we");
+}
+
+/* FILE could not be replaced (a bind mount): copy the dump into it. */
+static int dump_copy_in(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, e = 0;
+	ssize_t n = 0;
+
+	if (in >= 0)
+		out = open(to, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+		for (ssize_t w, done = 0; done < n; done += w) {
+			w = write(out, buf + done, (size_t)(n - done));
+			if (w < 0) {
+				n = -1;
+				break;
+			}
+		}
+	if (in < 0 || out < 0 || n < 0 || fsync(out) < 0)
+		e = errno ? errno : EIO;
+	if (out >= 0 && close(out) < 0 && !e)
+		e = errno;
+	if (in >= 0)
+		close(in);
+	return e;
 }
 
 /* Close the output; no half dump is left to be mistaken for a whole. */
@@ -215,8 +277,13 @@ static int dump_close(struct dumper *d, struct dump_out *o, int to_file,
 		d->err = errno;
 	if (to_file && fclose(d->f) == EOF && !d->err)
 		d->err = errno ? errno : EIO;
-	if (o->tmp && !rc && !d->err && rename(o->tmp, o->final) < 0)
+	if (o->tmp && !rc && !d->err && rename(o->tmp, o->final) < 0) {
 		d->err = errno;
+		if (d->err == EBUSY || d->err == EXDEV)
+			d->err = dump_copy_in(o->tmp, o->final);
+		if (!d->err)
+			unlink(o->tmp);
+	}
 	if (d->err && !rc) {
 		say("%s: %s", to_file ? o->name : "standard output",
 		    strerror(d->err));

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +193,7 @@ static int dump_replaceable(const char *out, struct dump_out *o,
 
 static FILE *dump_open(const char *out, struct dump_out *o)
 {
+	sigset_t stops, old;
 	struct stat st;
 	mode_t mask;
 	size_t n;
@@ -207,10 +209,19 @@ static FILE *dump_open(const char *out, struct dump_out *o)
 	if (!o->tmp)
 		goto in_place;
 	snprintf(o->tmp, n, "%s.shf-dump-XXXXXX", o->final);
+	/* made and noted for the signal handlers (tools/shf.c) as one step */
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGHUP);
+	sigaddset(&stops, SIGXFSZ);
+	sigprocmask(SIG_BLOCK, &stops, &old);
 	fd = mkostemp(o->tmp, O_CLOEXEC);
+	if (fd >= 0)
+		cli_tmp_path = o->tmp;
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (fd < 0)
 		goto in_place; /* a folder not ours, a name too long */
-	cli_tmp_path = o->tmp;
 	/* the mode (and owner, where we may) of the old file, or fopen()'s */
 	mask = umask(0);
 	umask(mask);

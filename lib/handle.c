@@ -513,5 +513,10 @@ SHF_EXPORT void shf_set_is_fixed_len(SHF *h, uint32_t key_len,
 	 * errno is the only result: a success leaves it as the caller set
 	 * it (a wait for a busy shard's lock may have changed it).
 	 */
-	errno = busy > 0 ? EBUSY : busy < 0 ? (lock_errno ? lock_errno : EBADMSG) : saved_errno;
+	if (busy > 0)
+		errno = EBUSY;
+	else if (busy < 0)
+		errno = lock_errno ? lock_errno : EBADMSG;
+	else
+		errno = saved_errno;
 }

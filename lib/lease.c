@@ -224,20 +224,31 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_or_lease(SHF *h, uint32_t lease_ms,
 	}
 }
 
+/*
+ * Before a fill or a release of the thread's grant: 0 if it holds one for
+ * the key it named, else the call's result (ERROR with EINVAL: no table or
+ * no key named; KEY_NONE: no lease of this thread's for that key).
+ */
+static uint32_t grant_missing(SHF *h)
+{
+	if (h && shf_tls.have_key && granted.nonce &&
+	    granted.hash == shf_tls.hash)
+		return 0;
+	shf_uid = SHF_UID_NONE;
+	if (!h || !shf_tls.have_key) {
+		errno = EINVAL;
+		return SHF_RET_ERROR;
+	}
+	return SHF_RET_KEY_NONE;
+}
+
 SHF_EXPORT uint32_t shf_put_key_val_if_leased(SHF *h, const char *val,
 					      uint32_t vlen, uint32_t ttl_ms)
 {
-	uint32_t r;
+	uint32_t r = grant_missing(h);
 
-	if (!shf_tls.have_key || !granted.nonce ||
-	    granted.hash != shf_tls.hash) {
-		shf_uid = SHF_UID_NONE;
-		if (!h || !shf_tls.have_key) {
-			errno = EINVAL;
-			return SHF_RET_ERROR;
-		}
-		return SHF_RET_KEY_NONE; /* no lease of this thread's */
-	}
+	if (r)
+		return r;
 	/* UINT32_MAX ms is a TTL too here, not "the default" */
 	r = do_put(h, val, vlen, P_GUARDED, NULL, 0,
 		   ttl_ms == UINT32_MAX ? UINT32_MAX - 1 : ttl_ms,
@@ -266,17 +277,11 @@ SHF_EXPORT uint32_t shf_del_key_val_if_leased(SHF *h)
 	struct shard *sh;
 	struct found f;
 	uint64_t hash;
+	uint32_t r = grant_missing(h);
 	int rc, vis;
 
-	if (!h || !shf_tls.have_key) {
-		shf_uid = SHF_UID_NONE;
-		errno = EINVAL;
-		return SHF_RET_ERROR;
-	}
-	if (!granted.nonce || granted.hash != shf_tls.hash) {
-		shf_uid = SHF_UID_NONE;
-		return SHF_RET_KEY_NONE; /* no lease of this thread's */
-	}
+	if (r)
+		return r;
 	sh = lock_find(h, 0, 0, &f, &hash, &rc, &vis, &c);
 	if (rc == -2)
 		return SHF_RET_ERROR;

@@ -138,6 +138,22 @@ static PyObject *set_errno(int e)
 	return PyErr_SetFromErrno(PyExc_OSError);
 }
 
+/*
+ * A libshf call's error result r (errno e): ValueError where a key or
+ * value (what) is not of a fixed-length table's length (SHF_RET_BAD_VAL),
+ * else OSError.  Returns NULL.
+ */
+static PyObject *ret_error(uint32_t r, int e, const char *what)
+{
+	if (r & SHF_RET_BAD_VAL) {
+		PyErr_Format(PyExc_ValueError,
+			     "the table has fixed lengths; this %s has another",
+			     what);
+		return NULL;
+	}
+	return set_errno(e);
+}
+
 static PyObject *closed_error(void)
 {
 	PyErr_SetString(PyExc_ValueError, "operation on a closed table");
@@ -715,12 +731,7 @@ static uint32_t do_put(TableObject *t, PyObject *key, PyObject *val,
 	buf_release(&k);
 	buf_release(&v);
 	if (r & SHF_RET_ERROR) {
-		if (r & SHF_RET_BAD_VAL)
-			PyErr_SetString(PyExc_ValueError,
-					"the table has fixed lengths; this key "
-					"or value has another");
-		else
-			set_errno(e);
+		ret_error(r, e, "key or value");
 		return UINT32_MAX;
 	}
 	return r;
@@ -1192,12 +1203,7 @@ static PyObject *Table_cas(TableObject *t, PyObject *const *args,
 	Py_END_ALLOW_THREADS
 	leave(t);
 	if (r & SHF_RET_ERROR) {
-		if (r & SHF_RET_BAD_VAL)
-			PyErr_SetString(PyExc_ValueError,
-					"the table has fixed lengths; this key "
-					"or value has another");
-		else
-			set_errno(e);
+		ret_error(r, e, "key or value");
 		r = UINT32_MAX;
 	}
 out:
@@ -2232,13 +2238,7 @@ static int lease_fill(LeaseObject *l, PyObject *v, uint32_t ttl)
 		if (lease_release(l) < 0)
 			PyErr_Clear();
 		l->leased = 0;
-		if (r & SHF_RET_BAD_VAL) {
-			PyErr_SetString(PyExc_ValueError,
-					"the table has fixed lengths; this "
-					"value has another");
-			return -1;
-		}
-		set_errno(e);
+		ret_error(r, e, "value");
 		return -1;
 	}
 	l->leased = 0;
@@ -2344,13 +2344,7 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
 	if (r & SHF_RET_ERROR) {
 		leave(t);
 		Py_DECREF(key);
-		if (r & SHF_RET_BAD_VAL) {
-			PyErr_SetString(PyExc_ValueError,
-					"the table has fixed lengths; this key "
-					"has another");
-			return NULL;
-		}
-		return set_errno(e);
+		return ret_error(r, e, "key");
 	}
 	l = PyObject_GC_New(LeaseObject, &Lease_Type);
 	if (!l) {

@@ -210,11 +210,7 @@ static FILE *dump_open(const char *out, struct dump_out *o)
 		goto in_place;
 	snprintf(o->tmp, n, "%s.shf-dump-XXXXXX", o->final);
 	/* made and noted for the signal handlers (tools/shf.c) as one step */
-	sigemptyset(&stops);
-	sigaddset(&stops, SIGINT);
-	sigaddset(&stops, SIGTERM);
-	sigaddset(&stops, SIGHUP);
-	sigaddset(&stops, SIGXFSZ);
+	cli_stop_signals(&stops);
 	sigprocmask(SIG_BLOCK, &stops, &old);
 	fd = mkostemp(o->tmp, O_CLOEXEC);
 	if (fd >= 0)

@@ -7,6 +7,7 @@
 #ifndef SHF_TOOL_H
 #define SHF_TOOL_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -50,6 +51,8 @@ extern int cli_sigbus_status;	/* exit status if a table's file is cut */
  * ends.
  */
 extern char *volatile cli_tmp_path;
+/* Those signals (block them while cli_tmp_path changes). */
+void cli_stop_signals(sigset_t *set);
 
 /* "shf --help" (tools/shf.c). */
 void usage(FILE *f);

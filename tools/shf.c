@@ -98,9 +98,20 @@ static void on_stop(int sig)
 	raise(sig);
 }
 
+/* The signals whose handler removes cli_tmp_path (on_stop()). */
+static const int stops[] = { SIGINT, SIGTERM, SIGHUP, SIGXFSZ };
+
+void cli_stop_signals(sigset_t *set)
+{
+	size_t i;
+
+	sigemptyset(set);
+	for (i = 0; i < sizeof(stops) / sizeof(stops[0]); i++)
+		sigaddset(set, stops[i]);
+}
+
 static void sigbus_guard(void)
 {
-	static const int stops[] = { SIGINT, SIGTERM, SIGHUP, SIGXFSZ };
 	struct sigaction sa;
 	size_t i;
 

@@ -1893,18 +1893,22 @@ static int tns_lease_holder(void *arg)
 			       SHF_RET_KEY_PUT ? 0 : 5;
 }
 
-START_TEST(test_lease_other_time_namespace)
+/*
+ * The holder, run by run (in or beside another time namespace), lives:
+ * no takeover, only the wait's end; its value once it stored it.
+ */
+static void lease_held_elsewhere(const char *tag,
+				 pid_t (*run)(int (*)(void *), void *))
 {
 	char name[SHF_TEST_NAME_MAX];
 	int status;
 	pid_t pid;
 
-	tns_shf = shf_test_new("lease-timens", name, sizeof(name));
+	tns_shf = shf_test_new(tag, name, sizeof(name));
 	tns_step = shf_test_shared(sizeof(*tns_step));
-	pid = shf_test_timens_run(tns_lease_holder, NULL);
+	pid = run(tns_lease_holder, NULL);
 	if (pid > 0) {
 		ck_assert_int_eq(shf_test_wait_u32(tns_step, 1, 30), 0);
-		/* the holder lives: no takeover, only the wait's end */
 		hash_str("tns");
 		errno = 0;
 		shf_assert_eq(shf_get_key_val_copy_or_lease(tns_shf, 1000,
@@ -1922,6 +1926,11 @@ START_TEST(test_lease_other_time_namespace)
 	shf_test_unshared(tns_step, sizeof(*tns_step));
 	shf_test_del(tns_shf, name);
 }
+
+START_TEST(test_lease_other_time_namespace)
+{
+	lease_held_elsewhere("lease-timens", shf_test_timens_run);
+}
 END_TEST
 
 /*
@@ -1932,28 +1941,7 @@ END_TEST
  */
 START_TEST(test_lease_after_unshare)
 {
-	char name[SHF_TEST_NAME_MAX];
-	int status;
-	pid_t pid;
-
-	tns_shf = shf_test_new("lease-unshare", name, sizeof(name));
-	tns_step = shf_test_shared(sizeof(*tns_step));
-	pid = shf_test_timens_unshare_run(tns_lease_holder, NULL);
-	if (pid > 0) {
-		ck_assert_int_eq(shf_test_wait_u32(tns_step, 1, 30), 0);
-		hash_str("tns");
-		errno = 0;
-		shf_assert_eq(shf_get_key_val_copy_or_lease(tns_shf, 1000,
-							    300),
-			      SHF_RET_KEY_NONE | SHF_RET_ERROR);
-		ck_assert_int_eq(errno, ETIMEDOUT);
-		shf_test_add_u32(tns_step, 1);
-		status = shf_test_waitpid(pid, 30);
-		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			      "the holder: status %#x", status);
-	}
-	shf_test_unshared(tns_step, sizeof(*tns_step));
-	shf_test_del(tns_shf, name);
+	lease_held_elsewhere("lease-unshare", shf_test_timens_unshare_run);
 }
 END_TEST
 

@@ -1185,6 +1185,17 @@ START_TEST(test_log_dead_reader)
 }
 END_TEST
 
+/* Is line l (no newline) a whole note of lines lost to ENOSPC?  *k: its count. */
+static int log_note_count(const char *l, unsigned long long *k)
+{
+	int used = 0;
+
+	return sscanf(l, "shf-log: %llu lines dropped while the output could "
+			 "not be written (No space left on device)%n",
+		      k, &used) == 1 &&
+	       used == (int)strlen(l);
+}
+
 /*
  * The drain's fd fails (ENOSPC) and then works again: every line is
  * either written or counted in a note that comes before the first line
@@ -1227,10 +1238,7 @@ START_TEST(test_log_write_errors)
 		nl = strchr(l, '\n');
 		ck_assert_ptr_nonnull(nl);
 		*nl = '\0';
-		if (sscanf(l, "shf-log: %llu lines dropped while the output "
-			      "could not be written (No space left on "
-			      "device)%n", &k, &used) == 1 &&
-		    used == (int)strlen(l)) {
+		if (log_note_count(l, &k)) {
 			ck_assert_msg(got == 0, "note after a line: '%s'", l);
 			lost += k;
 			notes++;
@@ -1356,10 +1364,7 @@ START_TEST(test_log_write_note_cut)
 		nl = strchr(l, '\n');
 		ck_assert_ptr_nonnull(nl);
 		*nl = '\0';
-		if (sscanf(l, "shf-log: %llu lines dropped while the output "
-			      "could not be written (No space left on "
-			      "device)%n", &k, &used) == 1 &&
-		    used == (int)strlen(l)) {
+		if (log_note_count(l, &k)) {
 			ck_assert_msg(got == 0, "note after a line: '%s'", l);
 			lost += k;
 			notes++;

@@ -39,15 +39,24 @@ fail() { n=$((n + 1)); echo "FAIL $n - $*"; fails=$((fails + 1)); }
 # collect TABLE OUTFILE ERRFILE: a collector (-x) in the background,
 # $cpid; returns once a writer's line "first" reached its log (up to 10 s).
 # Neither holds fd 3, a writer's input below.
-collect() {
-	"$bin" -d "$dir" -x -c "$1" "$2" 2>"$3" 3>&- &
-	cpid=$!
+# wait_until CMD...: CMD every 0.1 s until it succeeds, for up to 10 s;
+# 1 if it never did.
+wait_until() {
 	i=0
-	until printf 'first\n' | "$bin" -d "$dir" -w "$1" 2>"$tmp/err" 3>&-; do
+	until "$@"; do
 		i=$((i + 1))
 		[ $i -ge 100 ] && return 1
 		sleep 0.1
 	done
+}
+# first_line NAME: a writer's line "first" into NAME's log.
+first_line() {
+	printf 'first\n' | "$bin" -d "$dir" -w "$1" 2>"$tmp/err" 3>&-
+}
+collect() {
+	"$bin" -d "$dir" -x -c "$1" "$2" 2>"$3" 3>&- &
+	cpid=$!
+	wait_until first_line "$1"
 }
 # stop: SIGTERM to the collector; its exit status in $rc.
 stop() {
@@ -60,13 +69,7 @@ stop() {
 "$bin" -d "$dir" -x -c "$name" "$tmp/out" &
 cpid=$!
 # The first writer waits for the collector's log (up to 10 s).
-i=0
-until printf 'first\n' | "$bin" -d "$dir" -w "$name" 2>"$tmp/err"; do
-	i=$((i + 1))
-	[ $i -ge 100 ] && break
-	sleep 0.1
-done
-[ $i -lt 100 ] && ok "a writer reaches the collector" ||
+wait_until first_line "$name" && ok "a writer reaches the collector" ||
 	fail "no log: $(cat "$tmp/err")"
 printf 'a\nb' | "$bin" -d "$dir" -w "$name" &&
 	ok "a last line without a newline" || fail "writer 2"
@@ -154,21 +157,12 @@ if collect "$name-run" "$tmp/run-out1" /dev/null; then
 	cpid=
 	# 100000 lines of 16 bytes a record: more than the 1 MiB ring
 	seq 1 100000 >&3
-	i=0
-	until [ -s "$tmp/run-err" ] || [ $i -ge 100 ]; do
-		i=$((i + 1))
-		sleep 0.1
-	done
+	wait_until [ -s "$tmp/run-err" ]
 	# a new drain, that appends nothing (the drop count would be off):
 	# it is there once its note of the dropped lines is
 	"$bin" -d "$dir" -x -c "$name-run" "$tmp/run-out2" 2>/dev/null 3>&- &
 	cpid=$!
-	i=0
-	until grep -q 'lines dropped' "$tmp/run-out2" 2>/dev/null ||
-		[ $i -ge 100 ]; do
-		i=$((i + 1))
-		sleep 0.1
-	done
+	wait_until grep -q 'lines dropped' "$tmp/run-out2" 2>/dev/null
 	echo back >&3
 	exec 3>&-
 	wait "$wpid"
@@ -197,11 +191,7 @@ if collect "$name-gone" "$tmp/gone-out" /dev/null; then
 	exec 3>"$tmp/gone-in"
 	# the writer is there once its line is
 	echo one >&3
-	i=0
-	until grep -qx one "$tmp/gone-out" || [ $i -ge 100 ]; do
-		i=$((i + 1))
-		sleep 0.1
-	done
+	wait_until grep -qx one "$tmp/gone-out"
 	stop
 	# seq gets EPIPE (or SIGPIPE) once the writer stops
 	seq 1 300000 >&3 2>/dev/null
@@ -263,11 +253,7 @@ if ${CC:-cc} -shared -fPIC -o "$tmp/shim.so" "$tmp/shim.c" -ldl \
 	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
 		"$bin" -d "$dir" -x -c "$name-sig" "$tmp/sig-out" 3>&- &
 	cpid=$!
-	i=0
-	until [ -e "$tmp/waiting" ] || [ $i -ge 100 ]; do
-		i=$((i + 1))
-		sleep 0.1
-	done
+	wait_until [ -e "$tmp/waiting" ]
 	(sleep 8; kill -KILL "$cpid") >/dev/null 2>&1 3>&- &
 	wd=$!
 	kill -TERM "$cpid"
@@ -291,13 +277,8 @@ fi
 mkfifo "$tmp/fifo-out" || exit 99
 "$bin" -d "$dir" -x -c "$name-fifo" "$tmp/fifo-out" 2>"$tmp/fifo-err" 3>&- &
 cpid=$!
-i=0
-until grep -qE 'wait_for_partner|fifo_open' "/proc/$cpid/wchan" 2>/dev/null ||
-	[ $i -ge 100 ]; do
-	i=$((i + 1))
-	sleep 0.1
-done
-[ $i -ge 100 ] && sleep 1
+wait_until grep -qE 'wait_for_partner|fifo_open' "/proc/$cpid/wchan" \
+	2>/dev/null || sleep 1
 (sleep 3; kill -KILL "$cpid") >/dev/null 2>&1 3>&- &
 wd=$!
 kill -TERM "$cpid"

@@ -1,12 +1,31 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Cache mode: TTLs, the byte budget, get-or-lease (in one process; the
 # multi-process cases are in test_mp.py).
+import os
 import time
 
 import pytest
 
 import shf
 from conftest import DIR
+
+
+def fork_child(fn):
+    """Run fn() in a child process, which exits with what fn returns (1
+    if it raised); the child's pid."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = fn()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def exited_ok(pid):
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def wait_until(cond, timeout=10.0):
@@ -225,22 +244,18 @@ def test_lease_filled_by_a_later_thread(table):
 
 
 def test_nested_leases_beside_other_grants(name):
-    import os
-
     t = shf.Table(DIR, name)
-    pid = os.fork()
-    if pid == 0:  # grants leases on other keys all along
-        code = 1
-        try:
-            c = shf.Table.attach_existing(DIR, name)
-            end = time.monotonic() + 2
-            i = 0
-            while time.monotonic() < end:
-                c.get_or_lease(b"other%d" % i).release()
-                i += 1
-            code = 0
-        finally:
-            os._exit(code)
+
+    def grant_others():  # leases on other keys, all along
+        c = shf.Table.attach_existing(DIR, name)
+        end = time.monotonic() + 2
+        i = 0
+        while time.monotonic() < end:
+            c.get_or_lease(b"other%d" % i).release()
+            i += 1
+        return 0
+
+    pid = fork_child(grant_others)
     try:
         lost = 0
         for i in range(400):
@@ -251,36 +266,28 @@ def test_nested_leases_beside_other_grants(name):
             lost += not l1.stored
         assert lost == 0
     finally:
-        _, status = os.waitpid(pid, 0)
+        ok = exited_ok(pid)
         t.close()
-    assert status == 0
+    assert ok
 
 
 def test_failed_fill_gives_the_lease_up(name):
-    import os
-
     t = shf.Table(DIR, name)
     t.set_fixed_len(2, 2)
     with pytest.raises(ValueError):
         with t.get_or_lease(b"ab", lease=30) as lease:
             lease.value = b"xyz"  # not of the table's length
     assert not lease.leased and not lease.stored
-    pid = os.fork()
-    if pid == 0:  # nobody waits for a lease that failed
-        code = 1
-        try:
-            c = shf.Table.attach_existing(DIR, name)
-            code = 0 if c.get_or_lease(b"ab", wait=2).leased else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    # another process: nobody waits for a lease that failed
+    pid = fork_child(lambda: 0 if shf.Table.attach_existing(DIR, name)
+                     .get_or_lease(b"ab", wait=2).leased else 2)
+    ok = exited_ok(pid)
     t.close()
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert ok
 
 
 def test_lease_kept_on_a_table_subclass_is_collected(name):
     import gc
-    import os
     import weakref
 
     class T(shf.Table):
@@ -292,16 +299,10 @@ def test_lease_kept_on_a_table_subclass_is_collected(name):
     del t
     gc.collect()
     assert w() is None  # the cycle was collected: lease given up
-    pid = os.fork()
-    if pid == 0:  # another process: this one's threads get its lease again
-        code = 1
-        try:
-            c = shf.Table.attach_existing(DIR, name)
-            code = 0 if c.get_or_lease(b"k", wait=0.5).leased else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    # another process: this one's threads would get its lease again
+    assert exited_ok(fork_child(
+        lambda: 0 if shf.Table.attach_existing(DIR, name)
+        .get_or_lease(b"k", wait=0.5).leased else 2))
 
 
 def test_fixed_lengths_are_value_errors(name):

@@ -122,51 +122,106 @@ static int uid_dir_grow(SHF *h, struct shard *sh)
 	return 0;
 }
 
+/* The number of cells of the slab of UIDs from first on (the last has 63). */
+static uint32_t slab_cells(uint64_t first)
+{
+	return UID_LOCAL_MAX + 1 - first < SLAB_CELLS ?
+		       (uint32_t)(UID_LOCAL_MAX + 1 - first) : SLAB_CELLS;
+}
+
+/*
+ * Directory entry si (word e) names a slab past the shard's count of UIDs:
+ * one that a writer killed in slab_add() had published but not counted.
+ * Count it and put its cells on their class's list, as slab_add() would
+ * have, if they still are the chain of free cells it wrote (anything else
+ * is damage, passed over for good).  Its class, or -1.
+ */
+static int slab_adopt(SHF *h, struct shard *sh, uint32_t si, uint64_t e)
+{
+	uint32_t c = (uint32_t)(e >> 48), first = si * SLAB_CELLS, n, i, hd;
+	uint64_t b, slab = e & ((1ULL << 48) - 1);
+	uint8_t *p;
+
+	if (c < REC_MIN / 4 || c > CELL_CLASSES || (slab & 7))
+		return -1;
+	b = cls_bound(--c);
+	p = at(h, slab, SLAB_CELLS * b);
+	n = slab_cells(first);
+	hd = sh->cell_free[c];
+	if (!p || (hd > first && hd <= first + n))
+		return -1;
+	for (i = 0; i < n; i++) {
+		const uint32_t *w = (const uint32_t *)(p + i * b);
+
+		if (w[0] != CELL_FREE || (i + 1 < n && w[1] != first + i + 2))
+			return -1;
+	}
+	/* counted first: killed before the list takes it, it is lost, never
+	 * listed twice */
+	sh->uid_next = first + SLAB_CELLS;
+	barrier();
+	((uint32_t *)(p + (n - 1) * b))[1] = hd;
+	barrier();
+	sh->cell_free[c] = first + 1;
+	ctr_sub(&sh->bytes_used, n * b);
+	ctr_add(&sh->bytes_free, n * b);
+	return (int)c;
+}
+
 /*
  * A new slab of class c for the shard's next SLAB_CELLS UIDs, its cells
  * on the class's (empty) list; 0, or -1 with errno.  A writer that dies
- * in here leaves UIDs unused, nothing pointing wrong.
+ * in here leaves UIDs unused, nothing pointing wrong; the next call takes
+ * back a slab it published but did not count (slab_adopt()).
  */
 static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 {
-	uint64_t first = sh->uid_next, b = cls_bound(c), doff, slab, *dir;
-	uint32_t si, cap, i, n;
+	uint64_t first = sh->uid_next, b = cls_bound(c), doff, slab, *dir, e;
+	uint32_t si, cap, i, n, grown = 0;
 	uint8_t *p;
 
 	/* a count past the directory's end is damaged: go on from there */
 	cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
 	if (first > (uint64_t)cap * SLAB_CELLS)
 		first = (uint64_t)cap * SLAB_CELLS;
-	first = (first + SLAB_CELLS - 1) / SLAB_CELLS * SLAB_CELLS;
-	if (first > UID_LOCAL_MAX) {
-		errno = EOVERFLOW;
-		return -1;
-	}
-	si = (uint32_t)(first / SLAB_CELLS);
-	if (si >= sh->uid_dir_cap && uid_dir_grow(h, sh) < 0)
-		return -1;
-	/* each word once: the index checked is checked against this array */
-	cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
-	doff = ld64(&sh->uid_dir); /* the directory's offset, read once */
-	dir = doff & 7 ? NULL : at(h, doff, (uint64_t)cap * 8);
-	if (!dir || si >= cap) {
-		errno = EBADMSG;
-		return -1;
-	}
-	/* a count damaged below the slabs in use: never reuse one */
-	while (si < cap && ld64(&dir[si]))
-		si++;
-	if (si >= cap) { /* the count fixed, the next call grows */
-		sh->uid_next = (uint64_t)cap * SLAB_CELLS > UID_LOCAL_MAX ?
-				       UID_LOCAL_MAX + 1 : cap * SLAB_CELLS;
-		errno = EBADMSG;
-		return -1;
+	si = (uint32_t)((first + SLAB_CELLS - 1) / SLAB_CELLS);
+	/*
+	 * The entries from the count on are empty, but for a slab published
+	 * by a writer killed before it counted it (taken back) or damage
+	 * (passed over: never reused); past the directory's end it grows (a
+	 * fresh directory's new half is empty: twice at most).
+	 */
+	for (;;) {
+		if ((uint64_t)si * SLAB_CELLS > UID_LOCAL_MAX) {
+			errno = EOVERFLOW;
+			return -1;
+		}
+		if (si >= __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED)) {
+			if (grown++ == 2) {
+				errno = EBADMSG;
+				return -1;
+			}
+			if (uid_dir_grow(h, sh) < 0)
+				return -1;
+		}
+		/* each word once: the index checked is checked against this
+		 * array */
+		cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
+		doff = ld64(&sh->uid_dir); /* the directory's offset, read once */
+		dir = doff & 7 ? NULL : at(h, doff, (uint64_t)cap * 8);
+		if (!dir || si >= cap) {
+			errno = EBADMSG;
+			return -1;
+		}
+		while (si < cap && (e = ld64(&dir[si])) != 0) {
+			if (slab_adopt(h, sh, si, e) == (int)c)
+				return 0;
+			si++;
+		}
+		if (si < cap)
+			break;
 	}
 	first = (uint64_t)si * SLAB_CELLS;
-	if (first > UID_LOCAL_MAX) {
-		errno = EOVERFLOW;
-		return -1;
-	}
 	slab = shard_alloc_a(h, sh, SLAB_CELLS * b, 1);
 	if (!slab)
 		return -1;
@@ -175,8 +230,7 @@ static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 		errno = EBADMSG;
 		return -1;
 	}
-	n = UID_LOCAL_MAX + 1 - first < SLAB_CELLS ?
-		    (uint32_t)(UID_LOCAL_MAX + 1 - first) : SLAB_CELLS;
+	n = slab_cells(first);
 	for (i = 0; i < n; i++) {
 		uint32_t *w = (uint32_t *)(p + i * b);
 
@@ -185,6 +239,7 @@ static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 	}
 	barrier();
 	st64(&dir[si], slab | (uint64_t)(c + 1) << 48);
+	CRASH(CP_SLAB_ADDED);
 	barrier();
 	sh->uid_next = (uint32_t)first + SLAB_CELLS;
 	sh->cell_free[c] = (uint32_t)first + 1;

@@ -333,6 +333,7 @@ enum crash_point {
 	CP_ALLOC_LOCKED,     /* holding the allocator's lock */
 	CP_INPLACE,          /* a record half rewritten in its cell */
 	CP_CELL_TAKEN,       /* a new key's cell taken, nothing written */
+	CP_SLAB_ADDED,       /* a new slab in the directory, not yet counted */
 	CP_MAX
 };
 #ifdef SHF_TEST_HOOKS

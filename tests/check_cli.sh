@@ -423,7 +423,25 @@ expect 2 "check of a non-table" -- shf check $p-junk2
 has "not a libshf table" "$tmp/err" && ok "non-table reported" || fail "non-table report"
 expect 0 "ls survives a non-table" -- shf ls
 has "^$p-junk2 .*unreadable" "$tmp/out" && ok "ls marks it unreadable" || fail "ls junk"
-rm -f "$dir/$p-junk2.shf"
+# rm takes away what cannot be attached (no handle for shf_del), but only
+# a regular file, never through a link.
+ln -s "$p-junk2.shf" "$dir/$p-junklink.shf"
+expect 2 "rm of a link to a non-table" -- shf rm $p-junklink
+[ -f "$dir/$p-junk2.shf" ] && [ -L "$dir/$p-junklink.shf" ] &&
+	ok "the link and its file stay" || fail "rm went through a link"
+rm -f "$dir/$p-junklink.shf"
+expect 0 "rm of a non-table" -- shf rm $p-junk2
+has "removed .*$p-junk2.shf (7 bytes; not attachable" "$tmp/out" &&
+	[ ! -e "$dir/$p-junk2.shf" ] && ok "rm removed the non-table" ||
+	fail "rm of a non-table: $(cat "$tmp/out")"
+expect 0 "put" -- shf put $p-old k v
+printf '\001\000\000\000' |
+	dd of="$dir/$p-old.shf" bs=1 seek=8 conv=notrunc status=none
+expect 2 "a table of layout 1 is refused" -- shf get $p-old k
+expect 0 "rm of a table of layout 1" -- shf rm $p-old
+[ ! -e "$dir/$p-old.shf" ] && has "not attachable" "$tmp/out" &&
+	ok "rm removed the old table" || fail "rm of an old table"
+rm -f "$dir/$p-junk2.shf" "$dir/$p-old.shf"
 
 # ---- hostile names and files (issues 19, 22)
 # A newline or an escape sequence in a table's name forges no row of ls

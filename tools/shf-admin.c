@@ -7,11 +7,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <getopt.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -96,15 +99,65 @@ const struct shf_cmd shf_cmd_check = {
 
 /* ------------------------------------------------------------------ rm */
 
+/*
+ * Remove NAME.shf, which shf_attach_existing() refused (errno e) as damaged
+ * or of another layout: there is no handle for shf_del() to take, and such
+ * a file is the one its user most wants gone.  Only a regular file, never
+ * through a link.  0, or the exit status.
+ */
+static int rm_unattachable(const char *name, int e)
+{
+	char fname[PATH_MAX];
+	struct stat st;
+	int dfd, rc = EXIT_ERR;
+
+	if ((size_t)snprintf(fname, sizeof(fname), "%s.shf", name) >=
+	    sizeof(fname)) {
+		table_err(name, e);
+		return EXIT_ERR;
+	}
+	dfd = open(cli_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		say("directory %s: %s", cli_dir, strerror(errno));
+		return EXIT_ERR;
+	}
+	if (fstatat(dfd, fname, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		say("%s/%s: %s", cli_dir, fname, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		say("%s/%s is not a regular file: not removed", cli_dir, fname);
+	else if (unlinkat(dfd, fname, 0) < 0)
+		say("cannot remove %s/%s: %s", cli_dir, fname, strerror(errno));
+	else
+		rc = 0;
+	close(dfd);
+	if (!rc)
+		printf("removed %s/%s (%llu bytes; not attachable: %s)\n",
+		       shf_esc(cli_dir), shf_esc(fname),
+		       (unsigned long long)st.st_size, strerror(e));
+	return rc;
+}
+
 static int do_rm(int argc, char **argv)
 {
 	char *name, *msg;
 	SHF *shf;
+	int rc;
 
 	if (argc != 2)
 		return usage_err("usage: shf rm NAME");
 	name = table_name(argv[1]);
-	shf = table_open(name, 0);
+	shf = shf_attach_existing(cli_dir, name);
+	if (!shf && (errno == EBADMSG || errno == EPROTO)) {
+		rc = rm_unattachable(name, errno);
+		free(name);
+		return rc;
+	}
+	if (!shf) {
+		rc = errno;
+		table_err(name, rc);
+		free(name);
+		return rc == ENOENT ? EXIT_NOTFOUND : EXIT_ERR;
+	}
 	msg = shf_del(shf);
 	if (!msg) {
 		say("%s: %s", name, strerror(errno));

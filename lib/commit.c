@@ -56,6 +56,25 @@ static const uint8_t *in_copy(const void *p, const uint8_t *cell,
 }
 
 /*
+ * Space for a record of size bytes outside its key's cell, which the
+ * journal names before it is written (rec_write_named()), so that a writer
+ * killed anywhere after this loses no space: its first word is cleared
+ * first, so that what was left there is not taken for a record meanwhile.
+ * 0 with errno.
+ */
+static uint64_t alloc_named(SHF *h, struct shard *sh, uint64_t size)
+{
+	uint64_t ro = shard_alloc(h, sh, size);
+
+	if (ro) {
+		__atomic_store_n((uint32_t *)(h->base + ro), 0,
+				 __ATOMIC_RELAXED);
+		barrier();
+	}
+	return ro;
+}
+
+/*
  * The new record goes into the key's own cell (home, of the new record's
  * class): over the old record (OP_INPLACE), or over the forward to it
  * (OP_REPLACE, committed by the slot's store).  Either way what the cell
@@ -147,24 +166,27 @@ int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 	    (holds == 2 || kind == (f->r.kind | f->r.flags)))
 		return replace_home(h, sh, f, home, b, val, vlen, from_old, cb,
 				    cb_arg, cb_ret, kind, hlen, size, expiry);
-	ro = shard_alloc(h, sh, size);
+	ro = alloc_named(h, sh, size);
 	if (!ro)
 		return -1;
-	rec_write(h, ro, kind, f->r.uid, f->r.key, f->r.klen,
-		  from_old ? f->r.val : val, vlen, hlen, expiry);
+	/* named before it is written: recovery frees it until the commit */
+	journal_note(h, sh, f, ro, rec_cost(size));
+	barrier();
+	sh->j.op = OP_REPLACE;
+	barrier();
+	rec_write_named(h, ro, kind, f->r.uid, f->r.key, f->r.klen,
+			from_old ? f->r.val : val, vlen, hlen, expiry);
 	if (cb) {
 		*cb_ret = cb(cb_arg, (char *)h->base + ro + hlen + f->r.klen,
 			     vlen);
 		if (*cb_ret != SHF_RET_OK) {
 			/* the value stays as it was */
-			shard_free(h, sh, ro, size);
+			rec_free(h, sh, ro);
+			barrier();
+			sh->j.op = OP_NONE;
 			return 1;
 		}
 	}
-	journal_note(h, sh, f, ro, rec_cost(size));
-	barrier();
-	sh->j.op = OP_REPLACE;
-	barrier();
 	CRASH(CP_REPL_WRITTEN);
 	st64(f->slot, sh->j.slot_new); /* commit */
 	CRASH(CP_REPL_COMMITTED);
@@ -185,13 +207,16 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 	uint64_t size = rec_size_for(h, klen, vlen, kflags, &hlen, &kind), ro,
 		 home, *slot;
 
+	/* OP_TAKE's recovery frees the record it names (none yet) */
+	sh->j.rec_new = 0;
+	barrier();
 	ul = cell_alloc(h, sh, cell_class(size), &home); /* OP_TAKE */
 	if (ul == UINT32_MAX)
 		return -1;
 	CRASH(CP_CELL_TAKEN);
 	ro = home;
 	if (size > CELL_MAX) {
-		ro = shard_alloc(h, sh, size);
+		ro = alloc_named(h, sh, size);
 		if (!ro) {
 			int e = errno;
 
@@ -201,7 +226,11 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 			errno = e;
 			return -1;
 		}
-		rec_write(h, ro, kind, ul, key, klen, val, vlen, hlen, expiry);
+		sh->j.rec_new = ro;
+		barrier();
+		rec_write_named(h, ro, kind, ul, key, klen, val, vlen, hlen,
+				expiry);
+		CRASH(CP_BIG_WRITTEN);
 	}
 	/* noted before the cell is written: recovery takes the cell back */
 	sh->j.uid = ul;
@@ -222,7 +251,7 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 		int e = errno;
 
 		if (ro != home)
-			shard_free(h, sh, ro, size);
+			rec_free(h, sh, ro);
 		cell_release(h, sh, ul);
 		sh->j.op = OP_NONE;
 		errno = e;

@@ -17,9 +17,17 @@
 
 #include "table.h"
 
-void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
-		      const void *key, uint32_t klen, const void *val,
-		      uint32_t vlen, uint32_t hlen, uint64_t expiry)
+/*
+ * The record at off.  Its word with the kind goes last, after the value
+ * (head_first 0), or right after the key (head_first 1: a record that no
+ * reader can reach yet and that the journal names, so that a writer killed
+ * while it copies the value leaves a whole header and key, which recovery
+ * knows and frees).
+ */
+static void rec_put(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
+		    const void *key, uint32_t klen, const void *val,
+		    uint32_t vlen, uint32_t hlen, uint64_t expiry,
+		    int head_first)
 {
 	uint8_t *p = h->base + off;
 	uint32_t *w = (uint32_t *)p;
@@ -47,12 +55,31 @@ void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
 	 * bytes are then wrong, as the file is, but nothing is undefined).
 	 */
 	memmove(p + hlen, key, klen);
+	if (head_first) {
+		barrier();
+		__atomic_store_n(w, (kind << 24) | uid, __ATOMIC_RELEASE);
+	}
 	if (val)
 		memmove(p + hlen + klen, val, vlen);
 	else
 		memset(p + hlen + klen, 0, vlen);
 	barrier();
-	__atomic_store_n(w, (kind << 24) | uid, __ATOMIC_RELEASE);
+	if (!head_first)
+		__atomic_store_n(w, (kind << 24) | uid, __ATOMIC_RELEASE);
+}
+
+void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
+	       const void *key, uint32_t klen, const void *val, uint32_t vlen,
+	       uint32_t hlen, uint64_t expiry)
+{
+	rec_put(h, off, kind, uid, key, klen, val, vlen, hlen, expiry, 0);
+}
+
+void rec_write_named(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
+		     const void *key, uint32_t klen, const void *val,
+		     uint32_t vlen, uint32_t hlen, uint64_t expiry)
+{
+	rec_put(h, off, kind, uid, key, klen, val, vlen, hlen, expiry, 1);
 }
 
 void rec_free(SHF *h, struct shard *sh, uint64_t off)

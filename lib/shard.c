@@ -147,7 +147,7 @@ static void key_gone(SHF *h, struct shard *sh, struct journal *j,
 
 	if (!home)
 		return; /* the cell is not the journal's: leave it */
-	if (rec != home)
+	if (rec && rec != home)
 		rec_free_live(h, sh, j, rec);
 	cell_release(h, sh, j->uid);
 }
@@ -169,8 +169,9 @@ static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 		ctr_set(&sh->nkeys, j->nkeys_before);
 		ctr_set(&sh->rbytes, j->rbytes_before);
 		break;
-	case OP_TAKE: /* a new key's cell off its list, nothing written */
-		cell_release(h, sh, j->uid);
+	case OP_TAKE: /* a new key's cell off its list, and the record
+		       * elsewhere that the journal may name: nothing committed */
+		key_gone(h, sh, j, ld64(&j->rec_new));
 		break;
 	case OP_INPLACE:
 		undo_cell(h, sh, j);
@@ -216,8 +217,9 @@ static void shard_recover(SHF *h, struct shard *sh)
 	if (j->split_state == 1)
 		recover_split(h, sh, j);
 	recover_op(h, sh, j);
-	/* a record written for an operation that did not commit is leaked
-	 * space, not damage: its bytes are unreachable */
+	/* a record that the journal named is freed above; space taken and
+	 * not yet named (a few stores' time) is leaked, not damage: its
+	 * bytes are unreachable */
 	j->op = OP_NONE;
 	j->free_cls = 0;
 	/*

@@ -334,6 +334,7 @@ enum crash_point {
 	CP_INPLACE,          /* a record half rewritten in its cell */
 	CP_CELL_TAKEN,       /* a new key's cell taken, nothing written */
 	CP_SLAB_ADDED,       /* a new slab in the directory, not yet counted */
+	CP_BIG_WRITTEN,      /* a new key's record outside its cell written */
 	CP_MAX
 };
 #ifdef SHF_TEST_HOOKS
@@ -501,6 +502,16 @@ static inline uint64_t rec_size_for(SHF *h, uint32_t klen, uint32_t vlen,
 void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
 	       const void *key, uint32_t klen, const void *val, uint32_t vlen,
 	       uint32_t hlen, uint64_t expiry);
+/*
+ * The same for a record outside its key's cell that the shard's journal
+ * names (rec_new) before it is written, so that recovery can free it: its
+ * header goes before its value, a writer killed while it copies the value
+ * leaving a record of the journal's UID and key.  Its first word must be 0
+ * until then (alloc_named() in commit.c).
+ */
+void rec_write_named(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
+		     const void *key, uint32_t klen, const void *val,
+		     uint32_t vlen, uint32_t hlen, uint64_t expiry);
 void rec_free(SHF *h, struct shard *sh, uint64_t off);
 /* Bytes a record of size bytes counts for in the budget (its class). */
 uint64_t rec_cost(uint64_t size);

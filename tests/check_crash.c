@@ -61,7 +61,7 @@
 static uint32_t kills_wanted = KILLS;
 
 /* Crash points of lib/shf.c (enum crash_point), 1 .. CRASH_POINTS. */
-#define CRASH_POINTS 17
+#define CRASH_POINTS 18
 static const char *const point_names[CRASH_POINTS + 1] = {
 	"",
 	"NEW_WRITTEN",
@@ -81,13 +81,14 @@ static const char *const point_names[CRASH_POINTS + 1] = {
 	"INPLACE",
 	"CELL_TAKEN",
 	"SLAB_ADDED",
+	"BIG_WRITTEN",
 };
 /* What the write in flight must show after recovery at that point. */
 enum { EITHER, OLD, NEW };
 static const int point_strict[CRASH_POINTS + 1] = {
 	EITHER, OLD,	NEW,	OLD,	NEW,	NEW,	NEW,	NEW,
 	EITHER, EITHER, EITHER, EITHER, EITHER, EITHER, EITHER, OLD,
-	OLD,	OLD,
+	OLD,	OLD,	OLD,
 };
 static const long crash_ns[] = { 1, 3, 12, 60, 400, 3000 };
 #define NNS ((int)(sizeof(crash_ns) / sizeof(crash_ns[0])))
@@ -620,7 +621,8 @@ static void put_s(SHF *shf, const char *key, const char *val, uint32_t len)
  * What a killed write took or freed comes back once, never twice: a new
  * key's cell (killed after taking it: the next key of its class gets it);
  * a block freed to its shard's list (killed half way through the push:
- * the next record of its size reuses it); and an extent freed to the
+ * the next record of its size reuses it); a new key's record outside its
+ * cell (killed after writing it); and an extent freed to the
  * table's list (killed before the delete ended, the extent taken by
  * another shard's put meanwhile: recovery must not free it again, which
  * gave it to a third put over the second's value).
@@ -658,6 +660,27 @@ START_TEST(test_crash_frees_once)
 	ck_assert_uint_eq(shf_get_key_val_addr(shf), SHF_RET_KEY_FOUND);
 	ck_assert_msg(shf_val_addr == addr, "the block freed half way was "
 		      "lost (a new record at %p, not %p)", shf_val_addr, addr);
+
+	/* a new key's record of 1000 bytes, outside its cell, killed after it
+	 * was written, before the key was in the index: the next record of
+	 * its size reuses its block (it was lost before) */
+	memset(big, 'c', 1000);
+	big[1000] = '\0';
+	put_s(shf, key_in(kx, 11, &from), big, 1000);
+	shf_make_hash(kx, (uint32_t)strlen(kx));
+	ck_assert_uint_eq(shf_get_key_val_addr(shf), SHF_RET_KEY_FOUND);
+	addr = shf_val_addr;
+	shf_make_hash(kx, (uint32_t)strlen(kx));
+	ck_assert_uint_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
+	ck_assert_int_eq(cli_killed(name, "18:1", "put", key_in(ky, 11, &from),
+				    big), 0);
+	put_s(shf, key_in(kz, 11, &from), big, 1000);
+	shf_make_hash(kz, (uint32_t)strlen(kz));
+	ck_assert_uint_eq(shf_get_key_val_addr(shf), SHF_RET_KEY_FOUND);
+	ck_assert_msg(shf_val_addr == addr, "the killed put's record was lost "
+		      "(a new record at %p, not %p)", shf_val_addr, addr);
+	shf_make_hash(ky, (uint32_t)strlen(ky));
+	ck_assert_uint_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_NONE);
 
 	/* an extent of the table's list */
 	memset(big, 'x', sizeof(big));

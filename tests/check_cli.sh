@@ -438,6 +438,8 @@ expect 0 "put" -- shf put $p-old k v
 printf '\001\000\000\000' |
 	dd of="$dir/$p-old.shf" bs=1 seek=8 conv=notrunc status=none
 expect 2 "a table of layout 1 is refused" -- shf get $p-old k
+has "shf dump.*shf load, then shf rm" "$tmp/err" &&
+	ok "the refusal names the way out" || fail "layout refusal message"
 expect 0 "rm of a table of layout 1" -- shf rm $p-old
 [ ! -e "$dir/$p-old.shf" ] && has "not attachable" "$tmp/out" &&
 	ok "rm removed the old table" || fail "rm of an old table"

@@ -118,8 +118,8 @@ void table_err(const char *name, int e)
 	else if (e == EPROTO)
 		say("table '%s' in %s has the layout of another libshf "
 		    "version (%s): move its data with that version's shf dump "
-		    "and this one's shf load (see shf(1))", name, cli_dir,
-		    strerror(e));
+		    "and this one's shf load, then shf rm it (see shf(1))",
+		    name, cli_dir, strerror(e));
 	else if (e == EPERM)
 		say("table '%s' in %s belongs to another user or others may "
 		    "write it, so it is not trusted (%s); shf --allow-shared "

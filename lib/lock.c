@@ -65,8 +65,10 @@ void shf_lock_wake(struct shf_lock *l)
  * Is the holder that word v names gone (or never held the lock: a word
  * that only another process's writes can have put there)?  Gone: no
  * such thread, or one with another start time (its number used again),
- * a kernel thread, the caller itself (the library never takes a lock it
- * holds), or a live thread that provably does not map the lock's file.
+ * a kernel thread, the caller's number with another start time (a
+ * word of another pid namespace, or of a thread that had the number
+ * before; the caller's own word is EDEADLK, see shf_lock_wait()), or a
+ * live thread that provably does not map the lock's file.
  */
 static int lock_holder_gone(uint64_t v, const struct shf_lock_site *site)
 {
@@ -143,6 +145,16 @@ int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 	unsigned polls = 0, spins = 0;
 
 	v = __atomic_load_n(&l->w, __ATOMIC_RELAXED);
+	/*
+	 * The caller holds it itself: a libshf call made from code that runs
+	 * under the lock (an update's callback, a signal handler).  Taking
+	 * it over would run recovery under the holder's feet (an update's
+	 * new record freed while its callback runs): refuse.
+	 */
+	if (SHF_UNLIKELY((v & ~(uint64_t)SHF_LOCK_WAITERS) == me)) {
+		errno = EDEADLK;
+		return -1;
+	}
 	if (SHF_UNLIKELY(was)) {
 		int rc = v == was ? lock_stuck_look(l, v, me, site) : 0;
 

@@ -803,6 +803,58 @@ START_TEST(test_upd_custom)
 }
 END_TEST
 
+/*
+ * A callback that calls libshf on its own shard (against the man page):
+ * the lock it would need is its own thread's, so the call fails with
+ * EDEADLK.  It took the lock over before and ran recovery under the
+ * update: a value outside its cell was freed while the callback ran, and
+ * the acknowledged update pointed at freed space.
+ */
+static SHF *g_shf;
+static uint32_t nested_ret;
+static int nested_errno;
+static uint32_t upd_nested(const char *val, uint32_t val_len)
+{
+	char *v = (char *)val;
+
+	shf_make_hash("n", 1);
+	nested_ret = shf_get_key_val_copy(g_shf);
+	nested_errno = errno;
+	if (val_len)
+		v[0] = 'z';
+	return SHF_RET_OK;
+}
+
+START_TEST(test_upd_callback_calls_library)
+{
+	static char big[700];
+	static const uint32_t lens[] = { 5, sizeof(big) };
+	SHF_TEST_NEW("updnested");
+	uint32_t i;
+
+	g_shf = shf;
+	for (i = 0; i < 2; i++) {
+		memset(big, 'a', lens[i]);
+		shf_make_hash("n", 1);
+		shf_assert_eq(shf_put_key_val(shf, big, lens[i]),
+			      SHF_RET_KEY_PUT);
+		shf_upd_callback_set(upd_nested);
+		shf_make_hash("n", 1);
+		shf_assert_eq(shf_upd_key_val(shf), SHF_RET_KEY_FOUND);
+		shf_assert_eq(nested_ret, SHF_RET_ERROR);
+		ck_assert_int_eq(nested_errno, EDEADLK);
+		big[0] = 'z';
+		shf_make_hash("n", 1);
+		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+		shf_assert_eq(shf_val_len, lens[i]);
+		ck_assert_msg(!memcmp(shf_val, big, lens[i]),
+			      "the update of %u bytes was lost", lens[i]);
+		shf_assert_eq(shf_check(shf, 0, NULL, NULL), 0);
+	}
+	shf_test_del(shf, name);
+}
+END_TEST
+
 START_TEST(test_upd_bad_size)
 {
 	SHF_TEST_NEW("updbad");
@@ -1950,7 +2002,7 @@ static Suite *kv_suite(void)
 	shf_test_add_tcase(s, "update", 60, test_upd_copy, test_upd_custom,
 			   test_upd_bad_size, test_add, test_add_atom,
 			   test_add_many, test_put_if_absent, test_replace,
-			   test_cas);
+			   test_cas, test_upd_callback_calls_library);
 
 	shf_test_add_tcase(s, "settings", 60, test_not_lockable, test_fixed_len,
 			   test_fixed_len_wrong_len, test_fixed_len_persists,

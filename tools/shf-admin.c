@@ -99,21 +99,30 @@ const struct shf_cmd shf_cmd_check = {
 
 /* ------------------------------------------------------------------ rm */
 
+/* Is the attach's failure (errno e) that of a file that is no table? */
+static int unattachable(int e)
+{
+	return e == EBADMSG || e == EPROTO;
+}
+
 /*
- * Remove NAME.shf, which shf_attach_existing() refused (errno e) as damaged
- * or of another layout: there is no handle for shf_del() to take, and such
- * a file is the one its user most wants gone.  Only a regular file, never
- * through a link.  0, or the exit status.
+ * Remove NAME.shf, which shf_attach_existing() refused as damaged or of
+ * another layout (*e): there is no handle for shf_del() to take, and such
+ * a file is the one its user most wants gone.  Only a regular file of the
+ * caller's, never through a link; and only if it is refused again (a
+ * header read while a writer changes it can be refused once) and is still
+ * the file found first when it goes.  1: it can be attached after all
+ * (*shf), else 0 or the exit status.
  */
-static int rm_unattachable(const char *name, int e)
+static int rm_unattachable(const char *name, int *e, SHF **shf)
 {
 	char fname[PATH_MAX];
-	struct stat st;
-	int dfd, rc = EXIT_ERR;
+	struct stat st, now;
+	int dfd, fd, i, rc = EXIT_ERR;
 
 	if ((size_t)snprintf(fname, sizeof(fname), "%s.shf", name) >=
 	    sizeof(fname)) {
-		table_err(name, e);
+		table_err(name, *e);
 		return EXIT_ERR;
 	}
 	dfd = open(cli_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -121,19 +130,53 @@ static int rm_unattachable(const char *name, int e)
 		say("directory %s: %s", cli_dir, strerror(errno));
 		return EXIT_ERR;
 	}
-	if (fstatat(dfd, fname, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	fd = openat(dfd, fname,
+		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
 		say("%s/%s: %s", cli_dir, fname, strerror(errno));
-	else if (!S_ISREG(st.st_mode))
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
 		say("%s/%s is not a regular file: not removed", cli_dir, fname);
-	else if (unlinkat(dfd, fname, 0) < 0)
+		goto out;
+	}
+	if (st.st_uid != geteuid()) {
+		say("%s/%s belongs to another user: not removed", cli_dir,
+		    fname);
+		goto out;
+	}
+	for (i = 0; i < 3; i++) {
+		usleep(10000);
+		*shf = shf_attach_existing(cli_dir, name);
+		if (*shf) {
+			rc = 1;
+			goto out;
+		}
+		if (!unattachable(errno)) {
+			*e = errno;
+			table_err(name, *e);
+			goto out;
+		}
+		*e = errno;
+	}
+	if (fstatat(dfd, fname, &now, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
+		say("%s/%s was replaced meanwhile: not removed", cli_dir,
+		    fname);
+		goto out;
+	}
+	if (unlinkat(dfd, fname, 0) < 0) {
 		say("cannot remove %s/%s: %s", cli_dir, fname, strerror(errno));
-	else
-		rc = 0;
+		goto out;
+	}
+	printf("removed %s/%s (%llu bytes; not attachable: %s)\n",
+	       shf_esc(cli_dir), shf_esc(fname), (unsigned long long)st.st_size,
+	       strerror(*e));
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
 	close(dfd);
-	if (!rc)
-		printf("removed %s/%s (%llu bytes; not attachable: %s)\n",
-		       shf_esc(cli_dir), shf_esc(fname),
-		       (unsigned long long)st.st_size, strerror(e));
 	return rc;
 }
 
@@ -141,22 +184,24 @@ static int do_rm(int argc, char **argv)
 {
 	char *name, *msg;
 	SHF *shf;
-	int rc;
+	int rc, e;
 
 	if (argc != 2)
 		return usage_err("usage: shf rm NAME");
 	name = table_name(argv[1]);
 	shf = shf_attach_existing(cli_dir, name);
-	if (!shf && (errno == EBADMSG || errno == EPROTO)) {
-		rc = rm_unattachable(name, errno);
-		free(name);
-		return rc;
+	e = errno;
+	if (!shf && unattachable(e)) {
+		rc = rm_unattachable(name, &e, &shf);
+		if (rc != 1) {
+			free(name);
+			return rc;
+		}
 	}
 	if (!shf) {
-		rc = errno;
-		table_err(name, rc);
+		table_err(name, e);
 		free(name);
-		return rc == ENOENT ? EXIT_NOTFOUND : EXIT_ERR;
+		return e == ENOENT ? EXIT_NOTFOUND : EXIT_ERR;
 	}
 	msg = shf_del(shf);
 	if (!msg) {

@@ -157,11 +157,12 @@ static uint32_t slab_cells(uint64_t first)
 }
 
 /*
- * Directory entry si (word e) names a slab past the shard's count of UIDs:
- * one that a writer killed in slab_add() had published but not counted.
- * Count it and put its cells on their class's list, as slab_add() would
- * have, if they still are the chain of free cells it wrote (anything else
- * is damage, passed over for good).  Its class, or -1.
+ * Directory entry si (word e), where the shard's count of UIDs says the
+ * next slab goes, names a slab: one that a writer killed in slab_add() had
+ * published but not counted.  Count it and put its cells on their class's
+ * list, as slab_add() would have, if they still are exactly the chain of
+ * free cells it wrote (anything else is damage, passed over for good).
+ * Its class, or -1.
  */
 static int slab_adopt(SHF *h, struct shard *sh, uint32_t si, uint64_t e)
 {
@@ -180,7 +181,7 @@ static int slab_adopt(SHF *h, struct shard *sh, uint32_t si, uint64_t e)
 	for (i = 0; i < n; i++) {
 		const uint32_t *w = (const uint32_t *)(p + i * b);
 
-		if (w[0] != CELL_FREE || (i + 1 < n && w[1] != first + i + 2))
+		if (w[0] != CELL_FREE || w[1] != (i + 1 < n ? first + i + 2 : 0))
 			return -1;
 	}
 	/* counted first: killed before the list takes it, it is lost, never
@@ -204,14 +205,14 @@ static int slab_adopt(SHF *h, struct shard *sh, uint32_t si, uint64_t e)
 static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 {
 	uint64_t first = sh->uid_next, b = cls_bound(c), doff, slab, *dir, e;
-	uint32_t si, cap, i, n, grown = 0;
+	uint32_t si, at_count, cap, i, n, grown = 0;
 	uint8_t *p;
 
 	/* a count past the directory's end is damaged: go on from there */
 	cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
 	if (first > (uint64_t)cap * SLAB_CELLS)
 		first = (uint64_t)cap * SLAB_CELLS;
-	si = (uint32_t)((first + SLAB_CELLS - 1) / SLAB_CELLS);
+	si = at_count = (uint32_t)((first + SLAB_CELLS - 1) / SLAB_CELLS);
 	/*
 	 * The entries from the count on are empty, but for a slab published
 	 * by a writer killed before it counted it (taken back) or damage
@@ -241,7 +242,8 @@ static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 			return -1;
 		}
 		while (si < cap && (e = ld64(&dir[si])) != 0) {
-			if (slab_adopt(h, sh, si, e) == (int)c)
+			/* only where the count says the next slab goes */
+			if (si == at_count && slab_adopt(h, sh, si, e) == (int)c)
 				return 0;
 			si++;
 		}
@@ -249,6 +251,10 @@ static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 			break;
 	}
 	first = (uint64_t)si * SLAB_CELLS;
+	if (first > UID_LOCAL_MAX) { /* a damaged capacity let the walk on */
+		errno = EOVERFLOW;
+		return -1;
+	}
 	slab = shard_alloc_a(h, sh, SLAB_CELLS * b, 1);
 	if (!slab)
 		return -1;

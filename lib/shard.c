@@ -217,9 +217,10 @@ static void shard_recover(SHF *h, struct shard *sh)
 	if (j->split_state == 1)
 		recover_split(h, sh, j);
 	recover_op(h, sh, j);
-	/* a record that the journal named is freed above; space taken and
-	 * not yet named (a few stores' time) is leaked, not damage: its
-	 * bytes are unreachable */
+	/* a record that the journal named is freed above once its header is
+	 * written (after its key); space taken and not yet named, or named
+	 * while its key was being copied, is leaked, not damage: its bytes
+	 * are unreachable */
 	j->op = OP_NONE;
 	j->free_cls = 0;
 	/*

@@ -24,10 +24,10 @@
  * while it copies the value leaves a whole header and key, which recovery
  * knows and frees).
  */
-static void rec_put(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
-		    const void *key, uint32_t klen, const void *val,
-		    uint32_t vlen, uint32_t hlen, uint64_t expiry,
-		    int head_first)
+static inline __attribute__((always_inline)) void
+rec_put(SHF *h, uint64_t off, uint32_t kind, uint32_t uid, const void *key,
+	uint32_t klen, const void *val, uint32_t vlen, uint32_t hlen,
+	uint64_t expiry, int head_first)
 {
 	uint8_t *p = h->base + off;
 	uint32_t *w = (uint32_t *)p;

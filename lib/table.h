@@ -1099,16 +1099,22 @@ uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w);
 /* Copy the record's key or value into the thread's buffer; 0 or -1. */
 static inline int copy_out(struct rec *r, enum what w)
 {
+	/* the thread's buffer is big enough but for the first few gets:
+	 * no call then, and a short value is two words (copy_val()) */
 	if (w == W_KEY_COPY) {
-		if (shf_tls_reserve(&shf_tls.kbuf, &shf_tls.kbuf_cap, r->klen + 1ULL) < 0)
+		if (SHF_UNLIKELY(shf_tls.kbuf_cap <= r->klen || !shf_tls.kbuf) &&
+		    shf_tls_reserve(&shf_tls.kbuf, &shf_tls.kbuf_cap,
+				    r->klen + 1ULL) < 0)
 			return -1;
-		memcpy(shf_tls.kbuf, r->key, r->klen);
+		copy_val(shf_tls.kbuf, r->key, r->klen);
 		return 0;
 	}
 	if (w == W_VAL_COPY) {
-		if (shf_tls_reserve(&shf_tls.val, &shf_tls.val_cap, r->vlen + 1ULL) < 0)
+		if (SHF_UNLIKELY(shf_tls.val_cap <= r->vlen || !shf_tls.val) &&
+		    shf_tls_reserve(&shf_tls.val, &shf_tls.val_cap,
+				    r->vlen + 1ULL) < 0)
 			return -1;
-		memcpy(shf_tls.val, r->val, r->vlen);
+		copy_val(shf_tls.val, r->val, r->vlen);
 	}
 	return 0;
 }

@@ -253,9 +253,16 @@ static void cls_push(SHF *h, struct shard *sh, uint32_t c, uint64_t off)
 
 	if (!w)
 		return;
-	w[0] = K_FREE << 24;
-	w[1] = c;
-	stu64(w + 2, sh->free_head[c]);
+	/*
+	 * Word by word, atomically: a reader without the lock may still read
+	 * what the block was (a slab directory that was given up, whose
+	 * words it reads atomically) and throws away what it got if the
+	 * shard changed meanwhile.
+	 */
+	st32(w, K_FREE << 24);
+	st32(w + 1, c);
+	st32(w + 2, (uint32_t)sh->free_head[c]);
+	st32(w + 3, (uint32_t)(sh->free_head[c] >> 32));
 	barrier();
 	CRASH(CP_FREE_PUSH);
 	st64(&sh->free_head[c], off);

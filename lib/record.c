@@ -190,7 +190,7 @@ static int slab_adopt(SHF *h, struct shard *sh, uint32_t si, uint64_t e)
 	barrier();
 	((uint32_t *)(p + (n - 1) * b))[1] = hd;
 	barrier();
-	sh->cell_free[c] = first + 1;
+	st32(&sh->cell_free[c], first + 1);
 	ctr_sub(&sh->bytes_used, n * b);
 	ctr_add(&sh->bytes_free, n * b);
 	return (int)c;
@@ -275,7 +275,7 @@ static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 	CRASH(CP_SLAB_ADDED);
 	barrier();
 	sh->uid_next = (uint32_t)first + SLAB_CELLS;
-	sh->cell_free[c] = (uint32_t)first + 1;
+	st32(&sh->cell_free[c], (uint32_t)first + 1);
 	/* the slab's cells are free space until handed out */
 	ctr_sub(&sh->bytes_used, n * b);
 	ctr_add(&sh->bytes_free, n * b);
@@ -293,7 +293,7 @@ static uint32_t cell_pop(SHF *h, struct shard *sh, uint32_t c, uint64_t *off)
 	*off = cell_of(h, sh, ul, &hc);
 	w = *off ? (uint32_t *)(h->base + *off) : NULL;
 	if (!w || hc != c || __atomic_load_n(w, __ATOMIC_RELAXED) != CELL_FREE) {
-		sh->cell_free[c] = 0; /* a damaged list: abandon it */
+		st32(&sh->cell_free[c], 0); /* a damaged list: abandon it */
 		return UINT32_MAX;
 	}
 	nx = w[1];
@@ -303,7 +303,7 @@ static uint32_t cell_pop(SHF *h, struct shard *sh, uint32_t c, uint64_t *off)
 	barrier();
 	sh->j.op = OP_TAKE;
 	barrier();
-	sh->cell_free[c] = nx <= UID_LOCAL_MAX + 1 ? nx : 0;
+	st32(&sh->cell_free[c], nx <= UID_LOCAL_MAX + 1 ? nx : 0);
 	/* neither free nor a record: cell_release() takes it back */
 	__atomic_store_n(w, 0, __ATOMIC_RELAXED);
 	ctr_sub(&sh->bytes_free, cls_bound(c));
@@ -336,7 +336,7 @@ void cell_release(SHF *h, struct shard *sh, uint32_t ul)
 	if (__atomic_load_n(w, __ATOMIC_RELAXED) == CELL_FREE) {
 		/* a push that a dead writer left half done: finish it */
 		if (w[1] == sh->cell_free[c] && sh->cell_free[c] != ul + 1)
-			sh->cell_free[c] = ul + 1;
+			st32(&sh->cell_free[c], ul + 1);
 		return;
 	}
 	if (!cell_holds(h, off, ul, &to) || sh->cell_free[c] == ul + 1)
@@ -345,7 +345,7 @@ void cell_release(SHF *h, struct shard *sh, uint32_t ul)
 	barrier();
 	__atomic_store_n(w, CELL_FREE, __ATOMIC_RELEASE);
 	barrier();
-	sh->cell_free[c] = ul + 1;
+	st32(&sh->cell_free[c], ul + 1);
 	ctr_sub(&sh->bytes_used, cls_bound(c));
 	ctr_add(&sh->bytes_free, cls_bound(c));
 }

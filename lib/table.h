@@ -240,6 +240,16 @@ static inline void st64(void *p, uint64_t v)
 	__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
 }
 
+/*
+ * A word that readers without the lock may read at the same time (a hint,
+ * checked after): stored atomically, which costs nothing more than a
+ * plain store, so that the read is no data race.
+ */
+static inline void st32(void *p, uint32_t v)
+{
+	__atomic_store_n((uint32_t *)p, v, __ATOMIC_RELAXED);
+}
+
 /* free-list links sit at 4-byte aligned places: copy them */
 static inline uint64_t ldu64(const void *p)
 {

@@ -337,7 +337,8 @@ fail:
 	return -1;
 }
 
-static SHF *do_attach(const char *path, const char *name, int create)
+static SHF *do_attach(const char *path, const char *name, int create,
+			int *created)
 {
 	char fname[256];
 	int dfd, fd, e, tries;
@@ -357,6 +358,8 @@ static SHF *do_attach(const char *path, const char *name, int create)
 		if (fd >= 0 || errno != ENOENT || !create)
 			break;
 		fd = table_create(dfd, fname);
+		if (fd >= 0 && created)
+			*created = 1;
 		/* EEXIST: somebody else won the race: attach theirs */
 		if (fd >= 0 || errno != EEXIST || tries >= 16)
 			break;
@@ -378,24 +381,47 @@ static SHF *do_attach(const char *path, const char *name, int create)
 
 SHF_EXPORT SHF *shf_attach_existing(const char *path, const char *name)
 {
-	return do_attach(path, name, 0);
+	return do_attach(path, name, 0, NULL);
+}
+
+/*
+ * Name the table's owner (pid, start): the pid goes to 0 first, so that a
+ * sweep (shf-monitor --sweep) never reads one owner's pid with another's
+ * start time, takes the owner for dead and removes the table.
+ */
+static void owner_set(SHF *h, int32_t pid, uint64_t start)
+{
+	atomic_store(&h->h->owner_pid, 0);
+	atomic_store(&h->h->owner_start, start);
+	atomic_store(&h->h->owner_pid, pid);
 }
 
 SHF_EXPORT SHF *shf_attach(const char *path, const char *name,
 			   uint32_t delete_upon_process_exit)
 {
-	SHF *h = do_attach(path, name, 1);
+	int created = 0;
+	SHF *h = do_attach(path, name, 1, &created);
 
 	if (h && delete_upon_process_exit) {
 		pid_t me = getpid();
-		uint64_t st = shf_proc_start_time(me);
+		int32_t was_pid = atomic_load(&h->h->owner_pid);
+		uint64_t was_start = atomic_load(&h->h->owner_start);
 
-		atomic_store(&h->h->owner_start, st);
-		atomic_store(&h->h->owner_pid, me);
+		owner_set(h, me, shf_proc_start_time(me));
 		if (shf_monitor_start(h->path, h->name) < 0) {
 			int e = errno;
 
-			shf_detach(h);
+			/*
+			 * Nothing of this call stays: a table it made goes
+			 * (shf_del() detaches), another keeps its owner.
+			 */
+			if (created) {
+				free(shf_del(h));
+			} else {
+				if (atomic_load(&h->h->owner_pid) == me)
+					owner_set(h, was_pid, was_start);
+				shf_detach(h);
+			}
 			errno = e;
 			return NULL;
 		}

@@ -56,8 +56,19 @@ SHF_EXPORT uint32_t shf_get_stats(SHF *h, struct shf_stats *out, size_t size)
 	st.misses = atomic_load(&h->h->misses);
 	st.leases = atomic_load(&h->h->leases);
 	st.lease_waits = atomic_load(&h->h->lease_waits);
-	st.owner_pid = atomic_load(&h->h->owner_pid);
-	st.owner_start = atomic_load(&h->h->owner_start);
+	/*
+	 * A pair of one owner: the pid again after the start time (a new
+	 * owner's pid is 0 while its start time goes in, see handle.c), a
+	 * few times at most, else none (an owner being set has no say yet).
+	 */
+	for (i = 0; i < 8; i++) {
+		st.owner_pid = atomic_load(&h->h->owner_pid);
+		st.owner_start = atomic_load(&h->h->owner_start);
+		if (atomic_load(&h->h->owner_pid) == st.owner_pid)
+			break;
+	}
+	if (i == 8)
+		st.owner_pid = 0;
 	if (st.owner_pid > 0) {
 		uint64_t now = shf_proc_start_time((pid_t)st.owner_pid);
 

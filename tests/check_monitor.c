@@ -852,18 +852,37 @@ START_TEST(test_sweep)
 }
 END_TEST
 
-/* A monitor that cannot be started makes shf_attach() fail cleanly. */
+/*
+ * A monitor that cannot be started makes shf_attach() fail cleanly: a
+ * table the call made goes with it (it stayed, with the caller as its
+ * owner), and a table that was there keeps the owner it had.
+ */
 START_TEST(test_no_monitor)
 {
-	char name[64];
-	SHF *shf;
+	char name[64], path[PATH_MAX];
+	struct shf_stats st;
+	SHF *shf, *mine;
 
 	shf_test_name(name, sizeof(name), "nomon");
+	snprintf(path, sizeof(path), "%s/%s.shf", SHM, name);
 	setenv("SHF_MONITOR", "/nonexistent/shf-monitor", 1);
 	errno = 0;
 	shf = shf_attach(SHM, name, 1);
 	ck_assert_ptr_null(shf);
 	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_msg(access(path, F_OK) != 0, "the failed attach left %s",
+		      path);
+
+	mine = shf_attach(SHM, name, 0);
+	ck_assert_ptr_nonnull(mine);
+	errno = 0;
+	shf = shf_attach(SHM, name, 1);
+	ck_assert_ptr_null(shf);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	ck_assert_uint_eq(shf_get_stats(mine, &st, sizeof(st)), SHF_RET_OK);
+	ck_assert_int_eq(st.owner_pid, 0);
+	free(shf_del(mine));
 }
 END_TEST
 

@@ -249,7 +249,8 @@ static inline int cls_floor(uint64_t size)
 
 static void cls_push(SHF *h, struct shard *sh, uint32_t c, uint64_t off)
 {
-	uint32_t *w = at(h, off, REC_MIN);
+	uint32_t *w = at(h, off, REC_MIN), link[2];
+	uint64_t head = sh->free_head[c];
 
 	if (!w)
 		return;
@@ -257,12 +258,14 @@ static void cls_push(SHF *h, struct shard *sh, uint32_t c, uint64_t off)
 	 * Word by word, atomically: a reader without the lock may still read
 	 * what the block was (a slab directory that was given up, whose
 	 * words it reads atomically) and throws away what it got if the
-	 * shard changed meanwhile.
+	 * shard changed meanwhile.  The link's halves go in the order that
+	 * ldu64() reads them back.
 	 */
+	memcpy(link, &head, 8);
 	st32(w, K_FREE << 24);
 	st32(w + 1, c);
-	st32(w + 2, (uint32_t)sh->free_head[c]);
-	st32(w + 3, (uint32_t)(sh->free_head[c] >> 32));
+	st32(w + 2, link[0]);
+	st32(w + 3, link[1]);
 	barrier();
 	CRASH(CP_FREE_PUSH);
 	st64(&sh->free_head[c], off);

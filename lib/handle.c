@@ -404,27 +404,27 @@ SHF_EXPORT SHF *shf_attach(const char *path, const char *name,
 
 	if (h && delete_upon_process_exit) {
 		pid_t me = getpid();
-		int32_t was_pid = atomic_load(&h->h->owner_pid);
-		uint64_t was_start = atomic_load(&h->h->owner_start);
+		uint64_t start = shf_proc_start_time(me);
 
-		owner_set(h, me, shf_proc_start_time(me));
+		/*
+		 * A table this call made is the caller's at once: should the
+		 * monitor not start, shf gc (shf-monitor --sweep) removes it
+		 * once the caller is gone; it is not removed here, since other
+		 * processes may have attached it meanwhile.  A table that was
+		 * there changes owner only once the monitor watches, so that a
+		 * failed call leaves its owner as it was.
+		 */
+		if (created)
+			owner_set(h, me, start);
 		if (shf_monitor_start(h->path, h->name) < 0) {
 			int e = errno;
 
-			/*
-			 * Nothing of this call stays: a table it made goes
-			 * (shf_del() detaches), another keeps its owner.
-			 */
-			if (created) {
-				free(shf_del(h));
-			} else {
-				if (atomic_load(&h->h->owner_pid) == me)
-					owner_set(h, was_pid, was_start);
-				shf_detach(h);
-			}
+			shf_detach(h);
 			errno = e;
 			return NULL;
 		}
+		if (!created)
+			owner_set(h, me, start);
 	}
 	return h;
 }

@@ -152,8 +152,21 @@ int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 	 * new record freed while its callback runs): refuse.
 	 */
 	if (SHF_UNLIKELY((v & ~(uint64_t)SHF_LOCK_WAITERS) == me)) {
-		errno = EDEADLK;
-		return -1;
+		/*
+		 * Unless the thread's word is stale (a child made by a raw
+		 * clone() or _Fork(), which run no atfork handler, keeps its
+		 * parent's): its number says.  And a word without a start
+		 * time (no /proc) cannot tell a holder whose number the
+		 * caller got: taken over as before.
+		 */
+		if ((uint32_t)syscall(SYS_gettid) !=
+		    (uint32_t)(me & FUTEX_TID_MASK)) {
+			shf_lock_me = 0;
+			me = shf_lock_self();
+		} else if (me >> 32) {
+			errno = EDEADLK;
+			return -1;
+		}
 	}
 	if (SHF_UNLIKELY(was)) {
 		int rc = v == was ? lock_stuck_look(l, v, me, site) : 0;

@@ -161,9 +161,10 @@ int shf_tid_maps_file(pid_t tid, uint64_t dev, uint64_t ino);
  * writes through.  A holder that dies holding it is found by its waiters,
  * which look at the holder when a futex wait of theirs times out (after
  * 2 ms, then 20 ms, then every 200 ms): gone, another thread with its
- * number, a kernel thread, the waiter itself, or a live thread that
- * provably does not map the lock's file, and the lock is taken over and
- * reported as such (1), as a robust mutex reports EOWNERDEAD.
+ * number, a kernel thread, or a live thread that provably does not map
+ * the lock's file, and the lock is taken over and reported as such (1),
+ * as a robust mutex reports EOWNERDEAD.  A waiter that finds its own word
+ * (it holds the lock itself) gets EDEADLK.
  */
 struct shf_lock {
 	uint64_t w;

@@ -155,6 +155,8 @@ static int rm_unattachable(const char *name, int *e, SHF **shf)
 		if (!unattachable(errno)) {
 			*e = errno;
 			table_err(name, *e);
+			if (*e == ENOENT) /* removed meanwhile */
+				rc = EXIT_NOTFOUND;
 			goto out;
 		}
 		*e = errno;

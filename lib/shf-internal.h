@@ -267,8 +267,19 @@ struct shf_tls {
 };
 /* initial-exec: no __tls_get_addr() call on the hot path */
 extern __thread struct shf_tls shf_tls SHF_TLS_IE;
-/* Grow one of shf_tls's buffers to at least len bytes; 0 or -1/ENOMEM. */
-int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len);
+/* shf_tls_reserve()'s growing, out of line; 0 or -1/ENOMEM. */
+int shf_tls_grow(char **buf, uint64_t *cap, uint64_t len);
+/*
+ * Grow one of shf_tls's buffers to at least len bytes; 0 or -1/ENOMEM.
+ * Inline: it is big enough but for a thread's first calls, and gets call
+ * it every time.
+ */
+static inline int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len)
+{
+	if (SHF_LIKELY(*cap >= len && *buf))
+		return 0;
+	return shf_tls_grow(buf, cap, len);
+}
 /* The hash of a key (XXH3-64): its shard, tag and buckets. */
 uint64_t shf_hash(const void *key, uint32_t len);
 

@@ -1106,26 +1106,25 @@ int store(SHF *h, struct shard *sh, struct found *f, int found,
 enum what { W_VAL_COPY, W_KEY_COPY, W_VAL_ADDR, W_TTL };
 /* Locate (by key, or by uid when by_uid) and copy out; seqlock first. */
 uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w);
+/* Copy len bytes from src into one of the thread's buffers; 0 or -1. */
+static inline int tls_copy(char **buf, uint64_t *cap, const void *src,
+			   uint32_t len)
+{
+	if (shf_tls_reserve(buf, cap, len + 1ULL) < 0)
+		return -1;
+	copy_val(*buf, src, len); /* a short key or value: two words */
+	return 0;
+}
+
 /* Copy the record's key or value into the thread's buffer; 0 or -1. */
 static inline int copy_out(struct rec *r, enum what w)
 {
-	/* the thread's buffer is big enough but for the first few gets:
-	 * no call then, and a short value is two words (copy_val()) */
-	if (w == W_KEY_COPY) {
-		if (SHF_UNLIKELY(shf_tls.kbuf_cap <= r->klen || !shf_tls.kbuf) &&
-		    shf_tls_reserve(&shf_tls.kbuf, &shf_tls.kbuf_cap,
-				    r->klen + 1ULL) < 0)
-			return -1;
-		copy_val(shf_tls.kbuf, r->key, r->klen);
-		return 0;
-	}
-	if (w == W_VAL_COPY) {
-		if (SHF_UNLIKELY(shf_tls.val_cap <= r->vlen || !shf_tls.val) &&
-		    shf_tls_reserve(&shf_tls.val, &shf_tls.val_cap,
-				    r->vlen + 1ULL) < 0)
-			return -1;
-		copy_val(shf_tls.val, r->val, r->vlen);
-	}
+	if (w == W_KEY_COPY)
+		return tls_copy(&shf_tls.kbuf, &shf_tls.kbuf_cap, r->key,
+				r->klen);
+	if (w == W_VAL_COPY)
+		return tls_copy(&shf_tls.val, &shf_tls.val_cap, r->val,
+				r->vlen);
 	return 0;
 }
 

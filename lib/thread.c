@@ -67,10 +67,8 @@ static void tls_register(void)
 		shf_tls.registered = 1;
 }
 
-int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len)
+int shf_tls_grow(char **buf, uint64_t *cap, uint64_t len)
 {
-	if (SHF_LIKELY(*cap >= len && *buf))
-		return 0;
 	if (shf_buf_grow(buf, cap, len) < 0)
 		return -1;
 	tls_register();

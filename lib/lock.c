@@ -132,6 +132,28 @@ static int lock_stuck_look(struct shf_lock *l, uint64_t v, uint64_t me,
 }
 
 /*
+ * The lock shows the caller's own word *me: a libshf call made from code
+ * that runs under the lock (an update's callback, a signal handler).
+ * Taking it over would run recovery under the holder's feet (an update's
+ * new record freed while its callback runs): -1 with EDEADLK.  Unless the
+ * word is stale (a child made by a raw clone() or _Fork(), which run no
+ * atfork handler, keeps its parent's: its thread id says), made again in
+ * *me; or it has no start time (no /proc), which cannot tell a dead
+ * holder whose number the caller got: taken over as before.  0: go on.
+ */
+static int lock_own_word(uint64_t *me)
+{
+	if ((uint32_t)syscall(SYS_gettid) != (uint32_t)(*me & FUTEX_TID_MASK)) {
+		shf_lock_me = 0;
+		*me = shf_lock_self();
+	} else if (*me >> 32) {
+		errno = EDEADLK;
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * The lock is busy: spin a little (holders hold it for microseconds),
  * then sleep on the futex, marked as waiting, looking at the holder each
  * time a sleep times out.
@@ -145,29 +167,9 @@ int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 	unsigned polls = 0, spins = 0;
 
 	v = __atomic_load_n(&l->w, __ATOMIC_RELAXED);
-	/*
-	 * The caller holds it itself: a libshf call made from code that runs
-	 * under the lock (an update's callback, a signal handler).  Taking
-	 * it over would run recovery under the holder's feet (an update's
-	 * new record freed while its callback runs): refuse.
-	 */
-	if (SHF_UNLIKELY((v & ~(uint64_t)SHF_LOCK_WAITERS) == me)) {
-		/*
-		 * Unless the thread's word is stale (a child made by a raw
-		 * clone() or _Fork(), which run no atfork handler, keeps its
-		 * parent's): its number says.  And a word without a start
-		 * time (no /proc) cannot tell a holder whose number the
-		 * caller got: taken over as before.
-		 */
-		if ((uint32_t)syscall(SYS_gettid) !=
-		    (uint32_t)(me & FUTEX_TID_MASK)) {
-			shf_lock_me = 0;
-			me = shf_lock_self();
-		} else if (me >> 32) {
-			errno = EDEADLK;
-			return -1;
-		}
-	}
+	if (SHF_UNLIKELY((v & ~(uint64_t)SHF_LOCK_WAITERS) == me) &&
+	    lock_own_word(&me) < 0)
+		return -1;
 	if (SHF_UNLIKELY(was)) {
 		int rc = v == was ? lock_stuck_look(l, v, me, site) : 0;
 

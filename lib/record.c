@@ -157,6 +157,27 @@ static uint32_t slab_cells(uint64_t first)
 }
 
 /*
+ * The link of cell i of a new slab of n cells (UIDs from first on), as
+ * slab_add() writes it: the next cell's UID + 1, 0 after the last.
+ */
+static uint32_t slab_link(uint32_t first, uint32_t i, uint32_t n)
+{
+	return i + 1 < n ? first + i + 2 : 0;
+}
+
+/*
+ * The slab of n cells of class c from UID first on heads the class's list
+ * now: its cells are free space until handed out.
+ */
+static void slab_listed(struct shard *sh, uint32_t c, uint32_t first,
+			uint32_t n)
+{
+	st32(&sh->cell_free[c], first + 1);
+	ctr_sub(&sh->bytes_used, n * cls_bound(c));
+	ctr_add(&sh->bytes_free, n * cls_bound(c));
+}
+
+/*
  * Directory entry si (word e), where the shard's count of UIDs says the
  * next slab goes, names a slab: one that a writer killed in slab_add() had
  * published but not counted.  Count it and put its cells on their class's
@@ -181,7 +202,7 @@ static int slab_adopt(SHF *h, struct shard *sh, uint32_t si, uint64_t e)
 	for (i = 0; i < n; i++) {
 		const uint32_t *w = (const uint32_t *)(p + i * b);
 
-		if (w[0] != CELL_FREE || w[1] != (i + 1 < n ? first + i + 2 : 0))
+		if (w[0] != CELL_FREE || w[1] != slab_link(first, i, n))
 			return -1;
 	}
 	/* counted first: killed before the list takes it, it is lost, never
@@ -190,9 +211,7 @@ static int slab_adopt(SHF *h, struct shard *sh, uint32_t si, uint64_t e)
 	barrier();
 	((uint32_t *)(p + (n - 1) * b))[1] = hd;
 	barrier();
-	st32(&sh->cell_free[c], first + 1);
-	ctr_sub(&sh->bytes_used, n * b);
-	ctr_add(&sh->bytes_free, n * b);
+	slab_listed(sh, c, first, n);
 	return (int)c;
 }
 
@@ -267,7 +286,7 @@ static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 	for (i = 0; i < n; i++) {
 		uint32_t *w = (uint32_t *)(p + i * b);
 
-		w[1] = i + 1 < n ? (uint32_t)first + i + 2 : 0;
+		w[1] = slab_link((uint32_t)first, i, n);
 		w[0] = CELL_FREE;
 	}
 	barrier();
@@ -275,10 +294,7 @@ static int slab_add(SHF *h, struct shard *sh, uint32_t c)
 	CRASH(CP_SLAB_ADDED);
 	barrier();
 	sh->uid_next = (uint32_t)first + SLAB_CELLS;
-	st32(&sh->cell_free[c], (uint32_t)first + 1);
-	/* the slab's cells are free space until handed out */
-	ctr_sub(&sh->bytes_used, n * b);
-	ctr_add(&sh->bytes_free, n * b);
+	slab_listed(sh, c, (uint32_t)first, n);
 	return 0;
 }
 

@@ -1197,6 +1197,49 @@ static int log_note_count(const char *l, unsigned long long *k)
 }
 
 /*
+ * Walk the drain's output (text, changed in place): the notes of lost
+ * lines (their counts added to *lost, *notes of them) come before every
+ * line; with cut_ok, a note cut short ("shf-log: " and no note) may come
+ * on a line of its own before every note and line, holding none of
+ * test_log_write_note_cut's "keep" lines; every other line is fmt
+ * ("...%d%n", nothing after) with a number above the one before (*last,
+ * from its start value), *got of them.
+ */
+static void log_output_walk(char *text, const char *fmt, int cut_ok,
+			    int *got, int *last, int *notes,
+			    unsigned long long *lost)
+{
+	char *l, *nl;
+
+	for (l = text; *l; l = nl + 1) {
+		unsigned long long k;
+		int i, used = 0;
+
+		nl = strchr(l, '\n');
+		ck_assert_ptr_nonnull(nl);
+		*nl = '\0';
+		if (log_note_count(l, &k)) {
+			ck_assert_msg(*got == 0, "note after a line: '%s'", l);
+			*lost += k;
+			(*notes)++;
+			continue;
+		}
+		if (cut_ok && !strncmp(l, "shf-log: ", 9)) {
+			ck_assert_msg(!strstr(l, "keep") && *notes == 0 &&
+					      *got == 0,
+				      "cut note '%s'", l);
+			continue;
+		}
+		ck_assert_msg(sscanf(l, fmt, &i, &used) == 1 &&
+				      used == (int)strlen(l),
+			      "line '%s'", l);
+		ck_assert_int_gt(i, *last);
+		*last = i;
+		(*got)++;
+	}
+}
+
+/*
  * The drain's fd fails (ENOSPC) and then works again: every line is
  * either written or counted in a note that comes before the first line
  * written after the failure.  A 4 KiB ring: once lines of more than two
@@ -1213,7 +1256,7 @@ START_TEST(test_log_write_errors)
 	int full = open("/dev/full", O_WRONLY | O_CLOEXEC), fd, got = 0;
 	int last = -1, notes = 0;
 	unsigned long long lost = 0;
-	char *text, *l, *nl, line[64];
+	char *text, line[64];
 
 	ck_assert_ptr_nonnull(out);
 	ck_assert_int_ge(full, 0);
@@ -1231,26 +1274,8 @@ START_TEST(test_log_write_errors)
 	}
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
 	text = shf_test_slurp(out, NULL);
-	for (l = text; *l; l = nl + 1) {
-		unsigned long long k;
-		int i, used = 0;
-
-		nl = strchr(l, '\n');
-		ck_assert_ptr_nonnull(nl);
-		*nl = '\0';
-		if (log_note_count(l, &k)) {
-			ck_assert_msg(got == 0, "note after a line: '%s'", l);
-			lost += k;
-			notes++;
-			continue;
-		}
-		ck_assert_msg(sscanf(l, "line %d of a full disk%n", &i, &used) ==
-				      1 && used == (int)strlen(l),
-			      "line '%s'", l);
-		ck_assert_int_gt(i, last);
-		last = i;
-		got++;
-	}
+	log_output_walk(text, "line %d of a full disk%n", 0, &got, &last,
+			&notes, &lost);
 	ck_assert_int_eq(notes, 1);
 	ck_assert_uint_ge(lost, 1);
 	ck_assert_uint_eq(lost + (unsigned long long)got, LOG_WLINES + 10);
@@ -1331,7 +1356,7 @@ START_TEST(test_log_write_note_cut)
 	FILE *out = tmpfile();
 	int fd, got = 0, last = 0, notes = 0;
 	unsigned long long lost = 0;
-	char *text, *l, *nl, line[32];
+	char *text, line[32];
 
 	ck_assert_ptr_nonnull(out);
 	fd = dup(fileno(out));
@@ -1357,33 +1382,7 @@ START_TEST(test_log_write_note_cut)
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
 	__atomic_store_n(&log_fault.fd, -1, __ATOMIC_RELEASE);
 	text = shf_test_slurp(out, NULL);
-	for (l = text; *l; l = nl + 1) {
-		unsigned long long k;
-		int i, used = 0;
-
-		nl = strchr(l, '\n');
-		ck_assert_ptr_nonnull(nl);
-		*nl = '\0';
-		if (log_note_count(l, &k)) {
-			ck_assert_msg(got == 0, "note after a line: '%s'", l);
-			lost += k;
-			notes++;
-			continue;
-		}
-		if (!strncmp(l, "shf-log: ", 9)) {
-			/* the cut note, on a line of its own */
-			ck_assert_msg(!strstr(l, "keep") && notes == 0 &&
-					      got == 0,
-				      "cut note '%s'", l);
-			continue;
-		}
-		ck_assert_msg(sscanf(l, "keep %d%n", &i, &used) == 1 &&
-				      used == (int)strlen(l),
-			      "line '%s'", l);
-		ck_assert_int_gt(i, last);
-		last = i;
-		got++;
-	}
+	log_output_walk(text, "keep %d%n", 1, &got, &last, &notes, &lost);
 	ck_assert_int_eq(notes, 1);
 	ck_assert_uint_eq(lost, 6);
 	ck_assert_int_eq(got, 9);

@@ -102,6 +102,11 @@ int shf_claim_alive(uint64_t w);
 #define SHF_CLAIM_INIT 1u
 int shf_claim_take(uint64_t *claim, uint32_t *state, uint32_t *st);
 
+/* ============================================================== mount.c */
+
+/* The 2 MiB page policy of a path's mount: mount.h (shf(1) shares it). */
+#include "mount.h"
+
 /* =============================================================== sync.c */
 
 static inline void shf_cpu_relax(void)

@@ -18,6 +18,7 @@
 #include "shf-tool.h"
 #include "shf-nearcache-print.h"
 #include "shf-escape.h"
+#include "mount.h"
 
 static const char *owner_state(const struct shf_stats *st)
 {
@@ -289,7 +290,7 @@ static int do_stat(int argc, char **argv)
 	}
 	snprintf(path, sizeof(path), "%s/%s.shf", cli_dir, name);
 	/* 2 MiB pages: how many, and the policy behind it */
-	shf_tool_huge_policy(cli_dir, policy, sizeof(policy));
+	shf_huge_policy(cli_dir, policy, sizeof(policy));
 	if (shf_tool_huge_bytes(path, &huge, &fsize) == 0) {
 		snprintf(pages, sizeof(pages), "%" PRIu64 "%% of the file (%s)",
 			 fsize ? huge * 100 / fsize : 0, policy);

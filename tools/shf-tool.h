@@ -93,11 +93,9 @@ void progress_end(struct progress *p);
 /*
  * 2 MiB pages (shf-pages.c): how many bytes of the file at path the file
  * system holds in 2 MiB pages (*huge, of *size); -1 with errno if that
- * cannot be found out.  And the policy that decides it for the file
- * system of path ("huge=within_size", "huge=never", "deny
- * (shmem_enabled)", the type of a file system that is not tmpfs, ...).
+ * cannot be found out.  The policy that decides it is lib/mount.c's
+ * shf_huge_policy(), which shf(1) builds in.
  */
 int shf_tool_huge_bytes(const char *path, uint64_t *huge, uint64_t *size);
-const char *shf_tool_huge_policy(const char *path, char *out, size_t n);
 
 #endif /* SHF_TOOL_H */

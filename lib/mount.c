@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * mount.c - what the mount a path lies on says of 2 MiB pages: a tmpfs
+ * gives a file's space huge pages when it is mounted huge=within_size or
+ * always (for space that fallocate() adds past the end of a file, from
+ * Linux 6.12 on), unless /sys/kernel/mm/transparent_hugepage/shmem_enabled
+ * says deny (or force: always).  A table grows by whole 2 MiB steps there,
+ * and by small ones elsewhere (alloc.c).  libc only; see mount.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "mount.h"
+
+/* The value of opt= in a comma-separated list of mount options, or NULL. */
+static const char *mount_opt(const char *opts, const char *opt, char *out,
+			     size_t n)
+{
+	size_t ol = strlen(opt);
+	const char *p = opts;
+
+	while (p && *p) {
+		const char *end = strchr(p, ',');
+		size_t l = end ? (size_t)(end - p) : strlen(p);
+
+		if (l > ol && !strncmp(p, opt, ol) && p[ol] == '=') {
+			l -= ol + 1;
+			if (l >= n)
+				l = n - 1;
+			memcpy(out, p + ol + 1, l);
+			out[l] = '\0';
+			return out;
+		}
+		p = end ? end + 1 : NULL;
+	}
+	return NULL;
+}
+
+const char *shf_huge_policy(const char *path, char *out, size_t n)
+{
+	char sysl[256], sys[64] = "", *p, *line = NULL;
+	size_t cap = 0;
+	struct stat st;
+	FILE *f;
+
+	snprintf(out, n, "unknown");
+	f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
+	if (f) {
+		/* the choice is the one in brackets */
+		if (fgets(sysl, sizeof(sysl), f) && (p = strchr(sysl, '[')) &&
+		    sscanf(p + 1, "%63[^]]", sys) == 1 &&
+		    (!strcmp(sys, "deny") || !strcmp(sys, "force"))) {
+			fclose(f);
+			snprintf(out, n, "%s (shmem_enabled)", sys);
+			return out;
+		}
+		fclose(f);
+	}
+	if (stat(path, &st) < 0)
+		return out;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return out;
+	/* id parent major:minor root mountpoint opts ... - fstype source sopts */
+	while (getline(&line, &cap, f) > 0) {
+		unsigned int ma, mi;
+		char fstype[64], sopts[1024], val[64];
+		const char *dash = strstr(line, " - ");
+
+		if (sscanf(line, "%*s %*s %u:%u", &ma, &mi) != 2 || !dash ||
+		    makedev(ma, mi) != st.st_dev)
+			continue;
+		if (sscanf(dash + 3, "%63s %*s %1023s", fstype, sopts) != 2)
+			continue;
+		if (strcmp(fstype, "tmpfs"))
+			snprintf(out, n, "%s", fstype);
+		else if (mount_opt(sopts, "huge", val, sizeof(val)))
+			snprintf(out, n, "huge=%s", val);
+		else
+			snprintf(out, n, "huge=never");
+	}
+	free(line);
+	fclose(f);
+	return out;
+}
+
+int shf_huge_growth(const char *path)
+{
+	char pol[128];
+	int e = errno;
+
+	shf_huge_policy(path, pol, sizeof(pol));
+	errno = e;
+	return !strcmp(pol, "huge=within_size") || !strcmp(pol, "huge=always") ||
+	       !strcmp(pol, "force (shmem_enabled)");
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * mount.h - what the mount a path lies on says of 2 MiB pages (mount.c).
+ * libc only: the library includes it through shf-internal.h, and shf(1)
+ * builds mount.c into its own object for "shf stat".
+ */
+#ifndef SHF_MOUNT_H
+#define SHF_MOUNT_H
+
+#include <stddef.h>
+
+/*
+ * The policy that decides whether the file system of path gives files 2
+ * MiB pages, as text in out (n bytes): "huge=within_size", "huge=never"
+ * (a tmpfs without the option), "deny (shmem_enabled)", the type of a
+ * file system that is not tmpfs, or "unknown".  Returns out.
+ */
+const char *shf_huge_policy(const char *path, char *out, size_t n);
+
+/*
+ * 1 if space that a file on the file system of path grows by gets 2 MiB
+ * pages when it grows by whole, aligned 2 MiB (huge=within_size,
+ * huge=always, or shmem_enabled force); 0 otherwise, or when unknown.
+ */
+int shf_huge_growth(const char *path);
+
+#endif /* SHF_MOUNT_H */

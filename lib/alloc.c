@@ -24,25 +24,29 @@
  * A page of a table that a process touches for the first time costs it a
  * page fault: 11-12 us each on a virtual machine measured (a put touches
  * a new page every hundred or so records; p99 of puts was that fault),
- * where mapping the 512 pages of a 2 MiB growth step at once costs about
- * 0.4 us a page (MADV_POPULATE_WRITE, which fails with an error where a
- * touch would raise SIGBUS).  So space that the file grew by is mapped at
- * once: by the process that grew it, and by the others when they first
- * see the new size, if it grew by at most POPULATE_MAX since they last
- * looked (a process that comes back to a table grown by gigabytes does
- * not stop to map them all; it faults them in as it goes).  tmpfs only:
- * on a disk file system the write would dirty every page.
+ * where mapping the pages of a growth step at once costs about 0.4 us a
+ * page (MADV_POPULATE_WRITE, which fails with an error where a touch would
+ * raise SIGBUS).  So space that the file grew by is mapped at once: by the
+ * process that grew it, and by the others when they first see the new
+ * size.  One call maps at most POPULATE_STEPS growth steps, the first ones
+ * (where records go first: the rest is the space kept ahead): a process
+ * that comes back to a table grown by gigabytes does not stop to map them
+ * all, nor does one that missed a few steps wait for more than two; it
+ * faults the rest in as it goes.  tmpfs only: on a disk file system the
+ * write would dirty every page.
  */
-#define POPULATE_MAX (2 * GROW_STEP)
 static _Atomic int populate_off; /* the kernel has no MADV_POPULATE_WRITE */
 
 void file_populate(SHF *h, uint64_t off, uint64_t len)
 {
-	uint64_t end = off + len;
+	uint64_t end;
 
-	if (!h->populate || len == 0 || len > POPULATE_MAX ||
+	if (!h->populate || len == 0 ||
 	    atomic_load_explicit(&populate_off, memory_order_relaxed))
 		return;
+	if (len > POPULATE_STEPS * h->grow_step)
+		len = POPULATE_STEPS * h->grow_step;
+	end = off + len;
 	off &= ~(uint64_t)(PAGE - 1);
 	if (end > h->map_size || off >= end)
 		return;
@@ -86,6 +90,37 @@ int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
 	return len <= sz && off <= sz - len;
 }
 
+static int alloc_lock(SHF *h)
+{
+	return shf_lock_take(&h->h->alloc_lk, &h->site, &h->alloc_stuck);
+}
+
+static void alloc_unlock(SHF *h)
+{
+	shf_lock_release(&h->h->alloc_lk);
+}
+
+/* Reserve [sz, nsz) with fallocate (ftruncate off tmpfs): 0, or -1. */
+static int file_extend(SHF *h, uint64_t sz, uint64_t nsz)
+{
+	int rc;
+
+	do
+		rc = fallocate(h->fd, 0, (off_t)sz, (off_t)(nsz - sz));
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0 && errno == EOPNOTSUPP) /* not tmpfs: fall back */
+		rc = ftruncate(h->fd, (off_t)nsz);
+	return rc;
+}
+
+/* The new size claimed, and known to this process. */
+static void file_claim(SHF *h, uint64_t nsz)
+{
+	atomic_store(&h->h->file_size, nsz);
+	atomic_store(&h->valid, nsz);
+	atomic_store(&h->claim_seen, nsz);
+}
+
 /*
  * Grow the file so that `need` bytes are reserved.  Under alloc_lk.  The
  * header's size is a claim: space it claims that the file does not have
@@ -94,7 +129,6 @@ int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
 int file_reserve(SHF *h, uint64_t need)
 {
 	uint64_t sz = atomic_load(&h->h->file_size), nsz;
-	int rc;
 
 	if (need <= sz) {
 		if (range_ok(h, 0, need))
@@ -111,47 +145,74 @@ int file_reserve(SHF *h, uint64_t need)
 		errno = EFBIG;
 		return -1;
 	}
-	nsz = sz + GROW_STEP;
+	nsz = sz + h->grow_step;
 	if (nsz < need)
-		nsz = (need + GROW_STEP - 1) & ~(uint64_t)(GROW_STEP - 1);
+		nsz = (need + h->grow_step - 1) & ~(h->grow_step - 1);
 	if (nsz > h->map_size)
 		nsz = need;
-	do
-		rc = fallocate(h->fd, 0, (off_t)sz, (off_t)(nsz - sz));
-	while (rc < 0 && errno == EINTR);
-	if (rc < 0) {
-		if (errno == EOPNOTSUPP) { /* not tmpfs: fall back */
-			if (ftruncate(h->fd, (off_t)nsz) < 0)
-				return -1;
-		} else {
-			if (errno != ENOSPC && errno != EFBIG)
-				return -1;
-			/* a smaller step may still fit */
-			if (nsz == need)
-				return -1;
-			do
-				rc = fallocate(h->fd, 0, (off_t)sz,
-					       (off_t)(need - sz));
-			while (rc < 0 && errno == EINTR);
-			if (rc < 0)
-				return -1;
-			nsz = need;
-		}
+	if (file_extend(h, sz, nsz) < 0) {
+		if (errno != ENOSPC && errno != EFBIG)
+			return -1;
+		/* a smaller step may still fit */
+		if (nsz == need || file_extend(h, sz, need) < 0)
+			return -1;
+		nsz = need;
 	}
-	atomic_store(&h->h->file_size, nsz);
-	atomic_store(&h->valid, nsz);
-	atomic_store(&h->claim_seen, nsz);
+	file_claim(h, nsz);
 	return 0;
 }
 
-static int alloc_lock(SHF *h)
+/*
+ * The space kept reserved ahead of the bump pointer (at least a chunk's,
+ * CHUNK_MAX, and a growth step's), so that the puts that need space find
+ * it, and the file grows between puts instead (file_grow_ahead()).
+ */
+static uint64_t grow_ahead(const SHF *h)
 {
-	return shf_lock_take(&h->h->alloc_lk, &h->site, &h->alloc_stuck);
+	return h->grow_step < GROW_STEP ? GROW_STEP / 2 : GROW_STEP;
 }
 
-static void alloc_unlock(SHF *h)
+__thread int shf_grow_due SHF_TLS_IE;
+
+/*
+ * Growing the file is the one slow step of a put that makes room: about
+ * 0.9 us a page on tmpfs (reserving, zeroing and mapping it).  A put that
+ * grew the file under its shard's lock made the shard's other writers and
+ * readers wait too, and on a tmpfs of 4 KiB pages a 2 MiB step took 300
+ * to 1,000 us.  So the file keeps grow_ahead() bytes reserved past its
+ * bump pointer: an allocation that leaves less sets shf_grow_due, and
+ * shard_unlock(), once the shard is free, calls this, which grows the file
+ * by one step if no other thread holds alloc_lk (one that does is growing
+ * it, or allocating: it waits for nobody).  A failure (ENOSPC) is left to
+ * the allocation that needs the space, which says so.
+ */
+void file_grow_ahead(SHF *h)
 {
-	shf_lock_release(&h->h->alloc_lk);
+	uint64_t sz, used, nsz;
+	int e = errno;
+
+	shf_grow_due = 0;
+	if (shf_lock_try(&h->h->alloc_lk) < 0) {
+		errno = e;
+		return;
+	}
+	sz = atomic_load(&h->h->file_size);
+	used = atomic_load(&h->h->file_used);
+	nsz = sz + h->grow_step;
+	/*
+	 * Only from an end this process knows to be inside the file: growth
+	 * of another's is mapped here by the range_ok() that first needs it,
+	 * not by this call too (each costs its caller 5 to 20 us).
+	 */
+	if (used <= sz && sz - used < grow_ahead(h) && nsz > sz &&
+	    nsz <= h->map_size && sz <= atomic_load(&h->valid) &&
+	    file_extend(h, sz, nsz) == 0)
+		file_claim(h, nsz);
+	else
+		nsz = sz;
+	alloc_unlock(h);
+	file_populate(h, sz, nsz - sz);
+	errno = e;
 }
 
 /* Page-aligned extent of at least size bytes (size rounded to its class). */
@@ -202,6 +263,8 @@ uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 	}
 	atomic_store(&h->h->file_used, used + b);
 	end = atomic_load(&h->h->file_size);
+	if (end - (used + b) < grow_ahead(h))
+		shf_grow_due = 1;
 	alloc_unlock(h);
 	/* what the file grew by, mapped here once the others may allocate */
 	if (end > grown) {

@@ -300,6 +300,8 @@ void shard_unlock(SHF *h, struct shard *sh)
 			      memory_order_release);
 	if (h->lockable)
 		shf_lock_release(&sh->lk);
+	if (SHF_UNLIKELY(shf_grow_due))
+		file_grow_ahead(h);
 }
 
 /* Lock every shard, in order; the number locked (NSHARDS: all). */

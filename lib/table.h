@@ -62,7 +62,14 @@
 #define SUB 8u                 /* sub-classes per doubling */
 #define NCLASS (SMALL_CLASSES + 7u * SUB)        /* up to 64 KiB */
 #define NBIG (16u + 18u * SUB) /* page counts: 1..16, then 8 per doubling */
+/*
+ * The file grows by GROW_STEP where 2 MiB pages may back it (mount.c) and
+ * off tmpfs; on a tmpfs of 4 KiB pages by GROW_SMALL, since reserving and
+ * mapping space there costs about 0.9 us a page, so that no put waits for
+ * more than 64 KiB of it (a 2 MiB step took 300-1,000 us).
+ */
 #define GROW_STEP (2u << 20)
+#define GROW_SMALL (64u << 10)
 #define MAP_MAX (1ULL << 40)
 #define REC_MIN 16u
 /* A reader that keeps meeting writers takes the lock after so many tries. */
@@ -193,6 +200,7 @@ struct shf {
 	uint8_t *base;
 	uint64_t map_size;
 	int populate; /* map grown space at once (tmpfs: see alloc.c) */
+	uint64_t grow_step; /* GROW_STEP or GROW_SMALL (alloc.c) */
 	_Atomic uint64_t valid; /* bytes known to be inside the file */
 	/*
 	 * The header's size claim when valid was last refreshed: the file
@@ -431,11 +439,20 @@ static inline uint64_t big_bound(uint64_t size, uint32_t *cls)
 
 /*
  * Map [off, off + len) of the file into this process's page tables now
- * (tmpfs tables only; growth past a bound is left to page faults).
+ * (tmpfs tables only), or its first POPULATE_STEPS growth steps: the rest
+ * is left to page faults.
  */
+#define POPULATE_STEPS 2
 void file_populate(SHF *h, uint64_t off, uint64_t len);
 /* Reserve the file up to need bytes (fallocate); under alloc_lk. */
 int file_reserve(SHF *h, uint64_t need);
+/*
+ * Set when an allocation left the file less space reserved ahead than it
+ * keeps; shard_unlock() then calls file_grow_ahead(), which grows the file
+ * by a step unless another thread holds alloc_lk (never waits).
+ */
+extern __thread int shf_grow_due SHF_TLS_IE;
+void file_grow_ahead(SHF *h);
 /* Page-aligned extent of at least size bytes; 0 with errno. */
 uint64_t big_alloc(SHF *h, uint64_t size, int zero);
 void big_free(SHF *h, uint64_t off, uint64_t size);

@@ -200,6 +200,7 @@ struct shf {
 	uint8_t *base;
 	uint64_t map_size;
 	int populate; /* map grown space at once (tmpfs: see alloc.c) */
+	_Atomic uint64_t mapped; /* mapped here below it (populate: alloc.c) */
 	uint64_t grow_step; /* GROW_STEP or GROW_SMALL (alloc.c) */
 	_Atomic uint64_t valid; /* bytes known to be inside the file */
 	/*
@@ -438,12 +439,10 @@ static inline uint64_t big_bound(uint64_t size, uint32_t *cls)
 }
 
 /*
- * Map [off, off + len) of the file into this process's page tables now
- * (tmpfs tables only), or its first POPULATE_STEPS growth steps: the rest
- * is left to page faults.
+ * A process maps space the file grew by into its page tables (tmpfs
+ * only), at most POPULATE_STEPS growth steps a call (alloc.c).
  */
 #define POPULATE_STEPS 2
-void file_populate(SHF *h, uint64_t off, uint64_t len);
 /* Reserve the file up to need bytes (fallocate); under alloc_lk. */
 int file_reserve(SHF *h, uint64_t need);
 /*

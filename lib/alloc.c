@@ -38,15 +38,20 @@
  */
 static _Atomic int populate_off; /* the kernel has no MADV_POPULATE_WRITE */
 
+/* Does this process map grown space at once (tmpfs, and a kernel that can)? */
+static int file_maps(const SHF *h)
+{
+	return h->populate &&
+	       !atomic_load_explicit(&populate_off, memory_order_relaxed);
+}
+
+/* Map [off, off + len) now (the caller bounds len). */
 static void file_populate(SHF *h, uint64_t off, uint64_t len)
 {
 	uint64_t end;
 
-	if (!h->populate || len == 0 ||
-	    atomic_load_explicit(&populate_off, memory_order_relaxed))
+	if (!file_maps(h) || len == 0)
 		return;
-	if (len > POPULATE_STEPS * h->grow_step)
-		len = POPULATE_STEPS * h->grow_step;
 	end = off + len;
 	off &= ~(uint64_t)(PAGE - 1);
 	if (end > h->map_size || off >= end)
@@ -59,7 +64,8 @@ static void file_populate(SHF *h, uint64_t off, uint64_t len)
 /*
  * Map up to steps growth steps past what this process mapped last, within
  * what it knows to be inside the file; a thread that finds another at it
- * leaves it to that one.
+ * leaves it to that one.  Where nothing is mapped at once, the mark just
+ * follows what is known.
  */
 static void file_map_next(SHF *h, uint64_t steps)
 {
@@ -68,7 +74,7 @@ static void file_map_next(SHF *h, uint64_t steps)
 
 	if (m >= v)
 		return;
-	end = m + steps * h->grow_step;
+	end = file_maps(h) ? m + steps * h->grow_step : v;
 	if (end > v)
 		end = v;
 	if (atomic_compare_exchange_strong(&h->mapped, &m, end))
@@ -76,8 +82,11 @@ static void file_map_next(SHF *h, uint64_t steps)
 	errno = e;
 }
 
-/* Is [off, off+len) inside the file?  Refreshes from fstat() when needed. */
-int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
+/*
+ * Raise valid to the file's size if the header's claim changed since the
+ * last look (fstat()); 1 if it rose, 0 if not, -1 if fstat() failed.
+ */
+static int file_refresh(SHF *h)
 {
 	uint64_t claim = atomic_load_explicit(&h->h->file_size,
 					      memory_order_acquire), sz, was;
@@ -87,7 +96,7 @@ int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
 	if (claim == atomic_load_explicit(&h->claim_seen, memory_order_relaxed))
 		return 0;
 	if (fstat(h->fd, &st) < 0)
-		return 0;
+		return -1;
 	sz = (uint64_t)st.st_size;
 	if (sz > h->map_size)
 		sz = h->map_size;
@@ -99,11 +108,20 @@ int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
 	was = atomic_load(&h->valid);
 	while (sz > was && !atomic_compare_exchange_weak(&h->valid, &was, sz))
 		;
-	if (sz < was)
-		sz = was;
 	atomic_store_explicit(&h->claim_seen, claim, memory_order_relaxed);
-	if (sz > was)
-		file_map_next(h, POPULATE_STEPS);
+	return sz > was;
+}
+
+/* Is [off, off+len) inside the file?  Refreshes from fstat() when needed. */
+int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
+{
+	uint64_t sz;
+	int rc = file_refresh(h);
+
+	if (rc <= 0)
+		return 0;
+	file_map_next(h, POPULATE_STEPS);
+	sz = atomic_load(&h->valid);
 	return len <= sz && off <= sz - len;
 }
 
@@ -138,6 +156,12 @@ static void file_claim(SHF *h, uint64_t nsz)
 	atomic_store(&h->claim_seen, nsz);
 }
 
+/* x rounded up to a whole number of the table's growth steps. */
+static uint64_t step_up(const SHF *h, uint64_t x)
+{
+	return (x + h->grow_step - 1) & ~(h->grow_step - 1);
+}
+
 /*
  * Grow the file so that `need` bytes are reserved.  Under alloc_lk.  The
  * header's size is a claim: space it claims that the file does not have
@@ -162,9 +186,9 @@ int file_reserve(SHF *h, uint64_t need)
 		errno = EFBIG;
 		return -1;
 	}
-	nsz = sz + h->grow_step;
+	nsz = step_up(h, sz + 1);
 	if (nsz < need)
-		nsz = (need + h->grow_step - 1) & ~(h->grow_step - 1);
+		nsz = step_up(h, need);
 	if (nsz > h->map_size)
 		nsz = need;
 	if (file_extend(h, sz, nsz) < 0) {
@@ -189,7 +213,7 @@ static uint64_t grow_ahead(const SHF *h)
 	return h->grow_step < GROW_STEP ? GROW_STEP / 2 : GROW_STEP;
 }
 
-__thread int shf_grow_due SHF_TLS_IE;
+__thread SHF *shf_grow_due SHF_TLS_IE;
 
 /*
  * Growing the file is the one slow step of a put that makes room: about
@@ -197,25 +221,44 @@ __thread int shf_grow_due SHF_TLS_IE;
  * grew the file under its shard's lock made the shard's other writers and
  * readers wait too, and on a tmpfs of 4 KiB pages a 2 MiB step took 300
  * to 1,000 us.  So the file keeps grow_ahead() bytes reserved past its
- * bump pointer: an allocation that leaves less sets shf_grow_due, and
- * shard_unlock(), once the shard is free, calls this, which maps the next
- * step of the space this process knows of if it has not yet mapped it all,
- * else grows the file by one step if no other thread holds alloc_lk (one
- * that does is growing it, or allocating: it waits for nobody).  Never
- * both, so that a call costs one step's reserving or mapping (64 KiB: 5
- * to 20 us), not both; but a step of 2 MiB pages is mapped at once (one
- * page-table entry).  A failure (ENOSPC) is left to the allocation that
- * needs the space, which says so.
+ * bump pointer: an allocation that leaves less sets shf_grow_due to the
+ * handle, and shard_unlock(), once the shard is free, calls this.
+ *
+ * A call either maps or reserves, not both, so that it costs one of the
+ * two (for a 64 KiB step, 5 to 20 us each):
+ *  - if this process has not mapped the space up to half of grow_ahead()
+ *    past the space in use, it maps up to there (at most grow_ahead() a
+ *    call; space in use far behind what it mapped is left to faults), and
+ *    leaves the flag set, so that its next unlock goes on;
+ *  - else, if less than grow_ahead() is reserved, it grows the file back
+ *    to that, in whole steps, unless another thread holds alloc_lk (one
+ *    that does is growing it, or allocating: it waits for nobody);
+ *  - else it maps the next step of what this process knows of, if any.
+ * A step of 2 MiB pages is mapped when it is reserved (one page-table
+ * entry).  A failure (ENOSPC) is left to the allocation that needs the
+ * space, which says so.
  */
 void file_grow_ahead(SHF *h)
 {
-	uint64_t sz, used, nsz;
+	uint64_t ahead = grow_ahead(h), sz, used, nsz = 0, m, v, want;
 	int e = errno;
 
-	shf_grow_due = 0;
-	if (h->populate &&
-	    atomic_load(&h->mapped) < atomic_load(&h->valid)) {
-		file_map_next(h, 1);
+	shf_grow_due = NULL;
+	m = atomic_load(&h->mapped);
+	v = atomic_load(&h->valid);
+	used = atomic_load(&h->h->file_used);
+	want = used + ahead / 2;
+	if (file_maps(h) && m < v && m < want && used <= v) {
+		if (want - m > 2 * ahead) {
+			/* far behind: from the space in use on */
+			atomic_compare_exchange_strong(
+				&h->mapped, &m, used & ~(uint64_t)(PAGE - 1));
+			m = atomic_load(&h->mapped);
+		}
+		file_map_next(h, m < want ? step_up(h, want - m) / h->grow_step
+					  : 1);
+		shf_grow_due = h;
+		errno = e;
 		return;
 	}
 	if (shf_lock_try(&h->h->alloc_lk) < 0) {
@@ -224,14 +267,22 @@ void file_grow_ahead(SHF *h)
 	}
 	sz = atomic_load(&h->h->file_size);
 	used = atomic_load(&h->h->file_used);
-	nsz = sz + h->grow_step;
 	/* only from an end this process knows to be inside the file */
-	if (used <= sz && sz - used < grow_ahead(h) && nsz > sz &&
-	    nsz <= h->map_size && sz <= atomic_load(&h->valid) &&
-	    file_extend(h, sz, nsz) == 0)
-		file_claim(h, nsz);
+	if (used <= sz && sz - used < ahead &&
+	    (sz <= atomic_load(&h->valid) ||
+	     (file_refresh(h) > 0 && sz <= atomic_load(&h->valid)))) {
+		nsz = step_up(h, used + ahead);
+		if (nsz > h->map_size)
+			nsz = h->map_size;
+		if (nsz > sz && file_extend(h, sz, nsz) == 0) {
+			CRASH(CP_GROWN);
+			file_claim(h, nsz);
+		}
+	}
 	alloc_unlock(h);
 	if (h->grow_step == GROW_STEP)
+		file_map_next(h, nsz > sz ? (nsz - sz) / GROW_STEP : 0);
+	else if (nsz <= sz)
 		file_map_next(h, 1);
 	errno = e;
 }
@@ -285,7 +336,7 @@ uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 	atomic_store(&h->h->file_used, used + b);
 	end = atomic_load(&h->h->file_size);
 	if (end - (used + b) < grow_ahead(h))
-		shf_grow_due = 1;
+		shf_grow_due = h;
 	alloc_unlock(h);
 	/* what the file grew by, mapped here once the others may allocate */
 	if (end > grown)

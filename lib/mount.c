@@ -10,6 +10,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +44,11 @@ static const char *mount_opt(const char *opts, const char *opt, char *out,
 	return NULL;
 }
 
-const char *shf_huge_policy(const char *path, char *out, size_t n)
+/* shf_huge_policy() for the file system of device dev. */
+static const char *huge_policy_dev(dev_t dev, char *out, size_t n)
 {
 	char sysl[256], sys[64] = "", *p, *line = NULL;
 	size_t cap = 0;
-	struct stat st;
 	FILE *f;
 
 	snprintf(out, n, "unknown");
@@ -62,8 +64,6 @@ const char *shf_huge_policy(const char *path, char *out, size_t n)
 		}
 		fclose(f);
 	}
-	if (stat(path, &st) < 0)
-		return out;
 	f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
 		return out;
@@ -74,7 +74,7 @@ const char *shf_huge_policy(const char *path, char *out, size_t n)
 		const char *dash = strstr(line, " - ");
 
 		if (sscanf(line, "%*s %*s %u:%u", &ma, &mi) != 2 || !dash ||
-		    makedev(ma, mi) != st.st_dev)
+		    makedev(ma, mi) != dev)
 			continue;
 		if (sscanf(dash + 3, "%63s %*s %1023s", fstype, sopts) != 2)
 			continue;
@@ -90,13 +90,49 @@ const char *shf_huge_policy(const char *path, char *out, size_t n)
 	return out;
 }
 
-int shf_huge_growth(const char *path)
+const char *shf_huge_policy(const char *path, char *out, size_t n)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		snprintf(out, n, "unknown");
+		return out;
+	}
+	return huge_policy_dev(st.st_dev, out, n);
+}
+
+/*
+ * The answer for the last file system asked about, in one word (device
+ * << 2 | 2 | answer; 0: none), so that an attach reads /proc/self/mountinfo
+ * once per process and file system, not every time (a host may have
+ * thousands of mounts), with no lock a fork could leave held.
+ */
+static _Atomic uint64_t growth_word;
+
+int shf_huge_growth(int fd)
 {
 	char pol[128];
-	int e = errno;
+	struct stat st;
+	uint64_t w, dev;
+	int e = errno, huge;
 
-	shf_huge_policy(path, pol, sizeof(pol));
-	errno = e;
-	return !strcmp(pol, "huge=within_size") || !strcmp(pol, "huge=always") ||
+	if (fstat(fd, &st) < 0) {
+		errno = e;
+		return 0;
+	}
+	dev = (uint64_t)st.st_dev;
+	w = atomic_load_explicit(&growth_word, memory_order_relaxed);
+	if (dev < (1ULL << 62) && w && w >> 2 == dev) {
+		errno = e;
+		return (int)(w & 1);
+	}
+	huge_policy_dev(st.st_dev, pol, sizeof(pol));
+	huge = !strcmp(pol, "huge=within_size") ||
+	       !strcmp(pol, "huge=always") ||
 	       !strcmp(pol, "force (shmem_enabled)");
+	if (dev < (1ULL << 62))
+		atomic_store_explicit(&growth_word, dev << 2 | 2 | (uint64_t)huge,
+				      memory_order_relaxed);
+	errno = e;
+	return huge;
 }

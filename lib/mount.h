@@ -18,10 +18,11 @@
 const char *shf_huge_policy(const char *path, char *out, size_t n);
 
 /*
- * 1 if space that a file on the file system of path grows by gets 2 MiB
- * pages when it grows by whole, aligned 2 MiB (huge=within_size,
+ * 1 if space that the open file fd grows by gets 2 MiB pages when it
+ * grows by whole, aligned 2 MiB (a tmpfs mounted huge=within_size or
  * huge=always, or shmem_enabled force); 0 otherwise, or when unknown.
+ * Keeps errno.  The last file system's answer is kept for the process.
  */
-int shf_huge_growth(const char *path);
+int shf_huge_growth(int fd);
 
 #endif /* SHF_MOUNT_H */

@@ -300,7 +300,7 @@ void shard_unlock(SHF *h, struct shard *sh)
 			      memory_order_release);
 	if (h->lockable)
 		shf_lock_release(&sh->lk);
-	if (SHF_UNLIKELY(shf_grow_due))
+	if (SHF_UNLIKELY(shf_grow_due == h))
 		file_grow_ahead(h);
 }
 

@@ -354,6 +354,7 @@ enum crash_point {
 	CP_CELL_TAKEN,       /* a new key's cell taken, nothing written */
 	CP_SLAB_ADDED,       /* a new slab in the directory, not yet counted */
 	CP_BIG_WRITTEN,      /* a new key's record outside its cell written */
+	CP_GROWN,            /* the file grown ahead, its claim not yet raised */
 	CP_MAX
 };
 #ifdef SHF_TEST_HOOKS
@@ -450,7 +451,7 @@ int file_reserve(SHF *h, uint64_t need);
  * keeps; shard_unlock() then calls file_grow_ahead(), which grows the file
  * by a step unless another thread holds alloc_lk (never waits).
  */
-extern __thread int shf_grow_due SHF_TLS_IE;
+extern __thread SHF *shf_grow_due SHF_TLS_IE;
 void file_grow_ahead(SHF *h);
 /* Page-aligned extent of at least size bytes; 0 with errno. */
 uint64_t big_alloc(SHF *h, uint64_t size, int zero);

@@ -151,8 +151,12 @@ static int file_extend(SHF *h, uint64_t sz, uint64_t nsz)
 /* The new size claimed, and known to this process. */
 static void file_claim(SHF *h, uint64_t nsz)
 {
+	uint64_t was = atomic_load(&h->valid);
+
 	atomic_store(&h->h->file_size, nsz);
-	atomic_store(&h->valid, nsz);
+	/* only raised (a writer killed before its claim left the file longer) */
+	while (nsz > was && !atomic_compare_exchange_weak(&h->valid, &was, nsz))
+		;
 	atomic_store(&h->claim_seen, nsz);
 }
 

@@ -83,14 +83,30 @@ static void file_map_next(SHF *h, uint64_t steps)
 }
 
 /*
+ * Raise valid to sz, never lower it: two threads that looked at different
+ * times must not leave the older size (records in between would read as
+ * outside the file), nor a claim below what a process saw (a writer killed
+ * before its claim left the file longer).  Returns valid as it was.
+ */
+static uint64_t valid_raise(SHF *h, uint64_t sz)
+{
+	uint64_t was = atomic_load(&h->valid);
+
+	while (sz > was && !atomic_compare_exchange_weak(&h->valid, &was, sz))
+		;
+	return was;
+}
+
+/*
  * Raise valid to the file's size if the header's claim changed since the
  * last look (fstat()); 1 if it rose, 0 if not, -1 if fstat() failed.
  */
 static int file_refresh(SHF *h)
 {
 	uint64_t claim = atomic_load_explicit(&h->h->file_size,
-					      memory_order_acquire), sz, was;
+					      memory_order_acquire), sz;
 	struct stat st;
+	int rose;
 
 	/* the file has not grown since the last look: no need to look */
 	if (claim == atomic_load_explicit(&h->claim_seen, memory_order_relaxed))
@@ -100,16 +116,9 @@ static int file_refresh(SHF *h)
 	sz = (uint64_t)st.st_size;
 	if (sz > h->map_size)
 		sz = h->map_size;
-	/*
-	 * Only ever raised: two threads that looked at different times must
-	 * not leave the older size (records in between would read as
-	 * outside the file).
-	 */
-	was = atomic_load(&h->valid);
-	while (sz > was && !atomic_compare_exchange_weak(&h->valid, &was, sz))
-		;
+	rose = sz > valid_raise(h, sz);
 	atomic_store_explicit(&h->claim_seen, claim, memory_order_relaxed);
-	return sz > was;
+	return rose;
 }
 
 /* Is [off, off+len) inside the file?  Refreshes from fstat() when needed. */
@@ -151,12 +160,8 @@ static int file_extend(SHF *h, uint64_t sz, uint64_t nsz)
 /* The new size claimed, and known to this process. */
 static void file_claim(SHF *h, uint64_t nsz)
 {
-	uint64_t was = atomic_load(&h->valid);
-
 	atomic_store(&h->h->file_size, nsz);
-	/* only raised (a writer killed before its claim left the file longer) */
-	while (nsz > was && !atomic_compare_exchange_weak(&h->valid, &was, nsz))
-		;
+	valid_raise(h, nsz);
 	atomic_store(&h->claim_seen, nsz);
 }
 

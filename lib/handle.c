@@ -217,8 +217,8 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 	h->base = m;
 	h->map_size = ms;
 	h->populate = fstatfs(fd, &sfs) == 0 && sfs.f_type == SHF_TMPFS_MAGIC;
-	h->grow_step = h->populate && !shf_huge_growth(fd) ? GROW_SMALL
-							    : GROW_STEP;
+	h->grow_step = h->populate && !shf_huge_growth(st.st_dev) ? GROW_SMALL
+								   : GROW_STEP;
 	atomic_store(&h->valid, (uint64_t)st.st_size);
 	atomic_store(&h->mapped, (uint64_t)st.st_size);
 	atomic_store(&h->claim_seen, atomic_load(&hd.file_size));

@@ -109,24 +109,16 @@ const char *shf_huge_policy(const char *path, char *out, size_t n)
  */
 static _Atomic uint64_t growth_word;
 
-int shf_huge_growth(int fd)
+int shf_huge_growth(dev_t fs)
 {
 	char pol[128];
-	struct stat st;
-	uint64_t w, dev;
+	uint64_t w, dev = (uint64_t)fs;
 	int e = errno, huge;
 
-	if (fstat(fd, &st) < 0) {
-		errno = e;
-		return 0;
-	}
-	dev = (uint64_t)st.st_dev;
 	w = atomic_load_explicit(&growth_word, memory_order_relaxed);
-	if (dev < (1ULL << 62) && w && w >> 2 == dev) {
-		errno = e;
+	if (dev < (1ULL << 62) && w && w >> 2 == dev)
 		return (int)(w & 1);
-	}
-	huge_policy_dev(st.st_dev, pol, sizeof(pol));
+	huge_policy_dev(fs, pol, sizeof(pol));
 	huge = !strcmp(pol, "huge=within_size") ||
 	       !strcmp(pol, "huge=always") ||
 	       !strcmp(pol, "force (shmem_enabled)");

@@ -8,6 +8,7 @@
 #define SHF_MOUNT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /*
  * The policy that decides whether the file system of path gives files 2
@@ -18,11 +19,12 @@
 const char *shf_huge_policy(const char *path, char *out, size_t n);
 
 /*
- * 1 if space that the open file fd grows by gets 2 MiB pages when it
- * grows by whole, aligned 2 MiB (a tmpfs mounted huge=within_size or
- * huge=always, or shmem_enabled force); 0 otherwise, or when unknown.
- * Keeps errno.  The last file system's answer is kept for the process.
+ * 1 if space that a file on the file system fs (st_dev of the open file)
+ * grows by gets 2 MiB pages when it grows by whole, aligned 2 MiB (a tmpfs
+ * mounted huge=within_size or huge=always, or shmem_enabled force); 0
+ * otherwise, or when unknown.  Keeps errno.  The last file system's answer
+ * is kept for the process.
  */
-int shf_huge_growth(int fd);
+int shf_huge_growth(dev_t fs);
 
 #endif /* SHF_MOUNT_H */

@@ -29,12 +29,12 @@
  * raise SIGBUS).  So space that the file grew by is mapped at once: by the
  * process that grew it, and by the others when they first see the new
  * size.  A process maps the space past what it mapped last (h->mapped),
- * in order (records go there first: the rest is the space kept ahead),
- * and at most POPULATE_STEPS growth steps a call: one that comes back to a
- * table grown by gigabytes does not stop to map them all, nor does one
- * that missed a few steps wait for more than two; it faults in what it
- * needs before its later calls map it.  tmpfs only: on a disk file system
- * the write would dirty every page.
+ * in order (records go there first: the rest is the space kept ahead), a
+ * bounded amount a call: POPULATE_STEPS growth steps when it sees the file
+ * grown, at most grow_ahead() between its puts (file_grow_ahead()).  One
+ * that comes back to a table grown by gigabytes does not stop to map them
+ * all; it faults in what it needs before its later calls map it.  tmpfs
+ * only: on a disk file system the write would dirty every page.
  */
 static _Atomic int populate_off; /* the kernel has no MADV_POPULATE_WRITE */
 
@@ -258,7 +258,7 @@ void file_grow_ahead(SHF *h)
 	used = atomic_load(&h->h->file_used);
 	want = used + ahead / 2;
 	if (file_maps(h) && m < v && m < want && used <= v) {
-		if (want - m > 2 * ahead) {
+		if (want - m > ahead) {
 			/* far behind: from the space in use on */
 			atomic_compare_exchange_strong(
 				&h->mapped, &m, used & ~(uint64_t)(PAGE - 1));

@@ -447,9 +447,10 @@ static inline uint64_t big_bound(uint64_t size, uint32_t *cls)
 /* Reserve the file up to need bytes (fallocate); under alloc_lk. */
 int file_reserve(SHF *h, uint64_t need);
 /*
- * Set when an allocation left the file less space reserved ahead than it
- * keeps; shard_unlock() then calls file_grow_ahead(), which grows the file
- * by a step unless another thread holds alloc_lk (never waits).
+ * The handle whose allocation left the file less space reserved ahead than
+ * it keeps; shard_unlock() of that handle then calls file_grow_ahead(),
+ * which maps what the process has not, or grows the file back to that
+ * reserve unless another thread holds alloc_lk (it never waits).
  */
 extern __thread SHF *shf_grow_due SHF_TLS_IE;
 void file_grow_ahead(SHF *h);

@@ -516,16 +516,42 @@ static void chunk_retire(SHF *h, struct shard *sh, uint64_t cur,
 	}
 }
 
+/*
+ * The size of a new chunk for a request of b bytes (nearly always a slab:
+ * SLAB_CELLS cells of one class) in a shard that holds used bytes: of the
+ * extents' sizes (big_bound(): whole pages) from b to CHUNK_MAX, the one
+ * that loses least, counting the tail each chunk leaves after whole
+ * requests of b bytes (cut into free blocks of classes a table may never
+ * ask for) over the chunks the next used bytes take, and half a chunk
+ * held, on average, by the chunk being cut.  With chunks of powers of
+ * two, a table of 10 M 12/8-byte pairs (slabs of 1,792 bytes) held 5% of
+ * its file in tails and chunks.
+ */
+static uint64_t chunk_size(uint64_t used, uint64_t b)
+{
+	uint64_t sz = big_bound(b, &(uint32_t){0}), best = sz, best_cost = ~0ULL;
+	uint32_t c, i;
+
+	if (used > MAP_MAX)
+		used = MAP_MAX; /* a damaged counter: no overflow below */
+	for (i = 0; i < 64 && sz <= CHUNK_MAX; i++) {
+		uint64_t cost = used * (sz % b) / sz + sz / 2;
+
+		if (cost < best_cost) {
+			best = sz;
+			best_cost = cost;
+		}
+		sz = big_bound(sz + 1, &c);
+	}
+	return best;
+}
+
 /* A new chunk for at least b bytes, the old one retired: 0 or -1/errno. */
 static int chunk_new(SHF *h, struct shard *sh, uint64_t b, uint64_t *cur,
 		     uint64_t *end)
 {
-	uint64_t used = atomic_load(&sh->bytes_used), csz = 8192, nc;
+	uint64_t csz = chunk_size(atomic_load(&sh->bytes_used), b), nc;
 
-	while (csz < used / 32 && csz < CHUNK_MAX)
-		csz *= 2;
-	while (csz < b)
-		csz *= 2;
 	nc = big_alloc(h, csz, 0);
 	if (!nc)
 		return -1;

@@ -2693,13 +2693,23 @@ START_TEST(test_growth_mapped_at_once)
 		_exit(miss ? 4 : 0);
 	}
 	ck_assert_int_eq(read(done[0], &b, 1), 1);
-	/* grow the file until records lie past its old end */
-	while (atomic_load(&shf->h->file_used) <= s0) {
+	/*
+	 * grow the file until the last key's record lies past its old end
+	 * (other shards' chunks may take the new space before it)
+	 */
+	for (;;) {
 		for (i = 0; i < 100; i++, n++) {
 			shf_make_hash(key, (uint32_t)sprintf(key, "g%011u", n));
 			ck_assert_uint_eq(shf_put_key_val(shf, "vvvvvvvv", 8),
 					  SHF_RET_KEY_PUT);
 		}
+		if (atomic_load(&shf->h->file_used) <= s0)
+			continue;
+		ck_assert_uint_eq(shf_get_key_val_addr(shf),
+				  SHF_RET_KEY_FOUND);
+		if ((uint64_t)((uint8_t *)shf_val_addr - shf->base) >= s0)
+			break;
+		ck_assert_uint_lt(n, 10000000);
 	}
 	s1 = file_size_of(path);
 	ck_assert_uint_gt(s1, s0);

@@ -53,6 +53,22 @@ static int plain(const unsigned char *s, size_t *len)
 	return *len != 0;
 }
 
+/* The escape of byte c (one that is not plain) at out: its length. */
+static size_t esc_byte(char *out, unsigned char c)
+{
+	out[0] = '\\';
+	switch (c) {
+	case '\\': out[1] = '\\'; return 2;
+	case '\n': out[1] = 'n'; return 2;
+	case '\t': out[1] = 't'; return 2;
+	case '\r': out[1] = 'r'; return 2;
+	case 0x1b: out[1] = 'e'; return 2;
+	default:
+		snprintf(out + 1, 4, "x%02x", c);
+		return 4;
+	}
+}
+
 const char *shf_esc(const char *str)
 {
 	static char *bufs[4];
@@ -79,21 +95,34 @@ const char *shf_esc(const char *str)
 			s += len;
 			continue;
 		}
-		out[at++] = '\\';
-		switch (*s) {
-		case '\\': out[at++] = '\\'; break;
-		case '\n': out[at++] = 'n'; break;
-		case '\t': out[at++] = 't'; break;
-		case '\r': out[at++] = 'r'; break;
-		case 0x1b: out[at++] = 'e'; break;
-		default:
-			snprintf(out + at, 4, "x%02x", *s);
-			at += 3;
-		}
-		s++;
+		at += esc_byte(out + at, *s++);
 	}
 	out[at] = '\0';
 	return out;
+}
+
+void shf_esc_write(FILE *f, const void *p, size_t n, int lines)
+{
+	const unsigned char *s = p;
+	unsigned char c[5];
+	size_t i = 0, len, k;
+	char e[5];
+
+	while (i < n) {
+		/* utf8_len() reads up to 4 bytes, and stops at a NUL */
+		memset(c, 0, sizeof(c));
+		memcpy(c, s + i, n - i < 4 ? n - i : 4);
+		if (lines && (c[0] == '\n' || c[0] == '\t')) {
+			fputc(c[0], f);
+			i++;
+		} else if (c[0] && plain(c, &len) && len <= n - i) {
+			fwrite(s + i, 1, len, f);
+			i += len;
+		} else {
+			k = esc_byte(e, s[i++]);
+			fwrite(e, 1, k, f);
+		}
+	}
 }
 
 void shf_json_str(FILE *f, const char *str)

@@ -21,6 +21,12 @@
 const char *shf_esc(const char *s);
 
 /*
+ * The n bytes at p, escaped as shf_esc() escapes (a NUL as \x00), to f;
+ * with lines, newlines and tabs as they are (a value shown on a terminal).
+ */
+void shf_esc_write(FILE *f, const void *p, size_t n, int lines);
+
+/*
  * s as a JSON string, quotes included: \" and \\, control characters and
  * DEL as \u00XX; a byte that is not UTF-8 as \u00XX too (JSON text must
  * be UTF-8).

@@ -119,11 +119,18 @@ static int kv_get(SHF *shf, const char *name, const char *key, int hex)
 		for (uint32_t i = 0; i < shf_val_len; i++)
 			printf("%02x", (unsigned char)shf_val[i]);
 		putchar('\n');
+	} else if (!rc && isatty(STDOUT_FILENO)) {
+		/*
+		 * On a terminal, what another user of a shared table stored
+		 * must not reach it as a command (an escape sequence that
+		 * retitles the window, moves the cursor, rewrites the line
+		 * above): shown escaped, then a newline for the prompt.
+		 */
+		shf_esc_write(stdout, shf_val, shf_val_len, 1);
+		putchar('\n');
 	} else if (!rc) {
+		/* in a pipe or a file, the exact bytes */
 		fwrite(shf_val, 1, shf_val_len, stdout);
-		/* The exact bytes in a pipe; a tidy prompt on a terminal. */
-		if (isatty(STDOUT_FILENO))
-			putchar('\n');
 	}
 	return stdout_check() ? EXIT_ERR : rc;
 }

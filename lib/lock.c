@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,7 +23,20 @@
 
 __thread uint64_t shf_lock_me SHF_TLS_IE;
 
-/* A child of fork() runs as another thread: its word is made again. */
+/*
+ * A child process runs as another thread: its word is made again.  A
+ * child of fork() runs the atfork handler below; one of _Fork() or of a
+ * clone() without CLONE_VM runs no handler, and took its parent's word:
+ * a lock it took named its parent, and a lock it died holding was never
+ * taken over (its parent alive), so every other writer of that shard
+ * waited for ever.  So shf_lock_self() also reads *shf_lock_proc, a word
+ * of a page that reads as zero in any child (MADV_WIPEONFORK, Linux
+ * 4.14); on a kernel without it, a word that stays 1 (fork() only, as
+ * before).
+ */
+static const uint64_t lock_proc_one = 1;
+const uint64_t *shf_lock_proc = &lock_proc_one;
+
 static void lock_me_forget(void)
 {
 	shf_lock_me = 0;
@@ -32,15 +46,34 @@ static pthread_once_t lock_atfork_once = PTHREAD_ONCE_INIT;
 
 static void lock_atfork(void)
 {
+	uint64_t *p;
+
 	pthread_atfork(NULL, NULL, lock_me_forget);
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+	*p = 1;
+#ifdef MADV_WIPEONFORK
+	if (madvise(p, 4096, MADV_WIPEONFORK) == 0) {
+		__atomic_store_n(&shf_lock_proc, p, __ATOMIC_RELEASE);
+		return;
+	}
+#endif
+	munmap(p, 4096);
 }
 
 uint64_t shf_lock_me_slow(void)
 {
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	uint64_t start = shf_proc_start_time(tid);
+	const uint64_t *proc;
 
 	pthread_once(&lock_atfork_once, lock_atfork);
+	/* a child's page reads 0: this process's words are its own again */
+	proc = __atomic_load_n(&shf_lock_proc, __ATOMIC_ACQUIRE);
+	if (proc != &lock_proc_one && !__atomic_load_n(proc, __ATOMIC_RELAXED))
+		__atomic_store_n((uint64_t *)proc, 1, __ATOMIC_RELAXED);
 	shf_lock_me = ((uint64_t)(uint32_t)start << 32) |
 		      ((uint32_t)tid & FUTEX_TID_MASK);
 	return shf_lock_me;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -876,6 +877,55 @@ START_TEST(test_mp_sigkill_holding_lock)
 }
 END_TEST
 
+/*
+ * The same, in a child made by _Fork() (or a raw clone()), which runs no
+ * atfork handler: it took the lock with the word its parent's thread had
+ * made, so the parent met its own word (EDEADLK) and any other writer
+ * waited for a holder that was alive (the parent), for ever.
+ */
+START_TEST(test_mp_sigkill_holding_lock_no_atfork)
+{
+	SHF_TEST_NEW("lockfork");
+	double t0, dt;
+	int status;
+	pid_t pid;
+
+	/* this thread's lock word is made here, before the child */
+	shf_make_hash("victim", 6);
+	shf_assert(shf_put_key_val(shf, "victim value", 12) & SHF_RET_KEY_PUT);
+	fflush(NULL);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
+	pid = _Fork();
+#else
+	pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+#endif
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		shf_upd_callback_set(upd_die);
+		shf_make_hash("victim", 6);
+		shf_upd_key_val(shf);
+		_exit(2); /* not reached */
+	}
+	status = shf_test_waitpid(pid, 30);
+	shf_assert_msg(status != -1 && WIFSIGNALED(status) &&
+			       WTERMSIG(status) == SIGKILL,
+		       "child did not die in the callback (%d)", status);
+	t0 = shf_test_now();
+	shf_make_hash("victim", 6);
+	status = (int)shf_put_key_val(shf, "after", 5);
+	dt = shf_test_now() - t0;
+	shf_assert_msg(status == SHF_RET_KEY_PUT, "put after the child died "
+		       "holding the lock: %#x (%s)", status, strerror(errno));
+	shf_assert_msg(dt < crash_limit(), "put took %.2f s", dt);
+	shf_make_hash("victim", 6);
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	shf_assert_eq(shf_val_len, 5);
+	ck_assert_mem_eq(shf_val, "after", 5);
+	shf_test_check_sound(shf);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* ---- racing creators ------------------------------------------------- */
 
 static int kid_attach_race(int idx, void *arg)
@@ -1362,6 +1412,7 @@ static Suite *mp_suite(void)
 
 	shf_test_add_tcase(s, "crashes", 120, test_mp_sigkill_mid_put,
 			   test_mp_sigkill_holding_lock,
+			   test_mp_sigkill_holding_lock_no_atfork,
 			   test_mp_sigkill_among_writers);
 
 	return s;

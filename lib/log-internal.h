@@ -19,9 +19,9 @@
  * gone (its pid and start time no longer match), a writer drops its line
  * instead and counts it; the next draining thread writes the count as a
  * line of its own.  Lines the drain cannot write to its fd (an error,
- * or a nonblocking fd without room for LOG_WRITE_WAIT_MS) are counted
- * too, and a note of the same form goes out before the next line that can
- * be written.  Every position and length read from the ring is
+ * or an fd, blocking or not, without room for LOG_WRITE_WAIT_MS) are
+ * counted too, and a note of the same form goes out before the next line
+ * that can be written.  Every position and length read from the ring is
  * checked against the ring's size as this process found it when it
  * opened the log (a size word another process rewrites is not believed).
  */

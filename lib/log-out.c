@@ -8,9 +8,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log-internal.h"
@@ -68,21 +72,52 @@ void log_out_start(void)
 }
 
 /*
- * Write len bytes to fd: again after EINTR, and after EAGAIN once poll()
- * says there is room, for at most LOG_WRITE_WAIT_MS without progress (not
- * at all after a wait that gave up, until a write works again).  The
- * bytes written; fewer than len with errno set.
+ * The most one write() to fd may be given once poll() said there is room,
+ * so that it does not block: PIPE_BUF for a blocking pipe or socket (a
+ * pipe with room has a page free), 256 for a blocking terminal (which
+ * says there is room below 256 bytes queued), else SIZE_MAX (a
+ * nonblocking fd says EAGAIN instead; a file or /dev/null takes all).  A
+ * blocking fd whose reader stopped reading held the drain thread in
+ * write() for ever, and with it shf_log_thread_del(), shf_detach() and
+ * every shf_log_append() that waited for room in the ring.
+ */
+static size_t log_write_max(int fd)
+{
+	struct stat st;
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || (fl & O_NONBLOCK) || fstat(fd, &st) < 0)
+		return SIZE_MAX;
+	if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+		return PIPE_BUF;
+	return isatty(fd) ? 256 : SIZE_MAX;
+}
+
+/*
+ * Write len bytes to fd: again after EINTR, and after EAGAIN (or, for a
+ * blocking fd, before each write) once poll() says there is room, for at
+ * most LOG_WRITE_WAIT_MS without progress (not at all after a wait that
+ * gave up, until a write works again).  The bytes written; fewer than len
+ * with errno set.
  */
 static size_t log_write_all(int fd, const char *buf, size_t len)
 {
+	size_t done = 0, max = log_write_max(fd);
 	uint64_t until = 0;
-	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = write(fd, buf + done, len - done);
 		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		size_t want = len - done < max ? len - done : max;
 		uint64_t now;
+		ssize_t n;
 
+		if (max != SIZE_MAX && poll(&p, 1, 0) <= 0) {
+			/* blocking, and no room: as a nonblocking write */
+			n = -1;
+			errno = EAGAIN;
+		} else {
+			n = write(fd, buf + done, want);
+		}
 		if (n > 0) {
 			done += (size_t)n;
 			until = 0;

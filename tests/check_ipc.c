@@ -1394,8 +1394,8 @@ START_TEST(test_log_write_note_cut)
 }
 END_TEST
 
-/* A pipe made full, nonblocking; the bytes it took. */
-static size_t log_full_pipe(int p[2])
+/* A pipe made full, its write end blocking if asked; the bytes it took. */
+static size_t log_full_pipe_as(int p[2], int blocking)
 {
 	char junk[4096];
 	size_t filled = 0;
@@ -1407,7 +1407,15 @@ static size_t log_full_pipe(int p[2])
 	       (n < 0 && errno == EINTR))
 		filled += n > 0 ? (size_t)n : 0;
 	ck_assert_int_eq(errno, EAGAIN);
+	if (blocking)
+		ck_assert_int_eq(fcntl(p[1], F_SETFL, 0), 0);
 	return filled;
+}
+
+/* A pipe made full, nonblocking; the bytes it took. */
+static size_t log_full_pipe(int p[2])
+{
+	return log_full_pipe_as(p, 0);
 }
 
 /*
@@ -1481,6 +1489,80 @@ START_TEST(test_log_write_gives_up)
 }
 END_TEST
 
+/*
+ * The same with a blocking fd, whose write() waited for a reader that
+ * never came: the drain thread stayed in it, and shf_log_thread_del()
+ * (and shf_detach(), and writers waiting for room in the ring) with it.
+ * Now it writes only what there is room for, and gives up as above.
+ */
+START_TEST(test_log_write_gives_up_blocking)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("log-block", name, sizeof(name));
+	double t0 = shf_test_now(), took;
+	int p[2];
+
+	log_full_pipe_as(p, 1);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 0, p[1]), SHF_RET_OK);
+	for (int i = 0; i < 100; i++)
+		ck_assert_uint_eq(shf_log_append(shf, "stuck\n", 6),
+				  SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	took = shf_test_now() - t0;
+	ck_assert_msg(took >= 1.9 && took < 10.0, "took %.3f s", took);
+	close(p[0]);
+	close(p[1]);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * A blocking fd whose reader comes back within the wait: every line gets
+ * out, whole, though each write() may take only part of the batch.
+ */
+START_TEST(test_log_write_blocking_waits_for_room)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("log-broom", name, sizeof(name));
+	static char buf[1 << 18], want[1 << 16];
+	size_t filled, len = 0, wlen = 0;
+	int p[2];
+	double t0;
+
+	filled = log_full_pipe_as(p, 1);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 0, p[1]), SHF_RET_OK);
+	/* more than a pipe's page, so that a batch is written in parts */
+	for (int i = 0; i < 2000; i++) {
+		char line[32];
+		int n = snprintf(line, sizeof(line), "blocking room %d\n", i);
+
+		ck_assert_uint_eq(shf_log_append(shf, line, (uint32_t)n),
+				  SHF_RET_OK);
+		memcpy(want + wlen, line, (size_t)n);
+		wlen += (size_t)n;
+	}
+	usleep(300000);
+	t0 = shf_test_now();
+	while (len < filled + wlen && shf_test_now() - t0 < 10.0) {
+		struct pollfd pf = { .fd = p[0], .events = POLLIN };
+		ssize_t n;
+
+		poll(&pf, 1, 100);
+		n = read(p[0], buf + len, sizeof(buf) - 1 - len);
+		if (n > 0)
+			len += (size_t)n;
+		ck_assert_uint_lt(len, sizeof(buf) - 1);
+	}
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	ck_assert_uint_eq(len, filled + wlen);
+	ck_assert_msg(memcmp(buf + filled, want, wlen) == 0,
+		      "the lines came out changed");
+	close(p[0]);
+	close(p[1]);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* The output callback takes the drained lines. */
 static int cb_lines;
 static void cb_output(char *line, uint32_t len)
@@ -1530,7 +1612,9 @@ static Suite *ipc_suite(void)
 	shf_test_add_tcase(s, "log", 30, test_log_basic, test_log_writers,
 			   test_log_dead_reader, test_log_output_set,
 			   test_log_write_errors, test_log_write_waits_for_room,
-			   test_log_write_gives_up, test_log_write_note_cut);
+			   test_log_write_gives_up, test_log_write_note_cut,
+			   test_log_write_gives_up_blocking,
+			   test_log_write_blocking_waits_for_room);
 	return s;
 }
 

@@ -403,8 +403,15 @@ SHF_EXPORT SHF *shf_attach(const char *path, const char *name,
 			   uint32_t delete_upon_process_exit)
 {
 	int created = 0;
-	SHF *h = do_attach(path, name, 1, &created);
+	SHF *h;
 
+	/*
+	 * No monitor to start (not installed, $SHF_MONITOR wrong): fail
+	 * before a table is made that the call would have to leave behind.
+	 */
+	if (delete_upon_process_exit && shf_monitor_findable() < 0)
+		return NULL;
+	h = do_attach(path, name, 1, &created);
 	if (h && delete_upon_process_exit) {
 		pid_t me = getpid();
 		uint64_t start = shf_proc_start_time(me);

@@ -161,6 +161,19 @@ static int monitor_target(const char *dir, const char *name, char *file,
 	return 0;
 }
 
+/* The monitor program: $SHF_MONITOR (not for setuid callers), else ours. */
+static const char *monitor_prog(void)
+{
+	const char *prog = secure_getenv("SHF_MONITOR");
+
+	return prog && *prog ? prog : SHF_MONITOR_PATH;
+}
+
+int shf_monitor_findable(void)
+{
+	return faccessat(AT_FDCWD, monitor_prog(), X_OK, AT_EACCESS);
+}
+
 int shf_monitor_start(const char *dir, const char *name)
 {
 	char pid_s[24], start_s[24], dev_s[24], ino_s[24], fd_s[12];
@@ -181,9 +194,7 @@ int shf_monitor_start(const char *dir, const char *name)
 	start = shf_proc_start_time(self);
 	if (!start)
 		return -1;
-	prog = secure_getenv("SHF_MONITOR");
-	if (!prog || !*prog)
-		prog = SHF_MONITOR_PATH;
+	prog = monitor_prog();
 	if (monitor_pipe(&r, &w) < 0)
 		return -1;
 	snprintf(pid_s, sizeof(pid_s), "%ld", (long)self);

@@ -241,6 +241,12 @@ static inline void shf_lock_release(struct shf_lock *l)
  * calling process dies; returns once it watches.  0, or -1 with errno.
  */
 int shf_monitor_start(const char *dir, const char *name);
+/*
+ * Is there a monitor program to start (executable)?  0, or -1 with errno
+ * (ENOENT where it is not installed), so that shf_attach() makes nothing
+ * it would have to leave behind.
+ */
+int shf_monitor_findable(void);
 
 /* ============================================================ thread.c */
 

@@ -30,8 +30,8 @@
  * process that grew it, and by the others when they first see the new
  * size.  A process maps the space past what it mapped last (h->mapped),
  * in order (records go there first: the rest is the space kept ahead), a
- * bounded amount a call: POPULATE_STEPS growth steps when it sees the file
- * grown, map_piece() between its puts (file_grow_ahead()).  One
+ * bounded amount a call, map_piece(): when it sees the file grown, and
+ * between its puts (file_grow_ahead()).  One
  * that comes back to a table grown by gigabytes does not stop to map them
  * all; it faults in what it needs before its later calls map it.  tmpfs
  * only: on a disk file system the write would dirty every page.
@@ -45,10 +45,28 @@ static int file_maps(const SHF *h)
 	       !atomic_load_explicit(&populate_off, memory_order_relaxed);
 }
 
+/*
+ * How long a call that maps space may take, about (MAP_CALL_NS), and how
+ * much it maps at most: a put that maps pays for it.  Mapping a page cost
+ * about 0.9 us on a virtual machine measured, where a table had touched
+ * little memory, and 10 us once it had touched more than a gigabyte or
+ * so (the host backing the guest's memory at its first touch): 32 KiB a
+ * call made 8 to 12% of those calls, and of a table of 40 M keys the
+ * 99.99th percentile of puts, take 50 to 200 us.  So each call's cost a
+ * page is kept (a moving average), and a call maps what that average says
+ * takes MAP_CALL_NS: from one page to MAP_PIECE_MAX.
+ */
+#define MAP_CALL_NS 20000u
+
+static uint64_t mono_ns(void)
+{
+	return shf_clock_ns(CLOCK_MONOTONIC);
+}
+
 /* Map [off, off + len) now (the caller bounds len). */
 static void file_populate(SHF *h, uint64_t off, uint64_t len)
 {
-	uint64_t end;
+	uint64_t end, t0, pages, pn, avg, piece;
 
 	if (!file_maps(h) || len == 0)
 		return;
@@ -56,9 +74,41 @@ static void file_populate(SHF *h, uint64_t off, uint64_t len)
 	off &= ~(uint64_t)(PAGE - 1);
 	if (end > h->map_size || off >= end)
 		return;
-	if (madvise(h->base + off, end - off, MADV_POPULATE_WRITE) < 0 &&
-	    errno == EINVAL)
-		atomic_store_explicit(&populate_off, 1, memory_order_relaxed);
+	t0 = mono_ns();
+	if (madvise(h->base + off, end - off, MADV_POPULATE_WRITE) < 0) {
+		if (errno == EINVAL)
+			atomic_store_explicit(&populate_off, 1,
+					      memory_order_relaxed);
+		return;
+	}
+	/* threads of the process may race here: any of their figures do */
+	pages = (end - off + PAGE - 1) / PAGE;
+	pn = (mono_ns() - t0) / pages;
+	avg = atomic_load_explicit(&h->page_ns, memory_order_relaxed);
+	avg = avg ? (3 * avg + pn) / 4 : pn;
+	atomic_store_explicit(&h->page_ns, avg, memory_order_relaxed);
+	piece = avg ? MAP_CALL_NS / avg * PAGE : MAP_PIECE_MAX;
+	if (piece < PAGE)
+		piece = PAGE;
+	if (piece > MAP_PIECE_MAX)
+		piece = MAP_PIECE_MAX;
+	atomic_store_explicit(&h->map_piece, piece, memory_order_relaxed);
+}
+
+/*
+ * What a call maps (file_grow_ahead(), range_ok_slow()): a step of 2 MiB
+ * pages (one page-table entry), else h->map_piece (file_populate()), at
+ * most MAP_PIECE_MAX.  Mapping a 64 KiB step of 4 KiB pages at once took
+ * 14 us on average and over 40 us in 2% of the calls, on an Intel Xeon VM:
+ * a put's 99.99th percentile was those.  Pieces of 16 KiB made its 99th
+ * percentile longer (more puts map), of 32 KiB did not.
+ */
+static uint64_t map_piece(const SHF *h)
+{
+	return h->grow_step == GROW_STEP
+		       ? GROW_STEP
+		       : atomic_load_explicit(&h->map_piece,
+					      memory_order_relaxed);
 }
 
 /*
@@ -129,7 +179,7 @@ int range_ok_slow(SHF *h, uint64_t off, uint64_t len)
 
 	if (rc <= 0)
 		return 0;
-	file_map_next(h, POPULATE_STEPS * h->grow_step);
+	file_map_next(h, map_piece(h));
 	sz = atomic_load(&h->valid);
 	return len <= sz && off <= sz - len;
 }
@@ -227,19 +277,6 @@ static uint64_t grow_ahead(const SHF *h)
 }
 
 __thread SHF *shf_grow_due SHF_TLS_IE;
-
-/*
- * What a call of file_grow_ahead() maps: a step of 2 MiB pages (one
- * page-table entry), else MAP_PIECE.  Mapping a 64 KiB step of 4 KiB pages
- * took 14 us on average and over 40 us in 2% of the calls, on an Intel
- * Xeon VM: a put's 99.99th percentile was those.  Pieces of 16 KiB made
- * its 99th percentile longer (more puts map), of 32 KiB did not.
- */
-#define MAP_PIECE (32u << 10)
-static uint64_t map_piece(const SHF *h)
-{
-	return h->grow_step == GROW_STEP ? GROW_STEP : MAP_PIECE;
-}
 
 /*
  * Growing the file is the one slow step of a put that makes room: about
@@ -382,7 +419,7 @@ uint64_t big_alloc(SHF *h, uint64_t size, int zero)
 	alloc_unlock(h);
 	/* what the file grew by, mapped here once the others may allocate */
 	if (end > grown)
-		file_map_next(h, POPULATE_STEPS * h->grow_step);
+		file_map_next(h, map_piece(h));
 	(void)zero; /* fresh file space reads as zeroes */
 	return used;
 }

@@ -221,6 +221,7 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 								   : GROW_STEP;
 	atomic_store(&h->valid, (uint64_t)st.st_size);
 	atomic_store(&h->mapped, (uint64_t)st.st_size);
+	atomic_store(&h->map_piece, MAP_PIECE_MAX);
 	atomic_store(&h->claim_seen, atomic_load(&hd.file_size));
 	h->h = m;
 	h->data_start = hd.data_start;

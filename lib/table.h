@@ -202,6 +202,8 @@ struct shf {
 	int populate; /* map grown space at once (tmpfs: see alloc.c) */
 	_Atomic uint64_t mapped; /* mapped here below it (populate: alloc.c) */
 	uint64_t grow_step; /* GROW_STEP or GROW_SMALL (alloc.c) */
+	/* what a call maps on 4 KiB pages, and a page's cost (alloc.c) */
+	_Atomic uint64_t map_piece, page_ns;
 	_Atomic uint64_t valid; /* bytes known to be inside the file */
 	/*
 	 * The header's size claim when valid was last refreshed: the file
@@ -441,9 +443,10 @@ static inline uint64_t big_bound(uint64_t size, uint32_t *cls)
 
 /*
  * A process maps space the file grew by into its page tables (tmpfs
- * only), at most POPULATE_STEPS growth steps a call (alloc.c).
+ * only), at most MAP_PIECE_MAX a call on 4 KiB pages, less where mapping
+ * a page costs more (alloc.c).
  */
-#define POPULATE_STEPS 2
+#define MAP_PIECE_MAX (32u << 10)
 /* Reserve the file up to need bytes (fallocate); under alloc_lk. */
 int file_reserve(SHF *h, uint64_t need);
 /*

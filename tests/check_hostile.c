@@ -2636,9 +2636,9 @@ static uint64_t file_size_of(const char *path)
  * virtual machines measured); the space a tmpfs table grows by is mapped
  * ahead of use instead (alloc.c): by the process that grew the file,
  * every page of it but the last step or so, which its next unlocks map,
- * and by another when it first sees the new size, the first
- * POPULATE_STEPS growth steps of it (where the records past its old end
- * lie), though it read only a few of their pages.
+ * and by another when it first sees the new size, the first piece of it
+ * (map_piece: up to MAP_PIECE_MAX, where the records past its old end
+ * lie), though it read only a few of its pages.
  */
 START_TEST(test_growth_mapped_at_once)
 {
@@ -2670,6 +2670,7 @@ START_TEST(test_growth_mapped_at_once)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		SHF *c = shf_attach_existing(shf_test_dir(), name);
+		uint64_t piece;
 		uint32_t keys;
 
 		if (!c || write(done[1], "r", 1) != 1 ||
@@ -2680,12 +2681,13 @@ START_TEST(test_growth_mapped_at_once)
 		 * fault maps 16 pages around it at most: fault-around)
 		 */
 		shf_make_hash(key, (uint32_t)sprintf(key, "g%011u", keys - 1));
+		piece = atomic_load(&c->map_piece);
 		if (shf_get_key_val_copy(c) != SHF_RET_KEY_FOUND)
 			_exit(3);
 		s1 = file_size_of(path);
 		seen = s1 - s0;
-		if (seen > POPULATE_STEPS * c->grow_step)
-			seen = POPULATE_STEPS * c->grow_step;
+		if (seen > piece)
+			seen = piece;
 		miss = pages_unmapped(c->base + s0, seen);
 		if (miss)
 			fprintf(stderr, "the reader: %" PRIu64 " of %" PRIu64

@@ -21,7 +21,12 @@
 
 #include "shf-internal.h"
 
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18 /* Linux 4.14 */
+#endif
+
 __thread uint64_t shf_lock_me SHF_TLS_IE;
+__thread uint64_t shf_lock_gen SHF_TLS_IE;
 
 /*
  * A child process runs as another thread: its word is made again.  A
@@ -29,10 +34,12 @@ __thread uint64_t shf_lock_me SHF_TLS_IE;
  * clone() without CLONE_VM runs no handler, and took its parent's word:
  * a lock it took named its parent, and a lock it died holding was never
  * taken over (its parent alive), so every other writer of that shard
- * waited for ever.  So shf_lock_self() also reads *shf_lock_proc, a word
- * of a page that reads as zero in any child (MADV_WIPEONFORK, Linux
- * 4.14); on a kernel without it, a word that stays 1 (fork() only, as
- * before).
+ * waited for ever.  So a thread's word goes with the process generation
+ * it was made in (shf_lock_gen), which shf_lock_self() compares with
+ * *shf_lock_proc: a word of a page that reads as zero in any child
+ * (MADV_WIPEONFORK), set to the process's pid by its first thread that
+ * makes a word.  On a kernel without it, a word that stays 1 (fork()
+ * only, as before).
  */
 static const uint64_t lock_proc_one = 1;
 const uint64_t *shf_lock_proc = &lock_proc_one;
@@ -53,13 +60,11 @@ static void lock_atfork(void)
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return;
-	*p = 1;
-#ifdef MADV_WIPEONFORK
+	*p = (uint64_t)getpid();
 	if (madvise(p, 4096, MADV_WIPEONFORK) == 0) {
 		__atomic_store_n(&shf_lock_proc, p, __ATOMIC_RELEASE);
 		return;
 	}
-#endif
 	munmap(p, 4096);
 }
 
@@ -68,12 +73,17 @@ uint64_t shf_lock_me_slow(void)
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	uint64_t start = shf_proc_start_time(tid);
 	const uint64_t *proc;
+	uint64_t gen;
 
 	pthread_once(&lock_atfork_once, lock_atfork);
-	/* a child's page reads 0: this process's words are its own again */
+	/* a child's page reads 0: it starts a generation of its own */
 	proc = __atomic_load_n(&shf_lock_proc, __ATOMIC_ACQUIRE);
-	if (proc != &lock_proc_one && !__atomic_load_n(proc, __ATOMIC_RELAXED))
-		__atomic_store_n((uint64_t *)proc, 1, __ATOMIC_RELAXED);
+	gen = __atomic_load_n(proc, __ATOMIC_RELAXED);
+	if (!gen) {
+		gen = (uint64_t)getpid();
+		__atomic_store_n((uint64_t *)proc, gen, __ATOMIC_RELAXED);
+	}
+	shf_lock_gen = gen;
 	shf_lock_me = ((uint64_t)(uint32_t)start << 32) |
 		      ((uint32_t)tid & FUTEX_TID_MASK);
 	return shf_lock_me;

@@ -177,7 +177,11 @@ struct shf_lock {
 #define SHF_LOCK_WAITERS 0x80000000u
 /* This thread's lock word (start time << 32 | tid); 0 until first made. */
 extern __thread uint64_t shf_lock_me SHF_TLS_IE;
-/* 0 in a child process until its first word is made (lock.c) */
+/*
+ * The process generation this thread's word was made in, and the
+ * process's (0 in a child until its first word is made; lock.c).
+ */
+extern __thread uint64_t shf_lock_gen SHF_TLS_IE;
 extern const uint64_t *shf_lock_proc;
 uint64_t shf_lock_me_slow(void);
 int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
@@ -186,11 +190,10 @@ void shf_lock_wake(struct shf_lock *l);
 
 static inline uint64_t shf_lock_self(void)
 {
-	uint64_t me = shf_lock_me;
+	uint64_t me = shf_lock_me,
+		 gen = __atomic_load_n(shf_lock_proc, __ATOMIC_RELAXED);
 
-	return SHF_LIKELY(me && __atomic_load_n(shf_lock_proc, __ATOMIC_RELAXED))
-		       ? me
-		       : shf_lock_me_slow();
+	return SHF_LIKELY(me && gen == shf_lock_gen) ? me : shf_lock_me_slow();
 }
 
 /*

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -877,11 +878,22 @@ START_TEST(test_mp_sigkill_holding_lock)
 }
 END_TEST
 
+/* A put of another key from another thread (of a _Fork() child). */
+static void *put_other(void *arg)
+{
+	SHF *shf = arg;
+
+	shf_make_hash("other", 5);
+	return shf_put_key_val(shf, "x", 1) == SHF_RET_KEY_PUT ? arg : NULL;
+}
+
 /*
  * The same, in a child made by _Fork() (or a raw clone()), which runs no
  * atfork handler: it took the lock with the word its parent's thread had
  * made, so the parent met its own word (EDEADLK) and any other writer
- * waited for a holder that was alive (the parent), for ever.
+ * waited for a holder that was alive (the parent), for ever.  A new
+ * thread of the child locks first, so that the child's process-wide
+ * mark is set before the thread made by _Fork() locks.
  */
 START_TEST(test_mp_sigkill_holding_lock_no_atfork)
 {
@@ -889,6 +901,19 @@ START_TEST(test_mp_sigkill_holding_lock_no_atfork)
 	double t0, dt;
 	int status;
 	pid_t pid;
+	void *probe;
+
+	/* MADV_WIPEONFORK (Linux 4.14) is what tells a child from its parent */
+	probe = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(probe, MAP_FAILED);
+	status = madvise(probe, 4096, 18 /* MADV_WIPEONFORK */);
+	munmap(probe, 4096);
+	if (status < 0) {
+		printf("no MADV_WIPEONFORK: _Fork() test skipped\n");
+		shf_test_del(shf, name);
+		return;
+	}
 
 	/* this thread's lock word is made here, before the child */
 	shf_make_hash("victim", 6);
@@ -901,6 +926,12 @@ START_TEST(test_mp_sigkill_holding_lock_no_atfork)
 #endif
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		pthread_t th;
+		void *ok = NULL;
+
+		if (pthread_create(&th, NULL, put_other, shf) != 0 ||
+		    pthread_join(th, &ok) != 0 || ok != shf)
+			_exit(3);
 		shf_upd_callback_set(upd_die);
 		shf_make_hash("victim", 6);
 		shf_upd_key_val(shf);

@@ -43,7 +43,7 @@
 #define LOG_LINE_MAX (1u << 20)
 #define LOG_REC_PAD UINT32_MAX
 #define LOG_WAIT_MS 50
-/* How long the drain waits for room in a nonblocking fd (EAGAIN). */
+/* How long the drain waits for room in its fd (log-out.c). */
 #define LOG_WRITE_WAIT_MS 2000
 #define LOG_PREFIX_MAX 48
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -72,25 +73,76 @@ void log_out_start(void)
 }
 
 /*
- * The most one write() to fd may be given once poll() said there is room,
- * so that it does not block: PIPE_BUF for a blocking pipe or socket (a
- * pipe with room has a page free), 256 for a blocking terminal (which
- * says there is room below 256 bytes queued), else SIZE_MAX (a
- * nonblocking fd says EAGAIN instead; a file or /dev/null takes all).  A
- * blocking fd whose reader stopped reading held the drain thread in
- * write() for ever, and with it shf_log_thread_del(), shf_detach() and
- * every shf_log_append() that waited for room in the ring.
+ * How the drain writes to fd without ever blocking.  A blocking fd whose
+ * reader stopped reading held the drain thread in write() for ever, and
+ * with it shf_log_thread_del(), shf_detach() and every shf_log_append()
+ * that waited for room in the ring.  So a blocking pipe or terminal is
+ * written through a nonblocking open of its own (/proc/self/fd, so that
+ * the caller's fd keeps its flags), a socket with send(MSG_DONTWAIT), and
+ * where neither can be had, after poll() says there is room, at most what
+ * cannot block then: PIPE_BUF for a pipe (one with room has a page free),
+ * 256 bytes for a terminal (which says so below 256 bytes queued; a write
+ * may still wait for a reader there).  A file, /dev/null and a
+ * nonblocking fd as they are.
  */
-static size_t log_write_max(int fd)
-{
-	struct stat st;
-	int fl = fcntl(fd, F_GETFL);
+struct log_dest {
+	int fd;      /* what to write to */
+	int own;     /* fd is the nonblocking open, to close */
+	int sock;    /* send(MSG_DONTWAIT) */
+	size_t max;  /* the most a write may take (poll() first), or SIZE_MAX */
+};
 
+static void log_dest_open(int fd, struct log_dest *d)
+{
+	char path[64];
+	struct stat st;
+	int fl = fcntl(fd, F_GETFL), tty;
+
+	d->fd = fd;
+	d->own = d->sock = 0;
+	d->max = SIZE_MAX;
 	if (fl < 0 || (fl & O_NONBLOCK) || fstat(fd, &st) < 0)
-		return SIZE_MAX;
-	if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
-		return PIPE_BUF;
-	return isatty(fd) ? 256 : SIZE_MAX;
+		return;
+	if (S_ISSOCK(st.st_mode)) {
+		d->sock = 1;
+		return;
+	}
+	tty = isatty(fd);
+	if (!S_ISFIFO(st.st_mode) && !tty)
+		return;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	d->fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (d->fd >= 0) {
+		d->own = 1;
+		return;
+	}
+	d->fd = fd;
+	d->max = tty ? 256 : PIPE_BUF;
+}
+
+static void log_dest_close(struct log_dest *d)
+{
+	if (d->own)
+		close(d->fd);
+}
+
+static ssize_t log_dest_write(struct log_dest *d, const char *buf,
+			      size_t len)
+{
+	struct pollfd p = { .fd = d->fd, .events = POLLOUT };
+
+	if (d->sock)
+		return send(d->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (d->max != SIZE_MAX) {
+		if (poll(&p, 1, 0) <= 0) {
+			/* no room: as a nonblocking write */
+			errno = EAGAIN;
+			return -1;
+		}
+		if (len > d->max)
+			len = d->max;
+	}
+	return write(d->fd, buf, len);
 }
 
 /*
@@ -102,47 +154,46 @@ static size_t log_write_max(int fd)
  */
 static size_t log_write_all(int fd, const char *buf, size_t len)
 {
-	size_t done = 0, max = log_write_max(fd);
+	struct log_dest d;
+	size_t done = 0;
 	uint64_t until = 0;
+	int err = 0;
 
+	log_dest_open(fd, &d);
 	while (done < len) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		size_t want = len - done < max ? len - done : max;
+		struct pollfd p = { .fd = d.fd, .events = POLLOUT };
+		ssize_t n = log_dest_write(&d, buf + done, len - done);
 		uint64_t now;
-		ssize_t n;
 
-		if (max != SIZE_MAX && poll(&p, 1, 0) <= 0) {
-			/* blocking, and no room: as a nonblocking write */
-			n = -1;
-			errno = EAGAIN;
-		} else {
-			n = write(fd, buf + done, want);
-		}
 		if (n > 0) {
 			done += (size_t)n;
 			until = 0;
 			log_out.wstuck = 0;
 			continue;
 		}
-		if (n == 0)
-			errno = EIO; /* no progress and no reason: give up */
-		if (n < 0 && errno == EINTR)
+		err = n == 0 ? EIO : errno; /* 0: no progress, no reason */
+		if (n < 0 && err == EINTR)
 			continue;
-		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) ||
+		if (n == 0 || (err != EAGAIN && err != EWOULDBLOCK) ||
 		    log_out.wstuck)
-			return done;
+			break;
 		now = log_now_ns();
 		if (!until)
 			until = now + LOG_WRITE_WAIT_MS * 1000000ull;
 		if (now >= until) {
 			log_out.wstuck = 1;
-			errno = EAGAIN;
-			return done;
+			err = EAGAIN;
+			break;
 		}
 		if (poll(&p, 1, (int)((until - now + 999999) / 1000000)) < 0 &&
-		    errno != EINTR)
-			return done;
+		    errno != EINTR) {
+			err = errno;
+			break;
+		}
 	}
+	log_dest_close(&d);
+	if (done < len)
+		errno = err;
 	return done;
 }
 

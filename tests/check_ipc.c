@@ -1517,6 +1517,45 @@ START_TEST(test_log_write_gives_up_blocking)
 END_TEST
 
 /*
+ * The same with a terminal nobody reads (a pty's master never read): a
+ * blocking write there waits for room even after poll() said there was
+ * some; the drain writes through a nonblocking open of its own.
+ */
+START_TEST(test_log_write_gives_up_tty)
+{
+	char name[SHF_TEST_NAME_MAX], line[200];
+	SHF *shf = shf_test_new("log-tty", name, sizeof(name));
+	double t0, took;
+	int m, s;
+
+	m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0 || !ptsname(m)) {
+		printf("no pty: skipped\n");
+		if (m >= 0)
+			close(m);
+		shf_test_del(shf, name);
+		return;
+	}
+	s = open(ptsname(m), O_WRONLY | O_NOCTTY | O_CLOEXEC);
+	ck_assert_int_ge(s, 0);
+	memset(line, 'y', sizeof(line) - 1);
+	line[sizeof(line) - 1] = '\n';
+	t0 = shf_test_now();
+	ck_assert_uint_eq(shf_log_thread_new(shf, 0, s), SHF_RET_OK);
+	/* far more than a pty holds (a few KiB to 64 KiB) */
+	for (int i = 0; i < 2000; i++)
+		ck_assert_uint_eq(shf_log_append(shf, line, sizeof(line)),
+				  SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	took = shf_test_now() - t0;
+	ck_assert_msg(took < 10.0, "took %.3f s", took);
+	close(s);
+	close(m);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * A blocking fd whose reader comes back within the wait: every line gets
  * out, whole, though each write() may take only part of the batch.
  */
@@ -1614,7 +1653,8 @@ static Suite *ipc_suite(void)
 			   test_log_write_errors, test_log_write_waits_for_room,
 			   test_log_write_gives_up, test_log_write_note_cut,
 			   test_log_write_gives_up_blocking,
-			   test_log_write_blocking_waits_for_room);
+			   test_log_write_blocking_waits_for_room,
+			   test_log_write_gives_up_tty);
 	return s;
 }
 

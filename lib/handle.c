@@ -410,7 +410,8 @@ SHF_EXPORT SHF *shf_attach(const char *path, const char *name,
 	 * No monitor to start (not installed, $SHF_MONITOR wrong): fail
 	 * before a table is made that the call would have to leave behind.
 	 */
-	if (delete_upon_process_exit && shf_monitor_findable() < 0)
+	if (delete_upon_process_exit && path && *path && name_ok(name) &&
+	    shf_monitor_findable() < 0)
 		return NULL;
 	h = do_attach(path, name, 1, &created);
 	if (h && delete_upon_process_exit) {

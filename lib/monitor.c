@@ -171,7 +171,16 @@ static const char *monitor_prog(void)
 
 int shf_monitor_findable(void)
 {
-	return faccessat(AT_FDCWD, monitor_prog(), X_OK, AT_EACCESS);
+	const char *prog = monitor_prog();
+	struct stat st;
+
+	if (stat(prog, &st) < 0)
+		return -1;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EACCES; /* as execve() says of it */
+		return -1;
+	}
+	return faccessat(AT_FDCWD, prog, X_OK, AT_EACCESS);
 }
 
 int shf_monitor_start(const char *dir, const char *name)

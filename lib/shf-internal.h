@@ -245,9 +245,9 @@ static inline void shf_lock_release(struct shf_lock *l)
  */
 int shf_monitor_start(const char *dir, const char *name);
 /*
- * Is there a monitor program to start (executable)?  0, or -1 with errno
- * (ENOENT where it is not installed), so that shf_attach() makes nothing
- * it would have to leave behind.
+ * Is there a monitor program to start (an executable file)?  0, or -1
+ * with errno (ENOENT where it is not installed, EACCES where it cannot be
+ * run), so that shf_attach() makes nothing it would have to leave behind.
  */
 int shf_monitor_findable(void);
 

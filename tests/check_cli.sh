@@ -96,7 +96,7 @@ shf get $t filekey >"$tmp/got" 2>"$tmp/err"
 cmp -s "$tmp/val" "$tmp/got" && ok "-f value comes back byte for byte" ||
 	fail "-f value differs"
 # on a terminal (script(1) gives one), nothing that reaches it as a command
-if command -v script >/dev/null 2>&1; then
+if script -qec true /dev/null >/dev/null 2>&1; then
 	printf 'title\033]0;owned\007\rline 2\tend\000\303\251' >"$tmp/esc"
 	shf put $t esckey -f "$tmp/esc" >/dev/null 2>&1
 	SHF_BIN=$shf_bin SHF_DIR=$dir script -qec \
@@ -109,11 +109,12 @@ if command -v script >/dev/null 2>&1; then
 		ok "get escapes control bytes on a terminal" ||
 		fail "get on a terminal: '$(od -c "$tmp/tty2" | head -3)'"
 	shf get $t esckey >"$tmp/got" 2>/dev/null
-	cmp -s "$tmp/esc" "$tmp/got" && ok "get gives the exact bytes to a pipe" ||
+	cmp -s "$tmp/esc" "$tmp/got" &&
+		ok "get gives the exact bytes to a pipe" ||
 		fail "get in a pipe changed the bytes"
 	shf del $t esckey >/dev/null 2>&1
 else
-	echo "script(1) missing: terminal output not checked"
+	echo "no script(1) of util-linux: terminal output not checked"
 fi
 printf 'from stdin' | shf put $t stdinkey -f - >/dev/null 2>&1
 [ "$(shf get $t stdinkey)" = "from stdin" ] && ok "put -f - reads stdin" ||

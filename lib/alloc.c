@@ -277,6 +277,12 @@ static uint64_t grow_ahead(const SHF *h)
 }
 
 __thread SHF *shf_grow_due SHF_TLS_IE;
+/*
+ * Bytes of a page or more that this thread's allocations took since it
+ * last mapped (shard_alloc_a(): large records, which their put writes at
+ * once; not the chunks small records are cut from, which fill slowly).
+ */
+static __thread uint64_t shf_alloc_took SHF_TLS_IE;
 
 /*
  * Growing the file is the one slow step of a put that makes room: about
@@ -303,22 +309,32 @@ __thread SHF *shf_grow_due SHF_TLS_IE;
  */
 void file_grow_ahead(SHF *h)
 {
-	uint64_t ahead = grow_ahead(h), sz, used, nsz = 0, m, v, want;
+	uint64_t ahead = grow_ahead(h), sz, used, nsz = 0, m, v, want, len;
 	int e = errno;
 
 	shf_grow_due = NULL;
 	m = atomic_load(&h->mapped);
 	v = atomic_load(&h->valid);
 	used = atomic_load(&h->h->file_used);
+	sz = atomic_load(&h->h->file_size);
 	want = used + ahead / 2;
-	if (file_maps(h) && m < v && m < want && used <= v) {
+	/* less than half the reserve left: grow first (a put that maps one
+	 * piece while the puts take more would never get to it) */
+	if (file_maps(h) && m < v && m < want && used <= v &&
+	    !(used <= sz && sz - used < ahead / 2)) {
 		if (want - m > ahead) {
 			/* far behind: from the space in use on */
 			atomic_compare_exchange_strong(
 				&h->mapped, &m, used & ~(uint64_t)(PAGE - 1));
 			m = atomic_load(&h->mapped);
 		}
-		file_map_next(h, map_piece(h));
+		/* a piece, or what this thread's puts took since, if more
+		 * (large values): mapping keeps up with what they write */
+		len = map_piece(h);
+		if (shf_alloc_took > len)
+			len = shf_alloc_took;
+		shf_alloc_took = 0;
+		file_map_next(h, len < ahead ? len : ahead);
 		shf_grow_due = h;
 		errno = e;
 		return;
@@ -344,15 +360,15 @@ void file_grow_ahead(SHF *h)
 	 * waited, under its shard's lock, for all of a step's fallocate().
 	 * Another thread may reserve the same space meanwhile (harmless:
 	 * fallocate() of reserved space changes nothing); the claim is only
-	 * ever raised, and if the lock is taken now, by the next growth.
-	 * Without fallocate() (not tmpfs), the file grows under the lock
-	 * when a put needs the space (file_reserve()).
+	 * ever raised, under the lock, which this call may wait for: it
+	 * holds no other (a lock word it gives up on: the next growth's).
+	 * On a file system without fallocate(), the file grows under the
+	 * lock when a put needs the space (file_reserve(): ftruncate()).
 	 */
 	if (nsz > sz && file_extend(h, sz, nsz, 0) == 0) {
 		CRASH(CP_GROWN);
-		if (shf_lock_try(&h->h->alloc_lk) < 0) {
+		if (alloc_lock(h) < 0) {
 			nsz = 0;
-			shf_grow_due = h;
 		} else {
 			if (nsz > atomic_load(&h->h->file_size))
 				file_claim(h, nsz);
@@ -363,6 +379,11 @@ void file_grow_ahead(SHF *h)
 		file_map_next(h, nsz > sz ? nsz - sz : 0);
 	else if (nsz <= sz)
 		file_map_next(h, map_piece(h));
+	/* mapping goes on at the next unlock if it is behind */
+	m = atomic_load(&h->mapped);
+	if (file_maps(h) && m < atomic_load(&h->valid) &&
+	    m < atomic_load(&h->h->file_used) + ahead / 2)
+		shf_grow_due = h;
 	errno = e;
 }
 
@@ -592,20 +613,23 @@ static void chunk_retire(SHF *h, struct shard *sh, uint64_t cur,
  * extents' sizes (big_bound(): whole pages) from b to CHUNK_MAX, the one
  * that loses least, counting the tail each chunk leaves after whole
  * requests of b bytes (cut into free blocks of classes a table may never
- * ask for) over the chunks the next used bytes take, and half a chunk
- * held, on average, by the chunk being cut.  With chunks of powers of
- * two, a table of 10 M 12/8-byte pairs (slabs of 1,792 bytes) held 5% of
- * its file in tails and chunks.
+ * ask for) over the chunks the next used bytes take, each chunk's trip
+ * through the table's allocator (counted as CHUNK_TRIP bytes), and half a
+ * chunk held, on average, by the chunk being cut.  With chunks of powers
+ * of two, a table of 10 M 12/8-byte pairs (slabs of 1,792 bytes) held 5%
+ * of its file in tails and chunks.
  */
+#define CHUNK_TRIP 256u
 static uint64_t chunk_size(uint64_t used, uint64_t b)
 {
-	uint64_t sz = big_bound(b, &(uint32_t){0}), best = sz, best_cost = ~0ULL;
+	uint64_t sz, best, best_cost = ~0ULL;
 	uint32_t c, i;
 
+	best = sz = big_bound(b, &c);
 	if (used > MAP_MAX)
 		used = MAP_MAX; /* a damaged counter: no overflow below */
 	for (i = 0; i < 64 && sz <= CHUNK_MAX; i++) {
-		uint64_t cost = used * (sz % b) / sz + sz / 2;
+		uint64_t cost = used * (sz % b + CHUNK_TRIP) / sz + sz / 2;
 
 		if (cost < best_cost) {
 			best = sz;
@@ -654,8 +678,10 @@ uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size, int align8)
 	 * chunk's tail would be too short for them and wasted */
 	if (size > CLASS_MAX_SHARD || !(size & (PAGE - 1))) {
 		off = big_alloc(h, size, 0);
-		if (off)
+		if (off) {
 			ctr_add(&sh->bytes_used, size);
+			shf_alloc_took += size;
+		}
 		return off;
 	}
 	c = cls_of(size, &b);
@@ -671,6 +697,8 @@ uint64_t shard_alloc_a(SHF *h, struct shard *sh, uint64_t size, int align8)
 		return 0;
 	st64(&sh->chunk_cur, cur + b);
 	ctr_add(&sh->bytes_used, b);
+	if (b >= PAGE)
+		shf_alloc_took += b;
 	return cur;
 }
 

@@ -190,8 +190,11 @@ void shf_lock_wake(struct shf_lock *l);
 
 static inline uint64_t shf_lock_self(void)
 {
+	/* acquire: the page behind the pointer was made by another thread */
 	uint64_t me = shf_lock_me,
-		 gen = __atomic_load_n(shf_lock_proc, __ATOMIC_RELAXED);
+		 gen = __atomic_load_n(__atomic_load_n(&shf_lock_proc,
+						       __ATOMIC_ACQUIRE),
+				       __ATOMIC_RELAXED);
 
 	return SHF_LIKELY(me && gen == shf_lock_gen) ? me : shf_lock_me_slow();
 }

@@ -1418,6 +1418,25 @@ static size_t log_full_pipe(int p[2])
 	return log_full_pipe_as(p, 0);
 }
 
+/* Read fd into buf until want bytes came, or 10 s; the bytes read. */
+static size_t log_read_pipe(int fd, char *buf, size_t size, size_t want)
+{
+	double t0 = shf_test_now();
+	size_t len = 0;
+
+	while (len < want && shf_test_now() - t0 < 10.0) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		poll(&pf, 1, 100);
+		n = read(fd, buf + len, size - 1 - len);
+		if (n > 0)
+			len += (size_t)n;
+		ck_assert_uint_lt(len, size - 1);
+	}
+	return len;
+}
+
 /*
  * A nonblocking fd without room (EAGAIN): the drain waits for room, here
  * 0.3 s, rather than losing the lines.
@@ -1428,9 +1447,8 @@ START_TEST(test_log_write_waits_for_room)
 	SHF *shf = shf_test_new("log-room", name, sizeof(name));
 	static char buf[1 << 17];
 	const char *want = "room 0\nroom 1\nroom 2\nroom 3\nroom 4\n";
-	size_t filled, len = 0;
+	size_t filled, len;
 	int p[2];
-	double t0;
 
 	filled = log_full_pipe(p);
 	ck_assert_uint_eq(shf_log_thread_new(shf, 0, p[1]), SHF_RET_OK);
@@ -1443,17 +1461,7 @@ START_TEST(test_log_write_waits_for_room)
 	}
 	usleep(300000);
 	/* Read until the lines are there, or 10 s. */
-	t0 = shf_test_now();
-	while (len < filled + strlen(want) && shf_test_now() - t0 < 10.0) {
-		struct pollfd pf = { .fd = p[0], .events = POLLIN };
-		ssize_t n;
-
-		poll(&pf, 1, 100);
-		n = read(p[0], buf + len, sizeof(buf) - 1 - len);
-		if (n > 0)
-			len += (size_t)n;
-		ck_assert_uint_lt(len, sizeof(buf) - 1);
-	}
+	len = log_read_pipe(p[0], buf, sizeof(buf), filled + strlen(want));
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
 	buf[len] = '\0';
 	ck_assert_uint_ge(len, filled);
@@ -1556,9 +1564,8 @@ START_TEST(test_log_write_blocking_waits_for_room)
 	char name[SHF_TEST_NAME_MAX];
 	SHF *shf = shf_test_new("log-broom", name, sizeof(name));
 	static char buf[1 << 18], want[1 << 16];
-	size_t filled, len = 0, wlen = 0;
+	size_t filled, len, wlen = 0;
 	int p[2];
-	double t0;
 
 	filled = log_full_pipe_as(p, 1);
 	ck_assert_uint_eq(shf_log_thread_new(shf, 0, p[1]), SHF_RET_OK);
@@ -1573,17 +1580,7 @@ START_TEST(test_log_write_blocking_waits_for_room)
 		wlen += (size_t)n;
 	}
 	usleep(300000);
-	t0 = shf_test_now();
-	while (len < filled + wlen && shf_test_now() - t0 < 10.0) {
-		struct pollfd pf = { .fd = p[0], .events = POLLIN };
-		ssize_t n;
-
-		poll(&pf, 1, 100);
-		n = read(p[0], buf + len, sizeof(buf) - 1 - len);
-		if (n > 0)
-			len += (size_t)n;
-		ck_assert_uint_lt(len, sizeof(buf) - 1);
-	}
+	len = log_read_pipe(p[0], buf, sizeof(buf), filled + wlen);
 	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
 	ck_assert_uint_eq(len, filled + wlen);
 	ck_assert_msg(memcmp(buf + filled, want, wlen) == 0,

@@ -68,10 +68,8 @@ static void lock_atfork(void)
 	munmap(p, 4096);
 }
 
-uint64_t shf_lock_me_slow(void)
+uint64_t shf_proc_gen(void)
 {
-	pid_t tid = (pid_t)syscall(SYS_gettid);
-	uint64_t start = shf_proc_start_time(tid);
 	const uint64_t *proc;
 	uint64_t gen;
 
@@ -83,7 +81,15 @@ uint64_t shf_lock_me_slow(void)
 		gen = (uint64_t)getpid();
 		__atomic_store_n((uint64_t *)proc, gen, __ATOMIC_RELAXED);
 	}
-	shf_lock_gen = gen;
+	return gen;
+}
+
+uint64_t shf_lock_me_slow(void)
+{
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	uint64_t start = shf_proc_start_time(tid);
+
+	shf_lock_gen = shf_proc_gen();
 	shf_lock_me = ((uint64_t)(uint32_t)start << 32) |
 		      ((uint32_t)tid & FUTEX_TID_MASK);
 	return shf_lock_me;

@@ -25,6 +25,7 @@ static struct {
 	int fd;
 	int running;
 	uint32_t stop;
+	uint64_t proc; /* shf_proc_gen() of the process that started it */
 } log_thr;
 static pthread_once_t log_thr_once = PTHREAD_ONCE_INIT;
 
@@ -33,6 +34,18 @@ static void log_atfork_child(void)
 {
 	log_thr.running = 0;
 	memset(&log_thr.ref, 0, sizeof(log_thr.ref));
+}
+
+/*
+ * The same in a child of _Fork() or of a clone() without CLONE_VM, which
+ * runs no atfork handler: a drain thread started in another process
+ * generation is its parent's (joining it here would wait on a thread this
+ * process does not have).  Under log_thr_lock.
+ */
+static void log_thr_forget_parents(void)
+{
+	if (log_thr.running && log_thr.proc != shf_proc_gen())
+		log_atfork_child();
 }
 
 static void log_thr_init(void)
@@ -438,6 +451,7 @@ int log_thread_start(const struct log_ref *r, int fd)
 
 	pthread_once(&log_thr_once, log_thr_init);
 	pthread_mutex_lock(&log_thr_lock);
+	log_thr_forget_parents();
 	if (log_thr.running) {
 		pthread_mutex_unlock(&log_thr_lock);
 		errno = EBUSY;
@@ -463,6 +477,7 @@ int log_thread_start(const struct log_ref *r, int fd)
 		return -1;
 	}
 	log_thr.running = 1;
+	log_thr.proc = shf_proc_gen();
 	pthread_mutex_unlock(&log_thr_lock);
 	return 0;
 }
@@ -472,6 +487,7 @@ int log_thread_stop(SHF *shf)
 	struct log_hdr *h;
 
 	pthread_mutex_lock(&log_thr_lock);
+	log_thr_forget_parents();
 	if (!log_thr.running || log_thr.ref.shf != shf) {
 		pthread_mutex_unlock(&log_thr_lock);
 		errno = ENOENT;

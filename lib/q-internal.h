@@ -174,6 +174,7 @@ struct q_local {
 	SHF *shf;
 	uint64_t reg_id;             /* the handle's registry id */
 	uint64_t gen;                /* registry generation last validated */
+	uint64_t proc;               /* shf_proc_gen() when made */
 	struct q_set set;
 	uint32_t slot;               /* this process's */
 	uint32_t push_pending;       /* items in all push pre-queues */
@@ -209,6 +210,7 @@ static inline struct q_local *q_local_get(SHF *shf)
 	struct q_local *l = q_tls_last;
 
 	if (SHF_LIKELY(l && l->shf == shf && l->gen == shf_reg_generation() &&
+		       l->proc == shf_proc_gen_now() &&
 		       __atomic_load_n(&l->set.hdr->state, __ATOMIC_RELAXED) ==
 			       Q_READY))
 		return l;

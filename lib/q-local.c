@@ -91,21 +91,6 @@ static void q_local_return(struct q_local *l)
 	q_unlock(&l->set);
 }
 
-/* Thread exit: its pre-queued items go back, its states are freed. */
-static void q_thread_exit(void *arg)
-{
-	struct q_local *l, *n;
-
-	(void)arg;
-	for (l = q_tls_list; l; l = n) {
-		n = l->next;
-		q_local_return(l);
-		q_local_free(l);
-	}
-	q_tls_list = NULL;
-	q_tls_last = NULL;
-}
-
 /*
  * fork(): the child's copy of the forking thread's states lists the
  * parent's pre-queued items; they are the parent's, so the child lets go
@@ -123,11 +108,39 @@ static void q_atfork_child(void)
 	q_tls_last = NULL;
 }
 
+/*
+ * The same in a child of _Fork() or of a clone() without CLONE_VM, which
+ * runs no atfork handler: the thread's states were made in another
+ * process generation (its parent's), whose slot and items they name.
+ */
+static void q_drop_if_child(void)
+{
+	if (q_tls_list && q_tls_list->proc != shf_proc_gen())
+		q_atfork_child();
+}
+
+/* Thread exit: its pre-queued items go back, its states are freed. */
+static void q_thread_exit(void *arg)
+{
+	struct q_local *l, *n;
+
+	(void)arg;
+	q_drop_if_child();
+	for (l = q_tls_list; l; l = n) {
+		n = l->next;
+		q_local_return(l);
+		q_local_free(l);
+	}
+	q_tls_list = NULL;
+	q_tls_last = NULL;
+}
+
 /* shf_detach() of any handle: give back this thread's pre-queues on it. */
 static void q_forget(void *h)
 {
 	struct q_local *l, *n;
 
+	q_drop_if_child();
 	for (l = q_tls_list; l; l = n) {
 		n = l->next;
 		if (l->shf != h)
@@ -192,6 +205,7 @@ static struct q_local *q_local_bind(SHF *shf, uint64_t gen)
 	l->shf = shf;
 	l->reg_id = shf_handle_reg_id(shf);
 	l->gen = gen;
+	l->proc = shf_proc_gen();
 	if (q_key_ok)
 		pthread_setspecific(q_key, l);
 	l->next = q_tls_list;
@@ -209,6 +223,7 @@ struct q_local *q_local_slow(SHF *shf)
 		errno = EINVAL;
 		return NULL;
 	}
+	q_drop_if_child();
 	q_tls_sweep(gen);
 	for (l = q_tls_list; l; l = n) {
 		n = l->next;

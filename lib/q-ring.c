@@ -345,6 +345,9 @@ static struct q_myslot {
 	struct q_myslot *next;
 } *q_myslots;
 
+/* The process generation (shf_proc_gen()) q_myslots belong to. */
+static uint64_t q_slots_proc;
+
 /* fork(): the child is another process, with slots of its own to take. */
 static void q_slots_atfork_child(void)
 {
@@ -356,11 +359,13 @@ static void q_slots_atfork_child(void)
 	}
 	q_myslots = NULL;
 	pthread_mutex_init(&q_slots_mx, NULL);
+	__atomic_store_n(&q_slots_proc, shf_proc_gen(), __ATOMIC_RELAXED);
 }
 
 static void q_slots_atfork_init(void)
 {
 	pthread_atfork(NULL, NULL, q_slots_atfork_child);
+	__atomic_store_n(&q_slots_proc, shf_proc_gen(), __ATOMIC_RELAXED);
 }
 
 int q_slot_get(struct q_set *s)
@@ -369,7 +374,20 @@ int q_slot_get(struct q_set *s)
 	struct q_myslot *m;
 	int slot = -1;
 
+	uint64_t gen = shf_proc_gen(),
+		 was = __atomic_load_n(&q_slots_proc, __ATOMIC_RELAXED);
+
 	pthread_once(&once, q_slots_atfork_init);
+	/*
+	 * A child of _Fork() or of a clone() without CLONE_VM (no atfork
+	 * handler): its parent's slots are not its own.  One thread resets
+	 * them (the first queue call of such a child; threads it made
+	 * before that must not race it to theirs).
+	 */
+	if (SHF_UNLIKELY(was && was != gen) &&
+	    __atomic_compare_exchange_n(&q_slots_proc, &was, gen, 0,
+					__ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		q_slots_atfork_child();
 	pthread_mutex_lock(&q_slots_mx);
 	for (m = q_myslots; m; m = m->next)
 		if (m->hdr == s->hdr && m->nonce == s->nonce)

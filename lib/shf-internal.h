@@ -184,17 +184,28 @@ extern __thread uint64_t shf_lock_me SHF_TLS_IE;
 extern __thread uint64_t shf_lock_gen SHF_TLS_IE;
 extern const uint64_t *shf_lock_proc;
 uint64_t shf_lock_me_slow(void);
+/*
+ * This process's generation: a number of its own in every child (of
+ * fork(), _Fork() or a clone() without CLONE_VM, which runs no atfork
+ * handler), where the kernel has MADV_WIPEONFORK; else 1.  State kept per
+ * process (queue slots, the log's drain thread) is the parent's where it
+ * was made in another generation.
+ */
+uint64_t shf_proc_gen(void);
+/* The same, or 0 (a child that has not asked yet): for a fast compare. */
+static inline uint64_t shf_proc_gen_now(void)
+{
+	return __atomic_load_n(__atomic_load_n(&shf_lock_proc,
+					       __ATOMIC_ACQUIRE),
+			       __ATOMIC_RELAXED);
+}
 int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 		  uint64_t *stuck);
 void shf_lock_wake(struct shf_lock *l);
 
 static inline uint64_t shf_lock_self(void)
 {
-	/* acquire: the page behind the pointer was made by another thread */
-	uint64_t me = shf_lock_me,
-		 gen = __atomic_load_n(__atomic_load_n(&shf_lock_proc,
-						       __ATOMIC_ACQUIRE),
-				       __ATOMIC_RELAXED);
+	uint64_t me = shf_lock_me, gen = shf_proc_gen_now();
 
 	return SHF_LIKELY(me && gen == shf_lock_gen) ? me : shf_lock_me_slow();
 }

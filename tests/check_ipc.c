@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -912,6 +913,129 @@ START_TEST(test_q_kill_no_loss)
 }
 END_TEST
 
+/* ----------------------------------- children that run no atfork handler */
+
+/* Does the kernel wipe a page in a child (MADV_WIPEONFORK, Linux 4.14)? */
+static int wipeonfork_works(void)
+{
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int ok;
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	ok = madvise(p, 4096, 18 /* MADV_WIPEONFORK */) == 0;
+	munmap(p, 4096);
+	if (!ok)
+		printf("no MADV_WIPEONFORK: _Fork() test skipped\n");
+	return ok;
+}
+
+/* A child made by _Fork() (or a raw clone()): no atfork handler runs. */
+static pid_t fork_no_atfork(void)
+{
+	fflush(NULL);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
+	return _Fork();
+#else
+	return (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+#endif
+}
+
+/*
+ * A _Fork() child of a process that used the queues took its items in
+ * its parent's slot (the thread's state was the parent's): killed, it
+ * left them owned by a live process, and they never came back.  Now it
+ * takes a slot of its own, and its items come back once it is gone.
+ */
+START_TEST(test_q_no_atfork_child)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-nofork", name, sizeof(name));
+	uint32_t items = 200, qiid, got = 0, n = 0;
+	int go[2];
+	double t0;
+	pid_t pid;
+
+	if (!wipeonfork_works()) {
+		shf_test_del(shf, name);
+		return;
+	}
+	ck_assert_ptr_nonnull(shf_q_new(shf, 1, items, ITEM_SIZE, 100));
+	/* this thread's state (and this process's slot) made first */
+	qiid = shf_q_pull_tail(shf, 0);
+	ck_assert_uint_ne(qiid, SHF_QIID_NONE);
+	shf_q_push_head(shf, 0, qiid);
+	shf_q_flush(shf, SHF_QID_NONE);
+	ck_assert_int_eq(pipe(go), 0);
+	pid = fork_no_atfork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* every item into this process's hands, then wait for death */
+		while (shf_q_pull_tail(shf, 0) != SHF_QIID_NONE)
+			got++;
+		if (write(go[1], &got, sizeof(got)) != sizeof(got))
+			_exit(2);
+		for (;;)
+			pause();
+	}
+	ck_assert_int_eq(read(go[0], &got, sizeof(got)), sizeof(got));
+	ck_assert_uint_eq(got, items);
+	kill(pid, SIGKILL);
+	ck_assert_int_ne(shf_test_waitpid(pid, 10), -1);
+	t0 = shf_test_now();
+	while (n < items && shf_test_now() - t0 < 5.0 * shf_test_multiplier()) {
+		while ((qiid = shf_q_pull_tail(shf, 0)) != SHF_QIID_NONE)
+			n++;
+		if (n < items)
+			shf_test_msleep(10);
+	}
+	ck_assert_msg(n == items, "%u of %u items came back after the "
+		      "_Fork() child was killed", n, items);
+	close(go[0]);
+	close(go[1]);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * A _Fork() child of a process whose log has a drain thread: the thread
+ * is the parent's, and stopping it in the child (shf_log_thread_del(),
+ * or shf_detach()'s hook) joined a thread the child does not have, and
+ * waited for ever.  Now the child has none to stop (ENOENT).
+ */
+START_TEST(test_log_no_atfork_child)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("log-nofork", name, sizeof(name));
+	int fd, status;
+	pid_t pid;
+
+	if (!wipeonfork_works()) {
+		shf_test_del(shf, name);
+		return;
+	}
+	fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 0, fd), SHF_RET_OK);
+	pid = fork_no_atfork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		errno = 0;
+		if (shf_log_thread_del(shf) != SHF_RET_ERROR || errno != ENOENT)
+			_exit(2);
+		shf_detach(shf);
+		_exit(0);
+	}
+	status = shf_test_waitpid(pid, 10);
+	ck_assert_msg(status != -1 && WIFEXITED(status) &&
+			      WEXITSTATUS(status) == 0,
+		      "the _Fork() child: status %#x", status);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	close(fd);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* ------------------------------------------------------ race start */
 
 struct race {
@@ -1636,6 +1760,9 @@ static Suite *ipc_suite(void)
 			   test_q_other_time_namespace);
 
 	shf_test_add_tcase(s, "race", 20, test_race_start);
+
+	shf_test_add_tcase(s, "no-atfork", 30, test_q_no_atfork_child,
+			   test_log_no_atfork_child);
 
 	shf_test_add_tcase(s, "log", 30, test_log_basic, test_log_writers,
 			   test_log_dead_reader, test_log_output_set,

@@ -14,16 +14,11 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shf-internal.h"
-
-#ifndef MADV_WIPEONFORK
-#define MADV_WIPEONFORK 18 /* Linux 4.14 */
-#endif
 
 __thread uint64_t shf_lock_me SHF_TLS_IE;
 __thread uint64_t shf_lock_gen SHF_TLS_IE;
@@ -35,15 +30,9 @@ __thread uint64_t shf_lock_gen SHF_TLS_IE;
  * a lock it took named its parent, and a lock it died holding was never
  * taken over (its parent alive), so every other writer of that shard
  * waited for ever.  So a thread's word goes with the process generation
- * it was made in (shf_lock_gen), which shf_lock_self() compares with
- * *shf_lock_proc: a word of a page that reads as zero in any child
- * (MADV_WIPEONFORK), set to the process's pid by its first thread that
- * makes a word.  On a kernel without it, a word that stays 1 (fork()
- * only, as before).
+ * it was made in (shf_lock_gen), which shf_lock_self() compares with the
+ * process's (proc.c: shf_proc_gen_now()).
  */
-static const uint64_t lock_proc_one = 1;
-const uint64_t *shf_lock_proc = &lock_proc_one;
-
 static void lock_me_forget(void)
 {
 	shf_lock_me = 0;
@@ -53,35 +42,7 @@ static pthread_once_t lock_atfork_once = PTHREAD_ONCE_INIT;
 
 static void lock_atfork(void)
 {
-	uint64_t *p;
-
 	pthread_atfork(NULL, NULL, lock_me_forget);
-	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return;
-	*p = (uint64_t)getpid();
-	if (madvise(p, 4096, MADV_WIPEONFORK) == 0) {
-		__atomic_store_n(&shf_lock_proc, p, __ATOMIC_RELEASE);
-		return;
-	}
-	munmap(p, 4096);
-}
-
-uint64_t shf_proc_gen(void)
-{
-	const uint64_t *proc;
-	uint64_t gen;
-
-	pthread_once(&lock_atfork_once, lock_atfork);
-	/* a child's page reads 0: it starts a generation of its own */
-	proc = __atomic_load_n(&shf_lock_proc, __ATOMIC_ACQUIRE);
-	gen = __atomic_load_n(proc, __ATOMIC_RELAXED);
-	if (!gen) {
-		gen = (uint64_t)getpid();
-		__atomic_store_n((uint64_t *)proc, gen, __ATOMIC_RELAXED);
-	}
-	return gen;
 }
 
 uint64_t shf_lock_me_slow(void)
@@ -89,6 +50,7 @@ uint64_t shf_lock_me_slow(void)
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	uint64_t start = shf_proc_start_time(tid);
 
+	pthread_once(&lock_atfork_once, lock_atfork);
 	shf_lock_gen = shf_proc_gen();
 	shf_lock_me = ((uint64_t)(uint32_t)start << 32) |
 		      ((uint32_t)tid & FUTEX_TID_MASK);

@@ -7,8 +7,10 @@
  * the log's reader, leases, a table's owner, shf-monitor, the near-cache
  * daemon).  Start times are given without the boot time offset of the
  * reader's time namespace (time_namespaces(7)), so that two processes in
- * different namespaces agree on a third's.  Calls nothing else of
- * libshf's.  See shf-internal.h, section proc.c.
+ * different namespaces agree on a third's.  And this process's own
+ * generation, which tells a child (of fork(), _Fork() or clone()) from
+ * its parent.  Calls nothing else of libshf's.  See shf-internal.h,
+ * section proc.c.
  */
 #include "config.h"
 
@@ -19,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -238,4 +242,48 @@ uint64_t shf_proc_group_start_time(pid_t pid)
 uint64_t shf_proc_start_time(pid_t pid)
 {
 	return proc_start(pid, 0);
+}
+
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18 /* Linux 4.14 */
+#endif
+
+/*
+ * This process's generation (shf-internal.h): a word of a page that reads
+ * as zero in any child (MADV_WIPEONFORK), set to the process's pid by the
+ * first thread that asks; on a kernel without it, a word that stays 1.
+ */
+static const uint64_t proc_gen_one = 1;
+const uint64_t *shf_proc_gen_word = &proc_gen_one;
+static pthread_once_t proc_gen_once = PTHREAD_ONCE_INIT;
+
+static void proc_gen_page(void)
+{
+	uint64_t *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return;
+	*p = (uint64_t)getpid();
+	if (madvise(p, 4096, MADV_WIPEONFORK) == 0) {
+		__atomic_store_n(&shf_proc_gen_word, p, __ATOMIC_RELEASE);
+		return;
+	}
+	munmap(p, 4096);
+}
+
+uint64_t shf_proc_gen(void)
+{
+	const uint64_t *w;
+	uint64_t gen;
+
+	pthread_once(&proc_gen_once, proc_gen_page);
+	/* a child's page reads 0: it starts a generation of its own */
+	w = __atomic_load_n(&shf_proc_gen_word, __ATOMIC_ACQUIRE);
+	gen = __atomic_load_n(w, __ATOMIC_RELAXED);
+	if (!gen) {
+		gen = (uint64_t)getpid();
+		__atomic_store_n((uint64_t *)w, gen, __ATOMIC_RELAXED);
+	}
+	return gen;
 }

@@ -57,6 +57,25 @@ uint64_t shf_proc_start_time(pid_t pid);
  * entry then shows a zombie).
  */
 uint64_t shf_proc_group_start_time(pid_t pid);
+/*
+ * This process's generation: a number of its own in every child (of
+ * fork(), _Fork() or a clone() without CLONE_VM, which runs no atfork
+ * handler), where the kernel has MADV_WIPEONFORK; else 1.  State kept per
+ * process or thread (lock words, queue slots and states, the log's drain
+ * thread) is the parent's where it was made in another generation.
+ */
+uint64_t shf_proc_gen(void);
+extern const uint64_t *shf_proc_gen_word;
+/*
+ * The same, or 0 (a child that has not asked yet), for a fast compare;
+ * acquire: the page behind the word was made by another thread.
+ */
+static inline uint64_t shf_proc_gen_now(void)
+{
+	return __atomic_load_n(__atomic_load_n(&shf_proc_gen_word,
+					       __ATOMIC_ACQUIRE),
+			       __ATOMIC_RELAXED);
+}
 
 /* =============================================================== util.c */
 
@@ -177,28 +196,9 @@ struct shf_lock {
 #define SHF_LOCK_WAITERS 0x80000000u
 /* This thread's lock word (start time << 32 | tid); 0 until first made. */
 extern __thread uint64_t shf_lock_me SHF_TLS_IE;
-/*
- * The process generation this thread's word was made in, and the
- * process's (0 in a child until its first word is made; lock.c).
- */
+/* The process generation this thread's word was made in (proc.c). */
 extern __thread uint64_t shf_lock_gen SHF_TLS_IE;
-extern const uint64_t *shf_lock_proc;
 uint64_t shf_lock_me_slow(void);
-/*
- * This process's generation: a number of its own in every child (of
- * fork(), _Fork() or a clone() without CLONE_VM, which runs no atfork
- * handler), where the kernel has MADV_WIPEONFORK; else 1.  State kept per
- * process (queue slots, the log's drain thread) is the parent's where it
- * was made in another generation.
- */
-uint64_t shf_proc_gen(void);
-/* The same, or 0 (a child that has not asked yet): for a fast compare. */
-static inline uint64_t shf_proc_gen_now(void)
-{
-	return __atomic_load_n(__atomic_load_n(&shf_lock_proc,
-					       __ATOMIC_ACQUIRE),
-			       __ATOMIC_RELAXED);
-}
 int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 		  uint64_t *stuck);
 void shf_lock_wake(struct shf_lock *l);

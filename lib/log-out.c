@@ -52,27 +52,6 @@ uint32_t log_prefix(struct log_hdr *h, char *buf, size_t size)
 }
 
 /*
- * The drain thread's writing to its fd: lines that could not be written
- * since the last note (written before the next line that can be, see
- * log_out_emit()), all of them since the thread started, the errno of the
- * last, a wait for room that gave up (the next ones do not wait until a
- * write works again), and whether the last byte that reached fd ended a
- * line.  Only the drain thread writes them (log_out_start() runs before
- * it is made); log_thread_lost() reads the total and the errno.
- */
-static struct {
-	uint64_t wlost, wlost_all;
-	int werr;
-	int wstuck;
-	int midline;
-} log_out;
-
-void log_out_start(void)
-{
-	memset(&log_out, 0, sizeof(log_out));
-}
-
-/*
  * How the drain writes to fd without ever blocking.  A blocking fd whose
  * reader stopped reading held the drain thread in write() for ever, and
  * with it shf_log_thread_del(), shf_detach() and every shf_log_append()
@@ -91,6 +70,31 @@ struct log_dest {
 	int sock;    /* send(MSG_DONTWAIT) */
 	size_t max;  /* the most a write may take (poll() first), or SIZE_MAX */
 };
+
+/*
+ * The drain thread's writing to its fd: lines that could not be written
+ * since the last note (written before the next line that can be, see
+ * log_out_emit()), all of them since the thread started, the errno of the
+ * last, a wait for room that gave up (the next ones do not wait until a
+ * write works again), and whether the last byte that reached fd ended a
+ * line; and how it writes to fd, found out at its first write and kept
+ * until it stops (log_out_stop()).  Only the drain thread writes them
+ * (log_out_start() runs before it is made); log_thread_lost() reads the
+ * total and the errno.
+ */
+static struct {
+	uint64_t wlost, wlost_all;
+	int werr;
+	int wstuck;
+	int midline;
+	int dest_set;
+	struct log_dest dest;
+} log_out;
+
+void log_out_start(void)
+{
+	memset(&log_out, 0, sizeof(log_out));
+}
 
 static void log_dest_open(int fd, struct log_dest *d)
 {
@@ -154,15 +158,18 @@ static ssize_t log_dest_write(struct log_dest *d, const char *buf,
  */
 static size_t log_write_all(int fd, const char *buf, size_t len)
 {
-	struct log_dest d;
+	struct log_dest *d = &log_out.dest;
 	size_t done = 0;
 	uint64_t until = 0;
 	int err = 0;
 
-	log_dest_open(fd, &d);
+	if (!log_out.dest_set) {
+		log_dest_open(fd, d);
+		log_out.dest_set = 1;
+	}
 	while (done < len) {
-		struct pollfd p = { .fd = d.fd, .events = POLLOUT };
-		ssize_t n = log_dest_write(&d, buf + done, len - done);
+		struct pollfd p = { .fd = d->fd, .events = POLLOUT };
+		ssize_t n = log_dest_write(d, buf + done, len - done);
 		uint64_t now;
 
 		if (n > 0) {
@@ -191,7 +198,6 @@ static size_t log_write_all(int fd, const char *buf, size_t len)
 			break;
 		}
 	}
-	log_dest_close(&d);
 	if (done < len)
 		errno = err;
 	return done;
@@ -289,6 +295,9 @@ void log_out_stop(struct log_hdr *h, int fd)
 	/* the last try at saying what was lost */
 	if (!log_output_load())
 		log_write_note(h, fd);
+	if (log_out.dest_set)
+		log_dest_close(&log_out.dest);
+	log_out.dest_set = 0;
 }
 
 void log_thread_lost(uint64_t *lines, int *err)

@@ -170,7 +170,7 @@ static int header_read(int fd, struct hdr *hd, struct stat *st)
 }
 
 /* TMPFS_MAGIC of <linux/magic.h>: the file systems whose growth is mapped
- * at once (alloc.c) */
+ * at once (grow.c) */
 #define SHF_TMPFS_MAGIC 0x01021994
 
 static SHF *attach_fd(int fd, const char *path, const char *name)

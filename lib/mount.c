@@ -5,7 +5,7 @@
  * always (for space that fallocate() adds past the end of a file, from
  * Linux 6.12 on), unless /sys/kernel/mm/transparent_hugepage/shmem_enabled
  * says deny (or force: always).  A table grows by whole 2 MiB steps there,
- * and by small ones elsewhere (alloc.c).  libc only; see mount.h.
+ * and by small ones elsewhere (grow.c).  libc only; see mount.h.
  */
 #include "config.h"
 

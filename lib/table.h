@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * table.h - the byte layout of a table file and what the table's files
- * (lib/alloc.c ... lib/handle.c, see HACKING) lend each other: one section
+ * (lib/grow.c ... lib/handle.c, see HACKING) lend each other: one section
  * per file, as shf-internal.h has for the layers below.  Only the table's
  * files include it; the queues, race lines and log above reach the table
  * through shf-internal.h's handle section only.  The hot path (record
@@ -199,10 +199,10 @@ struct shf {
 	struct shf_lock_site site; /* of the table's locks */
 	uint8_t *base;
 	uint64_t map_size;
-	int populate; /* map grown space at once (tmpfs: see alloc.c) */
-	_Atomic uint64_t mapped; /* mapped here below it (populate: alloc.c) */
-	uint64_t grow_step; /* GROW_STEP or GROW_SMALL (alloc.c) */
-	/* what a call maps on 4 KiB pages, and a page's cost (alloc.c) */
+	int populate; /* map grown space at once (tmpfs: see grow.c) */
+	_Atomic uint64_t mapped; /* mapped here below it (populate: grow.c) */
+	uint64_t grow_step; /* GROW_STEP or GROW_SMALL (grow.c) */
+	/* what a call maps on 4 KiB pages, and a page's cost (grow.c) */
 	_Atomic uint64_t map_piece, page_ns;
 	_Atomic uint64_t valid; /* bytes known to be inside the file */
 	/*
@@ -373,7 +373,7 @@ void shf_crash_init(void);
 #define CRASH(p) ((void)0)
 #endif
 
-/* ================================================================ alloc.c */
+/* ================================================================= grow.c */
 
 /* Is [off, off+len) inside the file?  Refreshes from fstat() when needed. */
 int range_ok_slow(SHF *h, uint64_t off, uint64_t len);
@@ -393,6 +393,46 @@ static inline void *at(SHF *h, uint64_t off, uint64_t len)
 		return NULL;
 	return h->base + off;
 }
+
+/*
+ * A process maps space the file grew by into its page tables (tmpfs
+ * only), at most MAP_PIECE_MAX a call on 4 KiB pages, less where mapping
+ * a page costs more.
+ */
+#define MAP_PIECE_MAX (32u << 10)
+/* The table's allocation lock (alloc_lk): growth and extents. */
+static inline int alloc_lock(SHF *h)
+{
+	return shf_lock_take(&h->h->alloc_lk, &h->site, &h->alloc_stuck);
+}
+
+static inline void alloc_unlock(SHF *h)
+{
+	shf_lock_release(&h->h->alloc_lk);
+}
+/* Reserve the file up to need bytes (fallocate); under alloc_lk. */
+int file_reserve(SHF *h, uint64_t need);
+/* The space the file keeps reserved past its bump pointer. */
+uint64_t grow_ahead(const SHF *h);
+/*
+ * The handle whose allocation left the file less than grow_ahead()
+ * reserved ahead; shard_unlock() of that handle then calls
+ * file_grow_ahead(), which maps what the process has not, or grows the
+ * file back to that reserve.
+ */
+extern __thread SHF *shf_grow_due SHF_TLS_IE;
+void file_grow_ahead(SHF *h);
+/*
+ * Bytes of a page or more that this thread's allocations took since it
+ * last mapped (shard_alloc_a(): large records, which their put writes at
+ * once; not the chunks small records are cut from, which fill slowly):
+ * file_grow_ahead() maps at least that much.
+ */
+extern __thread uint64_t shf_alloc_took SHF_TLS_IE;
+/* Map the next piece of what the file grew by (after a growth). */
+void file_map_grown(SHF *h);
+
+/* ================================================================ alloc.c */
 
 static inline uint32_t cls_of(uint64_t size, uint64_t *bound)
 {
@@ -441,22 +481,6 @@ static inline uint64_t big_bound(uint64_t size, uint32_t *cls)
 	return bp * PAGE;
 }
 
-/*
- * A process maps space the file grew by into its page tables (tmpfs
- * only), at most MAP_PIECE_MAX a call on 4 KiB pages, less where mapping
- * a page costs more (alloc.c).
- */
-#define MAP_PIECE_MAX (32u << 10)
-/* Reserve the file up to need bytes (fallocate); under alloc_lk. */
-int file_reserve(SHF *h, uint64_t need);
-/*
- * The handle whose allocation left the file less space reserved ahead than
- * it keeps; shard_unlock() of that handle then calls file_grow_ahead(),
- * which maps what the process has not, or grows the file back to that
- * reserve unless another thread holds alloc_lk (it never waits).
- */
-extern __thread SHF *shf_grow_due SHF_TLS_IE;
-void file_grow_ahead(SHF *h);
 /* Page-aligned extent of at least size bytes; 0 with errno. */
 uint64_t big_alloc(SHF *h, uint64_t size, int zero);
 void big_free(SHF *h, uint64_t off, uint64_t size);

@@ -2634,7 +2634,7 @@ static uint64_t file_size_of(const char *path)
 /*
  * A page a process touches first costs it a fault (11-12 us each on the
  * virtual machines measured); the space a tmpfs table grows by is mapped
- * ahead of use instead (alloc.c): by the process that grew the file,
+ * ahead of use instead (grow.c): by the process that grew the file,
  * every page of it but the last step or so, which its next unlocks map,
  * and by another when it first sees the new size, the first piece of it
  * (map_piece: up to MAP_PIECE_MAX, where the records past its old end

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -915,32 +914,6 @@ END_TEST
 
 /* ----------------------------------- children that run no atfork handler */
 
-/* Does the kernel wipe a page in a child (MADV_WIPEONFORK, Linux 4.14)? */
-static int wipeonfork_works(void)
-{
-	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	int ok;
-
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	ok = madvise(p, 4096, 18 /* MADV_WIPEONFORK */) == 0;
-	munmap(p, 4096);
-	if (!ok)
-		printf("no MADV_WIPEONFORK: _Fork() test skipped\n");
-	return ok;
-}
-
-/* A child made by _Fork() (or a raw clone()): no atfork handler runs. */
-static pid_t fork_no_atfork(void)
-{
-	fflush(NULL);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
-	return _Fork();
-#else
-	return (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
-#endif
-}
-
 /*
  * A _Fork() child of a process that used the queues took its items in
  * its parent's slot (the thread's state was the parent's): killed, it
@@ -956,7 +929,7 @@ START_TEST(test_q_no_atfork_child)
 	double t0;
 	pid_t pid;
 
-	if (!wipeonfork_works()) {
+	if (!shf_test_wipeonfork()) {
 		shf_test_del(shf, name);
 		return;
 	}
@@ -967,7 +940,7 @@ START_TEST(test_q_no_atfork_child)
 	shf_q_push_head(shf, 0, qiid);
 	shf_q_flush(shf, SHF_QID_NONE);
 	ck_assert_int_eq(pipe(go), 0);
-	pid = fork_no_atfork();
+	pid = shf_test_fork_no_atfork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		/* every item into this process's hands, then wait for death */
@@ -1010,14 +983,14 @@ START_TEST(test_log_no_atfork_child)
 	int fd, status;
 	pid_t pid;
 
-	if (!wipeonfork_works()) {
+	if (!shf_test_wipeonfork()) {
 		shf_test_del(shf, name);
 		return;
 	}
 	fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_uint_eq(shf_log_thread_new(shf, 0, fd), SHF_RET_OK);
-	pid = fork_no_atfork();
+	pid = shf_test_fork_no_atfork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		errno = 0;

@@ -15,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -901,16 +899,8 @@ START_TEST(test_mp_sigkill_holding_lock_no_atfork)
 	double t0, dt;
 	int status;
 	pid_t pid;
-	void *probe;
 
-	/* MADV_WIPEONFORK (Linux 4.14) is what tells a child from its parent */
-	probe = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(probe, MAP_FAILED);
-	status = madvise(probe, 4096, 18 /* MADV_WIPEONFORK */);
-	munmap(probe, 4096);
-	if (status < 0) {
-		printf("no MADV_WIPEONFORK: _Fork() test skipped\n");
+	if (!shf_test_wipeonfork()) {
 		shf_test_del(shf, name);
 		return;
 	}
@@ -918,12 +908,7 @@ START_TEST(test_mp_sigkill_holding_lock_no_atfork)
 	/* this thread's lock word is made here, before the child */
 	shf_make_hash("victim", 6);
 	shf_assert(shf_put_key_val(shf, "victim value", 12) & SHF_RET_KEY_PUT);
-	fflush(NULL);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
-	pid = _Fork();
-#else
-	pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
-#endif
+	pid = shf_test_fork_no_atfork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		pthread_t th;

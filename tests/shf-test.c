@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -651,4 +652,28 @@ void shf_test_check_sound(SHF *shf)
 	problems = shf_check(shf, 0, problem_cb, NULL);
 	shf_assert_msg(problems == 0, "shf_check: %u problem(s) (%s)", problems,
 		       problems == UINT32_MAX ? strerror(errno) : "see stderr");
+}
+
+int shf_test_wipeonfork(void)
+{
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int ok;
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	ok = madvise(p, 4096, 18 /* MADV_WIPEONFORK */) == 0;
+	munmap(p, 4096);
+	if (!ok)
+		printf("no MADV_WIPEONFORK: _Fork() test skipped\n");
+	return ok;
+}
+
+pid_t shf_test_fork_no_atfork(void)
+{
+	fflush(NULL);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
+	return _Fork();
+#else
+	return (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+#endif
 }

@@ -191,6 +191,14 @@ int shf_test_run(int n, shf_test_kid_fn fn, void *arg, double timeout_s);
 /* waitpid() one process within timeout_s; its status, or -1 (killed). */
 int shf_test_waitpid(pid_t pid, double timeout_s);
 /*
+ * Does the kernel wipe a page in a child (MADV_WIPEONFORK, Linux 4.14),
+ * which tells the library a child of _Fork() from its parent?  If not,
+ * says that the test that asks is skipped.
+ */
+int shf_test_wipeonfork(void);
+/* A child made by _Fork() (or a raw clone()): no atfork handler runs. */
+pid_t shf_test_fork_no_atfork(void);
+/*
  * Run fn(arg) in a process of a new time namespace whose boot clock is
  * 100000 s ahead of this one's (time_namespaces(7)), as a container or a
  * restored checkpoint may be: its /proc start times differ from those

@@ -971,6 +971,90 @@ START_TEST(test_q_no_atfork_child)
 END_TEST
 
 /*
+ * A _Fork() child whose threads all make their first queue call at once:
+ * one of them lets go of the parent's slots while the others wait for
+ * the list's lock.  That lock was a pthread mutex made anew by the first
+ * thread (the child's copy could be held by the parent's), which the
+ * others could be locking at that moment; now the lock word names its
+ * holder's process, and a word of the parent's is taken over.
+ */
+#define NOFORK_THREADS 8
+
+struct nofork_arg {
+	SHF *shf;
+	pthread_barrier_t *bar;
+	int bad;
+};
+
+static void *nofork_thread(void *p)
+{
+	struct nofork_arg *a = p;
+	uint32_t got[4], n = 0, i;
+
+	pthread_barrier_wait(a->bar);
+	while (n < 4 && (got[n] = shf_q_pull_tail(a->shf, 0)) != SHF_QIID_NONE)
+		n++;
+	for (i = 0; i < n; i++)
+		shf_q_push_head(a->shf, 0, got[i]);
+	shf_q_flush(a->shf, SHF_QID_NONE);
+	a->bad = n == 0;
+	return NULL;
+}
+
+START_TEST(test_q_no_atfork_threads)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-nofork-thr", name, sizeof(name));
+	uint32_t items = 400, qiid, n = 0;
+	int round, status;
+	pid_t pid;
+
+	if (!shf_test_wipeonfork()) {
+		shf_test_del(shf, name);
+		return;
+	}
+	ck_assert_ptr_nonnull(shf_q_new(shf, 1, items, ITEM_SIZE, 100));
+	qiid = shf_q_pull_tail(shf, 0);
+	ck_assert_uint_ne(qiid, SHF_QIID_NONE);
+	shf_q_push_head(shf, 0, qiid);
+	shf_q_flush(shf, SHF_QID_NONE);
+	for (round = 0; round < 20; round++) {
+		pid = shf_test_fork_no_atfork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			pthread_barrier_t bar;
+			pthread_t t[NOFORK_THREADS];
+			struct nofork_arg a[NOFORK_THREADS];
+			int i, bad = 0;
+
+			pthread_barrier_init(&bar, NULL, NOFORK_THREADS);
+			for (i = 0; i < NOFORK_THREADS; i++) {
+				a[i] = (struct nofork_arg){ shf, &bar, 0 };
+				if (pthread_create(&t[i], NULL, nofork_thread,
+						   &a[i]))
+					_exit(3);
+			}
+			for (i = 0; i < NOFORK_THREADS; i++) {
+				pthread_join(t[i], NULL);
+				bad += a[i].bad;
+			}
+			_exit(bad ? 2 : 0);
+		}
+		status = shf_test_waitpid(pid, 10 * shf_test_multiplier());
+		ck_assert_msg(status != -1 && WIFEXITED(status) &&
+				      WEXITSTATUS(status) == 0,
+			      "round %d: the _Fork() child: status %#x", round,
+			      status);
+	}
+	while ((qiid = shf_q_pull_tail(shf, 0)) != SHF_QIID_NONE)
+		n++;
+	ck_assert_msg(n == items, "%u of %u items after the children", n,
+		      items);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * A _Fork() child of a process whose log has a drain thread: the thread
  * is the parent's, and stopping it in the child (shf_log_thread_del(),
  * or shf_detach()'s hook) joined a thread the child does not have, and
@@ -1734,8 +1818,8 @@ static Suite *ipc_suite(void)
 
 	shf_test_add_tcase(s, "race", 20, test_race_start);
 
-	shf_test_add_tcase(s, "no-atfork", 30, test_q_no_atfork_child,
-			   test_log_no_atfork_child);
+	shf_test_add_tcase(s, "no-atfork", 60, test_q_no_atfork_child,
+			   test_q_no_atfork_threads, test_log_no_atfork_child);
 
 	shf_test_add_tcase(s, "log", 30, test_log_basic, test_log_writers,
 			   test_log_dead_reader, test_log_output_set,

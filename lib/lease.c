@@ -9,7 +9,6 @@
  */
 #include "config.h"
 #include <errno.h>
-#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -69,14 +68,10 @@ static int holder_alive(const struct lease_val *lv)
 {
 	uint64_t st;
 
-	if (lv->pid <= 0)
+	/* where /proc does not tell (hidepid=), alive */
+	if (!shf_proc_alive(lv->pid, 0, &st))
 		return 0;
-	if (kill(lv->pid, 0) < 0 && errno == ESRCH)
-		return 0;
-	st = shf_proc_start_time(lv->pid);
-	if (!st)
-		return errno != ENOENT && errno != ESRCH; /* unknown: alive */
-	return !lv->start || st == lv->start;
+	return !st || !lv->start || st == lv->start;
 }
 
 /* put.c's guard of a fill: is r the running lease this thread was given? */

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -237,6 +238,28 @@ static uint64_t proc_start(pid_t pid, int group)
 uint64_t shf_proc_group_start_time(pid_t pid)
 {
 	return proc_start(pid, 1);
+}
+
+int shf_proc_alive(pid_t pid, int group, uint64_t *start)
+{
+	int saved_errno = errno, alive = 1;
+	uint32_t flags;
+	char state;
+
+	*start = 0;
+	if (pid <= 0)
+		return 0;
+	/* the kernel's word first: ESRCH, and only that, is gone for sure */
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		alive = 0;
+	else if (shf_proc_stat(pid, &state, &flags, start) == 0 &&
+		 (state == 'X' ||
+		  (state == 'Z' && (!group || proc_threads(pid) < 2))))
+		alive = 0; /* a zombie: it will never act again */
+	if (!alive)
+		*start = 0;
+	errno = saved_errno;
+	return alive;
 }
 
 uint64_t shf_proc_start_time(pid_t pid)

@@ -78,17 +78,29 @@ void q_return_all(struct q_local *l)
 	}
 }
 
-/* The handle is still attached: give the thread's pre-queues back. */
-static void q_local_return(struct q_local *l)
+static void q_local_return_with(void *h, void *arg)
 {
-	if (!shf_reg_alive(l->shf, l->reg_id) ||
-	    __atomic_load_n(&l->set.hdr->state, __ATOMIC_ACQUIRE) != Q_READY ||
+	struct q_local *l = arg;
+
+	(void)h;
+	if (__atomic_load_n(&l->set.hdr->state, __ATOMIC_ACQUIRE) != Q_READY ||
 	    l->set.hdr->nonce != l->set.nonce)
 		return;
 	if (q_lock(&l->set, 0) < 0)
 		return; /* left to the reclaim when this process is gone */
 	q_return_all(l);
 	q_unlock(&l->set);
+}
+
+/*
+ * The handle is still attached: give the thread's pre-queues back.  Under
+ * the registry's lock, which shf_detach() takes before it unmaps the
+ * table: a thread exiting while another detaches the handle wrote into
+ * the table after it was unmapped.
+ */
+static void q_local_return(struct q_local *l)
+{
+	shf_reg_with(l->shf, l->reg_id, q_local_return_with, l);
 }
 
 /*

@@ -148,11 +148,21 @@ static int q_ring_ends(struct q_set *s, uint32_t qid, uint64_t *head,
 
 /* ---------------------------------------------------- repair, dead slots */
 
+/*
+ * Is the process of a slot alive?  Where /proc does not tell (hidepid=,
+ * another user's process), it is: a slot given away while its process
+ * lives would hand its items to another, and its number to a second
+ * process.  A start time of 0 (its process could not read its own) is
+ * compared by the pid alone.
+ */
 static int q_slot_alive(const struct q_slot *sl)
 {
 	pid_t pid = __atomic_load_n(&sl->pid, __ATOMIC_RELAXED);
+	uint64_t start;
 
-	return pid > 0 && shf_proc_group_start_time(pid) == sl->start;
+	if (!shf_proc_alive(pid, 1, &start))
+		return 0;
+	return !start || !sl->start || start == sl->start;
 }
 
 /*
@@ -318,12 +328,14 @@ static int q_slot_take(struct q_set *s)
 	pid_t me = getpid();
 	uint64_t start = shf_proc_group_start_time(me);
 
+	/* ours already (a bind through another handle): that one */
+	for (uint32_t i = 0; i < Q_SLOTS; i++)
+		if (s->hdr->slots[i].pid == me && s->hdr->slots[i].start == start)
+			return (int)i;
 	for (int pass = 0; pass < 2; pass++) {
 		for (uint32_t i = 0; i < Q_SLOTS; i++) {
 			struct q_slot *sl = &s->hdr->slots[i];
 
-			if (sl->pid == me && sl->start == start)
-				return (int)i; /* ours already (a re-bind) */
 			if (sl->pid)
 				continue;
 			sl->start = start;
@@ -569,6 +581,16 @@ int q_ring_unpull(struct q_set *s, uint32_t qid, const uint32_t *v,
 	for (uint32_t i = 0; i < n; i++)
 		*q_ring_entry(s, qid, tail - n + i) = v[i];
 	__atomic_store_n(&s->rings[qid].tail, tail - n, __ATOMIC_RELEASE);
+	/*
+	 * Held by nobody now: on ring qid (where q_ring_take() looks), so
+	 * that a push of one is refused (EINVAL) as of any item on a queue.
+	 * A process killed before this leaves the old words on items that
+	 * are on the ring, which every reader of them checks.
+	 */
+	for (uint32_t i = 0; i < n; i++)
+		if (v[i] < s->q_items)
+			__atomic_store_n(&s->own[v[i]], Q_OWN_PUSH | qid,
+					 __ATOMIC_RELAXED);
 	return 0;
 }
 

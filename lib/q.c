@@ -167,6 +167,30 @@ static void *q_items_out(struct q_local *l)
 	return l->set.items;
 }
 
+/*
+ * The region to make queues of size bytes in, or NULL with errno
+ * (EEXIST: there are queues of another size).  Queues deleted by a
+ * process killed (or failing) before it removed their region left it
+ * behind, in Q_DEAD for good: it is removed now (only it: if another
+ * process removed it and made queues meanwhile, theirs stay), and a new
+ * one made.
+ */
+static struct q_hdr *q_region_new(SHF *shf, uint64_t size)
+{
+	struct q_hdr *h = shf_region(shf, Q_REGION, size, 1, NULL), *old = h;
+	uint64_t osize = size;
+	int e = errno;
+
+	if (!h && e == EEXIST)
+		old = shf_region(shf, Q_REGION, 0, 0, &osize);
+	if (old && osize >= sizeof(*old) &&
+	    __atomic_load_n(&old->state, __ATOMIC_ACQUIRE) == Q_DEAD &&
+	    shf_region_remove(shf, Q_REGION, old) == 0)
+		return shf_region(shf, Q_REGION, size, 1, NULL);
+	errno = e;
+	return h;
+}
+
 SHF_EXPORT void *shf_q_new(SHF *shf, uint32_t qs, uint32_t q_items,
 			   uint32_t q_item_size, uint32_t qids_nolock_max)
 {
@@ -183,7 +207,7 @@ SHF_EXPORT void *shf_q_new(SHF *shf, uint32_t qs, uint32_t q_items,
 			&names, &items);
 	if (!size)
 		return NULL;
-	h = shf_region(shf, Q_REGION, size, 1, NULL);
+	h = q_region_new(shf, size);
 	if (!h || q_claim(h, me) < 0)
 		return NULL;
 	if (q_set_init(shf, h, qs, q_items, q_item_size, qids_nolock_max) < 0) {
@@ -221,7 +245,7 @@ SHF_EXPORT void shf_q_del(SHF *shf)
 	/* Every other thread sees Q_DEAD on its next call and lets go. */
 	__atomic_store_n(&h->state, Q_DEAD, __ATOMIC_RELEASE);
 	q_local_unlink(l);
-	shf_region_remove(shf, Q_REGION);
+	shf_region_remove(shf, Q_REGION, h);
 }
 
 SHF_EXPORT uint32_t shf_q_new_name(SHF *shf, const char *name,
@@ -378,8 +402,9 @@ SHF_EXPORT uint32_t shf_q_push_head_pull_tail(SHF *shf, uint32_t push_qid,
 	/* a deleted queue set is seen when this thread next locks */
 	if (SHF_UNLIKELY(!l || l->shf != shf ||
 			 l->gen != shf_reg_generation() ||
+			 l->proc != shf_proc_gen_now() ||
 			 push_qid >= l->set.qs || pull_qid >= l->set.qs))
-		goto slow;
+		goto slow; /* the slow path drops a parent's state (_Fork()) */
 	if (push_qiid != SHF_QIID_NONE) {
 		ps = &l->push[push_qid];
 		if (SHF_UNLIKELY(push_qiid >= l->set.q_items ||

@@ -83,7 +83,7 @@ done:
 	return p;
 }
 
-int shf_region_remove(SHF *h, const char *name)
+int shf_region_remove(SHF *h, const char *name, const void *at)
 {
 	uint32_t i;
 	int rc = -1;
@@ -98,7 +98,8 @@ int shf_region_remove(SHF *h, const char *name)
 	for (i = 0; i < SHF_REGIONS_MAX; i++) {
 		struct region *r = &h->h->regions[i];
 
-		if (r->off && !strncmp(r->name, name, SHF_REGION_NAME_MAX)) {
+		if (r->off && !strncmp(r->name, name, SHF_REGION_NAME_MAX) &&
+		    (!at || (const uint8_t *)at == h->base + r->off)) {
 			st64(&r->off, 0);
 			memset(r->name, 0, sizeof(r->name));
 			rc = 0;

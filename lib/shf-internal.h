@@ -58,6 +58,15 @@ uint64_t shf_proc_start_time(pid_t pid);
  */
 uint64_t shf_proc_group_start_time(pid_t pid);
 /*
+ * Is process pid alive (group: as shf_proc_group_start_time() counts)?
+ * 0 only where it is known to be gone: no such process (kill() says
+ * ESRCH), or a zombie.  1 otherwise, with its start time in *start, or 0
+ * there where /proc cannot tell (hidden by hidepid=, another user's, not
+ * mounted): the caller compares a start time it kept only when both are
+ * known, since what a dead process held may be given away only on proof.
+ */
+int shf_proc_alive(pid_t pid, int group, uint64_t *start);
+/*
  * This process's generation: a number of its own in every child (of
  * fork(), _Fork() or a clone() without CLONE_VM, which runs no atfork
  * handler), where the kernel has MADV_WIPEONFORK; else 1.  State kept per
@@ -353,8 +362,13 @@ int shf_reg_hook(void (*on_remove)(void *h));
 #define SHF_REGIONS_MAX 64
 void *shf_region(SHF *shf, const char *name, uint64_t size, int create,
 		 uint64_t *size_out);
-/* Remove a named region's entry (its space is not reused). 0 or -1/errno. */
-int shf_region_remove(SHF *shf, const char *name);
+/*
+ * Remove a named region's entry (its space is not reused): only if it
+ * still names at, the region as shf_region() gave it (another process
+ * may have removed it and made a new one since), or whichever with NULL.
+ * 0 or -1/errno (ENOENT).
+ */
+int shf_region_remove(SHF *shf, const char *name, const void *at);
 /* The lock site of the table's locks (for locks in its regions). */
 const struct shf_lock_site *shf_handle_lock_site(SHF *shf);
 /* The handle's id in the registry. */

@@ -154,12 +154,15 @@ uint64_t shf_claim_word(pid_t pid)
 int shf_claim_alive(uint64_t w)
 {
 	pid_t pid = (pid_t)(w & ((1u << SHF_CLAIM_PID_BITS) - 1));
+	uint64_t start;
 
 	if (pid <= 0)
 		return 0;
-	if (!(w >> SHF_CLAIM_PID_BITS)) /* no start time: ask the kernel */
-		return kill(pid, 0) == 0 || errno == EPERM;
-	return shf_claim_word(pid) == w;
+	/* where /proc does not tell (hidepid=), alive */
+	if (!shf_proc_alive(pid, 1, &start))
+		return 0;
+	return !start || !(w >> SHF_CLAIM_PID_BITS) ||
+	       ((uint64_t)pid | start << SHF_CLAIM_PID_BITS) == w;
 }
 
 int shf_claim_take(uint64_t *claim, uint32_t *state, uint32_t *st)

@@ -1953,6 +1953,77 @@ START_TEST(test_queue_claim_of_the_dead)
 }
 END_TEST
 
+/*
+ * shf_q_del() marks the queues dead, then removes their region: a process
+ * killed in between (or whose removal failed) left a region that no call
+ * could use or remove, and every shf_q_new() failed (EBUSY, or EEXIST for
+ * another size) for good.  Now shf_q_new() removes it and makes queues.
+ */
+START_TEST(test_queue_deleted_half_way)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("qdead", name, sizeof(name));
+	struct q_hdr *qh;
+	int size;
+
+	for (size = 0; size < 2; size++) {
+		ck_assert_ptr_nonnull(shf_q_new(shf, 2, 64, 16, 1));
+		qh = (struct q_hdr *)region_at(shf, Q_REGION);
+		ck_assert_ptr_nonnull(qh);
+		__atomic_store_n(&qh->state, Q_DEAD, __ATOMIC_RELEASE);
+		/* the same size, then another */
+		ck_assert_ptr_nonnull(shf_q_new(shf, 2, 64 + size, 16, 1));
+		ck_assert_ptr_nonnull(shf_q_get(shf));
+		ck_assert_ptr_ne(region_at(shf, Q_REGION), (char *)qh);
+		ck_assert_uint_ne(shf_q_pull_tail(shf, 0), SHF_QIID_NONE);
+		shf_q_flush(shf, SHF_QID_NONE);
+		shf_q_del(shf);
+		ck_assert_ptr_null(region_at(shf, Q_REGION));
+	}
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * A process that binds to the queues through a second handle (another
+ * mapping of the table) took a second slot where a lower one was free;
+ * neither went back while it lived.  It keeps the one it has.
+ */
+static int kid_q_make(int idx, void *arg)
+{
+	SHF *shf = shf_attach_existing(shf_test_dir(), arg);
+
+	(void)idx;
+	if (!shf || !shf_q_new(shf, 2, 64, 16, 1))
+		return 2;
+	return 0;
+}
+
+START_TEST(test_queue_one_slot_a_process)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("qslot", name, sizeof(name)), *h2;
+	struct q_hdr *qh;
+	uint32_t i, mine = 0;
+
+	/* slot 0 to a child (gone), ours after it, then 0 given back */
+	shf_assert_eq(shf_test_run(1, kid_q_make, name, 30), 0);
+	ck_assert_uint_eq(shf_q_pull_tail(shf, 1), SHF_QIID_NONE);
+	shf_test_msleep(2 * Q_CHECK_MS);
+	ck_assert_uint_eq(shf_q_pull_tail(shf, 1), SHF_QIID_NONE);
+	qh = (struct q_hdr *)region_at(shf, Q_REGION);
+	ck_assert_int_eq(qh->slots[0].pid, 0);
+	h2 = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(h2);
+	ck_assert_uint_eq(shf_q_pull_tail(h2, 1), SHF_QIID_NONE);
+	for (i = 0; i < Q_SLOTS; i++)
+		mine += qh->slots[i].pid == getpid();
+	ck_assert_uint_eq(mine, 1);
+	shf_detach(h2);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 static char cb_path[SHF_TEST_PATH_MAX];
 static uint64_t cb_lock;
 static uint32_t cb_calls;
@@ -2758,6 +2829,8 @@ static Suite *hostile_suite(void)
 			   test_alloc_lock_links_damaged_while_held,
 			   test_queue_lock_links_damaged_while_held,
 			   test_queue_claim_of_the_dead,
+			   test_queue_deleted_half_way,
+			   test_queue_one_slot_a_process,
 			   test_log_lock_links_damaged_while_held,
 			   test_region_smaller_than_asked,
 			   test_log_positions_off_the_grid, test_log_maker_killed,

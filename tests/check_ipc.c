@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -912,6 +913,147 @@ START_TEST(test_q_kill_no_loss)
 }
 END_TEST
 
+/*
+ * A thread that used the queues exits while another detaches the handle:
+ * its exit gave its pre-queues back through the table after the detach
+ * unmapped it (a crash, or a write into whatever was mapped there next).
+ */
+static SHF *exit_shf;
+static int exit_go;
+
+static void *q_exit_worker(void *arg)
+{
+	uint32_t x = shf_q_pull_tail(exit_shf, 0);
+
+	(void)arg;
+	if (x != SHF_QIID_NONE)
+		shf_q_push_head(exit_shf, 0, x);
+	__atomic_store_n(&exit_go, 1, __ATOMIC_RELEASE);
+	return NULL; /* the queues' thread-exit handler runs now */
+}
+
+START_TEST(test_q_thread_exit_while_detached)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-exit-det", name, sizeof(name));
+	int i;
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 4, 4096, ITEM_SIZE, 1000));
+	exit_shf = shf;
+	for (i = 0; i < 2000; i++) {
+		pthread_t t;
+
+		__atomic_store_n(&exit_go, 0, __ATOMIC_RELAXED);
+		ck_assert_int_eq(pthread_create(&t, NULL, q_exit_worker, NULL),
+				 0);
+		while (!__atomic_load_n(&exit_go, __ATOMIC_ACQUIRE))
+			; /* no yield: the detach races the worker's exit */
+		shf_detach(exit_shf); /* the worker is done with it */
+		pthread_join(t, NULL);
+		exit_shf = shf_attach_existing(shf_test_dir(), name);
+		ck_assert_ptr_nonnull(exit_shf);
+	}
+	shf_test_del(exit_shf, name);
+}
+END_TEST
+
+/*
+ * An item given back to its ring from a pull pre-queue (a flush) kept the
+ * word that said its process held it: a push of it was taken, and it was
+ * then on two queues.  Such a push is refused like that of any item on a
+ * queue (EINVAL), and each item comes out once.
+ */
+START_TEST(test_q_push_of_unpulled_refused)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-unpull-push", name, sizeof(name));
+	uint32_t a, x, seen[16] = { 0 };
+	int q, i;
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, 16, ITEM_SIZE, 8));
+	a = shf_q_pull_tail(shf, 0); /* and the next ones pre-queued */
+	ck_assert_uint_ne(a, SHF_QIID_NONE);
+	shf_q_flush(shf, SHF_QID_NONE); /* back on queue 0 */
+	for (x = 0; x < 16; x++) {
+		if (x == a)
+			continue;
+		errno = 0;
+		shf_q_push_head(shf, 1, x);
+		ck_assert_msg(errno == EINVAL, "a push of item %u, on queue "
+			      "0: errno %d", x, errno);
+	}
+	shf_q_push_head(shf, 1, a);
+	shf_q_flush(shf, SHF_QID_NONE);
+	for (q = 0; q < 2; q++)
+		while ((x = shf_q_pull_tail(shf, q)) != SHF_QIID_NONE) {
+			ck_assert_uint_lt(x, 16);
+			seen[x]++;
+		}
+	for (i = 0; i < 16; i++)
+		ck_assert_msg(seen[i] == 1, "item %d came out %u times", i,
+			      seen[i]);
+	shf_q_flush(shf, SHF_QID_NONE);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * A process whose /proc entry another cannot read (hidepid=2, another
+ * user) counted as dead: the other's idle pull gave its slot away, and
+ * with it the items it held and had pre-queued.  Root only (a mount
+ * namespace with its own /proc, and another user): skipped elsewhere.
+ */
+START_TEST(test_q_holder_hidden_by_hidepid)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf;
+	uint32_t held;
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		return;
+	shf = shf_test_new("q-hidepid", name, sizeof(name));
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, 16, ITEM_SIZE, 8));
+	held = shf_q_pull_tail(shf, 0); /* and 7 more pre-queued */
+	ck_assert_uint_ne(held, SHF_QIID_NONE);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		uint32_t x, n = 0;
+
+		/* the fork's handler let go of the parent's state here */
+		if (unshare(CLONE_NEWNS) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    mount("proc", "/proc", "proc", 0, "hidepid=2") < 0 ||
+		    setresgid(65534, 65534, 65534) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0)
+			_exit(77); /* no namespaces here: not tested */
+		if (kill(getppid(), 0) == 0 || errno != EPERM)
+			_exit(78);
+		usleep(200000); /* past Q_CHECK_MS: an idle pull reaps */
+		shf_q_pull_tail(shf, 1);
+		while ((x = shf_q_pull_tail(shf, 0)) != SHF_QIID_NONE) {
+			if (x == held)
+				_exit(3);
+			n++;
+		}
+		_exit(n == 8 ? 0 : 10 + (int)n);
+	}
+	status = shf_test_waitpid(pid, 30);
+	ck_assert(status != -1 && WIFEXITED(status));
+	if (WEXITSTATUS(status) != 77 && WEXITSTATUS(status) != 78)
+		ck_assert_msg(WEXITSTATUS(status) == 0,
+			      "the other user's process: status %d (3: it "
+			      "pulled the item this process holds; 10+n: it "
+			      "pulled n items, of 8 on the queue)",
+			      WEXITSTATUS(status));
+	shf_q_flush(shf, SHF_QID_NONE);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* ----------------------------------- children that run no atfork handler */
 
 /*
@@ -1050,6 +1192,50 @@ START_TEST(test_q_no_atfork_threads)
 		n++;
 	ck_assert_msg(n == items, "%u of %u items after the children", n,
 		      items);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * The fast path of shf_q_push_head_pull_tail() in a _Fork() child used
+ * the parent's state (the thread's last): the child handed out an item
+ * of its parent's pull pre-queue, which the parent then handed out too.
+ * Now the child takes an item of the ring, never one its parent holds.
+ */
+START_TEST(test_q_no_atfork_fast_path)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("q-nofork-fast", name, sizeof(name));
+	uint32_t a, a2, b;
+	int status;
+	pid_t pid;
+
+	if (!shf_test_wipeonfork()) {
+		shf_test_del(shf, name);
+		return;
+	}
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, 16, ITEM_SIZE, 8));
+	a = shf_q_push_head_pull_tail(shf, 1, SHF_QIID_NONE, 0);
+	ck_assert_uint_ne(a, SHF_QIID_NONE);
+	a2 = shf_q_push_head_pull_tail(shf, 1, a, 0);
+	ck_assert_uint_ne(a2, SHF_QIID_NONE);
+	pid = shf_test_fork_no_atfork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		uint32_t c = shf_q_push_head_pull_tail(shf, 1, SHF_QIID_NONE,
+						       0);
+
+		_exit(c < 16 ? (int)c : 99);
+	}
+	status = shf_test_waitpid(pid, 10);
+	ck_assert(status != -1 && WIFEXITED(status));
+	ck_assert_int_lt(WEXITSTATUS(status), 16);
+	/* the parent's next item, from its pull pre-queue */
+	b = shf_q_push_head_pull_tail(shf, 1, SHF_QIID_NONE, 0);
+	ck_assert_uint_ne(b, SHF_QIID_NONE);
+	ck_assert_msg((uint32_t)WEXITSTATUS(status) != b,
+		      "the child and its parent both pulled item %u", b);
+	shf_q_flush(shf, SHF_QID_NONE);
 	shf_test_del(shf, name);
 }
 END_TEST
@@ -1815,11 +2001,16 @@ static Suite *ipc_suite(void)
 			   test_q_kill_no_loss, test_q_push_over_tombstones,
 			   test_q_unpull_over_tombstones, test_q_leader_exited,
 			   test_q_other_time_namespace);
+	shf_test_add_tcase(s, "queue-findings", 60,
+			   test_q_thread_exit_while_detached,
+			   test_q_push_of_unpulled_refused,
+			   test_q_holder_hidden_by_hidepid);
 
 	shf_test_add_tcase(s, "race", 20, test_race_start);
 
 	shf_test_add_tcase(s, "no-atfork", 60, test_q_no_atfork_child,
-			   test_q_no_atfork_threads, test_log_no_atfork_child);
+			   test_q_no_atfork_threads, test_q_no_atfork_fast_path,
+			   test_log_no_atfork_child);
 
 	shf_test_add_tcase(s, "log", 30, test_log_basic, test_log_writers,
 			   test_log_dead_reader, test_log_output_set,

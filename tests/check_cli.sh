@@ -201,6 +201,34 @@ else
 	echo "# cannot mount a tmpfs here: 2 MiB pages not checked"
 fi
 
+# ---- huge: a table's pages gathered into 2 MiB ones (MADV_COLLAPSE),
+# on the mount the tests use, whatever its huge= (Linux 6.1 on; not where
+# shmem_enabled says deny; free 2 MiB blocks of memory needed).  Another
+# process keeps the table open meanwhile, and reads it all after.
+h=$p-huge
+"$helper" fill "$dir" $h 100000 || fail "fill for huge"
+expect_any() { "$@" >"$tmp/out" 2>"$tmp/err"; echo $?; }
+rc=$(expect_any shf huge $h)
+if [ "$rc" = 0 ] && has "^$h: [0-9]* of [0-9]* MiB in 2 MiB pages ([1-9][0-9]* of [1-9][0-9]* whole 2 MiB gathered now)$" "$tmp/out"; then
+	ok "huge: every whole 2 MiB gathered"
+	expect 0 "stat after huge" -- shf stat $h
+	has "^huge_pages  *[1-9][0-9]*% of the file" "$tmp/out" &&
+		ok "stat: huge pages after huge" || fail "stat after huge"
+	"$helper" keys "$dir" $h | grep -c '^key-' >"$tmp/n"
+	[ "$(cat "$tmp/n")" = 100000 ] && ok "huge: every key still there" ||
+		fail "huge: $(cat "$tmp/n") keys of 100000 after"
+	expect 0 "check after huge" -- shf check $h
+elif grep -q "MADV_COLLAPSE" "$tmp/err"; then
+	echo "# huge: the kernel cannot gather pages here: not checked"
+elif [ "$rc" = 2 ] && has "^$h: .* gathered now)$" "$tmp/out"; then
+	echo "# huge: no free 2 MiB blocks of memory for all: not checked"
+else
+	fail "huge: status $rc: $(cat "$tmp/out" "$tmp/err")"
+fi
+expect 1 "huge of an absent table" -- shf huge $p-none
+expect 2 "huge without a name" -- shf huge
+expect 0 "rm after huge" -- shf rm $h
+
 # ---- cache mode: put --ttl, ttl, set, expire, the new stat fields
 # ttl_left MAX WHAT: the last "shf ttl" printed 1 .. MAX milliseconds.
 ttl_left() {

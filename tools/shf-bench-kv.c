@@ -354,6 +354,24 @@ static int store_create(int be)
 	return lmdb_store_create();
 }
 
+/*
+ * --huge: gather the table into 2 MiB pages between PUT and the phases
+ * after it (shf huge; the workers keep their mappings, which the kernel
+ * maps anew with 2 MiB entries).
+ */
+static void gather_huge(struct be_res *res)
+{
+	uint64_t t0 = ticks();
+
+	if (shf_tool_huge_collapse(g_shf_path, &res->huge_done,
+				   &res->huge_all) < 0)
+		res->huge_errno = errno;
+	res->huge_secs = (double)(ticks() - t0) / g_ticks_per_ns / 1e9;
+	fprintf(g_live, "%s: %" PRIu64 " of %" PRIu64 " whole 2 MiB in 2 MiB "
+		"pages after PUT (%.2f s)\n", be_name[BE_SHF], res->huge_done,
+		res->huge_all, res->huge_secs);
+}
+
 /* The table phases on one store, from its creation to its removal. */
 void run_backend(int be, struct be_res *res)
 {
@@ -378,6 +396,8 @@ void run_backend(int be, struct be_res *res)
 		if (ph == PH_PUT)
 			res->file_bytes = file_bytes(be == BE_SHF ?
 						     g_shf_path : g_lmdb_path);
+		if (ph == PH_PUT && be == BE_SHF && opt_huge)
+			gather_huge(res);
 	}
 	workers_end();
 	for (p = 0; p < opt_procs; p++)

@@ -323,6 +323,17 @@ void print_text(const struct be_res *res)
 			       (double)res[be].file_bytes / (double)opt_keys,
 			       res[be].file_bytes);
 		}
+		if (be == BE_SHF && opt_huge && res[be].ph[PH_PUT].ran) {
+			if (res[be].huge_errno)
+				printf("%-6s  2 MiB pages: %s\n", be_name[be],
+				       strerror(res[be].huge_errno));
+			else
+				printf("%-6s  2 MiB pages: %" PRIu64 " of %"
+				       PRIu64 " whole 2 MiB gathered after "
+				       "PUT in %.2f s (--huge)\n",
+				       be_name[be], res[be].huge_done,
+				       res[be].huge_all, res[be].huge_secs);
+		}
 		printf("%-6s  errors: %" PRIu64 "\n", be_name[be],
 		       res[be].errors);
 	}

@@ -45,6 +45,7 @@ unsigned opt_klen = 12;
 unsigned opt_vlen = 8;
 unsigned opt_mix = 2;
 int opt_fixed;
+int opt_huge;
 int opt_sorted;
 const char *opt_dir = "/dev/shm";
 int opt_phase[NPH], opt_nphases;
@@ -248,6 +249,8 @@ static void usage(FILE *f)
 		"  -v, --val-len LEN     value bytes (default 8)\n"
 		"      --mix PCT         MIX del+put percent (default 2)\n"
 		"      --fixed           shf_set_is_fixed_len() the table\n"
+		"      --huge            after PUT, gather the table into 2\n"
+		"                        MiB pages, as shf huge does\n"
 		"      --sorted-keys     index big-endian: PUT in memcmp order\n"
 		"  -d, --dir DIR         where tables go (default /dev/shm)\n"
 		"      --phases LIST     from put,get,mix,upd,batch,cache,queue,\n"
@@ -357,7 +360,7 @@ static void bad_usage(const char *msg)
 	exit(2);
 }
 
-enum { O_MIX = 256, O_FIXED, O_SORTED, O_PHASES, O_VS, O_JSON, O_Q_ITEMS,
+enum { O_MIX = 256, O_FIXED, O_HUGE, O_SORTED, O_PHASES, O_VS, O_JSON, O_Q_ITEMS,
        O_Q_SIZE, O_C_OPS, O_C_SECS, O_C_BUDGET, O_C_TTL, O_ZIPF, O_REDIS,
        O_NC_KEYS, O_NC_OPS, O_NC_WRITES, O_NC_SECS, O_PP_MOVES, O_PP_ITEMS,
        O_PP_NOLOCK, O_PP_RUNS };
@@ -369,6 +372,7 @@ static const struct option lopts[] = {
 	{ "val-len", required_argument, NULL, 'v' },
 	{ "mix", required_argument, NULL, O_MIX },
 	{ "fixed", no_argument, NULL, O_FIXED },
+	{ "huge", no_argument, NULL, O_HUGE },
 	{ "sorted-keys", no_argument, NULL, O_SORTED },
 	{ "dir", required_argument, NULL, 'd' },
 	{ "phases", required_argument, NULL, O_PHASES },
@@ -535,6 +539,7 @@ static int parse_opt(int c)
 		opt_mix = (unsigned)v;
 		break;
 	case O_FIXED: opt_fixed = 1; break;
+	case O_HUGE: opt_huge = 1; break;
 	case O_SORTED: opt_sorted = 1; break;
 	case 'd': opt_dir = optarg; break;
 	case O_PHASES:

@@ -81,6 +81,10 @@ struct be_res {
 	struct phase_res ph[NPH];
 	uint64_t file_bytes; /* st_blocks * 512 after PUT */
 	uint64_t errors;
+	/* --huge: 2 MiB ranges gathered after PUT, of all, and how long */
+	uint64_t huge_done, huge_all;
+	double huge_secs;
+	int huge_errno;
 };
 
 /* The CACHE phase: what the workers saw, and the table's stats after. */
@@ -98,6 +102,7 @@ extern unsigned opt_klen;
 extern unsigned opt_vlen;
 extern unsigned opt_mix;
 extern int opt_fixed;
+extern int opt_huge;
 extern int opt_sorted;
 extern const char *opt_dir;
 extern int opt_phase[NPH], opt_nphases;
@@ -239,6 +244,8 @@ void workers_start(int be);
 double workers_phase(int be, int ph);
 void workers_end(void);
 void run_backend(int be, struct be_res *res);
+/* shf huge's (tools/shf-pages.c, shf-tool.h), for --huge */
+int shf_tool_huge_collapse(const char *path, uint64_t *done, uint64_t *all);
 
 /* shf-bench-lmdb.c: LMDB as a store (stubs without LMDB). */
 extern const struct store_ops lmdb_ops;

@@ -14,6 +14,11 @@
  * of that mapping the kernel mapped with 2 MiB entries (ShmemPmdMapped,
  * FilePmdMapped): it can only do that for a part the file system holds in
  * a 2 MiB page.
+ *
+ * A tmpfs mounted without huge= (the usual /dev/shm) holds files in 4 KiB
+ * pages; since Linux 6.1, MADV_COLLAPSE gathers a file's pages into 2 MiB
+ * ones all the same (shf huge): each process that maps the table at a 2
+ * MiB boundary (the library does) then maps each with one entry.
  */
 #include "config.h"
 #include <errno.h>
@@ -31,6 +36,9 @@
 #include "shf-tool.h"
 
 #define HUGE_2M (2ULL << 20)
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25 /* Linux 6.1 */
+#endif
 
 static sigjmp_buf bus_jmp;
 
@@ -100,12 +108,16 @@ static __attribute__((noinline)) void touch_each_2m(char *m, uint64_t size)
 	sigaction(SIGBUS, &old, NULL);
 }
 
-int shf_tool_huge_bytes(const char *path, uint64_t *huge, uint64_t *size)
+/*
+ * The table file at path, open read-only, and mapped read-only at a 2 MiB
+ * boundary (*len bytes from *m, of the reservation at *base); the fd, or
+ * -1 with errno.  An empty file maps nothing (*len 0).
+ */
+static int map_2m(const char *path, uint64_t *size, char **base, char **m,
+		  uint64_t *len)
 {
 	struct stat st;
-	uint64_t len, kb;
-	char *m, *base;
-	int fd, rc = -1, e = 0;
+	int fd, e = 0;
 
 	/* O_NONBLOCK: a FIFO put in the table's place does not hang here */
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -121,24 +133,73 @@ int shf_tool_huge_bytes(const char *path, uint64_t *huge, uint64_t *size)
 		return -1;
 	}
 	*size = (uint64_t)st.st_size;
-	*huge = 0;
-	if (!*size) {
-		close(fd);
-		return 0;
-	}
-	/* a 2 MiB aligned place, so that 2 MiB entries can map it */
-	len = (*size + HUGE_2M - 1) & ~(HUGE_2M - 1);
-	base = mmap(NULL, len + HUGE_2M, PROT_NONE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (base == MAP_FAILED) {
+	*len = (*size + HUGE_2M - 1) & ~(HUGE_2M - 1);
+	*base = *m = NULL;
+	if (!*len)
+		return fd;
+	*base = mmap(NULL, *len + HUGE_2M, PROT_NONE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (*base == MAP_FAILED) {
 		close(fd);
 		return -1;
 	}
-	m = (char *)(((uintptr_t)base + HUGE_2M - 1) & ~(HUGE_2M - 1));
-	if (mmap(m, len, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) ==
+	*m = (char *)(((uintptr_t)*base + HUGE_2M - 1) & ~(HUGE_2M - 1));
+	if (mmap(*m, *len, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) ==
 	    MAP_FAILED) {
 		e = errno;
-		goto out;
+		munmap(*base, *len + HUGE_2M);
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int shf_tool_huge_collapse(const char *path, uint64_t *done, uint64_t *all)
+{
+	uint64_t size, len, off;
+	char *base, *m;
+	int fd = map_2m(path, &size, &base, &m, &len), e = 0;
+
+	*done = *all = 0;
+	if (fd < 0)
+		return -1;
+	/* whole 2 MiB inside the file (the last, partial one stays small) */
+	*all = size / HUGE_2M;
+	for (off = 0; off < *all * HUGE_2M; off += HUGE_2M) {
+		if (madvise(m + off, HUGE_2M, MADV_COLLAPSE) == 0) {
+			++*done;
+			continue;
+		}
+		/* no MADV_COLLAPSE (before 6.1, or shmem_enabled deny) */
+		if (errno == EINVAL) {
+			e = EOPNOTSUPP;
+			break;
+		}
+		/* EAGAIN, ENOMEM: this one stays in small pages */
+	}
+	if (len)
+		munmap(base, len + HUGE_2M);
+	close(fd);
+	if (e) {
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+int shf_tool_huge_bytes(const char *path, uint64_t *huge, uint64_t *size)
+{
+	uint64_t len, kb;
+	char *base, *m;
+	int fd = map_2m(path, size, &base, &m, &len), rc = -1, e = 0;
+
+	if (fd < 0)
+		return -1;
+	*huge = 0;
+	if (!len) {
+		close(fd);
+		return 0;
 	}
 	touch_each_2m(m, *size);
 	if (smaps_pmd_kb((uintptr_t)m, &kb) < 0) {

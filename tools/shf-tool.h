@@ -36,7 +36,7 @@ extern const struct shf_cmd shf_cmd_get, shf_cmd_put, shf_cmd_del,
 extern const struct shf_cmd shf_cmd_dump, shf_cmd_load;
 /* shf-admin.c */
 extern const struct shf_cmd shf_cmd_check, shf_cmd_rm, shf_cmd_gc,
-	shf_cmd_bench;
+	shf_cmd_huge, shf_cmd_bench;
 /* shf-demo.c */
 extern const struct shf_cmd shf_cmd_demo;
 
@@ -97,5 +97,13 @@ void progress_end(struct progress *p);
  * shf_huge_policy(), which shf(1) builds in.
  */
 int shf_tool_huge_bytes(const char *path, uint64_t *huge, uint64_t *size);
+/*
+ * Gather the file's small pages into 2 MiB ones (MADV_COLLAPSE): *done of
+ * its *all whole 2 MiB ranges are in 2 MiB pages now (a range that the
+ * kernel could not gather, for want of a free 2 MiB of memory, stays as
+ * it was).  0, or -1 with errno (EOPNOTSUPP: the kernel cannot, before
+ * Linux 6.1 or where shmem_enabled says deny).
+ */
+int shf_tool_huge_collapse(const char *path, uint64_t *done, uint64_t *all);
 
 #endif /* SHF_TOOL_H */

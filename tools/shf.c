@@ -34,7 +34,7 @@ static const struct shf_cmd *const cmds[] = {
 	&shf_cmd_ls,	 &shf_cmd_stat,	 &shf_cmd_get,	 &shf_cmd_put,
 	&shf_cmd_del,	 &shf_cmd_ttl,	 &shf_cmd_set,	 &shf_cmd_expire,
 	&shf_cmd_dump,	 &shf_cmd_load,	 &shf_cmd_check, &shf_cmd_rm,
-	&shf_cmd_gc,	 &shf_cmd_bench, &shf_cmd_demo,
+	&shf_cmd_gc,	 &shf_cmd_huge,	 &shf_cmd_bench, &shf_cmd_demo,
 };
 
 void usage(FILE *f)

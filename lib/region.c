@@ -41,8 +41,16 @@ void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 			continue;
 		if (create && rsize != size)
 			e = EEXIST;
-		else if (rsize < size || !(p = at(h, off, rsize)))
-			e = EBADMSG; /* smaller than asked: a damaged entry */
+		/*
+		 * Smaller than asked, or off a page boundary (big_alloc()
+		 * gives out whole pages only): a damaged entry.  The users
+		 * do 32-bit atomics and futex waits in a region, which an
+		 * odd offset makes fail at once (a wait that never sleeps),
+		 * trap on some CPUs, or abort under the sanitizers.
+		 */
+		else if (rsize < size || (off & (PAGE - 1)) ||
+			 !(p = at(h, off, rsize)))
+			e = EBADMSG;
 		else if (size_out)
 			*size_out = rsize;
 		goto done;

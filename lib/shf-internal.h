@@ -354,9 +354,10 @@ int shf_reg_hook(void (*on_remove)(void *h));
  * inside the table's file, found by name by every process that attaches.
  * The pointer stays valid until shf_detach().  Returns NULL with errno:
  * ENOENT (absent and !create), EEXIST (create with another size), ENOSPC,
- * ENOMEM, EINVAL (name longer than SHF_REGION_NAME_MAX-1, size 0), EBADMSG.
- * The memory of a new region is zeroed.  *size_out (may be NULL) gets the
- * region's size.
+ * ENOMEM, EINVAL (name longer than SHF_REGION_NAME_MAX-1, size 0), EBADMSG
+ * (a damaged entry: smaller than asked, off a page boundary, or outside the
+ * file).  A region starts on a page boundary; the memory of a new region
+ * is zeroed.  *size_out (may be NULL) gets the region's size.
  */
 #define SHF_REGION_NAME_MAX 48
 #define SHF_REGIONS_MAX 64

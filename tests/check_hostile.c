@@ -1840,6 +1840,41 @@ START_TEST(test_region_smaller_than_asked)
 END_TEST
 
 /*
+ * A region entry off a page boundary (found by review): the offset was
+ * only checked to lie inside the file, so a race line 2 bytes off made
+ * shf_race_start_timeout() do its atomics on a misaligned word (a trap
+ * on some CPUs, an abort under the sanitizers) and wait on it with a
+ * futex, which says EINVAL at once: the wait spun for its whole timeout.
+ * Now such an entry is damage (EBADMSG), told at once.
+ */
+START_TEST(test_region_off_a_page)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("region-page", name, sizeof(name));
+	double t0, s;
+	uint32_t rc;
+	int i, n = 0;
+
+	shf_race_init(shf, "r", 1);
+	for (i = 0; i < SHF_REGIONS_MAX; i++)
+		if (!strcmp(shf->h->regions[i].name, "race:r")) {
+			shf->h->regions[i].off += 2;
+			n++;
+		}
+	ck_assert_int_eq(n, 1);
+	errno = 0;
+	t0 = shf_test_now();
+	rc = shf_race_start_timeout(shf, "r", 1, 2, 5000);
+	s = shf_test_now() - t0;
+	ck_assert_uint_eq(rc, SHF_RET_ERROR);
+	ck_assert_int_eq(errno, EBADMSG);
+	ck_assert_msg(s < 1.0 * shf_test_multiplier(),
+		      "gave up after %.2f s", s);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * The same for the log's lock (found by reading, after the queues'): it
  * was a glibc robust mutex too, unlocked plainly.  One child appends lines
  * while another writes a junk pointer where the mutex's links were.
@@ -2833,6 +2868,7 @@ static Suite *hostile_suite(void)
 			   test_queue_one_slot_a_process,
 			   test_log_lock_links_damaged_while_held,
 			   test_region_smaller_than_asked,
+			   test_region_off_a_page,
 			   test_log_positions_off_the_grid, test_log_maker_killed,
 			   test_log_waits_have_a_way_out);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);

@@ -258,7 +258,8 @@ void shf_set_is_fixed_len(SHF *shf, uint32_t key_len, uint32_t val_len);
 /**
  * Mode of the table files this process creates from now on (default 0600;
  * e.g. 0660 for a cache shared by a group).  Owner read and write are always
- * set; bits other than 0666 give errno EINVAL and change nothing.
+ * set; bits other than 0666, or 0002 (others may write) unless
+ * shf_set_allow_shared() is on, give errno EINVAL and change nothing.
  */
 void shf_set_file_mode(mode_t mode);
 /**

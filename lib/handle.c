@@ -289,7 +289,13 @@ static _Atomic unsigned file_mode = 0600;
 
 SHF_EXPORT void shf_set_file_mode(mode_t mode)
 {
-	if (mode & ~(mode_t)0666) {
+	/*
+	 * A file that others may write is refused by every attach, its
+	 * creator's included (owner_ok()), unless the process trusts such
+	 * tables: a table made so would be linked into place, then refused.
+	 */
+	if ((mode & ~(mode_t)0666) ||
+	    ((mode & S_IWOTH) && !atomic_load(&allow_shared))) {
 		errno = EINVAL;
 		return;
 	}
@@ -373,11 +379,27 @@ fail:
 	return -1;
 }
 
+/*
+ * Remove dfd/fname, a table this call made but could not attach (the
+ * process stopped trusting a mode it set meanwhile, no memory left):
+ * nobody could use it under its name either.  Only while the name still
+ * names that very file.
+ */
+static void table_unmake(int dfd, const char *fname, int fd)
+{
+	struct stat me, st;
+
+	if (fstat(fd, &me) == 0 &&
+	    fstatat(dfd, fname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    me.st_dev == st.st_dev && me.st_ino == st.st_ino)
+		unlinkat(dfd, fname, 0);
+}
+
 static SHF *do_attach(const char *path, const char *name, int create,
 			int *created)
 {
 	char fname[256];
-	int dfd, fd, e, tries;
+	int dfd, fd, e, tries, made = 0;
 	SHF *h;
 
 	shf_init();
@@ -394,24 +416,30 @@ static SHF *do_attach(const char *path, const char *name, int create,
 		if (fd >= 0 || errno != ENOENT || !create)
 			break;
 		fd = table_create(dfd, fname);
-		if (fd >= 0 && created)
-			*created = 1;
+		made = fd >= 0;
 		/* EEXIST: somebody else won the race: attach theirs */
 		if (fd >= 0 || errno != EEXIST || tries >= 16)
 			break;
 	}
-	e = errno;
-	close(dfd);
 	if (fd < 0) {
+		e = errno;
+		close(dfd);
 		errno = e;
 		return NULL;
 	}
 	h = attach_fd(fd, path, name);
 	if (!h) {
 		e = errno;
+		if (made)
+			table_unmake(dfd, fname, fd);
 		close(fd);
+		close(dfd);
 		errno = e;
+		return NULL;
 	}
+	close(dfd);
+	if (made && created)
+		*created = 1;
 	return h;
 }
 

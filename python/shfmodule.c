@@ -2743,7 +2743,8 @@ PyDoc_STRVAR(set_file_mode_doc,
 "\n"
 "The mode of the table files this process creates from now on (default\n"
 "0o600; e.g. 0o660 for a table shared by a group).  ValueError for bits\n"
-"other than 0o666.");
+"other than 0o666, and for 0o002: every attach refuses a table file that\n"
+"others may write, its creator's too.");
 
 static PyObject *mod_set_file_mode(PyObject *m, PyObject *arg)
 {
@@ -2761,7 +2762,14 @@ static PyObject *mod_set_file_mode(PyObject *m, PyObject *arg)
 				"mode must only have bits of 0o666");
 		return NULL;
 	}
+	/* the library refuses what its attach would (others may write) */
+	errno = 0;
 	shf_set_file_mode((mode_t)mode);
+	if (errno == EINVAL) {
+		PyErr_SetString(PyExc_ValueError,
+				"a table file that others may write is refused");
+		return NULL;
+	}
 	Py_RETURN_NONE;
 }
 

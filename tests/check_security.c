@@ -135,6 +135,59 @@ START_TEST(test_refuse_others_tables)
 }
 END_TEST
 
+/*
+ * A mode that lets others write (found by review): shf_set_file_mode(0666)
+ * was taken, so shf_attach() made and linked a world-writable table, then
+ * refused it to its own creator (EPERM), left it in place and the name
+ * unusable.  Now such a mode is refused unless the process trusts such
+ * tables; a table that the call made and could not attach is removed.
+ */
+START_TEST(test_mode_others_may_write)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	struct stat st;
+	int left;
+	SHF *shf;
+
+	shf_test_name(name, sizeof(name), "mode666");
+	shf_test_file(path, sizeof(path), name);
+	unlink(path);
+	/* refused: the default 0600 stays */
+	errno = 0;
+	shf_set_file_mode(0666);
+	ck_assert_int_eq(errno, EINVAL);
+	shf = shf_attach(shf_test_dir(), name, 0);
+	left = stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+	if (!shf)
+		unlink(path);
+	ck_assert_msg(shf != NULL, "shf_attach: %s (file mode %o)",
+		      strerror(errno), left);
+	ck_assert_int_eq(left, 0600);
+	free(shf_del(shf));
+	/* taken by a process that trusts such tables */
+	shf_set_allow_shared(1);
+	errno = 0;
+	shf_set_file_mode(0666);
+	ck_assert_int_eq(errno, 0);
+	shf = shf_attach(shf_test_dir(), name, 0);
+	ck_assert_ptr_nonnull(shf);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0666);
+	free(shf_del(shf));
+	/* trust turned off since: the table made and refused is removed */
+	shf_set_allow_shared(0);
+	errno = 0;
+	shf = shf_attach(shf_test_dir(), name, 0);
+	ck_assert_ptr_null(shf);
+	ck_assert_int_eq(errno, EPERM);
+	left = access(path, F_OK) == 0;
+	unlink(path);
+	ck_assert_msg(!left, "a table refused to its creator was left");
+	shf_set_file_mode(0600);
+	ck_assert(!shf_test_exists(name));
+}
+END_TEST
+
 /* -------------------------------------------- lock words of strangers */
 
 /* A put in every shard, in a child: 0 within 2 s, else -1 (or its rc). */
@@ -492,7 +545,7 @@ static Suite *security_suite(void)
 	Suite *s = suite_create("security");
 
 	shf_test_add_tcase(s, "trust", 30, test_refuse_others_tables,
-			   test_tmp_names_squatted);
+			   test_tmp_names_squatted, test_mode_others_may_write);
 	shf_test_add_tcase(s, "locks", 120, test_live_stranger_holds_nothing,
 			   test_init_holds_nothing);
 	shf_test_add_tcase(s, "claims", 60, test_header_size_claim,

@@ -156,6 +156,7 @@ def test_out_of_range_numbers(table):
         lambda: setattr(t, "byte_budget", -1),
         lambda: setattr(t, "default_ttl", -1),
         lambda: shf.set_file_mode(0o777),
+        lambda: shf.set_file_mode(0o666),
         lambda: shf.set_file_mode(-1),
     ]:
         with pytest.raises(ValueError):

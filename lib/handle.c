@@ -488,7 +488,8 @@ SHF_EXPORT SHF *shf_attach(const char *path, const char *name,
 		 */
 		if (created)
 			owner_set(h, me, start);
-		if (shf_monitor_start(h->path, h->name) < 0) {
+		if (shf_monitor_start(h->path, h->name, h->site.dev,
+				      h->site.ino) < 0) {
 			int e = errno;
 
 			shf_detach(h);

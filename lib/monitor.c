@@ -140,9 +140,16 @@ static int monitor_pipe(int *r, int *w)
 	return 0;
 }
 
-/* The file the monitor removes: this very one, and no other of its name. */
-static int monitor_target(const char *dir, const char *name, char *file,
-			  size_t file_size, struct stat *st)
+/*
+ * The file the monitor removes: this very one (dev, ino), and no other of
+ * its name.  The name is looked up again to give the monitor what it
+ * names, so a table deleted and made anew under it since the caller
+ * attached is ESTALE: the monitor would watch, and in the end remove,
+ * another process's table.
+ */
+static int monitor_target(const char *dir, const char *name, uint64_t dev,
+			  uint64_t ino, char *file, size_t file_size,
+			  struct stat *st)
 {
 	char full[PATH_MAX];
 
@@ -156,6 +163,10 @@ static int monitor_target(const char *dir, const char *name, char *file,
 		return -1;
 	if (!S_ISREG(st->st_mode)) {
 		errno = EBADMSG;
+		return -1;
+	}
+	if ((uint64_t)st->st_dev != dev || (uint64_t)st->st_ino != ino) {
+		errno = ESTALE;
 		return -1;
 	}
 	return 0;
@@ -183,7 +194,8 @@ int shf_monitor_findable(void)
 	return faccessat(AT_FDCWD, prog, X_OK, AT_EACCESS);
 }
 
-int shf_monitor_start(const char *dir, const char *name)
+int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
+		      uint64_t ino)
 {
 	char pid_s[24], start_s[24], dev_s[24], ino_s[24], fd_s[12];
 	char file[NAME_MAX + 1];
@@ -197,7 +209,7 @@ int shf_monitor_start(const char *dir, const char *name)
 		errno = EINVAL;
 		return -1;
 	}
-	if (monitor_target(dir, name, file, sizeof(file), &st) < 0)
+	if (monitor_target(dir, name, dev, ino, file, sizeof(file), &st) < 0)
 		return -1;
 	self = getpid();
 	start = shf_proc_start_time(self);

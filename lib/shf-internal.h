@@ -263,10 +263,13 @@ static inline void shf_lock_release(struct shf_lock *l)
 /* ============================================================ monitor.c */
 
 /*
- * Start the monitor that removes dir/name.shf (this very file) when the
- * calling process dies; returns once it watches.  0, or -1 with errno.
+ * Start the monitor that removes dir/name.shf (this very file: the one of
+ * device dev and inode ino, the caller's attached file) when the calling
+ * process dies; returns once it watches.  0, or -1 with errno (ESTALE:
+ * the name now names another file).
  */
-int shf_monitor_start(const char *dir, const char *name);
+int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
+		      uint64_t ino);
 /*
  * Is there a monitor program to start (an executable file)?  0, or -1
  * with errno (ENOENT where it is not installed, EACCES where it cannot be

@@ -13,6 +13,7 @@
 #endif
 #include <check.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -722,6 +723,81 @@ START_TEST(test_replaced_monitor_exits)
 END_TEST
 
 /*
+ * fstatat() of this program, the library's calls included (the
+ * executable's definition comes first for libshf.so too): the first look
+ * at swap_file hands the name over to another table first, as a process
+ * that deletes and makes the table anew would between shf_attach()'s
+ * open and its start of the monitor.
+ */
+static char swap_file[PATH_MAX];
+static const char *swap_name;
+static SHF *swap_shf;
+static int swap_seen;
+
+__attribute__((visibility("default"))) int
+fstatat(int dfd, const char *path, struct stat *st, int flags)
+{
+	static int (*real)(int, const char *, struct stat *, int);
+
+	if (!real)
+		real = (int (*)(int, const char *, struct stat *, int))dlsym(
+			RTLD_NEXT, "fstatat");
+	if (swap_file[0] && dfd == AT_FDCWD && !strcmp(path, swap_file)) {
+		swap_file[0] = '\0';
+		swap_seen = 1;
+		if (unlink(path) == 0)
+			swap_shf = shf_attach(SHM, swap_name, 0);
+	}
+	if (!real) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return real(dfd, path, st, flags);
+}
+
+/*
+ * The name handed over between shf_attach()'s open and the monitor's
+ * start (found by review): the monitor was given what the name named by
+ * then, so it watched B's table for A and removed it once A died.  Now
+ * shf_attach() fails with ESTALE, B's table stays as it was, and no
+ * monitor starts.
+ */
+START_TEST(test_name_changed_hands)
+{
+	char name[64], file[PATH_MAX], base[80];
+	struct shf_stats st;
+	ino_t ino_b;
+	SHF *shf;
+
+	shf_test_name(name, sizeof(name), "hands");
+	table_file(file, sizeof(file), SHM, name);
+	snprintf(base, sizeof(base), "%s.shf", name);
+	swap_name = name;
+	snprintf(swap_file, sizeof(swap_file), "%s", file);
+	errno = 0;
+	shf = shf_attach(SHM, name, 1);
+	if (!swap_seen) {
+		printf("fstatat() is not interposed here: skipped\n");
+		swap_file[0] = '\0';
+		if (shf)
+			free(shf_del(shf));
+		return;
+	}
+	ck_assert_ptr_nonnull(swap_shf);
+	ino_b = inode(file);
+	ck_assert_msg(shf == NULL, "shf_attach() took B's table for its own");
+	ck_assert_int_eq(errno, ESTALE);
+	ck_assert_int_eq(monitor_find(SHM, base), 0);
+	ck_assert_msg(inode(file) == ino_b, "B's table was replaced");
+	ck_assert_uint_eq(shf_get_stats(swap_shf, &st, sizeof(st)),
+			  SHF_RET_OK);
+	ck_assert_int_eq(st.owner_pid, 0);
+	free(shf_del(swap_shf));
+	ck_assert(!exists(file));
+}
+END_TEST
+
+/*
  * Sweep: dead owners' tables go; live, ownerless, symlinks, others stay;
  * so do the temporary files of dead creators, when old enough.  A dead
  * owner's table that group or others may write stays too (its owner
@@ -995,7 +1071,7 @@ static Suite *monitor_suite(void)
 
 	shf_test_add_tests(fixture_tcase(s, "errors"), test_no_monitor,
 			   test_sigchld_ignored, test_sigchld_handler,
-			   test_monitor_timeout);
+			   test_monitor_timeout, test_name_changed_hands);
 
 	return s;
 }

@@ -75,7 +75,13 @@ void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 			e = EBADMSG;
 			goto done;
 		}
-		strncpy(fr->name, name, SHF_REGION_NAME_MAX - 1);
+		/*
+		 * The whole name: a free entry's bytes may be anything (a
+		 * damaged file), and a name of SHF_REGION_NAME_MAX - 1 bytes
+		 * left the last one as it was, so that no look-up matched.
+		 */
+		memset(fr->name, 0, sizeof(fr->name));
+		memcpy(fr->name, name, strlen(name));
 		fr->size = size;
 		barrier();
 		st64(&fr->off, off);

@@ -1875,6 +1875,43 @@ START_TEST(test_region_off_a_page)
 END_TEST
 
 /*
+ * Free region entries whose name bytes are damaged (found by review): a
+ * new region's name was copied with strncpy() of SHF_REGION_NAME_MAX - 1
+ * bytes, so a name that long kept the entry's last byte as it was, and
+ * no look-up found the region again (ENOENT).  Now the name is cleared
+ * first.
+ */
+START_TEST(test_region_name_over_junk)
+{
+	char name[SHF_TEST_NAME_MAX], line[SHF_REGION_NAME_MAX];
+	SHF *shf = shf_test_new("region-name", name, sizeof(name));
+	uint32_t len = SHF_REGION_NAME_MAX - 1 - 5; /* "race:" */
+	int i, n = 0;
+
+	memset(line, 'l', len);
+	line[len] = '\0';
+	for (i = 0; i < SHF_REGIONS_MAX; i++)
+		if (!shf->h->regions[i].off)
+			memset(shf->h->regions[i].name, 'x',
+			       sizeof(shf->h->regions[i].name));
+	shf_race_init(shf, line, len);
+	for (i = 0; i < SHF_REGIONS_MAX; i++)
+		if (shf->h->regions[i].off &&
+		    !strncmp(shf->h->regions[i].name, "race:", 5)) {
+			ck_assert_uint_eq(strnlen(shf->h->regions[i].name,
+						  SHF_REGION_NAME_MAX),
+					  SHF_REGION_NAME_MAX - 1);
+			n++;
+		}
+	ck_assert_int_eq(n, 1);
+	errno = 0;
+	ck_assert_uint_eq(shf_race_start_timeout(shf, line, len, 1, 5000),
+			  SHF_RET_OK);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * The same for the log's lock (found by reading, after the queues'): it
  * was a glibc robust mutex too, unlocked plainly.  One child appends lines
  * while another writes a junk pointer where the mutex's links were.
@@ -2868,7 +2905,7 @@ static Suite *hostile_suite(void)
 			   test_queue_one_slot_a_process,
 			   test_log_lock_links_damaged_while_held,
 			   test_region_smaller_than_asked,
-			   test_region_off_a_page,
+			   test_region_off_a_page, test_region_name_over_junk,
 			   test_log_positions_off_the_grid, test_log_maker_killed,
 			   test_log_waits_have_a_way_out);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);

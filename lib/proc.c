@@ -185,26 +185,59 @@ int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start)
 	return 0;
 }
 
-/* Threads: of /proc/PID/status, 0 if unknown (at most 4 KiB read). */
+/*
+ * The most of /proc/PID/status read: a process in NGROUPS_MAX (65536)
+ * supplementary groups has a Groups: line of up to some 704 KiB before
+ * Threads:.
+ */
+#define PROC_STATUS_MAX (1u << 20)
+
+/*
+ * Threads: of /proc/PID/status, 0 if unknown.  Read a piece at a time, a
+ * line at a time, to the end: a process in many groups has Threads: far
+ * past the first 4 KiB (its leader, gone with pthread_exit(), then
+ * counted as dead).  A line longer than the buffer is skipped.
+ */
 static unsigned long proc_threads(pid_t pid)
 {
-	char path[40], buf[4096], *p;
+	char path[40], buf[4096], *line, *nl;
+	size_t have = 0, total = 0;
 	unsigned long n = 0;
+	int fd, skip = 0; /* in the rest of a line too long to keep */
 	ssize_t len;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	len = read(fd, buf, sizeof(buf) - 1);
+	while (total < PROC_STATUS_MAX) {
+		len = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (len < 0 && errno == EINTR)
+			continue;
+		if (len <= 0)
+			break;
+		total += (size_t)len;
+		have += (size_t)len;
+		buf[have] = '\0';
+		line = buf;
+		while ((nl = memchr(line, '\n', have))) {
+			if (!skip && !strncmp(line, "Threads:", 8)) {
+				n = strtoul(line + 8, NULL, 10);
+				goto out;
+			}
+			skip = 0;
+			have -= (size_t)(nl + 1 - line);
+			line = nl + 1;
+		}
+		if (have == sizeof(buf) - 1) {
+			skip = 1;
+			have = 0;
+		} else {
+			memmove(buf, line, have);
+		}
+	}
+out:
 	close(fd);
-	if (len <= 0)
-		return 0;
-	buf[len] = '\0';
-	p = strstr(buf, "\nThreads:");
-	if (p)
-		n = strtoul(p + 9, NULL, 10);
 	return n;
 }
 

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -400,12 +401,14 @@ END_TEST
  */
 static SHF *lead_shf;
 static int lead_pipe[2];
+static uint32_t lead_pulled; /* the worker holds the item */
 
 static void *lead_worker(void *arg)
 {
 	uint32_t x = shf_q_pull_tail(lead_shf, 0);
 
 	(void)arg;
+	shf_test_add_u32(&lead_pulled, 1);
 	if (x == SHF_QIID_NONE || write(lead_pipe[1], "x", 1) != 1)
 		_exit(3);
 	usleep(1000000);
@@ -414,14 +417,19 @@ static void *lead_worker(void *arg)
 	_exit(0); /* the process's last thread: no exit handlers */
 }
 
-START_TEST(test_q_leader_exited)
+/*
+ * first_pull: the leader exits only once the worker pulled, so that what
+ * looks at the leader's threads is the other processes' reaping, not the
+ * worker's first queue call.
+ */
+static void leader_exited(const char *tag, int first_pull)
 {
 	char name[SHF_TEST_NAME_MAX], c;
 	uint32_t i, got = 0;
 	int status;
 	pid_t pid;
 
-	lead_shf = shf_test_new("q-leader", name, sizeof(name));
+	lead_shf = shf_test_new(tag, name, sizeof(name));
 	ck_assert_ptr_nonnull(shf_q_new(lead_shf, 1, 1, 8, 1));
 	ck_assert_int_eq(pipe(lead_pipe), 0);
 	fflush(NULL);
@@ -433,6 +441,8 @@ START_TEST(test_q_leader_exited)
 		if (!shf_q_get(lead_shf) ||
 		    pthread_create(&t, NULL, lead_worker, NULL))
 			_exit(2);
+		if (first_pull && shf_test_wait_u32(&lead_pulled, 1, 30) < 0)
+			_exit(4);
 		pthread_exit(NULL); /* the process goes on in its worker */
 	}
 	ck_assert_int_eq(read(lead_pipe[0], &c, 1), 1);
@@ -453,6 +463,39 @@ START_TEST(test_q_leader_exited)
 	close(lead_pipe[0]);
 	close(lead_pipe[1]);
 	shf_test_del(lead_shf, name);
+}
+
+START_TEST(test_q_leader_exited)
+{
+	leader_exited("q-leader", 0);
+}
+END_TEST
+
+/*
+ * The same for a process in many supplementary groups (found by review):
+ * the look at its thread count read the first 4 KiB of /proc/PID/status,
+ * where a long Groups: line pushed Threads: out of sight, so the leader
+ * counted as dead.  Here the holder is in 16384 groups of ten digits
+ * (some 176 KiB of them), and its leader exits only once the worker holds
+ * the item, so that the other process's reaping looks at it.  The test
+ * process joins the groups before it forks, which needs CAP_SETGID:
+ * skipped without.
+ */
+#define LEAD_GROUPS 16384
+
+START_TEST(test_q_leader_exited_many_groups)
+{
+	static gid_t gids[LEAD_GROUPS];
+	uint32_t i;
+
+	for (i = 0; i < LEAD_GROUPS; i++)
+		gids[i] = (gid_t)(1000000000u + i);
+	if (setgroups(LEAD_GROUPS, gids) < 0) {
+		printf("setgroups(%u): %s: skipped\n", LEAD_GROUPS,
+		       strerror(errno));
+		return;
+	}
+	leader_exited("q-leader-groups", 1);
 }
 END_TEST
 
@@ -2000,6 +2043,7 @@ static Suite *ipc_suite(void)
 			   test_q_pingpong, test_q_kill,
 			   test_q_kill_no_loss, test_q_push_over_tombstones,
 			   test_q_unpull_over_tombstones, test_q_leader_exited,
+			   test_q_leader_exited_many_groups,
 			   test_q_other_time_namespace);
 	shf_test_add_tcase(s, "queue-findings", 60,
 			   test_q_thread_exit_while_detached,

@@ -1168,7 +1168,6 @@ END_TEST
 struct nofork_arg {
 	SHF *shf;
 	pthread_barrier_t *bar;
-	int bad;
 };
 
 static void *nofork_thread(void *p)
@@ -1181,8 +1180,8 @@ static void *nofork_thread(void *p)
 		n++;
 	for (i = 0; i < n; i++)
 		shf_q_push_head(a->shf, 0, got[i]);
+	/* n may be 0: the others' pull pre-queues may hold every item */
 	shf_q_flush(a->shf, SHF_QID_NONE);
-	a->bad = n == 0;
 	return NULL;
 }
 
@@ -1210,20 +1209,18 @@ START_TEST(test_q_no_atfork_threads)
 			pthread_barrier_t bar;
 			pthread_t t[NOFORK_THREADS];
 			struct nofork_arg a[NOFORK_THREADS];
-			int i, bad = 0;
+			int i;
 
 			pthread_barrier_init(&bar, NULL, NOFORK_THREADS);
 			for (i = 0; i < NOFORK_THREADS; i++) {
-				a[i] = (struct nofork_arg){ shf, &bar, 0 };
+				a[i] = (struct nofork_arg){ shf, &bar };
 				if (pthread_create(&t[i], NULL, nofork_thread,
 						   &a[i]))
 					_exit(3);
 			}
-			for (i = 0; i < NOFORK_THREADS; i++) {
+			for (i = 0; i < NOFORK_THREADS; i++)
 				pthread_join(t[i], NULL);
-				bad += a[i].bad;
-			}
-			_exit(bad ? 2 : 0);
+			_exit(0);
 		}
 		status = shf_test_waitpid(pid, 10 * shf_test_multiplier());
 		ck_assert_msg(status != -1 && WIFEXITED(status) &&

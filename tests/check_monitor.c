@@ -564,7 +564,7 @@ START_TEST(test_monitor_killed)
 	mon = monitor_find(priv_dir, base);
 	ck_assert_msg(mon > 0, "no monitor for %s", file);
 	ck_assert_int_eq(kill(mon, SIGKILL), 0);
-	ck_assert(proc_gone_within(mon, 1000));
+	ck_assert(proc_gone_within(mon, 5000));
 
 	/* The owner is alive: a sweep keeps the table. */
 	status = run_sweep(priv_dir, out, sizeof(out));
@@ -842,19 +842,19 @@ START_TEST(test_sweep)
 	snprintf(base, sizeof(base), "%s.shf", n_dead1);
 	ck_assert((mon = monitor_find(priv_dir, base)) > 0);
 	kill(mon, SIGKILL);
-	ck_assert(proc_gone_within(mon, 1000));
+	ck_assert(proc_gone_within(mon, 5000));
 	snprintf(base, sizeof(base), "%s.shf", n_dead2);
 	ck_assert((mon = monitor_find(priv_dir, base)) > 0);
 	kill(mon, SIGKILL);
-	ck_assert(proc_gone_within(mon, 1000));
+	ck_assert(proc_gone_within(mon, 5000));
 	snprintf(base, sizeof(base), "%s.shf", n_dead3);
 	ck_assert((mon = monitor_find(priv_dir, base)) > 0);
 	kill(mon, SIGKILL);
-	ck_assert(proc_gone_within(mon, 1000));
+	ck_assert(proc_gone_within(mon, 5000));
 	snprintf(base, sizeof(base), "%s.shf", n_live);
 	ck_assert((mon = monitor_find(priv_dir, base)) > 0);
 	kill(mon, SIGKILL);
-	ck_assert(proc_gone_within(mon, 1000));
+	ck_assert(proc_gone_within(mon, 5000));
 
 	kill(dead1, SIGKILL);
 	reap(dead1);

@@ -177,9 +177,13 @@ static int log_reader_alive(const struct log_ref *r, int check_proc)
 
 	if (pid <= 0 || __atomic_load_n(&h->reader_dead, __ATOMIC_ACQUIRE))
 		return 0;
-	/* gone, or no longer mapping the table (it called execve(), or the
-	 * word names a stranger): no drain will come */
-	if (check_proc && (shf_proc_start_time(pid) != h->reader_start ||
+	/*
+	 * gone, or no longer mapping the table (it called execve(), or the
+	 * word names a stranger): no drain will come.  The process as a
+	 * whole: its drain thread goes on after its first thread called
+	 * pthread_exit(), whose own start time then reads as gone.
+	 */
+	if (check_proc && (shf_proc_group_start_time(pid) != h->reader_start ||
 			   (site->ino && shf_tid_maps_file(pid, site->dev,
 							   site->ino) == 0))) {
 		__atomic_store_n(&h->reader_dead, 1, __ATOMIC_RELEASE);
@@ -437,7 +441,8 @@ static int log_claim_reader(const struct log_ref *r)
 		errno = EBUSY;
 		return -1;
 	}
-	h->reader_start = shf_proc_start_time(me);
+	/* of the process: its first thread may have exited (see above) */
+	h->reader_start = shf_proc_group_start_time(me);
 	__atomic_store_n(&h->reader_pid, me, __ATOMIC_RELEASE);
 	__atomic_store_n(&h->reader_dead, 0, __ATOMIC_RELEASE);
 	shf_lock_release(&h->lk);

@@ -1592,6 +1592,179 @@ START_TEST(test_log_dead_reader)
 }
 END_TEST
 
+/*
+ * The state of a process's first thread (/proc/PID/stat) is 'Z' once it
+ * called pthread_exit(), though its other threads go on; wait for that,
+ * up to 10 s: 0, or -1 if it did not come.
+ */
+static int logl_leader_exited(pid_t pid)
+{
+	double t0 = shf_test_now();
+	char path[64], buf[512], *p = NULL;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	while (shf_test_now() - t0 < 10.0 * shf_test_multiplier()) {
+		FILE *f = fopen(path, "re");
+
+		p = NULL;
+		if (f) {
+			if (fgets(buf, sizeof(buf), f))
+				p = strrchr(buf, ')');
+			fclose(f);
+		}
+		if (p && p[1] == ' ' && p[2] == 'Z')
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/*
+ * A draining process whose first thread called pthread_exit() while its
+ * drain thread goes on (found by review): its start time, as /proc shows
+ * it for its first thread, read as gone, so writers that waited for room
+ * dropped their lines (EPIPE) though the drain was there.  Now the
+ * process's start time is that of any of its threads.  The drain is slow
+ * (10 ms a line, through the output callback): 100 lines of 200 bytes
+ * through a ring of 4096 bytes make the writer wait; none may be dropped,
+ * and all of them must come out.
+ */
+static uint32_t *logl_drained;
+static int logl_go[2];
+
+static void logl_slow_output(char *line, uint32_t len)
+{
+	(void)line;
+	(void)len;
+	usleep(10000);
+	__atomic_add_fetch(logl_drained, 1, __ATOMIC_SEQ_CST);
+}
+
+static void *logl_drain_stopper(void *arg)
+{
+	SHF *shf = arg;
+	char c;
+
+	if (read(logl_go[0], &c, 1) != 1 ||
+	    shf_log_thread_del(shf) != SHF_RET_OK)
+		_exit(2);
+	_exit(0);
+	return NULL;
+}
+
+START_TEST(test_log_drain_leader_exited)
+{
+	char name[SHF_TEST_NAME_MAX], line[200], c;
+	SHF *shf = shf_test_new("log-lead", name, sizeof(name));
+	int ready[2], status, i, bad = 0, err = 0;
+	pid_t pid;
+
+	logl_drained = shf_test_shared(sizeof(*logl_drained));
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(logl_go), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		pthread_t t;
+
+		shf_log_output_set(logl_slow_output);
+		if (null < 0 || shf_log_thread_new(shf, 4096, null) !=
+					SHF_RET_OK ||
+		    pthread_create(&t, NULL, logl_drain_stopper, shf) ||
+		    write(ready[1], "r", 1) != 1)
+			_exit(3);
+		pthread_exit(NULL); /* the drain and the stopper go on */
+	}
+	close(ready[1]);
+	close(logl_go[0]);
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	ck_assert_int_eq(logl_leader_exited(pid), 0);
+	memset(line, 'x', sizeof(line));
+	line[sizeof(line) - 1] = '\n';
+	for (i = 0; i < 100; i++)
+		if (shf_log_append(shf, line, sizeof(line)) != SHF_RET_OK) {
+			bad++;
+			err = errno;
+		}
+	ck_assert_int_eq(write(logl_go[1], "g", 1), 1);
+	status = shf_test_waitpid(pid, 30);
+	ck_assert_msg(status != -1 && WIFEXITED(status) &&
+			      WEXITSTATUS(status) == 0,
+		      "the draining process: status %#x", status);
+	ck_assert_msg(bad == 0, "%d of 100 lines not taken (%s)", bad,
+		      strerror(err));
+	ck_assert_uint_eq(shf_test_load_u32(logl_drained), 100);
+	close(ready[0]);
+	close(logl_go[1]);
+	shf_test_unshared(logl_drained, sizeof(*logl_drained));
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * The same process started its drain only after its first thread had
+ * exited (found by review): its start time was stored as 0, which is what
+ * a dead process reads as too, so once it was killed writers never found
+ * it gone and waited for ever on a full ring.  Now they drop their lines
+ * (EPIPE) at once.
+ */
+static void *logl_late_drain(void *arg)
+{
+	SHF *shf = arg;
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+	if (null < 0 || logl_leader_exited(getpid()) < 0 ||
+	    shf_log_thread_new(shf, 4096, null) != SHF_RET_OK ||
+	    write(logl_go[1], "r", 1) != 1)
+		_exit(3);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+START_TEST(test_log_drain_started_leader_exited)
+{
+	char name[SHF_TEST_NAME_MAX], line[200], c;
+	SHF *shf = shf_test_new("log-late", name, sizeof(name));
+	uint32_t rc = SHF_RET_OK;
+	int i, status;
+	double t0;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(logl_go), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, logl_late_drain, shf))
+			_exit(2);
+		pthread_exit(NULL);
+	}
+	close(logl_go[1]);
+	ck_assert_int_eq(read(logl_go[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	status = shf_test_waitpid(pid, 10);
+	ck_assert(status != -1 && WIFSIGNALED(status));
+	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
+	memset(line, 'x', sizeof(line));
+	line[sizeof(line) - 1] = '\n';
+	t0 = shf_test_now();
+	for (i = 0; i < 40 && rc == SHF_RET_OK; i++)
+		rc = shf_log_append(shf, line, sizeof(line));
+	ck_assert_uint_eq(rc, SHF_RET_ERROR);
+	ck_assert_msg(errno == EPIPE, "errno %d (%s), not EPIPE", errno,
+		      strerror(errno));
+	ck_assert(shf_test_now() - t0 < 2.0 * shf_test_multiplier());
+	ck_assert_uint_eq(shf_log_detach_existing(shf), SHF_RET_OK);
+	close(logl_go[0]);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* Is line l (no newline) a whole note of lines lost to ENOSPC?  *k: its count. */
 static int log_note_count(const char *l, unsigned long long *k)
 {
@@ -2060,6 +2233,9 @@ static Suite *ipc_suite(void)
 			   test_log_write_gives_up_blocking,
 			   test_log_write_blocking_waits_for_room,
 			   test_log_write_gives_up_tty);
+
+	shf_test_add_tcase(s, "log-drain", 60, test_log_drain_leader_exited,
+			   test_log_drain_started_leader_exited);
 	return s;
 }
 

@@ -18,12 +18,14 @@
  * repair.  A full ring makes writers wait; if the draining process is
  * gone (its pid and start time no longer match), a writer drops its line
  * instead and counts it; the next draining thread writes the count as a
- * line of its own.  Lines the drain cannot write to its fd (an error,
- * or an fd, blocking or not, without room for LOG_WRITE_WAIT_MS) are
- * counted too, and a note of the same form goes out before the next line
- * that can be written.  Every position and length read from the ring is
- * checked against the ring's size as this process found it when it
- * opened the log (a size word another process rewrites is not believed).
+ * line of its own.  So does a writer that saw no progress of the reader
+ * for LOG_STALL_MS (ETIMEDOUT): a live process may drain nothing.  Lines
+ * the drain cannot write to its fd (an error, or an fd, blocking or not,
+ * without room for LOG_WRITE_WAIT_MS) are counted too, and a note of the
+ * same form goes out before the next line that can be written.  Every
+ * position and length read from the ring is checked against the ring's
+ * size as this process found it when it opened the log (a size word
+ * another process rewrites is not believed).
  */
 #ifndef SHF_LOG_INTERNAL_H
 #define SHF_LOG_INTERNAL_H
@@ -45,6 +47,14 @@
 #define LOG_WAIT_MS 50
 /* How long the drain waits for room in its fd (log-out.c). */
 #define LOG_WRITE_WAIT_MS 2000
+/*
+ * How long a writer waits for room while the reader shows no progress
+ * (read_pos and read_seq unchanged) before it gives up (ETIMEDOUT): the
+ * reader may be a live process that drains nothing (stopped, or named by
+ * a word another process wrote).  Longer than the drain's own wait for its
+ * fd, and the drain shows progress while it writes (log_out_alive()).
+ */
+#define LOG_STALL_MS 5000
 #define LOG_PREFIX_MAX 48
 
 enum { LOG_FREE = 0, LOG_INIT = 1, LOG_READY = 2 };
@@ -65,7 +75,8 @@ struct log_hdr {
 	uint32_t reader_waiting;
 	/* Written by the draining thread. */
 	uint64_t read_pos __attribute__((aligned(64)));
-	uint32_t read_seq;           /* futex: bumped per drained batch */
+	uint32_t read_seq;           /* futex: bumped per drained batch,
+				      * and while it is written out */
 	uint32_t writers_waiting;
 	int32_t reader_pid;          /* 0: no draining thread */
 	uint32_t reader_dead;        /* writers found it gone */
@@ -89,6 +100,16 @@ struct log_ref {
 static inline uint64_t log_now_ns(void)
 {
 	return shf_clock_ns(CLOCK_MONOTONIC);
+}
+
+/*
+ * The drain shows writers that wait for room that it lives and works,
+ * though the batch it copied out takes long to write: they give up only
+ * after LOG_STALL_MS without this (no wake: they look every LOG_WAIT_MS).
+ */
+static inline void log_out_alive(struct log_hdr *h)
+{
+	__atomic_add_fetch(&h->read_seq, 1, __ATOMIC_RELAXED);
 }
 
 /* ============================================================ log-out.c */
@@ -128,7 +149,9 @@ uint32_t log_round_size(uint32_t want);
 uint32_t log_line_max(uint32_t size);
 /*
  * Publish one record of text, with a newline added if add_nl and it has
- * none; 0, or -1 with errno (EPIPE: dropped, no reader; EMSGSIZE).
+ * none; 0, or -1 with errno (EPIPE: dropped, no reader; ETIMEDOUT: the
+ * lock's holder, or the reader, made no progress for its bound;
+ * EMSGSIZE).
  */
 int log_put(const struct log_ref *r, const char *text, uint32_t len,
 	    int add_nl);
@@ -136,7 +159,8 @@ int log_put(const struct log_ref *r, const char *text, uint32_t len,
 void log_prefix_set(const struct log_ref *r, uint32_t prefix);
 /*
  * Start this process's one drain thread on r's log, writing to fd (or to
- * output, when set): 0, or -1 with errno (EBUSY: one drains already).
+ * output, when set): 0, or -1 with errno (EBUSY: one drains already;
+ * ENOMEM: no memory for its buffers; EAGAIN: no thread).
  */
 int log_thread_start(const struct log_ref *r, int fd);
 /* Stop it if it drains shf's log: 0, or -1 with ENOENT. */

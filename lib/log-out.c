@@ -153,10 +153,12 @@ static ssize_t log_dest_write(struct log_dest *d, const char *buf,
  * Write len bytes to fd: again after EINTR, and after EAGAIN (or, for a
  * blocking fd, before each write) once poll() says there is room, for at
  * most LOG_WRITE_WAIT_MS without progress (not at all after a wait that
- * gave up, until a write works again).  The bytes written; fewer than len
- * with errno set.
+ * gave up, until a write works again).  Each write that takes bytes is
+ * progress that h's writers see.  The bytes written; fewer than len with
+ * errno set.
  */
-static size_t log_write_all(int fd, const char *buf, size_t len)
+static size_t log_write_all(struct log_hdr *h, int fd, const char *buf,
+			    size_t len)
 {
 	struct log_dest *d = &log_out.dest;
 	size_t done = 0;
@@ -176,6 +178,7 @@ static size_t log_write_all(int fd, const char *buf, size_t len)
 			done += (size_t)n;
 			until = 0;
 			log_out.wstuck = 0;
+			log_out_alive(h);
 			continue;
 		}
 		err = n == 0 ? EIO : errno; /* 0: no progress, no reason */
@@ -248,7 +251,7 @@ static int log_write_note(struct log_hdr *h, int fd)
 		errno = EOVERFLOW;
 		return 0;
 	}
-	done = log_write_all(fd, note, (size_t)n);
+	done = log_write_all(h, fd, note, (size_t)n);
 	if (done)
 		log_out.midline = note[done - 1] != '\n';
 	if (done < (size_t)n)
@@ -277,16 +280,18 @@ void log_out_emit(struct log_hdr *h, int fd, char *buf, size_t len,
 		}
 		if (!len)
 			return;
-		done = log_write_all(fd, buf, len);
+		done = log_write_all(h, fd, buf, len);
 		if (done < len)
 			log_write_failed(buf, done, lens, nlines, errno);
 		else
 			log_out.midline = buf[len - 1] != '\n';
 		return;
 	}
+	/* a slow function shows its progress line by line */
 	for (uint32_t i = 0; i < nlines; i++) {
 		out(buf, lens[i]);
 		buf += lens[i];
+		log_out_alive(h);
 	}
 }
 

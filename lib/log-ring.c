@@ -26,6 +26,8 @@ static struct {
 	int running;
 	uint32_t stop;
 	uint64_t proc; /* shf_proc_gen() of the process that started it */
+	char *buf;     /* its buffers, made before it claims the log */
+	uint32_t *lens;
 } log_thr;
 static pthread_once_t log_thr_once = PTHREAD_ONCE_INIT;
 
@@ -168,6 +170,28 @@ int log_open(SHF *shf, uint32_t size, int create, struct log_ref *ref)
 	return 0;
 }
 
+/*
+ * Does this process run a drain thread on r's log (through any handle of
+ * its file)?  Asked by a writer that holds the log's lock, which
+ * log_thread_start() takes under log_thr_lock: so log_thr_lock is only
+ * tried, and a thread that holds it (starting or stopping a drain right
+ * now) counts as a drain; the next look, LOG_WAIT_MS later, tells.
+ */
+static int log_thr_drains(const struct log_ref *r)
+{
+	const struct shf_lock_site *mine = shf_handle_lock_site(r->shf), *its;
+	int yes = 0;
+
+	if (pthread_mutex_trylock(&log_thr_lock))
+		return 1;
+	if (log_thr.running && log_thr.proc == shf_proc_gen()) {
+		its = shf_handle_lock_site(log_thr.ref.shf);
+		yes = its->dev == mine->dev && its->ino == mine->ino;
+	}
+	pthread_mutex_unlock(&log_thr_lock);
+	return yes;
+}
+
 /* 1 if a draining thread is (still) there. */
 static int log_reader_alive(const struct log_ref *r, int check_proc)
 {
@@ -177,6 +201,14 @@ static int log_reader_alive(const struct log_ref *r, int check_proc)
 
 	if (pid <= 0 || __atomic_load_n(&h->reader_dead, __ATOMIC_ACQUIRE))
 		return 0;
+	/*
+	 * This process, which runs no drain on the log: its drain thread
+	 * failed, or another process wrote the word.  No drain will come.
+	 */
+	if (check_proc && pid == getpid() && !log_thr_drains(r)) {
+		__atomic_store_n(&h->reader_dead, 1, __ATOMIC_RELEASE);
+		return 0;
+	}
 	/*
 	 * gone, or no longer mapping the table (it called execve(), or the
 	 * word names a stranger): no drain will come.  The process as a
@@ -202,14 +234,16 @@ void log_prefix_set(const struct log_ref *r, uint32_t prefix)
  * end, if the record does not fit before it) are free at *w (the write
  * position, read again after each wait).  The lock is let go while it
  * sleeps, so that a drain that stalls stalls no other lock taker.  0 (the
- * lock held); -1 with errno EPIPE (no reader: the line is dropped and
- * counted; the lock held); -2 with the lock's errno (not held).
+ * lock held); -1 with errno EPIPE (no reader) or ETIMEDOUT (a reader that
+ * showed no progress for LOG_STALL_MS: a process that drains nothing, or
+ * not now), the line dropped and counted, the lock held; -2 with the
+ * lock's errno (not held).
  */
 static int log_room(const struct log_ref *r, uint64_t *w, uint32_t rlen)
 {
 	struct log_hdr *h = r->h;
-	uint32_t size = r->size, room;
-	uint64_t need;
+	uint32_t size = r->size, room, last_seq = 0;
+	uint64_t need, last_rd = 0, since = 0, now;
 	int waited = 0;
 
 	for (;;) {
@@ -235,6 +269,16 @@ static int log_room(const struct log_ref *r, uint64_t *w, uint32_t rlen)
 			return -1;
 		}
 		seq = __atomic_load_n(&h->read_seq, __ATOMIC_SEQ_CST);
+		now = log_now_ns();
+		if (!since || rd != last_rd || seq != last_seq) {
+			since = now;
+			last_rd = rd;
+			last_seq = seq;
+		} else if (now - since >= LOG_STALL_MS * 1000000ull) {
+			__atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
+			errno = ETIMEDOUT;
+			return -1;
+		}
 		__atomic_store_n(&h->writers_waiting, 1, __ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&h->read_pos, __ATOMIC_SEQ_CST) != rd)
 			continue;
@@ -392,10 +436,9 @@ static void *log_drain(void *arg)
 	struct log_hdr *h = r->h;
 	struct drain d;
 
-	d.buf = malloc(LOG_BATCH + LOG_TEXT_MAX + 256);
-	d.lens = malloc(sizeof(*d.lens) * LOG_BATCH_LINES);
-	if (!d.buf || !d.lens)
-		goto out;
+	/* its own from here (log_thread_start() made them) */
+	d.buf = log_thr.buf;
+	d.lens = log_thr.lens;
 	for (;;) {
 		uint64_t rd = h->read_pos;
 		uint64_t w = __atomic_load_n(&h->write_pos, __ATOMIC_ACQUIRE);
@@ -422,7 +465,6 @@ static void *log_drain(void *arg)
 		}
 		log_out_emit(h, log_thr.fd, d.buf, d.len, d.lens, d.nlines);
 	}
-out:
 	free(d.buf);
 	free(d.lens);
 	return NULL;
@@ -462,8 +504,21 @@ int log_thread_start(const struct log_ref *r, int fd)
 		errno = EBUSY;
 		return -1;
 	}
-	if (log_claim_reader(r) < 0) {
+	/*
+	 * The thread's buffers, before the log is claimed: a thread that
+	 * could not make them would leave a claim that names a live
+	 * process, and writers would wait on a drain that never comes.
+	 */
+	log_thr.buf = malloc(LOG_BATCH + LOG_TEXT_MAX + 256);
+	log_thr.lens = malloc(sizeof(*log_thr.lens) * LOG_BATCH_LINES);
+	if (!log_thr.buf || !log_thr.lens || log_claim_reader(r) < 0) {
+		err = log_thr.buf && log_thr.lens ? errno : ENOMEM;
+		free(log_thr.buf);
+		free(log_thr.lens);
+		log_thr.buf = NULL;
+		log_thr.lens = NULL;
 		pthread_mutex_unlock(&log_thr_lock);
+		errno = err;
 		return -1;
 	}
 	log_thr.ref = *r;
@@ -477,6 +532,10 @@ int log_thread_start(const struct log_ref *r, int fd)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		__atomic_store_n(&r->h->reader_pid, 0, __ATOMIC_RELEASE);
+		free(log_thr.buf);
+		free(log_thr.lens);
+		log_thr.buf = NULL;
+		log_thr.lens = NULL;
 		pthread_mutex_unlock(&log_thr_lock);
 		errno = err;
 		return -1;
@@ -504,6 +563,8 @@ int log_thread_stop(SHF *shf)
 	shf_futex_wake(&h->write_seq, INT_MAX);
 	pthread_join(log_thr.th, NULL);
 	log_thr.running = 0;
+	log_thr.buf = NULL; /* the thread freed them */
+	log_thr.lens = NULL;
 	memset(&log_thr.ref, 0, sizeof(log_thr.ref));
 	if (__atomic_load_n(&h->reader_pid, __ATOMIC_ACQUIRE) == getpid())
 		__atomic_store_n(&h->reader_pid, 0, __ATOMIC_RELEASE);

@@ -1810,6 +1810,77 @@ START_TEST(test_log_waits_have_a_way_out)
 END_TEST
 
 /*
+ * A reader word that names a live process which drains nothing (found by
+ * review): the writer's own process, or another one that maps the table,
+ * passed for the drain, and once the ring was full every writer waited
+ * for it for ever.  Now a writer takes its own process, which runs no
+ * drain thread on the log, for no reader (EPIPE at once), and gives up on
+ * a reader that shows no progress for LOG_STALL_MS (ETIMEDOUT).
+ */
+START_TEST(test_log_reader_names_a_live_mapper)
+{
+	char name[SHF_TEST_NAME_MAX], c;
+	SHF *shf = shf_test_new("logidle", name, sizeof(name));
+	int i, null = open("/dev/null", O_WRONLY | O_CLOEXEC), pfd[2];
+	struct log_hdr *lh = NULL;
+	uint32_t rc = SHF_RET_OK;
+	uint64_t start;
+	double t0, took;
+	pid_t pid;
+
+	ck_assert_int_ge(null, 0);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	lh = (struct log_hdr *)region_at(shf, LOG_REGION);
+	ck_assert_ptr_nonnull(lh);
+	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
+	/* this very process, which drains nothing */
+	start = start_of(getpid());
+	ck_assert_uint_ne(start, 0);
+	lh->reader_start = start;
+	lh->reader_dead = 0;
+	lh->reader_pid = getpid();
+	t0 = shf_test_now();
+	for (i = 0; i < 1000 && rc == SHF_RET_OK; i++)
+		rc = shf_log_append(shf, "a line of the log\n", 18);
+	ck_assert_uint_eq(rc, SHF_RET_ERROR);
+	ck_assert_int_eq(errno, EPIPE);
+	ck_assert(shf_test_now() - t0 < 2.0 * shf_test_multiplier());
+	/* another live process that maps the table (the ring is full) */
+	ck_assert_int_eq(pipe(pfd), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(pfd[1]);
+		if (read(pfd[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(pfd[0]);
+	start = start_of(pid);
+	ck_assert_uint_ne(start, 0);
+	lh->reader_start = start;
+	lh->reader_dead = 0;
+	lh->reader_pid = pid;
+	t0 = shf_test_now();
+	rc = shf_log_append(shf, "blocked?\n", 9);
+	took = shf_test_now() - t0;
+	close(pfd[1]);
+	ck_assert_int_ne(shf_test_waitpid(pid, 30), -1);
+	ck_assert_uint_eq(rc, SHF_RET_ERROR);
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	ck_assert_msg(took >= LOG_STALL_MS / 1000.0 * 0.9 &&
+			      took < (LOG_STALL_MS / 1000.0 + 5.0) *
+					     shf_test_multiplier(),
+		      "gave up after %.3f s", took);
+	ck_assert_uint_eq(shf_log_detach_existing(shf), SHF_RET_OK);
+	close(null);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * A region entry smaller than what its user needs (found by review): a
  * race line opened by name took the entry's size on trust, and an entry
  * of 0 bytes at the file's end made shf_race_start_timeout() add to a
@@ -2907,7 +2978,8 @@ static Suite *hostile_suite(void)
 			   test_region_smaller_than_asked,
 			   test_region_off_a_page, test_region_name_over_junk,
 			   test_log_positions_off_the_grid, test_log_maker_killed,
-			   test_log_waits_have_a_way_out);
+			   test_log_waits_have_a_way_out,
+			   test_log_reader_names_a_live_mapper);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -1765,6 +1766,121 @@ START_TEST(test_log_drain_started_leader_exited)
 }
 END_TEST
 
+/*
+ * malloc() of this program, which the library's calls take too: while
+ * log_malloc_fails is set, a request of 1 MiB or more fails (ENOMEM), as
+ * where memory runs out; others, and all of them otherwise, go to the
+ * next malloc() (libc's, or a sanitizer's, whose free() takes them back).
+ */
+static int log_malloc_fails;
+static void *(*log_next_malloc)(size_t);
+
+__attribute__((visibility("default")))
+void *malloc(size_t n)
+{
+	void *(*next)(size_t) = __atomic_load_n(&log_next_malloc,
+						__ATOMIC_ACQUIRE);
+
+	if (n >= (1u << 20) &&
+	    __atomic_load_n(&log_malloc_fails, __ATOMIC_ACQUIRE)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (!next) {
+		next = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+		__atomic_store_n(&log_next_malloc, next, __ATOMIC_RELEASE);
+	}
+	return next(n);
+}
+
+/*
+ * The drain thread's buffers could not be made (found by review): the
+ * thread made them only once it ran, after shf_log_thread_new() had
+ * claimed the log for this process and returned SHF_RET_OK, and exited
+ * without a word; its claim named a live process, so once the ring was
+ * full every writer waited for ever.  Now they are made first, and
+ * shf_log_thread_new() fails with ENOMEM, claiming nothing: the writer
+ * that fills the ring drops its line (EPIPE), and a later
+ * shf_log_thread_new() drains the log.
+ */
+START_TEST(test_log_drain_no_memory)
+{
+	char name[SHF_TEST_NAME_MAX], line[200];
+	SHF *shf = shf_test_new("log-nomem", name, sizeof(name));
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	uint32_t rc = SHF_RET_OK, got;
+	double t0;
+	int i;
+
+	ck_assert_int_ge(null, 0);
+	__atomic_store_n(&log_malloc_fails, 1, __ATOMIC_RELEASE);
+	errno = 0;
+	got = shf_log_thread_new(shf, 4096, null);
+	__atomic_store_n(&log_malloc_fails, 0, __ATOMIC_RELEASE);
+	ck_assert_uint_eq(got, SHF_RET_ERROR);
+	ck_assert_int_eq(errno, ENOMEM);
+	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
+	memset(line, 'x', sizeof(line));
+	line[sizeof(line) - 1] = '\n';
+	t0 = shf_test_now();
+	for (i = 0; i < 40 && rc == SHF_RET_OK; i++)
+		rc = shf_log_append(shf, line, sizeof(line));
+	ck_assert_uint_eq(rc, SHF_RET_ERROR);
+	ck_assert_int_eq(errno, EPIPE);
+	ck_assert(shf_test_now() - t0 < 2.0 * shf_test_multiplier());
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
+	for (i = 0; i < 40; i++)
+		ck_assert_uint_eq(shf_log_append(shf, line, sizeof(line)),
+				  SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	close(null);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * A drain that is slow but works is no stalled one: its output function
+ * takes 1.5 s a line, so a batch of a full ring (4 lines of 900 bytes)
+ * takes longer than a writer waits for a reader that shows no progress
+ * (5 s), but the drain shows its progress line by line.  Every line is
+ * taken (13: one at least waits for a whole batch) and comes out; the
+ * drain runs in the writer's own process.
+ */
+static uint32_t logs_out, logs_slow;
+
+static void logs_slow_output(char *line, uint32_t len)
+{
+	(void)line;
+	(void)len;
+	if (__atomic_load_n(&logs_slow, __ATOMIC_SEQ_CST))
+		usleep(1500000);
+	__atomic_add_fetch(&logs_out, 1, __ATOMIC_SEQ_CST);
+}
+
+START_TEST(test_log_drain_slow_output)
+{
+	char name[SHF_TEST_NAME_MAX], line[900];
+	SHF *shf = shf_test_new("log-slow", name, sizeof(name));
+	int i;
+
+	__atomic_store_n(&logs_slow, 1, __ATOMIC_SEQ_CST);
+	shf_log_output_set(logs_slow_output);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, 1), SHF_RET_OK);
+	memset(line, 'x', sizeof(line));
+	line[sizeof(line) - 1] = '\n';
+	for (i = 0; i < 13; i++)
+		ck_assert_msg(shf_log_append(shf, line, sizeof(line)) ==
+				      SHF_RET_OK,
+			      "line %d: %s", i, strerror(errno));
+	/* the rest at once */
+	__atomic_store_n(&logs_slow, 0, __ATOMIC_SEQ_CST);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	shf_log_output_set(NULL);
+	ck_assert_uint_eq(__atomic_load_n(&logs_out, __ATOMIC_SEQ_CST), 13);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* Is line l (no newline) a whole note of lines lost to ENOSPC?  *k: its count. */
 static int log_note_count(const char *l, unsigned long long *k)
 {
@@ -2235,7 +2351,8 @@ static Suite *ipc_suite(void)
 			   test_log_write_gives_up_tty);
 
 	shf_test_add_tcase(s, "log-drain", 60, test_log_drain_leader_exited,
-			   test_log_drain_started_leader_exited);
+			   test_log_drain_started_leader_exited,
+			   test_log_drain_no_memory, test_log_drain_slow_output);
 	return s;
 }
 

@@ -31,28 +31,57 @@ static struct {
 } log_thr;
 static pthread_once_t log_thr_once = PTHREAD_ONCE_INIT;
 
-/* fork(): the drain thread stays in the parent; the child has none. */
-static void log_atfork_child(void)
+/* The drain thread is another process's: this one has none. */
+static void log_thr_forget(void)
 {
 	log_thr.running = 0;
 	memset(&log_thr.ref, 0, sizeof(log_thr.ref));
 }
 
 /*
+ * fork(): the drain thread stays in the parent; the child has none.  And
+ * log_thr_lock is made anew: another thread of the parent may have held
+ * it at the fork (shf_log_thread_del() holds it while the drain finishes),
+ * and it would stay held for ever in the child, where that thread is not.
+ */
+static void log_atfork_child(void)
+{
+	pthread_mutex_init(&log_thr_lock, NULL);
+	log_thr_forget();
+}
+
+/*
  * The same in a child of _Fork() or of a clone() without CLONE_VM, which
  * runs no atfork handler: a drain thread started in another process
  * generation is its parent's (joining it here would wait on a thread this
- * process does not have).  Under log_thr_lock.
+ * process does not have).  Under log_thr_lock (which such a child finds
+ * as its parent left it: see libshf(7)).
  */
 static void log_thr_forget_parents(void)
 {
 	if (log_thr.running && log_thr.proc != shf_proc_gen())
-		log_atfork_child();
+		log_thr_forget();
 }
 
 static void log_thr_init(void)
 {
 	pthread_atfork(NULL, NULL, log_atfork_child);
+}
+
+/*
+ * log_thr_lock, with the atfork handler registered first: a fork() while
+ * it is held must find the handler there.  trylock: 0 if taken.
+ */
+static void log_thr_lock_take(void)
+{
+	pthread_once(&log_thr_once, log_thr_init);
+	pthread_mutex_lock(&log_thr_lock);
+}
+
+static int log_thr_lock_try(void)
+{
+	pthread_once(&log_thr_once, log_thr_init);
+	return pthread_mutex_trylock(&log_thr_lock);
 }
 
 static inline char *log_data(struct log_hdr *h)
@@ -182,7 +211,7 @@ static int log_thr_drains(const struct log_ref *r)
 	const struct shf_lock_site *mine = shf_handle_lock_site(r->shf), *its;
 	int yes = 0;
 
-	if (pthread_mutex_trylock(&log_thr_lock))
+	if (log_thr_lock_try())
 		return 1;
 	if (log_thr.running && log_thr.proc == shf_proc_gen()) {
 		its = shf_handle_lock_site(log_thr.ref.shf);
@@ -496,8 +525,7 @@ int log_thread_start(const struct log_ref *r, int fd)
 	sigset_t all, old;
 	int err;
 
-	pthread_once(&log_thr_once, log_thr_init);
-	pthread_mutex_lock(&log_thr_lock);
+	log_thr_lock_take();
 	log_thr_forget_parents();
 	if (log_thr.running) {
 		pthread_mutex_unlock(&log_thr_lock);
@@ -550,7 +578,7 @@ int log_thread_stop(SHF *shf)
 {
 	struct log_hdr *h;
 
-	pthread_mutex_lock(&log_thr_lock);
+	log_thr_lock_take();
 	log_thr_forget_parents();
 	if (!log_thr.running || log_thr.ref.shf != shf) {
 		pthread_mutex_unlock(&log_thr_lock);

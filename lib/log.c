@@ -42,10 +42,36 @@ static void log_thread_exit(void *arg)
 
 static void log_forget(void *hv);
 
+/*
+ * fork(): log_cur_lock made anew in the child.  Another thread of the
+ * parent may have held it at the fork (an append holds it, read, while it
+ * waits for room in the ring), and it would stay held for ever in the
+ * child, where that thread is not: the child's shf_detach() or
+ * shf_log_detach_existing() would wait for it.
+ */
+static void log_cur_atfork_child(void)
+{
+	pthread_rwlock_init(&log_cur_lock, NULL);
+}
+
 static void log_key_make(void)
 {
 	log_key_ok = pthread_key_create(&log_key, log_thread_exit) == 0;
+	pthread_atfork(NULL, NULL, log_cur_atfork_child);
 	shf_reg_hook(log_forget);
+}
+
+/* log_cur_lock, with the atfork handler registered before it is held. */
+static void log_cur_read(void)
+{
+	pthread_once(&log_key_once, log_key_make);
+	pthread_rwlock_rdlock(&log_cur_lock);
+}
+
+static void log_cur_write(void)
+{
+	pthread_once(&log_key_once, log_key_make);
+	pthread_rwlock_wrlock(&log_cur_lock);
 }
 
 /* Have the thread's buffers freed when it exits. */
@@ -65,7 +91,7 @@ static int log_get(SHF *shf, uint32_t size, int create, struct log_ref *ref)
 
 static void log_cur_set(const struct log_ref *ref)
 {
-	pthread_rwlock_wrlock(&log_cur_lock);
+	log_cur_write();
 	if (ref)
 		log_cur = *ref;
 	else
@@ -78,7 +104,7 @@ static int log_cur_drop(SHF *shf)
 {
 	int was;
 
-	pthread_rwlock_wrlock(&log_cur_lock);
+	log_cur_write();
 	was = log_cur.h && log_cur.shf == shf;
 	if (was)
 		memset(&log_cur, 0, sizeof(log_cur));
@@ -131,7 +157,7 @@ SHF_EXPORT uint32_t shf_log_detach_existing(SHF *shf)
 		errno = EINVAL;
 		return SHF_RET_ERROR;
 	}
-	pthread_rwlock_wrlock(&log_cur_lock);
+	log_cur_write();
 	if (log_cur.h && log_cur.shf == shf) {
 		/* the thread's unfinished line ends here */
 		if (log_pend_len)
@@ -167,7 +193,7 @@ SHF_EXPORT uint32_t shf_log_append(SHF *shf, const char *line, uint32_t len)
 		errno = EINVAL;
 		return SHF_RET_ERROR;
 	}
-	pthread_rwlock_rdlock(&log_cur_lock);
+	log_cur_read();
 	if (log_cur.h && log_cur.shf == shf) {
 		r = log_put(&log_cur, line ? line : "", len, 0);
 		pthread_rwlock_unlock(&log_cur_lock);
@@ -274,7 +300,7 @@ static int log_string(FILE *stream, const char *s, size_t len)
 {
 	int r;
 
-	pthread_rwlock_rdlock(&log_cur_lock);
+	log_cur_read();
 	if (log_cur.h)
 		r = log_text(s, len);
 	else

@@ -1881,6 +1881,100 @@ START_TEST(test_log_drain_slow_output)
 }
 END_TEST
 
+/*
+ * fork() while another thread holds one of the log's locks of the
+ * process (found by review): shf_log_thread_del() holds the drain
+ * thread's while the drain finishes, an append holds the current log's
+ * (read) while it waits for room.  The child, where that thread is not,
+ * found them held for ever: its shf_detach() or shf_log_detach_existing()
+ * waited for ever.  Now the child makes them anew.  The drain is slow
+ * (50 ms a line), the ring full: the other thread is still inside when
+ * the child is made, 100 ms later.
+ */
+static SHF *logf_shf;
+
+static void logf_slow_output(char *line, uint32_t len)
+{
+	(void)line;
+	(void)len;
+	usleep(50000);
+}
+
+static void *logf_thread_del(void *arg)
+{
+	(void)arg;
+	return (void *)(uintptr_t)(shf_log_thread_del(logf_shf) != SHF_RET_OK);
+}
+
+static void *logf_appends(void *arg)
+{
+	char line[200];
+	int bad = 0;
+
+	(void)arg;
+	memset(line, 'y', sizeof(line));
+	line[sizeof(line) - 1] = '\n';
+	for (int i = 0; i < 40; i++)
+		bad += shf_log_append(logf_shf, line, sizeof(line)) !=
+		       SHF_RET_OK;
+	return (void *)(uintptr_t)bad;
+}
+
+static void log_fork_while_held(const char *tag, int appending)
+{
+	char name[SHF_TEST_NAME_MAX], line[200];
+	void *bad = NULL;
+	pthread_t t;
+	int status;
+	pid_t pid;
+
+	logf_shf = shf_test_new(tag, name, sizeof(name));
+	shf_log_output_set(logf_slow_output);
+	ck_assert_uint_eq(shf_log_thread_new(logf_shf, 4096, 1), SHF_RET_OK);
+	memset(line, 'x', sizeof(line));
+	line[sizeof(line) - 1] = '\n';
+	for (int i = 0; i < 18; i++) /* about a ring's worth */
+		ck_assert_uint_eq(shf_log_append(logf_shf, line, sizeof(line)),
+				  SHF_RET_OK);
+	ck_assert_int_eq(pthread_create(&t, NULL, appending ? logf_appends :
+							  logf_thread_del,
+					NULL),
+			 0);
+	usleep(100000);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (appending &&
+		    shf_log_detach_existing(logf_shf) != SHF_RET_OK)
+			_exit(2);
+		shf_detach(logf_shf);
+		_exit(0);
+	}
+	status = shf_test_waitpid(pid, 10);
+	ck_assert_int_eq(pthread_join(t, &bad), 0);
+	ck_assert_ptr_null(bad);
+	if (appending)
+		ck_assert_uint_eq(shf_log_thread_del(logf_shf), SHF_RET_OK);
+	shf_log_output_set(NULL);
+	ck_assert_msg(status != -1, "the child hung");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the child: status %#x", status);
+	shf_test_del(logf_shf, name);
+}
+
+START_TEST(test_log_fork_while_thread_del)
+{
+	log_fork_while_held("log-fork-del", 0);
+}
+END_TEST
+
+START_TEST(test_log_fork_while_append_waits)
+{
+	log_fork_while_held("log-fork-app", 1);
+}
+END_TEST
+
 /* Is line l (no newline) a whole note of lines lost to ENOSPC?  *k: its count. */
 static int log_note_count(const char *l, unsigned long long *k)
 {
@@ -2352,7 +2446,9 @@ static Suite *ipc_suite(void)
 
 	shf_test_add_tcase(s, "log-drain", 60, test_log_drain_leader_exited,
 			   test_log_drain_started_leader_exited,
-			   test_log_drain_no_memory, test_log_drain_slow_output);
+			   test_log_drain_no_memory, test_log_drain_slow_output,
+			   test_log_fork_while_thread_del,
+			   test_log_fork_while_append_waits);
 	return s;
 }
 

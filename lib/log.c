@@ -112,6 +112,30 @@ static int log_cur_drop(SHF *shf)
 	return was;
 }
 
+/*
+ * The thread's unfinished line may have been begun for another log, of
+ * longer records (the current log changed since): the pieces of it that
+ * fill a record of this one (max) go out now, as those of a long line
+ * do, so that what is left is shorter than max.  Under log_cur_lock, with
+ * log_cur set.  0, or -1 with errno if a piece could not be appended.
+ */
+static int log_pend_cut(uint32_t max)
+{
+	uint64_t at = 0;
+	int ret = 0;
+
+	while (log_pend_len - at >= max) {
+		if (log_put(&log_cur, log_pend + at, max, 0) < 0)
+			ret = -1;
+		at += max;
+	}
+	if (at) {
+		memmove(log_pend, log_pend + at, log_pend_len - at);
+		log_pend_len -= at;
+	}
+	return ret;
+}
+
 SHF_EXPORT uint32_t shf_log_thread_new(SHF *shf, uint32_t log_size, int fd)
 {
 	uint32_t size = log_round_size(log_size);
@@ -160,8 +184,10 @@ SHF_EXPORT uint32_t shf_log_detach_existing(SHF *shf)
 	log_cur_write();
 	if (log_cur.h && log_cur.shf == shf) {
 		/* the thread's unfinished line ends here */
-		if (log_pend_len)
+		if (log_pend_len) {
+			log_pend_cut(log_line_max(log_cur.size));
 			log_put(&log_cur, log_pend, (uint32_t)log_pend_len, 1);
+		}
 		log_pend_len = 0;
 		memset(&log_cur, 0, sizeof(log_cur));
 		found = 1;
@@ -240,7 +266,7 @@ SHF_EXPORT void shf_log_output_set(void (*output)(char *line, uint32_t len))
 static int log_text(const char *s, size_t len)
 {
 	uint32_t max = log_line_max(log_cur.size);
-	int ret = 0;
+	int ret = log_pend_cut(max);
 
 	log_key_set();
 	while (len) {
@@ -254,6 +280,7 @@ static int log_text(const char *s, size_t len)
 			len -= part;
 			continue;
 		}
+		/* log_pend_len < max: cut above, put below when it is max */
 		if (part > max - log_pend_len)
 			part = max - log_pend_len;
 		if (shf_buf_grow(&log_pend, &log_pend_cap,

@@ -1975,6 +1975,61 @@ START_TEST(test_log_fork_while_append_waits)
 }
 END_TEST
 
+/*
+ * A thread's unfinished line begun for a log of longer records than the
+ * one that is current when it goes on (found by review): the room left
+ * for it in a record (max - log_pend_len) wrapped below zero, the line
+ * grew past what a record takes, and it was lost (EMSGSIZE), as was the
+ * one shf_log_detach_existing() ends.  Now what was begun goes out first,
+ * in pieces of the current log's records, as a long line does.
+ */
+START_TEST(test_log_line_begun_for_a_longer_log)
+{
+	char na[SHF_TEST_NAME_MAX], nb[SHF_TEST_NAME_MAX], xs[2001], ys[1501];
+	SHF *a = shf_test_new("log-long", na, sizeof(na));
+	SHF *b = shf_test_new("log-short", nb, sizeof(nb));
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	FILE *out = tmpfile();
+	char *text, *want;
+	size_t len;
+
+	ck_assert_int_ge(null, 0);
+	ck_assert_ptr_nonnull(out);
+	memset(xs, 'x', sizeof(xs) - 1);
+	xs[sizeof(xs) - 1] = '\0';
+	memset(ys, 'y', sizeof(ys) - 1);
+	ys[sizeof(ys) - 1] = '\0';
+	/* a's log: records of up to 256 KiB; b's: 960 bytes */
+	ck_assert_uint_eq(shf_log_thread_new(a, 0, null), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(a), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_new(b, 4096, fileno(out)),
+			  SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_attach_existing(a), SHF_RET_OK);
+	ck_assert_int_ne(shf_log_fputs(xs, stdout), EOF);
+	ck_assert_uint_eq(shf_log_attach_existing(b), SHF_RET_OK);
+	ck_assert_msg(shf_log_fputs("tail\n", stdout) != EOF, "%s",
+		      strerror(errno));
+	/* the same for the line that shf_log_detach_existing() ends */
+	ck_assert_uint_eq(shf_log_attach_existing(a), SHF_RET_OK);
+	ck_assert_int_ne(shf_log_fputs(ys, stdout), EOF);
+	ck_assert_uint_eq(shf_log_attach_existing(b), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_detach_existing(b), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(b), SHF_RET_OK);
+	text = shf_test_slurp(out, &len);
+	want = malloc(sizeof(xs) + sizeof(ys) + 8);
+	ck_assert_ptr_nonnull(want);
+	sprintf(want, "%stail\n%s\n", xs, ys);
+	ck_assert_msg(!strcmp(text, want), "%zu bytes out, %zu wanted", len,
+		      strlen(want));
+	free(want);
+	free(text);
+	fclose(out);
+	close(null);
+	shf_test_del(b, nb);
+	shf_test_del(a, na);
+}
+END_TEST
+
 /* Is line l (no newline) a whole note of lines lost to ENOSPC?  *k: its count. */
 static int log_note_count(const char *l, unsigned long long *k)
 {
@@ -2442,7 +2497,8 @@ static Suite *ipc_suite(void)
 			   test_log_write_gives_up, test_log_write_note_cut,
 			   test_log_write_gives_up_blocking,
 			   test_log_write_blocking_waits_for_room,
-			   test_log_write_gives_up_tty);
+			   test_log_write_gives_up_tty,
+			   test_log_line_begun_for_a_longer_log);
 
 	shf_test_add_tcase(s, "log-drain", 60, test_log_drain_leader_exited,
 			   test_log_drain_started_leader_exited,

@@ -1245,6 +1245,34 @@ static uint64_t start_of(pid_t pid)
 	return stat_of(pid, &state, &flags, &start) == 0 ? start : 0;
 }
 
+/*
+ * A child that waits until the caller closes *wfd (the write end of its
+ * pipe), then exits 0: a live process for a word of the table to name.
+ * Its start time in *start.
+ */
+static pid_t waiting_child(int *wfd, uint64_t *start)
+{
+	int pfd[2];
+	char c;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(pfd[1]);
+		if (read(pfd[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(pfd[0]);
+	*wfd = pfd[1];
+	*start = start_of(pid);
+	ck_assert_uint_ne(*start, 0);
+	return pid;
+}
+
 static uint64_t recoveries_of(SHF *shf)
 {
 	struct shf_stats st;
@@ -1726,9 +1754,9 @@ END_TEST
  */
 START_TEST(test_log_waits_have_a_way_out)
 {
-	char name[SHF_TEST_NAME_MAX], c;
+	char name[SHF_TEST_NAME_MAX];
 	SHF *shf = shf_test_new("logwait", name, sizeof(name));
-	int i, null = open("/dev/null", O_WRONLY | O_CLOEXEC), pfd[2];
+	int i, null = open("/dev/null", O_WRONLY | O_CLOEXEC), wfd;
 	struct log_hdr *lh = NULL;
 	uint64_t start;
 	uint32_t rc = SHF_RET_OK;
@@ -1778,19 +1806,7 @@ START_TEST(test_log_waits_have_a_way_out)
 	ck_assert_int_eq(errno, EPIPE);
 	ck_assert(shf_test_now() - t0 < 5.0 * shf_test_multiplier());
 	/* the lock word of a live process that maps the table */
-	ck_assert_int_eq(pipe(pfd), 0);
-	fflush(NULL);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		close(pfd[1]);
-		if (read(pfd[0], &c, 1) < 0)
-			_exit(1);
-		_exit(0);
-	}
-	close(pfd[0]);
-	start = start_of(pid);
-	ck_assert_uint_ne(start, 0);
+	pid = waiting_child(&wfd, &start);
 	lh->reader_pid = 0;
 	lh->read_pos = lh->write_pos;
 	__atomic_store_n(&lh->lk.w, (start & 0xffffffffULL) << 32 | (uint32_t)pid,
@@ -1800,7 +1816,7 @@ START_TEST(test_log_waits_have_a_way_out)
 	ck_assert_uint_eq(rc, SHF_RET_ERROR);
 	ck_assert_int_eq(errno, ETIMEDOUT);
 	ck_assert(shf_test_now() - t0 < 10.0 * shf_test_multiplier());
-	close(pfd[1]);
+	close(wfd);
 	shf_test_waitpid(pid, 30);
 	__atomic_store_n(&lh->lk.w, 0, __ATOMIC_RELEASE);
 	ck_assert_uint_eq(shf_log_detach_existing(shf), SHF_RET_OK);
@@ -1819,9 +1835,9 @@ END_TEST
  */
 START_TEST(test_log_reader_names_a_live_mapper)
 {
-	char name[SHF_TEST_NAME_MAX], c;
+	char name[SHF_TEST_NAME_MAX];
 	SHF *shf = shf_test_new("logidle", name, sizeof(name));
-	int i, null = open("/dev/null", O_WRONLY | O_CLOEXEC), pfd[2];
+	int i, null = open("/dev/null", O_WRONLY | O_CLOEXEC), wfd;
 	struct log_hdr *lh = NULL;
 	uint32_t rc = SHF_RET_OK;
 	uint64_t start;
@@ -1847,26 +1863,14 @@ START_TEST(test_log_reader_names_a_live_mapper)
 	ck_assert_int_eq(errno, EPIPE);
 	ck_assert(shf_test_now() - t0 < 2.0 * shf_test_multiplier());
 	/* another live process that maps the table (the ring is full) */
-	ck_assert_int_eq(pipe(pfd), 0);
-	fflush(NULL);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		close(pfd[1]);
-		if (read(pfd[0], &c, 1) < 0)
-			_exit(1);
-		_exit(0);
-	}
-	close(pfd[0]);
-	start = start_of(pid);
-	ck_assert_uint_ne(start, 0);
+	pid = waiting_child(&wfd, &start);
 	lh->reader_start = start;
 	lh->reader_dead = 0;
 	lh->reader_pid = pid;
 	t0 = shf_test_now();
 	rc = shf_log_append(shf, "blocked?\n", 9);
 	took = shf_test_now() - t0;
-	close(pfd[1]);
+	close(wfd);
 	ck_assert_int_ne(shf_test_waitpid(pid, 30), -1);
 	ck_assert_uint_eq(rc, SHF_RET_ERROR);
 	ck_assert_int_eq(errno, ETIMEDOUT);
@@ -2049,9 +2053,8 @@ START_TEST(test_queue_claim_of_the_dead)
 {
 	SHF *shf = shf_test_new("qclaim", qclaim_name, sizeof(qclaim_name));
 	struct q_hdr *qh;
-	int pfd[2], status;
+	int wfd, status;
 	uint64_t start;
-	char c = 0;
 	pid_t pid;
 
 	ck_assert_ptr_nonnull(shf_q_new(shf, 2, 64, 16, 1));
@@ -2063,19 +2066,7 @@ START_TEST(test_queue_claim_of_the_dead)
 	__atomic_store_n(&qh->init_start, 0, __ATOMIC_RELEASE);
 	shf_assert_eq(shf_test_run(1, kid_q_new, NULL, 30), 0);
 	/* being made by a live process, then by that process dead */
-	ck_assert_int_eq(pipe(pfd), 0);
-	fflush(NULL);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		close(pfd[1]);
-		if (read(pfd[0], &c, 1) < 0)
-			_exit(1);
-		_exit(0);
-	}
-	close(pfd[0]);
-	start = start_of(pid);
-	ck_assert_uint_ne(start, 0);
+	pid = waiting_child(&wfd, &start);
 	__atomic_store_n(&qh->state, Q_INIT, __ATOMIC_RELEASE);
 	__atomic_store_n(&qh->init_pid, pid, __ATOMIC_RELEASE);
 	__atomic_store_n(&qh->init_start, (uint64_t)pid | start << 22,
@@ -2084,7 +2075,7 @@ START_TEST(test_queue_claim_of_the_dead)
 	/* a claim by the pid alone (its maker could not read /proc) */
 	__atomic_store_n(&qh->init_start, (uint64_t)pid, __ATOMIC_RELEASE);
 	shf_assert_eq(shf_test_run(1, kid_q_new, (void *)1, 30), 0);
-	close(pfd[1]);
+	close(wfd);
 	status = shf_test_waitpid(pid, 30);
 	ck_assert(WIFEXITED(status));
 	shf_assert_eq(shf_test_run(1, kid_q_new, NULL, 30), 0);

@@ -1101,6 +1101,29 @@ END_TEST
 /* ----------------------------------- children that run no atfork handler */
 
 /*
+ * A table named after tag (name: SHF_TEST_NAME_MAX bytes) with one queue
+ * of items, which this thread has used (its state and this process's slot
+ * made before a child is); NULL where no MADV_WIPEONFORK tells a child of
+ * _Fork() apart (not tested).
+ */
+static SHF *nofork_queues(const char *tag, char *name, uint32_t items)
+{
+	SHF *shf = shf_test_new(tag, name, SHF_TEST_NAME_MAX);
+	uint32_t qiid;
+
+	if (!shf_test_wipeonfork()) {
+		shf_test_del(shf, name);
+		return NULL;
+	}
+	ck_assert_ptr_nonnull(shf_q_new(shf, 1, items, ITEM_SIZE, 100));
+	qiid = shf_q_pull_tail(shf, 0);
+	ck_assert_uint_ne(qiid, SHF_QIID_NONE);
+	shf_q_push_head(shf, 0, qiid);
+	shf_q_flush(shf, SHF_QID_NONE);
+	return shf;
+}
+
+/*
  * A _Fork() child of a process that used the queues took its items in
  * its parent's slot (the thread's state was the parent's): killed, it
  * left them owned by a live process, and they never came back.  Now it
@@ -1109,22 +1132,14 @@ END_TEST
 START_TEST(test_q_no_atfork_child)
 {
 	char name[SHF_TEST_NAME_MAX];
-	SHF *shf = shf_test_new("q-nofork", name, sizeof(name));
 	uint32_t items = 200, qiid, got = 0, n = 0;
+	SHF *shf = nofork_queues("q-nofork", name, items);
 	int go[2];
 	double t0;
 	pid_t pid;
 
-	if (!shf_test_wipeonfork()) {
-		shf_test_del(shf, name);
+	if (!shf)
 		return;
-	}
-	ck_assert_ptr_nonnull(shf_q_new(shf, 1, items, ITEM_SIZE, 100));
-	/* this thread's state (and this process's slot) made first */
-	qiid = shf_q_pull_tail(shf, 0);
-	ck_assert_uint_ne(qiid, SHF_QIID_NONE);
-	shf_q_push_head(shf, 0, qiid);
-	shf_q_flush(shf, SHF_QID_NONE);
 	ck_assert_int_eq(pipe(go), 0);
 	pid = shf_test_fork_no_atfork();
 	ck_assert_int_ge(pid, 0);
@@ -1189,20 +1204,13 @@ static void *nofork_thread(void *p)
 START_TEST(test_q_no_atfork_threads)
 {
 	char name[SHF_TEST_NAME_MAX];
-	SHF *shf = shf_test_new("q-nofork-thr", name, sizeof(name));
 	uint32_t items = 400, qiid, n = 0;
+	SHF *shf = nofork_queues("q-nofork-thr", name, items);
 	int round, status;
 	pid_t pid;
 
-	if (!shf_test_wipeonfork()) {
-		shf_test_del(shf, name);
+	if (!shf)
 		return;
-	}
-	ck_assert_ptr_nonnull(shf_q_new(shf, 1, items, ITEM_SIZE, 100));
-	qiid = shf_q_pull_tail(shf, 0);
-	ck_assert_uint_ne(qiid, SHF_QIID_NONE);
-	shf_q_push_head(shf, 0, qiid);
-	shf_q_flush(shf, SHF_QID_NONE);
 	for (round = 0; round < 20; round++) {
 		pid = shf_test_fork_no_atfork();
 		ck_assert_int_ge(pid, 0);

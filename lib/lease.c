@@ -37,7 +37,8 @@ static void my_identity(struct lease_val *lv)
 	pid_t me = getpid();
 
 	if (atomic_load(&id_pid) != me) {
-		atomic_store(&id_start, shf_proc_start_time(me));
+		/* of the process: its first thread may have exited */
+		atomic_store(&id_start, shf_proc_group_start_time(me));
 		atomic_store(&id_pid, me);
 	}
 	memset(lv, 0, sizeof(*lv));
@@ -68,8 +69,12 @@ static int holder_alive(const struct lease_val *lv)
 {
 	uint64_t st;
 
-	/* where /proc does not tell (hidepid=), alive */
-	if (!shf_proc_alive(lv->pid, 0, &st))
+	/*
+	 * The process as a whole (a lease is a process's: its first thread
+	 * may have called pthread_exit() while another fills the lease);
+	 * where /proc does not tell (hidepid=), alive.
+	 */
+	if (!shf_proc_alive(lv->pid, 1, &st))
 		return 0;
 	return !st || !lv->start || st == lv->start;
 }

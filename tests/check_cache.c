@@ -2076,6 +2076,82 @@ START_TEST(test_lease_wait_timeout)
 }
 END_TEST
 
+/*
+ * A lease is its process's: one whose first thread called pthread_exit()
+ * (a zombie entry in /proc) while another thread fills the lease is alive.
+ * Another process's get-or-lease took such a lease over, as a dead
+ * holder's: two fillers for one key.  Now it waits, and times out.
+ */
+static SHF *lx_shf;
+static int lx_ready[2], lx_done[2];
+
+static void *lx_filler(void *arg)
+{
+	char c = 0;
+	uint32_t r;
+
+	(void)arg;
+	hash_str("lx");
+	r = shf_get_key_val_copy_or_lease(lx_shf, 60000, 0);
+	c = r == LEASED ? 'L' : 'x';
+	if (write(lx_ready[1], &c, 1) != 1 || read(lx_done[0], &c, 1) < 0)
+		_exit(3);
+	/* the filler's value, once the other process has asked */
+	hash_str("lx");
+	r = shf_put_key_val_if_leased(lx_shf, "fill", 4, 0);
+	_exit(r & SHF_RET_KEY_PUT ? 0 : 4);
+}
+
+static void lx_leader(void)
+{
+	pthread_t t;
+
+	close(lx_done[1]); /* its read ends when the test closes its own */
+	close(lx_ready[0]);
+	if (pthread_create(&t, NULL, lx_filler, NULL))
+		_exit(2);
+	pthread_exit(NULL); /* the process goes on in its other thread */
+}
+
+START_TEST(test_lease_holder_leader_exited)
+{
+	char name[SHF_TEST_NAME_MAX], c = 0;
+	uint32_t r;
+	int status;
+	pid_t pid;
+
+	lx_shf = shf_test_new("lease-lx", name, sizeof(name));
+	ck_assert_int_eq(pipe(lx_ready), 0);
+	ck_assert_int_eq(pipe(lx_done), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		lx_leader();
+	ck_assert_int_eq(read(lx_ready[0], &c, 1), 1);
+	ck_assert_msg(c == 'L', "the filler got no lease");
+	hash_str("lx");
+	errno = 0;
+	r = shf_get_key_val_copy_or_lease(lx_shf, 60000, 300);
+	ck_assert_msg(r == (SHF_RET_KEY_NONE | SHF_RET_ERROR) &&
+			      errno == ETIMEDOUT,
+		      "another process's get-or-lease of a live holder's "
+		      "lease: %#x (%s)", r, strerror(errno));
+	close(lx_done[1]);
+	status = shf_test_waitpid(pid, 30);
+	ck_assert_msg(status != -1 && WIFEXITED(status) &&
+			      WEXITSTATUS(status) == 0,
+		      "the filler: status %#x", status);
+	hash_str("lx");
+	shf_assert_eq(shf_get_key_val_copy(lx_shf), SHF_RET_KEY_FOUND);
+	ck_assert_uint_eq(shf_val_len, 4);
+	close(lx_ready[0]);
+	close(lx_ready[1]);
+	close(lx_done[0]);
+	shf_test_del(lx_shf, name);
+}
+END_TEST
+
 /* ==== 12. the holder gives up: a waiter gets the lease ============== */
 
 static int kid_lease_give_up(int idx, void *arg)
@@ -2626,7 +2702,8 @@ static Suite *cache_suite(void)
 			   test_lease_wait_timeout, test_lease_give_up,
 			   test_fill_if_leased, test_lease_adopt,
 			   test_lease_other_time_namespace,
-			   test_lease_after_unshare);
+			   test_lease_after_unshare,
+			   test_lease_holder_leader_exited);
 
 	shf_test_add_tcase(s, "stats", 60, test_hits_misses_counted,
 			   test_stats_fields);

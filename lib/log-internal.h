@@ -83,6 +83,14 @@ struct log_hdr {
 	uint64_t reader_start;       /* its start time */
 	uint64_t dropped;            /* lines dropped since last report */
 	uint32_t prefix;             /* SHF_LOG_PREFIX_* of every line */
+	/*
+	 * A writer gave up on the reader (LOG_STALL_MS) at read_seq
+	 * stall_seq: while read_seq still reads that, the next ones give
+	 * up at once.  Under the lock; in the header's padding (older
+	 * libraries leave it 0).
+	 */
+	uint32_t stalled;
+	uint32_t stall_seq;
 };
 
 struct log_rec {

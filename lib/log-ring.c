@@ -303,7 +303,16 @@ static int log_room(const struct log_ref *r, uint64_t *w, uint32_t rlen)
 			since = now;
 			last_rd = rd;
 			last_seq = seq;
-		} else if (now - since >= LOG_STALL_MS * 1000000ull) {
+		}
+		/*
+		 * A writer before this one gave up on the reader, which has
+		 * shown no progress since: give up at once, not after another
+		 * LOG_STALL_MS (each line of a stopped drain's writers).
+		 */
+		if ((h->stalled && h->stall_seq == seq) ||
+		    now - since >= LOG_STALL_MS * 1000000ull) {
+			h->stall_seq = seq;
+			h->stalled = 1;
 			__atomic_add_fetch(&h->dropped, 1, __ATOMIC_RELAXED);
 			errno = ETIMEDOUT;
 			return -1;
@@ -516,6 +525,7 @@ static int log_claim_reader(const struct log_ref *r)
 	h->reader_start = shf_proc_group_start_time(me);
 	__atomic_store_n(&h->reader_pid, me, __ATOMIC_RELEASE);
 	__atomic_store_n(&h->reader_dead, 0, __ATOMIC_RELEASE);
+	h->stalled = 0; /* a new reader: waited for anew */
 	shf_lock_release(&h->lk);
 	return 0;
 }

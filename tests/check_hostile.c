@@ -1870,14 +1870,25 @@ START_TEST(test_log_reader_names_a_live_mapper)
 	t0 = shf_test_now();
 	rc = shf_log_append(shf, "blocked?\n", 9);
 	took = shf_test_now() - t0;
-	close(wfd);
-	ck_assert_int_ne(shf_test_waitpid(pid, 30), -1);
 	ck_assert_uint_eq(rc, SHF_RET_ERROR);
 	ck_assert_int_eq(errno, ETIMEDOUT);
 	ck_assert_msg(took >= LOG_STALL_MS / 1000.0 * 0.9 &&
 			      took < (LOG_STALL_MS / 1000.0 + 5.0) *
 					     shf_test_multiplier(),
 		      "gave up after %.3f s", took);
+	/* the next lines, while the reader still shows nothing: at once */
+	t0 = shf_test_now();
+	for (i = 0; i < 3; i++) {
+		errno = 0;
+		rc = shf_log_append(shf, "blocked too?\n", 13);
+		ck_assert_uint_eq(rc, SHF_RET_ERROR);
+		ck_assert_int_eq(errno, ETIMEDOUT);
+	}
+	took = shf_test_now() - t0;
+	ck_assert_msg(took < 1.0 * shf_test_multiplier(),
+		      "3 more lines took %.3f s", took);
+	close(wfd);
+	ck_assert_int_ne(shf_test_waitpid(pid, 30), -1);
 	ck_assert_uint_eq(shf_log_detach_existing(shf), SHF_RET_OK);
 	close(null);
 	shf_test_del(shf, name);

@@ -1781,6 +1781,19 @@ END_TEST
  * next malloc() (libc's, or a sanitizer's, whose free() takes them back).
  */
 static int log_malloc_fails;
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LOG_NO_MALLOC 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(LOG_NO_MALLOC)
+#define LOG_NO_MALLOC 1
+#endif
+#ifndef LOG_NO_MALLOC
+/*
+ * Not under ThreadSanitizer, whose run-time is part of this program and
+ * calls malloc() before dlsym() can (the test is skipped there).
+ */
 static void *(*log_next_malloc)(size_t);
 
 __attribute__((visibility("default")))
@@ -1800,6 +1813,7 @@ void *malloc(size_t n)
 	}
 	return next(n);
 }
+#endif
 
 /*
  * The drain thread's buffers could not be made (found by review): the
@@ -1820,6 +1834,11 @@ START_TEST(test_log_drain_no_memory)
 	double t0;
 	int i;
 
+#ifdef LOG_NO_MALLOC
+	close(null);
+	shf_test_del(shf, name);
+	return;
+#endif
 	ck_assert_int_ge(null, 0);
 	__atomic_store_n(&log_malloc_fails, 1, __ATOMIC_RELEASE);
 	errno = 0;

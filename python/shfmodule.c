@@ -47,7 +47,9 @@ typedef struct {
 	PyObject *path; /* str, as given */
 	PyObject *name; /* str */
 	unsigned int busy; /* calls in flight (GIL released) */
-	int closing; /* detach once busy drops to 0 */
+	/* leases that its Lease objects hold: they are given up first */
+	unsigned int leases;
+	int closing; /* detach once busy and leases drop to 0 */
 	/* get_many()'s buffer, reused while no other thread holds it */
 	char *bbuf;
 	size_t bbuf_cap;
@@ -183,8 +185,23 @@ static void detach_now(TableObject *t)
 
 static void leave(TableObject *t)
 {
-	if (--t->busy == 0 && t->closing)
+	if (--t->busy == 0 && t->closing && !t->leases)
 		detach_now(t);
+}
+
+/*
+ * A call that gives up or fills a lease: allowed while the table closes
+ * (the handle stays attached until its leases are given up, so that no
+ * other process waits for a lease that nobody can end).
+ */
+static int enter_lease(TableObject *t)
+{
+	if (!t->shf) {
+		closed_error();
+		return -1;
+	}
+	t->busy++;
+	return 0;
 }
 
 /* A bytes copy of key (for KeyError and Lease.key). */
@@ -299,7 +316,8 @@ static int duration_ms(PyObject *s, PyObject *ms, const char *name,
 		d = PyFloat_AsDouble(s);
 		if (d == -1.0 && PyErr_Occurred())
 			return -1;
-		d = ceil(d * 1000.0);
+		/* before ceil(): -0.0004 s would be -0.0 ms, "never expires" */
+		d = d < 0.0 ? -1.0 : ceil(d * 1000.0);
 		if (!(d >= 0.0 && d <= (double)MS_MAX)) {
 			PyErr_Format(PyExc_ValueError,
 				     "%s must be 0 to %u ms (about 49 days)",
@@ -534,14 +552,17 @@ PyDoc_STRVAR(close_doc,
 "--\n"
 "\n"
 "Detach from the table (which stays for the other processes).  Calls\n"
-"that other threads are making finish first.  Closing twice is allowed.");
+"that other threads are making finish first, and leases that Lease\n"
+"objects hold through it are given up first (when their with-block ends,\n"
+"they are put or released, or they go): nothing is stored through a\n"
+"closed table.  Closing twice is allowed.");
 
 static PyObject *Table_close(TableObject *t, PyObject *unused)
 {
 	(void)unused;
 	if (t->shf) {
-		if (t->busy)
-			t->closing = 1; /* the last call in flight detaches */
+		if (t->busy || t->leases)
+			t->closing = 1; /* the last call, or lease, detaches */
 		else
 			detach_now(t);
 	}
@@ -2159,6 +2180,30 @@ static int Table_set_byte_budget(TableObject *t, PyObject *v, void *c)
  * this process's.
  */
 /*
+ * The lease l held is over (filled, given up, lost): the table's count
+ * of held leases drops, and a table closed meanwhile detaches once none
+ * is held and no call is in flight.
+ */
+static void lease_ended(LeaseObject *l)
+{
+	TableObject *t = l->table;
+
+	if (!l->leased)
+		return;
+	l->leased = 0;
+	if (t && t->leases && --t->leases == 0 && t->closing && !t->busy)
+		detach_now(t);
+}
+
+/* A grant this process now holds, counted in its table (see above). */
+static void lease_held(LeaseObject *l, uint32_t grant)
+{
+	l->leased = 1;
+	l->grant = grant;
+	l->table->leases++;
+}
+
+/*
  * Give the lease up so that a waiter takes it over at once.  Only this
  * Lease's own grant is deleted (shf_del_key_val_if_leased()): a value
  * stored meanwhile, a lease granted anew since (even to this process), or
@@ -2173,9 +2218,10 @@ static int lease_release(LeaseObject *l)
 
 	if (!l->leased)
 		return 0;
-	l->leased = 0;
-	if (enter(t) < 0)
+	if (enter_lease(t) < 0) {
+		lease_ended(l); /* unlinked: nothing to give up */
 		return -1;
+	}
 	Py_BEGIN_ALLOW_THREADS
 	shf_make_hash(k, klen);
 	shf_lease_adopt(l->grant);
@@ -2183,6 +2229,7 @@ static int lease_release(LeaseObject *l)
 	e = errno;
 	Py_END_ALLOW_THREADS
 	leave(t);
+	lease_ended(l);
 	if (r & SHF_RET_ERROR) {
 		set_errno(e);
 		return -1;
@@ -2209,6 +2256,13 @@ static int lease_fill(LeaseObject *l, PyObject *v, uint32_t ttl)
 				"this process holds no lease on the key");
 		return -1;
 	}
+	if (!t->shf || t->closing) {
+		/* closed: nothing is stored, and nobody waits for the lease */
+		if (lease_release(l) < 0)
+			PyErr_Clear();
+		closed_error();
+		return -1;
+	}
 	if (buf_get(v, &vb, "value") < 0)
 		return -1;
 	if (ttl == UINT32_MAX) {
@@ -2221,8 +2275,9 @@ static int lease_fill(LeaseObject *l, PyObject *v, uint32_t ttl)
 		}
 		ttl = st.ttl_default_ms;
 	}
-	if (enter(t) < 0) {
+	if (enter_lease(t) < 0) {
 		buf_release(&vb);
+		lease_ended(l); /* unlinked: nothing to fill */
 		return -1;
 	}
 	Py_BEGIN_ALLOW_THREADS
@@ -2237,11 +2292,11 @@ static int lease_fill(LeaseObject *l, PyObject *v, uint32_t ttl)
 		/* the lease is still held: give it up, then say why */
 		if (lease_release(l) < 0)
 			PyErr_Clear();
-		l->leased = 0;
+		lease_ended(l);
 		ret_error(r, e, "value");
 		return -1;
 	}
-	l->leased = 0;
+	lease_ended(l);
 	if (r & SHF_RET_KEY_PUT) {
 		l->stored = 1;
 		l->uid = shf_uid;
@@ -2282,7 +2337,7 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
 	static const char *const names[] = { "key", "lease", "lease_ms",
 					     "wait",  "wait_ms", "ttl",
 					     "ttl_ms" };
-	PyObject *a[7], *key;
+	PyObject *a[7], *key, *value = NULL;
 	uint32_t lease_ms = 60000, wait = 0, ttl = UINT32_MAX, r, uid, grant = 0;
 	int wait_given, given, e = 0, forever;
 	struct buf k;
@@ -2346,35 +2401,48 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
 		Py_DECREF(key);
 		return ret_error(r, e, "key");
 	}
+	/*
+	 * The value first, while shf_val is this call's: making the Lease
+	 * may run the collector, and a __del__ that reads a table.
+	 */
+	if (r & SHF_RET_KEY_FOUND) {
+		value = PyBytes_FromStringAndSize(shf_val, shf_val_len);
+		if (!value) {
+			leave(t);
+			Py_DECREF(key);
+			return NULL;
+		}
+	}
 	l = PyObject_GC_New(LeaseObject, &Lease_Type);
 	if (!l) {
+		/* a lease granted: give it up, or others wait for it */
+		if (r == (SHF_RET_KEY_NONE | SHF_RET_LEASED)) {
+			Py_BEGIN_ALLOW_THREADS
+			shf_make_hash(PyBytes_AS_STRING(key),
+				      (uint32_t)PyBytes_GET_SIZE(key));
+			shf_lease_adopt(grant);
+			shf_del_key_val_if_leased(t->shf);
+			Py_END_ALLOW_THREADS
+		}
 		leave(t);
 		Py_DECREF(key);
+		Py_XDECREF(value);
 		return NULL;
 	}
 	Py_INCREF(t);
 	l->table = t;
 	l->key = key;
-	l->value = NULL;
+	l->value = value;
 	l->uid = uid;
 	l->lease_ms = lease_ms;
 	l->ttl_ms = ttl;
-	l->found = 0;
+	l->found = value != NULL;
 	l->leased = 0;
 	l->stored = 0;
 	l->grant = 0;
-	if (r & SHF_RET_KEY_FOUND) {
-		l->found = 1;
-		l->value = PyBytes_FromStringAndSize(shf_val, shf_val_len);
-	} else if (r == (SHF_RET_KEY_NONE | SHF_RET_LEASED)) {
-		l->leased = 1;
-		l->grant = grant;
-	}
+	if (r == (SHF_RET_KEY_NONE | SHF_RET_LEASED))
+		lease_held(l, grant);
 	leave(t);
-	if (l->found && !l->value) {
-		Py_DECREF(l);
-		return NULL;
-	}
 	if (!l->value) {
 		Py_INCREF(Py_None);
 		l->value = Py_None;
@@ -2386,7 +2454,7 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
 /* A lease never filled nor released: give it up. */
 static void lease_drop(LeaseObject *l)
 {
-	if (l->leased && l->table && l->table->shf && !l->table->closing) {
+	if (l->leased && l->table && l->table->shf) {
 		PyObject *type, *val, *tb;
 
 		PyErr_Fetch(&type, &val, &tb);
@@ -2410,7 +2478,7 @@ static int Lease_traverse(LeaseObject *l, visitproc visit, void *arg)
 static int Lease_clear(LeaseObject *l)
 {
 	lease_drop(l); /* while the table is still there */
-	l->leased = 0;
+	lease_ended(l);
 	Py_CLEAR(l->table);
 	Py_CLEAR(l->value);
 	return 0;
@@ -2420,6 +2488,7 @@ static void Lease_dealloc(LeaseObject *l)
 {
 	PyObject_GC_UnTrack(l);
 	lease_drop(l);
+	lease_ended(l);
 	Py_XDECREF(l->table);
 	Py_XDECREF(l->key);
 	Py_XDECREF(l->value);
@@ -2441,7 +2510,10 @@ static PyObject *Lease_exit(LeaseObject *l, PyObject *args)
 	if (!l->leased)
 		Py_RETURN_FALSE;
 	if (!l->table || !l->table->shf || l->table->closing) {
-		l->leased = 0; /* closed inside the body: nothing to do */
+		/* closed inside the body: give up (the handle waits for it) */
+		if (lease_release(l) < 0)
+			PyErr_Clear();
+		lease_ended(l);
 		Py_RETURN_FALSE;
 	}
 	if (exc && exc != Py_None) {
@@ -2510,8 +2582,6 @@ PyDoc_STRVAR(lease_release_doc,
 static PyObject *Lease_release_m(LeaseObject *l, PyObject *unused)
 {
 	(void)unused;
-	if (l->leased && (!l->table || !l->table->shf || l->table->closing))
-		return closed_error();
 	if (lease_release(l) < 0)
 		return NULL;
 	Py_RETURN_NONE;

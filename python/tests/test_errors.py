@@ -242,14 +242,53 @@ def test_closed_table(name):
     remove(name)
 
 
+def leased_elsewhere(name):
+    """Does another process get the lease on b"k" at once?"""
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            t = shf.Table(DIR, name)
+            code = 0 if t.get_or_lease(b"k", lease=5, wait=0.001).leased else 1
+        except TimeoutError:
+            code = 2
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1] == 0
+
+
 def test_lease_after_close(name):
     t = shf.Table(DIR, name)
     lease = t.get_or_lease(b"k", lease=5)
     assert lease.leased
     t.close()
+    assert t.closed
     with pytest.raises(ValueError):
         lease.put(b"v")
-    lease = None  # its dealloc does nothing on a closed table
+    # given up, not left for its lease time: another process takes it now
+    assert not lease.leased
+    assert leased_elsewhere(name)
+    lease = None
+    remove(name)
+
+
+def test_lease_given_up_when_the_table_closes_in_its_block(name):
+    # A with-block that raises after the table was closed (a with Table
+    # around it): the lease is given up, not kept for its lease time.
+    t = shf.Table(DIR, name)
+    with pytest.raises(RuntimeError):
+        with t.get_or_lease(b"k", lease=60):
+            t.close()
+            raise RuntimeError("the fill failed")
+    assert leased_elsewhere(name)
+    remove(name)
+
+
+def test_negative_ttl_below_a_millisecond(name):
+    t = shf.Table(DIR, name)
+    with pytest.raises(ValueError):
+        t.put(b"k", b"v", ttl=-0.0004)
+    t.close()
     remove(name)
 
 

@@ -395,16 +395,20 @@ void nc_sigpipe_restore(struct nc_sigpipe *s)
 	sigset_t set, pending;
 	int e = errno;
 
-	if (!s->blocked)
-		return;
 	sigemptyset(&set);
 	sigaddset(&set, SIGPIPE);
-	/* Swallow the SIGPIPE these calls raised, not one that was there. */
+	/*
+	 * Swallow the SIGPIPE these calls raised, not one that was there:
+	 * also where the caller had blocked SIGPIPE itself, whose unblock
+	 * later would have delivered it (and killed the process).
+	 */
 	if (!s->was_pending && sigpending(&pending) == 0 &&
 	    sigismember(&pending, SIGPIPE) == 1)
 		while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
 			;
-	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	if (s->blocked)
+		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	s->blocked = 0;
+	s->was_pending = 1; /* once: a second restore swallows nothing */
 	errno = e;
 }

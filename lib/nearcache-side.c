@@ -208,9 +208,14 @@ int nc_side_open(struct nc_map *m, const char *dir, const char *name,
 	if (nc_side_path(path, sizeof(path), dir, name) < 0)
 		return -1;
 	for (tries = 0;; tries++) {
+		/*
+		 * O_NONBLOCK: a FIFO that another user put in the sidecar's
+		 * place (in a world-writable /dev/shm) would hold a
+		 * read-only open for ever; the fstat() below refuses it.
+		 */
 		fd = open(path,
 			  (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW |
-				  O_CLOEXEC);
+				  O_CLOEXEC | O_NONBLOCK);
 		if (fd >= 0 || errno != ENOENT || !create || tries == 2)
 			break;
 		if (side_create(dir, name, path) < 0)

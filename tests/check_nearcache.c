@@ -1862,6 +1862,42 @@ static void side_poke(const char *name, size_t off, const void *p, size_t n)
 	close(fd);
 }
 
+/*
+ * A FIFO that another user made in the sidecar's place (a world-writable
+ * /dev/shm): shf_nc_stats(), so "shf stat" of any table, waited for ever
+ * in its read-only open().  Now it is refused (EBADMSG) at once.
+ */
+START_TEST(test_sidecar_fifo)
+{
+	struct shf_nc_stats st;
+	char path[SHF_TEST_PATH_MAX];
+	struct tab t;
+	int status;
+	pid_t pid;
+
+	tab_new(&t, "fifo");
+	side_path(path, sizeof(path), t.name);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		errno = 0;
+		_exit(shf_nc_stats(shf_test_dir(), t.name, &st, sizeof(st)) ==
+				      SHF_RET_ERROR &&
+			      errno == EBADMSG ?
+			      0 :
+			      1);
+	}
+	status = shf_test_waitpid(pid, 10);
+	ck_assert_msg(status != -1 && WIFEXITED(status) &&
+			      WEXITSTATUS(status) == 0,
+		      "shf_nc_stats() of a FIFO: status %#x (-1: it hung)",
+		      status);
+	tab_end(&t);
+}
+END_TEST
+
 START_TEST(test_hostile_sidecar)
 {
 	struct shf_nc_stats st;
@@ -2278,6 +2314,7 @@ static Suite *nearcache_suite(void)
 	tcase_add_test(tc, test_daemon_killed);
 	tcase_add_test(tc, test_bad_replies);
 	tcase_add_test(tc, test_hostile_sidecar);
+	tcase_add_test(tc, test_sidecar_fifo);
 	tcase_add_test(tc, test_options_auth);
 	suite_add_tcase(s, tc);
 	return s;

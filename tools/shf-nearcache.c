@@ -310,7 +310,9 @@ static int track_requests(void)
 				    NC_REP_NOT_UP);
 			continue;
 		}
-		if (pend_push(0, req->seq, &from, from_len) < 0) {
+		/* the last slot is the fetch connection's PING's */
+		if (g_pend_n >= PEND_MAX - 1 ||
+		    pend_push(0, req->seq, &from, from_len) < 0) {
 			track_reply(&from, from_len, req->seq, g_token,
 				    NC_REP_BUSY);
 			continue;

@@ -88,7 +88,7 @@ static int conn_ensure(struct shf_nc *nc)
 	}
 	nc_sigpipe_block(&sp);
 	nc->rc = nc_connect(a, &nc->auth, nc->timeout_ms, err, sizeof(err));
-	rc = nc->rc ? nc_run_id(nc->rc, nc->rc_run_id) : -1;
+	rc = nc->rc ? nc_run_id(nc->rc, nc->timeout_ms, nc->rc_run_id) : -1;
 	e = errno;
 	nc_sigpipe_restore(&sp);
 	if (rc < 0) {
@@ -143,8 +143,8 @@ int nc_redis_get(struct shf_nc *nc, const char *key, uint32_t key_len,
 			n++;
 		}
 		for (i = 0; i < n; i++)
-			if (redisGetReply(nc->rc, (void **)&r[i]) != REDIS_OK ||
-			    !r[i])
+			if (nc_get_reply(nc->rc, nc->timeout_ms,
+					 (void **)&r[i]) != REDIS_OK || !r[i])
 				goto io;
 		nc_sigpipe_restore(&sp);
 		break;

@@ -212,13 +212,24 @@ void nc_disconnect(struct redisContext **c);
 /* errno for a failed context (ETIMEDOUT, ECONNRESET, EPROTO, ...). */
 int nc_ctx_errno(const struct redisContext *c);
 /*
- * One blocking command.  The reply, or NULL with errno (the context is
- * then dead: nc_disconnect() it).  An error reply is returned as is.
+ * One blocking command, its reply within timeout_ms (nc_get_reply()).
+ * The reply, or NULL with errno (the context is then dead:
+ * nc_disconnect() it).  An error reply is returned as is.
  */
-struct redisReply *nc_command(struct redisContext *c, int argc,
-			      const char **argv, const size_t *lens);
+struct redisReply *nc_command(struct redisContext *c, uint32_t timeout_ms,
+			      int argc, const char **argv, const size_t *lens);
+/*
+ * The next reply of c (writing the commands appended first), within
+ * timeout_ms in all: hiredis's redisGetReply() bounds each read by the
+ * socket's timeout, so a server (one a damaged sidecar names) that sent
+ * a byte at a time held the caller for ever, and one that sent a huge
+ * string grew its buffer without end (here at most 512 MiB, EPROTO).
+ * REDIS_OK, or REDIS_ERR with c->err set (nc_ctx_errno(): ETIMEDOUT...).
+ */
+int nc_get_reply(struct redisContext *c, uint32_t timeout_ms, void **reply);
 /* The server's run_id (INFO server): 0, or -1 with errno (EPROTO, ...). */
-int nc_run_id(struct redisContext *c, char out[NC_RUN_ID_LEN + 1]);
+int nc_run_id(struct redisContext *c, uint32_t timeout_ms,
+	      char out[NC_RUN_ID_LEN + 1]);
 /* A reply that is a simple "+OK". */
 int nc_reply_ok(const struct redisReply *r);
 void nc_reply_free(struct redisReply *r);

@@ -239,17 +239,77 @@ void nc_disconnect(struct redisContext **c)
 	*c = NULL;
 }
 
-struct redisReply *nc_command(struct redisContext *c, int argc,
-			      const char **argv, const size_t *lens)
+/* Bytes of a reply kept at most: Redis's own proto-max-bulk-len. */
+#define NC_REPLY_MAX (512u << 20)
+
+static uint64_t mono_ms(void)
 {
-	redisReply *r;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* c's error: what nc_ctx_errno() reads, as hiredis would set it. */
+static int ctx_fail(struct redisContext *c, int type, const char *why)
+{
+	c->err = type;
+	snprintf(c->errstr, sizeof(c->errstr), "%s", why);
+	return REDIS_ERR;
+}
+
+/* Each read or write of c: at most what is left until end. */
+static int ctx_time_left(struct redisContext *c, uint64_t end)
+{
+	uint64_t now = mono_ms();
+
+	if (now >= end)
+		return ctx_fail(c, REDIS_ERR_IO, "Reply timed out");
+	return redisSetTimeout(c, tv_of((uint32_t)(end - now)));
+}
+
+int nc_get_reply(struct redisContext *c, uint32_t timeout_ms, void **reply)
+{
+	uint64_t end = mono_ms() + timeout_ms;
+	void *aux = NULL;
+	int done = 0;
+
+	*reply = NULL;
+	if (!c || c->err)
+		return REDIS_ERR;
+	if (redisGetReplyFromReader(c, &aux) == REDIS_ERR)
+		return REDIS_ERR;
+	while (!aux && !done) { /* the commands appended, if any */
+		if (ctx_time_left(c, end) != REDIS_OK ||
+		    redisBufferWrite(c, &done) == REDIS_ERR)
+			return REDIS_ERR;
+	}
+	while (!aux) {
+		if (c->reader && c->reader->len > NC_REPLY_MAX)
+			return ctx_fail(c, REDIS_ERR_PROTOCOL,
+					"Reply longer than 512 MiB");
+		if (ctx_time_left(c, end) != REDIS_OK ||
+		    redisBufferRead(c) == REDIS_ERR ||
+		    redisGetReplyFromReader(c, &aux) == REDIS_ERR)
+			return REDIS_ERR;
+	}
+	/* the context's own bound again, for its other users */
+	redisSetTimeout(c, tv_of(timeout_ms));
+	*reply = aux;
+	return REDIS_OK;
+}
+
+struct redisReply *nc_command(struct redisContext *c, uint32_t timeout_ms,
+			      int argc, const char **argv, const size_t *lens)
+{
+	void *r;
 
 	if (!c || c->err) {
 		errno = c ? nc_ctx_errno(c) : ENOTCONN;
 		return NULL;
 	}
-	r = redisCommandArgv(c, argc, argv, lens);
-	if (!r) {
+	if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK ||
+	    nc_get_reply(c, timeout_ms, &r) != REDIS_OK) {
 		errno = nc_ctx_errno(c);
 		return NULL;
 	}
@@ -309,7 +369,7 @@ struct redisContext *nc_connect(const struct nc_addr *a,
 	}
 	argv[argc] = auth->pass;
 	lens[argc++] = strlen(auth->pass);
-	r = nc_command(c, argc, argv, lens);
+	r = nc_command(c, timeout_ms, argc, argv, lens);
 	if (!r || !nc_reply_ok(r)) {
 		e = r ? (r->type == REDIS_REPLY_ERROR ? EIO : EPROTO) : errno;
 		snprintf(err, esize, "AUTH: %.*s",
@@ -326,7 +386,8 @@ struct redisContext *nc_connect(const struct nc_addr *a,
 	return c;
 }
 
-int nc_run_id(struct redisContext *c, char out[NC_RUN_ID_LEN + 1])
+int nc_run_id(struct redisContext *c, uint32_t timeout_ms,
+	      char out[NC_RUN_ID_LEN + 1])
 {
 	static const char key[] = "run_id:";
 	const char *argv[2] = { "INFO", "server" };
@@ -335,7 +396,7 @@ int nc_run_id(struct redisContext *c, char out[NC_RUN_ID_LEN + 1])
 	const char *p = NULL, *s;
 	size_t i, left;
 
-	r = nc_command(c, 2, argv, lens);
+	r = nc_command(c, timeout_ms, 2, argv, lens);
 	if (!r)
 		return -1;
 	if (r->type == REDIS_REPLY_ERROR) {

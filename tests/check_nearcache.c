@@ -931,6 +931,7 @@ enum {
 	FK_BADPONG,   /* as FK_PLAY, but PONGs carry the wrong number */
 	FK_WRONG_ID,  /* CLIENT ID answers +OK */
 	FK_GET_WRONG, /* as FK_PLAY, GET answers an array */
+	FK_DRIP,      /* a long string, a byte every 100 ms */
 };
 
 #define FK_CONNS 16
@@ -1027,6 +1028,14 @@ static int fk_answer(struct fk_conn *k, uint32_t mode, int argc,
 	case FK_HUGE:
 		fk_send(k->fd, "*99999999999\r\n");
 		return 0;
+	case FK_DRIP: /* each read the reader makes returns in time */
+		fk_send(k->fd, "$100000\r\n");
+		for (int i = 0; i < 60; i++) {
+			if (write(k->fd, "x", 1) != 1)
+				break; /* it gave up and closed */
+			usleep(100000);
+		}
+		return -1;
 	}
 	if (arg_is(argv[0], lens[0], "CLIENT") && argc >= 2 &&
 	    arg_is(argv[1], lens[1], "ID")) {
@@ -1798,6 +1807,8 @@ START_TEST(test_bad_replies)
 	reader_vs(t.name, addr, FK_ERROR, EIO, EIO);
 	reader_vs(t.name, addr, FK_CLOSE, ECONNRESET, ECONNRESET);
 	reader_vs(t.name, addr, FK_SILENT, ETIMEDOUT, ETIMEDOUT);
+	/* timeout_ms bounds the reply, not each read of it */
+	reader_vs(t.name, addr, FK_DRIP, ETIMEDOUT, ETIMEDOUT);
 	/* hiredis refuses the length (EPROTO) or cannot allocate it */
 	reader_vs(t.name, addr, FK_HUGE, EPROTO, ENOMEM);
 

@@ -351,7 +351,7 @@ static int conn_nonblock(struct conn *k)
 static redisReply *setup_cmd(struct conn *k, const char *what, int argc,
 			     const char **argv, const size_t *lens)
 {
-	redisReply *r = nc_command(k->c, argc, argv, lens);
+	redisReply *r = nc_command(k->c, o_timeout_ms, argc, argv, lens);
 
 	if (!r) {
 		if (errno == ETIMEDOUT)
@@ -726,7 +726,7 @@ static int session(void)
 	if (conn_open(&g_sub, "subscriber") < 0 ||
 	    client_id(&g_sub, &g_sid) < 0)
 		return -1;
-	if (nc_run_id(g_sub.c, run_id) < 0)
+	if (nc_run_id(g_sub.c, o_timeout_ms, run_id) < 0)
 		return fail("INFO server: no run_id");
 	if (o_bcast && tracking(&g_sub, g_sid, 1) < 0)
 		return -1;
@@ -736,7 +736,7 @@ static int session(void)
 		if (conn_open(&g_fetch, "fetch connection") < 0 ||
 		    client_id(&g_fetch, &fetch_id) < 0)
 			return -1;
-		if (nc_run_id(g_fetch.c, fetch_run_id) < 0)
+		if (nc_run_id(g_fetch.c, o_timeout_ms, fetch_run_id) < 0)
 			return fail("INFO server: no run_id");
 		if (strcmp(run_id, fetch_run_id))
 			return fail("two connections reached two servers");

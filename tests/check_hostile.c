@@ -1670,6 +1670,18 @@ START_TEST(test_alloc_lock_links_damaged_while_held)
 }
 END_TEST
 
+/* shf's log of 4 KiB, made by a drain thread since stopped: its header. */
+static struct log_hdr *log_made(SHF *shf, int null)
+{
+	struct log_hdr *lh;
+
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
+	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
+	lh = (struct log_hdr *)region_at(shf, LOG_REGION);
+	ck_assert_ptr_nonnull(lh);
+	return lh;
+}
+
 /*
  * Log positions off the 8-byte grid that every record keeps (found by
  * review): a writer at 4 bytes from the ring's end wrote its padding
@@ -1686,10 +1698,7 @@ START_TEST(test_log_positions_off_the_grid)
 	uint32_t *next;
 
 	ck_assert_int_ge(null, 0);
-	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
-	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	lh = (struct log_hdr *)region_at(shf, LOG_REGION);
-	ck_assert_ptr_nonnull(lh);
+	lh = log_made(shf, null);
 	ck_assert_uint_eq(lh->size, 4096);
 	/* the next thing in the file: a race line's region, right after */
 	shf_race_init(shf, "n", 1);
@@ -1722,10 +1731,7 @@ START_TEST(test_log_maker_killed)
 	pid_t pid;
 
 	ck_assert_int_ge(null, 0);
-	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
-	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	lh = (struct log_hdr *)region_at(shf, LOG_REGION);
-	ck_assert_ptr_nonnull(lh);
+	lh = log_made(shf, null);
 	pid = fork(); /* a maker that is gone */
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
@@ -1764,10 +1770,7 @@ START_TEST(test_log_waits_have_a_way_out)
 	pid_t pid, sleeper;
 
 	ck_assert_int_ge(null, 0);
-	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
-	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	lh = (struct log_hdr *)region_at(shf, LOG_REGION);
-	ck_assert_ptr_nonnull(lh);
+	lh = log_made(shf, null);
 	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
 	/* a reader that lives on in another program (as after execve()) */
 	fflush(NULL);
@@ -1845,10 +1848,7 @@ START_TEST(test_log_reader_names_a_live_mapper)
 	pid_t pid;
 
 	ck_assert_int_ge(null, 0);
-	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
-	ck_assert_uint_eq(shf_log_thread_del(shf), SHF_RET_OK);
-	lh = (struct log_hdr *)region_at(shf, LOG_REGION);
-	ck_assert_ptr_nonnull(lh);
+	lh = log_made(shf, null);
 	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
 	/* this very process, which drains nothing */
 	start = start_of(getpid());

@@ -1713,6 +1713,30 @@ START_TEST(test_log_drain_leader_exited)
 END_TEST
 
 /*
+ * Attach shf's log (which no live process drains) and append lines of
+ * 200 bytes until its 4 KiB ring is full: the one that finds no room is
+ * dropped with EPIPE, at once.
+ */
+static void log_fill_no_reader(SHF *shf)
+{
+	uint32_t rc = SHF_RET_OK;
+	char line[200];
+	double t0;
+	int i;
+
+	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
+	memset(line, 'x', sizeof(line));
+	line[sizeof(line) - 1] = '\n';
+	t0 = shf_test_now();
+	for (i = 0; i < 40 && rc == SHF_RET_OK; i++)
+		rc = shf_log_append(shf, line, sizeof(line));
+	ck_assert_uint_eq(rc, SHF_RET_ERROR);
+	ck_assert_msg(errno == EPIPE, "errno %d (%s), not EPIPE", errno,
+		      strerror(errno));
+	ck_assert(shf_test_now() - t0 < 2.0 * shf_test_multiplier());
+}
+
+/*
  * The same process started its drain only after its first thread had
  * exited (found by review): its start time was stored as 0, which is what
  * a dead process reads as too, so once it was killed writers never found
@@ -1735,11 +1759,9 @@ static void *logl_late_drain(void *arg)
 
 START_TEST(test_log_drain_started_leader_exited)
 {
-	char name[SHF_TEST_NAME_MAX], line[200], c;
+	char name[SHF_TEST_NAME_MAX], c;
 	SHF *shf = shf_test_new("log-late", name, sizeof(name));
-	uint32_t rc = SHF_RET_OK;
-	int i, status;
-	double t0;
+	int status;
 	pid_t pid;
 
 	ck_assert_int_eq(pipe(logl_go), 0);
@@ -1758,16 +1780,7 @@ START_TEST(test_log_drain_started_leader_exited)
 	kill(pid, SIGKILL);
 	status = shf_test_waitpid(pid, 10);
 	ck_assert(status != -1 && WIFSIGNALED(status));
-	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
-	memset(line, 'x', sizeof(line));
-	line[sizeof(line) - 1] = '\n';
-	t0 = shf_test_now();
-	for (i = 0; i < 40 && rc == SHF_RET_OK; i++)
-		rc = shf_log_append(shf, line, sizeof(line));
-	ck_assert_uint_eq(rc, SHF_RET_ERROR);
-	ck_assert_msg(errno == EPIPE, "errno %d (%s), not EPIPE", errno,
-		      strerror(errno));
-	ck_assert(shf_test_now() - t0 < 2.0 * shf_test_multiplier());
+	log_fill_no_reader(shf);
 	ck_assert_uint_eq(shf_log_detach_existing(shf), SHF_RET_OK);
 	close(logl_go[0]);
 	shf_test_del(shf, name);
@@ -1830,8 +1843,7 @@ START_TEST(test_log_drain_no_memory)
 	char name[SHF_TEST_NAME_MAX], line[200];
 	SHF *shf = shf_test_new("log-nomem", name, sizeof(name));
 	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	uint32_t rc = SHF_RET_OK, got;
-	double t0;
+	uint32_t got;
 	int i;
 
 #ifdef LOG_NO_MALLOC
@@ -1846,15 +1858,7 @@ START_TEST(test_log_drain_no_memory)
 	__atomic_store_n(&log_malloc_fails, 0, __ATOMIC_RELEASE);
 	ck_assert_uint_eq(got, SHF_RET_ERROR);
 	ck_assert_int_eq(errno, ENOMEM);
-	ck_assert_uint_eq(shf_log_attach_existing(shf), SHF_RET_OK);
-	memset(line, 'x', sizeof(line));
-	line[sizeof(line) - 1] = '\n';
-	t0 = shf_test_now();
-	for (i = 0; i < 40 && rc == SHF_RET_OK; i++)
-		rc = shf_log_append(shf, line, sizeof(line));
-	ck_assert_uint_eq(rc, SHF_RET_ERROR);
-	ck_assert_int_eq(errno, EPIPE);
-	ck_assert(shf_test_now() - t0 < 2.0 * shf_test_multiplier());
+	log_fill_no_reader(shf);
 	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
 	for (i = 0; i < 40; i++)
 		ck_assert_uint_eq(shf_log_append(shf, line, sizeof(line)),

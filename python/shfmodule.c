@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,7 @@ typedef struct {
 	size_t bbuf_cap;
 	int bbuf_busy;
 	uint32_t val_guess; /* average value size seen by get_many() */
+	unsigned long fork_gen; /* fork_gen when busy was last true */
 	PyObject *weakrefs;
 } TableObject;
 
@@ -162,9 +164,32 @@ static PyObject *closed_error(void)
 	return NULL;
 }
 
+/*
+ * fork(): bumped in the child.  A Table's count of calls in flight (and
+ * its get_many() buffer's flag) counts calls of the parent's threads,
+ * which are not in the child: there they start again from 0, else the
+ * child's close() never detached and its unlink() was EBUSY for ever.
+ */
+static unsigned long fork_gen;
+
+static void fork_child(void)
+{
+	fork_gen++;
+}
+
+static void fork_forget(TableObject *t)
+{
+	if (t->fork_gen != fork_gen) {
+		t->fork_gen = fork_gen;
+		t->busy = 0;
+		t->bbuf_busy = 0;
+	}
+}
+
 /* Before a call: the table is open, and stays attached until leave(). */
 static int enter(TableObject *t)
 {
+	fork_forget(t);
 	if (!t->shf || t->closing) {
 		closed_error();
 		return -1;
@@ -196,6 +221,7 @@ static void leave(TableObject *t)
  */
 static int enter_lease(TableObject *t)
 {
+	fork_forget(t);
 	if (!t->shf) {
 		closed_error();
 		return -1;
@@ -560,6 +586,7 @@ PyDoc_STRVAR(close_doc,
 static PyObject *Table_close(TableObject *t, PyObject *unused)
 {
 	(void)unused;
+	fork_forget(t);
 	if (t->shf) {
 		if (t->busy || t->leases)
 			t->closing = 1; /* the last call, or lease, detaches */
@@ -586,6 +613,7 @@ static PyObject *Table_unlink(TableObject *t, PyObject *unused)
 	int e = 0;
 
 	(void)unused;
+	fork_forget(t);
 	if (!shf || t->closing)
 		return closed_error();
 	if (t->busy)
@@ -2887,6 +2915,7 @@ PyMODINIT_FUNC PyInit__shf(void)
 	shf_init();
 	if (PyType_Ready(&Table_Type) < 0 || PyType_Ready(&Lease_Type) < 0)
 		return NULL;
+	pthread_atfork(NULL, NULL, fork_child);
 	for (i = 0; i < NSTATS; i++) {
 		if (!stat_keys[i])
 			stat_keys[i] =

@@ -67,16 +67,12 @@ static void lease_read(const struct rec *r, struct lease_val *lv)
 /* Does the process that took the lease still exist? */
 static int holder_alive(const struct lease_val *lv)
 {
-	uint64_t st;
-
 	/*
 	 * The process as a whole (a lease is a process's: its first thread
 	 * may have called pthread_exit() while another fills the lease);
 	 * where /proc does not tell (hidepid=), alive.
 	 */
-	if (!shf_proc_alive(lv->pid, 1, &st))
-		return 0;
-	return !st || !lv->start || st == lv->start;
+	return shf_proc_alive(lv->pid, 1, lv->start);
 }
 
 /* put.c's guard of a fill: is r the running lease this thread was given? */

@@ -242,10 +242,18 @@ out:
 }
 
 /*
- * Start time of pid (see shf_proc_start_time()); group: a leader that
- * called pthread_exit() shows 'Z' while the process's other threads go
- * on, and counts as alive while it has more threads than itself.
+ * A process in state (of /proc/PID/stat) that will never act again: a
+ * zombie, or dying.  group: a leader that called pthread_exit() shows 'Z'
+ * while the process's other threads go on, and counts as alive while it
+ * has more threads than itself.
  */
+static int proc_gone(pid_t pid, char state, int group)
+{
+	return state == 'X' ||
+	       (state == 'Z' && (!group || proc_threads(pid) < 2));
+}
+
+/* Start time of pid (see shf_proc_start_time()); group: as proc_gone(). */
 static uint64_t proc_start(pid_t pid, int group)
 {
 	int saved_errno = errno;
@@ -258,9 +266,7 @@ static uint64_t proc_start(pid_t pid, int group)
 			errno = ESRCH;
 		return 0;
 	}
-	/* a zombie (or a dying process) will never act again: gone */
-	if (state == 'X' ||
-	    (state == 'Z' && (!group || proc_threads(pid) < 2))) {
+	if (proc_gone(pid, state, group)) {
 		errno = ESRCH;
 		return 0;
 	}
@@ -273,24 +279,22 @@ uint64_t shf_proc_group_start_time(pid_t pid)
 	return proc_start(pid, 1);
 }
 
-int shf_proc_alive(pid_t pid, int group, uint64_t *start)
+int shf_proc_alive(pid_t pid, int group, uint64_t started)
 {
 	int saved_errno = errno, alive = 1;
+	uint64_t start;
 	uint32_t flags;
 	char state;
 
-	*start = 0;
 	if (pid <= 0)
 		return 0;
 	/* the kernel's word first: ESRCH, and only that, is gone for sure */
 	if (kill(pid, 0) < 0 && errno == ESRCH)
 		alive = 0;
-	else if (shf_proc_stat(pid, &state, &flags, start) == 0 &&
-		 (state == 'X' ||
-		  (state == 'Z' && (!group || proc_threads(pid) < 2))))
-		alive = 0; /* a zombie: it will never act again */
-	if (!alive)
-		*start = 0;
+	else if (shf_proc_stat(pid, &state, &flags, &start) == 0)
+		/* a zombie; or another process of the pid, both times known */
+		alive = !proc_gone(pid, state, group) &&
+			(!started || start == started);
 	errno = saved_errno;
 	return alive;
 }

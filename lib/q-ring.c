@@ -157,12 +157,8 @@ static int q_ring_ends(struct q_set *s, uint32_t qid, uint64_t *head,
  */
 static int q_slot_alive(const struct q_slot *sl)
 {
-	pid_t pid = __atomic_load_n(&sl->pid, __ATOMIC_RELAXED);
-	uint64_t start;
-
-	if (!shf_proc_alive(pid, 1, &start))
-		return 0;
-	return !start || !sl->start || start == sl->start;
+	return shf_proc_alive(__atomic_load_n(&sl->pid, __ATOMIC_RELAXED), 1,
+			      sl->start);
 }
 
 /*

@@ -58,14 +58,14 @@ uint64_t shf_proc_start_time(pid_t pid);
  */
 uint64_t shf_proc_group_start_time(pid_t pid);
 /*
- * Is process pid alive (group: as shf_proc_group_start_time() counts)?
- * 0 only where it is known to be gone: no such process (kill() says
- * ESRCH), or a zombie.  1 otherwise, with its start time in *start, or 0
- * there where /proc cannot tell (hidden by hidepid=, another user's, not
- * mounted): the caller compares a start time it kept only when both are
- * known, since what a dead process held may be given away only on proof.
+ * Is process pid, that started at started (0: not known), alive (group:
+ * as shf_proc_group_start_time() counts)?  0 only where it is known to be
+ * gone: no such process (kill() says ESRCH), a zombie, or a process of
+ * another start time.  1 otherwise, also where /proc cannot tell (hidden
+ * by hidepid=, another user's, not mounted): what a dead process held may
+ * be given away only on proof.
  */
-int shf_proc_alive(pid_t pid, int group, uint64_t *start);
+int shf_proc_alive(pid_t pid, int group, uint64_t started);
 /*
  * This process's generation: a number of its own in every child (of
  * fork(), _Fork() or a clone() without CLONE_VM, which runs no atfork

@@ -154,15 +154,9 @@ uint64_t shf_claim_word(pid_t pid)
 int shf_claim_alive(uint64_t w)
 {
 	pid_t pid = (pid_t)(w & ((1u << SHF_CLAIM_PID_BITS) - 1));
-	uint64_t start;
 
-	if (pid <= 0)
-		return 0;
 	/* where /proc does not tell (hidepid=), alive */
-	if (!shf_proc_alive(pid, 1, &start))
-		return 0;
-	return !start || !(w >> SHF_CLAIM_PID_BITS) ||
-	       ((uint64_t)pid | start << SHF_CLAIM_PID_BITS) == w;
+	return shf_proc_alive(pid, 1, w >> SHF_CLAIM_PID_BITS);
 }
 
 int shf_claim_take(uint64_t *claim, uint32_t *state, uint32_t *st)

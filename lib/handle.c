@@ -173,38 +173,6 @@ static int header_read(int fd, struct hdr *hd, struct stat *st)
  * at once (grow.c) */
 #define SHF_TMPFS_MAGIC 0x01021994
 
-/*
- * Map ms bytes of the table at an address that is a multiple of 2 MiB, as
- * the file's offset 0 is: only then can a 2 MiB page of the file be
- * mapped whole, with one page-table entry.  A tmpfs mounted huge= aligns
- * such mappings itself; one without (the usual /dev/shm) does not, and
- * its files' small pages can still be gathered into 2 MiB ones
- * (MADV_COLLAPSE: "shf huge", shf(1)).
- */
-static void *map_table(int fd, uint64_t ms)
-{
-	const uint64_t al = 2u << 20;
-	uint8_t *r, *a;
-	void *m;
-
-	r = mmap(NULL, ms + al, PROT_NONE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (r == MAP_FAILED)
-		return MAP_FAILED;
-	a = (uint8_t *)(((uintptr_t)r + al - 1) & ~(uintptr_t)(al - 1));
-	/* over this call's own reservation: nothing else is mapped there */
-	m = mmap(a, ms, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
-	if (m == MAP_FAILED) {
-		munmap(r, ms + al);
-		return MAP_FAILED;
-	}
-	if (a > r)
-		munmap(r, (size_t)(a - r));
-	if (a + ms < r + ms + al)
-		munmap(a + ms, (size_t)(r + ms + al - (a + ms)));
-	return m;
-}
-
 static SHF *attach_fd(int fd, const char *path, const char *name)
 {
 	struct hdr hd;
@@ -219,7 +187,7 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 	for (ms = MAP_MAX; ms >= (64ULL << 20); ms /= 2) {
 		if (ms < (uint64_t)st.st_size)
 			break;
-		m = map_table(fd, ms);
+		m = shf_mmap_2m(fd, ms, PROT_READ | PROT_WRITE);
 		if (m != MAP_FAILED)
 			break;
 	}

@@ -5,7 +5,8 @@
  * always (for space that fallocate() adds past the end of a file, from
  * Linux 6.12 on), unless /sys/kernel/mm/transparent_hugepage/shmem_enabled
  * says deny (or force: always).  A table grows by whole 2 MiB steps there,
- * and by small ones elsewhere (grow.c).  libc only; see mount.h.
+ * and by small ones elsewhere (grow.c).  And a mapping that can hold them
+ * (shf_mmap_2m()).  libc only; see mount.h.
  */
 #include "config.h"
 
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -127,4 +129,28 @@ int shf_huge_growth(dev_t fs)
 				      memory_order_relaxed);
 	errno = e;
 	return huge;
+}
+
+void *shf_mmap_2m(int fd, uint64_t len, int prot)
+{
+	const uint64_t al = 2u << 20;
+	uint8_t *r, *a;
+	void *m;
+
+	r = mmap(NULL, len + al, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r == MAP_FAILED)
+		return MAP_FAILED;
+	a = (uint8_t *)(((uintptr_t)r + al - 1) & ~(uintptr_t)(al - 1));
+	/* over this call's own reservation: nothing else is mapped there */
+	m = mmap(a, len, prot, MAP_SHARED | MAP_FIXED, fd, 0);
+	if (m == MAP_FAILED) {
+		munmap(r, len + al);
+		return MAP_FAILED;
+	}
+	if (a > r)
+		munmap(r, (size_t)(a - r));
+	if (a + len < r + len + al)
+		munmap(a + len, (size_t)(r + len + al - (a + len)));
+	return m;
 }

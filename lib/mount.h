@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * mount.h - what the mount a path lies on says of 2 MiB pages (mount.c).
+ * mount.h - what the mount a path lies on says of 2 MiB pages, and a
+ * mapping that can hold them (mount.c).
  * libc only: the library includes it through shf-internal.h, and shf(1)
  * builds mount.c into its own object for "shf stat".
  */
@@ -8,6 +9,7 @@
 #define SHF_MOUNT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /*
@@ -26,5 +28,16 @@ const char *shf_huge_policy(const char *path, char *out, size_t n);
  * is kept for the process.
  */
 int shf_huge_growth(dev_t fs);
+
+/*
+ * Map len bytes of fd (MAP_SHARED, prot) at an address that is a multiple
+ * of 2 MiB, as the file's offset 0 is: only then can a 2 MiB page of the
+ * file be mapped whole, with one page-table entry.  A tmpfs mounted huge=
+ * aligns such mappings itself; one without (the usual /dev/shm) does not,
+ * and its files' small pages can still be gathered into 2 MiB ones
+ * (MADV_COLLAPSE: "shf huge", shf(1)).  The mapping (munmap() len bytes
+ * of it), or MAP_FAILED with errno.
+ */
+void *shf_mmap_2m(int fd, uint64_t len, int prot);
 
 #endif /* SHF_MOUNT_H */

@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mount.h"
 #include "shf-tool.h"
 
 #define HUGE_2M (2ULL << 20)
@@ -110,11 +111,10 @@ static __attribute__((noinline)) void touch_each_2m(char *m, uint64_t size)
 
 /*
  * The table file at path, open read-only, and mapped read-only at a 2 MiB
- * boundary (*len bytes from *m, of the reservation at *base); the fd, or
- * -1 with errno.  An empty file maps nothing (*len 0).
+ * boundary (*len bytes from *m, shf_mmap_2m()); the fd, or -1 with
+ * errno.  An empty file maps nothing (*len 0).
  */
-static int map_2m(const char *path, uint64_t *size, char **base, char **m,
-		  uint64_t *len)
+static int map_2m(const char *path, uint64_t *size, char **m, uint64_t *len)
 {
 	struct stat st;
 	int fd, e = 0;
@@ -134,20 +134,12 @@ static int map_2m(const char *path, uint64_t *size, char **base, char **m,
 	}
 	*size = (uint64_t)st.st_size;
 	*len = (*size + HUGE_2M - 1) & ~(HUGE_2M - 1);
-	*base = *m = NULL;
+	*m = NULL;
 	if (!*len)
 		return fd;
-	*base = mmap(NULL, *len + HUGE_2M, PROT_NONE,
-		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (*base == MAP_FAILED) {
-		close(fd);
-		return -1;
-	}
-	*m = (char *)(((uintptr_t)*base + HUGE_2M - 1) & ~(HUGE_2M - 1));
-	if (mmap(*m, *len, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) ==
-	    MAP_FAILED) {
+	*m = shf_mmap_2m(fd, *len, PROT_READ);
+	if (*m == MAP_FAILED) {
 		e = errno;
-		munmap(*base, *len + HUGE_2M);
 		close(fd);
 		errno = e;
 		return -1;
@@ -158,8 +150,8 @@ static int map_2m(const char *path, uint64_t *size, char **base, char **m,
 int shf_tool_huge_collapse(const char *path, uint64_t *done, uint64_t *all)
 {
 	uint64_t size, len, off;
-	char *base, *m;
-	int fd = map_2m(path, &size, &base, &m, &len), e = 0;
+	char *m;
+	int fd = map_2m(path, &size, &m, &len), e = 0;
 
 	*done = *all = 0;
 	if (fd < 0)
@@ -179,7 +171,7 @@ int shf_tool_huge_collapse(const char *path, uint64_t *done, uint64_t *all)
 		/* EAGAIN, ENOMEM: this one stays in small pages */
 	}
 	if (len)
-		munmap(base, len + HUGE_2M);
+		munmap(m, len);
 	close(fd);
 	if (e) {
 		errno = e;
@@ -191,8 +183,8 @@ int shf_tool_huge_collapse(const char *path, uint64_t *done, uint64_t *all)
 int shf_tool_huge_bytes(const char *path, uint64_t *huge, uint64_t *size)
 {
 	uint64_t len, kb;
-	char *base, *m;
-	int fd = map_2m(path, size, &base, &m, &len), rc = -1, e = 0;
+	char *m;
+	int fd = map_2m(path, size, &m, &len), rc = -1, e = 0;
 
 	if (fd < 0)
 		return -1;
@@ -211,7 +203,7 @@ int shf_tool_huge_bytes(const char *path, uint64_t *huge, uint64_t *size)
 		*huge = *size;
 	rc = 0;
 out:
-	munmap(base, len + HUGE_2M);
+	munmap(m, len);
 	close(fd);
 	errno = e;
 	return rc;

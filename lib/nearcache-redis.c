@@ -242,14 +242,6 @@ void nc_disconnect(struct redisContext **c)
 /* Bytes of a reply kept at most: Redis's own proto-max-bulk-len. */
 #define NC_REPLY_MAX (512u << 20)
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* c's error: what nc_ctx_errno() reads, as hiredis would set it. */
 static int ctx_fail(struct redisContext *c, int type, const char *why)
 {
@@ -261,7 +253,7 @@ static int ctx_fail(struct redisContext *c, int type, const char *why)
 /* Each read or write of c: at most what is left until end. */
 static int ctx_time_left(struct redisContext *c, uint64_t end)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = nc_mono_ms();
 
 	if (now >= end)
 		return ctx_fail(c, REDIS_ERR_IO, "Reply timed out");
@@ -270,7 +262,7 @@ static int ctx_time_left(struct redisContext *c, uint64_t end)
 
 int nc_get_reply(struct redisContext *c, uint32_t timeout_ms, void **reply)
 {
-	uint64_t end = mono_ms() + timeout_ms;
+	uint64_t end = nc_mono_ms() + timeout_ms;
 	void *aux = NULL;
 	int done = 0;
 

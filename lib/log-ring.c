@@ -31,6 +31,15 @@ static struct {
 } log_thr;
 static pthread_once_t log_thr_once = PTHREAD_ONCE_INIT;
 
+/* The drain thread's buffers, if it never started (or never will). */
+static void log_thr_bufs_free(void)
+{
+	free(log_thr.buf);
+	free(log_thr.lens);
+	log_thr.buf = NULL;
+	log_thr.lens = NULL;
+}
+
 /* The drain thread is another process's: this one has none. */
 static void log_thr_forget(void)
 {
@@ -551,10 +560,7 @@ int log_thread_start(const struct log_ref *r, int fd)
 	log_thr.lens = malloc(sizeof(*log_thr.lens) * LOG_BATCH_LINES);
 	if (!log_thr.buf || !log_thr.lens || log_claim_reader(r) < 0) {
 		err = log_thr.buf && log_thr.lens ? errno : ENOMEM;
-		free(log_thr.buf);
-		free(log_thr.lens);
-		log_thr.buf = NULL;
-		log_thr.lens = NULL;
+		log_thr_bufs_free();
 		pthread_mutex_unlock(&log_thr_lock);
 		errno = err;
 		return -1;
@@ -570,10 +576,7 @@ int log_thread_start(const struct log_ref *r, int fd)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		__atomic_store_n(&r->h->reader_pid, 0, __ATOMIC_RELEASE);
-		free(log_thr.buf);
-		free(log_thr.lens);
-		log_thr.buf = NULL;
-		log_thr.lens = NULL;
+		log_thr_bufs_free();
 		pthread_mutex_unlock(&log_thr_lock);
 		errno = err;
 		return -1;

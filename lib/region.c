@@ -10,6 +10,38 @@
 
 #include "table.h"
 
+/*
+ * A new region of size bytes named name, in the free entry fr (under
+ * region_lk); NULL with *e set.
+ */
+static void *region_add(SHF *h, struct region *fr, const char *name,
+			uint64_t size, int *e)
+{
+	uint64_t off = big_alloc(h, size, 1);
+	void *p;
+
+	if (!off) {
+		*e = errno;
+		return NULL;
+	}
+	p = at(h, off, size);
+	if (!p) {
+		*e = EBADMSG;
+		return NULL;
+	}
+	/*
+	 * The whole name: a free entry's bytes may be anything (a damaged
+	 * file), and a name of SHF_REGION_NAME_MAX - 1 bytes left the last
+	 * one as it was, so that no look-up matched.
+	 */
+	memset(fr->name, 0, sizeof(fr->name));
+	memcpy(fr->name, name, strlen(name));
+	fr->size = size;
+	barrier();
+	st64(&fr->off, off);
+	return p;
+}
+
 void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 		 uint64_t *size_out)
 {
@@ -63,31 +95,9 @@ void *shf_region(SHF *h, const char *name, uint64_t size, int create,
 		e = ENOSPC;
 		goto done;
 	}
-	{
-		uint64_t off = big_alloc(h, size, 1);
-
-		if (!off) {
-			e = errno;
-			goto done;
-		}
-		p = at(h, off, size);
-		if (!p) {
-			e = EBADMSG;
-			goto done;
-		}
-		/*
-		 * The whole name: a free entry's bytes may be anything (a
-		 * damaged file), and a name of SHF_REGION_NAME_MAX - 1 bytes
-		 * left the last one as it was, so that no look-up matched.
-		 */
-		memset(fr->name, 0, sizeof(fr->name));
-		memcpy(fr->name, name, strlen(name));
-		fr->size = size;
-		barrier();
-		st64(&fr->off, off);
-		if (size_out)
-			*size_out = size;
-	}
+	p = region_add(h, fr, name, size, &e);
+	if (p && size_out)
+		*size_out = size;
 done:
 	shf_lock_release(&h->h->region_lk);
 	if (e) {

@@ -2,9 +2,9 @@
 /*
  * q-internal.h - what the files of the zero-copy queues share; never
  * installed.  q-ring.c owns the queue set in the table (its region, the
- * rings, who holds which item, recovery); q-local.c each thread's state
- * (its view of the set, its pre-queues, their end); q.c the calls and
- * their fast path.
+ * rings, who holds which item, recovery); q-slots.c this process's slot
+ * in each set; q-local.c each thread's state (its view of the set, its
+ * pre-queues, their end); q.c the calls and their fast path.
  *
  * One named region "q" holds a header, the process slots, one ring per
  * queue, an ownership word per item, the queues' names and the items.  A
@@ -128,8 +128,11 @@ int q_set_init(SHF *shf, struct q_hdr *h, uint32_t qs, uint32_t q_items,
 	       uint32_t item_size, uint32_t nolock_max);
 /* Check a ready region and fill a view of it; 0, or -1 with errno. */
 int q_set_bind(SHF *shf, struct q_hdr *h, uint64_t size, struct q_set *s);
-/* This process's slot in the set (taken if need be); -1 with errno. */
-int q_slot_get(struct q_set *s);
+/*
+ * Under the lock: a slot for this process (the one it has, else a free
+ * one, reaping if need be); -1 with errno (EUSERS).
+ */
+int q_slot_take(struct q_set *s);
 /*
  * The set's lock; reclaims the slots of dead processes when the previous
  * holder died, or when look_for_dead and Q_CHECK_MS passed since the
@@ -159,6 +162,11 @@ int q_ring_unpull(struct q_set *s, uint32_t qid, const uint32_t *v,
 int q_ring_idle(struct q_set *s, uint32_t qid);
 /* Under the lock: take qiid out of the ring it is on, for slot: 0 or -1. */
 int q_ring_take(struct q_set *s, int slot, uint32_t qiid);
+
+/* =========================================================== q-slots.c */
+
+/* This process's slot in the set (taken if need be); -1 with errno. */
+int q_slot_get(struct q_set *s);
 
 /* =========================================================== q-local.c */
 

@@ -56,7 +56,7 @@ typedef struct {
 	size_t bbuf_cap;
 	int bbuf_busy;
 	uint32_t val_guess; /* average value size seen by get_many() */
-	unsigned long fork_gen; /* fork_gen when busy was last true */
+	unsigned long fork_gen; /* the fork_gen busy counts calls of */
 	PyObject *weakrefs;
 } TableObject;
 
@@ -186,16 +186,16 @@ static void fork_forget(TableObject *t)
 	}
 }
 
+static int enter_lease(TableObject *t);
+
 /* Before a call: the table is open, and stays attached until leave(). */
 static int enter(TableObject *t)
 {
-	fork_forget(t);
-	if (!t->shf || t->closing) {
+	if (t->closing) {
 		closed_error();
 		return -1;
 	}
-	t->busy++;
-	return 0;
+	return enter_lease(t);
 }
 
 static void detach_now(TableObject *t)
@@ -2223,6 +2223,25 @@ static void lease_ended(LeaseObject *l)
 		detach_now(t);
 }
 
+/*
+ * Give up grant, the lease on key (klen bytes), through t, in a call
+ * (enter()): only that grant is deleted (shf_del_key_val_if_leased()).
+ * libshf's result, errno in *e.
+ */
+static uint32_t lease_give_up(TableObject *t, const char *key, uint32_t klen,
+			      uint32_t grant, int *e)
+{
+	uint32_t r;
+
+	Py_BEGIN_ALLOW_THREADS
+	shf_make_hash(key, klen);
+	shf_lease_adopt(grant);
+	r = shf_del_key_val_if_leased(t->shf);
+	*e = errno;
+	Py_END_ALLOW_THREADS
+	return r;
+}
+
 /* A grant this process now holds, counted in its table (see above). */
 static void lease_held(LeaseObject *l, uint32_t grant)
 {
@@ -2250,12 +2269,7 @@ static int lease_release(LeaseObject *l)
 		lease_ended(l); /* unlinked: nothing to give up */
 		return -1;
 	}
-	Py_BEGIN_ALLOW_THREADS
-	shf_make_hash(k, klen);
-	shf_lease_adopt(l->grant);
-	r = shf_del_key_val_if_leased(t->shf);
-	e = errno;
-	Py_END_ALLOW_THREADS
+	r = lease_give_up(t, k, klen, l->grant, &e);
 	leave(t);
 	lease_ended(l);
 	if (r & SHF_RET_ERROR) {
@@ -2320,7 +2334,6 @@ static int lease_fill(LeaseObject *l, PyObject *v, uint32_t ttl)
 		/* the lease is still held: give it up, then say why */
 		if (lease_release(l) < 0)
 			PyErr_Clear();
-		lease_ended(l);
 		ret_error(r, e, "value");
 		return -1;
 	}
@@ -2444,14 +2457,9 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
 	l = PyObject_GC_New(LeaseObject, &Lease_Type);
 	if (!l) {
 		/* a lease granted: give it up, or others wait for it */
-		if (r == (SHF_RET_KEY_NONE | SHF_RET_LEASED)) {
-			Py_BEGIN_ALLOW_THREADS
-			shf_make_hash(PyBytes_AS_STRING(key),
-				      (uint32_t)PyBytes_GET_SIZE(key));
-			shf_lease_adopt(grant);
-			shf_del_key_val_if_leased(t->shf);
-			Py_END_ALLOW_THREADS
-		}
+		if (r == (SHF_RET_KEY_NONE | SHF_RET_LEASED))
+			lease_give_up(t, PyBytes_AS_STRING(key),
+				      (uint32_t)PyBytes_GET_SIZE(key), grant, &e);
 		leave(t);
 		Py_DECREF(key);
 		Py_XDECREF(value);
@@ -2537,15 +2545,12 @@ static PyObject *Lease_exit(LeaseObject *l, PyObject *args)
 
 	if (!l->leased)
 		Py_RETURN_FALSE;
-	if (!l->table || !l->table->shf || l->table->closing) {
-		/* closed inside the body: give up (the handle waits for it) */
-		if (lease_release(l) < 0)
-			PyErr_Clear();
-		lease_ended(l);
-		Py_RETURN_FALSE;
-	}
-	if (exc && exc != Py_None) {
-		/* the body failed: give up, and let its exception go on */
+	/*
+	 * The body failed: give up, and let its exception go on; or the
+	 * table was closed (the handle waits for that) or unlinked inside
+	 * it: give up, nothing to say.
+	 */
+	if ((exc && exc != Py_None) || !l->table->shf || l->table->closing) {
 		if (lease_release(l) < 0)
 			PyErr_Clear();
 		Py_RETURN_FALSE;

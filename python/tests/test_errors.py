@@ -292,13 +292,13 @@ def test_negative_ttl_below_a_millisecond(name):
     remove(name)
 
 
-def test_close_while_another_thread_waits(name):
-    # A thread waits inside libshf (a lease held by this very handle's
-    # other grant cannot be used: take it in a child process instead).
+def lease_in_a_child(t):
+    """A child process that holds the lease on b"k" of t until done is
+    set, then fills it with b"late" (a lease held by this very handle's
+    other grant cannot be used to make a thread wait): (process, done)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
-    t = shf.Table(DIR, name)
     ready = ctx.Event()
     done = ctx.Event()
 
@@ -311,6 +311,13 @@ def test_close_while_another_thread_waits(name):
     p = ctx.Process(target=holder)
     p.start()
     assert ready.wait(20)
+    return p, done
+
+
+def test_close_while_another_thread_waits(name):
+    # A thread waits inside libshf, on a lease another process holds.
+    t = shf.Table(DIR, name)
+    p, done = lease_in_a_child(t)
     out = {}
 
     def waiter():
@@ -338,22 +345,8 @@ def test_fork_while_another_thread_waits(name):
     # fork() while a thread is inside a call: the child has no such
     # thread, and its close() and unlink() work (before: unlink() was
     # EBUSY, close() never detached).
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
     t = shf.Table(DIR, name)
-    ready = ctx.Event()
-    done = ctx.Event()
-
-    def holder():
-        with t.get_or_lease(b"k", lease=30) as lease:
-            ready.set()
-            done.wait(20)
-            lease.value = b"late"
-
-    p = ctx.Process(target=holder)
-    p.start()
-    assert ready.wait(20)
+    p, done = lease_in_a_child(t)
     th = threading.Thread(target=lambda: t.get_or_lease(b"k", wait=10))
     th.start()
     time.sleep(0.2)  # the thread waits inside libshf now

@@ -79,12 +79,16 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 			      uint64_t sv, uint32_t b, uint32_t start,
 			      uint32_t l, uint32_t g, struct rec *r)
 {
-	uint32_t tag = slot_tag(sv), bb[2], hc;
-	uint64_t hash, home, bnd, to;
-	int holds;
+	uint32_t tag = slot_tag(sv), bb[2], hc, ul = slot_ul(sv);
+	uint64_t hash, home, bnd, to, ro;
+	int holds, bad;
 
-	if (!rec_get(h, slot_rec(sv), r))
-		return "record unreadable";
+	if (sv & ~(SLOT_REF | 0xffffffULL | 0xffffffULL << 40))
+		return "slot with bits that no slot sets";
+	ro = uid_find(h, sh, ul, r, &bad);
+	if (!ro)
+		return bad ? "the slot's UID names no cell" :
+			     "the slot's UID leads to no record";
 	hash = shf_hash(r->key, r->klen);
 	buckets_of(hash, tag, bb);
 	if ((hash >> 56) != si || tag_of(hash) != tag)
@@ -93,9 +97,11 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 		return "key in the wrong segment";
 	if (b != bb[0] && b != bb[1])
 		return "key in the wrong bucket";
-	holds = key_cell(h, sh, r->uid, &home, &hc, &to);
-	if (cell_record(holds, home, to) != slot_rec(sv))
-		return "the key's UID does not lead to the record";
+	holds = key_cell(h, sh, ul, &home, &hc, &to);
+	if (holds == 1 && r->kind != K_HOME && r->kind != K_FIXED)
+		return "record in a cell with a header for elsewhere";
+	if (holds == 2 && r->kind == K_HOME)
+		return "record elsewhere with a header for a cell";
 	if (holds == 1 &&
 	    cls_of(r->size < REC_MIN ? REC_MIN : r->size, &bnd) != hc)
 		return "record of another size than its cell";

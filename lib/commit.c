@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * commit.c - the three changes a writer makes to a shard it holds locked:
- * a new key, a replaced record, a deleted key.  Each writes its new record
- * first (into a copy of the cell it overwrites, kept in the journal, when
- * it goes into the key's own cell), notes the operation in the shard's
- * journal, commits with one store into the index slot (or, in place, by
- * ending the operation) and then tidies up (the cell's forward, the old
- * record, counters); shard.c replays or undoes a journal left by a writer
- * that died anywhere in between.
+ * a new key, a replaced record, a deleted key.  Each notes the operation
+ * in the shard's journal (with a copy of what it overwrites in the key's
+ * cell), writes its new record, commits with one store (a new or deleted
+ * key: into the index slot; a replace: into the key's cell, its forward or
+ * its record's kind word, or, in place, by ending the operation) and then
+ * tidies up (the old record, counters); shard.c replays or undoes a
+ * journal left by a writer that died anywhere in between.
  */
 #include "config.h"
 #include <errno.h>
@@ -16,14 +16,11 @@
 
 #include "table.h"
 
-/* The journal's counts and the slot before and after, for key f. */
-static void journal_note(SHF *h, struct shard *sh, const struct found *f,
+/* The journal's counts and records before and after, for key f. */
+static void journal_note(struct shard *sh, const struct found *f,
 			 uint64_t rec_new, uint64_t cost_new)
 {
 	sh->j.uid = f->r.uid;
-	sh->j.slot_off = (uint64_t)((uint8_t *)f->slot - h->base);
-	sh->j.slot_old = f->sval;
-	sh->j.slot_new = slot_make(slot_tag(f->sval), rec_new);
 	sh->j.rec_old = f->rec_off;
 	sh->j.rec_new = rec_new;
 	sh->j.nkeys_before = atomic_load(&sh->nkeys);
@@ -36,12 +33,15 @@ static void journal_note(SHF *h, struct shard *sh, const struct found *f,
 static void replaced(SHF *h, struct shard *sh, struct found *f,
 		     uint64_t ro, uint32_t was_lease)
 {
+	uint32_t ul = f->r.uid;
+
 	ctr_set(&sh->rbytes, sh->j.rbytes_after);
 	barrier();
 	sh->j.op = OP_NONE;
 	f->rec_off = ro;
 	f->sval = ld64(f->slot);
 	rec_get(h, ro, &f->r);
+	f->r.uid = ul; /* a home record does not say */
 	if (was_lease)
 		lease_end(sh);
 }
@@ -76,10 +76,11 @@ static uint64_t alloc_named(SHF *h, struct shard *sh, uint64_t size)
 
 /*
  * The new record goes into the key's own cell (home, of the new record's
- * class): over the old record (OP_INPLACE), or over the forward to it
- * (OP_REPLACE, committed by the slot's store).  Either way what the cell
- * held is copied into the journal first, and put back if the writer dies
- * before the end or cb refuses.
+ * class): over the old record (OP_INPLACE, committed by the operation's
+ * end), or over the forward to it (OP_REPLACE, committed by the record's
+ * kind word, written last; never with cb, which would edit a committed
+ * value).  Either way what the cell held is copied into the journal
+ * first, and put back if the writer dies before the commit or cb refuses.
  */
 static int replace_home(SHF *h, struct shard *sh, struct found *f,
 			uint64_t home, uint64_t bound, const void *val,
@@ -100,7 +101,7 @@ static int replace_home(SHF *h, struct shard *sh, struct found *f,
 	keep = inplace ? (uint32_t)f->r.size : 12;
 	memcpy(j->undo, cell, keep);
 	j->undo_len = keep;
-	journal_note(h, sh, f, home, rec_cost(size));
+	journal_note(sh, f, home, rec_cost(size));
 	/* what is read from the cell itself (the old key and value, or a
 	 * value the caller took from it) is read from its copy */
 	key = in_copy(f->r.key, cell, keep, j->undo);
@@ -108,9 +109,12 @@ static int replace_home(SHF *h, struct shard *sh, struct found *f,
 	barrier();
 	j->op = inplace ? OP_INPLACE : OP_REPLACE;
 	barrier();
+	if (!inplace)
+		CRASH(CP_REPL_WRITTEN); /* (nothing written: the writing commits) */
 	rec_write(h, home, kind, f->r.uid, key, f->r.klen, v, vlen, hlen,
 		  expiry);
-	CRASH(CP_INPLACE);
+	if (inplace)
+		CRASH(CP_INPLACE);
 	if (cb) {
 		*cb_ret = cb(cb_arg, (char *)h->base + home + hlen + f->r.klen,
 			     vlen);
@@ -123,10 +127,9 @@ static int replace_home(SHF *h, struct shard *sh, struct found *f,
 		}
 	}
 	if (!inplace) {
-		CRASH(CP_REPL_WRITTEN);
-		st64(f->slot, j->slot_new); /* commit */
 		CRASH(CP_REPL_COMMITTED);
 		rec_free(h, sh, old);
+		CRASH(CP_REPL_UID);
 	}
 	replaced(h, sh, f, home, f->r.flags & KF_LEASE);
 	return 0;
@@ -137,14 +140,16 @@ static int replace_home(SHF *h, struct shard *sh, struct found *f,
  * cb is set, a copy of the old value passed through cb — and commit it:
  * in the key's cell when the new record is of its class, else elsewhere
  * with the cell forwarding to it.  kflags (KF_*) and expiry are the new
- * record's.
+ * record's.  The index is not touched: the key keeps its UID, and so its
+ * slot.
  */
 int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 		uint32_t vlen, int from_old, rec_edit_fn cb, void *cb_arg,
 		uint32_t *cb_ret, uint32_t kflags, uint64_t expiry)
 {
 	uint32_t hlen, kind, hc = 0, was_lease = f->r.flags & KF_LEASE;
-	uint64_t size = rec_size_for(h, f->r.klen, vlen, kflags, &hlen, &kind),
+	uint64_t size = rec_size_for(h, f->r.klen, vlen, kflags, 1, &hlen,
+				     &kind),
 		 home, ro, b, to = 0;
 	int holds = key_cell(h, sh, f->r.uid, &home, &hc, &to);
 
@@ -163,14 +168,21 @@ int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 	 */
 	if (size <= CELL_MAX &&
 	    cls_of(size < REC_MIN ? REC_MIN : size, &b) == hc &&
-	    (holds == 2 || kind == (f->r.kind | f->r.flags)))
+	    (holds == 2 ? !cb : kind == (f->r.kind | f->r.flags)))
 		return replace_home(h, sh, f, home, b, val, vlen, from_old, cb,
 				    cb_arg, cb_ret, kind, hlen, size, expiry);
+	size = rec_size_for(h, f->r.klen, vlen, kflags, 0, &hlen, &kind);
 	ro = alloc_named(h, sh, size);
 	if (!ro)
 		return -1;
-	/* named before it is written: recovery frees it until the commit */
-	journal_note(h, sh, f, ro, rec_cost(size));
+	/*
+	 * Named before it is written: recovery frees it until the commit.
+	 * The forward goes over the cell's first words (its record's, or the
+	 * old forward), kept in the journal until then.
+	 */
+	memcpy(sh->j.undo, h->base + home, 12);
+	sh->j.undo_len = 12;
+	journal_note(sh, f, ro, rec_cost(size));
 	barrier();
 	sh->j.op = OP_REPLACE;
 	barrier();
@@ -188,12 +200,12 @@ int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 		}
 	}
 	CRASH(CP_REPL_WRITTEN);
-	st64(f->slot, sh->j.slot_new); /* commit */
-	CRASH(CP_REPL_COMMITTED);
+	/* commit: over a forward its offset's store, else the kind word's */
 	cell_forward(h, home, f->r.uid, ro);
-	CRASH(CP_REPL_UID);
+	CRASH(CP_REPL_COMMITTED);
 	if (f->rec_off != home)
 		rec_free(h, sh, f->rec_off);
+	CRASH(CP_REPL_UID);
 	replaced(h, sh, f, ro, was_lease);
 	return 0;
 }
@@ -204,7 +216,7 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 		      uint32_t *ul_out)
 {
 	uint32_t hlen, kind, ul;
-	uint64_t size = rec_size_for(h, klen, vlen, kflags, &hlen, &kind), ro,
+	uint64_t size = rec_size_new(h, klen, vlen, kflags, &hlen, &kind), ro,
 		 home, *slot;
 
 	/* OP_TAKE's recovery frees the record it names (none yet) */
@@ -257,7 +269,7 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 		errno = e;
 		return -1;
 	}
-	st64(slot, slot_make(tag_of(hash), ro)); /* commit */
+	st64(slot, slot_make(tag_of(hash), ul)); /* commit */
 	CRASH(CP_NEW_COMMITTED);
 	ctr_set(&sh->nkeys, sh->j.nkeys_before + 1);
 	ctr_set(&sh->rbytes, sh->j.rbytes_after);

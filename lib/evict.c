@@ -50,12 +50,12 @@ static uint64_t sweep_turn(SHF *h, uint32_t depth)
  * SW_EXPIRED: reclaim every expired key met; returns how many.
  * SW_EVICT (max is then two turns): stop at the first victim — an
  * expired key, or one whose use mark is clear (marks met are cleared) —
- * never skip_rec nor a lease still running; returns 1, or 0 if none was
+ * never the key of local UID skip (UINT32_MAX: none) nor a lease still running; returns 1, or 0 if none was
  * found.  At most *left slots (left may be NULL), which it lowers.  Under
  * sh's lock.
  */
 static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
-		      uint64_t max, uint64_t skip_rec, struct clk *c,
+		      uint64_t max, uint32_t skip, struct clk *c,
 		      uint64_t *left)
 {
 	uint32_t depth, n = 0, rounds = 0;
@@ -66,7 +66,7 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 	for (i = 0; i < max; i++) {
 		uint64_t *sl, sv;
 		struct found f;
-		int exp;
+		int exp, bad;
 
 		/*
 		 * The hand is back where this sweep's first step left it: a
@@ -94,7 +94,7 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 		if (left)
 			--*left;
 		sv = ld64(sl);
-		if (!sv || slot_rec(sv) == skip_rec)
+		if (!sv || slot_ul(sv) == skip)
 			continue;
 		if (mode == SW_EVICT && (sv & SLOT_REF)) {
 			uint64_t e = sv;
@@ -104,14 +104,14 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 						    __ATOMIC_RELAXED);
 			continue;
 		}
-		if (!rec_get(h, slot_rec(sv), &f.r))
+		f.rec_off = uid_find(h, sh, slot_ul(sv), &f.r, &bad);
+		if (!f.rec_off)
 			continue;
 		exp = rec_expired(&f.r, c);
 		if (!exp && (mode == SW_EXPIRED || (f.r.flags & KF_LEASE)))
 			continue;
 		f.slot = sl;
 		f.sval = sv;
-		f.rec_off = slot_rec(sv);
 		delete_found(h, sh, &f);
 		if (exp)
 			ctr_add(&sh->expirations, 1);
@@ -139,14 +139,14 @@ static __thread uint32_t evict_rot SHF_TLS_IE;
  * (the table then holds a little less than its budget), never too low.
  */
 static void budget_reserve(SHF *h, struct shard *sh, uint64_t budget,
-			   int64_t need, uint64_t skip_rec, struct clk *c)
+			   int64_t need, uint32_t skip, struct clk *c)
 {
 	uint32_t si = (uint32_t)(sh - h->shards), i, start, n = 0;
 	uint64_t left = PUT_VISITS_MAX;
 
 	atomic_fetch_add(&h->h->cache_bytes, (uint64_t)need);
 	while (atomic_load(&h->h->cache_bytes) > budget && n < EVICT_MAX &&
-	       left && sweep(h, sh, SW_EVICT, 1, skip_rec, c, &left))
+	       left && sweep(h, sh, SW_EVICT, 1, skip, c, &left))
 		n++;
 	start = ++evict_rot;
 	for (i = 0; i < NSHARDS - 1 && n < EVICT_MAX && left &&
@@ -158,7 +158,7 @@ static void budget_reserve(SHF *h, struct shard *sh, uint64_t budget,
 			continue;
 		while (atomic_load(&h->h->cache_bytes) > budget &&
 		       n < EVICT_MAX && left &&
-		       sweep(h, t, SW_EVICT, 1, 0, c, &left))
+		       sweep(h, t, SW_EVICT, 1, UINT32_MAX, c, &left))
 			n++;
 		shard_unlock(h, t);
 	}
@@ -195,13 +195,13 @@ int store(SHF *h, struct shard *sh, struct found *f, int found,
 	int rc;
 
 	if (budget) {
-		need = (int64_t)rec_cost(rec_size_for(h, shf_tls.key_len, vlen,
+		need = (int64_t)rec_cost(rec_size_new(h, shf_tls.key_len, vlen,
 						      kflags, &hlen, &kind));
 		if (found)
 			need -= (int64_t)rec_cost(f->r.size);
 		if (need > 0)
 			budget_reserve(h, sh, budget, need,
-				       found ? f->rec_off : 0, c);
+				       found ? f->r.uid : UINT32_MAX, c);
 	}
 	if (found) {
 		rc = replace_rec(h, sh, f, val, vlen, 0, NULL, NULL, NULL, kflags,
@@ -229,7 +229,7 @@ int write_lock(SHF *h, struct shard *sh, struct clk *c)
 		return -1;
 	if (SHF_UNLIKELY(atomic_load_explicit(&h->h->ttl_used,
 					      memory_order_relaxed)))
-		sweep(h, sh, SW_EXPIRED, PUT_SWEEP, 0, c, NULL);
+		sweep(h, sh, SW_EXPIRED, PUT_SWEEP, UINT32_MAX, c, NULL);
 	return 0;
 }
 
@@ -285,7 +285,7 @@ SHF_EXPORT uint32_t shf_expire(SHF *h, uint32_t max_slots)
 			continue;
 		if (shard_lock(h, sh) < 0)
 			return UINT32_MAX;
-		n += sweep(h, sh, SW_EXPIRED, max_slots, 0, &c, NULL);
+		n += sweep(h, sh, SW_EXPIRED, max_slots, UINT32_MAX, &c, NULL);
 		shard_unlock(h, sh);
 	}
 	return n;

@@ -159,12 +159,10 @@ uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 		}
 		if (by_uid) {
 			int bad;
-			uint64_t lim, ro = uid_rec(h, sh, ul, &bad, &lim);
 
 			rc = 0;
 			f.slot = NULL;
-			if (ro && rec_get(h, ro, &f.r) && f.r.uid == ul &&
-			    f.r.size <= lim)
+			if (uid_find(h, sh, ul, &f.r, &bad))
 				rc = 1;
 			else if (bad && ul < sh->uid_next)
 				rc = -1;

@@ -170,7 +170,15 @@ uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 	return NULL;
 }
 
-/* Does the index hold slot value sv (for the record's own key)? */
+int slot_misleads(SHF *h, struct shard *sh, uint32_t tag,
+		  const struct rec *r)
+{
+	uint64_t hash = shf_hash(r->key, r->klen);
+
+	return tag_of(hash) != tag || shard_of(h, hash) != sh;
+}
+
+/* Does the index lead to the record at rec_off (for its own key)? */
 int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off)
 {
 	struct rec r;

@@ -80,10 +80,11 @@ static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 		for (k = 0; k < SEG_BUCKETS * BUCKET_SLOTS; k++) {
 			uint64_t sv = ld64(&seg[k]);
 			struct rec r;
+			int bad;
 
 			if (!sv)
 				continue;
-			if (!rec_get(h, slot_rec(sv), &r))
+			if (!uid_find(h, sh, slot_ul(sv), &r, &bad))
 				return 1;
 			if (!rec_visible(&r, &c))
 				continue; /* expired, or a lease */

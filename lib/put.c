@@ -154,7 +154,7 @@ uint32_t do_put(SHF *h, const char *val, uint32_t vlen, enum put_mode mode,
 	sh = shard_of(h, hash);
 	/* hints, read without the lock: the misses overlap with taking it */
 	prefetch_put(h, sh, hash);
-	prefetch_alloc(h, sh, rec_size_for(h, shf_tls.key_len, vlen, 0,
+	prefetch_alloc(h, sh, rec_size_new(h, shf_tls.key_len, vlen, 0,
 					   &kflags, &ul));
 	if (write_lock(h, sh, &c) < 0)
 		return SHF_RET_ERROR;
@@ -227,13 +227,11 @@ static int locked_find(SHF *h, struct shard *sh, int by_uid, uint32_t ul,
 	}
 	{
 		int bad;
-		uint64_t lim, ro = uid_rec(h, sh, ul, &bad, &lim);
 		struct rec r;
+		uint64_t ro = uid_find(h, sh, ul, &r, &bad);
 
 		if (!ro)
-			return 0;
-		if (!rec_get(h, ro, &r) || r.uid != ul)
-			return -1;
+			return bad && ul < sh->uid_next ? -1 : 0;
 		*hash = shf_hash(r.key, r.klen);
 		if (idx_find(h, sh, *hash, r.key, r.klen, f) != 1 ||
 		    f->rec_off != ro)

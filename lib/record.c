@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * record.c - records and the cells UIDs name.  A record is a header (kind
- * and local UID in one word, then the lengths), an optional expiry, the
- * key and the value, 4-aligned; the word with the kind is written last, so
- * a record is either whole or not one.  A UID names a cell: UIDs come in
+ * and, in one word, its lengths in its UID's cell (K_HOME) or its local
+ * UID elsewhere, then the lengths), an optional expiry, the key and the
+ * value, 4-aligned; the word with the kind is written last, so a record is
+ * either whole or not one.  A UID names a cell: UIDs come in
  * slabs of SLAB_CELLS, each the cells of one size class side by side (the
  * shard's slab directory says where and which class), and a key's record
  * lives in its UID's cell, or elsewhere with the cell forwarding to it
@@ -31,6 +32,8 @@ rec_put(SHF *h, uint64_t off, uint32_t kind, uint32_t uid, const void *key,
 {
 	uint8_t *p = h->base + off;
 	uint32_t *w = (uint32_t *)p;
+	/* the word's low 24 bits: a home record's lengths, else its UID */
+	uint32_t lo = (kind & ~KF_MASK) == K_HOME ? klen << 12 | vlen : uid;
 
 	if (kind & KF_TTL)
 		memcpy(p + hlen - 8, &expiry, 8);
@@ -57,7 +60,7 @@ rec_put(SHF *h, uint64_t off, uint32_t kind, uint32_t uid, const void *key,
 	memmove(p + hlen, key, klen);
 	if (head_first) {
 		barrier();
-		__atomic_store_n(w, (kind << 24) | uid, __ATOMIC_RELEASE);
+		__atomic_store_n(w, (kind << 24) | lo, __ATOMIC_RELEASE);
 	}
 	if (val)
 		memmove(p + hlen + klen, val, vlen);
@@ -65,7 +68,7 @@ rec_put(SHF *h, uint64_t off, uint32_t kind, uint32_t uid, const void *key,
 		memset(p + hlen + klen, 0, vlen);
 	barrier();
 	if (!head_first)
-		__atomic_store_n(w, (kind << 24) | uid, __ATOMIC_RELEASE);
+		__atomic_store_n(w, (kind << 24) | lo, __ATOMIC_RELEASE);
 }
 
 void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,

@@ -108,30 +108,42 @@ static uint64_t journal_home(SHF *h, struct shard *sh, struct journal *j,
 	return cell_of(h, sh, __atomic_load_n(&j->uid, __ATOMIC_RELAXED), cls);
 }
 
-/* Put back what the journal's copy says the record's cell held. */
+/* Put back what the journal's copy says the key's cell held. */
 static void undo_cell(SHF *h, struct shard *sh, struct journal *j)
 {
 	uint32_t c, len = __atomic_load_n(&j->undo_len, __ATOMIC_RELAXED);
 	uint64_t home = journal_home(h, sh, j, &c);
 
-	if (home && home == ld64(&j->rec_new) && len <= cls_bound(c) &&
-	    len <= CELL_MAX)
+	if (home && len <= cls_bound(c) && len <= CELL_MAX)
 		memcpy(h->base + home, j->undo, len);
 }
 
-/* A replace that committed: the cell forwards, the old record goes. */
-static void replace_done(SHF *h, struct shard *sh, struct journal *j)
+/*
+ * A replace: committed when the key's cell leads to the new record (its
+ * kind word written, or its forward's offset), and then the old record
+ * goes; else the cell gets back what it held and the new record goes.
+ * 1 committed.
+ */
+static int replace_end(SHF *h, struct shard *sh, struct journal *j)
 {
 	uint32_t c;
-	uint64_t home = journal_home(h, sh, j, &c);
+	uint64_t home = journal_home(h, sh, j, &c), to = 0;
 	uint64_t ro = ld64(&j->rec_new), old = ld64(&j->rec_old);
+	int holds = home ? cell_holds(h, home, j->uid, &to) : 0;
 
 	if (!home)
-		return; /* the cell is not the journal's: leave it */
-	if (ro != home)
-		cell_forward(h, home, j->uid, ro);
-	if (old != home)
-		rec_free_live(h, sh, j, old);
+		return 0; /* the cell is not the journal's: leave it */
+	/* (a forward's offset half written over by a home record's key may
+	 * read as anything, even the cell's own) */
+	if (ro == home ? holds == 1 : holds == 2 && to == ro) {
+		if (old != home)
+			rec_free_live(h, sh, j, old);
+		return 1;
+	}
+	undo_cell(h, sh, j);
+	if (ro && ro != home)
+		rec_free_live(h, sh, j, ro);
+	return 0;
 }
 
 /*
@@ -155,8 +167,7 @@ static void key_gone(SHF *h, struct shard *sh, struct journal *j,
 /* The operation in the journal: done if committed, else undone. */
 static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 {
-	uint64_t *p, home;
-	uint32_t c;
+	uint64_t *p;
 
 	switch (j->op) {
 	case OP_NEW:
@@ -178,17 +189,10 @@ static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 		ctr_set(&sh->rbytes, j->rbytes_before);
 		break;
 	case OP_REPLACE:
-		p = at(h, j->slot_off, 8);
-		if (!p || !slot_same(ld64(p), j->slot_new)) {
-			home = journal_home(h, sh, j, &c);
-			if (home && home == ld64(&j->rec_new))
-				undo_cell(h, sh, j);
-			else
-				rec_free_live(h, sh, j, j->rec_new);
+		if (!replace_end(h, sh, j)) {
 			ctr_set(&sh->rbytes, j->rbytes_before);
 			break;
 		}
-		replace_done(h, sh, j); /* committed */
 		j->rec_new = 0; /* keep it */
 		ctr_set(&sh->rbytes, j->rbytes_after);
 		break;

@@ -18,14 +18,18 @@
  *    one word) and a sequence counter that lets readers work without any
  *    lock or shared write (seqlock);
  *  - an extendible-hashing index: a directory of 4 KiB segments, each 64
- *    buckets of 8 slots; a slot is tag << 40 | record offset / 4.  A key
- *    may live in two buckets of its segment (b1 from H, b2 = b1 ^ alt(tag));
- *    a full segment splits in two by the next tag bit, without rehashing;
+ *    buckets of 8 slots; a slot is tag << 40 | local UID + 1 (the CLOCK
+ *    mark in bit 39).  A key may live in two buckets of its segment (b1
+ *    from H, b2 = b1 ^ alt(tag)); a full segment splits in two by the next
+ *    tag bit, without rehashing;
  *  - record cells: a UID names a cell of one of the shard's slabs (64
  *    cells of one size class each, found through the shard's slab
- *    directory), where the key's record lives for the key's life:
+ *    directory), where the key's record lives for the key's life, with no
+ *    UID of its own (K_HOME: a 4-byte header of kind and lengths):
  *    replaced in place under the journal's undo copy while its size class
- *    stays, else the cell forwards to a record elsewhere (K_FWD);
+ *    stays, else the cell forwards to a record elsewhere (K_FWD), which
+ *    names its UID.  A replace never changes the index: it commits with
+ *    one store into the cell;
  *  - per-size-class free lists of cells and of other records;
  *  - a journal of the operation in flight, replayed by the next locker when
  *    a writer died holding the lock (its waiters find the holder gone).
@@ -44,7 +48,7 @@
 /* ================================================================ layout */
 
 #define SHF_MAGIC 0x314c425446485342ULL /* "BSHFTBL1" */
-#define SHF_LAYOUT 6u
+#define SHF_LAYOUT 7u
 #define NSHARDS 256u
 #define PAGE 4096u
 #define SEG_BUCKETS 64u
@@ -90,6 +94,7 @@
 #define K_FIXED 0xa3u
 #define K_TINY 0xa4u
 #define K_FWD 0xa5u  /* a cell whose record is elsewhere: u64 offset at +4 */
+#define K_HOME 0xa6u /* a record in its UID's cell: lengths, no UID */
 #define K_FREE 0xfeu
 /* The first word of a free cell (a record's UID is never 0xffffff). */
 #define CELL_FREE ((K_FREE << 24) | 0xffffffu)
@@ -530,14 +535,20 @@ struct rec {
 /*
  * Size and layout of a record; flags KF_* (a lease never takes the fixed
  * layout: its value is the holder, not a value of the table's length).
+ * home: in its UID's cell (K_HOME, or K_FIXED with the UID in its word:
+ * a 4-byte header either way), else elsewhere (its header names its UID).
+ * A home record is at most CELL_MAX bytes (rec_home_fits()).
  */
 static inline uint64_t rec_size_for(SHF *h, uint32_t klen, uint32_t vlen,
-				    uint32_t flags, uint32_t *hlen,
+				    uint32_t flags, int home, uint32_t *hlen,
 				    uint32_t *kind)
 {
 	if (h->h->fixed_set && !(flags & KF_LEASE)) {
 		*hlen = 4;
 		*kind = K_FIXED;
+	} else if (home) {
+		*hlen = 4;
+		*kind = K_HOME;
 	} else if (klen < 256 && vlen < 256) {
 		*hlen = 6;
 		*kind = K_TINY;
@@ -552,6 +563,23 @@ static inline uint64_t rec_size_for(SHF *h, uint32_t klen, uint32_t vlen,
 		*hlen += 8;
 	*kind |= flags;
 	return *hlen + (uint64_t)klen + vlen;
+}
+
+/* The size of a home record of these lengths (rec_size_for(), home). */
+static inline uint64_t rec_home_size(uint32_t klen, uint32_t vlen,
+				     uint32_t flags)
+{
+	return 4u + ((flags & KF_TTL) ? 8u : 0u) + (uint64_t)klen + vlen;
+}
+
+/* A new key's record: home where it fits its cell (CELL_MAX), else not. */
+static inline uint64_t rec_size_new(SHF *h, uint32_t klen, uint32_t vlen,
+				    uint32_t flags, uint32_t *hlen,
+				    uint32_t *kind)
+{
+	return rec_size_for(h, klen, vlen, flags,
+			    rec_home_size(klen, vlen, flags) <= CELL_MAX, hlen,
+			    kind);
 }
 
 void rec_write(SHF *h, uint64_t off, uint32_t kind, uint32_t uid,
@@ -602,21 +630,23 @@ static inline uint32_t alt_of(uint32_t tag)
 	return (y & 63u) + (y >> 6);
 }
 
-static inline uint64_t slot_make(uint32_t tag, uint64_t rec)
-{
-	return ((uint64_t)tag << 40) | (rec >> 2);
-}
-
 /*
- * Record offsets are below MAP_MAX (2^40), so offset / 4 takes 38 bits; bit
- * 39 is the CLOCK use mark that gets set (once per sweep, with a CAS) in
- * cache mode.  Compare slots with slot_same(), which ignores the mark.
+ * A slot names its key's local UID (+ 1, so that no slot is 0) under the
+ * key's tag; bit 39 is the CLOCK use mark that gets set (once per sweep,
+ * with a CAS) in cache mode, bits 24 to 38 are 0.  Compare slots with
+ * slot_same(), which ignores the mark.
  */
 #define SLOT_REF (1ULL << 39)
 
-static inline uint64_t slot_rec(uint64_t s)
+static inline uint64_t slot_make(uint32_t tag, uint32_t ul)
 {
-	return (s & ((1ULL << 38) - 1)) << 2;
+	return ((uint64_t)tag << 40) | (ul + 1u);
+}
+
+/* The local UID a slot names (UINT32_MAX for a damaged 0, beyond any). */
+static inline uint32_t slot_ul(uint64_t s)
+{
+	return (uint32_t)(s & 0xffffff) - 1u;
 }
 
 static inline int slot_same(uint64_t a, uint64_t b)
@@ -851,6 +881,12 @@ static inline int rec_get(SHF *h, uint64_t off, struct rec *r)
 	r->flags = (w0 >> 24) & KF_MASK;
 	r->uid = w0 & 0xffffff;
 	switch (r->kind) {
+	case K_HOME:
+		r->hlen = 4;
+		r->uid = UINT32_MAX; /* its cell's: the caller knows it */
+		r->klen = (w0 >> 12) & 0xfff;
+		r->vlen = w0 & 0xfff;
+		break;
 	case K_TINY:
 		r->hlen = 6;
 		r->klen = ((const volatile uint8_t *)w)[4];
@@ -892,85 +928,6 @@ static inline int rec_get(SHF *h, uint64_t off, struct rec *r)
 	r->key = h->base + off + r->hlen;
 	r->val = h->base + off + r->hlen + r->klen;
 	return 1;
-}
-
-/*
- * A small record that starts near the end of a cache line ends in the
- * next one: start fetching that line too, before the header (in the first)
- * says how long the record is, so that the two misses overlap.  The guess:
- * a header, the key and a few bytes of value.
- */
-static inline void rec_prefetch_tail(SHF *h, uint64_t off, uint32_t klen)
-{
-	uint64_t end = off + 12u + klen;
-
-	if (((off ^ end) & ~63ULL) && end < h->map_size)
-		__builtin_prefetch(h->base + end);
-}
-
-/*
- * Find key in segment seg, given its tag and buckets (tag_of(),
- * buckets_of(): a batch works them out once); 1 found, 0 absent.  hint:
- * the slot (k * BUCKET_SLOTS + i) where a batch saw the first slot of this
- * tag in this segment, worth trying first; then every slot of the two
- * buckets read now, as always (UINT32_MAX: none).  The hint only orders
- * the look.
- */
-static inline int idx_find_seg(SHF *h, uint64_t *seg, uint32_t tag,
-			       const uint32_t b[2], const void *key,
-			       uint32_t klen, struct found *f, uint32_t hint)
-{
-	uint32_t i, k;
-
-	if (hint < 2 * BUCKET_SLOTS) {
-		uint64_t *sp = seg + b[hint / BUCKET_SLOTS] * BUCKET_SLOTS +
-			       hint % BUCKET_SLOTS;
-		uint64_t s = ld64(sp);
-
-		if (s && slot_tag(s) == tag && rec_get(h, slot_rec(s), &f->r) &&
-		    f->r.klen == klen && key_eq(f->r.key, key, klen)) {
-			f->slot = sp;
-			f->sval = s;
-			f->rec_off = slot_rec(s);
-			return 1;
-		}
-	}
-	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS); /* overlap both misses */
-	for (k = 0; k < 2; k++) {
-		uint64_t *bk = seg + b[k] * BUCKET_SLOTS, m;
-
-		for (m = bucket_match(bk, tag); m; m &= m - 1) {
-			uint64_t s;
-
-			i = match_slot(m);
-			s = ld64(&bk[i]);
-			if (!s || slot_tag(s) != tag)
-				continue;
-			rec_prefetch_tail(h, slot_rec(s), klen);
-			if (!rec_get(h, slot_rec(s), &f->r))
-				continue;
-			if (f->r.klen != klen || !key_eq(f->r.key, key, klen))
-				continue;
-			f->slot = &bk[i];
-			f->sval = s;
-			f->rec_off = slot_rec(s);
-			return 1;
-		}
-	}
-	return 0;
-}
-
-/* Find key in its shard; 1 found, 0 absent, -1 structure unreadable. */
-static inline int idx_find(SHF *h, struct shard *sh, uint64_t hash,
-			   const void *key, uint32_t klen, struct found *f)
-{
-	uint32_t tag = tag_of(hash), b[2], idx;
-	uint64_t so, *seg = seg_for(h, sh, tag, &so, &idx);
-
-	if (!seg)
-		return -1;
-	buckets_of(hash, tag, b);
-	return idx_find_seg(h, seg, tag, b, key, klen, f, UINT32_MAX);
 }
 
 /* The class of the cell that holds (or forwards) a record of size bytes. */
@@ -1024,6 +981,8 @@ static inline int cell_holds(SHF *h, uint64_t off, uint32_t ul, uint64_t *to)
 
 	if (!w0)
 		return 3;
+	if (((w0 >> 24) & ~KF_MASK) == K_HOME)
+		return 1;
 	if ((w0 & 0xffffff) != ul || w0 == CELL_FREE)
 		return 0;
 	if ((w0 >> 24) != K_FWD)
@@ -1047,21 +1006,120 @@ static inline int key_cell(SHF *h, struct shard *sh, uint32_t ul,
 }
 
 /*
- * Where UID ul's record is, following its cell's forward: 0 if the UID
- * names no record (*bad set if it names no cell at all).  *lim: how long
- * the record can be (its cell's size when it lives there).  A hint: the
- * caller checks the record (rec_get(), its UID).
+ * The record of local UID ul, decoded into *r (r->uid set to ul): its
+ * offset, or 0 where the UID names no record (*bad: no cell at all).  The
+ * record lives in the cell, within the cell's class, or elsewhere with its
+ * header naming ul.  A cell that ends in the next cache line has that line
+ * fetched at once, so that the two misses overlap.
  */
-static inline uint64_t uid_rec(SHF *h, struct shard *sh, uint32_t ul,
-			       int *bad, uint64_t *lim)
+static inline uint64_t uid_find(SHF *h, struct shard *sh, uint32_t ul,
+				struct rec *r, int *bad)
 {
 	uint32_t c;
-	uint64_t home, to;
-	int holds = key_cell(h, sh, ul, &home, &c, &to);
+	uint64_t home = cell_of(h, sh, ul, &c), to, end;
+	int holds;
 
 	*bad = !home;
-	*lim = holds == 1 ? cls_bound(c) : UINT64_MAX;
-	return cell_record(holds, home, to);
+	if (!home)
+		return 0;
+	end = home + cls_bound(c) - 1;
+	if ((home ^ end) & ~63ULL)
+		__builtin_prefetch(h->base + end);
+	holds = cell_holds(h, home, ul, &to);
+	if (holds == 1) {
+		if (!rec_get(h, home, r) || r->size > cls_bound(c))
+			return 0;
+		r->uid = ul;
+		return home;
+	}
+	if (holds != 2 || !rec_get(h, to, r) || r->uid != ul)
+		return 0;
+	return to;
+}
+
+/*
+ * A slot of tag whose UID led to no record, or to the record *r of a key
+ * of another tag or shard: 1 (the index or the slab directory is damaged;
+ * index.c, out of line: met only then or for a tag shared by chance).
+ */
+int slot_misleads(SHF *h, struct shard *sh, uint32_t tag,
+		  const struct rec *r);
+
+/*
+ * Find key in segment seg, given its tag and buckets (tag_of(),
+ * buckets_of(): a batch works them out once); 1 found, 0 absent, -1 a
+ * slot of its tag that leads nowhere or to another tag's key.  hint:
+ * the slot (k * BUCKET_SLOTS + i) where a batch saw the first slot of this
+ * tag in this segment, worth trying first; then every slot of the two
+ * buckets read now, as always (UINT32_MAX: none).  The hint only orders
+ * the look.
+ */
+static inline int idx_find_seg(SHF *h, struct shard *sh, uint64_t *seg,
+			       uint32_t tag, const uint32_t b[2],
+			       const void *key, uint32_t klen, struct found *f,
+			       uint32_t hint)
+{
+	uint32_t i, k;
+	uint64_t ro;
+	int bad, damaged = 0;
+
+	if (hint < 2 * BUCKET_SLOTS) {
+		uint64_t *sp = seg + b[hint / BUCKET_SLOTS] * BUCKET_SLOTS +
+			       hint % BUCKET_SLOTS;
+		uint64_t s = ld64(sp);
+
+		if (s && slot_tag(s) == tag &&
+		    (ro = uid_find(h, sh, slot_ul(s), &f->r, &bad)) &&
+		    f->r.klen == klen && key_eq(f->r.key, key, klen)) {
+			f->slot = sp;
+			f->sval = s;
+			f->rec_off = ro;
+			return 1;
+		}
+	}
+	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS); /* overlap both misses */
+	for (k = 0; k < 2; k++) {
+		uint64_t *bk = seg + b[k] * BUCKET_SLOTS, m;
+
+		for (m = bucket_match(bk, tag); m; m &= m - 1) {
+			uint64_t s;
+
+			i = match_slot(m);
+			s = ld64(&bk[i]);
+			if (!s || slot_tag(s) != tag)
+				continue;
+			ro = uid_find(h, sh, slot_ul(s), &f->r, &bad);
+			if (!ro) {
+				damaged = 1;
+				continue;
+			}
+			if (f->r.klen != klen || !key_eq(f->r.key, key, klen)) {
+				damaged |= slot_misleads(h, sh, tag, &f->r);
+				continue;
+			}
+			f->slot = &bk[i];
+			f->sval = s;
+			f->rec_off = ro;
+			return 1;
+		}
+	}
+	return damaged ? -1 : 0;
+}
+
+/*
+ * Find key in its shard; 1 found, 0 absent, -1 structure unreadable (or a
+ * slot of its tag that leads nowhere, or to another tag's key: damage).
+ */
+static inline int idx_find(SHF *h, struct shard *sh, uint64_t hash,
+			   const void *key, uint32_t klen, struct found *f)
+{
+	uint32_t tag = tag_of(hash), b[2], idx;
+	uint64_t so, *seg = seg_for(h, sh, tag, &so, &idx);
+
+	if (!seg)
+		return -1;
+	buckets_of(hash, tag, b);
+	return idx_find_seg(h, sh, seg, tag, b, key, klen, f, UINT32_MAX);
 }
 
 /*
@@ -1091,7 +1149,7 @@ static inline int prefetch_buckets_dw(SHF *h, uint64_t dw, uint64_t hash,
 
 /* Insert a slot for hash (known absent); under the lock.  NULL + errno. */
 uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash);
-/* Does the index hold the record at rec_off (for its own key)? */
+/* Does the index lead to the record at rec_off (for its own key)? */
 int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off);
 /* The slot under the shard's CLOCK hand, which moves on; NULL: unreadable */
 uint64_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth);

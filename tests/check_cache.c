@@ -207,10 +207,10 @@ static int get_stats(SHF *shf, struct shf_stats *st)
 	return shf_get_stats(shf, st, sizeof(*st)) == SHF_RET_OK ? 0 : -1;
 }
 
-/* Bytes a record of these lengths may take (header 6 to 14 bytes). */
+/* Bytes a record of these lengths may take (header 4 to 14 bytes). */
 static uint64_t entry_min(uint32_t klen, uint32_t vlen)
 {
-	return (uint64_t)klen + vlen + 6;
+	return (uint64_t)klen + vlen + 4;
 }
 
 static uint64_t entry_max(uint32_t klen, uint32_t vlen)

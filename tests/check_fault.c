@@ -316,7 +316,10 @@ START_TEST(test_layout_version)
 		"layout version 4 (libshf 1.2 with a UID table)");
 	patched(LAYOUT_OFF, 5, e_proto,
 		"layout version 5 (libshf 1.2 with glibc allocator mutexes)");
-	patched(LAYOUT_OFF, 7, e_proto, "layout version 7");
+	patched(LAYOUT_OFF, 6, e_proto,
+		"layout version 6 (libshf 1.2 with UIDs in records and slots "
+		"naming records)");
+	patched(LAYOUT_OFF, 8, e_proto, "layout version 8");
 	patched(LAYOUT_OFF, 0, e_proto, "layout version 0");
 	patched(LAYOUT_OFF, 0xffffffffu, e_proto, "layout version ~0");
 	patched(SIG_OFF, 12345, e_proto, "size signature");

@@ -2582,8 +2582,9 @@ END_TEST
  * heads name a live cell or a UID the shard never handed out, and a slab
  * directory entry that puts a slab outside the file or gives it no class.
  * New keys go in (a damaged list is dropped, a new slab taken), a get by
- * the UID says EBADMSG, a replace of the key an error, and shf_check()
- * finds the damage and repairs the lists.
+ * the UID says EBADMSG, and so does a get by the key (layout 7: its slot
+ * names the UID), a replace of the key an error, and shf_check() finds
+ * the damage and repairs the lists.
  */
 START_TEST(test_cells_damaged)
 {
@@ -2638,7 +2639,10 @@ START_TEST(test_cells_damaged)
 		ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
 			      "get by UID: %#x (%s)", r, strerror(errno));
 		shf_make_hash(key, key_of(key, 5));
-		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+		errno = 0;
+		r = shf_get_key_val_copy(shf);
+		ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
+			      "get by key: %#x (%s)", r, strerror(errno));
 		r = shf_put_key_val(shf, "other", 5);
 		ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
 			      "replace: %#x (%s)", r, strerror(errno));
@@ -2728,15 +2732,20 @@ START_TEST(test_cells_damaged_counts)
 	moved = e + b;
 	poke(path, dir + 8ULL * (ul / SLAB_CELLS), &moved, 8);
 	shf_make_hash(key, key_of(key, idx[x]));
+	/* X's slot now leads to Y's record, of another tag: found damaged */
+	errno = 0;
 	r = shf_del_key_val(shf);
-	ck_assert_msg(r == SHF_RET_KEY_FOUND, "del: %#x (%s)", r,
-		      strerror(errno));
+	ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG, "del: %#x (%s)",
+		      r, strerror(errno));
 	poke(path, dir + 8ULL * (ul / SLAB_CELLS), &e, 8);
 	shf_make_hash(key, key_of(key, idx[y]));
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	shf_assert_eq(shf_uid, uid[y]);
 	shf_assert_eq(shf_get_uid_val_copy(shf, uid[y]), SHF_RET_KEY_FOUND);
-	/* X's cell is lost, not freed twice: the check finds nothing else */
+	/* nothing was freed: both keys are whole, and the check finds so */
+	shf_make_hash(key, key_of(key, idx[x]));
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	shf_assert_eq(shf_uid, uid[x]);
 	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
 	shf_test_del(shf, name);
 }

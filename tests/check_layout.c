@@ -74,7 +74,8 @@ START_TEST(test_bucket_compare)
 				bk[i] = 0;
 				break;
 			case 1:
-				bk[i] = slot_make(tag, (r >> 20) << 2) |
+				bk[i] = slot_make(tag, (uint32_t)(r >> 20) %
+							       (UID_LOCAL_MAX + 1)) |
 					(r & 1 ? SLOT_REF : 0);
 				break;
 			case 2:
@@ -107,15 +108,17 @@ START_TEST(test_slot_fields)
 	uint64_t s = 12345, n;
 
 	for (n = 0; n < 100000; n++) {
-		uint32_t tag = (uint32_t)rnd(&s) & 0xffffff;
-		uint64_t rec = (rnd(&s) % MAP_MAX) & ~3ULL,
-			 sl = slot_make(tag, rec);
+		uint32_t tag = (uint32_t)rnd(&s) & 0xffffff,
+			 ul = (uint32_t)(rnd(&s) % (UID_LOCAL_MAX + 1));
+		uint64_t sl = slot_make(tag, ul);
 
+		ck_assert_uint_ne(sl, 0); /* never an empty slot */
 		ck_assert_uint_eq(slot_tag(sl), tag);
-		ck_assert_uint_eq(slot_rec(sl), rec);
+		ck_assert_uint_eq(slot_ul(sl), ul);
 		ck_assert(slot_same(sl, sl | SLOT_REF));
 		ck_assert(!slot_same(sl, sl ^ 4));
-		ck_assert_uint_eq(slot_rec(sl | SLOT_REF), rec);
+		ck_assert_uint_eq(slot_ul(sl | SLOT_REF), ul);
+		ck_assert_uint_eq(slot_tag(sl | SLOT_REF), tag);
 	}
 }
 END_TEST

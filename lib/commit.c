@@ -143,6 +143,37 @@ static int replace_home(SHF *h, struct shard *sh, struct found *f,
  * record's.  The index is not touched: the key keeps its UID, and so its
  * slot.
  */
+/*
+ * Does a replace of the found key (whose cell holds: holds, of class hc)
+ * by a home record of size bytes and kind go into the cell (*b: the
+ * cell's bound)?  Home when of the cell's class; over the record itself
+ * only with the same header (a reader that meets the rewrite half done
+ * must read the same lengths' layout, so no length it decodes passes the
+ * cell); over a forward never with cb.
+ */
+static int replace_goes_home(const struct found *f, int holds, uint32_t hc,
+			     uint64_t size, uint32_t kind, int cb,
+			     uint64_t *b)
+{
+	return size <= CELL_MAX &&
+	       cls_of(size < REC_MIN ? REC_MIN : size, b) == hc &&
+	       (holds == 2 ? !cb : kind == (f->r.kind | f->r.flags));
+}
+
+uint64_t replace_size(SHF *h, struct shard *sh, const struct found *f,
+		      uint32_t vlen, uint32_t kflags)
+{
+	uint32_t hlen, kind, hc = 0;
+	uint64_t size = rec_size_for(h, f->r.klen, vlen, kflags, 1, &hlen,
+				     &kind),
+		 home, b, to = 0;
+	int holds = key_cell(h, sh, f->r.uid, &home, &hc, &to);
+
+	if (replace_goes_home(f, holds, hc, size, kind, 0, &b))
+		return size;
+	return rec_size_for(h, f->r.klen, vlen, kflags, 0, &hlen, &kind);
+}
+
 int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 		uint32_t vlen, int from_old, rec_edit_fn cb, void *cb_arg,
 		uint32_t *cb_ret, uint32_t kflags, uint64_t expiry)
@@ -161,14 +192,7 @@ int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 		errno = EBADMSG;
 		return -1;
 	}
-	/*
-	 * Home when of the cell's class; over the record itself only with the
-	 * same header (a reader that meets the rewrite half done must read
-	 * the same lengths' layout, so no length it decodes passes the cell).
-	 */
-	if (size <= CELL_MAX &&
-	    cls_of(size < REC_MIN ? REC_MIN : size, &b) == hc &&
-	    (holds == 2 ? !cb : kind == (f->r.kind | f->r.flags)))
+	if (replace_goes_home(f, holds, hc, size, kind, cb != NULL, &b))
 		return replace_home(h, sh, f, home, b, val, vlen, from_old, cb,
 				    cb_arg, cb_ret, kind, hlen, size, expiry);
 	size = rec_size_for(h, f->r.klen, vlen, kflags, 0, &hlen, &kind);

@@ -195,8 +195,12 @@ int store(SHF *h, struct shard *sh, struct found *f, int found,
 	int rc;
 
 	if (budget) {
-		need = (int64_t)rec_cost(rec_size_new(h, shf_tls.key_len, vlen,
-						      kflags, &hlen, &kind));
+		/* what the record stored will cost: a replace may go home
+		 * or elsewhere, whose headers differ */
+		need = (int64_t)rec_cost(
+			found ? replace_size(h, sh, f, vlen, kflags) :
+				rec_size_new(h, shf_tls.key_len, vlen, kflags,
+					     &hlen, &kind));
 		if (found)
 			need -= (int64_t)rec_cost(f->r.size);
 		if (need > 0)

@@ -1181,6 +1181,13 @@ typedef uint32_t (*rec_edit_fn)(void *arg, char *val, uint32_t vlen);
 int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 		uint32_t vlen, int from_old, rec_edit_fn cb, void *cb_arg,
 		uint32_t *cb_ret, uint32_t kflags, uint64_t expiry);
+/*
+ * The size of the record that replace_rec() (without cb) writes for the
+ * found key with a value of vlen bytes: a home record where it goes into
+ * the key's cell, else one elsewhere (a longer header).
+ */
+uint64_t replace_size(SHF *h, struct shard *sh, const struct found *f,
+		      uint32_t vlen, uint32_t kflags);
 int insert_new(SHF *h, struct shard *sh, uint64_t hash, const void *key,
 	       uint32_t klen, const void *val, uint32_t vlen, uint32_t kflags,
 	       uint64_t expiry, uint32_t *ul_out);

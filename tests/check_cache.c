@@ -2684,6 +2684,38 @@ START_TEST(test_cache_random_kills)
 }
 END_TEST
 
+/*
+ * A replace that moves the key out of its cell (a value of another size
+ * class) counts what it stores: its record elsewhere has a longer header
+ * than the home record the budget was reserved for, and a delete takes
+ * back what the record costs, so bytes_cached must end at 0, not wrap.
+ */
+START_TEST(test_budget_count_record_moved)
+{
+	SHF *shf;
+	struct shf_test_job *j = shf_test_job_new("budgetmoved", &shf, 0, 0);
+	struct shf_stats st;
+	char v[64];
+	uint32_t i;
+
+	memset(v, 'v', sizeof(v));
+	shf_assert_eq(shf_set_byte_budget(shf, 1u << 20), SHF_RET_OK);
+	for (i = 0; i < 8; i++) {
+		/* 8-byte key: home 4 + 8 + 4 = 16, then 4 + 8 + 12 = 24
+		 * (another class: elsewhere, 6 + 8 + 12 = 26, costs 28) */
+		shf_make_hash("key-move", 8);
+		shf_assert_eq(shf_put_key_val(shf, v, 4), SHF_RET_KEY_PUT);
+		shf_assert_eq(shf_put_key_val(shf, v, 12), SHF_RET_KEY_PUT);
+		shf_test_stats(shf, &st);
+		ck_assert_uint_eq(st.bytes_cached, 28);
+		shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
+		shf_test_stats(shf, &st);
+		ck_assert_uint_eq(st.bytes_cached, 0);
+	}
+	shf_test_job_end(j, shf);
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
 	Suite *s = suite_create("cache");
@@ -2706,7 +2738,7 @@ static Suite *cache_suite(void)
 			   test_lease_holder_leader_exited);
 
 	shf_test_add_tcase(s, "stats", 60, test_hits_misses_counted,
-			   test_stats_fields);
+			   test_stats_fields, test_budget_count_record_moved);
 
 	shf_test_add_tcase(s, "kills", 120, test_cache_random_kills);
 

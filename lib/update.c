@@ -173,8 +173,10 @@ static uint32_t do_add(SHF *h, int by_uid, uint32_t uid, long add)
 		shf_uid = SHF_UID_NONE;
 		return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
 	}
-	if (replace_rec(h, sh, &f, &v, sizeof(v), 0, NULL, NULL, NULL,
-			f.r.flags & KF_TTL, f.r.expiry) < 0)
+	/* through store(): the sum may go into the key's cell or out of
+	 * it, whose headers differ, and the budget's count follows */
+	if (store(h, sh, &f, 1, hash, &v, sizeof(v), f.r.flags & KF_TTL,
+		  f.r.expiry, &c, &ul) < 0)
 		return unlock_ret(h, sh, SHF_RET_ERROR);
 	return unlock_ret(h, sh, SHF_RET_KEY_FOUND);
 }

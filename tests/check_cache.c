@@ -2716,6 +2716,41 @@ START_TEST(test_budget_count_record_moved)
 }
 END_TEST
 
+/*
+ * An add (same length, same flags) may move the value back into its cell
+ * (a record that went elsewhere when the put dropped its TTL), with a
+ * shorter header: the budget's count follows, and ends at 0.
+ */
+START_TEST(test_budget_count_add_home)
+{
+	SHF *shf;
+	struct shf_test_job *j = shf_test_job_new("budgetadd", &shf, 0, 0);
+	struct shf_stats st;
+	long v = 41;
+
+	shf_assert_eq(shf_set_byte_budget(shf, 1u << 20), SHF_RET_OK);
+	shf_make_hash("key-adds", 8);
+	/* home, with a TTL: 4 + 8 + 8 = 20 */
+	shf_assert_eq(shf_put_key_val_ttl(shf, "", 0, 1000000),
+		      SHF_RET_KEY_PUT);
+	/* no TTL, a cell of its class but another header: elsewhere,
+	 * 6 + 8 + 8 = 22 (costs 24) */
+	shf_assert_eq(shf_put_key_val(shf, (const char *)&v, sizeof(v)),
+		      SHF_RET_KEY_PUT);
+	shf_test_stats(shf, &st);
+	ck_assert_uint_eq(st.bytes_cached, 24);
+	/* back home: 4 + 8 + 8 = 20 */
+	shf_assert_eq(shf_add_key_val(shf, 1), SHF_RET_KEY_FOUND);
+	ck_assert_int_eq(shf_val_long, 42);
+	shf_test_stats(shf, &st);
+	ck_assert_uint_eq(st.bytes_cached, 20);
+	shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
+	shf_test_stats(shf, &st);
+	ck_assert_uint_eq(st.bytes_cached, 0);
+	shf_test_job_end(j, shf);
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
 	Suite *s = suite_create("cache");
@@ -2738,7 +2773,8 @@ static Suite *cache_suite(void)
 			   test_lease_holder_leader_exited);
 
 	shf_test_add_tcase(s, "stats", 60, test_hits_misses_counted,
-			   test_stats_fields, test_budget_count_record_moved);
+			   test_stats_fields, test_budget_count_record_moved,
+			   test_budget_count_add_home);
 
 	shf_test_add_tcase(s, "kills", 120, test_cache_random_kills);
 

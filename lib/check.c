@@ -87,8 +87,9 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 		return "slot with bits that no slot sets";
 	ro = uid_find(h, sh, ul, r, &bad);
 	if (!ro)
-		return bad ? "the slot's UID names no cell" :
-			     "the slot's UID leads to no record";
+		return bad ? "the slot's UID leads to no cell, or to a "
+			     "damaged one" :
+			     "the slot's UID names a cell without a record";
 	hash = shf_hash(r->key, r->klen);
 	buckets_of(hash, tag, bb);
 	if ((hash >> 56) != si || tag_of(hash) != tag)
@@ -100,8 +101,6 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 	holds = key_cell(h, sh, ul, &home, &hc, &to);
 	if (holds == 1 && r->kind != K_HOME && r->kind != K_FIXED)
 		return "record in a cell with a header for elsewhere";
-	if (holds == 2 && r->kind == K_HOME)
-		return "record elsewhere with a header for a cell";
 	if (holds == 1 &&
 	    cls_of(r->size < REC_MIN ? REC_MIN : r->size, &bnd) != hc)
 		return "record of another size than its cell";

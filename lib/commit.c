@@ -136,14 +136,6 @@ static int replace_home(SHF *h, struct shard *sh, struct found *f,
 }
 
 /*
- * Write a new record for the found key with value (val, vlen) — or, when
- * cb is set, a copy of the old value passed through cb — and commit it:
- * in the key's cell when the new record is of its class, else elsewhere
- * with the cell forwarding to it.  kflags (KF_*) and expiry are the new
- * record's.  The index is not touched: the key keeps its UID, and so its
- * slot.
- */
-/*
  * Does a replace of the found key (whose cell holds: holds, of class hc)
  * by a home record of size bytes and kind go into the cell (*b: the
  * cell's bound)?  Home when of the cell's class; over the record itself
@@ -174,6 +166,14 @@ uint64_t replace_size(SHF *h, struct shard *sh, const struct found *f,
 	return rec_size_for(h, f->r.klen, vlen, kflags, 0, &hlen, &kind);
 }
 
+/*
+ * Write a new record for the found key with value (val, vlen) — or, when
+ * cb is set, a copy of the old value passed through cb — and commit it:
+ * in the key's cell when the new record is of its class, else elsewhere
+ * with the cell forwarding to it.  kflags (KF_*) and expiry are the new
+ * record's.  The index is not touched: the key keeps its UID, and so its
+ * slot.
+ */
 int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 		uint32_t vlen, int from_old, rec_edit_fn cb, void *cb_arg,
 		uint32_t *cb_ret, uint32_t kflags, uint64_t expiry)
@@ -225,7 +225,19 @@ int replace_rec(SHF *h, struct shard *sh, struct found *f, const void *val,
 	}
 	CRASH(CP_REPL_WRITTEN);
 	/* commit: over a forward its offset's store, else the kind word's */
-	cell_forward(h, home, f->r.uid, ro);
+	if (cell_forward(h, home, f->r.uid, ro) < 0) {
+		/*
+		 * The new record was written over the cell (a damaged free
+		 * list handed out space that overlaps it): the cell gets its
+		 * words back and the new record is left unreachable, not
+		 * freed, since it overlaps.
+		 */
+		memcpy(h->base + home, sh->j.undo, 12);
+		barrier();
+		sh->j.op = OP_NONE;
+		errno = EBADMSG;
+		return -1;
+	}
 	CRASH(CP_REPL_COMMITTED);
 	if (f->rec_off != home)
 		rec_free(h, sh, f->rec_off);

@@ -1007,33 +1007,63 @@ static inline int key_cell(SHF *h, struct shard *sh, uint32_t ul,
 
 /*
  * The record of local UID ul, decoded into *r (r->uid set to ul): its
- * offset, or 0 where the UID names no record (*bad: no cell at all).  The
- * record lives in the cell, within the cell's class, or elsewhere with its
- * header naming ul.  A cell that ends in the next cache line has that line
+ * offset, or 0 where the UID names no record (*bad: no cell at all, or a
+ * cell that leads to no record of ul: damage).  The record lives in the
+ * cell, within the cell's class, or elsewhere with its header naming ul.  A cell that ends in the next cache line has that line
  * fetched at once, so that the two misses overlap.
  */
-static inline uint64_t uid_find(SHF *h, struct shard *sh, uint32_t ul,
-				struct rec *r, int *bad)
+static inline __attribute__((always_inline)) uint64_t
+uid_find(SHF *h, struct shard *sh, uint32_t ul, struct rec *r, int *bad)
 {
-	uint32_t c;
-	uint64_t home = cell_of(h, sh, ul, &c), to, end;
+	uint32_t c, w0;
+	uint64_t home = cell_of(h, sh, ul, &c), to, end, b;
 	int holds;
 
 	*bad = !home;
 	if (!home)
 		return 0;
-	end = home + cls_bound(c) - 1;
+	b = cls_bound(c);
+	end = home + b - 1;
 	if ((home ^ end) & ~63ULL)
 		__builtin_prefetch(h->base + end);
+	/*
+	 * The common case, a plain record in its cell (which cell_of() found
+	 * inside the file), decoded here: its lengths must keep it there.
+	 */
+	w0 = __atomic_load_n((const uint32_t *)(h->base + home),
+			     __ATOMIC_ACQUIRE);
+	if (SHF_LIKELY(w0 >> 24 == K_HOME)) {
+		r->kind = K_HOME;
+		r->flags = 0;
+		r->expiry = 0;
+		r->uid = ul;
+		r->hlen = 4;
+		r->klen = (w0 >> 12) & 0xfff;
+		r->vlen = w0 & 0xfff;
+		r->size = 4u + r->klen + r->vlen;
+		if (r->size > b) {
+			*bad = 1;
+			return 0;
+		}
+		r->key = h->base + home + 4;
+		r->val = h->base + home + 4 + r->klen;
+		return home;
+	}
 	holds = cell_holds(h, home, ul, &to);
 	if (holds == 1) {
-		if (!rec_get(h, home, r) || r->size > cls_bound(c))
+		if (!rec_get(h, home, r) || r->size > b) {
+			*bad = 1;
 			return 0;
+		}
 		r->uid = ul;
 		return home;
 	}
-	if (holds != 2 || !rec_get(h, to, r) || r->uid != ul)
+	if (holds != 2)
+		return 0; /* free, or taken and not yet written */
+	if (!rec_get(h, to, r) || r->uid != ul) {
+		*bad = 1;
 		return 0;
+	}
 	return to;
 }
 

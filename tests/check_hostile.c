@@ -2657,6 +2657,71 @@ START_TEST(test_cells_damaged)
 END_TEST
 
 /*
+ * Layout 7 (found by review): a key whose value lives elsewhere, behind
+ * its cell's forward, where the record names another UID (damage).  A get
+ * and a delete by the UID said KEY_NONE, hiding it; now they, and a get
+ * by the key, say EBADMSG, shf_check() finds it, and the other keys are
+ * untouched.  Mended, the record is whole again.
+ */
+START_TEST(test_forward_to_another_uid)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	char big[600];
+	uint32_t uid, ul, si, r, w0;
+	uint64_t dir, e, cell, rec;
+	SHF *shf;
+
+	find_table("fwd", name, path);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	memset(big, 'b', sizeof(big));
+	shf_make_hash(key, key_of(key, 7));
+	shf_assert_eq(shf_put_key_val(shf, big, sizeof(big)), SHF_RET_KEY_PUT);
+	uid = shf_uid;
+	ul = uid & 0xffffff;
+	si = uid >> 24;
+	shf_detach(shf);
+	dir = peek64(path, shard_at(si) + offsetof(struct shard, uid_dir));
+	e = peek64(path, dir + 8ULL * (ul / SLAB_CELLS));
+	cell = (e & ((1ULL << 48) - 1)) +
+	       (uint64_t)(ul % SLAB_CELLS) * cls_bound((uint32_t)(e >> 48) - 1);
+	ck_assert_uint_eq((uint32_t)peek64(path, cell), K_FWD << 24 | ul);
+	rec = peek64(path, cell + 4);
+	w0 = (uint32_t)peek64(path, rec);
+	ck_assert_uint_eq(w0 & 0xffffff, ul); /* a record elsewhere names it */
+	w0 ^= 1;
+	poke(path, rec, &w0, 4);
+
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	errno = 0;
+	r = shf_get_uid_val_copy(shf, uid);
+	ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
+		      "get by UID: %#x (%s)", r, strerror(errno));
+	errno = 0;
+	r = shf_del_uid_val(shf, uid);
+	ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
+		      "delete by UID: %#x (%s)", r, strerror(errno));
+	shf_make_hash(key, key_of(key, 7));
+	errno = 0;
+	r = shf_get_key_val_copy(shf);
+	ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
+		      "get by key: %#x (%s)", r, strerror(errno));
+	shf_make_hash(key, key_of(key, 8));
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	ck_assert_uint_gt(shf_check(shf, 0, NULL, NULL), 0);
+
+	w0 ^= 1;
+	poke(path, rec, &w0, 4);
+	shf_assert_eq(shf_get_uid_val_copy(shf, uid), SHF_RET_KEY_FOUND);
+	ck_assert_uint_eq(shf_val_len, sizeof(big));
+	ck_assert_mem_eq(shf_val, big, sizeof(big));
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * Cells again (found by review): a slab count damaged below the slabs in
  * use (or past the end of the directory) made the next slab take an entry
  * of the directory in use, so that two keys had one UID and a put of one
@@ -2975,6 +3040,7 @@ static Suite *hostile_suite(void)
 			   test_free_list_cycles_everywhere,
 			   test_free_block_over_its_record, test_cells_damaged,
 			   test_cells_damaged_counts);
+	shf_test_add_tcase(s, "layout7", 60, test_forward_to_another_uid);
 #ifdef SHF_TEST_HOOKS
 	shf_test_add_tcase(s, "extent", 60, test_extent_not_linked_twice);
 #endif

@@ -118,8 +118,8 @@ static inline void stage_buckets(SHF *h, struct bkey *bk)
 			       NULL;
 	if (!bk->seg)
 		return;
-	__builtin_prefetch(bk->seg + bk->b[0] * BUCKET_SLOTS);
-	__builtin_prefetch(bk->seg + bk->b[1] * BUCKET_SLOTS);
+	__builtin_prefetch(seg_bucket(bk->seg, bk->b[0]));
+	__builtin_prefetch(seg_bucket(bk->seg, bk->b[1]));
 }
 
 /*
@@ -136,11 +136,11 @@ static inline void stage_record(SHF *h, struct bkey *bk)
 	if (!bk->seg)
 		return;
 	for (k = 0; k < 2; k++) {
-		const uint64_t *b = bk->seg + bk->b[k] * BUCKET_SLOTS;
-		uint64_t m;
+		const uint32_t *b = seg_bucket(bk->seg, bk->b[k]);
+		uint32_t m;
 
 		for (m = bucket_match(b, bk->tag); m; m &= m - 1) {
-			uint64_t s = ld64(&b[i = match_slot(m)]);
+			uint64_t s = slot_ld(&b[i = match_slot(m)]);
 
 			if (s && slot_tag(s) == bk->tag) {
 				bk->hint = k * BUCKET_SLOTS + i;

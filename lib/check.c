@@ -83,8 +83,6 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 	uint64_t hash, home, bnd, to, ro;
 	int holds, bad;
 
-	if (sv & ~(SLOT_REF | 0xffffffULL | 0xffffffULL << 40))
-		return "slot with bits that no slot sets";
 	ro = uid_find(h, sh, ul, r, &bad);
 	if (!ro)
 		return bad ? "the slot's UID leads to no cell, or to a "
@@ -94,7 +92,7 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 	buckets_of(hash, tag, bb);
 	if ((hash >> 56) != si || tag_of(hash) != tag)
 		return "hash does not match the key";
-	if (l && (tag >> (24 - l)) != (start >> (g - l)))
+	if (l && (tag >> (TAG_BITS - l)) != (start >> (g - l)))
 		return "key in the wrong segment";
 	if (b != bb[0] && b != bb[1])
 		return "key in the wrong bucket";
@@ -138,8 +136,8 @@ static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
 			   (unsigned long long)(de & ~63ULL));
 		return -1;
 	}
-	for (k = 0; k < SEG_BUCKETS * BUCKET_SLOTS; k++) {
-		uint64_t sv = ld64(&seg[k]);
+	for (k = 0; k < SEG_SLOTS; k++) {
+		uint64_t sv = slot_ld(seg_slot(seg, k));
 		const char *why;
 		struct rec r;
 
@@ -149,10 +147,10 @@ static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
 				 &r);
 		if (why) {
 			chk_report(c, "shard %u: slot %#llx: %s", si,
-				   (unsigned long long)((uint8_t *)&seg[k] - h->base),
+				   (unsigned long long)((uint8_t *)seg_slot(seg, k) - h->base),
 				   why);
 			if (repair)
-				st64(&seg[k], 0);
+				slot_st(seg_slot(seg, k), 0);
 			continue;
 		}
 		c->live++;

@@ -39,7 +39,7 @@ static void replaced(SHF *h, struct shard *sh, struct found *f,
 	barrier();
 	sh->j.op = OP_NONE;
 	f->rec_off = ro;
-	f->sval = ld64(f->slot);
+	f->sval = slot_ld(f->slot);
 	rec_get(h, ro, &f->r);
 	f->r.uid = ul; /* a home record does not say */
 	if (was_lease)
@@ -253,7 +253,8 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 {
 	uint32_t hlen, kind, ul;
 	uint64_t size = rec_size_new(h, klen, vlen, kflags, &hlen, &kind), ro,
-		 home, *slot;
+		 home;
+	uint32_t *slot;
 
 	/* OP_TAKE's recovery frees the record it names (none yet) */
 	sh->j.rec_new = 0;
@@ -305,7 +306,7 @@ int insert_new(SHF *h, struct shard *sh, uint64_t hash,
 		errno = e;
 		return -1;
 	}
-	st64(slot, slot_make(tag_of(hash), ul)); /* commit */
+	slot_st(slot, slot_make(tag_of(hash), ul)); /* commit */
 	CRASH(CP_NEW_COMMITTED);
 	ctr_set(&sh->nkeys, sh->j.nkeys_before + 1);
 	ctr_set(&sh->rbytes, sh->j.rbytes_after);
@@ -330,7 +331,7 @@ void delete_found(SHF *h, struct shard *sh, struct found *f)
 	barrier();
 	sh->j.op = OP_DEL;
 	barrier();
-	st64(f->slot, 0); /* commit */
+	slot_st(f->slot, 0); /* commit */
 	CRASH(CP_DEL_COMMITTED);
 	/* a record elsewhere is freed only when the key's cell forwards to
 	 * it (else a damaged directory could free a cell as a record) */

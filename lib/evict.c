@@ -30,18 +30,18 @@ enum sweep { SW_EXPIRED, SW_EVICT };
 
 /*
  * The slots of a turn of a shard's hand in a directory of that depth, and
- * at most one for each 8 bytes of the file (a directory whose entries
- * name one segment over and over is walked as often as it says); the
- * file's size brought up to date first.
+ * at most one for each 5 bytes of the file (a slot takes 64 / 12 bytes;
+ * a directory whose entries name one segment over and over is walked as
+ * often as it says); the file's size brought up to date first.
  */
 static uint64_t sweep_turn(SHF *h, uint32_t depth)
 {
-	uint64_t turn = ((1ULL << depth) + 1) * SEG_BUCKETS * BUCKET_SLOTS,
+	uint64_t turn = ((1ULL << depth) + 1) * SEG_SLOTS,
 		 fmax;
 
 	range_ok(h, 0, UINT64_MAX);
-	fmax = atomic_load_explicit(&h->valid, memory_order_relaxed) / 8 +
-	       SEG_BUCKETS * BUCKET_SLOTS;
+	fmax = atomic_load_explicit(&h->valid, memory_order_relaxed) / 5 +
+	       SEG_SLOTS;
 	return turn < fmax ? turn : fmax;
 }
 
@@ -64,7 +64,8 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 	if (mode == SW_EXPIRED && !atomic_load(&h->h->ttl_used))
 		return 0;
 	for (i = 0; i < max; i++) {
-		uint64_t *sl, sv;
+		uint32_t *sl;
+		uint64_t sv;
 		struct found f;
 		int exp, bad;
 
@@ -93,15 +94,11 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 		}
 		if (left)
 			--*left;
-		sv = ld64(sl);
+		sv = slot_ld(sl);
 		if (!sv || slot_ul(sv) == skip)
 			continue;
 		if (mode == SW_EVICT && (sv & SLOT_REF)) {
-			uint64_t e = sv;
-
-			__atomic_compare_exchange_n(sl, &e, sv & ~SLOT_REF, 0,
-						    __ATOMIC_RELAXED,
-						    __ATOMIC_RELAXED);
+			slot_ref_clear(sl);
 			continue;
 		}
 		f.rec_off = uid_find(h, sh, slot_ul(sv), &f.r, &bad);

@@ -113,15 +113,14 @@ void count_gets(SHF *h, uint32_t hits, uint32_t misses)
 }
 
 /* Set the CLOCK use mark of the slot a get found, once per sweep. */
-void slot_mark(SHF *h, uint64_t *slot, uint64_t sv)
+void slot_mark(SHF *h, uint32_t *slot, uint64_t sv)
 {
 	if (SHF_LIKELY(!atomic_load_explicit(&h->h->byte_budget,
 					     memory_order_relaxed)) ||
 	    (sv & SLOT_REF))
 		return;
-	/* fails harmlessly if a writer changed the slot meanwhile */
-	__atomic_compare_exchange_n(slot, &sv, sv | SLOT_REF, 0,
-				    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	/* a writer that changed the slot meanwhile leaves a mark: harmless */
+	slot_ref_set(slot);
 }
 
 

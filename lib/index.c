@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * index.c - a shard's extendible-hashing index: a directory of 4 KiB
- * segments of 64 buckets of 8 slots.  Inserting displaces one entry to
+ * segments of 64 buckets (a cache line each) of 12 slots.  Inserting displaces one entry to
  * its other bucket (cuckoo, one level) before a full segment splits in two
  * by the next tag bit; the directory doubles when a segment reaches its
  * depth.  Each step is journaled in the shard so that a writer killed in
@@ -80,17 +80,21 @@ static int seg_split(SHF *h, struct shard *sh, uint64_t dw, uint32_t idx)
 	nseg = at(h, no, SEG_BYTES);
 	if (!seg || !nseg)
 		goto corrupt;
-	bit = 23 - l; /* tag bit that separates the halves */
+	/* empty (fresh space is; a damaged file's may not be): only the
+	 * moving entries are written below */
+	memset(nseg, 0, SEG_BYTES);
+	bit = TAG_BITS - 1 - l; /* tag bit that separates the halves */
 	sh->j.split_seg = so;
 	sh->j.split_new = no;
 	sh->j.split_start = start;
 	sh->j.split_len = len;
 	sh->j.split_depth = l;
 	barrier();
-	for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++) {
-		uint64_t s = ld64(&seg[i]);
+	for (i = 0; i < SEG_SLOTS; i++) {
+		uint64_t s = slot_ld(seg_slot(seg, i));
 
-		nseg[i] = s && ((slot_tag(s) >> bit) & 1) ? s : 0;
+		if (s && ((slot_tag(s) >> bit) & 1))
+			slot_st(seg_slot(nseg, i), s);
 	}
 	barrier();
 	sh->j.split_state = 1;
@@ -101,11 +105,11 @@ static int seg_split(SHF *h, struct shard *sh, uint64_t dw, uint32_t idx)
 		if (i == len / 2)
 			CRASH(CP_SPLIT_DIR);
 	}
-	for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++) {
-		uint64_t s = ld64(&seg[i]);
+	for (i = 0; i < SEG_SLOTS; i++) {
+		uint64_t s = slot_ld(seg_slot(seg, i));
 
 		if (s && ((slot_tag(s) >> bit) & 1))
-			st64(&seg[i], 0);
+			slot_st(seg_slot(seg, i), 0);
 	}
 	barrier();
 	sh->j.split_state = 0;
@@ -116,8 +120,8 @@ corrupt:
 	return -1;
 }
 
-/* Insert slot value sv for hash (known absent); under the lock. */
-uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
+/* A free slot for hash (known absent); under the lock. */
+uint32_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 {
 	uint32_t tag = tag_of(hash), idx, b[2], i, k, tries;
 
@@ -131,7 +135,7 @@ uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 		}
 		buckets_of(hash, tag, b);
 		for (k = 0; k < 2; k++) {
-			uint64_t *bk = seg + b[k] * BUCKET_SLOTS,
+			uint32_t *bk = seg_bucket(seg, b[k]),
 				 m = bucket_empty(bk);
 
 			if (m)
@@ -139,12 +143,12 @@ uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 		}
 		/* one level of cuckoo displacement */
 		for (k = 0; k < 2; k++) {
-			uint64_t *bk = seg + b[k] * BUCKET_SLOTS;
+			uint32_t *bk = seg_bucket(seg, b[k]);
 
 			for (i = 0; i < BUCKET_SLOTS; i++) {
-				uint64_t s = ld64(&bk[i]);
+				uint64_t s = slot_ld(&bk[i]);
 				uint32_t ob = b[k] ^ alt_of(slot_tag(s)), m;
-				uint64_t *obk = seg + ob * BUCKET_SLOTS,
+				uint32_t *obk = seg_bucket(seg, ob),
 					 e = bucket_empty(obk);
 
 				if (e) {
@@ -154,9 +158,9 @@ uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 					barrier();
 					sh->j.kick_from = (uint64_t)((uint8_t *)&bk[i] - h->base);
 					barrier();
-					st64(&obk[m], s);
+					slot_st(&obk[m], s);
 					CRASH(CP_KICK);
-					st64(&bk[i], 0);
+					slot_st(&bk[i], 0);
 					barrier();
 					sh->j.kick_from = 0;
 					return &bk[i];
@@ -196,7 +200,7 @@ int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off)
  * hand walks every segment once per turn (a segment that several directory
  * entries share is walked from its first entry).  NULL: index unreadable.
  */
-uint64_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth)
+uint32_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth)
 {
 	uint32_t g, idx, k, l;
 	uint64_t *dir = dir_get(h, atomic_load(&sh->dir_word), &g), de, so,
@@ -205,9 +209,9 @@ uint64_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth)
 	if (!dir)
 		return NULL;
 	*depth = g;
-	idx = (uint32_t)(sh->hand >> 9);
-	k = (uint32_t)(sh->hand & 511);
-	if (idx >= (1u << g)) {
+	idx = (uint32_t)(sh->hand >> 10);
+	k = (uint32_t)(sh->hand & 1023);
+	if (idx >= (1u << g) || k >= SEG_SLOTS) {
 		idx = 0;
 		k = 0;
 	}
@@ -220,9 +224,9 @@ uint64_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth)
 	seg = (so & (PAGE - 1)) ? NULL : at(h, so, SEG_BYTES);
 	if (!seg)
 		return NULL;
-	if (k + 1 < SEG_BUCKETS * BUCKET_SLOTS)
-		sh->hand = ((uint64_t)idx << 9) | (k + 1);
+	if (k + 1 < SEG_SLOTS)
+		sh->hand = ((uint64_t)idx << 10) | (k + 1);
 	else
-		sh->hand = (uint64_t)(idx + (1u << (g - l))) << 9;
-	return &seg[k];
+		sh->hand = (uint64_t)(idx + (1u << (g - l))) << 10;
+	return seg_slot(seg, k);
 }

@@ -77,8 +77,8 @@ static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 						   at(h, de & ~63ULL, SEG_BYTES);
 		if (!seg || ++segs > valid / SEG_BYTES)
 			return 1;
-		for (k = 0; k < SEG_BUCKETS * BUCKET_SLOTS; k++) {
-			uint64_t sv = ld64(&seg[k]);
+		for (k = 0; k < SEG_SLOTS; k++) {
+			uint64_t sv = slot_ld(seg_slot(seg, k));
 			struct rec r;
 			int bad;
 

@@ -59,13 +59,13 @@ static void rec_free_live(SHF *h, struct shard *sh, struct journal *j,
 static void recover_kick(SHF *h, struct journal *j)
 {
 	uint64_t from = ld64(&j->kick_from), to = ld64(&j->kick_to);
-	/* two slots: 8-aligned and apart (else nothing is written) */
-	uint64_t *p = ((from | to) & 7) || from == to ? NULL : at(h, from, 8),
-		 *q = p ? at(h, to, 8) : NULL;
+	/* two slots, apart (else nothing is written) */
+	uint32_t *p = from == to ? NULL : slot_at(h, from),
+		 *q = p ? slot_at(h, to) : NULL;
 
-	if (p && q && slot_same(ld64(q), j->kick_val) &&
-	    slot_same(ld64(p), j->kick_val))
-		st64(p, 0);
+	if (p && q && slot_same(slot_ld(q), j->kick_val) &&
+	    slot_same(slot_ld(p), j->kick_val))
+		slot_st(p, 0);
 	j->kick_from = 0;
 }
 
@@ -81,18 +81,18 @@ static void recover_split(SHF *h, struct shard *sh, struct journal *j)
 	uint32_t g, i, l = __atomic_load_n(&j->split_depth, __ATOMIC_RELAXED);
 	uint64_t *dir = dir_get(h, atomic_load(&sh->dir_word), &g);
 	uint64_t *seg = (so & (PAGE - 1)) ? NULL : at(h, so, SEG_BYTES);
-	uint32_t bit = 23 - l;
+	uint32_t bit = TAG_BITS - 1 - l;
 
 	if (dir && seg && !(no & (PAGE - 1)) && l < g && start < (1ULL << g) &&
 	    len == (1ULL << (g - l)) && !(start & (len - 1))) {
 		for (i = 0; i < len; i++)
 			st64(&dir[start + i],
 			     (i < len / 2 ? so : no) | (l + 1));
-		for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++) {
-			uint64_t s = ld64(&seg[i]);
+		for (i = 0; i < SEG_SLOTS; i++) {
+			uint64_t s = slot_ld(seg_slot(seg, i));
 
 			if (s && ((slot_tag(s) >> bit) & 1))
-				st64(&seg[i], 0);
+				slot_st(seg_slot(seg, i), 0);
 		}
 	}
 	j->split_state = 0;
@@ -167,7 +167,7 @@ static void key_gone(SHF *h, struct shard *sh, struct journal *j,
 /* The operation in the journal: done if committed, else undone. */
 static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 {
-	uint64_t *p;
+	uint32_t *p;
 
 	switch (j->op) {
 	case OP_NEW:
@@ -197,8 +197,8 @@ static void recover_op(SHF *h, struct shard *sh, struct journal *j)
 		ctr_set(&sh->rbytes, j->rbytes_after);
 		break;
 	case OP_DEL:
-		p = at(h, j->slot_off, 8);
-		if (!p || slot_same(ld64(p), j->slot_old)) {
+		p = slot_at(h, ld64(&j->slot_off));
+		if (!p || slot_same(slot_ld(p), j->slot_old)) {
 			ctr_set(&sh->nkeys, j->nkeys_before);
 			ctr_set(&sh->rbytes, j->rbytes_before);
 			break;

@@ -12,16 +12,16 @@
  * allocator that grows the file with fallocate() (so a full tmpfs is
  * ENOSPC, not SIGBUS).
  *
- * A key's XXH3-64 hash H picks its shard (top 8 bits) and its 24-bit tag
- * (the next 24 bits).  Each shard has:
+ * A key's XXH3-64 hash H picks its shard (top 8 bits) and its 16-bit tag
+ * (the next 16 bits).  Each shard has:
  *  - a lock for writers (sync.c's own: holder thread and start time in
  *    one word) and a sequence counter that lets readers work without any
  *    lock or shared write (seqlock);
  *  - an extendible-hashing index: a directory of 4 KiB segments, each 64
- *    buckets of 8 slots; a slot is tag << 40 | local UID + 1 (the CLOCK
- *    mark in bit 39).  A key may live in two buckets of its segment (b1
- *    from H, b2 = b1 ^ alt(tag)); a full segment splits in two by the next
- *    tag bit, without rehashing;
+ *    buckets (a cache line each) of 12 slots of 5 bytes: the tag and the
+ *    key's local UID (see slot_ld()).  A key may live in two buckets of
+ *    its segment (b1 from H, b2 = b1 ^ alt(tag)); a full segment splits in
+ *    two by the next tag bit, without rehashing;
  *  - record cells: a UID names a cell of one of the shard's slabs (64
  *    cells of one size class each, found through the shard's slab
  *    directory), where the key's record lives for the key's life, with no
@@ -48,13 +48,15 @@
 /* ================================================================ layout */
 
 #define SHF_MAGIC 0x314c425446485342ULL /* "BSHFTBL1" */
-#define SHF_LAYOUT 7u
+#define SHF_LAYOUT 8u /* 7: slots of 8 bytes naming UIDs (80a71d8) */
 #define NSHARDS 256u
 #define PAGE 4096u
 #define SEG_BUCKETS 64u
-#define BUCKET_SLOTS 8u
-#define SEG_BYTES (SEG_BUCKETS * BUCKET_SLOTS * 8u) /* 4096 */
-#define MAX_DEPTH 22u                               /* of 24 tag bits */
+#define BUCKET_SLOTS 12u
+#define SEG_SLOTS (SEG_BUCKETS * BUCKET_SLOTS) /* 768 */
+#define SEG_BYTES (SEG_BUCKETS * 64u)          /* 4096: a line a bucket */
+#define TAG_BITS 16u
+#define MAX_DEPTH 15u /* of the 16 tag bits */
 #define UID_LOCAL_MAX 0xfffffeu
 #define SMALL_CLASSES 128u     /* 4..512 by 4 */
 /* A slab: the cells of SLAB_CELLS consecutive UIDs, of one size class. */
@@ -189,7 +191,7 @@ struct shard {
 	_Atomic uint64_t puts, dels, splits;
 	_Atomic uint64_t rbytes; /* bytes of live records (class bounds) */
 	_Atomic uint64_t evictions, expirations;
-	uint64_t hand; /* CLOCK hand: directory index << 9 | slot */
+	uint64_t hand; /* CLOCK hand: directory index << 10 | slot */
 	_Atomic uint32_t lease_seq; /* futex word: bumped when a lease ends */
 	uint32_t pad2;
 	uint64_t free_head[NCLASS];
@@ -613,9 +615,10 @@ void cell_release(SHF *h, struct shard *sh, uint32_t ul);
  */
 int cell_forward(SHF *h, uint64_t off, uint32_t ul, uint64_t rec);
 
+/* The key's 16-bit tag: the hash's bits 40 to 55 (the shard: 56 to 63). */
 static inline uint32_t tag_of(uint64_t hash)
 {
-	return (uint32_t)(hash >> 32) & 0xffffff;
+	return (uint32_t)(hash >> 40) & 0xffff;
 }
 
 /*
@@ -631,12 +634,19 @@ static inline uint32_t alt_of(uint32_t tag)
 }
 
 /*
- * A slot names its key's local UID (+ 1, so that no slot is 0) under the
- * key's tag; bit 39 is the CLOCK use mark that gets set (once per sweep,
- * with a CAS) in cache mode, bits 24 to 38 are 0.  Compare slots with
- * slot_same(), which ignores the mark.
+ * A bucket is a cache line of BUCKET_SLOTS slots: each one a 32-bit word
+ * (bytes 0 to 47) of its tag's low byte << 24 | the key's local UID + 1
+ * (0: empty), a byte of its tag's high byte (bytes 48 to 59), and the
+ * bucket's CLOCK use marks, a bit a slot (bytes 60 to 63), which readers
+ * set (once per sweep) in cache mode.  The word commits: an entry is
+ * written tag byte first and goes with its word's clearing.  The code
+ * handles a slot as one 64-bit value, tag << 40 | mark << 39 | UID + 1
+ * (slot_ld(), slot_st()), and names it by a pointer to its word.
  */
+#define B_TAGHI 48u
+#define B_REF 60u
 #define SLOT_REF (1ULL << 39)
+_Static_assert(BUCKET_SLOTS * 5u + 4u <= 64u, "a bucket is a line");
 
 static inline uint64_t slot_make(uint32_t tag, uint32_t ul)
 {
@@ -649,6 +659,7 @@ static inline uint32_t slot_ul(uint64_t s)
 	return (uint32_t)(s & 0xffffff) - 1u;
 }
 
+/* Compare slots with slot_same(), which ignores the mark. */
 static inline int slot_same(uint64_t a, uint64_t b)
 {
 	return ((a ^ b) & ~SLOT_REF) == 0;
@@ -659,15 +670,109 @@ static inline uint32_t slot_tag(uint64_t s)
 	return (uint32_t)(s >> 40);
 }
 
+/* Slot i of the bucket at bk (64-aligned), and back. */
+static inline uint32_t *bucket_slot(uint32_t *bk, uint32_t i)
+{
+	return bk + i;
+}
+
+static inline uint8_t *slot_bucket(const uint32_t *w)
+{
+	return (uint8_t *)((uintptr_t)w & ~(uintptr_t)63);
+}
+
+static inline uint32_t slot_idx(const uint32_t *w)
+{
+	return (uint32_t)(((uintptr_t)w & 63) >> 2);
+}
+
+/* Bucket b of the segment at seg, and its slot k of the segment's. */
+static inline uint32_t *seg_bucket(void *seg, uint32_t b)
+{
+	return (uint32_t *)((uint8_t *)seg + (uint64_t)b * 64);
+}
+
+static inline uint32_t *seg_slot(void *seg, uint32_t k)
+{
+	return seg_bucket(seg, k / BUCKET_SLOTS) + k % BUCKET_SLOTS;
+}
+
+/* The slot at w as one value (0: empty). */
+static inline uint64_t slot_ld(const uint32_t *w)
+{
+	const uint8_t *b = slot_bucket(w);
+	uint32_t i = slot_idx(w), x = __atomic_load_n(w, __ATOMIC_RELAXED),
+		 hi, ref;
+
+	if (!x)
+		return 0;
+	hi = __atomic_load_n(b + B_TAGHI + i, __ATOMIC_RELAXED);
+	ref = __atomic_load_n((const uint32_t *)(b + B_REF), __ATOMIC_RELAXED);
+	return ((uint64_t)(hi << 8 | x >> 24) << 40) |
+	       ((uint64_t)((ref >> i) & 1) << 39) | (x & 0xffffff);
+}
+
 /*
- * The slots of the bucket at bk whose tag is tag: bit 8 * i + 7 set for
- * slot i (an empty slot, 0, shows for tag 0).  A filter, read without the
- * lock: the caller reads each slot it names again (ld64()) and checks it;
- * a slot that a writer changed meanwhile is a reader's retry (seqlock) in
- * any case.  With SSE2 (every x86-64) the eight tags are compared two at
- * a time, where the loop of compares and branches took a put or a get of
- * an absent key about 150 instructions; elsewhere (and under TSan, for
- * which a vector load is a plain, racing read) one at a time.
+ * Store slot value v at w (the lock held): its tag byte, then its word
+ * (the commit: 0 empties the slot), and its mark as v says.
+ */
+static inline void slot_st(uint32_t *w, uint64_t v)
+{
+	uint8_t *b = slot_bucket(w);
+	uint32_t i = slot_idx(w), bit = 1u << i,
+		 ref = __atomic_load_n((uint32_t *)(b + B_REF),
+				       __ATOMIC_RELAXED);
+
+	if (v) {
+		__atomic_store_n(b + B_TAGHI + i, (uint8_t)(slot_tag(v) >> 8),
+				 __ATOMIC_RELAXED);
+		if (!(v & SLOT_REF) != !(ref & bit)) {
+			if (v & SLOT_REF)
+				__atomic_fetch_or((uint32_t *)(b + B_REF), bit,
+						  __ATOMIC_RELAXED);
+			else
+				__atomic_fetch_and((uint32_t *)(b + B_REF),
+						   ~bit, __ATOMIC_RELAXED);
+		}
+	}
+	__atomic_store_n(w,
+			 v ? (slot_tag(v) & 0xff) << 24 | (uint32_t)(v & 0xffffff) :
+			     0,
+			 __ATOMIC_RELEASE);
+}
+
+/* Set (readers, once) or clear (the CLOCK hand) slot w's use mark. */
+static inline void slot_ref_set(uint32_t *w)
+{
+	__atomic_fetch_or((uint32_t *)(slot_bucket(w) + B_REF),
+			  1u << slot_idx(w), __ATOMIC_RELAXED);
+}
+
+static inline void slot_ref_clear(uint32_t *w)
+{
+	__atomic_fetch_and((uint32_t *)(slot_bucket(w) + B_REF),
+			   ~(1u << slot_idx(w)), __ATOMIC_RELAXED);
+}
+
+/*
+ * The slot at file offset off (a journal's word, checked): its word, or
+ * NULL where off names none.
+ */
+static inline uint32_t *slot_at(SHF *h, uint64_t off)
+{
+	if ((off & 3) || (off & 63) >= B_TAGHI || !at(h, off & ~63ULL, 64))
+		return NULL;
+	return (uint32_t *)(h->base + off);
+}
+
+/*
+ * The slots of the bucket at bk whose tag is tag: bit i set for slot i
+ * (an empty slot shows for a tag of low byte 0).  A filter, read without
+ * the lock: the caller reads each slot it names again (slot_ld()) and
+ * checks it; a slot that a writer changed meanwhile is a reader's retry
+ * (seqlock) in any case.  With SSE2 (every x86-64) four words and the
+ * twelve high bytes are compared at a time; elsewhere (and under TSan,
+ * for which a vector load is a plain, racing read) one at a time.
  */
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
@@ -680,59 +785,64 @@ static inline uint32_t slot_tag(uint64_t s)
 #include <emmintrin.h>
 #endif
 
-/*
- * The slots s of the bucket at bk with (s & mask) == val: bit 8 * i + 7
- * set for slot i.  Two slots an instruction with SSE2: a slot's byte 3
- * (low half) and byte 7 (high half) are 0xff where its halves compare
- * equal.
- */
 #ifdef SHF_SLOT_SIMD
-/* The byte mask of the 32-bit halves of slots p[0], p[1] that compare. */
-static inline uint64_t pair_eq(const uint64_t *p, __m128i m, __m128i v)
+/* The 4-bit mask of words p[0..3] whose bits under m are v. */
+static inline uint32_t quad_eq(const uint32_t *p, __m128i m, __m128i v)
 {
-	return (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi32(
-		_mm_and_si128(_mm_loadu_si128((const __m128i *)p), m), v));
+	return (uint32_t)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(
+		_mm_and_si128(_mm_loadu_si128((const __m128i *)p), m), v)));
 }
 #endif
 
-static inline uint64_t bucket_eq(const uint64_t *bk, uint64_t mask,
-				 uint64_t val)
+static inline uint32_t bucket_match(const uint32_t *bk, uint32_t tag)
 {
-	uint64_t r = 0;
 #ifdef SHF_SLOT_SIMD
-	const __m128i m = _mm_set1_epi64x((long long)mask);
-	const __m128i v = _mm_set1_epi64x((long long)val);
+	const __m128i m = _mm_set1_epi32((int)0xff000000u);
+	const __m128i v = _mm_set1_epi32((int)((tag & 0xffu) << 24));
+	uint32_t lo = quad_eq(bk, m, v) | quad_eq(bk + 4, m, v) << 4 |
+		      quad_eq(bk + 8, m, v) << 8;
+	uint32_t hi = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(
+		_mm_loadu_si128((const __m128i *)(bk + 12)),
+		_mm_set1_epi8((char)(tag >> 8))));
 
-	_Static_assert(BUCKET_SLOTS == 8, "four pairs of slots");
-	r = pair_eq(bk, m, v) | pair_eq(bk + 2, m, v) << 16 |
-	    pair_eq(bk + 4, m, v) << 32 | pair_eq(bk + 6, m, v) << 48;
-	return r & (r << 4) & 0x8080808080808080ULL;
+	_Static_assert(BUCKET_SLOTS == 12, "three quads of slots");
+	return lo & hi & 0xfffu;
 #else
-	uint32_t i;
+	const uint8_t *b = (const uint8_t *)bk;
+	uint32_t i, r = 0;
 
 	for (i = 0; i < BUCKET_SLOTS; i++)
-		if ((ld64(&bk[i]) & mask) == val)
-			r |= 0x80ULL << (8 * i);
+		if (__atomic_load_n(&bk[i], __ATOMIC_RELAXED) >> 24 ==
+			    (tag & 0xffu) &&
+		    __atomic_load_n(b + B_TAGHI + i, __ATOMIC_RELAXED) ==
+			    (tag >> 8))
+			r |= 1u << i;
 	return r;
 #endif
 }
 
-/* The slots of the bucket at bk whose tag is tag (see above). */
-static inline uint64_t bucket_match(const uint64_t *bk, uint32_t tag)
+/* The empty slots of the bucket at bk, as bucket_match() gives them. */
+static inline uint32_t bucket_empty(const uint32_t *bk)
 {
-	return bucket_eq(bk, 0xffffffULL << 40, (uint64_t)tag << 40);
-}
+#ifdef SHF_SLOT_SIMD
+	const __m128i m = _mm_set1_epi32(-1), v = _mm_setzero_si128();
 
-/* The empty slots (0) of the bucket at bk, as bucket_match() gives them. */
-static inline uint64_t bucket_empty(const uint64_t *bk)
-{
-	return bucket_eq(bk, ~0ULL, 0);
+	return quad_eq(bk, m, v) | quad_eq(bk + 4, m, v) << 4 |
+	       quad_eq(bk + 8, m, v) << 8;
+#else
+	uint32_t i, r = 0;
+
+	for (i = 0; i < BUCKET_SLOTS; i++)
+		if (!__atomic_load_n(&bk[i], __ATOMIC_RELAXED))
+			r |= 1u << i;
+	return r;
+#endif
 }
 
 /* The slot a bucket_match() bit names. */
-static inline uint32_t match_slot(uint64_t m)
+static inline uint32_t match_slot(uint32_t m)
 {
-	return (uint32_t)__builtin_ctzll(m) / 8;
+	return (uint32_t)__builtin_ctz(m);
 }
 
 /* Directory: offset << 6 | depth in dir_word; 8-aligned arrays. */
@@ -760,7 +870,7 @@ dir_entry(SHF *h, uint64_t dw, uint32_t tag, uint32_t *idx)
 
 	if (!dir)
 		return NULL;
-	*idx = d ? tag >> (24 - d) : 0;
+	*idx = d ? tag >> (TAG_BITS - d) : 0;
 	return &dir[*idx];
 }
 
@@ -802,7 +912,7 @@ static inline void buckets_of(uint64_t hash, uint32_t tag, uint32_t b[2])
 }
 
 struct found {
-	uint64_t *slot;
+	uint32_t *slot; /* its word (slot_ld()) */
 	uint64_t sval;
 	struct rec r;
 	uint64_t rec_off;
@@ -1094,9 +1204,9 @@ static inline int idx_find_seg(SHF *h, struct shard *sh, uint64_t *seg,
 	int bad, damaged = 0;
 
 	if (hint < 2 * BUCKET_SLOTS) {
-		uint64_t *sp = seg + b[hint / BUCKET_SLOTS] * BUCKET_SLOTS +
+		uint32_t *sp = seg_bucket(seg, b[hint / BUCKET_SLOTS]) +
 			       hint % BUCKET_SLOTS;
-		uint64_t s = ld64(sp);
+		uint64_t s = slot_ld(sp);
 
 		if (s && slot_tag(s) == tag &&
 		    (ro = uid_find(h, sh, slot_ul(s), &f->r, &bad)) &&
@@ -1107,15 +1217,15 @@ static inline int idx_find_seg(SHF *h, struct shard *sh, uint64_t *seg,
 			return 1;
 		}
 	}
-	__builtin_prefetch(seg + b[1] * BUCKET_SLOTS); /* overlap both misses */
+	__builtin_prefetch(seg_bucket(seg, b[1])); /* overlap both misses */
 	for (k = 0; k < 2; k++) {
-		uint64_t *bk = seg + b[k] * BUCKET_SLOTS, m;
+		uint32_t *bk = seg_bucket(seg, b[k]), m;
 
 		for (m = bucket_match(bk, tag); m; m &= m - 1) {
 			uint64_t s;
 
 			i = match_slot(m);
-			s = ld64(&bk[i]);
+			s = slot_ld(&bk[i]);
 			if (!s || slot_tag(s) != tag)
 				continue;
 			ro = uid_find(h, sh, slot_ul(s), &f->r, &bad);
@@ -1166,11 +1276,11 @@ static inline int prefetch_buckets_dw(SHF *h, uint64_t dw, uint64_t hash,
 		return 0;
 	buckets_of(hash, tag, b);
 	if (write) {
-		__builtin_prefetch(seg + b[0] * BUCKET_SLOTS, 1);
-		__builtin_prefetch(seg + b[1] * BUCKET_SLOTS, 1);
+		__builtin_prefetch(seg_bucket(seg, b[0]), 1);
+		__builtin_prefetch(seg_bucket(seg, b[1]), 1);
 	} else {
-		__builtin_prefetch(seg + b[0] * BUCKET_SLOTS);
-		__builtin_prefetch(seg + b[1] * BUCKET_SLOTS);
+		__builtin_prefetch(seg_bucket(seg, b[0]));
+		__builtin_prefetch(seg_bucket(seg, b[1]));
 	}
 	return 1;
 }
@@ -1178,11 +1288,11 @@ static inline int prefetch_buckets_dw(SHF *h, uint64_t dw, uint64_t hash,
 /* ================================================================ index.c */
 
 /* Insert a slot for hash (known absent); under the lock.  NULL + errno. */
-uint64_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash);
+uint32_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash);
 /* Does the index lead to the record at rec_off (for its own key)? */
 int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off);
 /* The slot under the shard's CLOCK hand, which moves on; NULL: unreadable */
-uint64_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth);
+uint32_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth);
 
 /* ================================================================ shard.c */
 
@@ -1318,7 +1428,7 @@ static inline void count_get(SHF *h, int hit)
 /* Add this thread's pending counts of h to the table now. */
 void getstat_flush_handle(SHF *h);
 /* Set the CLOCK use mark of the slot a get found, once per sweep. */
-void slot_mark(SHF *h, uint64_t *slot, uint64_t sv);
+void slot_mark(SHF *h, uint32_t *slot, uint64_t sv);
 
 /* ================================================================== put.c */
 

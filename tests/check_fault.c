@@ -319,7 +319,9 @@ START_TEST(test_layout_version)
 	patched(LAYOUT_OFF, 6, e_proto,
 		"layout version 6 (libshf 1.2 with UIDs in records and slots "
 		"naming records)");
-	patched(LAYOUT_OFF, 8, e_proto, "layout version 8");
+	patched(LAYOUT_OFF, 7, e_proto,
+		"layout version 7 (8 slots of 8 bytes a bucket, 24-bit tags)");
+	patched(LAYOUT_OFF, 9, e_proto, "layout version 9");
 	patched(LAYOUT_OFF, 0, e_proto, "layout version 0");
 	patched(LAYOUT_OFF, 0xffffffffu, e_proto, "layout version ~0");
 	patched(SIG_OFF, 12345, e_proto, "size signature");

@@ -1027,12 +1027,14 @@ static uint64_t first_segment(const char *path, uint32_t si)
  * fstat() to see whether the file had grown, so that a walk over a
  * damaged segment cost a system call per slot, over and over.  The file
  * grows only with its header's size claim: while that is unchanged, no
- * new look.
+ * new look.  (Since layout 7 a slot names a UID, whose slab directory
+ * entry is what may point past the end; a segment of garbage still must
+ * cost no system call a slot.)
  */
 START_TEST(test_offsets_past_the_end)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
-	uint64_t seg, bad[SEG_BUCKETS * BUCKET_SLOTS];
+	uint64_t seg, bad[SEG_BYTES / 8];
 	unsigned long before;
 	uint32_t i;
 	SHF *shf;
@@ -1048,7 +1050,7 @@ START_TEST(test_offsets_past_the_end)
 		return;
 	}
 	seg = first_segment(path, 3);
-	for (i = 0; i < SEG_BUCKETS * BUCKET_SLOTS; i++)
+	for (i = 0; i < SEG_BYTES / 8; i++)
 		bad[i] = ((uint64_t)i << 40) | ((1ULL << 38) - 1 - i);
 	poke(path, seg, bad, sizeof(bad));
 	before = atomic_load(&fstat_calls);
@@ -1074,7 +1076,7 @@ END_TEST
 START_TEST(test_eviction_bounded)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
-	const uint32_t depth = 18;
+	const uint32_t depth = MAX_DEPTH;
 	uint64_t end, dir, seg, dw, huge = 1ULL << 60, *d;
 	uint32_t i, si;
 	double t0, t;
@@ -1082,6 +1084,8 @@ START_TEST(test_eviction_bounded)
 	SHF *shf;
 	int fd;
 
+	/* a deeper directory is refused whole: nothing would be walked */
+	ck_assert_uint_le(depth, MAX_DEPTH);
 	find_table("evict", name, path);
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
@@ -1138,7 +1142,7 @@ END_TEST
  * the hand round that segment 2^depth times, about a second a shard under
  * its lock.  A directory of that depth whose entries all name one segment
  * was walked as often.  Now a turn ends where it began, and is at most a
- * slot for each 8 bytes of the file.
+ * slot for each 5 bytes of the file.
  */
 static void deepen(const char *path, uint32_t si, uint64_t fsz, int fd)
 {
@@ -1172,7 +1176,7 @@ static double expire_time(const char *name)
 START_TEST(test_expire_bounded)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
-	const uint32_t depth = 18, nbad = 8;
+	const uint32_t depth = MAX_DEPTH, nbad = 8;
 	uint64_t end, seg, dw, *d;
 	struct stat st;
 	uint32_t i;
@@ -1180,6 +1184,7 @@ START_TEST(test_expire_bounded)
 	SHF *shf;
 	int fd;
 
+	ck_assert_uint_le(depth, MAX_DEPTH); /* else refused, not walked */
 	find_table("expire", name, path);
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
@@ -1201,7 +1206,7 @@ START_TEST(test_expire_bounded)
 		      "shf_expire() over %u shards of a damaged depth took "
 		      "%.2f s", nbad, t);
 
-	/* nbad / 2 shards' directories of 2^18 entries naming one segment */
+	/* nbad / 2 shards' directories of 2^MAX_DEPTH entries naming one segment */
 	ck_assert_int_eq(stat(path, &st), 0);
 	end = ((uint64_t)st.st_size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
 	ck_assert_int_eq(truncate(path, (off_t)(end + nbad / 2 * (8ULL << depth))),

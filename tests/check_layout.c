@@ -26,13 +26,13 @@ START_TEST(test_alt_of_every_tag)
 {
 	uint32_t tag;
 
-	for (tag = 0; tag <= 0xffffffu; tag++)
+	for (tag = 0; tag <= 0xffffu; tag++)
 		if (alt_of(tag) != alt_ref(tag))
 			ck_abort_msg("alt_of(%#x) is %u, layout 5 says %u", tag,
 				     alt_of(tag), alt_ref(tag));
 	/* a key's two buckets always differ */
 	ck_assert_uint_ge(alt_of(0), 1);
-	ck_assert_uint_le(alt_of(0xffffff), SEG_BUCKETS - 1);
+	ck_assert_uint_le(alt_of(0xffff), SEG_BUCKETS - 1);
 }
 END_TEST
 
@@ -44,61 +44,67 @@ static uint64_t rnd(uint64_t *s)
 	return *s;
 }
 
-/* bucket_eq() one slot at a time. */
-static uint64_t bucket_eq_ref(const uint64_t *bk, uint64_t mask, uint64_t val)
+/* bucket_match() and bucket_empty(), one slot at a time. */
+static uint32_t match_ref(const uint32_t *bk, uint32_t tag, int empty)
 {
-	uint64_t r = 0;
-	uint32_t i;
+	const uint8_t *b = (const uint8_t *)bk;
+	uint32_t r = 0, i;
 
 	for (i = 0; i < BUCKET_SLOTS; i++)
-		if ((bk[i] & mask) == val)
-			r |= 0x80ULL << (8 * i);
+		if (empty ? bk[i] == 0 :
+			    bk[i] >> 24 == (tag & 0xff) &&
+				    b[B_TAGHI + i] == tag >> 8)
+			r |= 1u << i;
 	return r;
 }
 
 START_TEST(test_bucket_compare)
 {
-	uint64_t s = 0x9e3779b97f4a7c15ULL, bk[BUCKET_SLOTS];
+	uint64_t s = 0x9e3779b97f4a7c15ULL;
+	uint32_t bk[16] __attribute__((aligned(64)));
 	uint32_t n, i;
 
 	for (n = 0; n < 200000; n++) {
-		uint32_t tag = (uint32_t)rnd(&s) & 0xffffff;
+		uint32_t tag = (uint32_t)rnd(&s) & 0xffff;
 
 		for (i = 0; i < BUCKET_SLOTS; i++) {
-			uint64_t r = rnd(&s), t = r % 4 ? tag : (uint32_t)(r >> 8);
+			uint64_t r = rnd(&s);
+			uint32_t t = r % 4 ? tag : (uint32_t)(r >> 8) & 0xffff;
 
 			/* empty, the tag (marked or not), a tag one bit off,
-			 * another tag, halves that match alone */
+			 * another tag, words and high bytes that match alone */
 			switch ((r >> 40) % 7) {
 			case 0:
-				bk[i] = 0;
+				slot_st(&bk[i], 0);
 				break;
 			case 1:
-				bk[i] = slot_make(tag, (uint32_t)(r >> 20) %
+				slot_st(&bk[i], slot_make(tag, (uint32_t)(r >> 20) %
 							       (UID_LOCAL_MAX + 1)) |
-					(r & 1 ? SLOT_REF : 0);
+							(r & 1 ? SLOT_REF : 0));
 				break;
 			case 2:
-				bk[i] = slot_make(tag ^ (1u << (r % 24)), 64);
+				slot_st(&bk[i], slot_make(tag ^ (1u << (r % 16)), 64));
 				break;
 			case 3:
-				bk[i] = (uint64_t)(t & 0xffffff) << 40 | (r & 0xfff);
+				slot_st(&bk[i], slot_make(t, (uint32_t)r & 0xfff));
 				break;
-			case 4: /* a high half alone, a low half alone */
-				bk[i] = (uint64_t)tag << 40 & 0xffffffff00000000ULL;
+			case 4: /* the word alone, the high byte alone */
+				bk[i] = (tag & 0xff) << 24 | 5;
+				((uint8_t *)bk)[B_TAGHI + i] = (uint8_t)~(tag >> 8);
 				break;
 			case 5:
-				bk[i] = (r & 0xffffffffULL) | 1;
+				bk[i] = (uint32_t)r | 1;
+				((uint8_t *)bk)[B_TAGHI + i] = (uint8_t)(tag >> 8);
 				break;
 			default:
-				bk[i] = r;
+				bk[i] = (uint32_t)r;
+				((uint8_t *)bk)[B_TAGHI + i] = (uint8_t)(r >> 32);
 				break;
 			}
 		}
-		ck_assert_uint_eq(bucket_match(bk, tag),
-				  bucket_eq_ref(bk, 0xffffffULL << 40,
-						(uint64_t)tag << 40));
-		ck_assert_uint_eq(bucket_empty(bk), bucket_eq_ref(bk, ~0ULL, 0));
+		bk[15] = (uint32_t)rnd(&s); /* the marks: never compared */
+		ck_assert_uint_eq(bucket_match(bk, tag), match_ref(bk, tag, 0));
+		ck_assert_uint_eq(bucket_empty(bk), match_ref(bk, tag, 1));
 	}
 }
 END_TEST
@@ -106,11 +112,13 @@ END_TEST
 START_TEST(test_slot_fields)
 {
 	uint64_t s = 12345, n;
+	uint32_t bk[16] __attribute__((aligned(64))) = { 0 };
 
 	for (n = 0; n < 100000; n++) {
-		uint32_t tag = (uint32_t)rnd(&s) & 0xffffff,
-			 ul = (uint32_t)(rnd(&s) % (UID_LOCAL_MAX + 1));
-		uint64_t sl = slot_make(tag, ul);
+		uint32_t tag = (uint32_t)rnd(&s) & 0xffff,
+			 ul = (uint32_t)(rnd(&s) % (UID_LOCAL_MAX + 1)),
+			 i = (uint32_t)(n % BUCKET_SLOTS), j;
+		uint64_t sl = slot_make(tag, ul), ref = n & 1 ? SLOT_REF : 0;
 
 		ck_assert_uint_ne(sl, 0); /* never an empty slot */
 		ck_assert_uint_eq(slot_tag(sl), tag);
@@ -119,7 +127,23 @@ START_TEST(test_slot_fields)
 		ck_assert(!slot_same(sl, sl ^ 4));
 		ck_assert_uint_eq(slot_ul(sl | SLOT_REF), ul);
 		ck_assert_uint_eq(slot_tag(sl | SLOT_REF), tag);
+		/* stored and loaded whole, mark and all, the others kept */
+		ck_assert_ptr_eq(slot_bucket(&bk[i]), (uint8_t *)bk);
+		ck_assert_uint_eq(slot_idx(&bk[i]), i);
+		slot_st(&bk[i], sl | ref);
+		ck_assert_uint_eq(slot_ld(&bk[i]), sl | ref);
+		slot_ref_set(&bk[i]);
+		ck_assert_uint_eq(slot_ld(&bk[i]), sl | SLOT_REF);
+		slot_ref_clear(&bk[i]);
+		ck_assert_uint_eq(slot_ld(&bk[i]), sl);
+		for (j = 0; j < BUCKET_SLOTS; j++)
+			if (j != i && bk[j])
+				ck_assert_uint_eq(slot_ul(slot_ld(&bk[j])) <=
+							  UID_LOCAL_MAX, 1);
 	}
+	slot_st(&bk[3], 0);
+	ck_assert_uint_eq(slot_ld(&bk[3]), 0);
+	ck_assert_uint_eq(bucket_empty(bk) & 8, 8);
 }
 END_TEST
 

@@ -24,6 +24,7 @@ struct bkey {
 	uint64_t *seg; /* that segment, or NULL */
 	uint32_t tag, b[2];
 	uint32_t hint; /* first slot of its tag in seg; UINT32_MAX: none */
+	struct cell_hint ch; /* that slot's UID and its cell */
 };
 
 /*
@@ -75,7 +76,11 @@ static int get_into(SHF *h, const struct bkey *bk, const char *key,
 		seg = batch_seg(h, bk);
 		rc = !seg ? -1 :
 		     idx_find_seg(h, sh, seg, bk->tag, bk->b, key, klen, &f,
-				  seg == bk->seg ? bk->hint : UINT32_MAX);
+				  seg == bk->seg ? bk->hint : UINT32_MAX,
+				  seg == bk->seg && bk->ch.ul != UINT32_MAX &&
+						  bk->ch.home ?
+					  &bk->ch :
+					  NULL);
 		if (rc == 1 && !rec_visible(&f.r, &c))
 			rc = 0;
 		if (rc == 1) {
@@ -89,7 +94,7 @@ static int get_into(SHF *h, const struct bkey *bk, const char *key,
 		if (locked)
 			shard_unlock(h, sh);
 		if (rc == 1 && mark)
-			slot_mark(h, f.slot, f.sval);
+			slot_mark(h, f.slot);
 		return rc;
 	}
 }
@@ -114,6 +119,7 @@ static inline void stage_dir(SHF *h, struct bkey *bk, const char *key,
 static inline void stage_buckets(SHF *h, struct bkey *bk)
 {
 	bk->hint = UINT32_MAX;
+	bk->ch.ul = UINT32_MAX;
 	bk->seg = bk->dirent ? seg_of_entry(h, bk->dirent, &bk->seg_off) :
 			       NULL;
 	if (!bk->seg)
@@ -123,16 +129,14 @@ static inline void stage_buckets(SHF *h, struct bkey *bk)
 }
 
 /*
- * Stage 3: prefetch the cell of the UID that the first slot of the key's
- * tag names (both its lines where it spans two).  The UID's slab
- * directory entry is read now: an eighth of a byte a key, it stays in the
- * caches.
+ * Stage 3: prefetch the slab directory entry of the UID that the first
+ * slot of the key's tag names.
  */
-static inline void stage_record(SHF *h, struct bkey *bk)
+static inline void stage_uid(SHF *h, struct bkey *bk)
 {
-	uint32_t k, i, c;
-	uint64_t off;
+	uint32_t k, i;
 
+	bk->ch.ul = UINT32_MAX;
 	if (!bk->seg)
 		return;
 	for (k = 0; k < 2; k++) {
@@ -140,30 +144,52 @@ static inline void stage_record(SHF *h, struct bkey *bk)
 		uint32_t m;
 
 		for (m = bucket_match(b, bk->tag); m; m &= m - 1) {
-			uint64_t s = slot_ld(&b[i = match_slot(m)]);
+			uint64_t s = slot_key(&b[i = match_slot(m)]), d;
 
 			if (s && slot_tag(s) == bk->tag) {
 				bk->hint = k * BUCKET_SLOTS + i;
-				off = cell_of(h, bk->sh, slot_ul(s), &c);
-				if (off) {
-					__builtin_prefetch(h->base + off);
-					__builtin_prefetch(h->base + off +
-							   cls_bound(c) - 1);
-				}
+				/* a prefetch never faults: the bound keeps the
+				 * address inside the mapping */
+				d = ld64(&bk->sh->uid_dir) +
+				    (uint64_t)(slot_ul(s) / SLAB_CELLS) * 8;
+				bk->ch.ul = slot_ul(s);
+				bk->ch.home = 0;
+				if (d < h->map_size)
+					__builtin_prefetch(h->base + d);
 				return;
 			}
 		}
 	}
 }
 
+/* Stage 4: prefetch that UID's cell (both its lines where it spans two). */
+static inline void stage_record(SHF *h, struct bkey *bk)
+{
+	uint32_t c;
+	uint64_t off;
+
+	if (bk->ch.ul == UINT32_MAX)
+		return;
+	off = cell_of(h, bk->sh, bk->ch.ul, &c);
+	if (!off) {
+		bk->ch.ul = UINT32_MAX;
+		return;
+	}
+	bk->ch.home = off;
+	bk->ch.cls = c;
+	__builtin_prefetch(h->base + off);
+	__builtin_prefetch(h->base + off + cls_bound(c) - 1);
+}
+
 /*
- * The batch is a pipeline of four stages BATCH_LAG keys apart: hash the key
+ * The batch is a pipeline of five stages BATCH_LAG keys apart: hash the key
  * and prefetch its directory entry; prefetch its two bucket lines; prefetch
- * its cell; look it up and copy its value.  So the memory misses of about
- * 3 * BATCH_LAG keys are in flight at once instead of one key's at a time.
+ * its UID's slab directory entry; prefetch its cell; look it up and copy
+ * its value.  So the memory misses of about 4 * BATCH_LAG keys are in
+ * flight at once instead of one key's at a time.
  */
 #define BATCH_LAG 4
-#define BATCH_RING (4 * BATCH_LAG)
+#define BATCH_RING (5 * BATCH_LAG)
 
 SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 					       const char *const *keys,
@@ -191,7 +217,7 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 	/* cache mode, read once: a budget set meanwhile misses a few marks */
 	mark = atomic_load_explicit(&h->h->byte_budget,
 				    memory_order_relaxed) != 0;
-	for (i = 0; i < (uint64_t)n + 3 * BATCH_LAG; i++) {
+	for (i = 0; i < (uint64_t)n + 4 * BATCH_LAG; i++) {
 		uint32_t k;
 		int rc;
 
@@ -201,10 +227,12 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 		if (i >= BATCH_LAG && i - BATCH_LAG < n)
 			stage_buckets(h, &ring[(i - BATCH_LAG) % BATCH_RING]);
 		if (i >= 2 * BATCH_LAG && i - 2 * BATCH_LAG < n)
-			stage_record(h, &ring[(i - 2 * BATCH_LAG) % BATCH_RING]);
-		if (i < 3 * BATCH_LAG || i - 3 * BATCH_LAG >= n)
+			stage_uid(h, &ring[(i - 2 * BATCH_LAG) % BATCH_RING]);
+		if (i >= 3 * BATCH_LAG && i - 3 * BATCH_LAG < n)
+			stage_record(h, &ring[(i - 3 * BATCH_LAG) % BATCH_RING]);
+		if (i < 4 * BATCH_LAG || i - 4 * BATCH_LAG >= n)
 			continue;
-		k = (uint32_t)(i - 3 * BATCH_LAG);
+		k = (uint32_t)(i - 4 * BATCH_LAG);
 		rc = get_into(h, &ring[k % BATCH_RING], keys[k], key_lens[k],
 			      buf ? buf + used : NULL, buf_size - used, &len,
 			      &uid, mark);

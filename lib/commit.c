@@ -39,7 +39,7 @@ static void replaced(SHF *h, struct shard *sh, struct found *f,
 	barrier();
 	sh->j.op = OP_NONE;
 	f->rec_off = ro;
-	f->sval = slot_ld(f->slot);
+	f->sval = slot_key(f->slot);
 	rec_get(h, ro, &f->r);
 	f->r.uid = ul; /* a home record does not say */
 	if (was_lease)

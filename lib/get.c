@@ -113,11 +113,11 @@ void count_gets(SHF *h, uint32_t hits, uint32_t misses)
 }
 
 /* Set the CLOCK use mark of the slot a get found, once per sweep. */
-void slot_mark(SHF *h, uint32_t *slot, uint64_t sv)
+void slot_mark(SHF *h, uint32_t *slot)
 {
 	if (SHF_LIKELY(!atomic_load_explicit(&h->h->byte_budget,
 					     memory_order_relaxed)) ||
-	    (sv & SLOT_REF))
+	    slot_ref(slot))
 		return;
 	/* a writer that changed the slot meanwhile leaves a mark: harmless */
 	slot_ref_set(slot);
@@ -189,7 +189,7 @@ uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 		if (rc == 0)
 			return SHF_RET_KEY_NONE;
 		if (f.slot && w != W_TTL)
-			slot_mark(h, f.slot, f.sval);
+			slot_mark(h, f.slot);
 		if (w == W_TTL)
 			shf_val_long = (f.r.flags & KF_TTL) ?
 					       (long)(f.r.expiry - clk_now(&c)) :

@@ -712,6 +712,27 @@ static inline uint64_t slot_ld(const uint32_t *w)
 	       ((uint64_t)((ref >> i) & 1) << 39) | (x & 0xffffff);
 }
 
+/* The same without the mark: what a lookup needs (f->sval). */
+static inline uint64_t slot_key(const uint32_t *w)
+{
+	uint32_t x = __atomic_load_n(w, __ATOMIC_RELAXED), hi;
+
+	if (!x)
+		return 0;
+	hi = __atomic_load_n(slot_bucket(w) + B_TAGHI + slot_idx(w),
+			     __ATOMIC_RELAXED);
+	return ((uint64_t)(hi << 8 | x >> 24) << 40) | (x & 0xffffff);
+}
+
+/* Is slot w's use mark set? */
+static inline int slot_ref(const uint32_t *w)
+{
+	return (__atomic_load_n((const uint32_t *)(slot_bucket(w) + B_REF),
+				__ATOMIC_RELAXED) >>
+		slot_idx(w)) &
+	       1;
+}
+
 /*
  * Store slot value v at w (the lock held): its tag byte, then its word
  * (the commit: 0 empties the slot), and its mark as v says.
@@ -912,8 +933,8 @@ static inline void buckets_of(uint64_t hash, uint32_t tag, uint32_t b[2])
 }
 
 struct found {
-	uint32_t *slot; /* its word (slot_ld()) */
-	uint64_t sval;
+	uint32_t *slot; /* its word */
+	uint64_t sval;  /* its value, without its mark (slot_key()) */
 	struct rec r;
 	uint64_t rec_off;
 };
@@ -1053,13 +1074,13 @@ static inline uint32_t cell_class(uint64_t size)
  * The cell of local UID ul: its offset (0 if the shard has none such, or
  * its slab is not inside the file) and class.
  */
-static inline uint64_t cell_of(SHF *h, struct shard *sh, uint32_t ul,
-			       uint32_t *cls)
+static inline __attribute__((always_inline)) uint64_t
+cell_of(SHF *h, struct shard *sh, uint32_t ul, uint32_t *cls)
 {
 	/* each word once: the capacity checked is the one of the array */
 	uint32_t si = ul / SLAB_CELLS, c,
 		 cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_ACQUIRE);
-	uint64_t *dir, e, off, d = ld64(&sh->uid_dir);
+	uint64_t *dir, e, off, b, d = ld64(&sh->uid_dir);
 
 	if (ul > UID_LOCAL_MAX || si >= cap || (d & 7))
 		return 0;
@@ -1072,9 +1093,10 @@ static inline uint64_t cell_of(SHF *h, struct shard *sh, uint32_t ul,
 	if (c < REC_MIN / 4 || c > CELL_CLASSES)
 		return 0;
 	*cls = --c;
-	off = (e & ((1ULL << 48) - 1)) +
-	      (uint64_t)(ul % SLAB_CELLS) * cls_bound(c);
-	if ((off & 3) || !at(h, off, cls_bound(c)))
+	_Static_assert(CELL_CLASSES <= SMALL_CLASSES, "cells by 4 bytes");
+	b = (uint64_t)(c + 1) * 4; /* cls_bound(c) */
+	off = (e & ((1ULL << 48) - 1)) + (uint64_t)(ul % SLAB_CELLS) * b;
+	if ((off & 3) || !at(h, off, b))
 		return 0;
 	return off;
 }
@@ -1116,24 +1138,22 @@ static inline int key_cell(SHF *h, struct shard *sh, uint32_t ul,
 }
 
 /*
- * The record of local UID ul, decoded into *r (r->uid set to ul): its
- * offset, or 0 where the UID names no record (*bad: no cell at all, or a
- * cell that leads to no record of ul: damage).  The record lives in the
- * cell, within the cell's class, or elsewhere with its header naming ul.  A cell that ends in the next cache line has that line
- * fetched at once, so that the two misses overlap.
+ * The record of local UID ul, whose cell cell_of() found at home (of
+ * class c), decoded into *r (r->uid set to ul): its offset, or 0 where the
+ * UID names no record (*bad: the cell leads to no record of ul, damage).
+ * The record lives in the cell, within the cell's class, or elsewhere with
+ * its header naming ul.  A cell that ends in the next cache line has that
+ * line fetched at once, so that the two misses overlap.
  */
 static inline __attribute__((always_inline)) uint64_t
-uid_find(SHF *h, struct shard *sh, uint32_t ul, struct rec *r, int *bad)
+cell_find(SHF *h, uint32_t ul, uint64_t home, uint32_t c, struct rec *r,
+	  int *bad)
 {
-	uint32_t c, w0;
-	uint64_t home = cell_of(h, sh, ul, &c), to, end, b;
+	uint64_t to, b = cls_bound(c), end = home + b - 1;
+	uint32_t w0;
 	int holds;
 
-	*bad = !home;
-	if (!home)
-		return 0;
-	b = cls_bound(c);
-	end = home + b - 1;
+	*bad = 0;
 	if ((home ^ end) & ~63ULL)
 		__builtin_prefetch(h->base + end);
 	/*
@@ -1178,6 +1198,29 @@ uid_find(SHF *h, struct shard *sh, uint32_t ul, struct rec *r, int *bad)
 }
 
 /*
+ * The record of local UID ul (cell_find()): 0 also where the UID names no
+ * cell at all (*bad).
+ */
+static inline __attribute__((always_inline)) uint64_t
+uid_find(SHF *h, struct shard *sh, uint32_t ul, struct rec *r, int *bad)
+{
+	uint32_t c;
+	uint64_t home = cell_of(h, sh, ul, &c);
+
+	if (!home) {
+		*bad = 1;
+		return 0;
+	}
+	return cell_find(h, ul, home, c, r, bad);
+}
+
+/* What a batch found of a key's first slot of its tag: its UID's cell. */
+struct cell_hint {
+	uint32_t ul, cls; /* UINT32_MAX: none */
+	uint64_t home;
+};
+
+/*
  * A slot of tag whose UID led to no record, or to the record *r of a key
  * of another tag or shard: 1 (the index or the slab directory is damaged;
  * index.c, out of line: met only then or for a tag shared by chance).
@@ -1192,12 +1235,13 @@ int slot_misleads(SHF *h, struct shard *sh, uint32_t tag,
  * the slot (k * BUCKET_SLOTS + i) where a batch saw the first slot of this
  * tag in this segment, worth trying first; then every slot of the two
  * buckets read now, as always (UINT32_MAX: none).  The hint only orders
- * the look.
+ * the look.  ch (or NULL): the cell the batch found for the UID of that
+ * slot, used where the slot still names it (a UID's cell never moves).
  */
 static inline int idx_find_seg(SHF *h, struct shard *sh, uint64_t *seg,
 			       uint32_t tag, const uint32_t b[2],
 			       const void *key, uint32_t klen, struct found *f,
-			       uint32_t hint)
+			       uint32_t hint, const struct cell_hint *ch)
 {
 	uint32_t i, k;
 	uint64_t ro;
@@ -1206,10 +1250,13 @@ static inline int idx_find_seg(SHF *h, struct shard *sh, uint64_t *seg,
 	if (hint < 2 * BUCKET_SLOTS) {
 		uint32_t *sp = seg_bucket(seg, b[hint / BUCKET_SLOTS]) +
 			       hint % BUCKET_SLOTS;
-		uint64_t s = slot_ld(sp);
+		uint64_t s = slot_key(sp);
 
 		if (s && slot_tag(s) == tag &&
-		    (ro = uid_find(h, sh, slot_ul(s), &f->r, &bad)) &&
+		    (ro = ch && ch->ul == slot_ul(s) ?
+				  cell_find(h, ch->ul, ch->home, ch->cls,
+					    &f->r, &bad) :
+				  uid_find(h, sh, slot_ul(s), &f->r, &bad)) &&
 		    f->r.klen == klen && key_eq(f->r.key, key, klen)) {
 			f->slot = sp;
 			f->sval = s;
@@ -1225,7 +1272,7 @@ static inline int idx_find_seg(SHF *h, struct shard *sh, uint64_t *seg,
 			uint64_t s;
 
 			i = match_slot(m);
-			s = slot_ld(&bk[i]);
+			s = slot_key(&bk[i]);
 			if (!s || slot_tag(s) != tag)
 				continue;
 			ro = uid_find(h, sh, slot_ul(s), &f->r, &bad);
@@ -1259,7 +1306,8 @@ static inline int idx_find(SHF *h, struct shard *sh, uint64_t hash,
 	if (!seg)
 		return -1;
 	buckets_of(hash, tag, b);
-	return idx_find_seg(h, sh, seg, tag, b, key, klen, f, UINT32_MAX);
+	return idx_find_seg(h, sh, seg, tag, b, key, klen, f, UINT32_MAX,
+			    NULL);
 }
 
 /*
@@ -1428,7 +1476,7 @@ static inline void count_get(SHF *h, int hit)
 /* Add this thread's pending counts of h to the table now. */
 void getstat_flush_handle(SHF *h);
 /* Set the CLOCK use mark of the slot a get found, once per sweep. */
-void slot_mark(SHF *h, uint32_t *slot, uint64_t sv);
+void slot_mark(SHF *h, uint32_t *slot);
 
 /* ================================================================== put.c */
 

@@ -43,6 +43,23 @@ static uint64_t *dir_double(SHF *h, struct shard *sh, uint64_t *dw,
 }
 
 /*
+ * The slots of the bucket at bk whose tag has bit set (the entries that
+ * a split moves): bit i for slot i.
+ */
+static uint32_t split_moving(const uint32_t *bk, uint32_t bit)
+{
+	uint32_t i, m = 0;
+
+	for (i = 0; i < BUCKET_SLOTS; i++) {
+		uint64_t s = slot_key(&bk[i]);
+
+		if (s && ((slot_tag(s) >> bit) & 1))
+			m |= 1u << i;
+	}
+	return m;
+}
+
+/*
  * Split the segment at directory index idx of directory word dw, as the
  * caller read it (under the lock): not read again, so that idx indexes the
  * directory that was checked.
@@ -90,11 +107,22 @@ static int seg_split(SHF *h, struct shard *sh, uint64_t dw, uint32_t idx)
 	sh->j.split_len = len;
 	sh->j.split_depth = l;
 	barrier();
-	for (i = 0; i < SEG_SLOTS; i++) {
-		uint64_t s = slot_ld(seg_slot(seg, i));
+	/* the new segment is no reader's until the directory names it:
+	 * each moving entry's word, tag byte and mark copied as they are */
+	for (i = 0; i < SEG_BUCKETS; i++) {
+		uint32_t *ob = seg_bucket(seg, i), *nb = seg_bucket(nseg, i),
+			 m = split_moving(ob, bit), k;
+		uint8_t *oh = (uint8_t *)ob + B_TAGHI,
+			*nh = (uint8_t *)nb + B_TAGHI;
 
-		if (s && ((slot_tag(s) >> bit) & 1))
-			slot_st(seg_slot(nseg, i), s);
+		for (k = m; k; k &= k - 1) {
+			uint32_t j = match_slot(k);
+
+			nh[j] = oh[j];
+			nb[j] = ob[j];
+		}
+		nb[B_REF / 4] = __atomic_load_n(&ob[B_REF / 4],
+						__ATOMIC_RELAXED) & m;
 	}
 	barrier();
 	sh->j.split_state = 1;
@@ -105,11 +133,11 @@ static int seg_split(SHF *h, struct shard *sh, uint64_t dw, uint32_t idx)
 		if (i == len / 2)
 			CRASH(CP_SPLIT_DIR);
 	}
-	for (i = 0; i < SEG_SLOTS; i++) {
-		uint64_t s = slot_ld(seg_slot(seg, i));
+	for (i = 0; i < SEG_BUCKETS; i++) {
+		uint32_t *ob = seg_bucket(seg, i), k;
 
-		if (s && ((slot_tag(s) >> bit) & 1))
-			slot_st(seg_slot(seg, i), 0);
+		for (k = split_moving(ob, bit); k; k &= k - 1)
+			slot_st(&ob[match_slot(k)], 0);
 	}
 	barrier();
 	sh->j.split_state = 0;

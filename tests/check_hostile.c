@@ -2582,6 +2582,17 @@ START_TEST(test_free_list_cycles_everywhere)
 }
 END_TEST
 
+/* A call on damaged cells: it fails with EBADMSG. */
+#define FAILS_EBADMSG(call, what)                                         \
+	do {                                                              \
+		uint32_t r_;                                              \
+									  \
+		errno = 0;                                                \
+		r_ = (call);                                              \
+		ck_assert_msg(r_ == SHF_RET_ERROR && errno == EBADMSG,    \
+			      "%s: %#x (%s)", what, r_, strerror(errno)); \
+	} while (0)
+
 /*
  * The cells that UIDs name (layout 5), damaged: lists of free cells whose
  * heads name a live cell or a UID the shard never handed out, and a slab
@@ -2639,18 +2650,10 @@ START_TEST(test_cells_damaged)
 		bad = w == 0 ? (e & ~((1ULL << 48) - 1)) | (1ULL << 44)
 			     : e & ((1ULL << 48) - 1);
 		poke(path, dir + 8ULL * (ul / SLAB_CELLS), &bad, 8);
-		errno = 0;
-		r = shf_get_uid_val_copy(shf, uid);
-		ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
-			      "get by UID: %#x (%s)", r, strerror(errno));
+		FAILS_EBADMSG(shf_get_uid_val_copy(shf, uid), "get by UID");
 		shf_make_hash(key, key_of(key, 5));
-		errno = 0;
-		r = shf_get_key_val_copy(shf);
-		ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
-			      "get by key: %#x (%s)", r, strerror(errno));
-		r = shf_put_key_val(shf, "other", 5);
-		ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
-			      "replace: %#x (%s)", r, strerror(errno));
+		FAILS_EBADMSG(shf_get_key_val_copy(shf), "get by key");
+		FAILS_EBADMSG(shf_put_key_val(shf, "other", 5), "replace");
 		ck_assert_uint_gt(shf_check(shf, 0, NULL, NULL), 0);
 		poke(path, dir + 8ULL * (ul / SLAB_CELLS), &e, 8);
 	}
@@ -2672,7 +2675,7 @@ START_TEST(test_forward_to_another_uid)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
 	char big[600];
-	uint32_t uid, ul, si, r, w0;
+	uint32_t uid, ul, si, w0;
 	uint64_t dir, e, cell, rec;
 	SHF *shf;
 
@@ -2699,19 +2702,10 @@ START_TEST(test_forward_to_another_uid)
 
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
-	errno = 0;
-	r = shf_get_uid_val_copy(shf, uid);
-	ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
-		      "get by UID: %#x (%s)", r, strerror(errno));
-	errno = 0;
-	r = shf_del_uid_val(shf, uid);
-	ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
-		      "delete by UID: %#x (%s)", r, strerror(errno));
+	FAILS_EBADMSG(shf_get_uid_val_copy(shf, uid), "get by UID");
+	FAILS_EBADMSG(shf_del_uid_val(shf, uid), "delete by UID");
 	shf_make_hash(key, key_of(key, 7));
-	errno = 0;
-	r = shf_get_key_val_copy(shf);
-	ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG,
-		      "get by key: %#x (%s)", r, strerror(errno));
+	FAILS_EBADMSG(shf_get_key_val_copy(shf), "get by key");
 	shf_make_hash(key, key_of(key, 8));
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	ck_assert_uint_gt(shf_check(shf, 0, NULL, NULL), 0);
@@ -2803,10 +2797,7 @@ START_TEST(test_cells_damaged_counts)
 	poke(path, dir + 8ULL * (ul / SLAB_CELLS), &moved, 8);
 	shf_make_hash(key, key_of(key, idx[x]));
 	/* X's slot now leads to Y's record, of another tag: found damaged */
-	errno = 0;
-	r = shf_del_key_val(shf);
-	ck_assert_msg(r == SHF_RET_ERROR && errno == EBADMSG, "del: %#x (%s)",
-		      r, strerror(errno));
+	FAILS_EBADMSG(shf_del_key_val(shf), "del");
 	poke(path, dir + 8ULL * (ul / SLAB_CELLS), &e, 8);
 	shf_make_hash(key, key_of(key, idx[y]));
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);

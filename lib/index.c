@@ -108,7 +108,8 @@ static int seg_split(SHF *h, struct shard *sh, uint64_t dw, uint32_t idx)
 	sh->j.split_depth = l;
 	barrier();
 	/* the new segment is no reader's until the directory names it:
-	 * each moving entry's word, tag byte and mark copied as they are */
+	 * each moving entry's word, tag byte, mark and tag bit 16 copied as
+	 * they are */
 	for (i = 0; i < SEG_BUCKETS; i++) {
 		uint32_t *ob = seg_bucket(seg, i), *nb = seg_bucket(nseg, i),
 			 m = split_moving(ob, bit), k;
@@ -122,7 +123,8 @@ static int seg_split(SHF *h, struct shard *sh, uint64_t dw, uint32_t idx)
 			nb[j] = ob[j];
 		}
 		nb[B_REF / 4] = __atomic_load_n(&ob[B_REF / 4],
-						__ATOMIC_RELAXED) & m;
+						__ATOMIC_RELAXED) &
+				(m | m << B_TOP);
 	}
 	barrier();
 	sh->j.split_state = 1;

@@ -12,14 +12,14 @@
  * allocator that grows the file with fallocate() (so a full tmpfs is
  * ENOSPC, not SIGBUS).
  *
- * A key's XXH3-64 hash H picks its shard (top 8 bits) and its 16-bit tag
- * (the next 16 bits).  Each shard has:
+ * A key's XXH3-64 hash H picks its shard (top 8 bits) and its 17-bit tag
+ * (the next 17 bits).  Each shard has:
  *  - a lock for writers (sync.c's own: holder thread and start time in
  *    one word) and a sequence counter that lets readers work without any
  *    lock or shared write (seqlock);
  *  - an extendible-hashing index: a directory of 4 KiB segments, each 64
- *    buckets (a cache line each) of 12 slots of 5 bytes: the tag and the
- *    key's local UID (see slot_ld()).  A key may live in two buckets of
+ *    buckets (a cache line each) of 12 slots of 5 bytes: 16 bits of the
+ *    tag and the key's local UID (see slot_ld()).  A key may live in two buckets of
  *    its segment (b1 from H, b2 = b1 ^ alt(tag)); a full segment splits in
  *    two by the next tag bit, without rehashing;
  *  - record cells: a UID names a cell of one of the shard's slabs (64
@@ -48,15 +48,16 @@
 /* ================================================================ layout */
 
 #define SHF_MAGIC 0x314c425446485342ULL /* "BSHFTBL1" */
-#define SHF_LAYOUT 8u /* 7: slots of 8 bytes naming UIDs (80a71d8) */
+/* 7: slots of 8 bytes naming UIDs (80a71d8); 8: 16-bit tags (29df203) */
+#define SHF_LAYOUT 9u
 #define NSHARDS 256u
 #define PAGE 4096u
 #define SEG_BUCKETS 64u
 #define BUCKET_SLOTS 12u
 #define SEG_SLOTS (SEG_BUCKETS * BUCKET_SLOTS) /* 768 */
 #define SEG_BYTES (SEG_BUCKETS * 64u)          /* 4096: a line a bucket */
-#define TAG_BITS 16u
-#define MAX_DEPTH 15u /* of the 16 tag bits */
+#define TAG_BITS 17u
+#define MAX_DEPTH 16u /* of the 17 tag bits */
 #define UID_LOCAL_MAX 0xfffffeu
 #define SMALL_CLASSES 128u     /* 4..512 by 4 */
 /* A slab: the cells of SLAB_CELLS consecutive UIDs, of one size class. */
@@ -615,10 +616,10 @@ void cell_release(SHF *h, struct shard *sh, uint32_t ul);
  */
 int cell_forward(SHF *h, uint64_t off, uint32_t ul, uint64_t rec);
 
-/* The key's 16-bit tag: the hash's bits 40 to 55 (the shard: 56 to 63). */
+/* The key's 17-bit tag: the hash's bits 39 to 55 (the shard: 56 to 63). */
 static inline uint32_t tag_of(uint64_t hash)
 {
-	return (uint32_t)(hash >> 40) & 0xffff;
+	return (uint32_t)(hash >> 39) & 0x1ffff;
 }
 
 /*
@@ -636,15 +637,18 @@ static inline uint32_t alt_of(uint32_t tag)
 /*
  * A bucket is a cache line of BUCKET_SLOTS slots: each one a 32-bit word
  * (bytes 0 to 47) of its tag's low byte << 24 | the key's local UID + 1
- * (0: empty), a byte of its tag's high byte (bytes 48 to 59), and the
- * bucket's CLOCK use marks, a bit a slot (bytes 60 to 63), which readers
- * set (once per sweep) in cache mode.  The word commits: an entry is
- * written tag byte first and goes with its word's clearing.  The code
+ * (0: empty), a byte of its tag's bits 8 to 15 (bytes 48 to 59), and in
+ * the bucket's last word (bytes 60 to 63) a CLOCK use mark a slot (bit i,
+ * which readers set, once per sweep, in cache mode) and the tag's bit 16
+ * (bit 12 + i: the bit a segment's first split goes by, so that even at
+ * MAX_DEPTH a segment's tags differ in a bit).  The word commits: an
+ * entry is written tag first and goes with its word's clearing.  The code
  * handles a slot as one 64-bit value, tag << 40 | mark << 39 | UID + 1
  * (slot_ld(), slot_st()), and names it by a pointer to its word.
  */
 #define B_TAGHI 48u
 #define B_REF 60u
+#define B_TOP 12u /* the tag's bit 16 of slot i: bit B_TOP + i of B_REF */
 #define SLOT_REF (1ULL << 39)
 _Static_assert(BUCKET_SLOTS * 5u + 4u <= 64u, "a bucket is a line");
 
@@ -708,20 +712,28 @@ static inline uint64_t slot_ld(const uint32_t *w)
 		return 0;
 	hi = __atomic_load_n(b + B_TAGHI + i, __ATOMIC_RELAXED);
 	ref = __atomic_load_n((const uint32_t *)(b + B_REF), __ATOMIC_RELAXED);
-	return ((uint64_t)(hi << 8 | x >> 24) << 40) |
+	return ((uint64_t)(((ref >> (B_TOP + i)) & 1) << 16 | hi << 8 |
+			   x >> 24)
+		<< 40) |
 	       ((uint64_t)((ref >> i) & 1) << 39) | (x & 0xffffff);
 }
 
 /* The same without the mark: what a lookup needs (f->sval). */
 static inline uint64_t slot_key(const uint32_t *w)
 {
-	uint32_t x = __atomic_load_n(w, __ATOMIC_RELAXED), hi;
+	const uint8_t *b = slot_bucket(w);
+	uint32_t i = slot_idx(w), x = __atomic_load_n(w, __ATOMIC_RELAXED), hi,
+		 top;
 
 	if (!x)
 		return 0;
-	hi = __atomic_load_n(slot_bucket(w) + B_TAGHI + slot_idx(w),
-			     __ATOMIC_RELAXED);
-	return ((uint64_t)(hi << 8 | x >> 24) << 40) | (x & 0xffffff);
+	hi = __atomic_load_n(b + B_TAGHI + i, __ATOMIC_RELAXED);
+	top = (__atomic_load_n((const uint32_t *)(b + B_REF),
+			       __ATOMIC_RELAXED) >>
+	       (B_TOP + i)) &
+	      1;
+	return ((uint64_t)(top << 16 | hi << 8 | x >> 24) << 40) |
+	       (x & 0xffffff);
 }
 
 /* Is slot w's use mark set? */
@@ -734,26 +746,33 @@ static inline int slot_ref(const uint32_t *w)
 }
 
 /*
- * Store slot value v at w (the lock held): its tag byte, then its word
- * (the commit: 0 empties the slot), and its mark as v says.
+ * Store slot value v at w (the lock held): its tag's high bits and its
+ * mark as v says, then its word (the commit: 0 empties the slot).  The
+ * last word of the bucket is written with locked instructions, and only
+ * where it changes: readers set marks in it.
  */
 static inline void slot_st(uint32_t *w, uint64_t v)
 {
 	uint8_t *b = slot_bucket(w);
-	uint32_t i = slot_idx(w), bit = 1u << i,
+	uint32_t i = slot_idx(w),
 		 ref = __atomic_load_n((uint32_t *)(b + B_REF),
-				       __ATOMIC_RELAXED);
+				       __ATOMIC_RELAXED),
+		 mask = 1u << i | 1u << (B_TOP + i), want;
 
 	if (v) {
 		__atomic_store_n(b + B_TAGHI + i, (uint8_t)(slot_tag(v) >> 8),
 				 __ATOMIC_RELAXED);
-		if (!(v & SLOT_REF) != !(ref & bit)) {
-			if (v & SLOT_REF)
-				__atomic_fetch_or((uint32_t *)(b + B_REF), bit,
+		want = (v & SLOT_REF ? 1u << i : 0) |
+		       ((slot_tag(v) >> 16) & 1) << (B_TOP + i);
+		if ((ref & mask) != want) {
+			if (want & ~ref)
+				__atomic_fetch_or((uint32_t *)(b + B_REF),
+						  want & ~ref,
 						  __ATOMIC_RELAXED);
-			else
+			if (ref & mask & ~want)
 				__atomic_fetch_and((uint32_t *)(b + B_REF),
-						   ~bit, __ATOMIC_RELAXED);
+						   ~(ref & mask & ~want),
+						   __ATOMIC_RELAXED);
 		}
 	}
 	__atomic_store_n(w,
@@ -787,10 +806,10 @@ static inline uint32_t *slot_at(SHF *h, uint64_t off)
 }
 
 /*
- * The slots of the bucket at bk whose tag is tag: bit i set for slot i
- * (an empty slot shows for a tag of low byte 0).  A filter, read without
- * the lock: the caller reads each slot it names again (slot_ld()) and
- * checks it; a slot that a writer changed meanwhile is a reader's retry
+ * The slots of the bucket at bk whose tag's low 16 bits are tag's: bit i
+ * set for slot i (an empty slot shows for a tag of low byte 0).  A
+ * filter, read without the lock: the caller reads each slot it names
+ * again (slot_key()) and checks its whole tag; a slot that a writer changed meanwhile is a reader's retry
  * (seqlock) in any case.  With SSE2 (every x86-64) four words and the
  * twelve high bytes are compared at a time; elsewhere (and under TSan,
  * for which a vector load is a plain, racing read) one at a time.
@@ -824,7 +843,7 @@ static inline uint32_t bucket_match(const uint32_t *bk, uint32_t tag)
 		      quad_eq(bk + 8, m, v) << 8;
 	uint32_t hi = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(
 		_mm_loadu_si128((const __m128i *)(bk + 12)),
-		_mm_set1_epi8((char)(tag >> 8))));
+		_mm_set1_epi8((char)(tag >> 8 & 0xffu))));
 
 	_Static_assert(BUCKET_SLOTS == 12, "three quads of slots");
 	return lo & hi & 0xfffu;
@@ -836,7 +855,7 @@ static inline uint32_t bucket_match(const uint32_t *bk, uint32_t tag)
 		if (__atomic_load_n(&bk[i], __ATOMIC_RELAXED) >> 24 ==
 			    (tag & 0xffu) &&
 		    __atomic_load_n(b + B_TAGHI + i, __ATOMIC_RELAXED) ==
-			    (tag >> 8))
+			    (tag >> 8 & 0xffu))
 			r |= 1u << i;
 	return r;
 #endif

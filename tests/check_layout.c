@@ -26,13 +26,13 @@ START_TEST(test_alt_of_every_tag)
 {
 	uint32_t tag;
 
-	for (tag = 0; tag <= 0xffffu; tag++)
+	for (tag = 0; tag <= 0x1ffffu; tag++)
 		if (alt_of(tag) != alt_ref(tag))
 			ck_abort_msg("alt_of(%#x) is %u, layout 5 says %u", tag,
 				     alt_of(tag), alt_ref(tag));
 	/* a key's two buckets always differ */
 	ck_assert_uint_ge(alt_of(0), 1);
-	ck_assert_uint_le(alt_of(0xffff), SEG_BUCKETS - 1);
+	ck_assert_uint_le(alt_of(0x1ffff), SEG_BUCKETS - 1);
 }
 END_TEST
 
@@ -53,7 +53,7 @@ static uint32_t match_ref(const uint32_t *bk, uint32_t tag, int empty)
 	for (i = 0; i < BUCKET_SLOTS; i++)
 		if (empty ? bk[i] == 0 :
 			    bk[i] >> 24 == (tag & 0xff) &&
-				    b[B_TAGHI + i] == tag >> 8)
+				    b[B_TAGHI + i] == (tag >> 8 & 0xff))
 			r |= 1u << i;
 	return r;
 }
@@ -65,11 +65,11 @@ START_TEST(test_bucket_compare)
 	uint32_t n, i;
 
 	for (n = 0; n < 200000; n++) {
-		uint32_t tag = (uint32_t)rnd(&s) & 0xffff;
+		uint32_t tag = (uint32_t)rnd(&s) & 0x1ffff;
 
 		for (i = 0; i < BUCKET_SLOTS; i++) {
 			uint64_t r = rnd(&s);
-			uint32_t t = r % 4 ? tag : (uint32_t)(r >> 8) & 0xffff;
+			uint32_t t = r % 4 ? tag : (uint32_t)(r >> 8) & 0x1ffff;
 
 			/* empty, the tag (marked or not), a tag one bit off,
 			 * another tag, words and high bytes that match alone */
@@ -83,7 +83,7 @@ START_TEST(test_bucket_compare)
 							(r & 1 ? SLOT_REF : 0));
 				break;
 			case 2:
-				slot_st(&bk[i], slot_make(tag ^ (1u << (r % 16)), 64));
+				slot_st(&bk[i], slot_make(tag ^ (1u << (r % 17)), 64));
 				break;
 			case 3:
 				slot_st(&bk[i], slot_make(t, (uint32_t)r & 0xfff));
@@ -111,11 +111,11 @@ END_TEST
 
 START_TEST(test_slot_fields)
 {
-	uint64_t s = 12345, n;
+	uint64_t s = 12345, n, want[BUCKET_SLOTS] = { 0 };
 	uint32_t bk[16] __attribute__((aligned(64))) = { 0 };
 
 	for (n = 0; n < 100000; n++) {
-		uint32_t tag = (uint32_t)rnd(&s) & 0xffff,
+		uint32_t tag = (uint32_t)rnd(&s) & 0x1ffff,
 			 ul = (uint32_t)(rnd(&s) % (UID_LOCAL_MAX + 1)),
 			 i = (uint32_t)(n % BUCKET_SLOTS), j;
 		uint64_t sl = slot_make(tag, ul), ref = n & 1 ? SLOT_REF : 0;
@@ -136,10 +136,14 @@ START_TEST(test_slot_fields)
 		ck_assert_uint_eq(slot_ld(&bk[i]), sl | SLOT_REF);
 		slot_ref_clear(&bk[i]);
 		ck_assert_uint_eq(slot_ld(&bk[i]), sl);
-		for (j = 0; j < BUCKET_SLOTS; j++)
-			if (j != i && bk[j])
-				ck_assert_uint_eq(slot_ul(slot_ld(&bk[j])) <=
-							  UID_LOCAL_MAX, 1);
+		if (n & 2)
+			slot_ref_set(&bk[i]);
+		want[i] = sl | (n & 2 ? SLOT_REF : 0);
+		/* every slot of the bucket is what was stored in it last */
+		for (j = 0; j < BUCKET_SLOTS; j++) {
+			ck_assert_uint_eq(slot_ld(&bk[j]), want[j]);
+			ck_assert_uint_eq(slot_key(&bk[j]), want[j] & ~SLOT_REF);
+		}
 	}
 	slot_st(&bk[3], 0);
 	ck_assert_uint_eq(slot_ld(&bk[3]), 0);

@@ -60,6 +60,46 @@ static uint32_t split_moving(const uint32_t *bk, uint32_t bit)
 }
 
 /*
+ * Copy the entries of segment seg whose tag has bit set into the empty
+ * segment nseg, each to the same bucket and slot.  nseg is no reader's
+ * until the directory names it: each moving entry's word, tag byte, mark
+ * and tag bit 16 are copied as they are.
+ */
+static void seg_copy_moving(uint64_t *seg, uint64_t *nseg, uint32_t bit)
+{
+	uint32_t i;
+
+	for (i = 0; i < SEG_BUCKETS; i++) {
+		uint32_t *ob = seg_bucket(seg, i), *nb = seg_bucket(nseg, i),
+			 m = split_moving(ob, bit), k;
+		uint8_t *oh = (uint8_t *)ob + B_TAGHI,
+			*nh = (uint8_t *)nb + B_TAGHI;
+
+		for (k = m; k; k &= k - 1) {
+			uint32_t j = match_slot(k);
+
+			nh[j] = oh[j];
+			nb[j] = ob[j];
+		}
+		nb[B_REF / 4] = __atomic_load_n(&ob[B_REF / 4],
+						__ATOMIC_RELAXED) &
+				(m | m << B_TOP);
+	}
+}
+
+void seg_unmove(uint64_t *seg, uint32_t bit)
+{
+	uint32_t i, k;
+
+	for (i = 0; i < SEG_BUCKETS; i++) {
+		uint32_t *ob = seg_bucket(seg, i);
+
+		for (k = split_moving(ob, bit); k; k &= k - 1)
+			slot_st(&ob[match_slot(k)], 0);
+	}
+}
+
+/*
  * Split the segment at directory index idx of directory word dw, as the
  * caller read it (under the lock): not read again, so that idx indexes the
  * directory that was checked.
@@ -107,25 +147,7 @@ static int seg_split(SHF *h, struct shard *sh, uint64_t dw, uint32_t idx)
 	sh->j.split_len = len;
 	sh->j.split_depth = l;
 	barrier();
-	/* the new segment is no reader's until the directory names it:
-	 * each moving entry's word, tag byte, mark and tag bit 16 copied as
-	 * they are */
-	for (i = 0; i < SEG_BUCKETS; i++) {
-		uint32_t *ob = seg_bucket(seg, i), *nb = seg_bucket(nseg, i),
-			 m = split_moving(ob, bit), k;
-		uint8_t *oh = (uint8_t *)ob + B_TAGHI,
-			*nh = (uint8_t *)nb + B_TAGHI;
-
-		for (k = m; k; k &= k - 1) {
-			uint32_t j = match_slot(k);
-
-			nh[j] = oh[j];
-			nb[j] = ob[j];
-		}
-		nb[B_REF / 4] = __atomic_load_n(&ob[B_REF / 4],
-						__ATOMIC_RELAXED) &
-				(m | m << B_TOP);
-	}
+	seg_copy_moving(seg, nseg, bit);
 	barrier();
 	sh->j.split_state = 1;
 	barrier();
@@ -135,12 +157,7 @@ static int seg_split(SHF *h, struct shard *sh, uint64_t dw, uint32_t idx)
 		if (i == len / 2)
 			CRASH(CP_SPLIT_DIR);
 	}
-	for (i = 0; i < SEG_BUCKETS; i++) {
-		uint32_t *ob = seg_bucket(seg, i), k;
-
-		for (k = split_moving(ob, bit); k; k &= k - 1)
-			slot_st(&ob[match_slot(k)], 0);
-	}
+	seg_unmove(seg, bit);
 	barrier();
 	sh->j.split_state = 0;
 	ctr_add(&sh->splits, 1);

@@ -88,12 +88,7 @@ static void recover_split(SHF *h, struct shard *sh, struct journal *j)
 		for (i = 0; i < len; i++)
 			st64(&dir[start + i],
 			     (i < len / 2 ? so : no) | (l + 1));
-		for (i = 0; i < SEG_SLOTS; i++) {
-			uint64_t s = slot_key(seg_slot(seg, i));
-
-			if (s && ((slot_tag(s) >> bit) & 1))
-				slot_st(seg_slot(seg, i), 0);
-		}
+		seg_unmove(seg, bit);
 	}
 	j->split_state = 0;
 }

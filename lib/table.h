@@ -674,12 +674,7 @@ static inline uint32_t slot_tag(uint64_t s)
 	return (uint32_t)(s >> 40);
 }
 
-/* Slot i of the bucket at bk (64-aligned), and back. */
-static inline uint32_t *bucket_slot(uint32_t *bk, uint32_t i)
-{
-	return bk + i;
-}
-
+/* The bucket (64-aligned) of the slot at w, and the slot's place in it. */
 static inline uint8_t *slot_bucket(const uint32_t *w)
 {
 	return (uint8_t *)((uintptr_t)w & ~(uintptr_t)63);
@@ -701,24 +696,7 @@ static inline uint32_t *seg_slot(void *seg, uint32_t k)
 	return seg_bucket(seg, k / BUCKET_SLOTS) + k % BUCKET_SLOTS;
 }
 
-/* The slot at w as one value (0: empty). */
-static inline uint64_t slot_ld(const uint32_t *w)
-{
-	const uint8_t *b = slot_bucket(w);
-	uint32_t i = slot_idx(w), x = __atomic_load_n(w, __ATOMIC_RELAXED),
-		 hi, ref;
-
-	if (!x)
-		return 0;
-	hi = __atomic_load_n(b + B_TAGHI + i, __ATOMIC_RELAXED);
-	ref = __atomic_load_n((const uint32_t *)(b + B_REF), __ATOMIC_RELAXED);
-	return ((uint64_t)(((ref >> (B_TOP + i)) & 1) << 16 | hi << 8 |
-			   x >> 24)
-		<< 40) |
-	       ((uint64_t)((ref >> i) & 1) << 39) | (x & 0xffffff);
-}
-
-/* The same without the mark: what a lookup needs (f->sval). */
+/* The slot at w without its mark (0: empty): what a lookup needs. */
 static inline uint64_t slot_key(const uint32_t *w)
 {
 	const uint8_t *b = slot_bucket(w);
@@ -743,6 +721,14 @@ static inline int slot_ref(const uint32_t *w)
 				__ATOMIC_RELAXED) >>
 		slot_idx(w)) &
 	       1;
+}
+
+/* The slot at w as one value, mark and all (0: empty). */
+static inline uint64_t slot_ld(const uint32_t *w)
+{
+	uint64_t s = slot_key(w);
+
+	return s && slot_ref(w) ? s | SLOT_REF : s;
 }
 
 /*
@@ -1356,6 +1342,12 @@ static inline int prefetch_buckets_dw(SHF *h, uint64_t dw, uint64_t hash,
 
 /* Insert a slot for hash (known absent); under the lock.  NULL + errno. */
 uint32_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash);
+/*
+ * Clear the entries of segment seg whose tag has bit set: those a split by
+ * that bit copied into the new segment (under the lock; recovery finishes
+ * a split with it too).
+ */
+void seg_unmove(uint64_t *seg, uint32_t bit);
 /* Does the index lead to the record at rec_off (for its own key)? */
 int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off);
 /* The slot under the shard's CLOCK hand, which moves on; NULL: unreadable */

@@ -165,9 +165,18 @@ static int lock_own_word(uint64_t *me)
 }
 
 /*
- * The lock is busy: spin a little (holders hold it for microseconds),
- * then sleep on the futex, marked as waiting, looking at the holder each
- * time a sleep times out.
+ * How long a waiter spins before it sleeps on the futex: longer than a
+ * holder keeps the lock for its longest common work (an index segment's
+ * split, 8-30 us), since a sleep costs the waiter a wake-up (tens of us on
+ * a virtual machine) and the holder a futex wake.  A holder that is not
+ * running wastes this much of a core at most.
+ */
+#define LOCK_SPIN_NS 50000u
+
+/*
+ * The lock is busy: spin (holders hold it for microseconds), then sleep
+ * on the futex, marked as waiting, looking at the holder each time a
+ * sleep times out.
  */
 int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 		  uint64_t *stuck)
@@ -176,6 +185,7 @@ int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 	uint64_t me = shf_lock_self(), v, t0 = 0, now, next = 0;
 	uint64_t was = __atomic_load_n(stuck, __ATOMIC_RELAXED);
 	unsigned polls = 0, spins = 0;
+	uint64_t spin_end = 0;
 
 	v = __atomic_load_n(&l->w, __ATOMIC_RELAXED);
 	if (SHF_UNLIKELY((v & ~(uint64_t)SHF_LOCK_WAITERS) == me) &&
@@ -210,10 +220,22 @@ int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 				return 0;
 			continue;
 		}
-		if (spins < 100) {
+		if (spins < 100 || (spins & 31)) {
 			spins++;
 			shf_cpu_relax();
 			continue;
+		}
+		if (spin_end != UINT64_MAX) {
+			/* every 32 spins after the first 100: is time up? */
+			uint64_t ns = shf_clock_ns(CLOCK_MONOTONIC);
+
+			if (!spin_end)
+				spin_end = ns + LOCK_SPIN_NS;
+			if (ns < spin_end) {
+				spins++;
+				continue;
+			}
+			spin_end = UINT64_MAX;
 		}
 		now = shf_clock_ms(CLOCK_MONOTONIC);
 		if (!t0) {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "table.h"
 
@@ -24,6 +25,12 @@ struct chk {
 	 */
 	uint64_t free_left;
 	uint32_t free_left_out;
+	/*
+	 * The shard's local UIDs that a slot named so far, a bit each (NULL
+	 * where there was no memory for it: that look is left out).
+	 */
+	uint64_t *uid_seen;
+	uint32_t uid_seen_n;
 };
 
 static void chk_report(struct chk *c, const char *fmt, ...)
@@ -105,6 +112,24 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 	return NULL;
 }
 
+/*
+ * Has a slot already named local UID ul?  Marks it named.  Two slots of
+ * one UID (a copied slot) would count its key twice, and a delete by one
+ * of them would leave the other leading to a free cell.
+ */
+static int uid_named_again(struct chk *c, uint32_t ul)
+{
+	uint64_t bit;
+
+	if (!c->uid_seen || ul >= c->uid_seen_n)
+		return 0;
+	bit = 1ULL << (ul % 64);
+	if (c->uid_seen[ul / 64] & bit)
+		return 1;
+	c->uid_seen[ul / 64] |= bit;
+	return 0;
+}
+
 /* The slots of one segment; -1 if its range of the directory is bad. */
 static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
 			 uint32_t start, struct chk *c, int repair)
@@ -149,6 +174,16 @@ static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
 			chk_report(c, "shard %u: slot %#llx: %s", si,
 				   (unsigned long long)((uint8_t *)seg_slot(seg, k) - h->base),
 				   why);
+			if (repair)
+				slot_st(seg_slot(seg, k), 0);
+			continue;
+		}
+		if (uid_named_again(c, slot_ul(sv))) {
+			/* the first slot stays: it leads to the record */
+			chk_report(c, "shard %u: slot %#llx: its UID %u is "
+				   "named by another slot too", si,
+				   (unsigned long long)((uint8_t *)seg_slot(seg, k) - h->base),
+				   slot_ul(sv));
 			if (repair)
 				slot_st(seg_slot(seg, k), 0);
 			continue;
@@ -259,7 +294,7 @@ static void check_cell_lists(SHF *h, struct shard *sh, uint32_t si,
 static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 {
 	struct shard *sh = &h->shards[si];
-	uint32_t g, i;
+	uint32_t g, i, cap;
 	uint64_t dw = atomic_load(&sh->dir_word), *dir = dir_get(h, dw, &g);
 	uint64_t segs = 0;
 	int len;
@@ -273,17 +308,27 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 	}
 	c->live = 0;
 	c->rbytes = 0;
+	/* a UID a slot names is in a slab of the directory (cell_of()) */
+	cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
+	c->uid_seen_n = cap > (UID_LOCAL_MAX + 1) / SLAB_CELLS
+				? UID_LOCAL_MAX + 1
+				: cap * SLAB_CELLS;
+	c->uid_seen = calloc(c->uid_seen_n / 64 + 1, 8);
 	for (i = 0; i < (1u << g); i += (uint32_t)len) {
 		/* more segments than the file has pages: some named twice */
 		if (++segs > atomic_load(&h->valid) / SEG_BYTES) {
 			chk_report(c, "shard %u: the directory names more "
 				   "segments than the file holds", si);
-			return;
+			break;
 		}
 		len = check_segment(h, si, dir, g, i, c, repair);
 		if (len < 0)
-			return;
+			break;
 	}
+	free(c->uid_seen);
+	c->uid_seen = NULL;
+	if (i < (1u << g))
+		return;
 	check_counters(sh, si, c, repair);
 	check_free_lists(h, sh, si, c, repair);
 	check_cell_lists(h, sh, si, c, repair);
@@ -292,7 +337,7 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 SHF_EXPORT uint32_t shf_check(SHF *h, uint32_t flags, shf_check_cb_t cb,
 			      void *arg)
 {
-	struct chk c = { cb, arg, 0, 0, 0, 0, 0 };
+	struct chk c = { cb, arg, 0, 0, 0, 0, 0, NULL, 0 };
 	uint32_t si;
 
 	if (!h || (flags & ~SHF_CHECK_REPAIR)) {

@@ -2720,6 +2720,95 @@ START_TEST(test_forward_to_another_uid)
 }
 END_TEST
 
+/* shf_check() callback: count the problems that name arg's words. */
+struct said {
+	const char *words;
+	uint32_t n;
+};
+
+static void said_cb(const char *problem, void *arg)
+{
+	struct said *s = arg;
+
+	if (strstr(problem, s->words))
+		s->n++;
+}
+
+/*
+ * A slot copied into an empty slot of its bucket, so that two slots name
+ * one UID (found by review): shf_check() counted the key twice, found only
+ * the key counter off by one, and a repair set it so.  Now it says which
+ * slot names a UID again, a repair drops that slot, and the key counts
+ * once; the key is found, and deleted, as before.
+ */
+START_TEST(test_slot_copied)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint32_t si = shard_of_key(5), ul, i, j = BUCKET_SLOTS, b, w, ref;
+	uint8_t seg[SEG_BYTES], *bk = NULL;
+	struct said said = { "named by another slot", 0 };
+	struct shf_stats st;
+	uint64_t off;
+	SHF *shf;
+	int fd;
+
+	find_table("slotcopy", name, path);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	shf_make_hash(key, key_of(key, 5));
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	ul = shf_uid & 0xffffff;
+	shf_detach(shf);
+
+	/* 2000 keys: each shard has one segment; the key's slot in it */
+	off = first_segment(path, si);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, seg, SEG_BYTES, (off_t)off), SEG_BYTES);
+	close(fd);
+	for (b = 0; b < SEG_BUCKETS && !bk; b++)
+		for (i = 0; i < BUCKET_SLOTS; i++) {
+			memcpy(&w, seg + b * 64 + i * 4, 4);
+			if ((w & 0xffffff) == ul + 1) {
+				bk = seg + b * 64;
+				break;
+			}
+		}
+	ck_assert_ptr_nonnull(bk);
+	b--;
+	for (j = 0; j < BUCKET_SLOTS; j++) {
+		memcpy(&w, bk + j * 4, 4);
+		if (!w)
+			break;
+	}
+	ck_assert_uint_lt(j, BUCKET_SLOTS);
+	/* word, tag byte and the tag's top bit of slot i, into slot j */
+	memcpy(bk + j * 4, bk + i * 4, 4);
+	bk[B_TAGHI + j] = bk[B_TAGHI + i];
+	memcpy(&ref, bk + B_REF, 4);
+	ref |= ((ref >> (B_TOP + i)) & 1) << (B_TOP + j);
+	memcpy(bk + B_REF, &ref, 4);
+	poke(path, off + b * 64, bk, 64);
+
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	shf_make_hash(key, key_of(key, 5));
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	ck_assert_uint_gt(shf_check(shf, 0, said_cb, &said), 0);
+	ck_assert_uint_eq(said.n, 1);
+	shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+	ck_assert_uint_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	ck_assert_uint_eq(st.keys, FIND_KEYS);
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	ck_assert_mem_eq(shf_val, "value", 5);
+	shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_NONE);
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /*
  * Cells again (found by review): a slab count damaged below the slabs in
  * use (or past the end of the directory) made the next slab take an entry
@@ -3036,7 +3125,8 @@ static Suite *hostile_suite(void)
 			   test_free_list_cycles_everywhere,
 			   test_free_block_over_its_record, test_cells_damaged,
 			   test_cells_damaged_counts);
-	shf_test_add_tcase(s, "layout7", 60, test_forward_to_another_uid);
+	shf_test_add_tcase(s, "layout7", 60, test_forward_to_another_uid,
+			   test_slot_copied);
 #ifdef SHF_TEST_HOOKS
 	shf_test_add_tcase(s, "extent", 60, test_extent_not_linked_twice);
 #endif

@@ -164,7 +164,10 @@ void shf_detach(SHF *shf);
  */
 char *shf_del(SHF *shf);
 
-/** Name the key for the thread's next call (hashes it with XXH3). */
+/**
+ * Name the key for the thread's next call (which hashes it with XXH3 and
+ * the table's secret).
+ */
 void shf_make_hash(const char *key, uint32_t key_len);
 
 /**

@@ -105,7 +105,7 @@ static inline void stage_dir(SHF *h, struct bkey *bk, const char *key,
 {
 	uint32_t idx;
 
-	bk->hash = shf_hash(key, klen);
+	bk->hash = rec_hash(h, key, klen);
 	bk->sh = shard_of(h, bk->hash);
 	bk->tag = tag_of(bk->hash);
 	buckets_of(bk->hash, bk->tag, bk->b);

@@ -95,7 +95,7 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 		return bad ? "the slot's UID leads to no cell, or to a "
 			     "damaged one" :
 			     "the slot's UID names a cell without a record";
-	hash = shf_hash(r->key, r->klen);
+	hash = rec_hash(h, r->key, r->klen);
 	buckets_of(hash, tag, bb);
 	if ((hash >> 56) != si || tag_of(hash) != tag)
 		return "hash does not match the key";

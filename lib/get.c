@@ -131,6 +131,7 @@ uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 	struct found f;
 	struct clk c = { 0 };
 	uint32_t s, tries, ul = uid & 0xffffff;
+	uint64_t hash = 0;
 	int rc, locked = 0;
 
 	shf_uid = SHF_UID_NONE;
@@ -144,7 +145,9 @@ uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 		count_get(h, 0);
 		return SHF_RET_KEY_NONE;
 	}
-	sh = by_uid ? &h->shards[uid >> 24] : shard_of(h, shf_tls.hash);
+	if (!by_uid)
+		hash = key_hash(h);
+	sh = by_uid ? &h->shards[uid >> 24] : shard_of(h, hash);
 	for (tries = 0;; tries++) {
 		if (tries >= READ_TRIES && !locked) {
 			if (shard_lock(h, sh) < 0)
@@ -166,7 +169,7 @@ uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 			else if (bad && ul < sh->uid_next)
 				rc = -1;
 		} else {
-			rc = idx_find(h, sh, shf_tls.hash, shf_tls.key, shf_tls.key_len, &f);
+			rc = idx_find(h, sh, hash, shf_tls.key, shf_tls.key_len, &f);
 		}
 		if (rc == 1 && !rec_visible(&f.r, &c))
 			rc = 0;

@@ -104,6 +104,7 @@ static int table_init(int fd)
 	hd->shards_off = SHARDS_OFF;
 	hd->data_start = data;
 	hd->nshards = NSHARDS;
+	shf_hash_secret_make(hd->hash_secret);
 	atomic_store(&hd->file_size, size);
 	hd->alloc_lk.w = 0; /* free */
 	hd->region_lk.w = 0;
@@ -225,6 +226,7 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 	atomic_store(&h->claim_seen, atomic_load(&hd.file_size));
 	h->h = m;
 	h->data_start = hd.data_start;
+	memcpy(h->secret, hd.hash_secret, SHF_HASH_SECRET);
 	h->shards = (struct shard *)(h->base + SHARDS_OFF);
 	h->path = strdup(path);
 	h->name = strdup(name);

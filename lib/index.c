@@ -224,7 +224,7 @@ uint32_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 int slot_misleads(SHF *h, struct shard *sh, uint32_t tag,
 		  const struct rec *r)
 {
-	uint64_t hash = shf_hash(r->key, r->klen);
+	uint64_t hash = rec_hash(h, r->key, r->klen);
 
 	return tag_of(hash) != tag || shard_of(h, hash) != sh;
 }
@@ -237,7 +237,7 @@ int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off)
 
 	if (!rec_get(h, rec_off, &r))
 		return 0;
-	if (idx_find(h, sh, shf_hash(r.key, r.klen), r.key, r.klen, &f) != 1)
+	if (idx_find(h, sh, rec_hash(h, r.key, r.klen), r.key, r.klen, &f) != 1)
 		return 0;
 	return f.rec_off == rec_off;
 }

@@ -26,7 +26,7 @@ struct lease_val {
 
 static _Atomic pid_t id_pid;
 static _Atomic uint64_t id_start;
-/* The lease this thread was last granted, for its key's hash. */
+/* The lease this thread was last granted, for its key (shf_key_id()). */
 static __thread struct {
 	uint64_t hash;
 	uint32_t nonce;
@@ -86,14 +86,14 @@ static int lease_is_mine(const struct rec *r, struct clk *c)
 	lease_read(r, &lv);
 	my_identity(&me);
 	return lv.pid == me.pid && lv.start == me.start &&
-	       lv.nonce == granted.nonce && granted.hash == shf_tls.hash;
+	       lv.nonce == granted.nonce && granted.hash == shf_key_id();
 }
 
 /* The key is leased to this thread now. */
 static uint32_t leased(SHF *h, struct shard *sh, uint32_t ul, uint32_t nonce)
 {
 	shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
-	granted.hash = shf_tls.hash;
+	granted.hash = shf_key_id();
 	granted.nonce = nonce;
 	return unlock_ret(h, sh, SHF_RET_KEY_NONE | SHF_RET_LEASED);
 }
@@ -135,7 +135,7 @@ static uint32_t lease_take(SHF *h, struct shard *sh, struct found *f,
 
 	atomic_store(&h->h->ttl_used, 1);
 	me->nonce = lease_nonce_new();
-	if (store(h, sh, f, found, shf_tls.hash, me, sizeof(*me),
+	if (store(h, sh, f, found, key_hash(h), me, sizeof(*me),
 		  KF_LEASE | KF_TTL, clk_now(c) + lease_ms, c, &ul) < 0)
 		return unlock_ret(h, sh, SHF_RET_ERROR);
 	if (expired)
@@ -159,7 +159,7 @@ static uint32_t lease_look(SHF *h, struct shard *sh, struct lease_val *me,
 
 	if (write_lock(h, sh, &c) < 0)
 		return SHF_RET_ERROR;
-	rc = idx_find(h, sh, shf_tls.hash, shf_tls.key, shf_tls.key_len, &f);
+	rc = idx_find(h, sh, key_hash(h), shf_tls.key, shf_tls.key_len, &f);
 	if (rc < 0) {
 		errno = EBADMSG;
 		return unlock_ret(h, sh, SHF_RET_ERROR);
@@ -211,7 +211,7 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_or_lease(SHF *h, uint32_t lease_ms,
 		ret = do_get(h, 0, 0, W_VAL_COPY);
 		if (ret != SHF_RET_KEY_NONE)
 			return ret;
-		sh = shard_of(h, shf_tls.hash);
+		sh = shard_of(h, key_hash(h));
 		ret = lease_look(h, sh, &me, lease_ms, &seq);
 		if (ret)
 			return ret;
@@ -228,7 +228,7 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_or_lease(SHF *h, uint32_t lease_ms,
 static uint32_t grant_missing(SHF *h)
 {
 	if (h && shf_tls.have_key && granted.nonce &&
-	    granted.hash == shf_tls.hash)
+	    granted.hash == shf_key_id())
 		return 0;
 	shf_uid = SHF_UID_NONE;
 	if (!h || !shf_tls.have_key) {
@@ -263,7 +263,7 @@ SHF_EXPORT void shf_lease_adopt(uint32_t grant)
 {
 	/* for the key named last: a grant of another key's lease, or one
 	 * that ended, matches no lease record, and so fills nothing */
-	granted.hash = shf_tls.hash;
+	granted.hash = shf_key_id();
 	granted.nonce = grant;
 }
 

@@ -140,7 +140,7 @@ uint32_t do_put(SHF *h, const char *val, uint32_t vlen, enum put_mode mode,
 	struct shard *sh;
 	struct found f;
 	struct clk c = { 0 };
-	uint64_t hash = shf_tls.hash, expiry;
+	uint64_t hash, expiry;
 	uint32_t ul, ret, kflags;
 	int rc, vis, expired;
 
@@ -151,6 +151,7 @@ uint32_t do_put(SHF *h, const char *val, uint32_t vlen, enum put_mode mode,
 	if (ttl_ms == UINT32_MAX)
 		ttl_ms = atomic_load_explicit(&h->h->ttl_default,
 					      memory_order_relaxed);
+	hash = key_hash(h);
 	sh = shard_of(h, hash);
 	/* hints, read without the lock: the misses overlap with taking it */
 	prefetch_put(h, sh, hash);
@@ -222,8 +223,8 @@ static int locked_find(SHF *h, struct shard *sh, int by_uid, uint32_t ul,
 		       struct found *f, uint64_t *hash)
 {
 	if (!by_uid) {
-		*hash = shf_tls.hash;
-		return idx_find(h, sh, shf_tls.hash, shf_tls.key, shf_tls.key_len, f);
+		*hash = key_hash(h);
+		return idx_find(h, sh, *hash, shf_tls.key, shf_tls.key_len, f);
 	}
 	{
 		int bad;
@@ -232,7 +233,7 @@ static int locked_find(SHF *h, struct shard *sh, int by_uid, uint32_t ul,
 
 		if (!ro)
 			return bad && ul < sh->uid_next ? -1 : 0;
-		*hash = shf_hash(r.key, r.klen);
+		*hash = rec_hash(h, r.key, r.klen);
 		if (idx_find(h, sh, *hash, r.key, r.klen, f) != 1 ||
 		    f->rec_off != ro)
 			return -1;
@@ -262,16 +263,16 @@ struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
 		*rc = 0;
 		return NULL;
 	}
-	sh = by_uid ? &h->shards[uid >> 24] : shard_of(h, shf_tls.hash);
+	sh = by_uid ? &h->shards[uid >> 24] : shard_of(h, key_hash(h));
 	if (!by_uid)
-		prefetch_put(h, sh, shf_tls.hash);
+		prefetch_put(h, sh, key_hash(h));
 	if (write_lock(h, sh, c) < 0) {
 		*rc = -2;
 		return NULL;
 	}
 	*rc = locked_find(h, sh, by_uid, uid & 0xffffff, f, hash);
 	if (!by_uid)
-		dw_hint_set(h, sh, shf_tls.hash);
+		dw_hint_set(h, sh, key_hash(h));
 	if (*rc < 0) { /* the shard's structure is unreadable */
 		shard_unlock(h, sh);
 		errno = EBADMSG;

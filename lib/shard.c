@@ -46,7 +46,7 @@ static void rec_free_live(SHF *h, struct shard *sh, struct journal *j,
 		return;
 	if (rec_get(h, off, &r)) {
 		if (r.uid == __atomic_load_n(&j->uid, __ATOMIC_RELAXED) &&
-		    shard_of(h, shf_hash(r.key, r.klen)) == sh)
+		    shard_of(h, rec_hash(h, r.key, r.klen)) == sh)
 			rec_free(h, sh, off);
 		return;
 	}

@@ -300,7 +300,12 @@ struct shf_tls {
 	uint64_t key_cap;
 	uint32_t key_len;
 	int have_key;
-	uint64_t hash; /* shf_hash() of the key */
+	/*
+	 * shf_hash() of the key with the secret of the table whose handle's
+	 * registry id is hash_of (0: none yet): worked out by the first call
+	 * on a table after shf_make_hash() (table.h: key_hash()).
+	 */
+	uint64_t hash, hash_of;
 	char *val; /* shf_val's buffer */
 	uint64_t val_cap;
 	char *kbuf; /* shf_key's buffer */
@@ -324,8 +329,18 @@ static inline int shf_tls_reserve(char **buf, uint64_t *cap, uint64_t len)
 		return 0;
 	return shf_tls_grow(buf, cap, len);
 }
-/* The hash of a key (XXH3-64): its shard, tag and buckets. */
-uint64_t shf_hash(const void *key, uint32_t len);
+/*
+ * The hash of a key in a table (XXH3-64 with the table's secret of
+ * SHF_HASH_SECRET random bytes): its shard, tag and buckets.  A secret of
+ * each table's own keeps keys made to collide (XXH3 without one has
+ * collisions that cost nothing to make) from filling a bucket pair.
+ */
+#define SHF_HASH_SECRET 192u
+uint64_t shf_hash(const uint8_t *secret, const void *key, uint32_t len);
+/* SHF_HASH_SECRET bytes of secret, from getrandom(). */
+void shf_hash_secret_make(uint8_t *secret);
+/* The key named by shf_make_hash() told apart from others (no secret). */
+uint64_t shf_key_id(void);
 
 /* =========================================================== registry.c */
 

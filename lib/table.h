@@ -12,8 +12,9 @@
  * allocator that grows the file with fallocate() (so a full tmpfs is
  * ENOSPC, not SIGBUS).
  *
- * A key's XXH3-64 hash H picks its shard (top 8 bits) and its 17-bit tag
- * (the next 17 bits).  Each shard has:
+ * A key's XXH3-64 hash H, with the random secret of the table's header
+ * (shf_hash(), key_hash()), picks its shard (top 8 bits) and its 17-bit
+ * tag (the next 17 bits).  Each shard has:
  *  - a lock for writers (sync.c's own: holder thread and start time in
  *    one word) and a sequence counter that lets readers work without any
  *    lock or shared write (seqlock);
@@ -48,8 +49,11 @@
 /* ================================================================ layout */
 
 #define SHF_MAGIC 0x314c425446485342ULL /* "BSHFTBL1" */
-/* 7: slots of 8 bytes naming UIDs (80a71d8); 8: 16-bit tags (29df203) */
-#define SHF_LAYOUT 9u
+/*
+ * 7: slots of 8 bytes naming UIDs (80a71d8); 8: 16-bit tags (29df203);
+ * 9: 17-bit tags (7eb714d); 10: a hash secret of each table's own
+ */
+#define SHF_LAYOUT 10u
 #define NSHARDS 256u
 #define PAGE 4096u
 #define SEG_BUCKETS 64u
@@ -147,6 +151,8 @@ struct hdr {
 	_Atomic uint64_t cache_bytes __attribute__((aligned(64)));
 	_Atomic uint64_t hits __attribute__((aligned(64)));
 	_Atomic uint64_t misses, leases, lease_waits;
+	/* the keys' hash's secret (shf_hash()), random, set at creation */
+	uint8_t hash_secret[SHF_HASH_SECRET] __attribute__((aligned(64)));
 };
 
 struct journal {
@@ -221,6 +227,8 @@ struct shf {
 	 */
 	_Atomic uint64_t claim_seen;
 	uint64_t data_start; /* the header's, as checked at attach */
+	/* the header's hash secret, as read at attach (key_hash()) */
+	uint8_t secret[SHF_HASH_SECRET];
 	struct hdr *h;
 	struct shard *shards;
 	char *path;
@@ -983,6 +991,25 @@ static inline int rec_visible(const struct rec *r, struct clk *c)
 static inline struct shard *shard_of(SHF *h, uint64_t hash)
 {
 	return &h->shards[hash >> 56];
+}
+
+/* The hash in table h of a key (shf_hash() with the table's secret). */
+static inline uint64_t rec_hash(const SHF *h, const void *key, uint32_t len)
+{
+	return shf_hash(h->secret, key, len);
+}
+
+/*
+ * The hash in table h of the key named by shf_make_hash() (which the
+ * caller checked it did): worked out once a key and table.
+ */
+static inline uint64_t key_hash(const SHF *h)
+{
+	if (SHF_UNLIKELY(shf_tls.hash_of != h->reg_id)) {
+		shf_tls.hash = rec_hash(h, shf_tls.key, shf_tls.key_len);
+		shf_tls.hash_of = h->reg_id;
+	}
+	return shf_tls.hash;
 }
 
 static inline uint32_t uid_make(uint32_t shard, uint32_t ul)

@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -86,11 +88,38 @@ SHF_EXPORT void shf_make_hash(const char *key, uint32_t key_len)
 	if (key_len)
 		memcpy(shf_tls.key, key, key_len);
 	shf_tls.key_len = key_len;
-	shf_tls.hash = shf_hash(shf_tls.key, key_len);
+	shf_tls.hash_of = 0;
 	shf_tls.have_key = 1;
 }
 
-uint64_t shf_hash(const void *key, uint32_t len)
+uint64_t shf_hash(const uint8_t *secret, const void *key, uint32_t len)
 {
-	return XXH3_64bits(key, len);
+	return XXH3_64bits_withSecret(key, len, secret, SHF_HASH_SECRET);
+}
+
+uint64_t shf_key_id(void)
+{
+	return XXH3_64bits(shf_tls.key, shf_tls.key_len);
+}
+
+_Static_assert(SHF_HASH_SECRET >= XXH3_SECRET_SIZE_MIN, "XXH3's secret");
+
+void shf_hash_secret_make(uint8_t *secret)
+{
+	ssize_t got = getrandom(secret, SHF_HASH_SECRET, GRND_NONBLOCK);
+	uint64_t x, i;
+
+#ifdef GRND_INSECURE
+	if (got != (ssize_t)SHF_HASH_SECRET) /* early boot: Linux 5.6 on */
+		got = getrandom(secret, SHF_HASH_SECRET, GRND_INSECURE);
+#endif
+	if (got == (ssize_t)SHF_HASH_SECRET)
+		return;
+	/* no getrandom(): what this process and instant have, spread out */
+	x = shf_clock_ns(CLOCK_REALTIME) ^ (uint64_t)getpid() << 32 ^
+	    (uint64_t)(uintptr_t)&x;
+	for (i = 0; i < SHF_HASH_SECRET; i += 8) {
+		x = XXH3_64bits_withSeed(&i, sizeof(i), x);
+		memcpy(secret + i, &x, 8);
+	}
 }

@@ -20,8 +20,9 @@
  *
  * The record of acknowledged writes is shared memory (a memfd the writers
  * inherit, see crash-common.h).  Shards are told apart by the top 8 bits of
- * the key's XXH3-64 hash (the hash named in shf.h); if the library ever
- * picks shards otherwise the tests still pass, they only cover less.
+ * the key's hash in the table (XXH3-64 with the secret in the table's
+ * header, see table.h); if the library ever picks shards otherwise the
+ * tests still pass, they only cover less.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -49,6 +50,7 @@
 #include "shf.h"
 #include "shf-test.h"
 #include "crash-common.h"
+#include "table.h" /* white-box: the header's hash secret */
 
 #define NSHARDS 256u
 #define FRESH 2000u
@@ -98,26 +100,44 @@ static uint32_t conc_num[CC_CONC];
 static char probe[NSHARDS][32];
 static char child[PATH_MAX];
 
-static uint32_t shard_of(const char *key, size_t len)
+/* The hash secret of the table keys_for() was last called for. */
+static uint8_t secret[SHF_HASH_SECRET];
+
+static uint32_t key_shard(const char *key, size_t len)
 {
-	return (uint32_t)(XXH3_64bits(key, len) >> 56);
+	return (uint32_t)(XXH3_64bits_withSecret(key, len, secret,
+						 sizeof(secret)) >>
+			  56);
 }
 
-/* Keys for the crowded shards, and one probe key per shard. */
-static void keys_init(void)
+/*
+ * Keys for the crowded shards, and one probe key per shard, of the table
+ * name (each table hashes its keys with a secret of its own).
+ */
+static void keys_for(const char *name)
 {
 	uint32_t n = 0, j, filled = 0;
-	char key[32];
+	char key[32], path[SHF_TEST_PATH_MAX];
+	int fd;
+
+	shf_test_file(path, sizeof(path), name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, secret, sizeof(secret),
+			       (off_t)offsetof(struct hdr, hash_secret)),
+			 (ssize_t)sizeof(secret));
+	close(fd);
+	memset(probe, 0, sizeof(probe));
 
 	for (j = 0; n < CC_CONC; j++) {
 		int len = sprintf(key, "ck-%u", j);
 
-		if (shard_of(key, (size_t)len) < CC_CONC_SHARDS)
+		if (key_shard(key, (size_t)len) < CC_CONC_SHARDS)
 			conc_num[n++] = j;
 	}
 	for (j = 0; filled < NSHARDS; j++) {
 		int len = sprintf(key, "probe-%u", j);
-		uint32_t s = shard_of(key, (size_t)len);
+		uint32_t s = key_shard(key, (size_t)len);
 
 		if (!probe[s][0]) {
 			memcpy(probe[s], key, (size_t)len + 1);
@@ -431,6 +451,7 @@ START_TEST(test_crash_point)
 	snprintf(tag, sizeof(tag), "crash-%d-%ld", point, n);
 	snprintf(crash, sizeof(crash), "%d:%ld", point, n);
 	shf = shf_test_new(tag, name, sizeof(name));
+	keys_for(name);
 	s = shm_new(&fd);
 
 	/* a writer grows the table from empty and dies at point:n */
@@ -482,6 +503,7 @@ START_TEST(test_random_kills)
 	SHF *shf;
 
 	shf = shf_test_new("random-kills", name, sizeof(name));
+	keys_for(name);
 	ck_assert_int_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
 	file0 = st.bytes_file;
 	s = shm_new(&fd);
@@ -605,7 +627,7 @@ static const char *key_in(char *buf, uint32_t si, uint32_t *from)
 	for (;; (*from)++) {
 		int len = sprintf(buf, "lk-%06u", *from);
 
-		if (shard_of(buf, (size_t)len) == si) {
+		if (key_shard(buf, (size_t)len) == si) {
 			(*from)++;
 			return buf;
 		}
@@ -635,6 +657,8 @@ START_TEST(test_crash_frees_once)
 	uint32_t from = 0, u1;
 	const void *addr;
 	SHF *shf = shf_test_new("frees-once", name, sizeof(name));
+
+	keys_for(name);
 
 	/* a cell */
 	put_s(shf, key_in(k1, 7, &from), "1", 1);
@@ -723,6 +747,8 @@ START_TEST(test_crash_slab_counted_once)
 	uint32_t from = 0, i;
 	SHF *shf = shf_test_new("slab-once", name, sizeof(name));
 
+	keys_for(name);
+
 	/* slabs 0..2 of shard 30's four-entry directory */
 	for (i = 0; i < 3; i++) {
 		put_s(shf, key_in(k, 30, &from), val[i], (uint32_t)strlen(val[i]));
@@ -783,6 +809,5 @@ int main(void)
 	unsetenv("SHF_TEST_CRASH");
 	shf_test_init();
 	child_init();
-	keys_init();
 	return shf_test_main(crash_suite());
 }

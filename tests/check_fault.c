@@ -323,7 +323,9 @@ START_TEST(test_layout_version)
 		"layout version 7 (8 slots of 8 bytes a bucket, 24-bit tags)");
 	patched(LAYOUT_OFF, 8, e_proto,
 		"layout version 8 (12 slots of 5 bytes, 16-bit tags)");
-	patched(LAYOUT_OFF, 10, e_proto, "layout version 10");
+	patched(LAYOUT_OFF, 9, e_proto,
+		"layout version 9 (17-bit tags, keys hashed without a secret)");
+	patched(LAYOUT_OFF, 11, e_proto, "layout version 11");
 	patched(LAYOUT_OFF, 0, e_proto, "layout version 0");
 	patched(LAYOUT_OFF, 0xffffffffu, e_proto, "layout version ~0");
 	patched(SIG_OFF, 12345, e_proto, "size signature");

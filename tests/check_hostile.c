@@ -863,6 +863,32 @@ static int kind_wanted(enum kind k)
  */
 #define FIND_KEYS 2000
 
+/*
+ * The hash secret of the table whose file table_secret() read last
+ * (find_table() does): each table hashes its keys with a secret of its own.
+ */
+static uint8_t secret[SHF_HASH_SECRET];
+static int secret_read;
+
+static void table_secret(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, secret, sizeof(secret),
+			       (off_t)offsetof(struct hdr, hash_secret)),
+			 (ssize_t)sizeof(secret));
+	close(fd);
+	secret_read = 1;
+}
+
+/* A key's hash in that table (see table.h). */
+static uint64_t table_hash(const void *key, size_t len)
+{
+	ck_assert_msg(secret_read, "no table's hash secret read yet");
+	return XXH3_64bits_withSecret(key, len, secret, sizeof(secret));
+}
+
 static void find_table(const char *tag, char *name, char *path)
 {
 	SHF *shf = shf_test_new(tag, name, SHF_TEST_NAME_MAX);
@@ -876,6 +902,7 @@ static void find_table(const char *tag, char *name, char *path)
 	}
 	shf_detach(shf);
 	shf_test_file(path, SHF_TEST_PATH_MAX, name);
+	table_secret(path);
 }
 
 static void poke(const char *path, uint64_t off, const void *p, size_t len)
@@ -898,7 +925,7 @@ static uint32_t shard_of_key(uint32_t i)
 	static char key[256];
 	uint32_t len = key_of(key, i);
 
-	return (uint32_t)(XXH3_64bits(key, len) >> 56);
+	return (uint32_t)(table_hash(key, len) >> 56);
 }
 
 /*
@@ -950,13 +977,14 @@ static pid_t kernel_thread(void)
 START_TEST(test_lock_word_kernel_thread)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
-	uint32_t words[2], w, si = shard_of_key(7);
+	uint32_t words[2], w, si;
 	double t0;
 	SHF *shf;
 
 	words[0] = (uint32_t)kernel_thread();
 	words[1] = 0; /* this thread: set below */
 	find_table("kthread", name, path);
+	si = shard_of_key(7);
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
 	words[1] = (uint32_t)syscall(SYS_gettid);
@@ -1309,7 +1337,7 @@ START_TEST(test_lock_word_start_time)
 	const struct itimerval every_5ms = { { 0, 5000 }, { 0, 5000 } },
 			       off = { { 0, 0 }, { 0, 0 } };
 	struct sigaction sa, old_sa;
-	uint32_t si = shard_of_key(9), r;
+	uint32_t si, r;
 	uint64_t st, word, rec;
 	int fds[2], status;
 	double t0, t;
@@ -1317,6 +1345,7 @@ START_TEST(test_lock_word_start_time)
 	pid_t pid;
 
 	find_table("start", name, path);
+	si = shard_of_key(9);
 	ck_assert_int_eq(pipe(fds), 0);
 	fflush(NULL);
 	pid = fork();
@@ -1441,7 +1470,7 @@ static uint32_t hold_lock_cb(const char *val, uint32_t val_len)
 START_TEST(test_lock_holder_other_time_namespace)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32], b;
-	uint32_t si = shard_of_key(13), r;
+	uint32_t si, r;
 	uint64_t rec;
 	int status;
 	double t0, t;
@@ -1449,6 +1478,7 @@ START_TEST(test_lock_holder_other_time_namespace)
 	pid_t pid;
 
 	find_table("timens", name, path);
+	si = shard_of_key(13);
 	ck_assert_int_eq(pipe(tns_pipe), 0);
 	fflush(NULL);
 	pid = fork();
@@ -2196,11 +2226,12 @@ static uint32_t damage_lock_cb(const char *val, uint32_t val_len)
 START_TEST(test_lock_word_damaged_while_held)
 {
 	char name[SHF_TEST_NAME_MAX], key[32];
-	uint32_t i, si = shard_of_key(11);
+	uint32_t i, si;
 	int status;
 	pid_t pid;
 
 	find_table("links", name, cb_path);
+	si = shard_of_key(11);
 	cb_lock = shard_at(si) + offsetof(struct shard, lk);
 	fflush(NULL);
 	pid = fork();
@@ -2254,16 +2285,18 @@ END_TEST
 START_TEST(test_unexaminable_holder_once)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
-	uint32_t one = 1, si = shard_of_key(5), i, n = 0, r;
+	uint32_t one = 1, si, i, n = 0, r;
 	double t0, t;
 	SHF *shf;
 
 	find_table("unexaminable", name, path);
+	si = shard_of_key(5);
 	poke(path, shard_at(si), &one, 4);
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
 	t0 = shf_test_now();
-	for (i = 0; i < FIND_KEYS && n < 6; i++) {
+	/* keys of the table, then new ones: the shard may hold fewer */
+	for (i = 0; i < FIND_KEYS + 100000 && n < 6; i++) {
 		if (shard_of_key(i) != si)
 			continue;
 		n++;
@@ -2365,7 +2398,7 @@ START_TEST(test_directory_names_one_segment_often)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
 	const uint32_t depth = 14;
-	uint32_t si = shard_of_key(3), i, problems;
+	uint32_t si, i, problems;
 	uint64_t end, seg, dw, *d, n = 0;
 	struct stat st;
 	uint32_t r;
@@ -2373,6 +2406,7 @@ START_TEST(test_directory_names_one_segment_often)
 	int fd;
 
 	find_table("dirdup", name, path);
+	si = shard_of_key(3);
 	seg = first_segment(path, si);
 	ck_assert_int_eq(stat(path, &st), 0);
 	end = ((uint64_t)st.st_size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
@@ -2415,13 +2449,14 @@ END_TEST
 START_TEST(test_directory_range_off_its_boundary)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
-	uint32_t si = shard_of_key(5), problems;
+	uint32_t si, problems;
 	uint64_t end, d[4], dw;
 	struct stat st;
 	SHF *shf;
 	int fd;
 
 	find_table("dirrange", name, path);
+	si = shard_of_key(5);
 	d[0] = first_segment(path, si) | 2;
 	d[1] = d[2] = d[3] = 0;
 	ck_assert_int_eq(stat(path, &st), 0);
@@ -2461,7 +2496,7 @@ START_TEST(test_extent_not_linked_twice)
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
 	char tool[4096];
 	const char *top = getenv("abs_top_builddir");
-	uint32_t ka[2], kb[5], na = 0, nb = 0, i, A = shard_of_key(0), B = 0;
+	uint32_t ka[2], kb[5], na = 0, nb = 0, i, A, B = 0;
 	const uint64_t fh7 = offsetof(struct shard, free_head) + 7 * 8;
 	uint64_t ha, hb;
 	pid_t pid;
@@ -2473,6 +2508,10 @@ START_TEST(test_extent_not_linked_twice)
 		return;
 	}
 	snprintf(tool, sizeof(tool), "%s/tools/shf", top);
+	shf = shf_test_new("extent", name, sizeof(name));
+	shf_test_file(path, sizeof(path), name);
+	table_secret(path);
+	A = shard_of_key(0);
 	for (i = 0; na < 2 || nb < 5; i++) {
 		uint32_t si = shard_of_key(i);
 
@@ -2483,7 +2522,6 @@ START_TEST(test_extent_not_linked_twice)
 			kb[nb++] = i;
 		}
 	}
-	shf = shf_test_new("extent", name, sizeof(name));
 	memset(big, 'K', sizeof(big));
 	shf_make_hash(key, key_of(key, ka[0]));
 	shf_assert_eq(shf_put_key_val(shf, big, sizeof(big)), SHF_RET_KEY_PUT);
@@ -2507,7 +2545,6 @@ START_TEST(test_extent_not_linked_twice)
 	}
 	shf_make_hash(key, key_of(key, ka[1])); /* recovery of shard A */
 	shf_assert_eq(shf_put_key_val(shf, "a", 1), SHF_RET_KEY_PUT);
-	shf_test_file(path, sizeof(path), name);
 	ha = peek64(path, shard_at(A) + fh7);
 	hb = peek64(path, shard_at(B) + fh7);
 	ck_assert_msg(hb, "setup: shard %u has no free 32-byte block", B);
@@ -2605,13 +2642,14 @@ END_TEST
 START_TEST(test_cells_damaged)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
-	uint32_t si = shard_of_key(5), c, i, n, r, uid, ul,
+	uint32_t si, c, i, n, r, uid, ul,
 		 list[CELL_CLASSES];
 	uint64_t dir, e, bad;
 	SHF *shf;
 	int w;
 
 	find_table("cells", name, path);
+	si = shard_of_key(5);
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
 	shf_make_hash(key, key_of(key, 5));
@@ -2744,7 +2782,7 @@ static void said_cb(const char *problem, void *arg)
 START_TEST(test_slot_copied)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
-	uint32_t si = shard_of_key(5), ul, i, j = BUCKET_SLOTS, b, w, ref;
+	uint32_t si, ul, i, j = BUCKET_SLOTS, b, w, ref;
 	uint8_t seg[SEG_BYTES], *bk = NULL;
 	struct said said = { "named by another slot", 0 };
 	struct shf_stats st;
@@ -2753,6 +2791,7 @@ START_TEST(test_slot_copied)
 	int fd;
 
 	find_table("slotcopy", name, path);
+	si = shard_of_key(5);
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
 	shf_make_hash(key, key_of(key, 5));
@@ -2821,12 +2860,13 @@ END_TEST
 START_TEST(test_cells_damaged_counts)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
-	uint32_t si = shard_of_key(5), i, j, n = 0, w, r, next, ul;
+	uint32_t si, i, j, n = 0, w, r, next, ul;
 	uint32_t idx[200], uid[200], x = UINT32_MAX, y = UINT32_MAX;
 	uint64_t dir, e, moved, b;
 	SHF *shf;
 
 	find_table("cellcount", name, path);
+	si = shard_of_key(5);
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
 	for (i = 0; i < FIND_KEYS; i++) {
@@ -2923,6 +2963,7 @@ START_TEST(test_free_block_over_its_record)
 
 	shf = shf_test_new("overlap", name, sizeof(name));
 	shf_test_file(path, sizeof(path), name);
+	table_secret(path);
 	shf_make_hash(key, klen);
 	shf_assert_eq(shf_put_key_val(shf, "12345678", 8), SHF_RET_KEY_PUT);
 	shf_detach(shf);
@@ -2944,7 +2985,7 @@ START_TEST(test_free_block_over_its_record)
 	f = (rs - 16) & ~(uint64_t)7;
 	w[1] = c;
 	poke(path, f, w, sizeof(w));
-	si = (uint32_t)(XXH3_64bits(key, klen) >> 56);
+	si = (uint32_t)(table_hash(key, klen) >> 56);
 	poke(path,
 	     shard_at(si) + offsetof(struct shard, free_head) + 8 * (uint64_t)c,
 	     &f, 8);

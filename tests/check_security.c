@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #include <check.h>
+#define XXH_INLINE_ALL /* XXH3's default secret */
+#include <xxhash.h>
 
 #include "shf-test.h"
 #include "table.h"
@@ -540,6 +542,72 @@ START_TEST(test_damage_errno)
 }
 END_TEST
 
+/*
+ * Keys made to collide (found by review): XXH3 without a secret gives
+ * every 32-byte key whose bytes 0 to 7 and 16 to 23 are those of its
+ * default secret one hash, whatever its other bytes.  With that hash
+ * picking shard, tag and buckets, the 25th such key found both of its
+ * buckets full (24 slots), and every put of a key of that bucket pair
+ * failed with EOVERFLOW.  Each table now hashes with a random secret of
+ * its own: a thousand such keys go in and are found, and two tables have
+ * two secrets.
+ */
+START_TEST(test_keys_made_to_collide)
+{
+	uint8_t key[32], s1[SHF_HASH_SECRET], s2[SHF_HASH_SECRET];
+	char name2[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	uint64_t one = 0;
+	uint32_t i, r;
+	int fd;
+	SHF *shf2;
+	SHF_TEST_NEW("collide");
+
+	memcpy(key, XXH3_kSecret, 8);
+	memcpy(key + 16, XXH3_kSecret + 16, 8);
+	for (i = 0; i < 1000; i++) {
+		memcpy(key + 8, &i, 4);
+		memset(key + 12, 'a', 4);
+		memcpy(key + 24, &i, 4);
+		memset(key + 28, 'b', 4);
+		if (!i)
+			one = XXH3_64bits(key, sizeof(key));
+		/* the attack is real: all of them have one hash without */
+		ck_assert_uint_eq(XXH3_64bits(key, sizeof(key)), one);
+		shf_make_hash((char *)key, sizeof(key));
+		r = shf_put_key_val(shf, "v", 1);
+		ck_assert_msg(r == SHF_RET_KEY_PUT, "key %u: %#x (%s)", i, r,
+			      strerror(errno));
+	}
+	for (i = 0; i < 1000; i++) {
+		memcpy(key + 8, &i, 4);
+		memcpy(key + 24, &i, 4);
+		shf_make_hash((char *)key, sizeof(key));
+		ck_assert_uint_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	}
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+
+	shf2 = shf_test_new("collide2", name2, sizeof(name2));
+	ck_assert_ptr_nonnull(shf2);
+	shf_test_file(path, sizeof(path), name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, s1, sizeof(s1),
+			       (off_t)offsetof(struct hdr, hash_secret)),
+			 (ssize_t)sizeof(s1));
+	close(fd);
+	shf_test_file(path, sizeof(path), name2);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, s2, sizeof(s2),
+			       (off_t)offsetof(struct hdr, hash_secret)),
+			 (ssize_t)sizeof(s2));
+	close(fd);
+	ck_assert_int_ne(memcmp(s1, s2, sizeof(s1)), 0);
+	shf_test_del(shf2, name2);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 static Suite *security_suite(void)
 {
 	Suite *s = suite_create("security");
@@ -552,6 +620,7 @@ static Suite *security_suite(void)
 			   test_header_size_claim_live, test_chunk_cursor,
 			   test_misaligned_free_head, test_truncated_copy,
 			   test_damage_errno);
+	shf_test_add_tcase(s, "hash", 60, test_keys_made_to_collide);
 	return s;
 }
 

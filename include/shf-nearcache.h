@@ -82,7 +82,8 @@ struct shf_nc_options {
  * @return the handle, or NULL with errno: EINVAL (bad name, dir,
  * address or option), ENOENT (no such dir or auth file), EACCES (the
  * auth file can be read by others, or no access), EBADMSG (the sidecar
- * or table is not one), EPROTO (made by another layout version),
+ * or table is not one), EPERM (the sidecar was made by a user who may
+ * not write the table), EPROTO (made by another layout version),
  * ENOMEM, ENOSPC, ELOOP (a symbolic link).
  */
 SHF_NC *shf_nc_open(const char *dir, const char *name,
@@ -147,7 +148,7 @@ struct shf_nc_stats {
  * their counters every 64 reads and when they close).  Needs no daemon
  * and no Redis.
  * @return SHF_RET_OK, or SHF_RET_ERROR with errno: ENOENT (no
- * near-cache for this table), EINVAL, EBADMSG, EPROTO, EACCES.
+ * near-cache for this table), EINVAL, EBADMSG, EPROTO, EACCES, EPERM.
  */
 uint32_t shf_nc_stats(const char *dir, const char *name,
 		      struct shf_nc_stats *st, size_t size);

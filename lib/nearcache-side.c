@@ -3,8 +3,8 @@
  * nearcache-side.c - the sidecar file of a near-cache, <dir>/<name>.shfnc:
  * made atomically (written under a temporary name, then linked into
  * place, so that racing creators end up with one file), opened without
- * following symbolic links, and checked (type, size, magic, layout)
- * before it is mapped.  Also clocks and /proc start times.  Uses libc
+ * following symbolic links, and checked (type, size, owner, magic,
+ * layout) before it is mapped.  Also clocks and /proc start times.  Uses libc
  * only, so that shf(1) can link it for "shf stat".
  */
 #include "config.h"
@@ -195,6 +195,35 @@ fail:
 	return -1;
 }
 
+/*
+ * May the sidecar (st) be trusted?  It tells readers where Redis and the
+ * daemon are, so one that another user made in a world-writable /dev/shm
+ * could have them fill the table from a server of that user's.  Its
+ * maker must be one who may write the table anyway: the table's owner
+ * (which shf_attach() trusted; with no table, the caller), the caller, or
+ * a member of a group that may write the table (the sidecar's group is
+ * the table's); and others may write it only where they may write the
+ * table.
+ */
+static int side_trusted(const struct stat *st, const char *dir,
+			const char *name)
+{
+	char path[PATH_MAX];
+	struct stat tst;
+	int n;
+
+	n = snprintf(path, sizeof(path), "%s/%s.shf", dir, name);
+	if (n < 0 || (size_t)n >= sizeof(path) || lstat(path, &tst) < 0 ||
+	    !S_ISREG(tst.st_mode)) {
+		tst.st_uid = geteuid();
+		tst.st_mode = 0600;
+	}
+	if ((st->st_mode & S_IWOTH) && !(tst.st_mode & S_IWOTH))
+		return 0;
+	return st->st_uid == tst.st_uid || st->st_uid == geteuid() ||
+	       ((tst.st_mode & S_IWGRP) && st->st_gid == tst.st_gid);
+}
+
 int nc_side_open(struct nc_map *m, const char *dir, const char *name,
 		 int create, int writable)
 {
@@ -229,6 +258,10 @@ int nc_side_open(struct nc_map *m, const char *dir, const char *name,
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size != (off_t)NC_SIDE_SIZE) {
 		e = EBADMSG;
+		goto fail;
+	}
+	if (!side_trusted(&st, dir, name)) {
+		e = EPERM;
 		goto fail;
 	}
 	s = mmap(NULL, NC_SIDE_SIZE, PROT_READ | (writable ? PROT_WRITE : 0),

@@ -1909,6 +1909,55 @@ START_TEST(test_sidecar_fifo)
 }
 END_TEST
 
+/*
+ * A sidecar of another user's, or one that others may write beside a
+ * table they may not (found by review): it names the Redis server and the
+ * daemon's socket that readers use, and was taken whoever made it.  Now
+ * its owner must be the table's, and it is refused (EPERM) otherwise.
+ */
+START_TEST(test_sidecar_of_another_user)
+{
+	struct shf_nc_stats st;
+	struct nc_side side;
+	char path[SHF_TEST_PATH_MAX], page[NC_SIDE_SIZE];
+	struct tab t;
+	int fd;
+
+	tab_new(&t, "sideowner");
+	side_path(path, sizeof(path), t.name);
+	memset(&side, 0, sizeof(side));
+	side.magic = NC_MAGIC;
+	side.layout = NC_LAYOUT;
+	side.size = NC_SIDE_SIZE;
+	memset(page, 0, sizeof(page));
+	memcpy(page, &side, sizeof(side));
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, page, sizeof(page)), (ssize_t)sizeof(page));
+	close(fd);
+	ck_assert_uint_eq(shf_nc_stats(shf_test_dir(), t.name, &st, sizeof(st)),
+			  SHF_RET_OK);
+	/* others may write it, not the table */
+	ck_assert_int_eq(chmod(path, 0666), 0);
+	errno = 0;
+	ck_assert_uint_eq(shf_nc_stats(shf_test_dir(), t.name, &st, sizeof(st)),
+			  SHF_RET_ERROR);
+	ck_assert_int_eq(errno, EPERM);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+	/* another user's (root can hand it over to nobody) */
+	if (geteuid() == 0) {
+		ck_assert_int_eq(chown(path, 65534, 65534), 0);
+		errno = 0;
+		ck_assert_uint_eq(shf_nc_stats(shf_test_dir(), t.name, &st,
+					       sizeof(st)),
+				  SHF_RET_ERROR);
+		ck_assert_int_eq(errno, EPERM);
+	}
+	unlink(path);
+	tab_end(&t);
+}
+END_TEST
+
 START_TEST(test_hostile_sidecar)
 {
 	struct shf_nc_stats st;
@@ -2326,6 +2375,7 @@ static Suite *nearcache_suite(void)
 	tcase_add_test(tc, test_bad_replies);
 	tcase_add_test(tc, test_hostile_sidecar);
 	tcase_add_test(tc, test_sidecar_fifo);
+	tcase_add_test(tc, test_sidecar_of_another_user);
 	tcase_add_test(tc, test_options_auth);
 	suite_add_tcase(s, tc);
 	return s;

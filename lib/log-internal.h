@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * log-internal.h - what the files of the multiplexed log share; never
- * installed.  log-out.c writes what the drain takes out (and a line's
- * prefix); log-ring.c owns the ring in the table (its region, writing a
- * record, the drain thread); log.c the process's side (the log its
+ * installed.  In layers: log-out.c writes what the drain takes out (and
+ * a line's prefix); log-drain.c runs this process's drain thread and says
+ * whether a log's reader lives; log-ring.c owns the ring in the table (its
+ * region, writing a record); log.c the process's side (the log its
  * shf_log_f*() calls go to, lines pieced together per thread, the API).
  *
  * The named region "log" holds a header and a ring of records.  Writers
@@ -110,6 +111,24 @@ static inline uint64_t log_now_ns(void)
 	return shf_clock_ns(CLOCK_MONOTONIC);
 }
 
+/* The ring's bytes, after the header. */
+static inline char *log_data(struct log_hdr *h)
+{
+	return (char *)h + LOG_HDR_SIZE;
+}
+
+/*
+ * The log's lock: held only while a record is copied in (writers wait for
+ * room without it), so a waiter gives up on a live holder after the
+ * table's bound (ETIMEDOUT), as for a shard.
+ */
+static inline int log_lock(const struct log_ref *r)
+{
+	uint64_t stuck = 0; /* not kept: each wait may last the bound */
+
+	return shf_lock_take(&r->h->lk, shf_handle_lock_site(r->shf), &stuck);
+}
+
 /*
  * The drain shows writers that wait for room that it lives and works,
  * though the batch it copied out takes long to write: they give up only
@@ -147,6 +166,24 @@ void log_out_stop(struct log_hdr *h, int fd);
  */
 void log_thread_lost(uint64_t *lines, int *err);
 
+/* ========================================================== log-drain.c */
+
+/*
+ * 1 if a reader (a drain thread) is, as far as can be told, there; with
+ * check_proc, also that its process lives, maps the table and, where it
+ * is this one, runs its drain on this log (else the log is marked as
+ * having a dead reader).
+ */
+int log_reader_alive(const struct log_ref *r, int check_proc);
+/*
+ * Start this process's one drain thread on r's log, writing to fd (or to
+ * output, when set): 0, or -1 with errno (EBUSY: one drains already;
+ * ENOMEM: no memory for its buffers; EAGAIN: no thread).
+ */
+int log_thread_start(const struct log_ref *r, int fd);
+/* Stop it if it drains shf's log: 0, or -1 with ENOENT. */
+int log_thread_stop(SHF *shf);
+
 /* =========================================================== log-ring.c */
 
 /* Open shf's log, creating it (ring of size bytes) if asked; 0 or -1. */
@@ -165,13 +202,5 @@ int log_put(const struct log_ref *r, const char *text, uint32_t len,
 	    int add_nl);
 /* Set what goes before each line, for every writer. */
 void log_prefix_set(const struct log_ref *r, uint32_t prefix);
-/*
- * Start this process's one drain thread on r's log, writing to fd (or to
- * output, when set): 0, or -1 with errno (EBUSY: one drains already;
- * ENOMEM: no memory for its buffers; EAGAIN: no thread).
- */
-int log_thread_start(const struct log_ref *r, int fd);
-/* Stop it if it drains shf's log: 0, or -1 with ENOENT. */
-int log_thread_stop(SHF *shf);
 
 #endif /* SHF_LOG_INTERNAL_H */

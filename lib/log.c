@@ -3,7 +3,7 @@
  * log.c - multiplexed logging (shf_log_*), the process's side: the log
  * this process's shf_log_f*() calls go to, the lines each thread pieces
  * together until their newline, and the calls.  The ring itself is
- * log-ring.c's (see log-internal.h).
+ * log-ring.c's, the drain thread log-drain.c's (see log-internal.h).
  */
 #include "config.h"
 

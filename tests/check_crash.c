@@ -117,16 +117,10 @@ static uint32_t key_shard(const char *key, size_t len)
 static void keys_for(const char *name)
 {
 	uint32_t n = 0, j, filled = 0;
-	char key[32], path[SHF_TEST_PATH_MAX];
-	int fd;
+	char key[32];
 
-	shf_test_file(path, sizeof(path), name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pread(fd, secret, sizeof(secret),
-			       (off_t)offsetof(struct hdr, hash_secret)),
-			 (ssize_t)sizeof(secret));
-	close(fd);
+	shf_test_pread(name, offsetof(struct hdr, hash_secret), secret,
+		       sizeof(secret));
 	memset(probe, 0, sizeof(probe));
 
 	for (j = 0; n < CC_CONC; j++) {

@@ -870,15 +870,10 @@ static int kind_wanted(enum kind k)
 static uint8_t secret[SHF_HASH_SECRET];
 static int secret_read;
 
-static void table_secret(const char *path)
+static void table_secret(const char *name)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pread(fd, secret, sizeof(secret),
-			       (off_t)offsetof(struct hdr, hash_secret)),
-			 (ssize_t)sizeof(secret));
-	close(fd);
+	shf_test_pread(name, offsetof(struct hdr, hash_secret), secret,
+		       sizeof(secret));
 	secret_read = 1;
 }
 
@@ -902,7 +897,7 @@ static void find_table(const char *tag, char *name, char *path)
 	}
 	shf_detach(shf);
 	shf_test_file(path, SHF_TEST_PATH_MAX, name);
-	table_secret(path);
+	table_secret(name);
 }
 
 static void poke(const char *path, uint64_t off, const void *p, size_t len)
@@ -2510,7 +2505,7 @@ START_TEST(test_extent_not_linked_twice)
 	snprintf(tool, sizeof(tool), "%s/tools/shf", top);
 	shf = shf_test_new("extent", name, sizeof(name));
 	shf_test_file(path, sizeof(path), name);
-	table_secret(path);
+	table_secret(name);
 	A = shard_of_key(0);
 	for (i = 0; na < 2 || nb < 5; i++) {
 		uint32_t si = shard_of_key(i);
@@ -2963,7 +2958,7 @@ START_TEST(test_free_block_over_its_record)
 
 	shf = shf_test_new("overlap", name, sizeof(name));
 	shf_test_file(path, sizeof(path), name);
-	table_secret(path);
+	table_secret(name);
 	shf_make_hash(key, klen);
 	shf_assert_eq(shf_put_key_val(shf, "12345678", 8), SHF_RET_KEY_PUT);
 	shf_detach(shf);

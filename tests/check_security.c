@@ -555,10 +555,9 @@ END_TEST
 START_TEST(test_keys_made_to_collide)
 {
 	uint8_t key[32], s1[SHF_HASH_SECRET], s2[SHF_HASH_SECRET];
-	char name2[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	char name2[SHF_TEST_NAME_MAX];
 	uint64_t one = 0;
 	uint32_t i, r;
-	int fd;
 	SHF *shf2;
 	SHF_TEST_NEW("collide");
 
@@ -588,20 +587,8 @@ START_TEST(test_keys_made_to_collide)
 
 	shf2 = shf_test_new("collide2", name2, sizeof(name2));
 	ck_assert_ptr_nonnull(shf2);
-	shf_test_file(path, sizeof(path), name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pread(fd, s1, sizeof(s1),
-			       (off_t)offsetof(struct hdr, hash_secret)),
-			 (ssize_t)sizeof(s1));
-	close(fd);
-	shf_test_file(path, sizeof(path), name2);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pread(fd, s2, sizeof(s2),
-			       (off_t)offsetof(struct hdr, hash_secret)),
-			 (ssize_t)sizeof(s2));
-	close(fd);
+	shf_test_pread(name, offsetof(struct hdr, hash_secret), s1, sizeof(s1));
+	shf_test_pread(name2, offsetof(struct hdr, hash_secret), s2, sizeof(s2));
 	ck_assert_int_ne(memcmp(s1, s2, sizeof(s1)), 0);
 	shf_test_del(shf2, name2);
 	shf_test_del(shf, name);

@@ -96,6 +96,17 @@ int shf_test_exists(const char *name)
 	return access(shf_test_file(file, sizeof(file), name), F_OK) == 0;
 }
 
+void shf_test_pread(const char *name, uint64_t off, void *buf, size_t len)
+{
+	char file[SHF_TEST_PATH_MAX];
+	int fd = open(shf_test_file(file, sizeof(file), name),
+		      O_RDONLY | O_CLOEXEC);
+
+	ck_assert_msg(fd >= 0, "%s: %s", file, strerror(errno));
+	ck_assert_int_eq(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
 SHF *shf_test_new(const char *tag, char *name, size_t size)
 {
 	char file[SHF_TEST_PATH_MAX];

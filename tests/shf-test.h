@@ -107,6 +107,8 @@ char *shf_test_name(char *buf, size_t size, const char *tag);
 char *shf_test_file(char *buf, size_t size, const char *name);
 /* 1 if the table's file exists. */
 int shf_test_exists(const char *name);
+/* len bytes at off of the table's file into buf (ck_asserts). */
+void shf_test_pread(const char *name, uint64_t off, void *buf, size_t len);
 /* Name a table by tag, make sure it is absent and attach (ck_asserts). */
 SHF *shf_test_new(const char *tag, char *name, size_t size);
 /* Declare name and shf, a new table by tag (shf_test_new()). */

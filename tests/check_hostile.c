@@ -914,6 +914,21 @@ static uint64_t shard_at(uint32_t si)
 	return SHARDS_OFF + (uint64_t)si * sizeof(struct shard);
 }
 
+/* The UID of key "k<i>" in the table name (which holds it). */
+static uint32_t uid_of_key(const char *name, uint32_t i)
+{
+	char key[32];
+	SHF *shf = shf_attach_existing(shf_test_dir(), name);
+	uint32_t uid;
+
+	ck_assert_ptr_nonnull(shf);
+	shf_make_hash(key, key_of(key, i));
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	uid = shf_uid;
+	shf_detach(shf);
+	return uid;
+}
+
 /* The shard of key "k<i>" (the top 8 bits of its hash, see table.h). */
 static uint32_t shard_of_key(uint32_t i)
 {
@@ -2645,13 +2660,8 @@ START_TEST(test_cells_damaged)
 
 	find_table("cells", name, path);
 	si = shard_of_key(5);
-	shf = shf_attach_existing(shf_test_dir(), name);
-	ck_assert_ptr_nonnull(shf);
-	shf_make_hash(key, key_of(key, 5));
-	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
-	uid = shf_uid;
+	uid = uid_of_key(name, 5);
 	ul = uid & 0xffffff;
-	shf_detach(shf);
 	dir = peek64(path, shard_at(si) + offsetof(struct shard, uid_dir));
 	e = peek64(path, dir + 8ULL * (ul / SLAB_CELLS));
 	ck_assert_uint_ne(e >> 48, 0);
@@ -2787,12 +2797,7 @@ START_TEST(test_slot_copied)
 
 	find_table("slotcopy", name, path);
 	si = shard_of_key(5);
-	shf = shf_attach_existing(shf_test_dir(), name);
-	ck_assert_ptr_nonnull(shf);
-	shf_make_hash(key, key_of(key, 5));
-	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
-	ul = shf_uid & 0xffffff;
-	shf_detach(shf);
+	ul = uid_of_key(name, 5) & 0xffffff;
 
 	/* 2000 keys: each shard has one segment; the key's slot in it */
 	off = first_segment(path, si);

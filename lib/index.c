@@ -242,6 +242,21 @@ int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off)
 	return f.rec_off == rec_off;
 }
 
+int idx_names_uid(SHF *h, struct shard *sh, uint32_t ul)
+{
+	struct rec r;
+	struct found f;
+	uint64_t hash;
+	int bad;
+
+	if (!uid_find(h, sh, ul, &r, &bad))
+		return 0;
+	hash = rec_hash(h, r.key, r.klen);
+	return shard_of(h, hash) == sh &&
+	       idx_find(h, sh, hash, r.key, r.klen, &f) == 1 &&
+	       slot_ul(f.sval) == ul;
+}
+
 /*
  * The slot under the shard's CLOCK hand; the hand moves on by one.  The
  * hand walks every segment once per turn (a segment that several directory

@@ -154,6 +154,14 @@ static void key_gone(SHF *h, struct shard *sh, struct journal *j,
 
 	if (!home)
 		return; /* the cell is not the journal's: leave it */
+	/*
+	 * A key of the index names the UID: committed, and live.  No writer
+	 * that died leaves that with an operation to undo (a new key's slot,
+	 * its commit, is not there; a delete's is gone), so the journal is
+	 * damaged: freeing the cell would lose an acknowledged value.
+	 */
+	if (idx_names_uid(h, sh, j->uid))
+		return;
 	if (rec && rec != home)
 		rec_free_live(h, sh, j, rec);
 	cell_release(h, sh, j->uid);

@@ -2396,6 +2396,66 @@ START_TEST(test_journal_replay_damaged)
 END_TEST
 
 /*
+ * A journal that names a live key's UID as a new key's (OP_NEW, OP_TAKE)
+ * or a deleted one's (OP_DEL over a slot that changed), written by a
+ * process that may write the file (found by review): the next locker's
+ * recovery freed the live key's cell, so that its acknowledged value was
+ * lost and its slot led to a free cell.  Now recovery leaves a cell alone
+ * while a slot of the index names its UID for its key.
+ */
+START_TEST(test_journal_names_a_live_uid)
+{
+	static const uint32_t ops[] = { OP_NEW, OP_TAKE, OP_DEL };
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint32_t si, ul, o, i, n = 0;
+	uint64_t zero = 0, slot, old;
+	SHF *shf;
+
+	find_table("livejournal", name, path);
+	si = shard_of_key(5);
+	ul = uid_of_key(name, 5) & 0xffffff;
+	old = ul;
+	/* a slot that holds no UID now: an OP_DEL over it looks committed */
+	slot = first_segment(path, si) + 4 * (BUCKET_SLOTS - 1);
+	for (o = 0; o < 3; o++) {
+		poke_journal(path, si, offsetof(struct journal, uid), &ul, 4);
+		poke_journal(path, si, offsetof(struct journal, rec_new), &zero,
+			     8);
+		poke_journal(path, si, offsetof(struct journal, rec_old), &zero,
+			     8);
+		poke_journal(path, si, offsetof(struct journal, slot_off), &slot,
+			     8);
+		poke_journal(path, si, offsetof(struct journal, slot_old), &old,
+			     8);
+		poke_journal(path, si, offsetof(struct journal, op), &ops[o], 4);
+		shf = shf_attach_existing(shf_test_dir(), name);
+		ck_assert_ptr_nonnull(shf);
+		/* a put of another key of the shard replays the journal */
+		for (i = FIND_KEYS + 1000 * o; shard_of_key(i) != si; i++)
+			;
+		shf_make_hash(key, key_of(key, i));
+		shf_assert_eq(shf_put_key_val(shf, "new", 3), SHF_RET_KEY_PUT);
+		n++;
+		shf_make_hash(key, key_of(key, 5));
+		ck_assert_msg(shf_get_key_val_copy(shf) == SHF_RET_KEY_FOUND,
+			      "op %u: key 5 lost (%s)", ops[o], strerror(errno));
+		ck_assert_mem_eq(shf_val, "value", 5);
+		shf_assert_eq(shf_get_uid_val_copy(shf, shf_uid),
+			      SHF_RET_KEY_FOUND);
+		/* the forged counters, if any, mended */
+		shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+		ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+		shf_test_check_sound(shf);
+		shf_detach(shf);
+	}
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	ck_assert_uint_eq(shf_test_keys(shf), FIND_KEYS + n);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * A directory whose entries each claim a segment of their own, all the
  * same one (found by review; the fuzzer's walks were slow on such
  * inputs): shf_iterate() copied that segment's records once per entry and
@@ -3161,6 +3221,7 @@ static Suite *hostile_suite(void)
 			   test_lock_holder_other_time_namespace,
 			   test_unexaminable_holder_once,
 			   test_journal_replay_damaged,
+			   test_journal_names_a_live_uid,
 			   test_directory_names_one_segment_often,
 			   test_directory_range_off_its_boundary,
 			   test_free_list_cycles_everywhere,

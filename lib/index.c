@@ -44,19 +44,34 @@ static uint64_t *dir_double(SHF *h, struct shard *sh, uint64_t *dw,
 
 /*
  * The slots of the bucket at bk whose tag has bit set (the entries that
- * a split moves): bit i for slot i.
+ * a split moves): bit i for slot i.  The bit is read where it lies (the
+ * word's top byte, the tag byte or the marks' word, see slot_key()), for
+ * the whole bucket at once: a split asks this twice a bucket.
  */
 static uint32_t split_moving(const uint32_t *bk, uint32_t bit)
 {
+	const uint8_t *b = (const uint8_t *)bk;
 	uint32_t i, m = 0;
 
-	for (i = 0; i < BUCKET_SLOTS; i++) {
-		uint64_t s = slot_key(&bk[i]);
-
-		if (s && ((slot_tag(s) >> bit) & 1))
-			m |= 1u << i;
+	if (bit >= 16) {
+		m = __atomic_load_n((const uint32_t *)(b + B_REF),
+				    __ATOMIC_RELAXED) >>
+		    B_TOP;
+	} else if (bit >= 8) {
+		for (i = 0; i < BUCKET_SLOTS; i++)
+			m |= (uint32_t)((__atomic_load_n(b + B_TAGHI + i,
+							 __ATOMIC_RELAXED) >>
+					 (bit - 8)) &
+					1)
+			     << i;
+	} else {
+		for (i = 0; i < BUCKET_SLOTS; i++)
+			m |= ((__atomic_load_n(&bk[i], __ATOMIC_RELAXED) >>
+			       (24 + bit)) &
+			      1)
+			     << i;
 	}
-	return m;
+	return m & ~bucket_empty(bk) & ((1u << BUCKET_SLOTS) - 1);
 }
 
 /*

@@ -174,6 +174,33 @@ static int lock_own_word(uint64_t *me)
 #define LOCK_SPIN_NS 50000u
 
 /*
+ * One turn of a busy lock's waiter: 1 to spin on (a pause made, or time
+ * left), 0 once LOCK_SPIN_NS have passed since the clock was first read
+ * (after 100 pauses; then every 32), and for the rest of the wait.
+ */
+static int lock_spin(unsigned *spins, uint64_t *end)
+{
+	uint64_t ns;
+
+	if (*end == UINT64_MAX)
+		return 0;
+	if (*spins < 100 || (*spins & 31)) {
+		++*spins;
+		shf_cpu_relax();
+		return 1;
+	}
+	ns = shf_clock_ns(CLOCK_MONOTONIC);
+	if (!*end)
+		*end = ns + LOCK_SPIN_NS;
+	if (ns < *end) {
+		++*spins;
+		return 1;
+	}
+	*end = UINT64_MAX;
+	return 0;
+}
+
+/*
  * The lock is busy: spin (holders hold it for microseconds), then sleep
  * on the futex, marked as waiting, looking at the holder each time a
  * sleep times out.
@@ -220,23 +247,8 @@ int shf_lock_wait(struct shf_lock *l, const struct shf_lock_site *site,
 				return 0;
 			continue;
 		}
-		if (spins < 100 || (spins & 31)) {
-			spins++;
-			shf_cpu_relax();
+		if (lock_spin(&spins, &spin_end))
 			continue;
-		}
-		if (spin_end != UINT64_MAX) {
-			/* every 32 spins after the first 100: is time up? */
-			uint64_t ns = shf_clock_ns(CLOCK_MONOTONIC);
-
-			if (!spin_end)
-				spin_end = ns + LOCK_SPIN_NS;
-			if (ns < spin_end) {
-				spins++;
-				continue;
-			}
-			spin_end = UINT64_MAX;
-		}
 		now = shf_clock_ms(CLOCK_MONOTONIC);
 		if (!t0) {
 			t0 = now;

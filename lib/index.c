@@ -260,16 +260,10 @@ int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off)
 int idx_names_uid(SHF *h, struct shard *sh, uint32_t ul)
 {
 	struct rec r;
-	struct found f;
-	uint64_t hash;
 	int bad;
+	uint64_t ro = uid_find(h, sh, ul, &r, &bad);
 
-	if (!uid_find(h, sh, ul, &r, &bad))
-		return 0;
-	hash = rec_hash(h, r.key, r.klen);
-	return shard_of(h, hash) == sh &&
-	       idx_find(h, sh, hash, r.key, r.klen, &f) == 1 &&
-	       slot_ul(f.sval) == ul;
+	return ro && idx_holds(h, sh, ro);
 }
 
 /*

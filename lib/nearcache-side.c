@@ -121,17 +121,26 @@ void nc_str_set(char *dst, size_t dsize, const char *src)
 		__atomic_store_n(&dst[i], 0, __ATOMIC_RELAXED);
 }
 
+/* The table's file <dir>/<name>.shf, if it is one: 0, or -1. */
+static int table_stat(const char *dir, const char *name, struct stat *st)
+{
+	char path[PATH_MAX];
+	int n;
+
+	n = snprintf(path, sizeof(path), "%s/%s.shf", dir, name);
+	if (n < 0 || (size_t)n >= sizeof(path) || lstat(path, st) < 0 ||
+	    !S_ISREG(st->st_mode))
+		return -1;
+	return 0;
+}
+
 /* Mode of new sidecars: the table's, so that whoever may use the table may
  * use its near-cache; owner read and write always. */
 static mode_t side_mode(const char *dir, const char *name)
 {
-	char path[PATH_MAX];
 	struct stat st;
-	int n;
 
-	n = snprintf(path, sizeof(path), "%s/%s.shf", dir, name);
-	if (n < 0 || (size_t)n >= sizeof(path) || lstat(path, &st) < 0 ||
-	    !S_ISREG(st.st_mode))
+	if (table_stat(dir, name, &st) < 0)
 		return 0600;
 	return (st.st_mode & 0666) | 0600;
 }
@@ -208,13 +217,9 @@ fail:
 static int side_trusted(const struct stat *st, const char *dir,
 			const char *name)
 {
-	char path[PATH_MAX];
 	struct stat tst;
-	int n;
 
-	n = snprintf(path, sizeof(path), "%s/%s.shf", dir, name);
-	if (n < 0 || (size_t)n >= sizeof(path) || lstat(path, &tst) < 0 ||
-	    !S_ISREG(tst.st_mode)) {
+	if (table_stat(dir, name, &tst) < 0) {
 		tst.st_uid = geteuid();
 		tst.st_mode = 0600;
 	}

@@ -251,6 +251,7 @@ struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
 			       int *vis, struct clk *c)
 {
 	struct shard *sh;
+	uint64_t kh = 0;
 
 	shf_uid = SHF_UID_NONE;
 	*vis = 0;
@@ -263,16 +264,20 @@ struct shard *lock_find(SHF *h, int by_uid, uint32_t uid,
 		*rc = 0;
 		return NULL;
 	}
-	sh = by_uid ? &h->shards[uid >> 24] : shard_of(h, key_hash(h));
-	if (!by_uid)
-		prefetch_put(h, sh, key_hash(h));
+	if (by_uid) {
+		sh = &h->shards[uid >> 24];
+	} else {
+		kh = key_hash(h);
+		sh = shard_of(h, kh);
+		prefetch_put(h, sh, kh);
+	}
 	if (write_lock(h, sh, c) < 0) {
 		*rc = -2;
 		return NULL;
 	}
 	*rc = locked_find(h, sh, by_uid, uid & 0xffffff, f, hash);
 	if (!by_uid)
-		dw_hint_set(h, sh, key_hash(h));
+		dw_hint_set(h, sh, kh);
 	if (*rc < 0) { /* the shard's structure is unreadable */
 		shard_unlock(h, sh);
 		errno = EBADMSG;

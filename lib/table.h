@@ -1377,7 +1377,7 @@ uint32_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash);
 void seg_unmove(uint64_t *seg, uint32_t bit);
 /* Does the index lead to the record at rec_off (for its own key)? */
 int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off);
-/* Does a slot of the index name local UID ul, for the key its cell holds? */
+/* Does the index lead, by the key of local UID ul's record, to that record? */
 int idx_names_uid(SHF *h, struct shard *sh, uint32_t ul);
 /* The slot under the shard's CLOCK hand, which moves on; NULL: unreadable */
 uint32_t *hand_next(SHF *h, struct shard *sh, uint32_t *depth);

@@ -134,15 +134,39 @@ static int table_stat(const char *dir, const char *name, struct stat *st)
 	return 0;
 }
 
-/* Mode of new sidecars: the table's, so that whoever may use the table may
- * use its near-cache; owner read and write always. */
-static mode_t side_mode(const char *dir, const char *name)
+/*
+ * Mode and group of a new sidecar: the table's, so that whoever may use
+ * the table may use its near-cache (owner read and write always).  A
+ * file takes its maker's primary group, so the group is set from the
+ * table's (side_group()); -1 for none.
+ */
+static mode_t side_mode(const char *dir, const char *name, gid_t *gid)
 {
 	struct stat st;
 
+	*gid = (gid_t)-1;
 	if (table_stat(dir, name, &st) < 0)
 		return 0600;
+	*gid = st.st_gid;
 	return (st.st_mode & 0666) | 0600;
+}
+
+/*
+ * Give the new sidecar (fd, of the mode given) the table's group.  A maker
+ * who may not (not a member of it, no CAP_CHOWN) keeps no group bits: the
+ * group the file got would be one the table never let in.
+ */
+static int side_group(int fd, gid_t gid, mode_t *mode)
+{
+	struct stat st;
+
+	if (gid == (gid_t)-1 || !(*mode & 0060))
+		return 0;
+	if (fstat(fd, &st) < 0)
+		return -1;
+	if (st.st_gid != gid && fchown(fd, (uid_t)-1, gid) < 0)
+		*mode &= ~(mode_t)0070;
+	return 0;
 }
 
 static int side_create(const char *dir, const char *name, const char *path)
@@ -150,7 +174,8 @@ static int side_create(const char *dir, const char *name, const char *path)
 	static unsigned counter;
 	struct nc_side *s;
 	char tmp[PATH_MAX];
-	mode_t mode = side_mode(dir, name);
+	gid_t gid;
+	mode_t mode = side_mode(dir, name, &gid);
 	int fd, n, e;
 
 	n = snprintf(tmp, sizeof(tmp), "%s/.%s%s.%ld.%u.tmp", dir, name,
@@ -177,9 +202,10 @@ static int side_create(const char *dir, const char *name, const char *path)
 	s->gen = NC_GEN(nc_real_ms(), SHF_NC_DOWN);
 	s->stale_ms = 3 * NC_PING_MS_DEFAULT;
 	s->ping_ms = NC_PING_MS_DEFAULT;
-	/* The umask must not take the table's group bits away. */
+	/* The umask must not take the table's group bits away (set after
+	 * the group: a chown may clear set-id bits, never these). */
 	errno = 0;
-	if (fchmod(fd, mode) < 0 ||
+	if (side_group(fd, gid, &mode) < 0 || fchmod(fd, mode) < 0 ||
 	    pwrite(fd, s, NC_SIDE_SIZE, 0) != (ssize_t)NC_SIDE_SIZE) {
 		e = errno ? errno : EIO;
 		if (e == EFBIG)
@@ -210,9 +236,10 @@ fail:
  * could have them fill the table from a server of that user's.  Its
  * maker must be one who may write the table anyway: the table's owner
  * (which shf_attach() trusted; with no table, the caller), the caller, or
- * a member of a group that may write the table (the sidecar's group is
- * the table's); and others may write it only where they may write the
- * table.
+ * a member of a group that may write the table (side_create() gave the
+ * sidecar the table's group, which only a member or root may do, or a
+ * directory's set-group-ID bit, which the directory's owner chose); and
+ * others may write it only where they may write the table.
  */
 static int side_trusted(const struct stat *st, const char *dir,
 			const char *name)

@@ -29,6 +29,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1958,6 +1959,81 @@ START_TEST(test_sidecar_of_another_user)
 }
 END_TEST
 
+/*
+ * As user uid (primary group uid, also in group grp), open the near-cache
+ * of table name (mk: shf_nc_open(), which makes the sidecar; else
+ * shf_nc_stats()): 0, or the errno it failed with.
+ */
+static int nc_as(uid_t uid, gid_t grp, const char *name, int mk)
+{
+	struct shf_nc_stats st;
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		gid_t groups[1] = { grp };
+		SHF_NC *nc;
+
+		if (setgroups(1, groups) || setresgid(uid, uid, uid) ||
+		    setresuid(uid, uid, uid))
+			_exit(100);
+		shf_set_allow_shared(1);
+		errno = 0;
+		if (mk) {
+			nc = shf_nc_open(shf_test_dir(), name, NULL, 0);
+			if (nc)
+				shf_nc_close(nc);
+			_exit(nc ? 0 : errno ? errno : 101);
+		}
+		_exit(shf_nc_stats(shf_test_dir(), name, &st, sizeof(st)) ==
+				      SHF_RET_OK ?
+			      0 :
+		      errno ? errno :
+			      101);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/*
+ * A member of the table's group (not by its primary group) makes the
+ * sidecar: it gets the table's group, and the table's owner and the
+ * group's other members may use it.
+ */
+START_TEST(test_sidecar_of_a_group_member)
+{
+	char path[SHF_TEST_PATH_MAX], table[SHF_TEST_PATH_MAX];
+	const uid_t owner = 61001, member = 61002, other = 61003;
+	const gid_t grp = 61000;
+	struct stat st;
+	struct tab t;
+
+	if (geteuid() != 0)
+		return; /* needs setresuid(); CI runs as root */
+	tab_new(&t, "sidegroup");
+	side_path(path, sizeof(path), t.name);
+	snprintf(table, sizeof(table), "%s/%s.shf", shf_test_dir(), t.name);
+	ck_assert_int_eq(chown(table, owner, grp), 0);
+	ck_assert_int_eq(chmod(table, 0664), 0);
+	ck_assert_int_eq(nc_as(member, grp, t.name, 1), 0);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq((int)st.st_uid, (int)member);
+	ck_assert_int_eq((int)st.st_gid, (int)grp);
+	ck_assert_int_eq(st.st_mode & 0777, 0664);
+	/* the table's owner (in the group) and another member */
+	ck_assert_int_eq(nc_as(owner, grp, t.name, 0), 0);
+	ck_assert_int_eq(nc_as(other, grp, t.name, 0), 0);
+	ck_assert_int_eq(nc_as(other, grp, t.name, 1), 0);
+	/* one outside the group may not write the table: no near-cache */
+	ck_assert_int_eq(nc_as(other, other, t.name, 1), EACCES);
+	unlink(path);
+	tab_end(&t);
+}
+END_TEST
+
 START_TEST(test_hostile_sidecar)
 {
 	struct shf_nc_stats st;
@@ -2376,6 +2452,7 @@ static Suite *nearcache_suite(void)
 	tcase_add_test(tc, test_hostile_sidecar);
 	tcase_add_test(tc, test_sidecar_fifo);
 	tcase_add_test(tc, test_sidecar_of_another_user);
+	tcase_add_test(tc, test_sidecar_of_a_group_member);
 	tcase_add_test(tc, test_options_auth);
 	suite_add_tcase(s, tc);
 	return s;

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,27 @@ uint64_t shf_key_id(void)
 
 _Static_assert(SHF_HASH_SECRET >= XXH3_SECRET_SIZE_MIN, "XXH3's secret");
 
+/* len bytes of /dev/urandom: 0, or -1. */
+static int urandom_read(uint8_t *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t r;
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0)
+		return -1;
+	while (got < len) {
+		r = read(fd, buf + got, len - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(fd);
+	return got == len ? 0 : -1;
+}
+
 void shf_hash_secret_make(uint8_t *secret)
 {
 	ssize_t got = getrandom(secret, SHF_HASH_SECRET, GRND_NONBLOCK);
@@ -115,7 +137,13 @@ void shf_hash_secret_make(uint8_t *secret)
 #endif
 	if (got == (ssize_t)SHF_HASH_SECRET)
 		return;
-	/* no getrandom(): what this process and instant have, spread out */
+	/* getrandom() refused (a seccomp filter): the kernel's device */
+	if (urandom_read(secret, SHF_HASH_SECRET) == 0)
+		return;
+	/*
+	 * Neither: what this process and instant have, spread out.  Guessable
+	 * by one who sees the file's ctime; libshf(7) says so.
+	 */
 	x = shf_clock_ns(CLOCK_REALTIME) ^ (uint64_t)getpid() << 32 ^
 	    (uint64_t)(uintptr_t)&x;
 	for (i = 0; i < SHF_HASH_SECRET; i += 8) {

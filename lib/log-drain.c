@@ -137,9 +137,11 @@ int log_reader_alive(const struct log_ref *r, int check_proc)
 	 * gone, or no longer mapping the table (it called execve(), or the
 	 * word names a stranger): no drain will come.  The process as a
 	 * whole: its drain thread goes on after its first thread called
-	 * pthread_exit(), whose own start time then reads as gone.
+	 * pthread_exit(), whose own start time then reads as gone.  Only on
+	 * proof: a writer that cannot read the reader's /proc entry (another
+	 * user's under hidepid=) takes it for alive.
 	 */
-	if (check_proc && (shf_proc_group_start_time(pid) != h->reader_start ||
+	if (check_proc && (!shf_proc_alive(pid, 1, h->reader_start) ||
 			   (site->ino && shf_tid_maps_file(pid, site->dev,
 							   site->ino) == 0))) {
 		__atomic_store_n(&h->reader_dead, 1, __ATOMIC_RELEASE);
@@ -242,6 +244,10 @@ static void *log_drain(void *arg)
 	struct log_hdr *h = r->h;
 	struct drain d;
 
+	uint64_t stop_w = 0;
+	uint32_t left = 0;
+	int stopping = 0;
+
 	/* its own from here (log_thread_start() made them) */
 	d.buf = log_thr.buf;
 	d.lens = log_thr.lens;
@@ -249,14 +255,32 @@ static void *log_drain(void *arg)
 		uint64_t rd = h->read_pos;
 		uint64_t w = __atomic_load_n(&h->write_pos, __ATOMIC_ACQUIRE);
 
+		/*
+		 * Told to stop: drain what was published by then, in a bounded
+		 * number of batches (each covers at least 8 * LOG_BATCH_LINES
+		 * bytes of the ring, or a note of dropped lines), however
+		 * fast others go on writing (or forge the dropped count).
+		 * What they write later waits in the ring for the next drain.
+		 */
+		if (!stopping &&
+		    __atomic_load_n(&log_thr.stop, __ATOMIC_ACQUIRE)) {
+			stopping = 1;
+			stop_w = w;
+			left = r->size / (8 * LOG_BATCH_LINES) + 2;
+		}
 		d.len = 0;
 		d.nlines = 0;
 		drain_dropped(h, &d);
+		if (stopping && ((!d.len && (rd == w ||
+					     (int64_t)(rd - stop_w) >= 0)) ||
+				 !left--)) {
+			if (d.len) /* a note of dropped lines, taken */
+				log_out_emit(h, log_thr.fd, d.buf, d.len,
+					     d.lens, d.nlines);
+			log_out_stop(h, log_thr.fd);
+			break;
+		}
 		if (rd == w && !d.len) {
-			if (__atomic_load_n(&log_thr.stop, __ATOMIC_ACQUIRE)) {
-				log_out_stop(h, log_thr.fd);
-				break;
-			}
 			drain_wait(h, rd);
 			continue;
 		}

@@ -164,7 +164,11 @@ static int q_slot_alive(const struct q_slot *sl)
 /*
  * Under the lock: which items are on a ring (a bit each).  An entry that
  * is no item, or an item met a second time, becomes a tombstone; a ring
- * whose ends are impossible keeps its last q_items entries.
+ * whose ends are impossible keeps its last q_items entries.  An item on
+ * a ring whose word names a holder (a puller killed between its marks
+ * and its commit, q_ring_pull()) is marked as pushed there, as
+ * q_ring_unpull() marks what it puts back: the dead slot goes to another
+ * process next, which must not find the item its own.
  */
 static void q_scan_rings(struct q_set *s, uint8_t *on)
 {
@@ -188,6 +192,8 @@ static void q_scan_rings(struct q_set *s, uint8_t *on)
 				continue;
 			}
 			on[x / 8] |= (uint8_t)(1u << (x % 8));
+			if (!(s->own[x] & Q_OWN_PUSH))
+				s->own[x] = Q_OWN_PUSH | qid;
 		}
 	}
 }

@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -3072,6 +3073,265 @@ START_TEST(test_free_block_over_its_record)
 }
 END_TEST
 
+/* ================================================ audit findings === */
+
+/* The slot of process pid in the queues qh; -1 for none. */
+static int q_slot_of(const struct q_hdr *qh, pid_t pid)
+{
+	for (uint32_t i = 0; i < Q_SLOTS; i++)
+		if (__atomic_load_n(&qh->slots[i].pid, __ATOMIC_ACQUIRE) == pid)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * A puller killed between marking its items (own[]) and the store of its
+ * ring's tail, q_ring_pull()'s commit, leaves them on the ring with its
+ * slot's mark.  The dead slot was reclaimed and given to a new process,
+ * which could then push such an item (the test asked only whether some
+ * slot held it): the item was on two rings, pulled twice.  The reclaim
+ * marks what it finds on a ring as being there now, and a push asks that
+ * the caller's own process hold the item (found by an audit).
+ */
+START_TEST(test_queue_pull_killed_before_commit)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("qstale", name, sizeof(name));
+	uint32_t items = 16, seen[16] = { 0 }, x, n = 0, *own;
+	int fds[2], go[2], slot_a = -1, status;
+	struct q_hdr *qh;
+	double t0;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(shf_q_new(shf, 2, items, 64, 1));
+	qh = (struct q_hdr *)region_at(shf, Q_REGION);
+	ck_assert_ptr_nonnull(qh);
+	own = (uint32_t *)((char *)qh + qh->off_own);
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	/* A: takes a slot, marks item 5 (on ring 0) as its pull did, dies */
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		SHF *c = shf_attach_existing(shf_test_dir(), name);
+		int slot;
+
+		if (!c || !shf_q_get(c) ||
+		    shf_q_pull_tail(c, 1) != SHF_QIID_NONE)
+			_exit(2);
+		slot = q_slot_of(qh, getpid());
+		if (slot < 0)
+			_exit(3);
+		__atomic_store_n(&own[5], Q_OWN((uint32_t)slot, 0u),
+				 __ATOMIC_RELEASE);
+		if (write(fds[1], &slot, sizeof(slot)) != sizeof(slot))
+			_exit(4);
+		_exit(0);
+	}
+	ck_assert_int_eq(read(fds[0], &slot_a, sizeof(slot_a)),
+			 (ssize_t)sizeof(slot_a));
+	status = shf_test_waitpid(pid, 30);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* its slot reclaimed: an idle puller looks for the dead */
+	t0 = shf_test_now();
+	while (__atomic_load_n(&qh->slots[slot_a].pid, __ATOMIC_ACQUIRE)) {
+		ck_assert(shf_test_now() - t0 < 5.0 * shf_test_multiplier());
+		shf_test_msleep(Q_CHECK_MS);
+		ck_assert_uint_eq(shf_q_pull_tail(shf, 1), SHF_QIID_NONE);
+	}
+	/* B: given that slot, pushes item 5, which is on ring 0 */
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		SHF *c = shf_attach_existing(shf_test_dir(), name);
+		int e;
+
+		if (!c || !shf_q_get(c) ||
+		    shf_q_pull_tail(c, 1) != SHF_QIID_NONE)
+			_exit(2);
+		if (q_slot_of(qh, getpid()) != slot_a)
+			_exit(3);
+		errno = 0;
+		shf_q_push_head(c, 1, 5);
+		e = errno;
+		shf_q_flush(c, SHF_QID_NONE);
+		_exit(e == EINVAL ? 0 : 4);
+	}
+	status = shf_test_waitpid(pid, 30);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the push of an item on a ring: status %#x", status);
+	/* an item that another live process holds: not ours to push */
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		SHF *c = shf_attach_existing(shf_test_dir(), name);
+		uint32_t held;
+		char b;
+
+		if (!c || !shf_q_get(c))
+			_exit(2);
+		held = shf_q_pull_tail(c, 0);
+		if (held == SHF_QIID_NONE ||
+		    write(fds[1], &held, sizeof(held)) != sizeof(held) ||
+		    read(go[0], &b, 1) != 1) /* the parent's byte, below */
+			_exit(3);
+		shf_q_push_head(c, 0, held);
+		shf_q_flush(c, SHF_QID_NONE);
+		_exit(0);
+	}
+	ck_assert_int_eq(read(fds[0], &x, sizeof(x)), (ssize_t)sizeof(x));
+	errno = 0;
+	shf_q_push_head(shf, 1, x);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	status = shf_test_waitpid(pid, 30);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* every item once */
+	shf_q_flush(shf, SHF_QID_NONE);
+	for (uint32_t q = 0; q < 2; q++)
+		while ((x = shf_q_pull_tail(shf, q)) != SHF_QIID_NONE) {
+			ck_assert_uint_lt(x, items);
+			ck_assert_msg(!seen[x]++, "item %u pulled twice", x);
+			n++;
+		}
+	ck_assert_uint_eq(n, items);
+	close(fds[0]);
+	close(fds[1]);
+	close(go[0]);
+	close(go[1]);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+static void log_out_slow(char *line, uint32_t len)
+{
+	(void)line;
+	(void)len;
+	usleep(500); /* an output slower than the writers */
+}
+
+/*
+ * The drain stopped (shf_log_thread_del(), shf_detach()) only when it
+ * found the ring empty: while another process went on writing faster
+ * than the output took lines, the stop waited as long as it wrote (found
+ * by an audit).  It drains what was written by then, in a bounded number
+ * of batches.
+ */
+START_TEST(test_log_stop_while_others_write)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("logstop", name, sizeof(name));
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC), status;
+	double t0, took;
+	pid_t pid;
+
+	ck_assert_int_ge(null, 0);
+	shf_log_output_set(log_out_slow);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) { /* writes for 6 s, or until killed */
+		SHF *c = shf_attach_existing(shf_test_dir(), name);
+		double end = shf_test_now() + 6.0;
+
+		if (!c || shf_log_attach_existing(c) != SHF_RET_OK)
+			_exit(2);
+		while (shf_test_now() < end)
+			(void)shf_log_append(c, "a line of another process\n",
+					     26);
+		_exit(0);
+	}
+	shf_test_msleep(300);
+	t0 = shf_test_now();
+	shf_log_thread_del(shf);
+	took = shf_test_now() - t0;
+	kill(pid, SIGKILL);
+	status = shf_test_waitpid(pid, 30);
+	ck_assert(status != -1);
+	shf_log_output_set(NULL);
+	ck_assert_msg(took < 3.0, "the stop took %.2f s", took);
+	close(null);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+static void log_out_slower(char *line, uint32_t len)
+{
+	(void)line;
+	(void)len;
+	usleep(5000);
+}
+
+/*
+ * A writer that cannot read the drain's /proc entry (another user's,
+ * under hidepid=2) took the live drain for dead once the ring was full:
+ * every writer got EPIPE from then on, and a second drain could start
+ * beside the first (found by an audit).  Only proof of death counts.
+ * Needs root and a mount namespace; skipped where they are not had.
+ */
+START_TEST(test_log_reader_hidden_from_a_writer)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("loghide", name, sizeof(name));
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC), status;
+	struct log_hdr *lh;
+	pid_t pid;
+
+	ck_assert_int_ge(null, 0);
+	if (geteuid() != 0) {
+		shf_test_del(shf, name);
+		close(null);
+		return;
+	}
+	shf_log_output_set(log_out_slower);
+	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, null), SHF_RET_OK);
+	lh = (struct log_hdr *)region_at(shf, LOG_REGION);
+	ck_assert_ptr_nonnull(lh);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char pp[64];
+		int i;
+
+		if (unshare(CLONE_NEWNS) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    mount("proc", "/proc", "proc", 0, "hidepid=2") < 0 ||
+		    setresgid(65534, 65534, 65534) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0)
+			_exit(77);
+		snprintf(pp, sizeof(pp), "/proc/%d/stat", (int)getppid());
+		if (access(pp, F_OK) == 0)
+			_exit(77); /* the drain is visible after all */
+		/* the ring fills: a writer waits for room */
+		for (i = 0; i < 300; i++)
+			if (shf_log_append(shf, "a line from a hidden user, "
+					   "in a log .........\n", 46) !=
+			    SHF_RET_OK)
+				_exit(errno == EPIPE ? 10 : 11);
+		_exit(0);
+	}
+	status = shf_test_waitpid(pid, 60);
+	ck_assert(status != -1 && WIFEXITED(status));
+	if (WEXITSTATUS(status) != 77) {
+		ck_assert_msg(WEXITSTATUS(status) == 0,
+			      "the hidden writer: %d (10: EPIPE)",
+			      WEXITSTATUS(status));
+		ck_assert_uint_eq(lh->reader_dead, 0);
+	} else {
+		printf("no mount namespace or hidepid: skipped\n");
+	}
+	shf_log_thread_del(shf);
+	shf_log_output_set(NULL);
+	close(null);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                               \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0, \
@@ -3245,6 +3505,10 @@ static Suite *hostile_suite(void)
 			   test_log_positions_off_the_grid, test_log_maker_killed,
 			   test_log_waits_have_a_way_out,
 			   test_log_reader_names_a_live_mapper);
+	shf_test_add_tcase(s, "audit-findings", 60,
+			   test_queue_pull_killed_before_commit,
+			   test_log_stop_while_others_write,
+			   test_log_reader_hidden_from_a_writer);
 	HOSTILE_CASE(s, "small-cold", test_small_cold);
 	HOSTILE_CASE(s, "small-live", test_small_live);
 	HOSTILE_CASE(s, "large-cold", test_large_cold);

@@ -21,10 +21,25 @@
 #define RACE_PREFIX "race:"
 #define RACE_PREFIX_LEN (sizeof(RACE_PREFIX) - 1)
 
+/*
+ * One 64-bit word: the horses at the line so far (its low half, which
+ * they sleep on) and the line's generation (shf_race_init() bumps it), so
+ * that a horse that gives up takes itself off its own race only, never
+ * off a race set up again meanwhile.
+ */
 struct race_line {
-	uint32_t arrived;       /* horses at the line so far */
-	uint32_t pad[15];
+	uint64_t word;
+	uint32_t pad[14];
 };
+
+#define RACE_COUNT(w) ((uint32_t)(w))
+#define RACE_GEN(w) ((uint32_t)((w) >> 32))
+
+/* The count's half of the word, for the futex. */
+static inline uint32_t *race_count(struct race_line *r)
+{
+	return (uint32_t *)&r->word + (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
+}
 
 /* "race:<name>" into buf; -1 with EINVAL if it does not fit. */
 static int race_name(char *buf, const char *name, uint32_t name_len)
@@ -45,6 +60,7 @@ SHF_EXPORT void shf_race_init(SHF *shf, const char *name, uint32_t name_len)
 {
 	char rname[SHF_REGION_NAME_MAX];
 	struct race_line *r;
+	uint64_t w;
 
 	if (!shf) {
 		errno = EINVAL;
@@ -56,7 +72,12 @@ SHF_EXPORT void shf_race_init(SHF *shf, const char *name, uint32_t name_len)
 	if (!r)
 		return;
 	/* Re-initialising an existing line starts a new race. */
-	__atomic_store_n(&r->arrived, 0, __ATOMIC_RELEASE);
+	w = __atomic_load_n(&r->word, __ATOMIC_ACQUIRE);
+	while (!__atomic_compare_exchange_n(
+		&r->word, &w, (uint64_t)(RACE_GEN(w) + 1u) << 32, 0,
+		__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	/* horses of the race before wait out their time, and give up */
 }
 
 /* SharedHashFile's horses give up after 6 seconds. */
@@ -68,8 +89,8 @@ SHF_EXPORT uint32_t shf_race_start_timeout(SHF *shf, const char *name,
 {
 	char rname[SHF_REGION_NAME_MAX];
 	struct race_line *r;
-	uint64_t deadline;
-	uint32_t seen;
+	uint64_t deadline, w;
+	uint32_t seen, gen;
 	int saved = errno; /* the futex waits set it: keep it on success */
 
 	if (!shf || horses == 0) {
@@ -83,9 +104,15 @@ SHF_EXPORT uint32_t shf_race_start_timeout(SHF *shf, const char *name,
 		return SHF_RET_ERROR; /* ENOENT: no shf_race_init() for it */
 
 	deadline = shf_clock_ms(CLOCK_MONOTONIC) + timeout_ms;
-	seen = __atomic_add_fetch(&r->arrived, 1, __ATOMIC_ACQ_REL);
+	w = __atomic_load_n(&r->word, __ATOMIC_ACQUIRE);
+	while (!__atomic_compare_exchange_n(
+		&r->word, &w, (w & ~0xffffffffULL) | (uint32_t)(w + 1), 0,
+		__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	seen = RACE_COUNT(w) + 1u;
+	gen = RACE_GEN(w);
 	if (seen >= horses) {
-		shf_futex_wake(&r->arrived, INT_MAX);
+		shf_futex_wake(race_count(r), INT_MAX);
 		errno = saved;
 		return SHF_RET_OK;
 	}
@@ -94,27 +121,37 @@ SHF_EXPORT uint32_t shf_race_start_timeout(SHF *shf, const char *name,
 
 		if (now >= deadline) {
 			/*
-			 * Give up: leave the line unless the race started
-			 * (or the line was set up again meanwhile: seen 0).
+			 * Give up: leave the line unless the race started,
+			 * or the line was set up again meanwhile (another
+			 * generation: its count is other horses').
 			 */
-			if (!seen ||
-			    __atomic_compare_exchange_n(&r->arrived, &seen,
-							seen - 1, 0,
-							__ATOMIC_ACQ_REL,
-							__ATOMIC_ACQUIRE)) {
-				errno = ETIMEDOUT;
-				return SHF_RET_ERROR;
+			w = __atomic_load_n(&r->word, __ATOMIC_ACQUIRE);
+			for (;;) {
+				seen = RACE_COUNT(w);
+				if (RACE_GEN(w) != gen || !seen) {
+					errno = ETIMEDOUT;
+					return SHF_RET_ERROR;
+				}
+				if (seen >= horses)
+					break; /* started meanwhile */
+				if (__atomic_compare_exchange_n(
+					    &r->word, &w, w - 1, 0,
+					    __ATOMIC_ACQ_REL,
+					    __ATOMIC_ACQUIRE)) {
+					errno = ETIMEDOUT;
+					return SHF_RET_ERROR;
+				}
 			}
-			continue; /* seen was reloaded */
+			continue;
 		}
 		/*
 		 * Returns at once if the counter moved on; the timeout also
 		 * bounds the cost of a signal handler that ate a wake-up.
 		 */
-		shf_futex_wait(&r->arrived, seen,
+		shf_futex_wait(race_count(r), seen,
 			       deadline - now < 1000 ? (int)(deadline - now)
 						     : 1000);
-		seen = __atomic_load_n(&r->arrived, __ATOMIC_ACQUIRE);
+		seen = __atomic_load_n(race_count(r), __ATOMIC_ACQUIRE);
 	}
 	errno = saved;
 	return SHF_RET_OK;

@@ -603,7 +603,8 @@ PyDoc_STRVAR(unlink_doc,
 "Remove the table's file and close this handle.  Processes still\n"
 "attached keep their mapping until they close it.  Returns libshf's\n"
 "note of what was removed.  OSError (EBUSY) while another thread of this\n"
-"process is inside a call on the table.");
+"process is inside a call on the table, or a Lease holds a lease through\n"
+"it (release or fill it first).");
 
 static PyObject *Table_unlink(TableObject *t, PyObject *unused)
 {
@@ -616,7 +617,9 @@ static PyObject *Table_unlink(TableObject *t, PyObject *unused)
 	fork_forget(t);
 	if (!shf || t->closing)
 		return closed_error();
-	if (t->busy)
+	/* calls in flight, or leases that Lease objects hold (their
+	 * waiters would wait out the lease time) */
+	if (t->busy || t->leases)
 		return set_errno(EBUSY);
 	t->shf = NULL;
 	Py_BEGIN_ALLOW_THREADS
@@ -702,6 +705,7 @@ static PyObject *Table_get_name(TableObject *t, void *c)
  */
 static PyObject *do_get(TableObject *t, PyObject *key)
 {
+	PyObject *v = NULL;
 	struct buf k;
 	uint32_t r;
 	int e = 0;
@@ -717,10 +721,14 @@ static PyObject *do_get(TableObject *t, PyObject *key)
 	r = shf_get_key_val_copy(t->shf);
 	e = errno;
 	Py_END_ALLOW_THREADS
+	/* the thread's value, before a buffer's release can run Python
+	 * code (3.12's __release_buffer__) that calls the table again */
+	if (r & SHF_RET_KEY_FOUND)
+		v = PyBytes_FromStringAndSize(shf_val, shf_val_len);
 	leave(t);
 	buf_release(&k);
 	if (r & SHF_RET_KEY_FOUND)
-		return PyBytes_FromStringAndSize(shf_val, shf_val_len);
+		return v;
 	if (r & SHF_RET_ERROR)
 		return set_errno(e);
 	return NULL;
@@ -2279,6 +2287,17 @@ static int lease_release(LeaseObject *l)
 	return 0;
 }
 
+/* Give l's lease up, keeping the exception that is set. */
+static void lease_give_up_keep_error(LeaseObject *l)
+{
+	PyObject *type, *val, *tb;
+
+	PyErr_Fetch(&type, &val, &tb);
+	if (lease_release(l) < 0)
+		PyErr_Clear();
+	PyErr_Restore(type, val, tb);
+}
+
 /*
  * Store v as the leased key's value; 1 stored, 0 not, -1 error.  The
  * grant is named (shf_lease_adopt()), so any thread fills it, whatever
@@ -2289,7 +2308,7 @@ static int lease_fill(LeaseObject *l, PyObject *v, uint32_t ttl)
 {
 	TableObject *t = l->table;
 	const char *k = PyBytes_AS_STRING(l->key);
-	uint32_t klen = (uint32_t)PyBytes_GET_SIZE(l->key), r = 0;
+	uint32_t klen = (uint32_t)PyBytes_GET_SIZE(l->key), r = 0, uid;
 	struct buf vb;
 	int e = 0;
 
@@ -2305,14 +2324,17 @@ static int lease_fill(LeaseObject *l, PyObject *v, uint32_t ttl)
 		closed_error();
 		return -1;
 	}
-	if (buf_get(v, &vb, "value") < 0)
+	if (buf_get(v, &vb, "value") < 0) {
+		lease_give_up_keep_error(l);
 		return -1;
+	}
 	if (ttl == UINT32_MAX) {
 		/* put_if_leased has no "table default": read it */
 		struct shf_stats st;
 
 		if (get_stats(t, &st) < 0) {
 			buf_release(&vb);
+			lease_give_up_keep_error(l);
 			return -1;
 		}
 		ttl = st.ttl_default_ms;
@@ -2328,6 +2350,7 @@ static int lease_fill(LeaseObject *l, PyObject *v, uint32_t ttl)
 	r = shf_put_key_val_if_leased(t->shf, vb.p, vb.len, ttl);
 	e = errno;
 	Py_END_ALLOW_THREADS
+	uid = shf_uid; /* before anything that can run Python code */
 	leave(t);
 	buf_release(&vb);
 	if (r & SHF_RET_ERROR) {
@@ -2340,7 +2363,7 @@ static int lease_fill(LeaseObject *l, PyObject *v, uint32_t ttl)
 	lease_ended(l);
 	if (r & SHF_RET_KEY_PUT) {
 		l->stored = 1;
-		l->uid = shf_uid;
+		l->uid = uid;
 		return 1;
 	}
 	/* the lease was lost (deleted, expired, taken over): not stored */
@@ -2487,7 +2510,11 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
 	return (PyObject *)l;
 }
 
-/* A lease never filled nor released: give it up. */
+/*
+ * A lease never filled nor released: give it up.  Only where l is alive
+ * (tp_finalize, tp_clear): PyErr_WriteUnraisable() takes a reference to
+ * it, which in tp_dealloc would free it a second time.
+ */
 static void lease_drop(LeaseObject *l)
 {
 	if (l->leased && l->table && l->table->shf) {
@@ -2498,6 +2525,12 @@ static void lease_drop(LeaseObject *l)
 			PyErr_WriteUnraisable((PyObject *)l);
 		PyErr_Restore(type, val, tb);
 	}
+}
+
+/* The last reference gone (PEP 442): the object is whole here. */
+static void Lease_finalize(LeaseObject *l)
+{
+	lease_drop(l);
 }
 
 /*
@@ -2522,8 +2555,9 @@ static int Lease_clear(LeaseObject *l)
 
 static void Lease_dealloc(LeaseObject *l)
 {
+	if (PyObject_CallFinalizerFromDealloc((PyObject *)l) < 0)
+		return; /* the finalizer gave it a new reference */
 	PyObject_GC_UnTrack(l);
-	lease_drop(l);
 	lease_ended(l);
 	Py_XDECREF(l->table);
 	Py_XDECREF(l->key);
@@ -2829,6 +2863,7 @@ static PyTypeObject Lease_Type = {
 	.tp_name = "shf.Lease",
 	.tp_basicsize = sizeof(LeaseObject),
 	.tp_dealloc = (destructor)Lease_dealloc,
+	.tp_finalize = (destructor)Lease_finalize,
 	.tp_repr = (reprfunc)Lease_repr,
 	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
 	.tp_traverse = (traverseproc)Lease_traverse,

@@ -331,3 +331,84 @@ def test_release_leaves_a_newer_lease(table):
     assert b.leased
     a.release()  # gives up a's grant only: b's stays
     assert b.put(b"from-b") is True and t[b"k"] == b"from-b"
+
+
+def test_fill_of_a_wrong_type_gives_the_lease_up(name):
+    t = shf.Table(DIR, name)
+    lease = t.get_or_lease(b"k", lease=30)
+    with pytest.raises(TypeError):
+        lease.put(123)
+    assert not lease.leased  # kept before: others waited 30 s
+    # another process takes the lease at once
+    assert exited_ok(fork_child(
+        lambda: 0 if shf.Table.attach_existing(DIR, name)
+        .get_or_lease(b"k", wait=0.5).leased else 2))
+    t.close()
+
+
+def test_unlink_refused_while_a_lease_is_held(name):
+    import errno
+
+    t = shf.Table(DIR, name)
+    lease = t.get_or_lease(b"k", lease=30)
+    with pytest.raises(OSError) as e:
+        t.unlink()  # went on before: the lease stayed until it ran out
+    assert e.value.errno == errno.EBUSY
+    lease.release()
+    t.unlink()
+    assert not os.path.exists(os.path.join(DIR, name + ".shf"))
+
+
+def test_lease_freed_while_its_release_fails(name):
+    """A Lease freed while giving its lease up fails (another process,
+    stopped, holds the key's shard lock: the wait gives up after 2 s) says
+    so through sys.unraisablehook; it freed itself twice before."""
+    import signal
+    import subprocess
+    import sys
+
+    t = shf.Table(DIR, name)
+    lease = t.get_or_lease(b"k", lease=60)
+    shard = lease.uid >> 24
+    mates, i = [], 0
+    while len(mates) < 4:  # keys of the lease's shard
+        k = b"m%d" % i
+        i += 1
+        if t.put(k, b"x") >> 24 == shard:
+            mates.append(k)
+        else:
+            del t[k]
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import shf\n"
+        "t = shf.Table.attach_existing(%r, %r)\n"
+        "v = b'v' * (1 << 20)\n"
+        "while True:\n"
+        "    for k in %r:\n"
+        "        t[k] = v\n") % (DIR, name, mates)])
+    seen = []
+    old_hook = sys.unraisablehook
+    try:
+        time.sleep(0.5)
+        caught = False
+        for _ in range(40):  # stop the child while it holds the lock
+            os.kill(child.pid, signal.SIGSTOP)
+            time.sleep(0.05)
+            try:
+                t.put(mates[0], b"probe")
+            except TimeoutError:
+                caught = True
+                break
+            os.kill(child.pid, signal.SIGCONT)
+        if not caught:
+            pytest.skip("the other process never held the lock when stopped")
+        sys.unraisablehook = lambda u: seen.append(u.exc_type)
+        del lease  # its release waits 2 s, and fails
+        sys.unraisablehook = old_hook
+        assert seen == [TimeoutError]
+    finally:
+        sys.unraisablehook = old_hook
+        child.kill()
+        child.wait()
+    t[b"after"] = b"ok"  # the table (and this interpreter) still fine
+    assert t[b"after"] == b"ok"
+    t.close()

@@ -239,6 +239,10 @@ uint32_t nc_fill(struct shf_nc *nc, const char *key, uint32_t key_len,
 	can_fill = same && tracked;
 	if (r->type == REDIS_REPLY_NIL && (nc->flags & SHF_NC_NO_NEGATIVE))
 		can_fill = 0;
+	/* A value whose time ends now (PTTL 0), or ended since the GET (-2,
+	 * no such key): served, not kept past its end. */
+	if (r->type == REDIS_REPLY_STRING && (pttl == 0 || pttl == -2))
+		can_fill = 0;
 	vlen = r->type == REDIS_REPLY_STRING ? r->len : 0;
 	if (can_fill && vlen > UINT32_MAX - 64 - NC_REC_HDR - key_len)
 		can_fill = 0;

@@ -227,6 +227,14 @@ struct redisReply *nc_command(struct redisContext *c, uint32_t timeout_ms,
  * REDIS_OK, or REDIS_ERR with c->err set (nc_ctx_errno(): ETIMEDOUT...).
  */
 int nc_get_reply(struct redisContext *c, uint32_t timeout_ms, void **reply);
+/*
+ * Contexts from nc_connect() refuse a reply whose arrays hold more than
+ * 1,048,576 elements in all (hiredis made each array's table at its
+ * header, and each element as it came).  After a read of c that failed:
+ * 1, with c's error made EPROTO ("Reply of more than ... elements"), if
+ * that was why; else 0.  nc_get_reply() says it by itself.
+ */
+int nc_reply_refused(struct redisContext *c);
 /* The server's run_id (INFO server): 0, or -1 with errno (EPROTO, ...). */
 int nc_run_id(struct redisContext *c, uint32_t timeout_ms,
 	      char out[NC_RUN_ID_LEN + 1]);

@@ -242,6 +242,74 @@ void nc_disconnect(struct redisContext **c)
 /* Bytes of a reply kept at most: Redis's own proto-max-bulk-len. */
 #define NC_REPLY_MAX (512u << 20)
 
+/*
+ * Array elements of one reply at most, its nested arrays' counted with
+ * its own.  hiredis makes an array's table of elements at its header and
+ * an object for each element as it comes, consuming the bytes: a header
+ * alone ("*100000000") made it allocate 800 MB, and a server streaming
+ * empty elements grew the heap until the reply's time ran out (1.5 GB in
+ * 3 s), which NC_REPLY_MAX, a bound of the bytes not yet parsed, never
+ * saw.  No reply of the read API holds an array; the daemon's largest are
+ * invalidations, a key an element.
+ */
+#define NC_REPLY_ELEMS_MAX (1u << 20)
+
+#if defined(HIREDIS_MAJOR) && HIREDIS_MAJOR >= 1
+typedef size_t nc_elems_t;
+#else
+typedef int nc_elems_t; /* hiredis 0.14 */
+#endif
+
+static redisReplyObjectFunctions nc_fns;
+static void *(*nc_array_made)(const redisReadTask *, nc_elems_t);
+static pthread_once_t nc_fns_once = PTHREAD_ONCE_INIT;
+static const redisReplyObjectFunctions *nc_fns_default;
+/* of the reply the thread's reader is parsing: elements it may still make */
+static __thread uint64_t nc_elems_left;
+static __thread int nc_elems_refused;
+
+static void *nc_array_bounded(const redisReadTask *task, nc_elems_t n)
+{
+	if (!task->parent) /* a reply's outermost array */
+		nc_elems_left = NC_REPLY_ELEMS_MAX;
+	if ((int64_t)n < 0 || (uint64_t)n > nc_elems_left) {
+		nc_elems_refused = 1;
+		return NULL; /* the reader fails: "Out of memory" */
+	}
+	nc_elems_left -= (uint64_t)n;
+	return nc_array_made(task, n);
+}
+
+static void nc_fns_make(void)
+{
+	nc_fns = *nc_fns_default;
+	nc_array_made = nc_fns.createArray;
+	nc_fns.createArray = nc_array_bounded;
+}
+
+/* Bound the arrays c's replies may hold (NC_REPLY_ELEMS_MAX). */
+static void nc_reader_bound(redisContext *c)
+{
+	if (!c->reader || !c->reader->fn || !c->reader->fn->createArray)
+		return;
+	nc_fns_default = c->reader->fn; /* hiredis's: the same for all */
+	pthread_once(&nc_fns_once, nc_fns_make);
+	if (c->reader->fn == nc_fns_default &&
+	    nc_fns.createArray == nc_array_bounded)
+		c->reader->fn = &nc_fns;
+}
+
+int nc_reply_refused(struct redisContext *c)
+{
+	if (!nc_elems_refused)
+		return 0;
+	nc_elems_refused = 0;
+	snprintf(c->errstr, sizeof(c->errstr), "Reply of more than %u elements",
+		 NC_REPLY_ELEMS_MAX);
+	c->err = REDIS_ERR_PROTOCOL;
+	return 1;
+}
+
 /* c's error: what nc_ctx_errno() reads, as hiredis would set it. */
 static int ctx_fail(struct redisContext *c, int type, const char *why)
 {
@@ -269,8 +337,11 @@ int nc_get_reply(struct redisContext *c, uint32_t timeout_ms, void **reply)
 	*reply = NULL;
 	if (!c || c->err)
 		return REDIS_ERR;
-	if (redisGetReplyFromReader(c, &aux) == REDIS_ERR)
+	nc_elems_refused = 0;
+	if (redisGetReplyFromReader(c, &aux) == REDIS_ERR) {
+		nc_reply_refused(c);
 		return REDIS_ERR;
+	}
 	while (!aux && !done) { /* the commands appended, if any */
 		if (ctx_time_left(c, end) != REDIS_OK ||
 		    redisBufferWrite(c, &done) == REDIS_ERR)
@@ -281,9 +352,12 @@ int nc_get_reply(struct redisContext *c, uint32_t timeout_ms, void **reply)
 			return ctx_fail(c, REDIS_ERR_PROTOCOL,
 					"Reply longer than 512 MiB");
 		if (ctx_time_left(c, end) != REDIS_OK ||
-		    redisBufferRead(c) == REDIS_ERR ||
-		    redisGetReplyFromReader(c, &aux) == REDIS_ERR)
+		    redisBufferRead(c) == REDIS_ERR)
 			return REDIS_ERR;
+		if (redisGetReplyFromReader(c, &aux) == REDIS_ERR) {
+			nc_reply_refused(c);
+			return REDIS_ERR;
+		}
 	}
 	/* the context's own bound again, for its other users */
 	redisSetTimeout(c, tv_of(timeout_ms));
@@ -345,6 +419,7 @@ struct redisContext *nc_connect(const struct nc_addr *a,
 		errno = e;
 		return NULL;
 	}
+	nc_reader_bound(c);
 	if (redisSetTimeout(c, tv) != REDIS_OK) {
 		snprintf(err, esize, "setting the timeout: %s", c->errstr);
 		redisFree(c);

@@ -933,6 +933,9 @@ enum {
 	FK_WRONG_ID,  /* CLIENT ID answers +OK */
 	FK_GET_WRONG, /* as FK_PLAY, GET answers an array */
 	FK_DRIP,      /* a long string, a byte every 100 ms */
+	FK_FLOOD,     /* an array of 100,000,000 empty arrays, streamed */
+	FK_PTTL0,     /* as FK_PLAY, PTTL answers 0 (expiring now) */
+	FK_PTTL2,     /* as FK_PLAY, PTTL answers -2 (expired since GET) */
 };
 
 #define FK_CONNS 16
@@ -1029,6 +1032,18 @@ static int fk_answer(struct fk_conn *k, uint32_t mode, int argc,
 	case FK_HUGE:
 		fk_send(k->fd, "*99999999999\r\n");
 		return 0;
+	case FK_FLOOD: { /* until the reader gives up and closes */
+		static char empties[65536];
+		double end = shf_test_now() + 2.0;
+
+		for (size_t i = 0; i < sizeof(empties); i += 4)
+			memcpy(empties + i, "*0\r\n", 4);
+		fk_send(k->fd, "*100000000\r\n");
+		while (shf_test_now() < end &&
+		       write(k->fd, empties, sizeof(empties)) > 0)
+			;
+		return -1;
+	}
 	case FK_DRIP: /* each read the reader makes returns in time */
 		fk_send(k->fd, "$100000\r\n");
 		for (int i = 0; i < 60; i++) {
@@ -1067,7 +1082,8 @@ static int fk_answer(struct fk_conn *k, uint32_t mode, int argc,
 		fk_send(k->fd, mode == FK_GET_WRONG ? "*1\r\n:1\r\n" :
 						       "$5\r\nfaked\r\n");
 	} else if (arg_is(argv[0], lens[0], "PTTL")) {
-		fk_send(k->fd, ":-1\r\n");
+		fk_send(k->fd, mode == FK_PTTL0 ? ":0\r\n" :
+			       mode == FK_PTTL2 ? ":-2\r\n" : ":-1\r\n");
 	} else {
 		fk_send(k->fd, "-ERR unknown\r\n");
 	}
@@ -1812,6 +1828,11 @@ START_TEST(test_bad_replies)
 	reader_vs(t.name, addr, FK_DRIP, ETIMEDOUT, ETIMEDOUT);
 	/* hiredis refuses the length (EPROTO) or cannot allocate it */
 	reader_vs(t.name, addr, FK_HUGE, EPROTO, ENOMEM);
+	/*
+	 * an array's elements are bounded, not only its unparsed bytes:
+	 * before, the heap grew until the reply's time ran out (ETIMEDOUT)
+	 */
+	reader_vs(t.name, addr, FK_FLOOD, EPROTO, EPROTO);
 
 	/* The daemon: errors, retries with backoff, never crashes. */
 	daemon_vs(t.name, addr, FK_GARBAGE);
@@ -1832,6 +1853,18 @@ START_TEST(test_bad_replies)
 	ck_assert_uint_eq(shf_nc_get(nc, "k", 1, &v, &len), SHF_RET_ERROR);
 	ck_assert_int_eq(errno, EPROTO);
 	ck_assert_int_eq(rec_of(t.shf, "k", NULL, 0, NULL), REC_NONE);
+	__atomic_store_n(&sh->mode, FK_PLAY, __ATOMIC_SEQ_CST);
+	/*
+	 * A value whose time ends now, or ended since the GET: served, not
+	 * kept (kept before, with the handle's TTL: no end).
+	 */
+	for (uint32_t m = FK_PTTL0; m <= FK_PTTL2; m++) {
+		__atomic_store_n(&sh->mode, m, __ATOMIC_SEQ_CST);
+		ck_assert_uint_eq(shf_nc_get(nc, "k", 1, &v, &len),
+				  SHF_RET_KEY_FOUND);
+		ck_assert_mem_eq(v, "faked", 5);
+		ck_assert_int_eq(rec_of(t.shf, "k", NULL, 0, NULL), REC_NONE);
+	}
 	__atomic_store_n(&sh->mode, FK_PLAY, __ATOMIC_SEQ_CST);
 	ck_assert_uint_eq(shf_nc_get(nc, "k", 1, &v, &len), SHF_RET_KEY_FOUND);
 	ck_assert_mem_eq(v, "faked", 5);
@@ -2425,6 +2458,92 @@ START_TEST(test_options_auth)
 }
 END_TEST
 
+/*
+ * The daemon's delete of an invalidated key failed (another process held
+ * the key's shard lock past the lock's wait, 2 s) and the daemon went
+ * on: the value Redis had changed was served on, in the same epoch, until
+ * its TTL (found by an audit).  A failed delete resyncs the table now.
+ */
+static uint32_t hold_cb(const char *val, uint32_t val_len)
+{
+	(void)val;
+	(void)val_len;
+	__atomic_store_n(&sh->go, 1, __ATOMIC_SEQ_CST);
+	sleep(3); /* in the shard's lock */
+	return SHF_RET_OK;
+}
+
+static void hold_shard(void *argp)
+{
+	const char **a = argp;
+	SHF *s;
+
+	shf_init();
+	s = shf_attach(shf_test_dir(), a[0], 0);
+	if (!s)
+		_exit(1);
+	shf_upd_callback_set(hold_cb);
+	shf_make_hash(a[1], (uint32_t)strlen(a[1]));
+	shf_upd_key_val(s);
+	_exit(0);
+}
+
+START_TEST(test_invalidation_delete_fails)
+{
+	char k2[128];
+	const char *arg[2];
+	uint32_t shard;
+	struct rs r;
+	struct tab t;
+	redisContext *c;
+	SHF_NC *nc;
+	pid_t d, kid;
+	int i;
+
+	rs_start(&r);
+	shared_new();
+	tab_new(&t, "delfail");
+	/* no PING may time out while the delete waits */
+	d = daemon_start(t.name, r.addr, "--timeout-ms", "5000", NULL);
+	wait_up(t.name);
+	c = cli(&r);
+	nc = nc_open(t.name, r.addr);
+	cmd(c, "SET %s %s", key_of("k"), "v1");
+	get_is(nc, key_of("k"), "v1");
+	shf_make_hash(key_of("k"), (uint32_t)strlen(key_of("k")));
+	ck_assert_uint_eq(shf_get_key_val_copy(t.shf), SHF_RET_KEY_FOUND);
+	shard = shf_uid >> 24;
+	for (i = 0;; i++) { /* a key of the same shard */
+		ck_assert_int_lt(i, 100000);
+		snprintf(k2, sizeof(k2), "%s%d", key_of("other"), i);
+		shf_make_hash(k2, (uint32_t)strlen(k2));
+		ck_assert_uint_eq(shf_put_key_val(t.shf, "x", 1),
+				  SHF_RET_KEY_PUT);
+		if (shf_uid >> 24 == shard)
+			break;
+		shf_make_hash(k2, (uint32_t)strlen(k2));
+		shf_del_key_val(t.shf);
+	}
+	arg[0] = t.name;
+	arg[1] = k2;
+	kid = helper(hold_shard, arg);
+	while (!__atomic_load_n(&sh->go, __ATOMIC_SEQ_CST))
+		shf_test_msleep(1);
+	cmd(c, "SET %s %s", key_of("k"), "v2");
+	ck_assert_int_ge(shf_test_waitpid(kid, 10), 0);
+	wait_up(t.name);
+	shf_test_msleep(200);
+	wait_up(t.name);
+	get_is(nc, key_of("k"), "v2");
+	shf_nc_close(nc);
+	daemon_stop(d, t.name);
+	redisFree(c);
+	tab_end(&t);
+	shared_end();
+	rs_end(&r);
+}
+END_TEST
+
 static Suite *nearcache_suite(void)
 {
 	Suite *s = suite_create("nearcache");
@@ -2454,6 +2573,7 @@ static Suite *nearcache_suite(void)
 	tcase_add_test(tc, test_sidecar_of_another_user);
 	tcase_add_test(tc, test_sidecar_of_a_group_member);
 	tcase_add_test(tc, test_options_auth);
+	tcase_add_test(tc, test_invalidation_delete_fails);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -501,17 +501,26 @@ static void ponged(struct conn *k, int bcast)
 static uint64_t g_sid;
 static int g_ever_up, g_session_up;
 
+/*
+ * Everything the table holds is suspect: a new epoch, in which no record
+ * made before is served, then the table emptied.  The requests in flight
+ * are answered with the new epoch: their fills will not be.
+ */
+static void resync(void)
+{
+	set_state(SHF_NC_RESYNCING);
+	new_token();
+	flush_table();
+	set_state(SHF_NC_UP);
+}
+
 static int invalidate(const redisReply *keys)
 {
-	size_t i;
+	size_t i, failed = 0;
+	int e = 0;
 
-	if (keys->type == REDIS_REPLY_NIL) {
-		/* FLUSHALL or FLUSHDB.  The requests in flight are answered
-		 * with the new epoch: their fills will not be. */
-		set_state(SHF_NC_RESYNCING);
-		new_token();
-		flush_table();
-		set_state(SHF_NC_UP);
+	if (keys->type == REDIS_REPLY_NIL) { /* FLUSHALL or FLUSHDB */
+		resync();
 		return 0;
 	}
 	if (keys->type != REDIS_REPLY_ARRAY)
@@ -522,9 +531,22 @@ static int invalidate(const redisReply *keys)
 		if (k->type != REDIS_REPLY_STRING || k->len > UINT32_MAX)
 			return fail("invalidation: a key that is no string");
 		shf_make_hash(k->str, (uint32_t)k->len);
-		shf_del_key_val(g_shf);
+		if (shf_del_key_val(g_shf) & SHF_RET_ERROR) {
+			e = errno;
+			failed++;
+		}
 	}
 	nc_ctr_add(S, NC_INVALIDATIONS, keys->elements);
+	/*
+	 * A delete that failed (another process held the key's shard lock
+	 * past the lock's wait, ETIMEDOUT; a damaged shard) leaves a value
+	 * that Redis changed: no record of the epoch before is served.
+	 */
+	if (failed) {
+		say("%zu invalidated key(s) not deleted (%s): resynced", failed,
+		    strerror(e));
+		resync();
+	}
 	return 0;
 }
 
@@ -591,8 +613,10 @@ static int conn_read(struct conn *k, int (*on)(const redisReply *))
 					  "connection closed by the server" :
 					  k->c->errstr);
 	for (;;) {
-		if (redisGetReplyFromReader(k->c, &r) != REDIS_OK)
+		if (redisGetReplyFromReader(k->c, &r) != REDIS_OK) {
+			nc_reply_refused(k->c);
 			return fail("%s", k->c->errstr);
+		}
 		if (!r)
 			return 0;
 		rc = on(r);

@@ -170,6 +170,29 @@ static int header_read(int fd, struct hdr *hd, struct stat *st)
 	return hdr_check(hd, (uint64_t)st->st_size);
 }
 
+int shf_table_owner_read(int fd, pid_t *pid, uint64_t *start)
+{
+	struct hdr a, b;
+	struct stat st;
+	int i;
+
+	/* the owner's two words, alike in two reads (an owner changes) */
+	for (i = 0; i < 8; i++) {
+		if (header_read(fd, &a, &st) < 0 || header_read(fd, &b, &st) < 0)
+			return -1;
+		if (atomic_load(&a.owner_pid) == atomic_load(&b.owner_pid) &&
+		    atomic_load(&a.owner_start) == atomic_load(&b.owner_start))
+			break;
+	}
+	if (i == 8) {
+		errno = EAGAIN;
+		return -1;
+	}
+	*pid = atomic_load(&a.owner_pid) > 0 ? atomic_load(&a.owner_pid) : 0;
+	*start = atomic_load(&a.owner_start);
+	return 0;
+}
+
 /* TMPFS_MAGIC of <linux/magic.h>: the file systems whose growth is mapped
  * at once (grow.c) */
 #define SHF_TMPFS_MAGIC 0x01021994
@@ -382,7 +405,14 @@ static SHF *do_attach(const char *path, const char *name, int create,
 		return NULL;
 	snprintf(fname, sizeof(fname), "%s.shf", name);
 	for (tries = 0;; tries++) {
-		fd = openat(dfd, fname, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		/*
+		 * O_NONBLOCK: a file lease that another user took on a name
+		 * in a shared directory (F_SETLEASE) held an open for writing
+		 * for the lease break time (45 s): now EAGAIN at once.  (No
+		 * other effect on a regular file.)
+		 */
+		fd = openat(dfd, fname,
+			    O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		if (fd >= 0 || errno != ENOENT || !create)
 			break;
 		fd = table_create(dfd, fname);
@@ -446,7 +476,8 @@ SHF_EXPORT SHF *shf_attach(const char *path, const char *name,
 	h = do_attach(path, name, 1, &created);
 	if (h && delete_upon_process_exit) {
 		pid_t me = getpid();
-		uint64_t start = shf_proc_start_time(me);
+		/* of the process: its first thread may have exited */
+		uint64_t start = shf_proc_group_start_time(me);
 
 		/*
 		 * A table this call made is the caller's at once: should the

@@ -212,7 +212,7 @@ int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
 	if (monitor_target(dir, name, dev, ino, file, sizeof(file), &st) < 0)
 		return -1;
 	self = getpid();
-	start = shf_proc_start_time(self);
+	start = shf_proc_group_start_time(self); /* see shf_attach() */
 	if (!start)
 		return -1;
 	prog = monitor_prog();

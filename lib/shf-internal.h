@@ -394,5 +394,14 @@ const struct shf_lock_site *shf_handle_lock_site(SHF *shf);
 uint64_t shf_handle_reg_id(SHF *shf);
 /* 1 if the handle's file has been removed (no directory names it). */
 int shf_handle_removed(SHF *shf);
+/*
+ * The owner that the table file open on fd (for reading at least)
+ * records, read from the file, not mapped: another process that
+ * truncates the file meanwhile cannot make the caller fault
+ * (shf-monitor's sweep).  *pid 0: none.  0, or -1 with errno (EBADMSG,
+ * EPROTO: not a table of this layout; EPERM: another user's, unless
+ * shf_set_allow_shared()).
+ */
+int shf_table_owner_read(int fd, pid_t *pid, uint64_t *start);
 
 #endif /* SHF_INTERNAL_H */

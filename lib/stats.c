@@ -70,7 +70,9 @@ SHF_EXPORT uint32_t shf_get_stats(SHF *h, struct shf_stats *out, size_t size)
 	if (i == 8)
 		st.owner_pid = 0;
 	if (st.owner_pid > 0) {
-		uint64_t now = shf_proc_start_time((pid_t)st.owner_pid);
+		/* the process: alive while any of its threads is */
+		uint64_t now =
+			shf_proc_group_start_time((pid_t)st.owner_pid);
 
 		st.owner_alive = now && now == st.owner_start;
 	} else {

@@ -3206,6 +3206,63 @@ START_TEST(test_queue_pull_killed_before_commit)
 }
 END_TEST
 
+/*
+ * A file lease (F_SETLEASE) that another user took on a table in a
+ * shared folder held every attach, shf ls and sweep for the lease break
+ * time (45 s) each (found by an audit).  The open does not wait now:
+ * EAGAIN at once.
+ */
+START_TEST(test_attach_beside_a_file_lease)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX];
+	SHF *shf = shf_test_new("lease-f", name, sizeof(name));
+	int ready[2], status;
+	double t0;
+	pid_t pid;
+	char b;
+
+	shf_test_file(path, sizeof(path), name);
+	shf_detach(shf); /* a read lease needs no writer */
+	ck_assert_int_eq(pipe(ready), 0);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		signal(SIGIO, SIG_IGN); /* told of the break: stays */
+		if (fd < 0 || fcntl(fd, F_SETLEASE, F_RDLCK) < 0)
+			_exit(write(ready[1], "n", 1) == 1 ? 2 : 3);
+		if (write(ready[1], "y", 1) != 1)
+			_exit(4);
+		pause();
+		_exit(0);
+	}
+	ck_assert_int_eq(read(ready[0], &b, 1), 1);
+	if (b == 'y') {
+		SHF *other;
+
+		t0 = shf_test_now();
+		errno = 0;
+		other = shf_attach_existing(shf_test_dir(), name);
+		ck_assert_msg(shf_test_now() - t0 < 5.0,
+			      "the attach waited %.1f s", shf_test_now() - t0);
+		if (other)
+			shf_detach(other); /* a kernel that broke it at once */
+		else
+			ck_assert_int_eq(errno, EAGAIN);
+	} else {
+		printf("no file lease here: skipped\n");
+	}
+	kill(pid, SIGKILL);
+	status = shf_test_waitpid(pid, 30);
+	ck_assert(status != -1);
+	close(ready[0]);
+	close(ready[1]);
+	unlink(path);
+}
+END_TEST
+
 static void log_out_slow(char *line, uint32_t len)
 {
 	(void)line;
@@ -3506,6 +3563,7 @@ static Suite *hostile_suite(void)
 			   test_log_waits_have_a_way_out,
 			   test_log_reader_names_a_live_mapper);
 	shf_test_add_tcase(s, "audit-findings", 60,
+			   test_attach_beside_a_file_lease,
 			   test_queue_pull_killed_before_commit,
 			   test_log_stop_while_others_write,
 			   test_log_reader_hidden_from_a_writer);

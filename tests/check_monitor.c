@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -647,6 +648,132 @@ START_TEST(test_owner_other_time_namespace)
 END_TEST
 
 /*
+ * An owner whose first thread called pthread_exit() while another thread
+ * goes on: its /proc entry shows a zombie, but the process lives.  Its
+ * table showed "orphaned" (shf_get_stats()), a sweep removed it, and an
+ * attach with a monitor from the remaining thread failed (ESRCH): the
+ * zombie was taken for the process (found by an audit).
+ */
+static char ptx_name[64], ptx_name2[64];
+static uint32_t *ptx_step;
+
+static void *ptx_thread(void *arg)
+{
+	SHF *shf;
+
+	(void)arg;
+	/* the first thread gone: a table and its monitor from this one */
+	if (shf_test_wait_u32(ptx_step, 1, 30) < 0)
+		_exit(5);
+	shf_test_msleep(100);
+	shf = shf_attach(priv_dir, ptx_name2, 1);
+	shf_test_add_u32(ptx_step, shf ? 1 : 100);
+	if (shf_test_wait_u32(ptx_step, 3, 30) < 0)
+		_exit(6);
+	_exit(0);
+}
+
+START_TEST(test_owner_first_thread_exited)
+{
+	char file[PATH_MAX], file2[PATH_MAX], out[4096];
+	struct shf_stats st;
+	int status;
+	pid_t pid;
+	SHF *shf;
+
+	make_priv_dir("ptx");
+	shf_test_name(ptx_name, sizeof(ptx_name), "ptx");
+	shf_test_name(ptx_name2, sizeof(ptx_name2), "ptx2");
+	table_file(file, sizeof(file), priv_dir, ptx_name);
+	table_file(file2, sizeof(file2), priv_dir, ptx_name2);
+	ptx_step = shf_test_shared(sizeof(*ptx_step));
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pthread_t t;
+
+		if (!shf_attach(priv_dir, ptx_name, 1) ||
+		    pthread_create(&t, NULL, ptx_thread, NULL))
+			_exit(3);
+		shf_test_add_u32(ptx_step, 1);
+		pthread_exit(NULL);
+	}
+	ck_assert_int_eq(shf_test_wait_u32(ptx_step, 2, 30), 0);
+	ck_assert_msg(*ptx_step == 2, "the attach from the other thread "
+		      "failed (step %u)", *ptx_step);
+	shf = shf_attach_existing(priv_dir, ptx_name);
+	ck_assert_ptr_nonnull(shf);
+	ck_assert_uint_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	ck_assert_int_eq(st.owner_pid, pid);
+	ck_assert_uint_eq(st.owner_alive, 1);
+	shf_detach(shf);
+	status = run_sweep(priv_dir, out, sizeof(out));
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_msg(!strcmp(out, ""), "sweep said: %s", out);
+	ck_assert_msg(exists(file) && exists(file2),
+		      "a live owner's table removed");
+	/* the process gone at last: both tables with it */
+	shf_test_add_u32(ptx_step, 1);
+	status = shf_test_waitpid(pid, 30);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the owner: status %#x", status);
+	ck_assert(gone_after(file, now_ms(), 2000 * (long)shf_test_multiplier())
+		  >= 0);
+	ck_assert(gone_after(file2, now_ms(),
+			     2000 * (long)shf_test_multiplier()) >= 0);
+	shf_test_unshared(ptx_step, sizeof(*ptx_step));
+}
+END_TEST
+
+/*
+ * A table whose file another process keeps cutting short and growing
+ * back: the sweep read each table's owner through a mapping, and died of
+ * SIGBUS when a cut fell between the attach's checks and its reads (a
+ * sweep in ten; found by an audit), leaving the tables after it unswept.
+ * It reads the owner from the file now.
+ */
+START_TEST(test_sweep_beside_a_cutter)
+{
+	char name[64], file[PATH_MAX], out[4096];
+	int i, status;
+	struct stat st;
+	pid_t cutter;
+	SHF *shf;
+
+	make_priv_dir("cut");
+	shf_test_name(name, sizeof(name), "cut");
+	table_file(file, sizeof(file), priv_dir, name);
+	shf = shf_attach(priv_dir, name, 0);
+	ck_assert_ptr_nonnull(shf);
+	shf_detach(shf);
+	ck_assert_int_eq(stat(file, &st), 0);
+	fflush(NULL);
+	cutter = fork();
+	ck_assert_int_ge(cutter, 0);
+	if (cutter == 0) {
+		int fd = open(file, O_RDWR | O_CLOEXEC);
+
+		if (fd < 0)
+			_exit(1);
+		for (;;)
+			if (ftruncate(fd, 8192) < 0 ||
+			    ftruncate(fd, st.st_size) < 0)
+				_exit(2);
+	}
+	for (i = 0; i < 30; i++) {
+		status = run_sweep(priv_dir, out, sizeof(out));
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			break;
+	}
+	kill(cutter, SIGKILL);
+	reap(cutter);
+	unlink(file);
+	ck_assert_msg(i == 30, "sweep %d: status %#x", i, status);
+}
+END_TEST
+
+/*
  * Owner A's table is removed and recreated by owner B under the same name;
  * when A dies, its monitor must leave B's table alone.  A's monitor is
  * stopped while the name changes hands so that it sees A's death first.
@@ -1067,7 +1194,9 @@ static Suite *monitor_suite(void)
 			   test_del_monitor_exits, test_owner_in_stats,
 			   test_relative_dir, test_monitor_killed,
 			   test_recreated_name, test_replaced_monitor_exits,
-			   test_sweep, test_owner_other_time_namespace);
+			   test_sweep, test_owner_other_time_namespace,
+			   test_owner_first_thread_exited,
+			   test_sweep_beside_a_cutter);
 
 	shf_test_add_tests(fixture_tcase(s, "errors"), test_no_monitor,
 			   test_sigchld_ignored, test_sigchld_handler,

@@ -88,7 +88,11 @@ static int proc_stat(pid_t pid, uint64_t *start, char *state)
 	return -1;
 }
 
-/* Is the process pid, started at start, alive (zombies are not)? */
+/*
+ * Is the process pid, started at start, alive?  Zombies are not, but for
+ * a leader that called pthread_exit(), which shows 'Z' while the
+ * process's other threads go on (shf_proc_alive(), group).
+ */
 static int owner_alive(pid_t pid, uint64_t start)
 {
 	uint64_t t;
@@ -98,7 +102,7 @@ static int owner_alive(pid_t pid, uint64_t start)
 		return 0;
 	if (proc_stat(pid, &t, &state) < 0)
 		return errno != ESRCH; /* no /proc: trust kill() */
-	return t == start && state != 'Z' && state != 'X';
+	return t == start && shf_proc_alive(pid, 1, start);
 }
 
 static void report(struct watch *w, int err)
@@ -248,7 +252,8 @@ static __attribute__((noreturn)) void watch(struct watch *w)
 	 * process that attached. */
 	if (proc_stat(w->pid, &t, &state) < 0)
 		fail(w, errno);
-	if (t != w->start || state == 'Z' || state == 'X')
+	(void)state;
+	if (t != w->start || !shf_proc_alive(w->pid, 1, w->start))
 		fail(w, ESRCH);
 
 	/* dir may be relative to the owner's working folder, which we keep
@@ -344,21 +349,29 @@ static void sweep_temp(int fd, const char *dir, const char *name, pid_t pid)
 		       shf_esc(dir), shf_esc(name), (long)pid);
 }
 
-/* The owner recorded in table base of dir: its pid, or 0 if none. */
-static pid_t table_owner(const char *dir, const char *base, uint64_t *start)
+/*
+ * The owner recorded in the table file name of the directory open on fd,
+ * which must still be the file st describes: its pid, or 0 if none.  Read
+ * from the file, not mapped (another user truncating a table of theirs
+ * would have this process fault), and through fd, not the directory's
+ * path (which may lead elsewhere by now).
+ */
+static pid_t table_owner(int fd, const char *name, const struct stat *st,
+			 uint64_t *start)
 {
-	struct shf_stats st;
+	struct stat st2;
 	pid_t pid = 0;
-	SHF *shf;
+	int tfd;
 
-	shf = shf_attach_existing(dir, base);
-	if (!shf)
-		return 0; /* gone meanwhile, or not a table */
-	if (!(shf_get_stats(shf, &st, sizeof(st)) & SHF_RET_ERROR)) {
-		pid = (pid_t)st.owner_pid;
-		*start = st.owner_start;
-	}
-	shf_detach(shf);
+	/* O_NONBLOCK: neither a FIFO nor another user's file lease waits */
+	tfd = openat(fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (tfd < 0)
+		return 0; /* gone meanwhile */
+	if (fstat(tfd, &st2) < 0 || st2.st_dev != st->st_dev ||
+	    st2.st_ino != st->st_ino ||
+	    shf_table_owner_read(tfd, &pid, start) < 0)
+		pid = 0; /* replaced meanwhile, or not a table */
+	close(tfd);
 	return pid;
 }
 
@@ -369,10 +382,9 @@ static pid_t table_owner(const char *dir, const char *base, uint64_t *start)
  * write is skipped (another user could have put a dead pid there to have
  * root remove a table that user may write but not delete).
  */
-static int sweep_table(int fd, const char *dir, const char *name, size_t len)
+static int sweep_table(int fd, const char *dir, const char *name)
 {
 	struct stat st, st2;
-	char base[NAME_MAX + 1];
 	uint64_t start = 0;
 	pid_t pid;
 
@@ -384,9 +396,7 @@ static int sweep_table(int fd, const char *dir, const char *name, size_t len)
 		       "record is not trusted)\n", shf_esc(dir), shf_esc(name));
 		return 0;
 	}
-	memcpy(base, name, len - 4);
-	base[len - 4] = '\0';
-	pid = table_owner(dir, base, &start);
+	pid = table_owner(fd, name, &st, &start);
 	if (pid <= 0 || owner_alive(pid, start))
 		return 0;
 
@@ -433,7 +443,7 @@ static int sweep(const char *dir)
 			sweep_temp(fd, dir, de->d_name, pid);
 		else if (len > 4 && de->d_name[0] != '.' &&
 			 !strcmp(de->d_name + len - 4, ".shf") &&
-			 sweep_table(fd, dir, de->d_name, len) < 0)
+			 sweep_table(fd, dir, de->d_name) < 0)
 			ret = -1;
 	}
 	if (errno) {

@@ -402,6 +402,34 @@ if mknod "$tmp/full" c 1 7 2>/dev/null; then # as /dev/full (root only)
 	expect 2 "a dump to a full device fails" -- shf dump $src "$tmp/full"
 	[ -c "$tmp/full" ] && ok "a device is never removed" || fail "the device node is gone"
 fi
+# Names another user made in a sticky folder anyone may write to (as
+# /dev/shm): refused, never written to nor handed over (found by an
+# audit: a file of theirs got the dump, FIFOs held the command).  Root
+# only: it makes them as nobody's.
+if [ "$(id -u)" = 0 ]; then
+	mkdir "$tmp/sticky" && chmod 1777 "$tmp/sticky"
+	printf 'theirs' >"$tmp/sticky/f" && chown 65534 "$tmp/sticky/f" &&
+		chmod 666 "$tmp/sticky/f"
+	mkfifo "$tmp/sticky/p" && chown 65534 "$tmp/sticky/p"
+	ln -s "$tmp/keep" "$tmp/sticky/l" && chown -h 65534 "$tmp/sticky/l"
+	was=$(stat -c %i.%y "$tmp/keep")
+	for x in f p l; do
+		expect 2 "dump to another user's name ($x) in a sticky folder" -- \
+			timeout 20 "$shf_bin" -d "$dir" dump $src "$tmp/sticky/$x"
+	done
+	[ "$(cat "$tmp/sticky/f")" = theirs ] && [ "$(stat -c %U "$tmp/sticky/f")" != root ] &&
+		ok "their file untouched" || fail "their file was written"
+	[ "$(stat -c %i.%y "$tmp/keep")" = "$was" ] && ok "the linked file untouched" ||
+		fail "the file a foreign link names was written"
+	expect 0 "dump to a new name there" -- shf dump $src "$tmp/sticky/new"
+	[ "$(stat -c %U "$tmp/sticky/new")" = root ] &&
+		ok "a new file is the caller's" || fail "new file: $(stat -c %U "$tmp/sticky/new")"
+fi
+# Output that cannot be written is a failure, whatever the command.
+for c in ls "stat $src" "check $src" --help; do
+	# shellcheck disable=SC2086
+	expect 2 "shf $c to a full device" -- sh -c '"$@" >/dev/full' sh "$shf_bin" -d "$dir" $c
+done
 expect 1 "dump of an absent table" -- shf dump $p-none "$tmp/dn"
 [ ! -e "$tmp/dn" ] && ok "no file for a failed dump" || fail "file left by a failed dump"
 

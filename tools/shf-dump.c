@@ -191,6 +191,37 @@ static int dump_replaceable(const char *out, struct dump_out *o,
 	return 1;
 }
 
+/*
+ * Is out a name that another user made in a folder that anyone may write
+ * to and only owners may remove from (sticky: /dev/shm, /tmp)?  Such a
+ * name (a file of theirs, readable by them after the dump; a FIFO that
+ * holds the dump or hands it to them; a link to a file of the caller's)
+ * is refused, as the kernel's protected_regular, protected_fifos and
+ * protected_symlinks refuse it to an open; the folder's owner's names
+ * are not another user's there.
+ */
+static int dump_target_foreign(const char *out)
+{
+	struct stat l, d;
+	const char *slash = strrchr(out, '/');
+	char dir[PATH_MAX];
+	size_t n;
+
+	if (lstat(out, &l) < 0 || l.st_uid == geteuid())
+		return 0; /* a new file, or the caller's */
+	n = slash ? (size_t)(slash - out) : 1;
+	if (slash && n == 0)
+		n = 1; /* "/name" */
+	if (n >= sizeof(dir))
+		return 0;
+	memcpy(dir, slash ? out : ".", n);
+	dir[n] = '\0';
+	if (stat(dir, &d) < 0)
+		return 0;
+	return (d.st_mode & S_ISVTX) && (d.st_mode & S_IWOTH) &&
+	       l.st_uid != d.st_uid;
+}
+
 static FILE *dump_open(const char *out, struct dump_out *o)
 {
 	sigset_t stops, old;
@@ -202,6 +233,10 @@ static FILE *dump_open(const char *out, struct dump_out *o)
 
 	o->name = out;
 	o->final = o->tmp = NULL;
+	if (dump_target_foreign(out)) {
+		errno = EPERM; /* "another user's name in a shared folder" */
+		return NULL;
+	}
 	if (!dump_replaceable(out, o, &st))
 		goto in_place;
 	n = strlen(o->final) + sizeof(".shf-dump-XXXXXX");

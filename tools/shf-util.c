@@ -66,8 +66,11 @@ int usage_err(const char *fmt, ...)
 
 int stdout_check(void)
 {
+	static int said; /* once: the dispatcher checks again */
+
 	if (fflush(stdout) == EOF || ferror(stdout)) {
-		say("standard output: %s", strerror(errno));
+		if (!said++)
+			say("standard output: %s", strerror(errno));
 		return EXIT_ERR;
 	}
 	return 0;

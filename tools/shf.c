@@ -141,7 +141,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	size_t i;
-	int c;
+	int c, rc;
 
 	shf_init();
 	sigbus_guard();
@@ -149,8 +149,10 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'd': cli_dir = optarg; cli_dir_set = 1; break;
 		case 'A': shf_set_allow_shared(1); break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("shf (libshf) %s\n", shf_version()); return 0;
+		case 'h': usage(stdout); return stdout_check();
+		case 'V':
+			printf("shf (libshf) %s\n", shf_version());
+			return stdout_check();
 		default: usage(stderr); return EXIT_ERR;
 		}
 	}
@@ -160,7 +162,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[optind], "help")) {
 		usage(stdout);
-		return 0;
+		return stdout_check();
 	}
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(argv[optind], cmds[i]->name))
@@ -169,7 +171,9 @@ int main(int argc, char **argv)
 		argv += optind;
 		argc -= optind;
 		optind = 0; /* glibc: start afresh; the command parses its own */
-		return cmds[i]->cmd(argc, argv);
+		rc = cmds[i]->cmd(argc, argv);
+		/* what every command wrote: lost output is a failure */
+		return stdout_check() ? EXIT_ERR : rc;
 	}
 	fprintf(stderr, "shf: unknown command '%s' (see shf --help)\n",
 		argv[optind]);

@@ -86,7 +86,8 @@ static int get_into(SHF *h, const struct bkey *bk, const char *key,
 		if (rc == 1) {
 			*len = f.r.vlen;
 			*uid = f.r.uid;
-			if (f.r.vlen <= cap)
+			/* an empty value may go to a NULL buffer: no memcpy() */
+			if (f.r.vlen && f.r.vlen <= cap)
 				copy_val(dst, f.r.val, f.r.vlen);
 		}
 		if (!locked && read_retry(sh, s))
@@ -95,6 +96,8 @@ static int get_into(SHF *h, const struct bkey *bk, const char *key,
 			shard_unlock(h, sh);
 		if (rc == 1 && mark)
 			slot_mark(h, f.slot);
+		if (rc < 0)
+			errno = EBADMSG;
 		return rc;
 	}
 }
@@ -222,7 +225,8 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 		int rc;
 
 		if (i < n)
-			stage_dir(h, &ring[i % BATCH_RING], keys[i],
+			stage_dir(h, &ring[i % BATCH_RING],
+				  keys[i] ? keys[i] : "",
 				  key_lens[i]);
 		if (i >= BATCH_LAG && i - BATCH_LAG < n)
 			stage_buckets(h, &ring[(i - BATCH_LAG) % BATCH_RING]);
@@ -233,12 +237,13 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_batch(SHF *h, uint32_t n,
 		if (i < 4 * BATCH_LAG || i - 4 * BATCH_LAG >= n)
 			continue;
 		k = (uint32_t)(i - 4 * BATCH_LAG);
-		rc = get_into(h, &ring[k % BATCH_RING], keys[k], key_lens[k],
+		/* an empty key may be NULL: no memcmp() of NULL */
+		rc = get_into(h, &ring[k % BATCH_RING],
+			      keys[k] ? keys[k] : "", key_lens[k],
 			      buf ? buf + used : NULL, buf_size - used, &len,
 			      &uid, mark);
-		if (rc < 0) {
+		if (rc < 0) { /* errno: get_into()'s */
 			count_gets(h, hits, k - hits);
-			errno = EBADMSG;
 			return UINT32_MAX;
 		}
 		hits += (uint32_t)rc;

@@ -345,7 +345,7 @@ void delete_found(SHF *h, struct shard *sh, struct found *f)
 	barrier();
 	sh->j.op = OP_NONE;
 	if (atomic_load_explicit(&h->h->byte_budget, memory_order_relaxed))
-		atomic_fetch_sub(&h->h->cache_bytes, cost);
+		cache_bytes_sub(h->h, cost);
 	if (f->r.flags & KF_LEASE)
 		lease_end(sh);
 }

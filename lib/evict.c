@@ -107,6 +107,13 @@ static uint32_t sweep(SHF *h, struct shard *sh, enum sweep mode,
 		exp = rec_expired(&f.r, c);
 		if (!exp && (mode == SW_EXPIRED || (f.r.flags & KF_LEASE)))
 			continue;
+		/*
+		 * The key's own slot only: a copy of it that another process
+		 * wrote elsewhere (found by an audit) had the key's cell freed
+		 * while its slot still named it, and given to the next key.
+		 */
+		if (!idx_slot_is(h, sh, &f.r, f.rec_off, sl))
+			continue;
 		f.slot = sl;
 		f.sval = sv;
 		delete_found(h, sh, &f);
@@ -215,10 +222,10 @@ int store(SHF *h, struct shard *sh, struct found *f, int found,
 	if (rc < 0 && need > 0) {
 		int e = errno;
 
-		atomic_fetch_sub(&h->h->cache_bytes, (uint64_t)need);
+		cache_bytes_sub(h->h, (uint64_t)need);
 		errno = e;
 	} else if (rc >= 0 && need < 0) {
-		atomic_fetch_add(&h->h->cache_bytes, (uint64_t)need);
+		cache_bytes_sub(h->h, (uint64_t)-need);
 	}
 	return rc < 0 ? -1 : 0;
 }

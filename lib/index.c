@@ -257,6 +257,16 @@ int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off)
 	return f.rec_off == rec_off;
 }
 
+int idx_slot_is(SHF *h, struct shard *sh, const struct rec *r,
+		uint64_t rec_off, const uint32_t *slot)
+{
+	struct found f;
+
+	return idx_find(h, sh, rec_hash(h, r->key, r->klen), r->key, r->klen,
+			&f) == 1 &&
+	       f.slot == slot && f.rec_off == rec_off;
+}
+
 int idx_names_uid(SHF *h, struct shard *sh, uint32_t ul)
 {
 	struct rec r;

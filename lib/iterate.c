@@ -110,9 +110,13 @@ static int snap_shard(SHF *h, uint32_t si, struct snap *s)
 			continue;
 		}
 		rc = snap_shard_once(h, si, s);
+		/* a failure (ENOMEM for lengths a writer was changing) counts
+		 * only if no writer came meanwhile */
+		if (read_retry(sh, q))
+			continue;
 		if (rc < 0)
 			return -1;
-		if (!read_retry(sh, q) && rc == 0)
+		if (rc == 0)
 			return 0;
 	}
 	if (shard_lock(h, sh) < 0)
@@ -166,6 +170,7 @@ SHF_EXPORT uint32_t shf_iterate(SHF *h, shf_iterate_cb_t cb, void *arg)
 SHF_EXPORT void shf_tab_copy_iterate(SHF *h, uint32_t *win, uint32_t *tab)
 {
 	struct snap s = { 0 };
+	int rc;
 
 	shf_val_len = 0;
 	shf_tab = NULL;
@@ -174,7 +179,12 @@ SHF_EXPORT void shf_tab_copy_iterate(SHF *h, uint32_t *win, uint32_t *tab)
 		errno = EINVAL;
 		return;
 	}
-	if (snap_shard(h, *win, &s) == 0 &&
+	rc = snap_shard(h, *win, &s);
+	if (rc == 0 && s.len > UINT32_MAX - 1) {
+		errno = EOVERFLOW; /* a shard of 4 GiB: no length to say it */
+		rc = -1;
+	}
+	if (rc == 0 &&
 	    shf_tls_reserve(&shf_tls.val, &shf_tls.val_cap, s.len + 1) == 0) {
 		if (s.len)
 			memcpy(shf_tls.val, s.buf, s.len);

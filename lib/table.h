@@ -341,6 +341,21 @@ static inline void ctr_sub(_Atomic uint64_t *c, uint64_t d)
 	ctr_set(c, atomic_load_explicit(c, memory_order_relaxed) - d);
 }
 
+/*
+ * Take d off the table's count of cached bytes, never below 0: a recount
+ * by another shard's recovery between a writer's raise and its lowering,
+ * or a record size another process forged, made it wrap to about 2^64,
+ * and every put then evicted all it could until the next recount.
+ */
+static inline void cache_bytes_sub(struct hdr *hd, uint64_t d)
+{
+	uint64_t v = atomic_load(&hd->cache_bytes);
+
+	while (!atomic_compare_exchange_weak(&hd->cache_bytes, &v,
+					     v > d ? v - d : 0))
+		;
+}
+
 static inline void barrier(void)
 {
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -1377,6 +1392,13 @@ uint32_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash);
 void seg_unmove(uint64_t *seg, uint32_t bit);
 /* Does the index lead to the record at rec_off (for its own key)? */
 int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off);
+/*
+ * Is slot the one a look-up of r's key (r at rec_off) finds?  Not for a
+ * copy of it that another process wrote where no look-up goes: what a
+ * walk of the slots does to a key (eviction) goes through that one only.
+ */
+int idx_slot_is(SHF *h, struct shard *sh, const struct rec *r,
+		uint64_t rec_off, const uint32_t *slot);
 /* Does the index lead, by the key of local UID ul's record, to that record? */
 int idx_names_uid(SHF *h, struct shard *sh, uint32_t ul);
 /* The slot under the shard's CLOCK hand, which moves on; NULL: unreadable */

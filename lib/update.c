@@ -109,6 +109,8 @@ static uint32_t do_upd(SHF *h, int by_uid, uint32_t uid)
 	shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
 	rc = replace_rec(h, sh, &f, NULL, f.r.vlen, 1, upd_call, NULL, &cb_ret,
 			 f.r.flags & KF_TTL, f.r.expiry);
+	/* again: a callback that called libshf (on another shard) set it */
+	shf_uid = uid_make((uint32_t)(sh - h->shards), ul);
 	if (rc < 0)
 		return unlock_ret(h, sh, SHF_RET_ERROR);
 	ret = SHF_RET_KEY_FOUND;

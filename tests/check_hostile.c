@@ -3263,6 +3263,85 @@ START_TEST(test_attach_beside_a_file_lease)
 }
 END_TEST
 
+/*
+ * A copy of a key's slot that another process wrote in a bucket no
+ * look-up of the key goes to: eviction took it for the key, freed the
+ * key's cell while the key's own slot still named it, and the next new
+ * key of the shard got that cell; the key read as damage (EBADMSG) from
+ * then on (found by an audit).  Eviction acts through the slot a look-up
+ * finds only.
+ */
+START_TEST(test_evict_through_a_copied_slot)
+{
+	char name[SHF_TEST_NAME_MAX], key[32], zkey[32];
+	SHF *h = shf_test_new("evcopy", name, sizeof(name));
+	uint32_t b[2], tag = 0, ul = 0, real = UINT32_MAX, k, n, i, r, klen = 0;
+	uint32_t zlen = 0;
+	uint64_t hash = 0, dw, *seg = NULL;
+	struct shard *sh = NULL;
+
+	table_secret(name);
+	/* a key whose two buckets leave bucket 0 free for the copy */
+	for (n = 0; n < 1000; n++) {
+		klen = (uint32_t)sprintf(key, "x%u", n);
+		hash = table_hash(key, klen);
+		tag = tag_of(hash);
+		buckets_of(hash, tag, b);
+		if (b[0] && b[1])
+			break;
+	}
+	ck_assert_uint_lt(n, 1000);
+	shf_make_hash(key, klen);
+	ck_assert_uint_eq(shf_put_key_val(h, "xval", 4), SHF_RET_KEY_PUT);
+	ul = shf_uid & 0xffffff;
+	sh = &h->shards[hash >> 56];
+	/* its shard's only segment (depth 0): the directory's one entry */
+	dw = atomic_load(&sh->dir_word);
+	ck_assert_uint_eq(dw & 63, 0);
+	seg = (uint64_t *)(h->base +
+			   (*(uint64_t *)(h->base + (dw >> 6)) & ~63ULL));
+	for (k = 0; k < SEG_SLOTS; k++) {
+		uint64_t v = slot_key(seg_slot(seg, k));
+
+		if (v && slot_ul(v) == ul)
+			real = k;
+	}
+	ck_assert_uint_ne(real, UINT32_MAX);
+	ck_assert_uint_eq(slot_key(seg_slot(seg, 0)), 0);
+	slot_st(seg_slot(seg, 0), slot_key(seg_slot(seg, real)));
+	/* a put of that shard over a budget of one byte evicts */
+	for (n = 0; n < 100000; n++) {
+		zlen = (uint32_t)sprintf(zkey, "z%u", n);
+		if (table_hash(zkey, zlen) >> 56 == hash >> 56)
+			break;
+	}
+	ck_assert_uint_lt(n, 100000);
+	ck_assert_uint_eq(shf_set_byte_budget(h, 1), SHF_RET_OK);
+	shf_make_hash(zkey, zlen);
+	ck_assert_uint_ne(shf_put_key_val(h, "zval", 4) & SHF_RET_ERROR,
+			  SHF_RET_ERROR);
+	ck_assert_uint_eq(shf_set_byte_budget(h, 0), SHF_RET_OK);
+	/* new keys of the shard take the cells freed meanwhile */
+	for (i = n + 1, k = 0; k < 8 && i < n + 200000; i++) {
+		zlen = (uint32_t)sprintf(zkey, "z%u", i);
+		if (table_hash(zkey, zlen) >> 56 != hash >> 56)
+			continue;
+		shf_make_hash(zkey, zlen);
+		ck_assert_uint_eq(shf_put_key_val(h, "new", 3), SHF_RET_KEY_PUT);
+		k++;
+	}
+	/* the key: there, or evicted through its own slot; never damage */
+	shf_make_hash(key, klen);
+	errno = 0;
+	r = shf_get_key_val_copy(h);
+	ck_assert_msg(!(r & SHF_RET_ERROR), "get of the key: %#x (%s)", r,
+		      strerror(errno));
+	if (r == SHF_RET_KEY_FOUND)
+		ck_assert_mem_eq(shf_val, "xval", 4);
+	shf_test_del(h, name);
+}
+END_TEST
+
 static void log_out_slow(char *line, uint32_t len)
 {
 	(void)line;
@@ -3564,6 +3643,7 @@ static Suite *hostile_suite(void)
 			   test_log_reader_names_a_live_mapper);
 	shf_test_add_tcase(s, "audit-findings", 60,
 			   test_attach_beside_a_file_lease,
+			   test_evict_through_a_copied_slot,
 			   test_queue_pull_killed_before_commit,
 			   test_log_stop_while_others_write,
 			   test_log_reader_hidden_from_a_writer);

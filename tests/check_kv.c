@@ -1931,6 +1931,36 @@ static int kid_grow(int idx, void *arg)
 	return 0;
 }
 
+/*
+ * The empty key given as NULL, and an empty value to a NULL buffer of 0
+ * bytes, as the API allows: the batch passed NULL to memcmp() and
+ * memcpy() (undefined; a sanitized build aborted; found by an audit).
+ */
+START_TEST(test_batch_get_empty_and_null)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("batchnull", name, sizeof(name));
+	const char *keys[2] = { NULL, "e" };
+	uint32_t klens[2] = { 0, 1 }, lens[2], uids[2];
+	uint64_t offs[2];
+
+	shf_make_hash("", 0);
+	ck_assert_uint_eq(shf_put_key_val(shf, "v", 1), SHF_RET_KEY_PUT);
+	shf_make_hash("e", 1);
+	ck_assert_uint_eq(shf_put_key_val(shf, "", 0), SHF_RET_KEY_PUT);
+	/* the empty value fits in no bytes; the other does not */
+	errno = 0;
+	ck_assert_uint_eq(shf_get_key_val_copy_batch(shf, 2, keys, klens, NULL,
+						     0, offs, lens, uids),
+			  UINT32_MAX);
+	ck_assert_int_eq(errno, ENOBUFS);
+	ck_assert_uint_eq(lens[0], UINT32_MAX - 1);
+	ck_assert_uint_eq(lens[1], 0);
+	ck_assert_uint_ne(uids[0], SHF_UID_NONE);
+	shf_test_del(shf, name);
+}
+END_TEST
+
 START_TEST(test_batch_get_while_growing)
 {
 	enum { B = 64 };
@@ -2015,7 +2045,8 @@ static Suite *kv_suite(void)
 			   test_iterate_callback_calls_library,
 			   test_tab_copy_iterate, test_stats,
 			   test_stats_short_size, test_garbage_grows, test_100k,
-			   test_batch_get, test_batch_get_while_growing);
+			   test_batch_get, test_batch_get_while_growing,
+			   test_batch_get_empty_and_null);
 
 	return s;
 }

@@ -24,7 +24,7 @@ SHF_EXPORT __thread uint32_t shf_qiid SHF_TLS_IE = SHF_QIID_NONE;
 SHF_EXPORT __thread char *shf_qiid_addr SHF_TLS_IE;
 SHF_EXPORT __thread uint32_t shf_qiid_addr_len SHF_TLS_IE;
 
-/* own[]: slot + 1 in the top 8 bits, then Q_OWN_PUSH (the fast path's test) */
+/* own[] >= 1 << 24 names a slot (< Q_SLOTS): the fast path's test. */
 _Static_assert(Q_SLOTS == 255u, "own[]: 8 bits of slot + 1");
 
 /* A pre-queue's array, made at its first use; -1 with ENOMEM. */
@@ -99,9 +99,12 @@ static inline int q_push_priv(struct q_local *l, uint32_t qid, uint32_t qiid)
 
 	if (SHF_UNLIKELY(qiid >= l->set.q_items))
 		goto bad;
-	/* held by this process (its slot's mark), not pushed */
+	/*
+	 * held (a slot's mark), not pushed.  Any slot's: a child of fork()
+	 * pushes what its parent pulled, as SharedHashFile's programs do.
+	 */
 	w = __atomic_load_n(&l->set.own[qiid], __ATOMIC_RELAXED);
-	if (SHF_UNLIKELY(Q_OWN_SLOT(w) != l->slot || (w & Q_OWN_PUSH)))
+	if (SHF_UNLIKELY(Q_OWN_SLOT(w) >= Q_SLOTS || (w & Q_OWN_PUSH)))
 		goto bad;
 	if (SHF_UNLIKELY(q_pre_ready(l, p) < 0))
 		return -1;
@@ -413,9 +416,8 @@ SHF_EXPORT uint32_t shf_q_push_head_pull_tail(SHF *shf, uint32_t push_qid,
 			goto slow;
 		own = &l->set.own[push_qiid];
 		w = __atomic_load_n(own, __ATOMIC_RELAXED);
-		/* held by this process (its slot's mark), not pushed: one
-		 * compare of the word's top 9 bits */
-		if (SHF_UNLIKELY((w >> 23) != (l->slot + 1u) << 1))
+		/* held: a slot's mark (Q_OWN_SLOT() < Q_SLOTS), not pushed */
+		if (SHF_UNLIKELY(w < (1u << 24) || (w & Q_OWN_PUSH)))
 			goto slow; /* an error: said by the slow path */
 		__atomic_store_n(own, l->own_push | push_qid, __ATOMIC_RELAXED);
 		ps->v[ps->n++] = push_qiid;

@@ -234,8 +234,13 @@ static int connect_errno(const struct redisContext *c, int e)
 
 void nc_disconnect(struct redisContext **c)
 {
-	if (*c)
+	if (*c) {
+		if ((*c)->reader) { /* nc_reader_bound()'s count */
+			free((*c)->reader->privdata);
+			(*c)->reader->privdata = NULL;
+		}
 		redisFree(*c);
+	}
 	*c = NULL;
 }
 
@@ -264,19 +269,26 @@ static redisReplyObjectFunctions nc_fns;
 static void *(*nc_array_made)(const redisReadTask *, nc_elems_t);
 static pthread_once_t nc_fns_once = PTHREAD_ONCE_INIT;
 static const redisReplyObjectFunctions *nc_fns_default;
-/* of the reply the thread's reader is parsing: elements it may still make */
-static __thread uint64_t nc_elems_left;
 static __thread int nc_elems_refused;
 
+/*
+ * The reader's privdata (every task's) is the count of elements the reply
+ * it is parsing may still make: the reader's own, since one thread (the
+ * daemon's) parses two connections' replies by turns.
+ */
 static void *nc_array_bounded(const redisReadTask *task, nc_elems_t n)
 {
+	uint64_t *left = task->privdata;
+
+	if (!left)
+		return nc_array_made(task, n);
 	if (!task->parent) /* a reply's outermost array */
-		nc_elems_left = NC_REPLY_ELEMS_MAX;
-	if ((int64_t)n < 0 || (uint64_t)n > nc_elems_left) {
+		*left = NC_REPLY_ELEMS_MAX;
+	if ((int64_t)n < 0 || (uint64_t)n > *left) {
 		nc_elems_refused = 1;
 		return NULL; /* the reader fails: "Out of memory" */
 	}
-	nc_elems_left -= (uint64_t)n;
+	*left -= (uint64_t)n;
 	return nc_array_made(task, n);
 }
 
@@ -287,16 +299,27 @@ static void nc_fns_make(void)
 	nc_fns.createArray = nc_array_bounded;
 }
 
-/* Bound the arrays c's replies may hold (NC_REPLY_ELEMS_MAX). */
-static void nc_reader_bound(redisContext *c)
+/* Bound the arrays c's replies may hold (NC_REPLY_ELEMS_MAX): 0, or -1. */
+static int nc_reader_bound(redisContext *c)
 {
-	if (!c->reader || !c->reader->fn || !c->reader->fn->createArray)
-		return;
+	uint64_t *left;
+
+	if (!c->reader || !c->reader->fn || !c->reader->fn->createArray ||
+	    c->reader->privdata) {
+		errno = EPROTO; /* not the hiredis this was built for */
+		return -1;
+	}
+	left = malloc(sizeof(*left));
+	if (!left) {
+		errno = ENOMEM;
+		return -1;
+	}
+	*left = NC_REPLY_ELEMS_MAX;
 	nc_fns_default = c->reader->fn; /* hiredis's: the same for all */
 	pthread_once(&nc_fns_once, nc_fns_make);
-	if (c->reader->fn == nc_fns_default &&
-	    nc_fns.createArray == nc_array_bounded)
-		c->reader->fn = &nc_fns;
+	c->reader->privdata = left; /* freed by nc_disconnect() */
+	c->reader->fn = &nc_fns;
+	return 0;
 }
 
 int nc_reply_refused(struct redisContext *c)
@@ -419,10 +442,16 @@ struct redisContext *nc_connect(const struct nc_addr *a,
 		errno = e;
 		return NULL;
 	}
-	nc_reader_bound(c);
+	if (nc_reader_bound(c) < 0) {
+		e = errno;
+		snprintf(err, esize, "bounding replies: %s", strerror(e));
+		redisFree(c);
+		errno = e;
+		return NULL;
+	}
 	if (redisSetTimeout(c, tv) != REDIS_OK) {
 		snprintf(err, esize, "setting the timeout: %s", c->errstr);
-		redisFree(c);
+		nc_disconnect(&c);
 		errno = EIO;
 		return NULL;
 	}
@@ -445,7 +474,7 @@ struct redisContext *nc_connect(const struct nc_addr *a,
 				 r->str :
 				 (r ? "unexpected reply" : c->errstr));
 		nc_reply_free(r);
-		redisFree(c);
+		nc_disconnect(&c);
 		errno = e;
 		return NULL;
 	}

@@ -153,19 +153,22 @@ static mode_t side_mode(const char *dir, const char *name, gid_t *gid)
 
 /*
  * Give the new sidecar (fd, of the mode given) the table's group.  A maker
- * who may not (not a member of it, no CAP_CHOWN) keeps no group bits: the
- * group the file got would be one the table never let in.
+ * who may not (not a member of it, no CAP_CHOWN) gives the group the file
+ * got what others may do, no more: the table never let that group in.
  */
 static int side_group(int fd, gid_t gid, mode_t *mode)
 {
 	struct stat st;
+	int e = errno;
 
 	if (gid == (gid_t)-1 || !(*mode & 0060))
 		return 0;
 	if (fstat(fd, &st) < 0)
 		return -1;
+	/* the group the file got may do what others may, no more */
 	if (st.st_gid != gid && fchown(fd, (uid_t)-1, gid) < 0)
-		*mode &= ~(mode_t)0070;
+		*mode = (*mode & ~(mode_t)0070) | ((*mode & 0007) << 3);
+	errno = e;
 	return 0;
 }
 

@@ -426,10 +426,12 @@ if [ "$(id -u)" = 0 ]; then
 		ok "a new file is the caller's" || fail "new file: $(stat -c %U "$tmp/sticky/new")"
 fi
 # Output that cannot be written is a failure, whatever the command.
-for c in ls "stat $src" "check $src" --help; do
-	# shellcheck disable=SC2086
-	expect 2 "shf $c to a full device" -- sh -c '"$@" >/dev/full' sh "$shf_bin" -d "$dir" $c
-done
+if [ -c /dev/full ]; then
+	for c in ls "stat $src" "check $src" --help; do
+		# shellcheck disable=SC2086
+		expect 2 "shf $c to a full device" -- sh -c '"$@" >/dev/full' sh "$shf_bin" -d "$dir" $c
+	done
+fi
 expect 1 "dump of an absent table" -- shf dump $p-none "$tmp/dn"
 [ ! -e "$tmp/dn" ] && ok "no file for a failed dump" || fail "file left by a failed dump"
 

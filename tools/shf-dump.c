@@ -200,15 +200,15 @@ static int dump_replaceable(const char *out, struct dump_out *o,
  * protected_symlinks refuse it to an open; the folder's owner's names
  * are not another user's there.
  */
-static int dump_target_foreign(const char *out)
+static int foreign_in_sticky(const char *out, const struct stat *l)
 {
-	struct stat l, d;
+	struct stat d;
 	const char *slash = strrchr(out, '/');
 	char dir[PATH_MAX];
 	size_t n;
 
-	if (lstat(out, &l) < 0 || l.st_uid == geteuid())
-		return 0; /* a new file, or the caller's */
+	if (l->st_uid == geteuid())
+		return 0; /* the caller's */
 	n = slash ? (size_t)(slash - out) : 1;
 	if (slash && n == 0)
 		n = 1; /* "/name" */
@@ -219,7 +219,14 @@ static int dump_target_foreign(const char *out)
 	if (stat(dir, &d) < 0)
 		return 0;
 	return (d.st_mode & S_ISVTX) && (d.st_mode & S_IWOTH) &&
-	       l.st_uid != d.st_uid;
+	       l->st_uid != d.st_uid;
+}
+
+static int dump_target_foreign(const char *out)
+{
+	struct stat l;
+
+	return lstat(out, &l) == 0 && foreign_in_sticky(out, &l);
 }
 
 static FILE *dump_open(const char *out, struct dump_out *o)
@@ -239,6 +246,17 @@ static FILE *dump_open(const char *out, struct dump_out *o)
 	}
 	if (!dump_replaceable(out, o, &st))
 		goto in_place;
+	/*
+	 * The file to be replaced, as dump_replaceable() saw it (made
+	 * meanwhile, or named by a link of the caller's): never another
+	 * user's in a sticky folder, to whom the dump would be handed.
+	 */
+	if (st.st_mode && foreign_in_sticky(o->final, &st)) {
+		free(o->final);
+		o->final = NULL;
+		errno = EPERM;
+		return NULL;
+	}
 	n = strlen(o->final) + sizeof(".shf-dump-XXXXXX");
 	o->tmp = malloc(n);
 	if (!o->tmp)

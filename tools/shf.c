@@ -172,8 +172,9 @@ int main(int argc, char **argv)
 		argc -= optind;
 		optind = 0; /* glibc: start afresh; the command parses its own */
 		rc = cmds[i]->cmd(argc, argv);
-		/* what every command wrote: lost output is a failure */
-		return stdout_check() ? EXIT_ERR : rc;
+		/* what every command wrote: lost output is a failure (one a
+		 * command found already, it said) */
+		return rc ? rc : stdout_check();
 	}
 	fprintf(stderr, "shf: unknown command '%s' (see shf --help)\n",
 		argv[optind]);

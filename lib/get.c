@@ -132,8 +132,9 @@ uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 	struct clk c = { 0 };
 	uint32_t s, tries, ul = uid & 0xffffff;
 	uint64_t hash = 0;
-	int rc, locked = 0;
+	int rc, locked = 0, counted = !(w & W_QUIET);
 
+	w = (enum what)(w & ~W_QUIET);
 	shf_uid = SHF_UID_NONE;
 	if (w == W_VAL_ADDR)
 		shf_val_addr = NULL;
@@ -142,7 +143,8 @@ uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 		return SHF_RET_ERROR;
 	}
 	if (by_uid && (uid == SHF_UID_NONE || ul > UID_LOCAL_MAX)) {
-		count_get(h, 0);
+		if (counted)
+			count_get(h, 0);
 		return SHF_RET_KEY_NONE;
 	}
 	if (!by_uid)
@@ -187,7 +189,7 @@ uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w)
 			return SHF_RET_ERROR;
 		}
 		/* a TTL query is no use of the key (Redis's TTL neither) */
-		if (w != W_TTL)
+		if (w != W_TTL && counted)
 			count_get(h, rc == 1);
 		if (rc == 0)
 			return SHF_RET_KEY_NONE;

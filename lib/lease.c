@@ -190,6 +190,7 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_or_lease(SHF *h, uint32_t lease_ms,
 {
 	uint64_t deadline;
 	struct lease_val me;
+	uint32_t polls;
 	int waited = 0;
 
 	if (!h || !shf_tls.have_key || !lease_ms) {
@@ -204,11 +205,12 @@ SHF_EXPORT uint32_t shf_get_key_val_copy_or_lease(SHF *h, uint32_t lease_ms,
 	}
 	my_identity(&me);
 	deadline = shf_clock_ms(CLOCK_MONOTONIC) + wait_ms;
-	for (;;) {
+	for (polls = 0;; polls++) {
 		struct shard *sh;
 		uint32_t ret, seq = 0;
 
-		ret = do_get(h, 0, 0, W_VAL_COPY);
+		/* one get: its first look is a hit or a miss, not its polls */
+		ret = do_get(h, 0, 0, polls ? W_VAL_COPY | W_QUIET : W_VAL_COPY);
 		if (ret != SHF_RET_KEY_NONE)
 			return ret;
 		sh = shard_of(h, key_hash(h));

@@ -1462,8 +1462,11 @@ int store(SHF *h, struct shard *sh, struct found *f, int found,
 
 /* ================================================================== get.c */
 
-/* What a get copies out. */
-enum what { W_VAL_COPY, W_KEY_COPY, W_VAL_ADDR, W_TTL };
+/*
+ * What a get copies out; W_QUIET or-ed in: count it as neither a hit nor
+ * a miss (the polls of a get-or-lease that waits, after its first).
+ */
+enum what { W_VAL_COPY, W_KEY_COPY, W_VAL_ADDR, W_TTL, W_QUIET = 0x100 };
 /* Locate (by key, or by uid when by_uid) and copy out; seqlock first. */
 uint32_t do_get(SHF *h, int by_uid, uint32_t uid, enum what w);
 /* Copy len bytes from src into one of the thread's buffers; 0 or -1. */

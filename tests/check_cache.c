@@ -2077,6 +2077,46 @@ START_TEST(test_lease_wait_timeout)
 END_TEST
 
 /*
+ * A get-or-lease that waits for another process's lease is one get: it
+ * counted a miss on every poll (every 50 ms) of its wait (found by an
+ * audit).  Its first look counts, its polls not.
+ */
+START_TEST(test_lease_wait_counts_one_miss)
+{
+	char name[SHF_TEST_NAME_MAX];
+	SHF *shf = shf_test_new("leasemiss", name, sizeof(name));
+	struct shf_stats a, b;
+	int status;
+	pid_t pid;
+
+	hash_str("held");
+	shf_assert_eq(shf_get_key_val_copy_or_lease(shf, 60000, 0), LEASED);
+	shf_test_stats(shf, &a);
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		SHF *c = shf_test_attach_existing(name);
+		uint32_t r;
+
+		if (!c)
+			_exit(2);
+		hash_str("held");
+		r = shf_get_key_val_copy_or_lease(c, 1000, 700);
+		shf_detach(c); /* its counts go to the table */
+		_exit(r & SHF_RET_LEASED ? 3 : 0);
+	}
+	status = shf_test_waitpid(pid, 30);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	shf_test_stats(shf, &b);
+	ck_assert_uint_ge(b.lease_waits, a.lease_waits + 1);
+	ck_assert_msg(b.misses - a.misses <= 2, "%llu misses for one wait",
+		      (unsigned long long)(b.misses - a.misses));
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * A lease is its process's: one whose first thread called pthread_exit()
  * (a zombie entry in /proc) while another thread fills the lease is alive.
  * Another process's get-or-lease took such a lease over, as a dead
@@ -2770,7 +2810,8 @@ static Suite *cache_suite(void)
 			   test_fill_if_leased, test_lease_adopt,
 			   test_lease_other_time_namespace,
 			   test_lease_after_unshare,
-			   test_lease_holder_leader_exited);
+			   test_lease_holder_leader_exited,
+			   test_lease_wait_counts_one_miss);
 
 	shf_test_add_tcase(s, "stats", 60, test_hits_misses_counted,
 			   test_stats_fields, test_budget_count_record_moved,

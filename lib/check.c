@@ -31,6 +31,12 @@ struct chk {
 	 */
 	uint64_t *uid_seen;
 	uint32_t uid_seen_n;
+	/*
+	 * The file's pages that a directory range of any shard named as its
+	 * segment so far, a bit each (NULL: that look is left out).
+	 */
+	uint64_t *seg_seen;
+	uint64_t seg_seen_n;
 };
 
 static void chk_report(struct chk *c, const char *fmt, ...)
@@ -130,6 +136,56 @@ static int uid_named_again(struct chk *c, uint32_t ul)
 	return 0;
 }
 
+/* Has a range named the segment at seg_off already?  Marks it named. */
+static int seg_named_again(struct chk *c, uint64_t seg_off)
+{
+	uint64_t p = seg_off / PAGE, bit;
+
+	if (!c->seg_seen || p >= c->seg_seen_n)
+		return 0;
+	bit = 1ULL << (p % 64);
+	if (c->seg_seen[p / 64] & bit)
+		return 1;
+	c->seg_seen[p / 64] |= bit;
+	return 0;
+}
+
+/*
+ * Is the segment another range's (another shard's, or another range's
+ * of this one)?  Its slots, if it holds any, then all fail this range's
+ * look; its owner's keys must not be dropped for it.
+ */
+static int seg_foreign(SHF *h, struct shard *sh, uint32_t si, uint64_t *seg,
+		       uint32_t start, uint32_t l, uint32_t g)
+{
+	uint32_t k, used = 0;
+	struct rec r;
+
+	for (k = 0; k < SEG_SLOTS; k++) {
+		uint64_t sv = slot_ld(seg_slot(seg, k));
+
+		if (!sv)
+			continue;
+		used++;
+		if (!check_slot(h, sh, si, sv, k / BUCKET_SLOTS, start, l, g,
+				&r))
+			return 0;
+	}
+	return used > 0;
+}
+
+/* Point the range of len entries from start to a new, empty segment. */
+static void range_renew(SHF *h, uint64_t *dir, uint32_t start, uint32_t len,
+			uint32_t l)
+{
+	uint64_t seg = big_alloc(h, SEG_BYTES, 1);
+
+	if (!seg)
+		return;
+	for (uint32_t k = start; k < start + len; k++)
+		st64(&dir[k], seg | l);
+}
+
 /* The slots of one segment; -1 if its range of the directory is bad. */
 static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
 			 uint32_t start, struct chk *c, int repair)
@@ -160,6 +216,22 @@ static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
 		chk_report(c, "shard %u: segment %#llx outside the file", si,
 			   (unsigned long long)(de & ~63ULL));
 		return -1;
+	}
+	/*
+	 * A segment that another range names too (another process wrote
+	 * the directory; found by an audit): this range's look would drop
+	 * every key of the range it belongs to.  This range gets a new,
+	 * empty segment under repair; its keys, if it had any, were lost
+	 * with its own segment's offset.
+	 */
+	if (seg_foreign(h, sh, si, seg, start, l, g) ||
+	    seg_named_again(c, de & ~63ULL)) {
+		chk_report(c, "shard %u: dir[%u] names segment %#llx, which "
+			   "another range of the directory names", si, start,
+			   (unsigned long long)(de & ~63ULL));
+		if (repair)
+			range_renew(h, dir, start, len, l);
+		return (int)len;
 	}
 	for (k = 0; k < SEG_SLOTS; k++) {
 		uint64_t sv = slot_ld(seg_slot(seg, k));
@@ -337,7 +409,7 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 SHF_EXPORT uint32_t shf_check(SHF *h, uint32_t flags, shf_check_cb_t cb,
 			      void *arg)
 {
-	struct chk c = { cb, arg, 0, 0, 0, 0, 0, NULL, 0 };
+	struct chk c = { cb, arg, 0, 0, 0, 0, 0, NULL, 0, NULL, 0 };
 	uint32_t si;
 
 	if (!h || (flags & ~SHF_CHECK_REPAIR)) {
@@ -345,14 +417,19 @@ SHF_EXPORT uint32_t shf_check(SHF *h, uint32_t flags, shf_check_cb_t cb,
 		return UINT32_MAX;
 	}
 	c.free_left = atomic_load(&h->valid) / REC_MIN + 1;
+	c.seg_seen_n = atomic_load(&h->valid) / PAGE + 1;
+	c.seg_seen = calloc(c.seg_seen_n / 64 + 1, 8);
 	for (si = 0; si < NSHARDS; si++) {
 		struct shard *sh = &h->shards[si];
 
-		if (shard_lock(h, sh) < 0)
+		if (shard_lock(h, sh) < 0) {
+			free(c.seg_seen);
 			return UINT32_MAX;
+		}
 		check_shard(h, si, &c, flags & SHF_CHECK_REPAIR);
 		shard_unlock(h, sh);
 	}
+	free(c.seg_seen);
 	if ((flags & SHF_CHECK_REPAIR) && atomic_load(&h->h->byte_budget)) {
 		uint32_t n = lock_all(h);
 

@@ -3515,6 +3515,56 @@ START_TEST(test_log_reader_hidden_from_a_writer)
 }
 END_TEST
 
+/*
+ * One shard's directory names another shard's segment (only the first
+ * shard damaged): a repair walked the segment as its own, found every
+ * slot wrong for it, and dropped the sound shard's keys; a second repair
+ * still found the damage (found by an audit).  The range that names a
+ * segment whose slots are all another's, or one already named, gets a
+ * new, empty segment.
+ */
+START_TEST(test_repair_of_a_segment_named_twice)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint32_t sa, sb, i, lost = 0, in_sa = 0, p1, p2;
+	uint64_t seg, dwb;
+	SHF *shf;
+
+	find_table("segshare", name, path);
+	sa = shard_of_key(0);
+	sb = (sa + 1) % NSHARDS;
+	seg = first_segment(path, sa);
+	dwb = peek64(path, shard_at(sb) + offsetof(struct shard, dir_word));
+	ck_assert_uint_eq(dwb & 63, 0);
+	poke(path, dwb >> 6, &seg, 8); /* shard sb's dir[0]: sa's segment */
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	for (i = 0; i < FIND_KEYS; i++) {
+		if (shard_of_key(i) != sa)
+			continue;
+		in_sa++;
+		shf_make_hash(key, key_of(key, i));
+		shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	}
+	ck_assert_uint_gt(in_sa, 0);
+	p1 = shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+	for (i = 0; i < FIND_KEYS; i++) {
+		if (shard_of_key(i) != sa)
+			continue;
+		shf_make_hash(key, key_of(key, i));
+		if (shf_get_key_val_copy(shf) != SHF_RET_KEY_FOUND)
+			lost++;
+	}
+	p2 = shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+	shf_detach(shf);
+	unlink(path);
+	ck_assert_uint_ge(p1, 1);
+	ck_assert_msg(lost == 0, "%u of shard %u's %u keys lost by the repair",
+		      lost, sa, in_sa);
+	ck_assert_msg(p2 == 0, "a second repair found %u problems", p2);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                               \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0, \
@@ -3692,6 +3742,7 @@ static Suite *hostile_suite(void)
 			   test_attach_beside_a_file_lease,
 			   test_evict_through_a_copied_slot,
 			   test_race_reset_while_a_horse_waits,
+			   test_repair_of_a_segment_named_twice,
 			   test_queue_pull_killed_before_commit,
 			   test_log_stop_while_others_write,
 			   test_log_reader_hidden_from_a_writer);

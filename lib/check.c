@@ -215,7 +215,11 @@ static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
 	if (!seg || (de & ~63ULL & (PAGE - 1))) {
 		chk_report(c, "shard %u: segment %#llx outside the file", si,
 			   (unsigned long long)(de & ~63ULL));
-		return -1;
+		if (!repair)
+			return -1;
+		/* its keys are lost with its offset: an empty one instead */
+		range_renew(h, dir, start, len, l);
+		return (int)len;
 	}
 	/*
 	 * A segment that another range names too (another process wrote

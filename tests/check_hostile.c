@@ -3565,6 +3565,43 @@ START_TEST(test_repair_of_a_segment_named_twice)
 }
 END_TEST
 
+/*
+ * A directory entry that names a segment outside the file: a repair
+ * reported it and changed nothing, so the shard's range returned
+ * EBADMSG for good and its counters went unchecked (found by an audit).
+ * The range gets a new, empty segment.
+ */
+START_TEST(test_repair_of_a_segment_outside_the_file)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint32_t sa, p1, p2, r;
+	uint64_t dw, bad;
+	SHF *shf;
+
+	find_table("segout", name, path);
+	sa = shard_of_key(0);
+	dw = peek64(path, shard_at(sa) + offsetof(struct shard, dir_word));
+	ck_assert_uint_eq(dw & 63, 0);
+	bad = (1ULL << 39); /* depth 0, far past the file's end */
+	poke(path, dw >> 6, &bad, 8);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	p1 = shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+	p2 = shf_check(shf, 0, NULL, NULL);
+	/* the shard takes keys again */
+	shf_make_hash(key, key_of(key, 0));
+	r = shf_put_key_val(shf, "again", 5);
+	shf_make_hash(key, key_of(key, 0));
+	ck_assert_uint_eq(r & SHF_RET_ERROR, 0);
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	shf_detach(shf);
+	unlink(path);
+	ck_assert_uint_ge(p1, 1);
+	ck_assert_msg(p2 == 0, "a check after the repair found %u problems",
+		      p2);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                               \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0, \
@@ -3743,6 +3780,7 @@ static Suite *hostile_suite(void)
 			   test_evict_through_a_copied_slot,
 			   test_race_reset_while_a_horse_waits,
 			   test_repair_of_a_segment_named_twice,
+			   test_repair_of_a_segment_outside_the_file,
 			   test_queue_pull_killed_before_commit,
 			   test_log_stop_while_others_write,
 			   test_log_reader_hidden_from_a_writer);

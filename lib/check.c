@@ -119,35 +119,35 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 }
 
 /*
+ * Bit i of the n bits at bits: 1 if it was set already; sets it.  0 where
+ * there are no bits (no memory for them) or i is past them.
+ */
+static int bit_seen(uint64_t *bits, uint64_t n, uint64_t i)
+{
+	uint64_t bit = 1ULL << (i % 64);
+
+	if (!bits || i >= n)
+		return 0;
+	if (bits[i / 64] & bit)
+		return 1;
+	bits[i / 64] |= bit;
+	return 0;
+}
+
+/*
  * Has a slot already named local UID ul?  Marks it named.  Two slots of
  * one UID (a copied slot) would count its key twice, and a delete by one
  * of them would leave the other leading to a free cell.
  */
 static int uid_named_again(struct chk *c, uint32_t ul)
 {
-	uint64_t bit;
-
-	if (!c->uid_seen || ul >= c->uid_seen_n)
-		return 0;
-	bit = 1ULL << (ul % 64);
-	if (c->uid_seen[ul / 64] & bit)
-		return 1;
-	c->uid_seen[ul / 64] |= bit;
-	return 0;
+	return bit_seen(c->uid_seen, c->uid_seen_n, ul);
 }
 
 /* Has a range named the segment at seg_off already?  Marks it named. */
 static int seg_named_again(struct chk *c, uint64_t seg_off)
 {
-	uint64_t p = seg_off / PAGE, bit;
-
-	if (!c->seg_seen || p >= c->seg_seen_n)
-		return 0;
-	bit = 1ULL << (p % 64);
-	if (c->seg_seen[p / 64] & bit)
-		return 1;
-	c->seg_seen[p / 64] |= bit;
-	return 0;
+	return bit_seen(c->seg_seen, c->seg_seen_n, seg_off / PAGE);
 }
 
 /*

@@ -248,13 +248,8 @@ int slot_misleads(SHF *h, struct shard *sh, uint32_t tag,
 int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off)
 {
 	struct rec r;
-	struct found f;
 
-	if (!rec_get(h, rec_off, &r))
-		return 0;
-	if (idx_find(h, sh, rec_hash(h, r.key, r.klen), r.key, r.klen, &f) != 1)
-		return 0;
-	return f.rec_off == rec_off;
+	return rec_get(h, rec_off, &r) && idx_slot_is(h, sh, &r, rec_off, NULL);
 }
 
 int idx_slot_is(SHF *h, struct shard *sh, const struct rec *r,
@@ -264,7 +259,7 @@ int idx_slot_is(SHF *h, struct shard *sh, const struct rec *r,
 
 	return idx_find(h, sh, rec_hash(h, r->key, r->klen), r->key, r->klen,
 			&f) == 1 &&
-	       f.slot == slot && f.rec_off == rec_off;
+	       (!slot || f.slot == slot) && f.rec_off == rec_off;
 }
 
 int idx_names_uid(SHF *h, struct shard *sh, uint32_t ul)
@@ -273,7 +268,7 @@ int idx_names_uid(SHF *h, struct shard *sh, uint32_t ul)
 	int bad;
 	uint64_t ro = uid_find(h, sh, ul, &r, &bad);
 
-	return ro && idx_holds(h, sh, ro);
+	return ro && idx_slot_is(h, sh, &r, ro, NULL);
 }
 
 /*

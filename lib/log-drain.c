@@ -243,7 +243,6 @@ static void *log_drain(void *arg)
 	const struct log_ref *r = arg;
 	struct log_hdr *h = r->h;
 	struct drain d;
-
 	uint64_t stop_w = 0;
 	uint32_t left = 0;
 	int stopping = 0;

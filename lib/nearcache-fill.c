@@ -202,6 +202,20 @@ static uint32_t fill_ttl(const struct shf_nc *nc, long long pttl)
 	return ttl;
 }
 
+/*
+ * May reply r to a GET (the key's PTTL with it) be kept in the table?
+ * Not an absence where negatives are not kept; not a value whose time
+ * ends now (PTTL 0) or ended since the GET (-2, no such key): served,
+ * not kept past its end.
+ */
+static int reply_keepable(const struct shf_nc *nc, const redisReply *r,
+			  long long pttl)
+{
+	if (r->type == REDIS_REPLY_NIL)
+		return !(nc->flags & SHF_NC_NO_NEGATIVE);
+	return pttl != 0 && pttl != -2; /* a string (nc_redis_get()) */
+}
+
 /* The caller holds the key's lease: fetch from Redis and store. */
 uint32_t nc_fill(struct shf_nc *nc, const char *key, uint32_t key_len,
 		 uint64_t gen, const char **val, uint32_t *val_len)
@@ -236,13 +250,7 @@ uint32_t nc_fill(struct shf_nc *nc, const char *key, uint32_t key_len,
 	same = !strcmp(nc->rc_run_id, nc->run_id);
 	if (!same)
 		nc_count(nc, NC_ERRORS);
-	can_fill = same && tracked;
-	if (r->type == REDIS_REPLY_NIL && (nc->flags & SHF_NC_NO_NEGATIVE))
-		can_fill = 0;
-	/* A value whose time ends now (PTTL 0), or ended since the GET (-2,
-	 * no such key): served, not kept past its end. */
-	if (r->type == REDIS_REPLY_STRING && (pttl == 0 || pttl == -2))
-		can_fill = 0;
+	can_fill = same && tracked && reply_keepable(nc, r, pttl);
 	vlen = r->type == REDIS_REPLY_STRING ? r->len : 0;
 	if (can_fill && vlen > UINT32_MAX - 64 - NC_REC_HDR - key_len)
 		can_fill = 0;

@@ -1393,9 +1393,10 @@ void seg_unmove(uint64_t *seg, uint32_t bit);
 /* Does the index lead to the record at rec_off (for its own key)? */
 int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off);
 /*
- * Is slot the one a look-up of r's key (r at rec_off) finds?  Not for a
- * copy of it that another process wrote where no look-up goes: what a
- * walk of the slots does to a key (eviction) goes through that one only.
+ * Is slot (NULL: any) the one a look-up of r's key (r at rec_off) finds?
+ * Not for a copy of it that another process wrote where no look-up goes:
+ * what a walk of the slots does to a key (eviction) goes through that
+ * one only.
  */
 int idx_slot_is(SHF *h, struct shard *sh, const struct rec *r,
 		uint64_t rec_off, const uint32_t *slot);

@@ -3085,6 +3085,19 @@ static int q_slot_of(const struct q_hdr *qh, pid_t pid)
 }
 
 /*
+ * In a child: the table name attached, and a slot taken in its queues
+ * (a pull from queue 1, which is empty); exits 2 where that fails.
+ */
+static SHF *q_child_bind(const char *name)
+{
+	SHF *c = shf_attach_existing(shf_test_dir(), name);
+
+	if (!c || !shf_q_get(c) || shf_q_pull_tail(c, 1) != SHF_QIID_NONE)
+		_exit(2);
+	return c;
+}
+
+/*
  * A puller killed between marking its items (own[]) and the store of its
  * ring's tail, q_ring_pull()'s commit, leaves them on the ring with its
  * slot's mark.  The dead slot was reclaimed and given to a new process,
@@ -3112,12 +3125,9 @@ START_TEST(test_queue_pull_killed_before_commit)
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		SHF *c = shf_attach_existing(shf_test_dir(), name);
 		int slot;
 
-		if (!c || !shf_q_get(c) ||
-		    shf_q_pull_tail(c, 1) != SHF_QIID_NONE)
-			_exit(2);
+		q_child_bind(name);
 		slot = q_slot_of(qh, getpid());
 		if (slot < 0)
 			_exit(3);
@@ -3143,12 +3153,9 @@ START_TEST(test_queue_pull_killed_before_commit)
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		SHF *c = shf_attach_existing(shf_test_dir(), name);
+		SHF *c = q_child_bind(name);
 		int e;
 
-		if (!c || !shf_q_get(c) ||
-		    shf_q_pull_tail(c, 1) != SHF_QIID_NONE)
-			_exit(2);
 		if (q_slot_of(qh, getpid()) != slot_a)
 			_exit(3);
 		errno = 0;

@@ -102,7 +102,9 @@ static int owner_alive(pid_t pid, uint64_t start)
 		return 0;
 	if (proc_stat(pid, &t, &state) < 0)
 		return errno != ESRCH; /* no /proc: trust kill() */
-	return t == start && shf_proc_alive(pid, 1, start);
+	/* /proc read again only for a zombie: its other threads */
+	return t == start && state != 'X' &&
+	       (state != 'Z' || shf_proc_alive(pid, 1, start));
 }
 
 static void report(struct watch *w, int err)
@@ -252,8 +254,8 @@ static __attribute__((noreturn)) void watch(struct watch *w)
 	 * process that attached. */
 	if (proc_stat(w->pid, &t, &state) < 0)
 		fail(w, errno);
-	(void)state;
-	if (t != w->start || !shf_proc_alive(w->pid, 1, w->start))
+	if (t != w->start || state == 'X' ||
+	    (state == 'Z' && !shf_proc_alive(w->pid, 1, w->start)))
 		fail(w, ESRCH);
 
 	/* dir may be relative to the owner's working folder, which we keep

@@ -2287,15 +2287,30 @@ static int lease_release(LeaseObject *l)
 	return 0;
 }
 
-/* Give l's lease up, keeping the exception that is set. */
-static void lease_give_up_keep_error(LeaseObject *l)
+/*
+ * Give l's lease up, keeping the exception that is set.  An error of the
+ * release itself is reported as unraisable where report is set (l must
+ * be alive then: PyErr_WriteUnraisable() takes a reference to it), and
+ * dropped where it is not.
+ */
+static void lease_release_keep_error(LeaseObject *l, int report)
 {
 	PyObject *type, *val, *tb;
 
 	PyErr_Fetch(&type, &val, &tb);
-	if (lease_release(l) < 0)
-		PyErr_Clear();
+	if (lease_release(l) < 0) {
+		if (report)
+			PyErr_WriteUnraisable((PyObject *)l);
+		else
+			PyErr_Clear();
+	}
 	PyErr_Restore(type, val, tb);
+}
+
+/* Give l's lease up after an error, which stays set. */
+static void lease_give_up_keep_error(LeaseObject *l)
+{
+	lease_release_keep_error(l, 0);
 }
 
 /*
@@ -2517,14 +2532,8 @@ static PyObject *Table_get_or_lease(TableObject *t, PyObject *const *args,
  */
 static void lease_drop(LeaseObject *l)
 {
-	if (l->leased && l->table && l->table->shf) {
-		PyObject *type, *val, *tb;
-
-		PyErr_Fetch(&type, &val, &tb);
-		if (lease_release(l) < 0)
-			PyErr_WriteUnraisable((PyObject *)l);
-		PyErr_Restore(type, val, tb);
-	}
+	if (l->leased && l->table && l->table->shf)
+		lease_release_keep_error(l, 1);
 }
 
 /* The last reference gone (PEP 442): the object is whole here. */

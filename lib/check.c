@@ -186,31 +186,125 @@ static void range_renew(SHF *h, uint64_t *dir, uint32_t start, uint32_t len,
 		st64(&dir[k], seg | l);
 }
 
-/* The slots of one segment; -1 if its range of the directory is bad. */
-static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
-			 uint32_t start, struct chk *c, int repair)
+/*
+ * The length of the range that dir[start] begins, or 0 (reported) if the
+ * range is bad in shape: a depth past the directory's, a start off the
+ * range's own boundary, or an entry inside it that says otherwise.
+ */
+static uint32_t range_shape(struct chk *c, uint32_t si, uint64_t *dir,
+			    uint32_t g, uint32_t start)
 {
-	struct shard *sh = &h->shards[si];
-	uint64_t de = ld64(&dir[start]), *seg;
+	uint64_t de = ld64(&dir[start]);
 	uint32_t l = (uint32_t)(de & 63), len, k;
 
 	if (l > g) {
 		chk_report(c, "shard %u: dir[%u] depth %u > %u", si, start, l, g);
-		return -1;
+		return 0;
 	}
 	len = 1u << (g - l);
 	/* a range starts on its own boundary, so it ends inside the array */
 	if (start & (len - 1)) {
 		chk_report(c, "shard %u: dir[%u] starts no range of depth %u",
 			   si, start, l);
-		return -1;
+		return 0;
 	}
 	for (k = start; k < start + len; k++)
 		if (ld64(&dir[k]) != de) {
 			chk_report(c, "shard %u: dir[%u] breaks the range of dir[%u]",
 				   si, k, start);
-			return -1;
+			return 0;
 		}
+	return len;
+}
+
+/* Is every range of the directory sound in shape?  Reports the first not. */
+static int dir_shape_sound(struct chk *c, uint32_t si, uint64_t *dir,
+			   uint32_t g)
+{
+	uint32_t i, len;
+
+	for (i = 0; i < (1u << g); i += len) {
+		len = range_shape(c, si, dir, g, i);
+		if (!len)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Repair of a directory bad in shape: each entry's depth is derived again
+ * from the segments the entries name.  An aligned block of entries that
+ * all name one segment is a range, and each entry gets the depth of the
+ * widest such block around it: two such blocks are apart or one holds the
+ * other, so these tile the directory.  A directory whose depths alone
+ * were damaged comes back as it was; a segment that two ranges still name
+ * is given up by the second, in the walk that follows.
+ */
+static void dir_mend(uint64_t *dir, uint32_t g)
+{
+	uint32_t n = 1u << g, d, b, k, s;
+
+	for (k = 0; k < n; k++)
+		st64(&dir[k], (ld64(&dir[k]) & ~63ULL) | g);
+	/* blocks of size s = 2^(g - d), from halves each a range of d + 1 */
+	for (d = g; d-- > 0;) {
+		s = 1u << (g - d);
+		for (b = 0; b < n; b += s) {
+			uint64_t x = ld64(&dir[b]);
+
+			if ((x & 63) != d + 1 || ld64(&dir[b + s / 2]) != x)
+				continue;
+			for (k = b; k < b + s; k++)
+				st64(&dir[k], (x & ~63ULL) | d);
+		}
+	}
+}
+
+/* The slots of the segment seg of the range of depth l from start. */
+static void check_slots(SHF *h, uint32_t si, uint64_t *seg, uint32_t g,
+			uint32_t start, uint32_t l, struct chk *c, int repair)
+{
+	struct shard *sh = &h->shards[si];
+
+	for (uint32_t k = 0; k < SEG_SLOTS; k++) {
+		uint64_t sv = slot_ld(seg_slot(seg, k));
+		const char *why;
+		struct rec r;
+
+		if (!sv)
+			continue;
+		why = check_slot(h, sh, si, sv, k / BUCKET_SLOTS, start, l, g,
+				 &r);
+		if (!why && uid_named_again(c, slot_ul(sv)))
+			/* the first slot stays: it leads to the record */
+			why = "its UID is named by another slot too";
+		if (why) {
+			chk_report(c, "shard %u: slot %#llx: %s", si,
+				   (unsigned long long)((uint8_t *)seg_slot(seg, k) - h->base),
+				   why);
+			if (repair)
+				slot_st(seg_slot(seg, k), 0);
+			continue;
+		}
+		c->live++;
+		c->rbytes += rec_cost(r.size);
+	}
+}
+
+/*
+ * The range of the directory that dir[start] begins, and its segment's
+ * slots.  The range's length; -1 if it is bad in shape.
+ */
+static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
+			 uint32_t start, struct chk *c, int repair)
+{
+	uint32_t len = range_shape(c, si, dir, g, start), l;
+	uint64_t de, *seg;
+
+	if (!len)
+		return -1;
+	de = ld64(&dir[start]);
+	l = (uint32_t)(de & 63);
 	seg = at(h, de & ~63ULL, SEG_BYTES);
 	if (!seg || (de & ~63ULL & (PAGE - 1))) {
 		chk_report(c, "shard %u: segment %#llx outside the file", si,
@@ -228,7 +322,7 @@ static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
 	 * empty segment under repair; its keys, if it had any, were lost
 	 * with its own segment's offset.
 	 */
-	if (seg_foreign(h, sh, si, seg, start, l, g) ||
+	if (seg_foreign(h, &h->shards[si], si, seg, start, l, g) ||
 	    seg_named_again(c, de & ~63ULL)) {
 		chk_report(c, "shard %u: dir[%u] names segment %#llx, which "
 			   "another range of the directory names", si, start,
@@ -237,36 +331,7 @@ static int check_segment(SHF *h, uint32_t si, uint64_t *dir, uint32_t g,
 			range_renew(h, dir, start, len, l);
 		return (int)len;
 	}
-	for (k = 0; k < SEG_SLOTS; k++) {
-		uint64_t sv = slot_ld(seg_slot(seg, k));
-		const char *why;
-		struct rec r;
-
-		if (!sv)
-			continue;
-		why = check_slot(h, sh, si, sv, k / BUCKET_SLOTS, start, l, g,
-				 &r);
-		if (why) {
-			chk_report(c, "shard %u: slot %#llx: %s", si,
-				   (unsigned long long)((uint8_t *)seg_slot(seg, k) - h->base),
-				   why);
-			if (repair)
-				slot_st(seg_slot(seg, k), 0);
-			continue;
-		}
-		if (uid_named_again(c, slot_ul(sv))) {
-			/* the first slot stays: it leads to the record */
-			chk_report(c, "shard %u: slot %#llx: its UID %u is "
-				   "named by another slot too", si,
-				   (unsigned long long)((uint8_t *)seg_slot(seg, k) - h->base),
-				   slot_ul(sv));
-			if (repair)
-				slot_st(seg_slot(seg, k), 0);
-			continue;
-		}
-		c->live++;
-		c->rbytes += rec_cost(r.size);
-	}
+	check_slots(h, si, seg, g, start, l, c, repair);
 	return (int)len;
 }
 
@@ -390,6 +455,8 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 				? UID_LOCAL_MAX + 1
 				: cap * SLAB_CELLS;
 	c->uid_seen = calloc(c->uid_seen_n / 64 + 1, 8);
+	if (repair && !dir_shape_sound(c, si, dir, g))
+		dir_mend(dir, g);
 	for (i = 0; i < (1u << g); i += (uint32_t)len) {
 		/* more segments than the file has pages: some named twice */
 		if (++segs > atomic_load(&h->valid) / SEG_BYTES) {

@@ -3613,6 +3613,90 @@ START_TEST(test_repair_of_a_segment_outside_the_file)
 }
 END_TEST
 
+/*
+ * Directory ranges bad in shape (an entry's depth past the directory's, a
+ * range off its own boundary, an entry inside a range that says
+ * otherwise): shf_check() stopped the shard there, and a repair left the
+ * directory as it was, so the shard's keys stayed out of reach and its
+ * counters unchecked.  A repair now derives each entry's depth again from
+ * the segments the entries name: a directory whose depths alone were
+ * damaged comes back as it was, every key with it.
+ */
+START_TEST(test_repair_of_directory_depths)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint64_t dw, orig[8], bad, e;
+	uint32_t si, g, i, k, t, n = 0, p1, p2, found, want = 0, last;
+	SHF *shf;
+
+	find_table("dirdepth", name, path);
+	si = shard_of_key(0);
+	for (i = 0; i < FIND_KEYS; i++)
+		want += shard_of_key(i) == si;
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	/* keys of shard si alone, until its directory has 4 entries or more */
+	for (i = FIND_KEYS;; i++) {
+		dw = peek64(path, shard_at(si) + offsetof(struct shard, dir_word));
+		if ((dw & 63) >= 2)
+			break;
+		ck_assert_uint_lt(i, 100000000);
+		if (shard_of_key(i) != si)
+			continue;
+		shf_make_hash(key, key_of(key, i));
+		shf_assert_eq(shf_put_key_val(shf, "value", 5), SHF_RET_KEY_PUT);
+		n++;
+	}
+	shf_detach(shf);
+	want += n;
+	last = i;
+	g = (uint32_t)(dw & 63);
+	for (k = 0; k < (1u << g) && k < 8; k++)
+		orig[k] = peek64(path, (dw >> 6) + 8 * k);
+	for (k = 0; k < (1u << g) && k < 8; k++)
+		for (t = 0; t < 3; t++) {
+			/* past the directory's depth, the widest, one narrower */
+			const uint64_t depth[3] = { g + 5, 0,
+						    ((orig[k] & 63) + 1) % (g + 1) };
+
+			bad = (orig[k] & ~63ULL) | depth[t];
+			if (bad == orig[k])
+				continue;
+			poke(path, (dw >> 6) + 8 * k, &bad, 8);
+			shf = shf_attach_existing(shf_test_dir(), name);
+			ck_assert_ptr_nonnull(shf);
+			p1 = shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+			p2 = shf_check(shf, 0, NULL, NULL);
+			for (i = found = 0; i < last; i++) {
+				if (shard_of_key(i) != si)
+					continue;
+				shf_make_hash(key, key_of(key, i));
+				found += shf_get_key_val_copy(shf) ==
+					 SHF_RET_KEY_FOUND;
+			}
+			ck_assert_uint_eq(shf_test_keys(shf), FIND_KEYS + n);
+			shf_detach(shf);
+			ck_assert_msg(p1 >= 1, "entry %u depth %llu: no problem "
+				      "found", k, (unsigned long long)depth[t]);
+			ck_assert_msg(p2 == 0, "entry %u depth %llu: %u problems "
+				      "after the repair", k,
+				      (unsigned long long)depth[t], p2);
+			for (i = 0; i < (1u << g) && i < 8; i++) {
+				e = peek64(path, (dw >> 6) + 8 * i);
+				ck_assert_msg(e == orig[i], "entry %u depth %llu: "
+					      "dir[%u] %#llx, was %#llx", k,
+					      (unsigned long long)depth[t], i,
+					      (unsigned long long)e,
+					      (unsigned long long)orig[i]);
+			}
+			ck_assert_msg(found == want, "entry %u depth %llu: %u of "
+				      "the shard's %u keys found", k,
+				      (unsigned long long)depth[t], found, want);
+		}
+	unlink(path);
+}
+END_TEST
+
 /* A case of trials_per_case trials. */
 #define HOSTILE_CASE(s, name, test)                               \
 	tcase_add_loop_test(shf_test_tcase(s, name, 30), test, 0, \
@@ -3792,6 +3876,7 @@ static Suite *hostile_suite(void)
 			   test_race_reset_while_a_horse_waits,
 			   test_repair_of_a_segment_named_twice,
 			   test_repair_of_a_segment_outside_the_file,
+			   test_repair_of_directory_depths,
 			   test_queue_pull_killed_before_commit,
 			   test_log_stop_while_others_write,
 			   test_log_reader_hidden_from_a_writer);

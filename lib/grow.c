@@ -218,25 +218,52 @@ static uint64_t step_up(const SHF *h, uint64_t x)
 }
 
 /*
+ * A claim past the file's end, under alloc_lk: the file only grows before
+ * its claim does, so the claim was damaged (or the file cut).  Where all
+ * the space in use is still inside the file, the claim comes down to the
+ * file's size, in *sz, and the table grows from there again: 0 (so too
+ * where the file reaches the claim after all).  Else records were lost
+ * with the file's end: -1, EBADMSG (shf_check(3)).
+ */
+static int claim_mend(SHF *h, uint64_t *sz)
+{
+	uint64_t used = atomic_load(&h->h->file_used), real;
+	struct stat st;
+
+	if (fstat(h->fd, &st) < 0)
+		return -1;
+	real = (uint64_t)st.st_size;
+	if (real > h->map_size)
+		real = h->map_size;
+	if (real >= *sz) {
+		/* the file reaches the claim (grown since this process looked) */
+		valid_raise(h, real);
+		return 0;
+	}
+	if (used > real) {
+		errno = EBADMSG;
+		return -1;
+	}
+	file_claim(h, real);
+	*sz = real;
+	return 0;
+}
+
+/*
  * Grow the file so that `need` bytes are reserved.  Under alloc_lk.  The
  * header's size is a claim: space it claims that the file does not have
- * (a damaged or truncated file) is EBADMSG, never a SIGBUS later.
+ * (a damaged or truncated file) is never used (a SIGBUS later): the claim
+ * is mended, or the call fails with EBADMSG.
  */
 int file_reserve(SHF *h, uint64_t need)
 {
 	uint64_t sz = atomic_load(&h->h->file_size), nsz;
 
-	if (need <= sz) {
-		if (range_ok(h, 0, need))
-			return 0;
-		errno = EBADMSG;
-		return -1;
-	}
 	/* growth starts at the claimed end: the file must reach it */
-	if (!range_ok(h, 0, sz)) {
-		errno = EBADMSG;
+	if (!range_ok(h, 0, sz) && claim_mend(h, &sz) < 0)
 		return -1;
-	}
+	if (need <= sz)
+		return 0;
 	if (need > h->map_size) {
 		errno = EFBIG;
 		return -1;

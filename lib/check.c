@@ -119,22 +119,6 @@ static const char *check_slot(SHF *h, struct shard *sh, uint32_t si,
 }
 
 /*
- * Bit i of the n bits at bits: 1 if it was set already; sets it.  0 where
- * there are no bits (no memory for them) or i is past them.
- */
-static int bit_seen(uint64_t *bits, uint64_t n, uint64_t i)
-{
-	uint64_t bit = 1ULL << (i % 64);
-
-	if (!bits || i >= n)
-		return 0;
-	if (bits[i / 64] & bit)
-		return 1;
-	bits[i / 64] |= bit;
-	return 0;
-}
-
-/*
  * Has a slot already named local UID ul?  Marks it named.  Two slots of
  * one UID (a copied slot) would count its key twice, and a delete by one
  * of them would leave the other leading to a free cell.
@@ -451,9 +435,7 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 	c->rbytes = 0;
 	/* a UID a slot names is in a slab of the directory (cell_of()) */
 	cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
-	c->uid_seen_n = cap > (UID_LOCAL_MAX + 1) / SLAB_CELLS
-				? UID_LOCAL_MAX + 1
-				: cap * SLAB_CELLS;
+	c->uid_seen_n = uid_bits_n(cap);
 	c->uid_seen = calloc(c->uid_seen_n / 64 + 1, 8);
 	if (repair && !dir_shape_sound(c, si, dir, g))
 		dir_mend(dir, g);

@@ -15,7 +15,38 @@ struct snap {
 	char *buf;
 	uint64_t len, cap;
 	uint32_t count;
+	uint64_t *seen; /* a bit a local UID, of seen_cap words */
+	uint64_t seen_cap;
 };
+
+static void snap_free(struct snap *s)
+{
+	free(s->buf);
+	free(s->seen);
+}
+
+/*
+ * No UID seen yet of a shard whose slab directory holds cap slabs: its
+ * number of bits, or 0 (ENOMEM).
+ */
+static uint32_t snap_seen_clear(struct snap *s, uint32_t cap)
+{
+	uint32_t n = uid_bits_n(cap);
+	uint64_t words = n / 64 + 1;
+
+	if (words > s->seen_cap) {
+		uint64_t *p = realloc(s->seen, words * 8);
+
+		if (!p) {
+			errno = ENOMEM;
+			return 0;
+		}
+		s->seen = p;
+		s->seen_cap = words;
+	}
+	memset(s->seen, 0, words * 8);
+	return n;
+}
 
 static int snap_add(struct snap *s, struct rec *r, uint32_t uid)
 {
@@ -59,9 +90,17 @@ static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 	 * is damaged (else the walk could copy the same records for ever).
 	 */
 	uint64_t valid = atomic_load(&h->valid), segs = 0;
+	/*
+	 * A UID that two slots name (one copied by another process, a
+	 * damage shf_check() repairs) is one key, seen once.
+	 */
+	uint32_t seen_n = snap_seen_clear(
+		s, __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_ACQUIRE));
 
 	s->len = 0;
 	s->count = 0;
+	if (!seen_n)
+		return -1;
 	if (!dir)
 		return 1;
 	for (i = 0; i < (1u << g); i++) {
@@ -86,6 +125,8 @@ static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 				continue;
 			if (!uid_find(h, sh, slot_ul(sv), &r, &bad))
 				return 1;
+			if (bit_seen(s->seen, seen_n, slot_ul(sv)))
+				continue;
 			if (!rec_visible(&r, &c))
 				continue; /* expired, or a lease */
 			if (s->len + 12 + (uint64_t)r.klen + r.vlen > valid)
@@ -142,7 +183,7 @@ SHF_EXPORT uint32_t shf_iterate(SHF *h, shf_iterate_cb_t cb, void *arg)
 	}
 	for (si = 0; si < NSHARDS; si++) {
 		if (snap_shard(h, si, &s) < 0) {
-			free(s.buf);
+			snap_free(&s);
 			return SHF_RET_ERROR;
 		}
 		for (n = 0, off = 0; n < s.count; n++) {
@@ -151,13 +192,13 @@ SHF_EXPORT uint32_t shf_iterate(SHF *h, shf_iterate_cb_t cb, void *arg)
 			memcpy(hd, s.buf + off, 12);
 			if (cb(s.buf + off + 12, hd[1], s.buf + off + 12 + hd[1],
 			       hd[2], hd[0], arg)) {
-				free(s.buf);
+				snap_free(&s);
 				return SHF_RET_OK;
 			}
 			off += 12 + (uint64_t)hd[1] + hd[2];
 		}
 	}
-	free(s.buf);
+	snap_free(&s);
 	return SHF_RET_OK;
 }
 
@@ -194,7 +235,7 @@ SHF_EXPORT void shf_tab_copy_iterate(SHF *h, uint32_t *win, uint32_t *tab)
 		shf_tab = shf_tls.val;
 		shf_tab_len = (uint32_t)s.len;
 	}
-	free(s.buf);
+	snap_free(&s);
 	*win = (*win + 1) % NSHARDS; /* 0 again: the walk is complete */
 	*tab = 0;
 }

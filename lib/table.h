@@ -1117,6 +1117,29 @@ static inline uint32_t cell_class(uint64_t size)
 				       : REC_MIN, &b);
 }
 
+/* Bits enough for each local UID of a slab directory of cap slabs. */
+static inline uint32_t uid_bits_n(uint32_t cap)
+{
+	return cap > (UID_LOCAL_MAX + 1) / SLAB_CELLS ? UID_LOCAL_MAX + 1
+						      : cap * SLAB_CELLS;
+}
+
+/*
+ * Bit i of the n bits at bits: 1 if it was set already; sets it.  0 where
+ * there are no bits (no memory for them) or i is past them.
+ */
+static inline int bit_seen(uint64_t *bits, uint64_t n, uint64_t i)
+{
+	uint64_t bit = 1ULL << (i % 64);
+
+	if (!bits || i >= n)
+		return 0;
+	if (bits[i / 64] & bit)
+		return 1;
+	bits[i / 64] |= bit;
+	return 0;
+}
+
 /*
  * The cell of local UID ul: its offset (0 if the shard has none such, or
  * its slab is not inside the file) and class.

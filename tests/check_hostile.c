@@ -2847,7 +2847,8 @@ static void said_cb(const char *problem, void *arg)
  * one UID (found by review): shf_check() counted the key twice, found only
  * the key counter off by one, and a repair set it so.  Now it says which
  * slot names a UID again, a repair drops that slot, and the key counts
- * once; the key is found, and deleted, as before.
+ * once; the key is found, and deleted, as before.  shf_iterate() reported
+ * the key twice; now once.
  */
 START_TEST(test_slot_copied)
 {
@@ -2856,7 +2857,7 @@ START_TEST(test_slot_copied)
 	uint8_t seg[SEG_BYTES], *bk = NULL;
 	struct said said = { "named by another slot", 0 };
 	struct shf_stats st;
-	uint64_t off;
+	uint64_t off, pairs = 0;
 	SHF *shf;
 	int fd;
 
@@ -2898,6 +2899,9 @@ START_TEST(test_slot_copied)
 	ck_assert_ptr_nonnull(shf);
 	shf_make_hash(key, key_of(key, 5));
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	/* a walk sees the key once (it saw it twice) */
+	ck_assert_uint_eq(shf_iterate(shf, quiet_cb, &pairs), SHF_RET_OK);
+	ck_assert_uint_eq(pairs, FIND_KEYS);
 	ck_assert_uint_gt(shf_check(shf, 0, said_cb, &said), 0);
 	ck_assert_uint_eq(said.n, 1);
 	shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);

@@ -26,26 +26,27 @@ static void snap_free(struct snap *s)
 }
 
 /*
- * No UID seen yet of a shard whose slab directory holds cap slabs: its
- * number of bits, or 0 (ENOMEM).
+ * No UID seen yet of a shard whose slab directory holds cap slabs: *n
+ * bits for them; 0, or -1 (ENOMEM).
  */
-static uint32_t snap_seen_clear(struct snap *s, uint32_t cap)
+static int snap_seen_clear(struct snap *s, uint32_t cap, uint32_t *n)
 {
-	uint32_t n = uid_bits_n(cap);
-	uint64_t words = n / 64 + 1;
+	uint64_t words;
 
+	*n = uid_bits_n(cap);
+	words = *n / 64 + 1;
 	if (words > s->seen_cap) {
 		uint64_t *p = realloc(s->seen, words * 8);
 
 		if (!p) {
 			errno = ENOMEM;
-			return 0;
+			return -1;
 		}
 		s->seen = p;
 		s->seen_cap = words;
 	}
 	memset(s->seen, 0, words * 8);
-	return n;
+	return 0;
 }
 
 static int snap_add(struct snap *s, struct rec *r, uint32_t uid)
@@ -94,12 +95,13 @@ static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 	 * A UID that two slots name (one copied by another process, a
 	 * damage shf_check() repairs) is one key, seen once.
 	 */
-	uint32_t seen_n = snap_seen_clear(
-		s, __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_ACQUIRE));
+	uint32_t seen_n;
 
 	s->len = 0;
 	s->count = 0;
-	if (!seen_n)
+	if (snap_seen_clear(s, __atomic_load_n(&sh->uid_dir_cap,
+					       __ATOMIC_ACQUIRE),
+			    &seen_n) < 0)
 		return -1;
 	if (!dir)
 		return 1;

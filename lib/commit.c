@@ -332,6 +332,7 @@ void delete_found(SHF *h, struct shard *sh, struct found *f)
 	sh->j.op = OP_DEL;
 	barrier();
 	slot_st(f->slot, 0); /* commit */
+	idx_drop_copies(f->slot, f->sval);
 	CRASH(CP_DEL_COMMITTED);
 	/* a record elsewhere is freed only when the key's cell forwards to
 	 * it (else a damaged directory could free a cell as a record) */

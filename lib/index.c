@@ -236,6 +236,25 @@ uint32_t *idx_insert(SHF *h, struct shard *sh, uint64_t hash)
 	return NULL;
 }
 
+void idx_drop_copies(uint32_t *slot, uint64_t sv)
+{
+	uint8_t *bk = slot_bucket(slot);
+	uint8_t *seg = (uint8_t *)((uintptr_t)bk & ~(uintptr_t)(SEG_BYTES - 1));
+	uint32_t tag = slot_tag(sv), b = (uint32_t)((bk - seg) / 64), k, m;
+	const uint32_t pair[2] = { b, b ^ alt_of(tag) };
+
+	for (k = 0; k < 2; k++) {
+		uint32_t *w = seg_bucket(seg, pair[k]);
+
+		for (m = bucket_match(w, tag); m; m &= m - 1) {
+			uint32_t *c = &w[match_slot(m)];
+
+			if (c != slot && slot_key(c) == sv)
+				slot_st(c, 0);
+		}
+	}
+}
+
 int slot_misleads(SHF *h, struct shard *sh, uint32_t tag,
 		  const struct rec *r)
 {

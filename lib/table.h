@@ -1423,6 +1423,13 @@ int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off);
  */
 int idx_slot_is(SHF *h, struct shard *sh, const struct rec *r,
 		uint64_t rec_off, const uint32_t *slot);
+/*
+ * Clear the copies of slot value sv (slot_key()) that another process
+ * wrote into the bucket pair of slot, whose own word was just cleared: a
+ * look-up of the key would find them next, naming a UID given up (a
+ * damage shf_check() reports).  Under the lock.
+ */
+void idx_drop_copies(uint32_t *slot, uint64_t sv);
 /* Does the index lead, by the key of local UID ul's record, to that record? */
 int idx_names_uid(SHF *h, struct shard *sh, uint32_t ul);
 /* The slot under the shard's CLOCK hand, which moves on; NULL: unreadable */

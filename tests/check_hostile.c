@@ -2850,22 +2850,20 @@ static void said_cb(const char *problem, void *arg)
  * once; the key is found, and deleted, as before.  shf_iterate() reported
  * the key twice; now once.
  */
-START_TEST(test_slot_copied)
+/*
+ * Copy the slot of key "k<i>" of the table at path (2000 keys: each shard
+ * has one segment) into an empty slot of its bucket: word, tag byte and
+ * the tag's top bit.
+ */
+static void slot_copy_in_bucket(const char *name, const char *path,
+				uint32_t i_key)
 {
-	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
-	uint32_t si, ul, i, j = BUCKET_SLOTS, b, w, ref;
+	uint32_t si = shard_of_key(i_key), ul, i, j, b, w, ref;
 	uint8_t seg[SEG_BYTES], *bk = NULL;
-	struct said said = { "named by another slot", 0 };
-	struct shf_stats st;
-	uint64_t off, pairs = 0;
-	SHF *shf;
+	uint64_t off;
 	int fd;
 
-	find_table("slotcopy", name, path);
-	si = shard_of_key(5);
-	ul = uid_of_key(name, 5) & 0xffffff;
-
-	/* 2000 keys: each shard has one segment; the key's slot in it */
+	ul = uid_of_key(name, i_key) & 0xffffff;
 	off = first_segment(path, si);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	ck_assert_int_ge(fd, 0);
@@ -2887,13 +2885,24 @@ START_TEST(test_slot_copied)
 			break;
 	}
 	ck_assert_uint_lt(j, BUCKET_SLOTS);
-	/* word, tag byte and the tag's top bit of slot i, into slot j */
 	memcpy(bk + j * 4, bk + i * 4, 4);
 	bk[B_TAGHI + j] = bk[B_TAGHI + i];
 	memcpy(&ref, bk + B_REF, 4);
 	ref |= ((ref >> (B_TOP + i)) & 1) << (B_TOP + j);
 	memcpy(bk + B_REF, &ref, 4);
 	poke(path, off + b * 64, bk, 64);
+}
+
+START_TEST(test_slot_copied)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	struct said said = { "named by another slot", 0 };
+	struct shf_stats st;
+	uint64_t pairs = 0;
+	SHF *shf;
+
+	find_table("slotcopy", name, path);
+	slot_copy_in_bucket(name, path, 5);
 
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
@@ -2912,6 +2921,41 @@ START_TEST(test_slot_copied)
 	ck_assert_mem_eq(shf_val, "value", 5);
 	shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_NONE);
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
+ * The same copy, and no repair: a delete cleared the slot it found, and
+ * the look-ups after it found the copy, which named the UID given up:
+ * EBADMSG for the key from then on.  A delete clears the copies of its
+ * slot in the key's bucket pair too.
+ */
+START_TEST(test_slot_copied_then_deleted)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	struct shf_stats st;
+	uint32_t r;
+	SHF *shf;
+
+	find_table("slotcopydel", name, path);
+	slot_copy_in_bucket(name, path, 5);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	shf_make_hash(key, key_of(key, 5));
+	shf_assert_eq(shf_del_key_val(shf), SHF_RET_KEY_FOUND);
+	errno = 0;
+	r = shf_get_key_val_copy(shf);
+	ck_assert_msg(r == SHF_RET_KEY_NONE, "get after the delete: %#x (%s)",
+		      r, strerror(errno));
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+	/* and the key comes back */
+	shf_assert_eq(shf_put_key_val(shf, "again", 5), SHF_RET_KEY_PUT);
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	ck_assert_mem_eq(shf_val, "again", 5);
+	ck_assert_uint_eq(shf_get_stats(shf, &st, sizeof(st)), SHF_RET_OK);
+	ck_assert_uint_eq(st.keys, FIND_KEYS);
 	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
 	shf_test_del(shf, name);
 }
@@ -3857,7 +3901,7 @@ static Suite *hostile_suite(void)
 			   test_free_block_over_its_record, test_cells_damaged,
 			   test_cells_damaged_counts);
 	shf_test_add_tcase(s, "layout7", 60, test_forward_to_another_uid,
-			   test_slot_copied);
+			   test_slot_copied, test_slot_copied_then_deleted);
 #ifdef SHF_TEST_HOOKS
 	shf_test_add_tcase(s, "extent", 60, test_extent_not_linked_twice);
 #endif

@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1463,7 +1464,7 @@ END_TEST
  * offset; found by review: a waiter outside took its start time for
  * another thread's and took the lock over from the live holder after
  * 2 ms.  Lock words hold start times without the offset.  Here a process
- * in a namespace 100000 s ahead holds a shard's lock for 1.5 s (an update
+ * in a namespace 100000 s ahead holds a shard's lock for 1 s (an update
  * callback); a put of this process waits for it, takes nothing over.
  * Needs CLONE_NEWTIME (Linux 5.6, root): skipped without.
  */
@@ -1474,13 +1475,17 @@ static uint32_t hold_lock_cb(const char *val, uint32_t val_len)
 	(void)val, (void)val_len;
 	if (write(tns_pipe[1], "h", 1) != 1)
 		_exit(20);
-	usleep(1500000);
+	usleep(1000000);
+	/* done, the lock still held: a put that waited finds this byte */
+	if (write(tns_pipe[1], "d", 1) != 1)
+		_exit(21);
 	return SHF_RET_OK;
 }
 
 START_TEST(test_lock_holder_other_time_namespace)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32], b;
+	struct pollfd pfd = { .events = POLLIN };
 	uint32_t si, r;
 	uint64_t rec;
 	int status;
@@ -1534,7 +1539,6 @@ START_TEST(test_lock_holder_other_time_namespace)
 		unlink(path);
 		return;
 	}
-	close(tns_pipe[0]);
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
 	rec = recoveries_of(shf);
@@ -1545,8 +1549,12 @@ START_TEST(test_lock_holder_other_time_namespace)
 	t = shf_test_now() - t0;
 	ck_assert_msg(r == SHF_RET_KEY_PUT, "put: %#x (%s)", r,
 		      strerror(errno));
-	ck_assert_msg(t > 0.5, "the put did not wait for the holder (%.3f s)",
-		      t);
+	/* the holder's callback had ended: the put waited for it */
+	pfd.fd = tns_pipe[0];
+	ck_assert_msg(poll(&pfd, 1, 0) == 1 && read(tns_pipe[0], &b, 1) == 1 &&
+			      b == 'd',
+		      "the put did not wait for the holder (%.3f s)", t);
+	close(tns_pipe[0]);
 	ck_assert_uint_eq(recoveries_of(shf), rec);
 	status = shf_test_waitpid(pid, 30);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -2990,7 +2998,8 @@ START_TEST(test_cells_damaged_counts)
 		idx[n] = i;
 		uid[n++] = shf_uid;
 	}
-	ck_assert_uint_ge(n, 2);
+	/* key 5 at least (another of the 2000 in its shard: not always) */
+	ck_assert_uint_ge(n, 1);
 	for (w = 0; w < 2; w++) {
 		next = w ? 0xffffffc1u : 0;
 		poke(path, shard_at(si) + offsetof(struct shard, uid_next),
@@ -3273,7 +3282,7 @@ START_TEST(test_attach_beside_a_file_lease)
 		t0 = shf_test_now();
 		errno = 0;
 		other = shf_attach_existing(shf_test_dir(), name);
-		ck_assert_msg(shf_test_now() - t0 < 5.0,
+		ck_assert_msg(shf_test_now() - t0 < 5.0 * shf_test_multiplier(),
 			      "the attach waited %.1f s", shf_test_now() - t0);
 		if (other)
 			shf_detach(other); /* a kernel that broke it at once */

@@ -401,18 +401,21 @@ END_TEST
  * once the worker pushed it and the process ended.
  */
 static SHF *lead_shf;
-static int lead_pipe[2];
+static int lead_pipe[2], lead_go[2];
 static uint32_t lead_pulled; /* the worker holds the item */
 
 static void *lead_worker(void *arg)
 {
 	uint32_t x = shf_q_pull_tail(lead_shf, 0);
+	char g;
 
 	(void)arg;
 	shf_test_add_u32(&lead_pulled, 1);
 	if (x == SHF_QIID_NONE || write(lead_pipe[1], "x", 1) != 1)
 		_exit(3);
-	usleep(1000000);
+	/* held until the parent has tried to pull it (no clock to race) */
+	if (read(lead_go[0], &g, 1) != 1)
+		_exit(5);
 	shf_q_push_head(lead_shf, 0, x);
 	shf_q_flush(lead_shf, SHF_QID_NONE);
 	_exit(0); /* the process's last thread: no exit handlers */
@@ -433,6 +436,7 @@ static void leader_exited(const char *tag, int first_pull)
 	lead_shf = shf_test_new(tag, name, sizeof(name));
 	ck_assert_ptr_nonnull(shf_q_new(lead_shf, 1, 1, 8, 1));
 	ck_assert_int_eq(pipe(lead_pipe), 0);
+	ck_assert_int_eq(pipe(lead_go), 0);
 	fflush(NULL);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
@@ -452,6 +456,7 @@ static void leader_exited(const char *tag, int first_pull)
 			      "pulled the item that another process holds");
 		usleep(30000);
 	}
+	ck_assert_int_eq(write(lead_go[1], "g", 1), 1);
 	status = shf_test_waitpid(pid, 30);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		      "the holder: status %#x", status);
@@ -463,6 +468,8 @@ static void leader_exited(const char *tag, int first_pull)
 	ck_assert_msg(got, "the item did not come back");
 	close(lead_pipe[0]);
 	close(lead_pipe[1]);
+	close(lead_go[0]);
+	close(lead_go[1]);
 	shf_test_del(lead_shf, name);
 }
 
@@ -864,7 +871,7 @@ START_TEST(test_q_kill)
 	for (uint32_t q = 0; q < 2; q++)
 		while ((qiid = shf_q_pull_tail(shf, q)) != SHF_QIID_NONE)
 			n++;
-	ck_assert(shf_test_now() - t0 < 2.0);
+	ck_assert(shf_test_now() - t0 < 2.0 * shf_test_multiplier());
 	/* Each killed child could hold at most 1 pulled + 1 pre-queued. */
 	ck_assert_uint_le(n, items);
 	ck_assert_uint_ge(n, items - 30 * 3);
@@ -1620,7 +1627,8 @@ START_TEST(test_log_dead_reader)
 	for (int i = 0; i < 500; i++)
 		if (shf_log_fprintf(stdout, "line %d of a dead log\n", i) < 0)
 			dropped++;
-	ck_assert_msg(shf_test_now() - t0 < 5.0, "writers waited too long");
+	ck_assert_msg(shf_test_now() - t0 < 5.0 * shf_test_multiplier(),
+		      "writers waited too long");
 	ck_assert_int_gt(dropped, 0);
 	/* Draining resumes here: the kept lines, then the drop count. */
 	ck_assert_uint_eq(shf_log_thread_new(shf, 4096, fileno(out)),

@@ -328,7 +328,12 @@ def test_close_while_another_thread_waits(name):
 
     th = threading.Thread(target=waiter)
     th.start()
-    time.sleep(0.2)
+    # the waiter is in its call once it counted its wait (a sleep was no
+    # proof of that on a loaded machine)
+    end = time.monotonic() + 20
+    while t.stats()["lease_waits"] < 1:
+        assert time.monotonic() < end, "the waiter never waited"
+        time.sleep(0.005)
     t.close()  # the waiter's call holds the mapping until it returns
     assert t.closed
     with pytest.raises(ValueError):

@@ -11,12 +11,13 @@
  * The helper forks once and its first process exits at once, so the monitor
  * is re-parented to init (or the nearest subreaper) and never becomes a
  * zombie of the caller; that first process is reaped here.  A caller with a
- * SIGCHLD handler sees one SIGCHLD per shf_attach(..., 1).
+ * SIGCHLD handler sees one SIGCHLD per monitor started.
  *
  * The monitor reports on a pipe (its fd 3): one byte 0 once it watches the
- * caller (pidfd open, start time checked, table found), or an errno value
- * if it gave up.  Waiting for it means that a death right after
- * shf_attach() returns is still caught.
+ * caller (pidfd open, start time checked, table found), with its pid, or
+ * an errno value if it gave up.  Waiting for it means that a death right
+ * after shf_attach() returns is still caught.  A table that a monitor of
+ * this process still watches gets no second one.
  */
 #include "config.h"
 
@@ -25,6 +26,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -48,8 +50,106 @@
 /* The descriptor on which the monitor reports readiness. */
 #define MONITOR_READY_FD 3
 
-/* Wait for the monitor's report; 0, or -1 with errno. */
-static int monitor_wait_ready(int fd, int64_t deadline)
+/*
+ * The monitors this process started and that said their pid: a second
+ * shf_attach(..., 1) of a table one of them still watches starts no
+ * other (a process that attaches and detaches a table in a loop made a
+ * monitor process each time, each living as long as the process).  Not
+ * a fork child's: the monitors watch the process that started them.
+ */
+struct mon {
+	uint64_t dev, ino, start;
+	pid_t pid;
+};
+
+static pthread_mutex_t mon_mx = PTHREAD_MUTEX_INITIALIZER;
+static struct mon *mons;
+static size_t mons_n, mons_cap;
+static pthread_once_t mon_once = PTHREAD_ONCE_INIT;
+
+static void mon_atfork_child(void)
+{
+	pthread_mutex_init(&mon_mx, NULL);
+	mons_n = 0;
+}
+
+static void mon_once_init(void)
+{
+	pthread_atfork(NULL, NULL, mon_atfork_child);
+}
+
+/* Does a monitor this process started still watch (dev, ino)? */
+static int mon_watching(uint64_t dev, uint64_t ino)
+{
+	int found = 0;
+	size_t i;
+
+	pthread_once(&mon_once, mon_once_init);
+	pthread_mutex_lock(&mon_mx);
+	for (i = 0; i < mons_n; i++) {
+		if (mons[i].dev != dev || mons[i].ino != ino)
+			continue;
+		/* it leaves once its table is gone, or its owner */
+		if (shf_proc_alive(mons[i].pid, 0, mons[i].start)) {
+			found = 1;
+		} else {
+			mons[i] = mons[mons_n - 1];
+			mons_n--;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&mon_mx);
+	return found;
+}
+
+/* Note the monitor pid, which watches (dev, ino); best effort. */
+static void mon_note(uint64_t dev, uint64_t ino, pid_t pid)
+{
+	uint64_t start = pid > 0 ? shf_proc_start_time(pid) : 0;
+
+	if (!start)
+		return;
+	pthread_once(&mon_once, mon_once_init);
+	pthread_mutex_lock(&mon_mx);
+	if (mons_n == mons_cap) {
+		size_t cap = mons_cap ? 2 * mons_cap : 8;
+		struct mon *p = realloc(mons, cap * sizeof(*p));
+
+		if (!p) {
+			pthread_mutex_unlock(&mon_mx);
+			return;
+		}
+		mons = p;
+		mons_cap = cap;
+	}
+	mons[mons_n] = (struct mon){ dev, ino, start, pid };
+	mons_n++;
+	pthread_mutex_unlock(&mon_mx);
+}
+
+/*
+ * The pid a monitor sends after its 0, in the same write (so it is there
+ * already; a monitor that sent none is not waited for): or 0.
+ */
+static pid_t monitor_pid_read(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	int32_t pid;
+	ssize_t n;
+
+	if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLIN))
+		return 0;
+	do
+		n = read(fd, &pid, 4);
+	while (n < 0 && errno == EINTR);
+	return n == 4 && pid > 0 ? (pid_t)pid : 0;
+}
+
+/*
+ * Wait for the monitor's report; 0, or -1 with errno.  *mon: the pid the
+ * monitor sent after its 0 (0 where it sent none).
+ */
+static int monitor_wait_ready(int fd, int64_t deadline, pid_t *mon)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	unsigned char b;
@@ -84,6 +184,7 @@ static int monitor_wait_ready(int fd, int64_t deadline)
 			errno = b;
 			return -1;
 		}
+		*mon = monitor_pid_read(fd);
 		return 0;
 	}
 }
@@ -203,7 +304,7 @@ int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
 	int r, w, err;
 	uint64_t start;
 	struct stat st;
-	pid_t self, pid;
+	pid_t self, pid, mon = 0;
 
 	if (!dir || !name) {
 		errno = EINVAL;
@@ -211,6 +312,8 @@ int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
 	}
 	if (monitor_target(dir, name, dev, ino, file, sizeof(file), &st) < 0)
 		return -1;
+	if (mon_watching(dev, ino))
+		return 0;
 	self = getpid();
 	start = shf_proc_group_start_time(self); /* see shf_attach() */
 	if (!start)
@@ -244,8 +347,10 @@ int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
 		errno = err;
 		return -1;
 	}
-	err = monitor_wait_ready(r, (int64_t)shf_clock_ms(CLOCK_MONOTONIC) +
-					    MONITOR_READY_MS) < 0 ? errno : 0;
+	err = monitor_wait_ready(r,
+				 (int64_t)shf_clock_ms(CLOCK_MONOTONIC) +
+					 MONITOR_READY_MS,
+				 &mon) < 0 ? errno : 0;
 	/* On failure, closing the pipe makes a late monitor give up. */
 	close(r);
 	/* Its first process exits right after forking: a short grace. */
@@ -254,5 +359,6 @@ int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
 		errno = err;
 		return -1;
 	}
+	mon_note(dev, ino, mon);
 	return 0;
 }

@@ -192,8 +192,11 @@ static int reap(pid_t pid)
 	return status;
 }
 
-/* Pid of the monitor watching dir/file, or 0. */
-static pid_t monitor_find(const char *dir, const char *file)
+/*
+ * Pid of a monitor watching dir/file, or 0; *count (if not NULL): how
+ * many there are (else the look stops at the first).
+ */
+static pid_t monitors_of(const char *dir, const char *file, int *count)
 {
 	char path[300], buf[4096], *p, *end, *prev;
 	pid_t found = 0;
@@ -202,10 +205,12 @@ static pid_t monitor_find(const char *dir, const char *file)
 	ssize_t n;
 	DIR *d;
 
+	if (count)
+		*count = 0;
 	d = opendir("/proc");
 	if (!d)
 		return 0;
-	while (!found && (de = readdir(d))) {
+	while ((count || !found) && (de = readdir(d))) {
 		if (de->d_name[0] < '1' || de->d_name[0] > '9')
 			continue;
 		snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
@@ -226,11 +231,20 @@ static pid_t monitor_find(const char *dir, const char *file)
 				has_file = 1;
 			prev = p;
 		}
-		if (has_dir && has_file)
+		if (has_dir && has_file) {
 			found = atoi(de->d_name);
+			if (count)
+				++*count;
+		}
 	}
 	closedir(d);
 	return found;
+}
+
+/* Pid of the monitor watching dir/file, or 0. */
+static pid_t monitor_find(const char *dir, const char *file)
+{
+	return monitors_of(dir, file, NULL);
 }
 
 /* Is pid gone (or a zombie waiting for init)? */
@@ -586,6 +600,53 @@ START_TEST(test_monitor_killed)
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ck_assert_msg(strstr(out, base), "sweep said: %s", out);
 	ck_assert(!exists(file));
+}
+END_TEST
+
+/*
+ * One monitor a table and process (found by an audit): each
+ * shf_attach(..., 1) started a monitor that lived as long as the
+ * process, so one that attached a table and detached it in a loop grew a
+ * process a turn.  A table that a monitor of the process still watches
+ * gets no other; one whose monitor is gone gets a new one.
+ */
+START_TEST(test_one_monitor_per_table)
+{
+	char name[64], file[PATH_MAX], base[80];
+	SHF *shf, *two;
+	pid_t mon, mon2;
+	int i, n;
+
+	make_priv_dir("onemon");
+	shf_test_name(name, sizeof(name), "onemon");
+	table_file(file, sizeof(file), priv_dir, name);
+	snprintf(base, sizeof(base), "%s.shf", name);
+	for (i = 0; i < 5; i++) {
+		shf = shf_attach(priv_dir, name, 1);
+		ck_assert_ptr_nonnull(shf);
+		shf_detach(shf);
+	}
+	shf = shf_attach(priv_dir, name, 1);
+	two = shf_attach(priv_dir, name, 1);
+	ck_assert_ptr_nonnull(shf);
+	ck_assert_ptr_nonnull(two);
+	mon = monitors_of(priv_dir, base, &n);
+	ck_assert_msg(n == 1, "%d monitors for %s", n, file);
+	shf_detach(two);
+
+	/* its monitor killed: the next attach starts another */
+	ck_assert_int_eq(kill(mon, SIGKILL), 0);
+	ck_assert(proc_gone_within(mon, 5000));
+	two = shf_attach(priv_dir, name, 1);
+	ck_assert_ptr_nonnull(two);
+	mon2 = monitors_of(priv_dir, base, &n);
+	ck_assert_msg(n == 1 && mon2 != mon, "%d monitors for %s", n, file);
+	shf_detach(two);
+
+	/* removed (and detached): the monitor leaves */
+	free(shf_del(shf));
+	ck_assert(!exists(file));
+	ck_assert(proc_gone_within(mon2, 5000));
 }
 END_TEST
 
@@ -1200,7 +1261,8 @@ static Suite *monitor_suite(void)
 			   test_recreated_name, test_replaced_monitor_exits,
 			   test_sweep, test_owner_other_time_namespace,
 			   test_owner_first_thread_exited,
-			   test_sweep_beside_a_cutter);
+			   test_sweep_beside_a_cutter,
+			   test_one_monitor_per_table);
 
 	shf_test_add_tests(fixture_tcase(s, "errors"), test_no_monitor,
 			   test_sigchld_ignored, test_sigchld_handler,

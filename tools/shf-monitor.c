@@ -107,15 +107,27 @@ static int owner_alive(pid_t pid, uint64_t start)
 	       (state != 'Z' || shf_proc_alive(pid, 1, start));
 }
 
+/*
+ * Tell the library: one byte, an errno value or 0 once we watch; after a
+ * 0, in the same write, our pid (4 bytes, host order), by which the
+ * library knows that we still watch when the process attaches the table
+ * again (and starts no second monitor).
+ */
 static void report(struct watch *w, int err)
 {
-	unsigned char b = (unsigned char)(err > 0 && err < 256 ? err :
-					  (err ? EIO : 0));
+	unsigned char b[5] = { (unsigned char)(err > 0 && err < 256 ? err :
+					       (err ? EIO : 0)) };
+	int32_t me = (int32_t)getpid();
+	size_t n = 1;
 
 	if (w->ready_fd < 0)
 		return;
+	if (!b[0]) {
+		memcpy(b + 1, &me, 4);
+		n = 5;
+	}
 	/* The library gave up waiting (EPIPE): we are not wanted. */
-	if (write(w->ready_fd, &b, 1) != 1)
+	if (write(w->ready_fd, b, n) != (ssize_t)n)
 		_exit(EXIT_FAILURE);
 	close(w->ready_fd);
 	w->ready_fd = -1;

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * handle.c - a table's file and the handle to it: creating a table
- * atomically (built under a temporary name, then renamed into place),
- * checking what an attach finds against its own size, mapping it once for
- * the file's whole possible growth, detaching and removing it; the
- * settings a table keeps.
+ * handle.c - a table's file and the handle to it: attaching (making the
+ * file with create.c where there is none), checking what an attach finds
+ * against its own size, mapping it once for the file's whole possible
+ * growth, detaching and removing it; the settings a table keeps.
  */
 #include "config.h"
 
@@ -15,9 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -74,53 +71,6 @@ static int hdr_check(const struct hdr *hd, uint64_t fsize)
 		errno = EBADMSG;
 		return -1;
 	}
-	return 0;
-}
-
-static int table_init(int fd)
-{
-	uint64_t data = SHARDS_OFF + ((NSHARDS * sizeof(struct shard) + PAGE - 1) &
-				~(uint64_t)(PAGE - 1));
-	/* per shard: one segment and a one-entry directory */
-	uint64_t size = data + NSHARDS * (SEG_BYTES + 64);
-	uint8_t *m;
-	struct hdr *hd;
-	struct shard *sh;
-	uint32_t i;
-	int rc;
-
-	size = (size + GROW_STEP - 1) & ~(uint64_t)(GROW_STEP - 1);
-	rc = fallocate(fd, 0, 0, (off_t)size);
-	if (rc < 0 && errno == EOPNOTSUPP)
-		rc = ftruncate(fd, (off_t)size);
-	if (rc < 0)
-		return -1;
-	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED)
-		return -1;
-	hd = (struct hdr *)m;
-	hd->layout = SHF_LAYOUT;
-	hd->sig = SIG_VALUE;
-	hd->shards_off = SHARDS_OFF;
-	hd->data_start = data;
-	hd->nshards = NSHARDS;
-	shf_hash_secret_make(hd->hash_secret);
-	atomic_store(&hd->file_size, size);
-	hd->alloc_lk.w = 0; /* free */
-	hd->region_lk.w = 0;
-	sh = (struct shard *)(m + SHARDS_OFF);
-	for (i = 0; i < NSHARDS; i++) {
-		uint64_t seg = data + (uint64_t)i * SEG_BYTES;
-		uint64_t dir = data + (uint64_t)NSHARDS * SEG_BYTES + i * 64ULL;
-
-		sh[i].lk.w = 0; /* free */
-		*(uint64_t *)(m + dir) = seg; /* depth 0 */
-		atomic_store(&sh[i].dir_word, dir << 6);
-	}
-	atomic_store(&hd->file_used, data + NSHARDS * (SEG_BYTES + 64ULL));
-	atomic_thread_fence(memory_order_seq_cst);
-	hd->magic = SHF_MAGIC;
-	munmap(m, size);
 	return 0;
 }
 
@@ -277,7 +227,6 @@ static SHF *attach_fd(int fd, const char *path, const char *name)
 	return h;
 }
 
-static _Atomic unsigned tmp_counter;
 static _Atomic unsigned file_mode = 0600;
 
 SHF_EXPORT void shf_set_file_mode(mode_t mode)
@@ -293,99 +242,6 @@ SHF_EXPORT void shf_set_file_mode(mode_t mode)
 		return;
 	}
 	atomic_store(&file_mode, (unsigned)(mode | 0600));
-}
-
-/* A new table in fd: its mode (whatever the umask), its layout. */
-static int table_fill(int fd)
-{
-	if (fchmod(fd, (mode_t)atomic_load(&file_mode)) < 0)
-		return -1;
-	return table_init(fd);
-}
-
-/*
- * The fallback of table_create() where O_TMPFILE is missing: build under a
- * temporary name nobody can guess (a name taken by someone else is simply
- * another try), then rename into place without replacing.
- */
-static int table_create_named(int dfd, const char *fname)
-{
-	char tname[300];
-	uint32_t rnd;
-	int fd, e, tries;
-
-	for (tries = 0; tries < 16; tries++) {
-		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-			rnd = atomic_fetch_add(&tmp_counter, 1) * 2654435761u ^
-			      (uint32_t)shf_clock_ns(CLOCK_MONOTONIC);
-		snprintf(tname, sizeof(tname), ".%s.%ld.%u.tmp", fname,
-			 (long)getpid(), rnd);
-		fd = openat(dfd, tname,
-			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			    0600);
-		if (fd < 0 && errno == EEXIST)
-			continue;
-		if (fd < 0)
-			return -1;
-		if (table_fill(fd) < 0 ||
-		    syscall(SYS_renameat2, dfd, tname, dfd, fname,
-			    1 /* RENAME_NOREPLACE */) < 0) {
-			e = errno;
-			unlinkat(dfd, tname, 0);
-			close(fd);
-			errno = e;
-			return -1;
-		}
-		return fd;
-	}
-	errno = EEXIST;
-	return -1;
-}
-
-/*
- * Make dfd/fname a new table, atomically: built in a file with no name
- * (O_TMPFILE), linked into place only once it is whole, never over
- * another file.  The descriptor, or -1 with errno (EEXIST: somebody
- * else's table took the name meanwhile).
- */
-static int table_create(int dfd, const char *fname)
-{
-	char proc[64];
-	int fd, e;
-
-	fd = openat(dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return table_create_named(dfd, fname); /* no O_TMPFILE */
-	if (table_fill(fd) < 0)
-		goto fail;
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	if (linkat(AT_FDCWD, proc, dfd, fname, AT_SYMLINK_FOLLOW) == 0)
-		return fd;
-	if (errno != EEXIST) { /* no /proc: a name of its own, then */
-		close(fd);
-		return table_create_named(dfd, fname);
-	}
-fail:
-	e = errno;
-	close(fd);
-	errno = e;
-	return -1;
-}
-
-/*
- * Remove dfd/fname, a table this call made but could not attach (the
- * process stopped trusting a mode it set meanwhile, no memory left):
- * nobody could use it under its name either.  Only while the name still
- * names that very file.
- */
-static void table_unmake(int dfd, const char *fname, int fd)
-{
-	struct stat me, st;
-
-	if (fstat(fd, &me) == 0 &&
-	    fstatat(dfd, fname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    me.st_dev == st.st_dev && me.st_ino == st.st_ino)
-		unlinkat(dfd, fname, 0);
 }
 
 static SHF *do_attach(const char *path, const char *name, int create,
@@ -415,7 +271,8 @@ static SHF *do_attach(const char *path, const char *name, int create,
 			    O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 		if (fd >= 0 || errno != ENOENT || !create)
 			break;
-		fd = table_create(dfd, fname);
+		fd = table_create(dfd, fname,
+				  (mode_t)atomic_load(&file_mode));
 		made = fd >= 0;
 		/* EEXIST: somebody else won the race: attach theirs */
 		if (fd >= 0 || errno != EEXIST || tries >= 16)

@@ -404,6 +404,21 @@ void shf_crash_init(void);
 #define CRASH(p) ((void)0)
 #endif
 
+/* =============================================================== create.c */
+
+/*
+ * Make dfd/fname a new table of the given mode (whatever the umask),
+ * atomically: linked into place only once it is whole, never over another
+ * file.  The descriptor, or -1 with errno (EEXIST: somebody else's table
+ * took the name meanwhile).
+ */
+int table_create(int dfd, const char *fname, mode_t mode);
+/*
+ * Remove dfd/fname, a table the caller made with table_create() but could
+ * not attach, while the name still names that very file (fd's).
+ */
+void table_unmake(int dfd, const char *fname, int fd);
+
 /* ================================================================= grow.c */
 
 /* Is [off, off+len) inside the file?  Refreshes from fstat() when needed. */

@@ -331,8 +331,14 @@ void delete_found(SHF *h, struct shard *sh, struct found *f)
 	barrier();
 	sh->j.op = OP_DEL;
 	barrier();
-	slot_st(f->slot, 0); /* commit */
+	/*
+	 * Copies first: killed before the commit, the delete is undone with
+	 * the key's own slot still there; after it, recovery must find no
+	 * copy that names the key (it would take the delete for undone).
+	 */
 	idx_drop_copies(f->slot, f->sval);
+	barrier();
+	slot_st(f->slot, 0); /* commit */
 	CRASH(CP_DEL_COMMITTED);
 	/* a record elsewhere is freed only when the key's cell forwards to
 	 * it (else a damaged directory could free a cell as a record) */

@@ -249,7 +249,8 @@ void idx_drop_copies(uint32_t *slot, uint64_t sv)
 		for (m = bucket_match(w, tag); m; m &= m - 1) {
 			uint32_t *c = &w[match_slot(m)];
 
-			if (c != slot && slot_key(c) == sv)
+			/* the value with or without its use mark */
+			if (c != slot && slot_same(slot_key(c), sv))
 				slot_st(c, 0);
 		}
 	}

@@ -1439,9 +1439,9 @@ int idx_holds(SHF *h, struct shard *sh, uint64_t rec_off);
 int idx_slot_is(SHF *h, struct shard *sh, const struct rec *r,
 		uint64_t rec_off, const uint32_t *slot);
 /*
- * Clear the copies of slot value sv (slot_key()) that another process
- * wrote into the bucket pair of slot, whose own word was just cleared: a
- * look-up of the key would find them next, naming a UID given up (a
+ * Clear the copies of slot value sv (its mark aside) that another process
+ * wrote into the bucket pair of slot, which the caller is about to clear:
+ * a look-up of the key would find them next, naming a UID given up (a
  * damage shf_check() reports).  Under the lock.
  */
 void idx_drop_copies(uint32_t *slot, uint64_t sv);

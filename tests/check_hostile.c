@@ -2970,6 +2970,48 @@ START_TEST(test_slot_copied_then_deleted)
 END_TEST
 
 /*
+ * The same copy of a key whose own slot carries its use mark (a get under
+ * a byte budget sets it), and the key expired and reclaimed (found by
+ * review): the reclaim compared the copy with the marked value and left
+ * it, naming the UID given up: EBADMSG for the key from then on.
+ */
+START_TEST(test_slot_copied_then_expired)
+{
+	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
+	uint32_t r, i;
+	SHF *shf;
+
+	shf = shf_test_new("slotcopyttl", name, sizeof(name));
+	ck_assert_ptr_nonnull(shf);
+	shf_assert_eq(shf_set_byte_budget(shf, 1ULL << 30), SHF_RET_OK);
+	shf_make_hash(key, key_of(key, 5));
+	shf_assert_eq(shf_put_key_val_ttl(shf, "value", 5, 300),
+		      SHF_RET_KEY_PUT);
+	shf_detach(shf);
+	shf_test_file(path, SHF_TEST_PATH_MAX, name);
+	table_secret(name);
+	/* its UID looked up by a get: the key's own slot is marked */
+	slot_copy_in_bucket(name, path, 5);
+	shf = shf_attach_existing(shf_test_dir(), name);
+	ck_assert_ptr_nonnull(shf);
+	shf_make_hash(key, key_of(key, 5));
+	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
+	/* expired, then reclaimed by a walk of the shard */
+	for (i = 0; i < 200 && shf_get_key_val_copy(shf) == SHF_RET_KEY_FOUND;
+	     i++)
+		shf_test_msleep(10);
+	shf_expire(shf, UINT32_MAX);
+	errno = 0;
+	shf_make_hash(key, key_of(key, 5));
+	r = shf_get_key_val_copy(shf);
+	ck_assert_msg(r == SHF_RET_KEY_NONE, "get after the reclaim: %#x (%s)",
+		      r, strerror(errno));
+	ck_assert_uint_eq(shf_check(shf, 0, NULL, NULL), 0);
+	shf_test_del(shf, name);
+}
+END_TEST
+
+/*
  * Cells again (found by review): a slab count damaged below the slabs in
  * use (or past the end of the directory) made the next slab take an entry
  * of the directory in use, so that two keys had one UID and a put of one
@@ -3910,7 +3952,8 @@ static Suite *hostile_suite(void)
 			   test_free_block_over_its_record, test_cells_damaged,
 			   test_cells_damaged_counts);
 	shf_test_add_tcase(s, "layout7", 60, test_forward_to_another_uid,
-			   test_slot_copied, test_slot_copied_then_deleted);
+			   test_slot_copied, test_slot_copied_then_deleted,
+			   test_slot_copied_then_expired);
 #ifdef SHF_TEST_HOOKS
 	shf_test_add_tcase(s, "extent", 60, test_extent_not_linked_twice);
 #endif

@@ -201,47 +201,48 @@ static uint32_t range_shape(struct chk *c, uint32_t si, uint64_t *dir,
 	return len;
 }
 
-/* Is every range of the directory sound in shape?  Reports the first not. */
-static int dir_shape_sound(struct chk *c, uint32_t si, uint64_t *dir,
-			   uint32_t g)
-{
-	uint32_t i, len;
-
-	for (i = 0; i < (1u << g); i += len) {
-		len = range_shape(c, si, dir, g, i);
-		if (!len)
-			return 0;
-	}
-	return 1;
-}
-
 /*
- * Repair of a directory bad in shape: each entry's depth is derived again
- * from the segments the entries name.  An aligned block of entries that
- * all name one segment is a range, and each entry gets the depth of the
- * widest such block around it: two such blocks are apart or one holds the
- * other, so these tile the directory.  A directory whose depths alone
- * were damaged comes back as it was; a segment that two ranges still name
- * is given up by the second, in the walk that follows.
+ * Repair of a directory's depths: each entry's depth is derived from the
+ * segments the entries name, and stored where it differs.  An aligned
+ * block of entries that all name one segment is a range, and each entry
+ * gets the depth of the widest such block around it: two such blocks are
+ * apart or one holds the other, so these tile the directory.  In a sound
+ * directory each segment's entries are such a block, so nothing changes;
+ * one whose depths alone were damaged comes back as it was, whatever
+ * they say (even a shape that looks sound); a segment that two ranges
+ * still name is given up by the second, in the walk that follows.  The
+ * depths depend on the offsets only, which this never writes, so a
+ * repair cut short is finished by the next.  Reports how many entries it
+ * mended, if any.
  */
-static void dir_mend(uint64_t *dir, uint32_t g)
+static void dir_mend(struct chk *c, uint32_t si, uint64_t *dir, uint32_t g)
 {
-	uint32_t n = 1u << g, d, b, k, s;
+	uint32_t n = 1u << g, d, b, k, s, mended = 0;
+	uint8_t *depth = malloc(n);
 
-	for (k = 0; k < n; k++)
-		st64(&dir[k], (ld64(&dir[k]) & ~63ULL) | g);
+	if (!depth)
+		return;
+	memset(depth, (int)g, n);
 	/* blocks of size s = 2^(g - d), from halves each a range of d + 1 */
 	for (d = g; d-- > 0;) {
 		s = 1u << (g - d);
-		for (b = 0; b < n; b += s) {
-			uint64_t x = ld64(&dir[b]);
+		for (b = 0; b < n; b += s)
+			if (depth[b] == d + 1 && depth[b + s / 2] == d + 1 &&
+			    !((ld64(&dir[b]) ^ ld64(&dir[b + s / 2])) & ~63ULL))
+				memset(depth + b, (int)d, s);
+	}
+	for (k = 0; k < n; k++) {
+		uint64_t de = ld64(&dir[k]);
 
-			if ((x & 63) != d + 1 || ld64(&dir[b + s / 2]) != x)
-				continue;
-			for (k = b; k < b + s; k++)
-				st64(&dir[k], (x & ~63ULL) | d);
+		if ((de & 63) != depth[k]) {
+			st64(&dir[k], (de & ~63ULL) | depth[k]);
+			mended++;
 		}
 	}
+	free(depth);
+	if (mended)
+		chk_report(c, "shard %u: %u directory entries of a depth their "
+			   "segments deny", si, mended);
 }
 
 /* The slots of the segment seg of the range of depth l from start. */
@@ -252,6 +253,8 @@ static void check_slots(SHF *h, uint32_t si, uint64_t *seg, uint32_t g,
 
 	for (uint32_t k = 0; k < SEG_SLOTS; k++) {
 		uint64_t sv = slot_ld(seg_slot(seg, k));
+		unsigned long long at =
+			(unsigned long long)((uint8_t *)seg_slot(seg, k) - h->base);
 		const char *why;
 		struct rec r;
 
@@ -259,19 +262,20 @@ static void check_slots(SHF *h, uint32_t si, uint64_t *seg, uint32_t g,
 			continue;
 		why = check_slot(h, sh, si, sv, k / BUCKET_SLOTS, start, l, g,
 				 &r);
-		if (!why && uid_named_again(c, slot_ul(sv)))
-			/* the first slot stays: it leads to the record */
-			why = "its UID is named by another slot too";
 		if (why) {
-			chk_report(c, "shard %u: slot %#llx: %s", si,
-				   (unsigned long long)((uint8_t *)seg_slot(seg, k) - h->base),
-				   why);
-			if (repair)
-				slot_st(seg_slot(seg, k), 0);
+			chk_report(c, "shard %u: slot %#llx: %s", si, at, why);
+		} else if (uid_named_again(c, slot_ul(sv))) {
+			/* the first slot stays: it leads to the record */
+			chk_report(c, "shard %u: slot %#llx: its UID %u is "
+				   "named by another slot too", si, at,
+				   slot_ul(sv));
+		} else {
+			c->live++;
+			c->rbytes += rec_cost(r.size);
 			continue;
 		}
-		c->live++;
-		c->rbytes += rec_cost(r.size);
+		if (repair)
+			slot_st(seg_slot(seg, k), 0);
 	}
 }
 
@@ -437,8 +441,8 @@ static void check_shard(SHF *h, uint32_t si, struct chk *c, int repair)
 	cap = __atomic_load_n(&sh->uid_dir_cap, __ATOMIC_RELAXED);
 	c->uid_seen_n = uid_bits_n(cap);
 	c->uid_seen = calloc(c->uid_seen_n / 64 + 1, 8);
-	if (repair && !dir_shape_sound(c, si, dir, g))
-		dir_mend(dir, g);
+	if (repair)
+		dir_mend(c, si, dir, g);
 	for (i = 0; i < (1u << g); i += (uint32_t)len) {
 		/* more segments than the file has pages: some named twice */
 		if (++segs > atomic_load(&h->valid) / SEG_BYTES) {

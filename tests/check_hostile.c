@@ -3721,77 +3721,117 @@ END_TEST
  * the segments the entries name: a directory whose depths alone were
  * damaged comes back as it was, every key with it.
  */
+/* A directory of shard si's as orig was (n entries), and shard si's keys. */
+struct dir_case {
+	const char *name, *path;
+	uint64_t dw, orig[8];
+	uint32_t si, n, last, want, keys;
+};
+
+/*
+ * The directory's entries written as bad, then a repair: it must find
+ * something, leave nothing for a check after it, bring every entry back
+ * as it was and every key of the shard with it.
+ */
+static void depth_trial(const struct dir_case *dc, const uint64_t *bad,
+			const char *what)
+{
+	char key[32];
+	uint32_t i, p1, p2, found = 0;
+	uint64_t e;
+	SHF *shf;
+
+	for (i = 0; i < dc->n; i++)
+		poke(dc->path, (dc->dw >> 6) + 8 * i, &bad[i], 8);
+	shf = shf_attach_existing(shf_test_dir(), dc->name);
+	ck_assert_ptr_nonnull(shf);
+	p1 = shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
+	p2 = shf_check(shf, 0, NULL, NULL);
+	for (i = 0; i < dc->last; i++) {
+		if (shard_of_key(i) != dc->si)
+			continue;
+		shf_make_hash(key, key_of(key, i));
+		found += shf_get_key_val_copy(shf) == SHF_RET_KEY_FOUND;
+	}
+	ck_assert_uint_eq(shf_test_keys(shf), dc->keys);
+	shf_detach(shf);
+	ck_assert_msg(p1 >= 1, "%s: no problem found", what);
+	ck_assert_msg(p2 == 0, "%s: %u problems after the repair", what, p2);
+	for (i = 0; i < dc->n; i++) {
+		e = peek64(dc->path, (dc->dw >> 6) + 8 * i);
+		ck_assert_msg(e == dc->orig[i], "%s: dir[%u] %#llx, was %#llx",
+			      what, i, (unsigned long long)e,
+			      (unsigned long long)dc->orig[i]);
+	}
+	ck_assert_msg(found == dc->want, "%s: %u of the shard's %u keys found",
+		      what, found, dc->want);
+}
+
 START_TEST(test_repair_of_directory_depths)
 {
 	char name[SHF_TEST_NAME_MAX], path[SHF_TEST_PATH_MAX], key[32];
-	uint64_t dw, orig[8], bad, e;
-	uint32_t si, g, i, k, t, n = 0, p1, p2, found, want = 0, last;
+	struct dir_case dc = { name, path, 0, { 0 }, 0, 0, 0, 0, 0 };
+	uint64_t bad[8];
+	uint32_t g, i, k, t, added = 0, wide = 0;
+	char what[64];
 	SHF *shf;
 
 	find_table("dirdepth", name, path);
-	si = shard_of_key(0);
+	dc.si = shard_of_key(0);
 	for (i = 0; i < FIND_KEYS; i++)
-		want += shard_of_key(i) == si;
+		dc.want += shard_of_key(i) == dc.si;
 	shf = shf_attach_existing(shf_test_dir(), name);
 	ck_assert_ptr_nonnull(shf);
-	/* keys of shard si alone, until its directory has 4 entries or more */
+	/*
+	 * keys of shard si alone, until its directory has 4 entries or more
+	 * and one range of two or more (a range the split left whole)
+	 */
 	for (i = FIND_KEYS;; i++) {
-		dw = peek64(path, shard_at(si) + offsetof(struct shard, dir_word));
-		if ((dw & 63) >= 2)
+		dc.dw = peek64(path, shard_at(dc.si) +
+					     offsetof(struct shard, dir_word));
+		g = (uint32_t)(dc.dw & 63);
+		for (k = 0, wide = 0; g >= 2 && k < 4; k++)
+			wide |= (peek64(path, (dc.dw >> 6) + 8 * k) & 63) < g;
+		if (wide)
 			break;
 		ck_assert_uint_lt(i, 100000000);
-		if (shard_of_key(i) != si)
+		if (shard_of_key(i) != dc.si)
 			continue;
 		shf_make_hash(key, key_of(key, i));
 		shf_assert_eq(shf_put_key_val(shf, "value", 5), SHF_RET_KEY_PUT);
-		n++;
+		added++;
 	}
 	shf_detach(shf);
-	want += n;
-	last = i;
-	g = (uint32_t)(dw & 63);
-	for (k = 0; k < (1u << g) && k < 8; k++)
-		orig[k] = peek64(path, (dw >> 6) + 8 * k);
-	for (k = 0; k < (1u << g) && k < 8; k++)
+	dc.want += added;
+	dc.keys = FIND_KEYS + added;
+	dc.last = i;
+	dc.n = (1u << g) < 8 ? 1u << g : 8;
+	for (k = 0; k < dc.n; k++)
+		dc.orig[k] = peek64(path, (dc.dw >> 6) + 8 * k);
+	/* each entry alone: past the directory's depth, the widest, one
+	 * narrower */
+	for (k = 0; k < dc.n; k++)
 		for (t = 0; t < 3; t++) {
-			/* past the directory's depth, the widest, one narrower */
-			const uint64_t depth[3] = { g + 5, 0,
-						    ((orig[k] & 63) + 1) % (g + 1) };
+			const uint64_t depth[3] = {
+				g + 5, 0, ((dc.orig[k] & 63) + 1) % (g + 1)
+			};
 
-			bad = (orig[k] & ~63ULL) | depth[t];
-			if (bad == orig[k])
+			memcpy(bad, dc.orig, sizeof(bad));
+			bad[k] = (dc.orig[k] & ~63ULL) | depth[t];
+			if (bad[k] == dc.orig[k])
 				continue;
-			poke(path, (dw >> 6) + 8 * k, &bad, 8);
-			shf = shf_attach_existing(shf_test_dir(), name);
-			ck_assert_ptr_nonnull(shf);
-			p1 = shf_check(shf, SHF_CHECK_REPAIR, NULL, NULL);
-			p2 = shf_check(shf, 0, NULL, NULL);
-			for (i = found = 0; i < last; i++) {
-				if (shard_of_key(i) != si)
-					continue;
-				shf_make_hash(key, key_of(key, i));
-				found += shf_get_key_val_copy(shf) ==
-					 SHF_RET_KEY_FOUND;
-			}
-			ck_assert_uint_eq(shf_test_keys(shf), FIND_KEYS + n);
-			shf_detach(shf);
-			ck_assert_msg(p1 >= 1, "entry %u depth %llu: no problem "
-				      "found", k, (unsigned long long)depth[t]);
-			ck_assert_msg(p2 == 0, "entry %u depth %llu: %u problems "
-				      "after the repair", k,
-				      (unsigned long long)depth[t], p2);
-			for (i = 0; i < (1u << g) && i < 8; i++) {
-				e = peek64(path, (dw >> 6) + 8 * i);
-				ck_assert_msg(e == orig[i], "entry %u depth %llu: "
-					      "dir[%u] %#llx, was %#llx", k,
-					      (unsigned long long)depth[t], i,
-					      (unsigned long long)e,
-					      (unsigned long long)orig[i]);
-			}
-			ck_assert_msg(found == want, "entry %u depth %llu: %u of "
-				      "the shard's %u keys found", k,
-				      (unsigned long long)depth[t], found, want);
+			snprintf(what, sizeof(what), "entry %u depth %llu", k,
+				 (unsigned long long)depth[t]);
+			depth_trial(&dc, bad, what);
 		}
+	/*
+	 * every entry at the directory's depth: each range one entry long,
+	 * a shape that looks sound (found by review: a repair gave the
+	 * second entry of a range a new, empty segment, and its keys went)
+	 */
+	for (k = 0; k < dc.n; k++)
+		bad[k] = (dc.orig[k] & ~63ULL) | g;
+	depth_trial(&dc, bad, "every entry at the directory's depth");
 	unlink(path);
 }
 END_TEST

@@ -54,18 +54,33 @@
  * The monitors this process started and that said their pid: a second
  * shf_attach(..., 1) of a table one of them still watches starts no
  * other (a process that attaches and detaches a table in a loop made a
- * monitor process each time, each living as long as the process).  Not
- * a fork child's: the monitors watch the process that started them.
+ * monitor process each time, each living as long as the process).  A
+ * monitor watches a name in a folder, and the file it names: an entry
+ * is for all three (a table renamed, or linked under another name, needs
+ * a monitor of its own).  Not a fork child's: the monitors watch the
+ * process that started them.
  */
 struct mon {
-	uint64_t dev, ino, start;
+	uint64_t dir_dev, dir_ino, dev, ino, start;
 	pid_t pid;
+	char file[NAME_MAX + 1];
 };
 
 static pthread_mutex_t mon_mx = PTHREAD_MUTEX_INITIALIZER;
 static struct mon *mons;
 static size_t mons_n, mons_cap;
 static pthread_once_t mon_once = PTHREAD_ONCE_INIT;
+
+/* the list is whole in a fork child: no other thread is in it meanwhile */
+static void mon_atfork_prepare(void)
+{
+	pthread_mutex_lock(&mon_mx);
+}
+
+static void mon_atfork_parent(void)
+{
+	pthread_mutex_unlock(&mon_mx);
+}
 
 static void mon_atfork_child(void)
 {
@@ -75,11 +90,31 @@ static void mon_atfork_child(void)
 
 static void mon_once_init(void)
 {
-	pthread_atfork(NULL, NULL, mon_atfork_child);
+	pthread_atfork(mon_atfork_prepare, mon_atfork_parent,
+		       mon_atfork_child);
 }
 
-/* Does a monitor this process started still watch (dev, ino)? */
-static int mon_watching(uint64_t dev, uint64_t ino)
+static int mon_is(const struct mon *m, const struct stat *dst,
+		  const char *file, uint64_t dev, uint64_t ino)
+{
+	return m->dev == dev && m->ino == ino &&
+	       m->dir_dev == (uint64_t)dst->st_dev &&
+	       m->dir_ino == (uint64_t)dst->st_ino && !strcmp(m->file, file);
+}
+
+/* Drop entry i (under mon_mx). */
+static void mon_drop(size_t i)
+{
+	mons[i] = mons[mons_n - 1];
+	mons_n--;
+}
+
+/*
+ * Does a monitor this process started still watch file in the folder of
+ * dst, naming the file (dev, ino)?
+ */
+static int mon_watching(const struct stat *dst, const char *file,
+			uint64_t dev, uint64_t ino)
 {
 	int found = 0;
 	size_t i;
@@ -87,30 +122,36 @@ static int mon_watching(uint64_t dev, uint64_t ino)
 	pthread_once(&mon_once, mon_once_init);
 	pthread_mutex_lock(&mon_mx);
 	for (i = 0; i < mons_n; i++) {
-		if (mons[i].dev != dev || mons[i].ino != ino)
+		if (!mon_is(&mons[i], dst, file, dev, ino))
 			continue;
 		/* it leaves once its table is gone, or its owner */
-		if (shf_proc_alive(mons[i].pid, 0, mons[i].start)) {
+		if (shf_proc_alive(mons[i].pid, 0, mons[i].start))
 			found = 1;
-		} else {
-			mons[i] = mons[mons_n - 1];
-			mons_n--;
-		}
+		else
+			mon_drop(i);
 		break;
 	}
 	pthread_mutex_unlock(&mon_mx);
 	return found;
 }
 
-/* Note the monitor pid, which watches (dev, ino); best effort. */
-static void mon_note(uint64_t dev, uint64_t ino, pid_t pid)
+/* Note the monitor pid, which watches as mon_watching() says; best effort. */
+static void mon_note(const struct stat *dst, const char *file, uint64_t dev,
+		     uint64_t ino, pid_t pid)
 {
 	uint64_t start = pid > 0 ? shf_proc_start_time(pid) : 0;
+	struct mon *m;
+	size_t i;
 
-	if (!start)
+	if (!start || strlen(file) > NAME_MAX)
 		return;
 	pthread_once(&mon_once, mon_once_init);
 	pthread_mutex_lock(&mon_mx);
+	/* full: first the monitors that are gone (tables made and removed) */
+	if (mons_n == mons_cap)
+		for (i = mons_n; i-- > 0;)
+			if (!shf_proc_alive(mons[i].pid, 0, mons[i].start))
+				mon_drop(i);
 	if (mons_n == mons_cap) {
 		size_t cap = mons_cap ? 2 * mons_cap : 8;
 		struct mon *p = realloc(mons, cap * sizeof(*p));
@@ -122,7 +163,14 @@ static void mon_note(uint64_t dev, uint64_t ino, pid_t pid)
 		mons = p;
 		mons_cap = cap;
 	}
-	mons[mons_n] = (struct mon){ dev, ino, start, pid };
+	m = &mons[mons_n];
+	m->dir_dev = (uint64_t)dst->st_dev;
+	m->dir_ino = (uint64_t)dst->st_ino;
+	m->dev = dev;
+	m->ino = ino;
+	m->start = start;
+	m->pid = pid;
+	strcpy(m->file, file);
 	mons_n++;
 	pthread_mutex_unlock(&mon_mx);
 }
@@ -303,7 +351,7 @@ int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
 	const char *prog;
 	int r, w, err;
 	uint64_t start;
-	struct stat st;
+	struct stat st, dst;
 	pid_t self, pid, mon = 0;
 
 	if (!dir || !name) {
@@ -312,7 +360,10 @@ int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
 	}
 	if (monitor_target(dir, name, dev, ino, file, sizeof(file), &st) < 0)
 		return -1;
-	if (mon_watching(dev, ino))
+	/* the folder as the monitor will know it (it opens dir) */
+	if (stat(dir, &dst) < 0)
+		return -1;
+	if (mon_watching(&dst, file, dev, ino))
 		return 0;
 	self = getpid();
 	start = shf_proc_group_start_time(self); /* see shf_attach() */
@@ -359,6 +410,6 @@ int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
 		errno = err;
 		return -1;
 	}
-	mon_note(dev, ino, mon);
+	mon_note(&dst, file, dev, ino, mon);
 	return 0;
 }

@@ -233,15 +233,21 @@ static int claim_mend(SHF *h, uint64_t *sz)
 	if (fstat(h->fd, &st) < 0)
 		return -1;
 	real = (uint64_t)st.st_size;
-	if (real > h->map_size)
-		real = h->map_size;
 	if (real >= *sz) {
 		/* the file reaches the claim (grown since this process looked) */
-		valid_raise(h, real);
+		if (*sz > h->map_size) {
+			errno = EFBIG; /* past what this process maps */
+			return -1;
+		}
+		valid_raise(h, real < h->map_size ? real : h->map_size);
 		return 0;
 	}
 	if (used > real) {
 		errno = EBADMSG;
+		return -1;
+	}
+	if (real > h->map_size) {
+		errno = EFBIG;
 		return -1;
 	}
 	file_claim(h, real);

@@ -27,7 +27,7 @@ static void snap_free(struct snap *s)
 
 /*
  * No UID seen yet of a shard whose slab directory holds cap slabs: *n
- * bits for them; 0, or -1 (ENOMEM).
+ * bits for them; 0, or -1 (no memory for them).
  */
 static int snap_seen_clear(struct snap *s, uint32_t cap, uint32_t *n)
 {
@@ -38,10 +38,8 @@ static int snap_seen_clear(struct snap *s, uint32_t cap, uint32_t *n)
 	if (words > s->seen_cap) {
 		uint64_t *p = realloc(s->seen, words * 8);
 
-		if (!p) {
-			errno = ENOMEM;
+		if (!p)
 			return -1;
-		}
 		s->seen = p;
 		s->seen_cap = words;
 	}
@@ -99,10 +97,11 @@ static int snap_shard_once(SHF *h, uint32_t si, struct snap *s)
 
 	s->len = 0;
 	s->count = 0;
+	/* no memory for the bits: a walk without them, as before them */
 	if (snap_seen_clear(s, __atomic_load_n(&sh->uid_dir_cap,
 					       __ATOMIC_ACQUIRE),
 			    &seen_n) < 0)
-		return -1;
+		seen_n = 0;
 	if (!dir)
 		return 1;
 	for (i = 0; i < (1u << g); i++) {

@@ -27,6 +27,8 @@ for src in $SHF_LIB_SOURCES; do
 	case $src in *.c) ;; *) continue ;; esac
 	f=$(basename "$src" .c)
 	o=$objs/libshf_la-$f.o
+	# a static-only build (--disable-shared) leaves them beside the .lo
+	[ -f "$o" ] || o=$top_builddir/lib/libshf_la-$f.o
 	[ -f "$o" ] || { echo "lib-layers: no $o (build the library first)"; exit 99; }
 	echo "$i $f $o" >> "$tmp/files"
 	$nm --defined-only -g "$o" | awk -v i="$i" -v f="$f" \

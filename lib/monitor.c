@@ -16,8 +16,8 @@
  * The monitor reports on a pipe (its fd 3): one byte 0 once it watches the
  * caller (pidfd open, start time checked, table found), with its pid, or
  * an errno value if it gave up.  Waiting for it means that a death right
- * after shf_attach() returns is still caught.  A table that a monitor of
- * this process still watches gets no second one.
+ * after shf_attach() returns is still caught.  Then the monitor this
+ * process started before for the same table, if any, is told to go.
  */
 #include "config.h"
 
@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -51,14 +52,16 @@
 #define MONITOR_READY_FD 3
 
 /*
- * The monitors this process started and that said their pid: a second
- * shf_attach(..., 1) of a table one of them still watches starts no
- * other (a process that attaches and detaches a table in a loop made a
- * monitor process each time, each living as long as the process).  A
- * monitor watches a name in a folder, and the file it names: an entry
- * is for all three (a table renamed, or linked under another name, needs
- * a monitor of its own).  Not a fork child's: the monitors watch the
- * process that started them.
+ * The monitors this process started and that said their pid: once a new
+ * one watches a table, the one this process started before for the same
+ * table is told to go (SIGTERM: it leaves, the table stays), so that a
+ * process that attaches and detaches a table in a loop keeps one monitor
+ * of it, not one a turn for its whole life.  (Starting none where one is
+ * still there would race with that one leaving: it leaves for good once
+ * it sees its name gone, even for a moment.)  A monitor watches a name in
+ * a folder, and the file it names: an entry is for all three (a table
+ * renamed, or linked under another name, keeps a monitor of its own).
+ * Not a fork child's: the monitors watch the process that started them.
  */
 struct mon {
 	uint64_t dir_dev, dir_ino, dev, ino, start;
@@ -110,43 +113,46 @@ static void mon_drop(size_t i)
 }
 
 /*
- * Does a monitor this process started still watch file in the folder of
- * dst, naming the file (dev, ino)?
+ * Tell monitor m to go, if it is still that process: through a pidfd
+ * where there is one (no pid reused between the look and the signal).
  */
-static int mon_watching(const struct stat *dst, const char *file,
-			uint64_t dev, uint64_t ino)
+static void mon_retire(const struct mon *m)
 {
-	int found = 0;
-	size_t i;
+	int fd = (int)syscall(SYS_pidfd_open, m->pid, 0);
 
-	pthread_once(&mon_once, mon_once_init);
-	pthread_mutex_lock(&mon_mx);
-	for (i = 0; i < mons_n; i++) {
-		if (!mon_is(&mons[i], dst, file, dev, ino))
-			continue;
-		/* it leaves once its table is gone, or its owner */
-		if (shf_proc_alive(mons[i].pid, 0, mons[i].start))
-			found = 1;
-		else
-			mon_drop(i);
-		break;
+	if (fd >= 0) {
+		if (shf_proc_alive(m->pid, 0, m->start))
+			syscall(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0);
+		close(fd);
+	} else if (errno != ESRCH && shf_proc_alive(m->pid, 0, m->start)) {
+		kill(m->pid, SIGTERM);
 	}
-	pthread_mutex_unlock(&mon_mx);
-	return found;
 }
 
-/* Note the monitor pid, which watches as mon_watching() says; best effort. */
+/*
+ * Note monitor pid, which watches file in the folder of dst, naming the
+ * file (dev, ino); the one noted before for the same is told to go.  Best
+ * effort: a monitor not noted only stays as long as the process.
+ */
 static void mon_note(const struct stat *dst, const char *file, uint64_t dev,
 		     uint64_t ino, pid_t pid)
 {
 	uint64_t start = pid > 0 ? shf_proc_start_time(pid) : 0;
-	struct mon *m;
+	struct mon *m, old = { 0 };
+	int retire = 0;
 	size_t i;
 
 	if (!start || strlen(file) > NAME_MAX)
 		return;
 	pthread_once(&mon_once, mon_once_init);
 	pthread_mutex_lock(&mon_mx);
+	for (i = 0; i < mons_n; i++)
+		if (mon_is(&mons[i], dst, file, dev, ino)) {
+			old = mons[i];
+			retire = 1;
+			mon_drop(i);
+			break;
+		}
 	/* full: first the monitors that are gone (tables made and removed) */
 	if (mons_n == mons_cap)
 		for (i = mons_n; i-- > 0;)
@@ -158,7 +164,7 @@ static void mon_note(const struct stat *dst, const char *file, uint64_t dev,
 
 		if (!p) {
 			pthread_mutex_unlock(&mon_mx);
-			return;
+			return; /* the old one stays too */
 		}
 		mons = p;
 		mons_cap = cap;
@@ -173,6 +179,8 @@ static void mon_note(const struct stat *dst, const char *file, uint64_t dev,
 	strcpy(m->file, file);
 	mons_n++;
 	pthread_mutex_unlock(&mon_mx);
+	if (retire)
+		mon_retire(&old);
 }
 
 /*
@@ -363,8 +371,6 @@ int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
 	/* the folder as the monitor will know it (it opens dir) */
 	if (stat(dir, &dst) < 0)
 		return -1;
-	if (mon_watching(&dst, file, dev, ino))
-		return 0;
 	self = getpid();
 	start = shf_proc_group_start_time(self); /* see shf_attach() */
 	if (!start)

@@ -30,7 +30,8 @@ for f in "$dir"/shf-test-* "$dir"/.shf-test-*; do
 		;;
 	esac
 	echo "leaks.sh: left behind: $f"
-	rm -f -- "$f"
+	# a table, or a test's own folder with its tables
+	rm -rf -- "$f"
 	leaks=$((leaks + 1))
 done
 

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -163,6 +164,14 @@ void shf_test_del(SHF *shf, const char *name)
 		      "files named %s.* left after shf_del", name);
 }
 
+static int remove_one(const char *path, const struct stat *st, int flag,
+		      struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	remove(path);
+	return 0;
+}
+
 int shf_test_leftovers(int remove_them)
 {
 	char prefix[SHF_TEST_NAME_MAX];
@@ -189,7 +198,9 @@ int shf_test_leftovers(int remove_them)
 		if (remove_them) {
 			snprintf(file, sizeof(file), "%s/%s", shf_test_dir(),
 				 de->d_name);
-			unlink(file);
+			/* a table, or a test's own folder with its tables */
+			if (unlink(file) < 0)
+				nftw(file, remove_one, 8, FTW_DEPTH | FTW_PHYS);
 		}
 	}
 	closedir(dir);

@@ -112,37 +112,53 @@ static void mon_drop(size_t i)
 	mons_n--;
 }
 
+/* How long a monitor told to go is given to leave, to be reaped. */
+#define MON_RETIRE_MS 100
+
 /*
  * Tell monitor m to go, if it is still that process: through a pidfd
  * where there is one (no pid reused between the look and the signal).
+ * Where it is this process's child (this process is PID 1 of its
+ * namespace, or a subreaper, which the monitor's double fork leads it
+ * to), it is reaped once gone, a short wait: never a zombie of ours.
  */
 static void mon_retire(const struct mon *m)
 {
 	int fd = (int)syscall(SYS_pidfd_open, m->pid, 0);
 
 	if (fd >= 0) {
-		if (shf_proc_alive(m->pid, 0, m->start))
-			syscall(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0);
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+		if (shf_proc_alive(m->pid, 0, m->start) &&
+		    syscall(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0) == 0 &&
+		    poll(&pfd, 1, MON_RETIRE_MS) == 1)
+			waitpid(m->pid, NULL, WNOHANG); /* ECHILD: not ours */
 		close(fd);
 	} else if (errno != ESRCH && shf_proc_alive(m->pid, 0, m->start)) {
 		kill(m->pid, SIGTERM);
+		shf_reap(m->pid, (int64_t)shf_clock_ms(CLOCK_MONOTONIC) +
+					 MON_RETIRE_MS);
 	}
 }
 
 /*
  * Note monitor pid, which watches file in the folder of dst, naming the
- * file (dev, ino); the one noted before for the same is told to go.  Best
+ * file (dev, ino); the one noted before for the same is told to go.  The
+ * pid it said is taken only if that process is in the session of the
+ * process spawned (its parent made the session, POSIX_SPAWN_SETSID), so
+ * a pid read in another pid namespace, or already reused, is not.  Best
  * effort: a monitor not noted only stays as long as the process.
  */
 static void mon_note(const struct stat *dst, const char *file, uint64_t dev,
-		     uint64_t ino, pid_t pid)
+		     uint64_t ino, pid_t pid, pid_t spawned)
 {
 	uint64_t start = pid > 0 ? shf_proc_start_time(pid) : 0;
 	struct mon *m, old = { 0 };
 	int retire = 0;
 	size_t i;
 
-	if (!start || strlen(file) > NAME_MAX)
+	if (!start || strlen(file) > NAME_MAX ||
+	    shf_proc_session(pid) != spawned)
 		return;
 	pthread_once(&mon_once, mon_once_init);
 	pthread_mutex_lock(&mon_mx);
@@ -410,12 +426,14 @@ int shf_monitor_start(const char *dir, const char *name, uint64_t dev,
 				 &mon) < 0 ? errno : 0;
 	/* On failure, closing the pipe makes a late monitor give up. */
 	close(r);
+	/* the one before goes only while this one is still there */
+	if (!err)
+		mon_note(&dst, file, dev, ino, mon, pid);
 	/* Its first process exits right after forking: a short grace. */
 	shf_reap(pid, (int64_t)shf_clock_ms(CLOCK_MONOTONIC) + 100);
 	if (err) {
 		errno = err;
 		return -1;
 	}
-	mon_note(&dst, file, dev, ino, mon);
 	return 0;
 }

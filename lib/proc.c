@@ -110,7 +110,12 @@ uint64_t shf_proc_start_normal(uint64_t shown)
 	return r > 0 ? (uint64_t)r : 1;
 }
 
-int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start)
+/*
+ * Fields of /proc/PID/stat: state (3), session (6), flags (9), start
+ * time (22); each out pointer may be NULL.
+ */
+static int proc_stat_read(pid_t pid, char *state, pid_t *session,
+			  uint32_t *flags, uint64_t *start)
 {
 	char path[32], buf[1024], *p, *end;
 	unsigned long long v;
@@ -148,7 +153,7 @@ int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start)
 	/*
 	 * "pid (comm) state ppid ...": comm may hold spaces and ')', so the
 	 * fields start after the last ')'.  Field 3 (state) comes first,
-	 * flags are field 9, starttime is field 22.
+	 * session is field 6, flags are field 9, starttime is field 22.
 	 */
 	p = strrchr(buf, ')');
 	if (!p) {
@@ -164,25 +169,44 @@ int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start)
 			return -1;
 		}
 		if (field == 3) {
-			*state = *p;
-		} else if (field == 9 || field == 22) {
+			if (state)
+				*state = *p;
+		} else if (field == 6 || field == 9 || field == 22) {
 			errno = 0;
 			v = strtoull(p, &end, 10);
 			if (end == p || errno ||
 			    (*end != ' ' && *end != '\n' && *end) ||
-			    (field == 9 && v > UINT32_MAX)) {
+			    (field != 22 && v > UINT32_MAX)) {
 				errno = EIO;
 				return -1;
 			}
-			if (field == 9)
+			if (field == 6 && session)
+				*session = (pid_t)v;
+			else if (field == 9 && flags)
 				*flags = (uint32_t)v;
-			else
+			else if (field == 22 && start)
 				*start = shf_proc_start_normal((uint64_t)v);
 		}
 		while (*p && *p != ' ')
 			p++;
 	}
 	return 0;
+}
+
+int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start)
+{
+	return proc_stat_read(pid, state, NULL, flags, start);
+}
+
+pid_t shf_proc_session(pid_t pid)
+{
+	int saved_errno = errno;
+	pid_t sid = 0;
+
+	if (proc_stat_read(pid, NULL, &sid, NULL, NULL) < 0)
+		sid = 0;
+	errno = saved_errno;
+	return sid;
 }
 
 /*

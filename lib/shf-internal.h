@@ -46,6 +46,8 @@ void shf_proc_init(void);
  * the line cannot be read as such.
  */
 int shf_proc_stat(pid_t pid, char *state, uint32_t *flags, uint64_t *start);
+/* The session of pid (field 6 of /proc/PID/stat); 0 if unknown. */
+pid_t shf_proc_session(pid_t pid);
 /*
  * Start time of a process (as above), to tell it from a later one with
  * the same pid; 0 with errno (ESRCH) if it does not exist or is a zombie.

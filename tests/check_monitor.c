@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -669,6 +670,82 @@ START_TEST(test_one_monitor_per_table)
 	free(shf_del(shf));
 	ck_assert(!exists(file));
 	ck_assert(proc_gone_within(mon2, 5000));
+}
+END_TEST
+
+/* Zombie children of this process (state Z, parent us) in /proc. */
+static int my_zombies(void)
+{
+	char path[300], buf[512], *p, st;
+	struct dirent *de;
+	int fd, n = 0;
+	long ppid;
+	ssize_t r;
+	DIR *d = opendir("/proc");
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		r = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (r <= 0)
+			continue;
+		buf[r] = '\0';
+		p = strrchr(buf, ')');
+		if (p && sscanf(p + 1, " %c %ld", &st, &ppid) == 2 &&
+		    st == 'Z' && ppid == (long)getpid())
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * A monitor sent away is reaped where it is a child of the process (found
+ * by review): the monitor forks twice so that it is re-parented, to init,
+ * or to the nearest subreaper, or to the process itself where it is PID 1
+ * of a namespace (a container without an init).  Sent away there, each
+ * one stayed as a zombie of the process: a loop of attaches filled the
+ * process table.
+ */
+START_TEST(test_retired_monitor_reaped)
+{
+	char name[64];
+	int status, i, z;
+	pid_t pid;
+	SHF *shf;
+
+	make_priv_dir("reaped");
+	shf_test_name(name, sizeof(name), "reaped");
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+			_exit(100);
+		for (i = 0; i < 5; i++) {
+			shf = shf_attach(priv_dir, name, 1);
+			if (!shf)
+				_exit(101);
+			shf_detach(shf);
+		}
+		z = my_zombies();
+		shf = shf_attach_existing(priv_dir, name);
+		if (shf)
+			free(shf_del(shf));
+		_exit(z < 0 ? 102 : z > 99 ? 99 : z);
+	}
+	status = shf_test_waitpid(pid, 30);
+	ck_assert_msg(WIFEXITED(status), "the owner: status %#x", status);
+	ck_assert_msg(WEXITSTATUS(status) == 0,
+		      "the owner: %d zombies (or failure %d)",
+		      WEXITSTATUS(status), WEXITSTATUS(status));
 }
 END_TEST
 
@@ -1329,7 +1406,8 @@ static Suite *monitor_suite(void)
 			   test_owner_first_thread_exited,
 			   test_sweep_beside_a_cutter,
 			   test_one_monitor_per_table,
-			   test_monitor_follows_the_name);
+			   test_monitor_follows_the_name,
+			   test_retired_monitor_reaped);
 
 	shf_test_add_tests(fixture_tcase(s, "errors"), test_no_monitor,
 			   test_sigchld_ignored, test_sigchld_handler,

@@ -110,8 +110,8 @@ static int owner_alive(pid_t pid, uint64_t start)
 /*
  * Tell the library: one byte, an errno value or 0 once we watch; after a
  * 0, in the same write, our pid (4 bytes, host order), by which the
- * library knows that we still watch when the process attaches the table
- * again (and starts no second monitor).
+ * library sends us away (SIGTERM) once the monitor of the process's next
+ * attach of the same table name watches.
  */
 static void report(struct watch *w, int err)
 {

@@ -217,13 +217,21 @@ static uint64_t step_up(const SHF *h, uint64_t x)
 	return (x + h->grow_step - 1) & ~(h->grow_step - 1);
 }
 
+/* The most of the file this process can use: its size, or its mapping. */
+static uint64_t map_cap(const SHF *h, uint64_t x)
+{
+	return x < h->map_size ? x : h->map_size;
+}
+
 /*
- * A claim past the file's end, under alloc_lk: the file only grows before
- * its claim does, so the claim was damaged (or the file cut).  Where all
- * the space in use is still inside the file, the claim comes down to the
- * file's size, in *sz, and the table grows from there again: 0 (so too
- * where the file reaches the claim after all).  Else records were lost
- * with the file's end: -1, EBADMSG (shf_check(3)).
+ * A claim past the file's end (or past what this process maps), under
+ * alloc_lk.  The file only grows before its claim does, so a claim past
+ * the file was damaged (or the file cut): where all the space in use is
+ * still inside the file, the claim comes down to the file's size, in *sz,
+ * and the table grows from there again: 0.  Where the file reaches the
+ * claim after all (grown since this process looked, or past its mapping),
+ * what this process maps of it is known to be inside: 0.  Else records
+ * were lost with the file's end: -1, EBADMSG (shf_check(3)).
  */
 static int claim_mend(SHF *h, uint64_t *sz)
 {
@@ -233,25 +241,16 @@ static int claim_mend(SHF *h, uint64_t *sz)
 	if (fstat(h->fd, &st) < 0)
 		return -1;
 	real = (uint64_t)st.st_size;
-	if (real >= *sz) {
-		/* the file reaches the claim (grown since this process looked) */
-		if (*sz > h->map_size) {
-			errno = EFBIG; /* past what this process maps */
+	if (real < *sz) {
+		if (used > real) {
+			errno = EBADMSG;
 			return -1;
 		}
-		valid_raise(h, real < h->map_size ? real : h->map_size);
-		return 0;
+		atomic_store(&h->h->file_size, real);
+		atomic_store(&h->claim_seen, real);
+		*sz = real;
 	}
-	if (used > real) {
-		errno = EBADMSG;
-		return -1;
-	}
-	if (real > h->map_size) {
-		errno = EFBIG;
-		return -1;
-	}
-	file_claim(h, real);
-	*sz = real;
+	valid_raise(h, map_cap(h, real));
 	return 0;
 }
 
@@ -265,15 +264,15 @@ int file_reserve(SHF *h, uint64_t need)
 {
 	uint64_t sz = atomic_load(&h->h->file_size), nsz;
 
-	/* growth starts at the claimed end: the file must reach it */
-	if (!range_ok(h, 0, sz) && claim_mend(h, &sz) < 0)
-		return -1;
-	if (need <= sz)
-		return 0;
 	if (need > h->map_size) {
 		errno = EFBIG;
 		return -1;
 	}
+	/* growth starts at the claimed end: the file must reach it */
+	if (!range_ok(h, 0, map_cap(h, sz)) && claim_mend(h, &sz) < 0)
+		return -1;
+	if (need <= sz)
+		return 0; /* inside what this process maps and knows (valid) */
 	nsz = step_up(h, sz + 1);
 	if (nsz < need)
 		nsz = step_up(h, need);

@@ -977,7 +977,8 @@ static inline void buckets_of(uint64_t hash, uint32_t tag, uint32_t b[2])
 
 struct found {
 	uint32_t *slot; /* its word */
-	uint64_t sval;  /* its value, without its mark (slot_key()) */
+	uint64_t sval;  /* its value (slot_key(): without its mark; a walk's
+			   slot_ld(): with it; compare with slot_same()) */
 	struct rec r;
 	uint64_t rec_off;
 };

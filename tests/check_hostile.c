@@ -2985,7 +2985,10 @@ START_TEST(test_slot_copied_then_expired)
 	ck_assert_ptr_nonnull(shf);
 	shf_assert_eq(shf_set_byte_budget(shf, 1ULL << 30), SHF_RET_OK);
 	shf_make_hash(key, key_of(key, 5));
-	shf_assert_eq(shf_put_key_val_ttl(shf, "value", 5, 300),
+	/* long enough for the set-up below on a loaded machine */
+	shf_assert_eq(shf_put_key_val_ttl(shf, "value", 5,
+					  (uint32_t)(2000 *
+						     shf_test_multiplier())),
 		      SHF_RET_KEY_PUT);
 	shf_detach(shf);
 	shf_test_file(path, SHF_TEST_PATH_MAX, name);
@@ -2997,7 +3000,8 @@ START_TEST(test_slot_copied_then_expired)
 	shf_make_hash(key, key_of(key, 5));
 	shf_assert_eq(shf_get_key_val_copy(shf), SHF_RET_KEY_FOUND);
 	/* expired, then reclaimed by a walk of the shard */
-	for (i = 0; i < 200 && shf_get_key_val_copy(shf) == SHF_RET_KEY_FOUND;
+	for (i = 0; i < 400 * shf_test_multiplier() &&
+		    shf_get_key_val_copy(shf) == SHF_RET_KEY_FOUND;
 	     i++)
 		shf_test_msleep(10);
 	shf_expire(shf, UINT32_MAX);

@@ -452,7 +452,9 @@ static void leader_exited(const char *tag, int first_pull)
 			_exit(4);
 		pthread_exit(NULL); /* the process goes on in its worker */
 	}
+	/* the child's ends only: gone with it, a read here sees EOF */
 	close(lead_go[0]);
+	close(lead_pipe[1]);
 	ck_assert_int_eq(read(lead_pipe[0], &c, 1), 1);
 	for (i = 0; i < 20; i++) { /* 0.6 s while the worker holds it */
 		ck_assert_msg(shf_q_pull_tail(lead_shf, 0) == SHF_QIID_NONE,
@@ -470,7 +472,6 @@ static void leader_exited(const char *tag, int first_pull)
 	}
 	ck_assert_msg(got, "the item did not come back");
 	close(lead_pipe[0]);
-	close(lead_pipe[1]);
 	close(lead_go[1]);
 	shf_test_del(lead_shf, name);
 }

@@ -1529,7 +1529,7 @@ static void get_absent_cached(SHF_NC *nc, struct tab *t, const char *key)
 	struct shf_nc_stats st;
 	int tries;
 
-	for (tries = 0; tries < 20; tries++) {
+	for (tries = 0; tries < 20 * shf_test_multiplier(); tries++) {
 		get_is(nc, key, NULL);
 		if (rec_of(t->shf, key, NULL, 0, NULL) == REC_ABS)
 			return;

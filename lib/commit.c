@@ -338,6 +338,7 @@ void delete_found(SHF *h, struct shard *sh, struct found *f)
 	 */
 	idx_drop_copies(f->slot, f->sval);
 	barrier();
+	CRASH(CP_DEL_COPIES);
 	slot_st(f->slot, 0); /* commit */
 	CRASH(CP_DEL_COMMITTED);
 	/* a record elsewhere is freed only when the key's cell forwards to

@@ -388,6 +388,7 @@ enum crash_point {
 	CP_SLAB_ADDED,       /* a new slab in the directory, not yet counted */
 	CP_BIG_WRITTEN,      /* a new key's record outside its cell written */
 	CP_GROWN,            /* the file grown ahead, its claim not yet raised */
+	CP_DEL_COPIES,       /* a delete's slot copies cleared, not committed */
 	CP_MAX
 };
 #ifdef SHF_TEST_HOOKS

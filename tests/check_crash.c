@@ -62,8 +62,8 @@
 
 static uint32_t kills_wanted = KILLS;
 
-/* Crash points of lib/shf.c (enum crash_point), 1 .. CRASH_POINTS. */
-#define CRASH_POINTS 19
+/* Crash points of lib/table.h (enum crash_point), 1 .. CRASH_POINTS. */
+#define CRASH_POINTS 20
 static const char *const point_names[CRASH_POINTS + 1] = {
 	"",
 	"NEW_WRITTEN",
@@ -85,13 +85,14 @@ static const char *const point_names[CRASH_POINTS + 1] = {
 	"SLAB_ADDED",
 	"BIG_WRITTEN",
 	"GROWN",
+	"DEL_COPIES",
 };
 /* What the write in flight must show after recovery at that point. */
 enum { EITHER, OLD, NEW };
 static const int point_strict[CRASH_POINTS + 1] = {
 	EITHER, OLD,	NEW,	OLD,	NEW,	NEW,	NEW,	NEW,
 	EITHER, EITHER, EITHER, EITHER, EITHER, EITHER, EITHER, OLD,
-	OLD,	OLD,	OLD,	EITHER,
+	OLD,	OLD,	OLD,	EITHER, OLD,
 };
 static const long crash_ns[] = { 1, 3, 12, 60, 400, 3000 };
 #define NNS ((int)(sizeof(crash_ns) / sizeof(crash_ns[0])))

@@ -203,11 +203,17 @@ static int file_extend(SHF *h, uint64_t sz, uint64_t nsz, int truncate)
 	return rc;
 }
 
-/* The new size claimed, and known to this process. */
+/* The most of the file this process can use: its size, or its mapping. */
+static uint64_t map_cap(const SHF *h, uint64_t x)
+{
+	return x < h->map_size ? x : h->map_size;
+}
+
+/* The new size claimed, and known to this process (as far as it maps). */
 static void file_claim(SHF *h, uint64_t nsz)
 {
 	atomic_store(&h->h->file_size, nsz);
-	valid_raise(h, nsz);
+	valid_raise(h, map_cap(h, nsz));
 	atomic_store(&h->claim_seen, nsz);
 }
 
@@ -215,12 +221,6 @@ static void file_claim(SHF *h, uint64_t nsz)
 static uint64_t step_up(const SHF *h, uint64_t x)
 {
 	return (x + h->grow_step - 1) & ~(h->grow_step - 1);
-}
-
-/* The most of the file this process can use: its size, or its mapping. */
-static uint64_t map_cap(const SHF *h, uint64_t x)
-{
-	return x < h->map_size ? x : h->map_size;
 }
 
 /*
@@ -241,16 +241,16 @@ static int claim_mend(SHF *h, uint64_t *sz)
 	if (fstat(h->fd, &st) < 0)
 		return -1;
 	real = (uint64_t)st.st_size;
-	if (real < *sz) {
-		if (used > real) {
-			errno = EBADMSG;
-			return -1;
-		}
-		atomic_store(&h->h->file_size, real);
-		atomic_store(&h->claim_seen, real);
-		*sz = real;
+	if (real >= *sz) {
+		valid_raise(h, map_cap(h, real));
+		return 0;
 	}
-	valid_raise(h, map_cap(h, real));
+	if (used > real) {
+		errno = EBADMSG;
+		return -1;
+	}
+	file_claim(h, real);
+	*sz = real;
 	return 0;
 }
 

@@ -194,27 +194,26 @@ static int reap(pid_t pid)
 }
 
 /*
- * Pid of a monitor watching dir/file, or 0; *count (if not NULL): how
- * many there are (else the look stops at the first).
+ * For each process whose /proc/PID/what could be read, fn(pid, buf, n,
+ * arg): its n bytes in buf, a NUL after them; until fn returns non-zero.
+ * 0, or -1 where /proc cannot be read.
  */
-static pid_t monitors_of(const char *dir, const char *file, int *count)
+static int proc_each(const char *what,
+		     int (*fn)(long pid, char *buf, ssize_t n, void *arg),
+		     void *arg)
 {
-	char path[300], buf[4096], *p, *end, *prev;
-	pid_t found = 0;
+	char path[300], buf[4096];
 	struct dirent *de;
-	int fd, has_dir, has_file;
 	ssize_t n;
-	DIR *d;
+	int fd, stop = 0;
+	DIR *d = opendir("/proc");
 
-	if (count)
-		*count = 0;
-	d = opendir("/proc");
 	if (!d)
-		return 0;
-	while ((count || !found) && (de = readdir(d))) {
+		return -1;
+	while (!stop && (de = readdir(d))) {
 		if (de->d_name[0] < '1' || de->d_name[0] > '9')
 			continue;
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+		snprintf(path, sizeof(path), "/proc/%s/%s", de->d_name, what);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
@@ -223,23 +222,52 @@ static pid_t monitors_of(const char *dir, const char *file, int *count)
 		if (n <= 0)
 			continue;
 		buf[n] = '\0';
-		has_dir = has_file = 0;
-		prev = "";
-		for (p = buf, end = buf + n; p < end; p += strlen(p) + 1) {
-			if (!strcmp(prev, "--dir") && !strcmp(p, dir))
-				has_dir = 1;
-			if (!strcmp(prev, "--file") && !strcmp(p, file))
-				has_file = 1;
-			prev = p;
-		}
-		if (has_dir && has_file) {
-			found = atoi(de->d_name);
-			if (count)
-				++*count;
-		}
+		stop = fn(atol(de->d_name), buf, n, arg);
 	}
 	closedir(d);
-	return found;
+	return 0;
+}
+
+struct mon_look {
+	const char *dir, *file;
+	pid_t found;
+	int *count; /* NULL: the first one found will do */
+};
+
+/* proc_each(): is the command line a monitor of look's dir and file? */
+static int mon_look_at(long pid, char *buf, ssize_t n, void *arg)
+{
+	struct mon_look *l = arg;
+	int has_dir = 0, has_file = 0;
+	char *p, *end, *prev = "";
+
+	for (p = buf, end = buf + n; p < end; p += strlen(p) + 1) {
+		if (!strcmp(prev, "--dir") && !strcmp(p, l->dir))
+			has_dir = 1;
+		if (!strcmp(prev, "--file") && !strcmp(p, l->file))
+			has_file = 1;
+		prev = p;
+	}
+	if (!has_dir || !has_file)
+		return 0;
+	l->found = (pid_t)pid;
+	if (l->count)
+		++*l->count;
+	return !l->count;
+}
+
+/*
+ * Pid of a monitor watching dir/file, or 0; *count (if not NULL): how
+ * many there are (else the look stops at the first).
+ */
+static pid_t monitors_of(const char *dir, const char *file, int *count)
+{
+	struct mon_look l = { dir, file, 0, count };
+
+	if (count)
+		*count = 0;
+	proc_each("cmdline", mon_look_at, &l);
+	return l.found;
 }
 
 /* Pid of the monitor watching dir/file, or 0. */
@@ -673,37 +701,25 @@ START_TEST(test_one_monitor_per_table)
 }
 END_TEST
 
+/* proc_each(): one more in *arg if the process is a zombie child of us. */
+static int zombie_of_mine(long pid, char *buf, ssize_t n, void *arg)
+{
+	char *p = strrchr(buf, ')'), st;
+	long ppid;
+
+	(void)pid, (void)n;
+	if (p && sscanf(p + 1, " %c %ld", &st, &ppid) == 2 && st == 'Z' &&
+	    ppid == (long)getpid())
+		++*(int *)arg;
+	return 0;
+}
+
 /* Zombie children of this process (state Z, parent us) in /proc. */
 static int my_zombies(void)
 {
-	char path[300], buf[512], *p, st;
-	struct dirent *de;
-	int fd, n = 0;
-	long ppid;
-	ssize_t r;
-	DIR *d = opendir("/proc");
+	int n = 0;
 
-	if (!d)
-		return -1;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] < '1' || de->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		r = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (r <= 0)
-			continue;
-		buf[r] = '\0';
-		p = strrchr(buf, ')');
-		if (p && sscanf(p + 1, " %c %ld", &st, &ppid) == 2 &&
-		    st == 'Z' && ppid == (long)getpid())
-			n++;
-	}
-	closedir(d);
-	return n;
+	return proc_each("stat", zombie_of_mine, &n) < 0 ? -1 : n;
 }
 
 /*
